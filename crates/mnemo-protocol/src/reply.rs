@@ -1,0 +1,1 @@
+//! Client-side: parse server replies, encode requests.

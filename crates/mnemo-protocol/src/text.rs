@@ -1,0 +1,1 @@
+//! Server-side text protocol: request parsing in place.
