@@ -1,0 +1,357 @@
+//! `mnemo-bench compare`: two servers (or proxies) under the same workload.
+//!
+//! Each server runs pinned to one core (via `taskset`) and the load to
+//! another, so they do not steal each other's CPU. Rounds alternate A B A B to
+//! spread drift (thermal, page cache, other tenants) over both sides, and the
+//! verdict is the median of the per-round ratios. Server CPU comes from
+//! /proc/<pid>/stat, which works the same for servers and proxies.
+
+use crate::cpu::CpuProbe;
+use crate::report::{self, Summary};
+use crate::runner::{self, Target};
+use crate::WorkloadArgs;
+use clap::Args;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Command for server A, split on whitespace. `{port}` is replaced by a
+    /// free port; without it `-p PORT -l 127.0.0.1` is appended (unless
+    /// --a-addr is given). `{backends}` / `{backendN}` name the backends.
+    #[arg(long = "a", value_name = "CMD")]
+    a: String,
+    /// Command for server B (same rules as --a).
+    #[arg(long = "b", value_name = "CMD")]
+    b: String,
+    /// Address A listens on when its command sets it itself (e.g. nutcracker's config).
+    #[arg(long, value_name = "HOST:PORT")]
+    a_addr: Option<SocketAddr>,
+    /// Address B listens on when its command sets it itself.
+    #[arg(long, value_name = "HOST:PORT")]
+    b_addr: Option<SocketAddr>,
+    /// Rounds of A then B.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Core the servers under test are pinned to.
+    #[arg(long, default_value_t = 1)]
+    server_core: usize,
+    /// Core the load generator is pinned to.
+    #[arg(long, default_value_t = 0)]
+    load_core: usize,
+    /// Do not pin anything (no taskset).
+    #[arg(long)]
+    no_pin: bool,
+    /// Proxy mode: command for each backend server (gets `-p PORT -l 127.0.0.1`).
+    #[arg(long, value_name = "CMD")]
+    backend: Option<String>,
+    /// Proxy mode: how many backends to start, shared by A and B.
+    #[arg(long, default_value_t = 2)]
+    backends: usize,
+    /// Proxy mode: fixed backend ports (e.g. to match a proxy config file).
+    #[arg(long, value_delimiter = ',', value_name = "PORT,...")]
+    backend_ports: Vec<u16>,
+    /// Core the backends are pinned to (default: the load core).
+    #[arg(long)]
+    backend_core: Option<usize>,
+    #[command(flatten)]
+    work: WorkloadArgs,
+}
+
+/// A child process that is killed when dropped, so no server outlives a run.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Already-exited children make kill fail harmlessly.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
+fn substitute(word: &str, port: Option<u16>, backends: &[SocketAddr]) -> String {
+    let mut w = word.to_string();
+    if let Some(p) = port {
+        w = w.replace("{port}", &p.to_string());
+    }
+    let all: Vec<String> = backends.iter().map(|b| b.to_string()).collect();
+    w = w.replace("{backends}", &all.join(","));
+    for (i, b) in all.iter().enumerate() {
+        w = w.replace(&format!("{{backend{i}}}"), b);
+    }
+    w
+}
+
+fn start(
+    cmd: &str,
+    core: Option<usize>,
+    fixed: Option<SocketAddr>,
+    backends: &[SocketAddr],
+    port: Option<u16>,
+) -> Result<(Proc, SocketAddr), String> {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let Some(program) = words.first() else {
+        return Err("empty server command".into());
+    };
+    let port = match (fixed, port) {
+        (Some(a), _) => a.port(),
+        (None, Some(p)) => p,
+        (None, None) => free_port()?,
+    };
+    let mut args: Vec<String> = words
+        .iter()
+        .map(|w| substitute(w, Some(port), backends))
+        .collect();
+    if fixed.is_none() && !cmd.contains("{port}") {
+        args.extend(["-p".into(), port.to_string(), "-l".into(), "127.0.0.1".into()]);
+    }
+    let mut c = match core {
+        Some(core) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(core.to_string()).args(&args);
+            c
+        }
+        None => {
+            let mut c = Command::new(&args[0]);
+            c.args(&args[1..]);
+            c
+        }
+    };
+    c.stdin(Stdio::null()).stdout(Stdio::null());
+    let child = c
+        .spawn()
+        .map_err(|e| format!("starting {cmd:?}: {e}"))?;
+    let mut p = Proc {
+        name: program.rsplit('/').next().unwrap_or(program).to_string(),
+        child,
+    };
+    let addr = fixed.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = p.child.try_wait() {
+            return Err(format!("{cmd:?} exited at start: {status}"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok((p, addr));
+        }
+        if Instant::now() > give_up {
+            return Err(format!("{cmd:?} did not listen on {addr} within 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pin_self(core: usize) -> Result<(), String> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it, and
+    // sched_setaffinity(0, ..) only reads it. Threads spawned later inherit.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if core >= libc::CPU_SETSIZE as usize {
+            return Err(format!("core {core} out of range"));
+        }
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!(
+                "pinning load to core {core}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Round {
+    a: Summary,
+    b: Summary,
+    ratio_ops_per_s: f64,
+    ratio_ops_per_cpu_s: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct CompareReport {
+    a: String,
+    b: String,
+    rounds: Vec<Round>,
+    median_ratio_ops_per_s: f64,
+    median_ratio_ops_per_cpu_s: Option<f64>,
+}
+
+fn line(tag: &str, name: &str, s: &Summary) -> String {
+    let cpu = s
+        .server_cpu
+        .as_ref()
+        .map_or("cpu ?".to_string(), |c| {
+            format!("cpu {:.2} s  {:>9.0} ops/cpu-s", c.total_s, c.ops_per_cpu_s)
+        });
+    format!(
+        "  {tag} {name:<12} {:>9.0} ops/s  {cpu}  p50 {:.1} p99 {:.1} p99.9 {:.1} us  hits {} misses {}",
+        s.ops_per_s, s.latency.p50_us, s.latency.p99_us, s.latency.p999_us, s.hits, s.misses
+    )
+}
+
+pub fn run(args: &CompareArgs) -> Result<(), String> {
+    if args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    let pin = !args.no_pin;
+    let backend_core = args.backend_core.unwrap_or(args.load_core);
+    let mut backend_procs = Vec::new();
+    let mut backend_addrs = Vec::new();
+    if let Some(cmd) = &args.backend {
+        for i in 0..args.backends {
+            let port = args.backend_ports.get(i).copied();
+            let (p, addr) = start(cmd, pin.then_some(backend_core), None, &[], port)?;
+            backend_procs.push(p);
+            backend_addrs.push(addr);
+        }
+    }
+    let (pa, addr_a) = start(
+        &args.a,
+        pin.then_some(args.server_core),
+        args.a_addr,
+        &backend_addrs,
+        None,
+    )?;
+    let (pb, addr_b) = start(
+        &args.b,
+        pin.then_some(args.server_core),
+        args.b_addr,
+        &backend_addrs,
+        None,
+    )?;
+    if pin {
+        pin_self(args.load_core)?;
+    }
+    let (name_a, name_b) = (format!("A:{}", pa.name), format!("B:{}", pb.name));
+    if !args.work.json {
+        println!("A = {}  ({addr_a}, pid {})", args.a, pa.child.id());
+        println!("B = {}  ({addr_b}, pid {})", args.b, pb.child.id());
+        if !backend_addrs.is_empty() {
+            let b: Vec<String> = backend_addrs.iter().map(|a| a.to_string()).collect();
+            println!("backends: {}", b.join(", "));
+        }
+    }
+    let mut rounds = Vec::new();
+    for r in 0..args.rounds {
+        let one = |addr: SocketAddr, pid: u32| -> Result<Summary, String> {
+            let mut w = args.work.clone();
+            // Each server is filled once, in its first round.
+            w.fill = args.work.fill && r == 0;
+            w.quiet = true;
+            let cfg = w.config(Target::Tcp(addr), CpuProbe::Proc(pid))?;
+            let o = runner::run(&cfg)?;
+            Ok(report::summarize(&cfg, &o))
+        };
+        let a = one(addr_a, pa.child.id())?;
+        let b = one(addr_b, pb.child.id())?;
+        let ratio_ops_per_s = a.ops_per_s / b.ops_per_s.max(1e-9);
+        let ratio_ops_per_cpu_s = match (&a.server_cpu, &b.server_cpu) {
+            (Some(x), Some(y)) if y.ops_per_cpu_s > 0.0 => Some(x.ops_per_cpu_s / y.ops_per_cpu_s),
+            _ => None,
+        };
+        if !args.work.json {
+            println!("round {}", r + 1);
+            println!("{}", line("A", &name_a, &a));
+            println!("{}", line("B", &name_b, &b));
+            match ratio_ops_per_cpu_s {
+                Some(c) => println!("  A/B ops/s {ratio_ops_per_s:.3}  ops/cpu-s {c:.3}"),
+                None => println!("  A/B ops/s {ratio_ops_per_s:.3}"),
+            }
+        }
+        for s in [&a, &b] {
+            if s.lost > 0 || s.failed_connections > 0 {
+                return Err(format!(
+                    "round {}: {} lost, {} connections failed against {}: {}",
+                    r + 1,
+                    s.lost,
+                    s.failed_connections,
+                    s.target,
+                    s.first_failure.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        rounds.push(Round {
+            a,
+            b,
+            ratio_ops_per_s,
+            ratio_ops_per_cpu_s,
+        });
+    }
+    let mut ops: Vec<f64> = rounds.iter().map(|r| r.ratio_ops_per_s).collect();
+    let mut cpu: Vec<f64> = rounds.iter().filter_map(|r| r.ratio_ops_per_cpu_s).collect();
+    let median_cpu = (cpu.len() == rounds.len()).then(|| median(&mut cpu));
+    let report = CompareReport {
+        a: args.a.clone(),
+        b: args.b.clone(),
+        median_ratio_ops_per_s: median(&mut ops),
+        median_ratio_ops_per_cpu_s: median_cpu,
+        rounds,
+    };
+    if args.work.json {
+        let s = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{s}");
+    } else {
+        print!(
+            "median A/B over {} rounds: ops/s {:.3}",
+            report.rounds.len(),
+            report.median_ratio_ops_per_s
+        );
+        match report.median_ratio_ops_per_cpu_s {
+            Some(c) => println!("  ops per server cpu-second {c:.3}"),
+            None => println!("  (server cpu unavailable)"),
+        }
+    }
+    drop((pa, pb, backend_procs));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn substitutes_placeholders() {
+        let b: Vec<SocketAddr> = vec![
+            "127.0.0.1:1".parse().unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
+            "127.0.0.1:2".parse().unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
+        ];
+        assert_eq!(
+            substitute("--backends={backends}", Some(5), &b),
+            "--backends=127.0.0.1:1,127.0.0.1:2"
+        );
+        assert_eq!(substitute("{backend1}", None, &b), "127.0.0.1:2");
+        assert_eq!(substitute("-p{port}", Some(77), &b), "-p77");
+    }
+}

@@ -1,0 +1,768 @@
+//! The load engine: worker threads, each with one mio poll and many
+//! non-blocking connections, driving closed-loop (connections x depth) or
+//! open-loop (fixed rate) traffic.
+//!
+//! Per request the hot path does: append the encoded request to the
+//! connection's reused output buffer, push (kind, time) on a preallocated
+//! ring, and later scan the reply in place in the read buffer. Writes are
+//! one syscall per batch and reads one per readiness event (plus the
+//! final EAGAIN), never one per request.
+
+use crate::cpu::{self, CpuProbe, CpuTimes};
+use crate::scan::{scan, Scan};
+use crate::workload::{Gen, Kind, Protocol, Spec};
+use hdrhistogram::Histogram;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "{a}"),
+            Target::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Load {
+    /// Each connection keeps `depth` requests in flight.
+    Closed { depth: usize },
+    /// `rate` requests/s in total, latency counted from the intended send
+    /// time. A connection holds at most `max_outstanding` requests; past that
+    /// the schedule backs up (and its delay is still charged to latency).
+    Open { rate: f64, max_outstanding: usize },
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub target: Target,
+    pub spec: Spec,
+    pub threads: usize,
+    pub connections: usize,
+    pub load: Load,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    pub fill: bool,
+    pub fill_depth: usize,
+    pub seed: u64,
+    pub progress: bool,
+    pub cpu: CpuProbe,
+    pub drain_timeout: Duration,
+}
+
+/// Counts from one phase of one or all threads.
+#[derive(Clone, Debug)]
+pub struct PhaseStats {
+    pub sent: u64,
+    pub responses: u64,
+    pub sets: u64,
+    pub gets: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub error_replies: u64,
+    /// Requests that never got a reply (connection failed or drain timed out).
+    pub lost: u64,
+    pub failed_connections: u64,
+    pub first_failure: Option<String>,
+    pub elapsed: Duration,
+    pub hist: Histogram<u64>,
+}
+
+impl PhaseStats {
+    fn new() -> Self {
+        PhaseStats {
+            sent: 0,
+            responses: 0,
+            sets: 0,
+            gets: 0,
+            hits: 0,
+            misses: 0,
+            error_replies: 0,
+            lost: 0,
+            failed_connections: 0,
+            first_failure: None,
+            elapsed: Duration::ZERO,
+            hist: new_hist(),
+        }
+    }
+
+    fn merge(&mut self, o: &PhaseStats) {
+        self.sent += o.sent;
+        self.responses += o.responses;
+        self.sets += o.sets;
+        self.gets += o.gets;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.error_replies += o.error_replies;
+        self.lost += o.lost;
+        self.failed_connections += o.failed_connections;
+        if self.first_failure.is_none() {
+            self.first_failure.clone_from(&o.first_failure);
+        }
+        self.elapsed = self.elapsed.max(o.elapsed);
+        // Same bounds everywhere, so adding cannot fail; saturate if it did.
+        let _ = self.hist.add(&o.hist);
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    // 1 ns .. 1 hour at 3 significant digits.
+    match Histogram::new_with_bounds(1, 3_600_000_000_000, 3) {
+        Ok(h) => h,
+        Err(_) => Histogram::new(3).unwrap_or_else(|_| unreachable_hist()),
+    }
+}
+
+fn unreachable_hist() -> Histogram<u64> {
+    // new(3) only fails for sigfig > 5; keep a total function anyway.
+    Histogram::new_with_max(1 << 40, 2).unwrap_or_else(|_| std::process::abort())
+}
+
+/// The whole run's result.
+#[derive(Debug)]
+pub struct Outcome {
+    pub fill: Option<PhaseStats>,
+    pub measured: PhaseStats,
+    pub cpu_before: Option<CpuTimes>,
+    pub cpu_after: Option<CpuTimes>,
+    pub cpu_error: Option<String>,
+}
+
+/// Progress counters a worker publishes for the once-a-second line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Live {
+    responses: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct Shared {
+    barrier: Barrier,
+    live: Vec<Live>,
+}
+
+pub fn run(cfg: &RunConfig) -> Result<Outcome, String> {
+    cfg.spec.validate()?;
+    if cfg.threads == 0 || cfg.connections == 0 {
+        return Err("--threads and --connections must be at least 1".into());
+    }
+    if cfg.connections < cfg.threads {
+        return Err("--connections must be at least --threads".into());
+    }
+    if cfg.duration.is_none() && cfg.requests.is_none() {
+        return Err("give --duration or --requests".into());
+    }
+    let shared = Arc::new(Shared {
+        barrier: Barrier::new(cfg.threads + 1),
+        live: (0..cfg.threads).map(|_| Live::default()).collect(),
+    });
+    let mut handles = Vec::with_capacity(cfg.threads);
+    for t in 0..cfg.threads {
+        let cfg = cfg.clone();
+        let shared = shared.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("bench-{t}"))
+            .spawn(move || worker(&cfg, t, &shared))
+            .map_err(|e| format!("spawning thread: {e}"))?;
+        handles.push(h);
+    }
+    if cfg.fill && cfg.progress {
+        eprintln!("filling {} keys ...", cfg.spec.key_count);
+    }
+    // Workers connect and fill, then meet here; the server's CPU is read
+    // between fill and measurement so the fill does not count.
+    shared.barrier.wait();
+    let (cpu_before, mut cpu_error) = match cpu::read(&cfg.cpu) {
+        Ok(c) => (c, None),
+        Err(e) => (None, Some(e)),
+    };
+    let start = Instant::now();
+    shared.barrier.wait();
+
+    if cfg.progress {
+        progress_loop(&handles, &shared, start);
+    }
+    let mut fill = PhaseStats::new();
+    let mut measured = PhaseStats::new();
+    let mut errors = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(Ok((f, m))) => {
+                if let Some(f) = f {
+                    fill.merge(&f);
+                }
+                measured.merge(&m);
+            }
+            Ok(Err(e)) => errors.push(e),
+            Err(_) => errors.push("worker thread panicked".to_string()),
+        }
+    }
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+    }
+    let cpu_after = if cpu_before.is_some() {
+        match cpu::read(&cfg.cpu) {
+            Ok(c) => c,
+            Err(e) => {
+                cpu_error = Some(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Outcome {
+        fill: cfg.fill.then_some(fill),
+        measured,
+        cpu_before,
+        cpu_after,
+        cpu_error,
+    })
+}
+
+fn progress_loop(
+    handles: &[std::thread::JoinHandle<WorkerResult>],
+    shared: &Shared,
+    start: Instant,
+) {
+    let sum = |f: fn(&Live) -> &AtomicU64| -> u64 {
+        shared
+            .live
+            .iter()
+            .map(|l| f(l).load(Ordering::Relaxed))
+            .sum()
+    };
+    let mut last = (0u64, 0u64, 0u64);
+    let mut tick = 1u64;
+    loop {
+        let next = start + Duration::from_secs(tick);
+        while Instant::now() < next {
+            if handles.iter().all(|h| h.is_finished()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(next - Instant::now().min(next)));
+        }
+        let r = sum(|l| &l.responses);
+        let h = sum(|l| &l.hits);
+        let m = sum(|l| &l.misses);
+        let e = sum(|l| &l.errors);
+        eprintln!(
+            "[{tick:>4}s] {:>10} ops/s  hits/s {:>10}  misses/s {:>9}  total {:>12}  errors {}",
+            r - last.0,
+            h - last.1,
+            m - last.2,
+            r,
+            e
+        );
+        last = (r, h, m);
+        tick += 1;
+    }
+}
+
+type WorkerResult = Result<(Option<PhaseStats>, PhaseStats), String>;
+
+fn worker(cfg: &RunConfig, t: usize, shared: &Shared) -> WorkerResult {
+    let threads = cfg.threads as u64;
+    let conns = cfg.connections / cfg.threads + usize::from(t < cfg.connections % cfg.threads);
+    let mut gen = Gen::new(&cfg.spec, cfg.seed, t as u64, threads);
+    let mut w = Worker::connect(cfg, conns);
+    let fill = match (&mut w, cfg.fill) {
+        (Ok(w), true) => {
+            let k = cfg.spec.key_count;
+            let lo = k * t as u64 / threads;
+            let hi = k * (t as u64 + 1) / threads;
+            let mut src = FillSource {
+                gen: &mut gen,
+                next: lo,
+                end: hi,
+            };
+            let load = Load::Closed {
+                depth: cfg.fill_depth.max(1),
+            };
+            Some(w.drive(&mut src, load, None, None))
+        }
+        _ => None,
+    };
+    shared.barrier.wait();
+    shared.barrier.wait();
+    let mut w = w?;
+    if let Some(f) = &fill {
+        if f.responses != f.sent {
+            return Err(format!(
+                "fill phase lost {} replies: {}",
+                f.sent - f.responses,
+                f.first_failure.as_deref().unwrap_or("unknown")
+            ));
+        }
+    }
+    let share = |n: u64| n / threads + u64::from((t as u64) < n % threads);
+    let load = match cfg.load {
+        Load::Open {
+            rate,
+            max_outstanding,
+        } => Load::Open {
+            rate: rate / threads as f64,
+            max_outstanding,
+        },
+        c => c,
+    };
+    let mut src = WorkSource {
+        gen: &mut gen,
+        remaining: cfg.requests.map(share),
+    };
+    let measured = w.drive(&mut src, load, cfg.duration, Some(&shared.live[t]));
+    Ok((fill, measured))
+}
+
+trait Source {
+    fn next(&mut self, out: &mut Vec<u8>) -> Option<Kind>;
+}
+
+struct FillSource<'a> {
+    gen: &'a mut Gen,
+    next: u64,
+    end: u64,
+}
+
+impl Source for FillSource<'_> {
+    fn next(&mut self, out: &mut Vec<u8>) -> Option<Kind> {
+        if self.next >= self.end {
+            return None;
+        }
+        self.next += 1;
+        Some(self.gen.set(self.next - 1, out))
+    }
+}
+
+struct WorkSource<'a> {
+    gen: &'a mut Gen,
+    remaining: Option<u64>,
+}
+
+impl Source for WorkSource<'_> {
+    fn next(&mut self, out: &mut Vec<u8>) -> Option<Kind> {
+        if let Some(r) = &mut self.remaining {
+            if *r == 0 {
+                return None;
+            }
+            *r -= 1;
+        }
+        Some(self.gen.next(out))
+    }
+}
+
+enum Stream {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    out: Vec<u8>,
+    out_pos: usize,
+    inb: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    /// (what was asked, send or intended time in ns since the phase epoch)
+    ring: VecDeque<(Kind, u64)>,
+    dead: bool,
+}
+
+struct Worker {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Conn>,
+    protocol: Protocol,
+    drain_timeout: Duration,
+}
+
+const READ_BUF: usize = 64 * 1024;
+
+impl Worker {
+    fn connect(cfg: &RunConfig, n: usize) -> Result<Worker, String> {
+        let poll = Poll::new().map_err(|e| format!("creating poll: {e}"))?;
+        let ring_cap = match cfg.load {
+            Load::Closed { depth } => depth.max(cfg.fill_depth),
+            Load::Open {
+                max_outstanding, ..
+            } => max_outstanding.max(cfg.fill_depth),
+        };
+        let mut conns = Vec::with_capacity(n);
+        for i in 0..n {
+            let err = |e: io::Error| format!("connecting to {}: {e}", cfg.target);
+            let mut stream = match &cfg.target {
+                Target::Tcp(addr) => {
+                    let s = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(3))
+                        .map_err(err)?;
+                    s.set_nodelay(true).map_err(err)?;
+                    s.set_nonblocking(true).map_err(err)?;
+                    Stream::Tcp(mio::net::TcpStream::from_std(s))
+                }
+                Target::Unix(p) => {
+                    let s = std::os::unix::net::UnixStream::connect(p).map_err(err)?;
+                    s.set_nonblocking(true).map_err(err)?;
+                    Stream::Unix(mio::net::UnixStream::from_std(s))
+                }
+            };
+            poll.registry()
+                .register(
+                    stream.source(),
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map_err(|e| format!("registering connection: {e}"))?;
+            conns.push(Conn {
+                stream,
+                out: Vec::with_capacity(64 * 1024),
+                out_pos: 0,
+                inb: vec![0; READ_BUF],
+                in_start: 0,
+                in_end: 0,
+                ring: VecDeque::with_capacity(ring_cap),
+                dead: false,
+            });
+        }
+        Ok(Worker {
+            poll,
+            events: Events::with_capacity(1024),
+            conns,
+            protocol: cfg.spec.protocol,
+            drain_timeout: cfg.drain_timeout,
+        })
+    }
+
+    /// Runs one phase until the source is exhausted or `duration` passes,
+    /// then waits (bounded) for the replies still in flight.
+    fn drive(
+        &mut self,
+        src: &mut dyn Source,
+        load: Load,
+        duration: Option<Duration>,
+        live: Option<&Live>,
+    ) -> PhaseStats {
+        let mut st = PhaseStats::new();
+        let epoch = Instant::now();
+        let deadline = duration.map(|d| epoch + d);
+        let mut inflight = 0u64;
+        let mut sending = true;
+        let mut exhausted = false;
+        let mut drain_deadline = epoch;
+        let mut published = (0u64, 0u64, 0u64, 0u64);
+        // Open loop schedule: request k is due at k * interval ns.
+        let (interval_ns, cap) = match load {
+            Load::Open {
+                rate,
+                max_outstanding,
+            } => (1e9 / rate.max(1e-9), max_outstanding.max(1)),
+            Load::Closed { depth } => (0.0, depth.max(1)),
+        };
+        let open = matches!(load, Load::Open { .. });
+        let mut k: u64 = 0;
+        let mut rr = 0usize;
+        let mut dirty: Vec<usize> = Vec::with_capacity(self.conns.len());
+
+        if !open {
+            for i in 0..self.conns.len() {
+                let now_ns = epoch.elapsed().as_nanos() as u64;
+                exhausted |= self.top_up(i, src, cap, now_ns, &mut st, &mut inflight);
+                self.flush(i, &mut st, &mut inflight);
+            }
+        }
+        loop {
+            let now = Instant::now();
+            let now_ns = (now - epoch).as_nanos() as u64;
+            if sending && (exhausted || deadline.is_some_and(|d| now >= d)) {
+                sending = false;
+                drain_deadline = now + self.drain_timeout;
+            }
+            if self.conns.iter().all(|c| c.dead) {
+                break;
+            }
+            if !sending {
+                if inflight == 0 {
+                    break;
+                }
+                if now >= drain_deadline {
+                    st.lost += inflight;
+                    if st.first_failure.is_none() {
+                        st.first_failure =
+                            Some(format!("{inflight} replies missing after drain timeout"));
+                    }
+                    break;
+                }
+            }
+            if open && sending {
+                while (k as f64 * interval_ns) as u64 <= now_ns {
+                    let n = self.conns.len();
+                    let Some(i) = (0..n)
+                        .map(|j| (rr + j) % n)
+                        .find(|&i| !self.conns[i].dead && self.conns[i].ring.len() < cap)
+                    else {
+                        break;
+                    };
+                    rr = (i + 1) % n;
+                    let c = &mut self.conns[i];
+                    let Some(kind) = src.next(&mut c.out) else {
+                        exhausted = true;
+                        break;
+                    };
+                    let intended = (k as f64 * interval_ns) as u64;
+                    c.ring.push_back((kind, intended));
+                    count_sent(&mut st, kind);
+                    inflight += 1;
+                    k += 1;
+                    if !dirty.contains(&i) {
+                        dirty.push(i);
+                    }
+                }
+                for idx in 0..dirty.len() {
+                    let i = dirty[idx];
+                    self.flush(i, &mut st, &mut inflight);
+                }
+                dirty.clear();
+            }
+            let timeout = if sending {
+                if open {
+                    let due = (k as f64 * interval_ns) as u64;
+                    // epoll waits in whole milliseconds; spin when the next
+                    // send is closer than that so sends are not late.
+                    let wait = due.saturating_sub(now_ns);
+                    Duration::from_nanos(wait.saturating_sub(1_000_000))
+                } else {
+                    deadline.map_or(Duration::from_millis(100), |d| {
+                        d.saturating_duration_since(now)
+                    })
+                }
+            } else {
+                drain_deadline.saturating_duration_since(now)
+            }
+            .min(Duration::from_millis(100));
+            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                st.first_failure.get_or_insert_with(|| format!("poll: {e}"));
+                st.lost += inflight;
+                break;
+            }
+            let mut ready = std::mem::replace(&mut self.events, Events::with_capacity(0));
+            for ev in ready.iter() {
+                let i = ev.token().0;
+                if i >= self.conns.len() || self.conns[i].dead {
+                    continue;
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.on_readable(i, epoch, live.is_some(), &mut st, &mut inflight);
+                }
+                if !open && sending && !self.conns[i].dead {
+                    let now_ns = epoch.elapsed().as_nanos() as u64;
+                    exhausted |= self.top_up(i, src, cap, now_ns, &mut st, &mut inflight);
+                }
+                if !self.conns[i].dead {
+                    self.flush(i, &mut st, &mut inflight);
+                }
+            }
+            ready.clear();
+            self.events = ready;
+            if let Some(l) = live {
+                publish(l, &st, &mut published);
+            }
+        }
+        st.elapsed = epoch.elapsed();
+        if let Some(l) = live {
+            publish(l, &st, &mut published);
+        }
+        st
+    }
+
+    /// Fills a closed-loop connection back up to `depth`; true when the
+    /// source has run dry.
+    fn top_up(
+        &mut self,
+        i: usize,
+        src: &mut dyn Source,
+        depth: usize,
+        now_ns: u64,
+        st: &mut PhaseStats,
+        inflight: &mut u64,
+    ) -> bool {
+        let c = &mut self.conns[i];
+        while c.ring.len() < depth {
+            let Some(kind) = src.next(&mut c.out) else {
+                return true;
+            };
+            c.ring.push_back((kind, now_ns));
+            count_sent(st, kind);
+            *inflight += 1;
+        }
+        false
+    }
+
+    fn flush(&mut self, i: usize, st: &mut PhaseStats, inflight: &mut u64) {
+        let c = &mut self.conns[i];
+        while c.out_pos < c.out.len() {
+            match c.stream.write(&c.out[c.out_pos..]) {
+                Ok(0) => {
+                    self.fail(i, "connection closed while writing".into(), st, inflight);
+                    return;
+                }
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(i, format!("write: {e}"), st, inflight);
+                    return;
+                }
+            }
+        }
+        c.out.clear();
+        c.out_pos = 0;
+    }
+
+    fn on_readable(
+        &mut self,
+        i: usize,
+        epoch: Instant,
+        record: bool,
+        st: &mut PhaseStats,
+        inflight: &mut u64,
+    ) {
+        let protocol = self.protocol;
+        loop {
+            let c = &mut self.conns[i];
+            if c.in_end == c.inb.len() {
+                if c.in_start > 0 {
+                    c.inb.copy_within(c.in_start..c.in_end, 0);
+                    c.in_end -= c.in_start;
+                    c.in_start = 0;
+                } else {
+                    // One reply bigger than the buffer (large multi-get).
+                    let n = c.inb.len() * 2;
+                    c.inb.resize(n, 0);
+                }
+            }
+            let n = match c.stream.read(&mut c.inb[c.in_end..]) {
+                Ok(0) => {
+                    let msg = "server closed the connection".to_string();
+                    self.fail(i, msg, st, inflight);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.fail(i, format!("read: {e}"), st, inflight);
+                    return;
+                }
+            };
+            c.in_end += n;
+            let now_ns = epoch.elapsed().as_nanos() as u64;
+            while let Some(&(kind, t)) = c.ring.front() {
+                match scan(protocol, &c.inb[c.in_start..c.in_end], kind) {
+                    Scan::Incomplete => break,
+                    Scan::Reply {
+                        len,
+                        hits,
+                        misses,
+                        error,
+                    } => {
+                        c.in_start += len;
+                        c.ring.pop_front();
+                        *inflight -= 1;
+                        st.responses += 1;
+                        st.hits += hits as u64;
+                        st.misses += misses as u64;
+                        st.error_replies += error as u64;
+                        if record {
+                            st.hist.saturating_record(now_ns.saturating_sub(t).max(1));
+                        }
+                    }
+                    Scan::Desync(why) => {
+                        self.fail(i, format!("protocol desync: {why}"), st, inflight);
+                        return;
+                    }
+                }
+            }
+            if c.in_start == c.in_end {
+                c.in_start = 0;
+                c.in_end = 0;
+            } else if c.ring.is_empty() {
+                self.fail(i, "reply with no request outstanding".into(), st, inflight);
+                return;
+            }
+        }
+    }
+
+    fn fail(&mut self, i: usize, why: String, st: &mut PhaseStats, inflight: &mut u64) {
+        let c = &mut self.conns[i];
+        c.dead = true;
+        let n = c.ring.len() as u64;
+        c.ring.clear();
+        st.lost += n;
+        *inflight -= n;
+        st.failed_connections += 1;
+        // Best effort: the fd is closed when the worker drops anyway.
+        let _ = self.poll.registry().deregister(c.stream.source());
+        if st.first_failure.is_none() {
+            st.first_failure = Some(why);
+        }
+    }
+}
+
+fn count_sent(st: &mut PhaseStats, kind: Kind) {
+    st.sent += 1;
+    match kind {
+        Kind::Set => st.sets += 1,
+        Kind::Get(_) => st.gets += 1,
+    }
+}
+
+fn publish(l: &Live, st: &PhaseStats, last: &mut (u64, u64, u64, u64)) {
+    let now = (st.responses, st.hits, st.misses, st.error_replies);
+    if now != *last {
+        l.responses.fetch_add(now.0 - last.0, Ordering::Relaxed);
+        l.hits.fetch_add(now.1 - last.1, Ordering::Relaxed);
+        l.misses.fetch_add(now.2 - last.2, Ordering::Relaxed);
+        l.errors.fetch_add(now.3 - last.3, Ordering::Relaxed);
+        *last = now;
+    }
+}
