@@ -114,7 +114,12 @@ fn start(
         .map(|w| substitute(w, Some(port), backends))
         .collect();
     if fixed.is_none() && !cmd.contains("{port}") {
-        args.extend(["-p".into(), port.to_string(), "-l".into(), "127.0.0.1".into()]);
+        args.extend([
+            "-p".into(),
+            port.to_string(),
+            "-l".into(),
+            "127.0.0.1".into(),
+        ]);
     }
     let mut c = match core {
         Some(core) => {
@@ -129,9 +134,7 @@ fn start(
         }
     };
     c.stdin(Stdio::null()).stdout(Stdio::null());
-    let child = c
-        .spawn()
-        .map_err(|e| format!("starting {cmd:?}: {e}"))?;
+    let child = c.spawn().map_err(|e| format!("starting {cmd:?}: {e}"))?;
     let mut p = Proc {
         name: program.rsplit('/').next().unwrap_or(program).to_string(),
         child,
@@ -202,12 +205,9 @@ struct CompareReport {
 }
 
 fn line(tag: &str, name: &str, s: &Summary) -> String {
-    let cpu = s
-        .server_cpu
-        .as_ref()
-        .map_or("cpu ?".to_string(), |c| {
-            format!("cpu {:.2} s  {:>9.0} ops/cpu-s", c.total_s, c.ops_per_cpu_s)
-        });
+    let cpu = s.server_cpu.as_ref().map_or("cpu ?".to_string(), |c| {
+        format!("cpu {:.2} s  {:>9.0} ops/cpu-s", c.total_s, c.ops_per_cpu_s)
+    });
     format!(
         "  {tag} {name:<12} {:>9.0} ops/s  {cpu}  p50 {:.1} p99 {:.1} p99.9 {:.1} us  hits {} misses {}",
         s.ops_per_s, s.latency.p50_us, s.latency.p99_us, s.latency.p999_us, s.hits, s.misses
@@ -303,7 +303,10 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
         });
     }
     let mut ops: Vec<f64> = rounds.iter().map(|r| r.ratio_ops_per_s).collect();
-    let mut cpu: Vec<f64> = rounds.iter().filter_map(|r| r.ratio_ops_per_cpu_s).collect();
+    let mut cpu: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r.ratio_ops_per_cpu_s)
+        .collect();
     let median_cpu = (cpu.len() == rounds.len()).then(|| median(&mut cpu));
     let report = CompareReport {
         a: args.a.clone(),
@@ -344,8 +347,12 @@ mod tests {
     #[test]
     fn substitutes_placeholders() {
         let b: Vec<SocketAddr> = vec![
-            "127.0.0.1:1".parse().unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
-            "127.0.0.1:2".parse().unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
+            "127.0.0.1:1"
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
+            "127.0.0.1:2"
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
         ];
         assert_eq!(
             substitute("--backends={backends}", Some(5), &b),

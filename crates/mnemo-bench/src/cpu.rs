@@ -52,8 +52,8 @@ fn stats_rusage(target: &Target) -> Result<CpuTimes, String> {
     };
     match target {
         Target::Tcp(addr) => {
-            let mut s = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2))
-                .map_err(io)?;
+            let mut s =
+                std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2)).map_err(io)?;
             s.set_read_timeout(timeout).map_err(io)?;
             exchange(&mut s)?;
         }
@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn parses_stats_reply() {
-        let r = b"STAT pid 1\r\nSTAT rusage_user 1.500000\r\nSTAT rusage_system 0.250000\r\nEND\r\n";
+        let r =
+            b"STAT pid 1\r\nSTAT rusage_user 1.500000\r\nSTAT rusage_system 0.250000\r\nEND\r\n";
         assert_eq!(
             parse_stats(r),
             Some(CpuTimes {

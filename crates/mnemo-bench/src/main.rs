@@ -8,6 +8,7 @@ mod cpu;
 mod report;
 mod runner;
 mod scan;
+mod timer;
 mod workload;
 
 use clap::{Args, Parser, Subcommand};

@@ -10,6 +10,7 @@
 
 use crate::cpu::{self, CpuProbe, CpuTimes};
 use crate::scan::{scan, Scan};
+use crate::timer::Timer;
 use crate::workload::{Gen, Kind, Protocol, Spec};
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
@@ -405,6 +406,8 @@ struct Conn {
     /// (what was asked, send or intended time in ns since the phase epoch)
     ring: VecDeque<(Kind, u64)>,
     dead: bool,
+    /// Already on the open loop's to-flush list this round.
+    queued: bool,
 }
 
 struct Worker {
@@ -413,6 +416,8 @@ struct Worker {
     conns: Vec<Conn>,
     protocol: Protocol,
     drain_timeout: Duration,
+    /// Open loop only; its token is `conns.len()`.
+    timer: Option<Timer>,
 }
 
 const READ_BUF: usize = 64 * 1024;
@@ -459,9 +464,18 @@ impl Worker {
                 in_end: 0,
                 ring: VecDeque::with_capacity(ring_cap),
                 dead: false,
+                queued: false,
             });
         }
+        let timer = match cfg.load {
+            Load::Open { .. } => Some(
+                Timer::new(poll.registry(), Token(n))
+                    .map_err(|e| format!("creating timerfd: {e}"))?,
+            ),
+            Load::Closed { .. } => None,
+        };
         Ok(Worker {
+            timer,
             poll,
             events: Events::with_capacity(1024),
             conns,
@@ -550,12 +564,13 @@ impl Worker {
                     count_sent(&mut st, kind);
                     inflight += 1;
                     k += 1;
-                    if !dirty.contains(&i) {
+                    if !c.queued {
+                        c.queued = true;
                         dirty.push(i);
                     }
                 }
-                for idx in 0..dirty.len() {
-                    let i = dirty[idx];
+                for &i in &dirty {
+                    self.conns[i].queued = false;
                     self.flush(i, &mut st, &mut inflight);
                 }
                 dirty.clear();
@@ -563,10 +578,22 @@ impl Worker {
             let timeout = if sending {
                 if open {
                     let due = (k as f64 * interval_ns) as u64;
-                    // epoll waits in whole milliseconds; spin when the next
-                    // send is closer than that so sends are not late.
                     let wait = due.saturating_sub(now_ns);
-                    Duration::from_nanos(wait.saturating_sub(1_000_000))
+                    // Within a couple of microseconds the syscalls cost
+                    // more than the wait; just go round again.
+                    if wait > 2_000 {
+                        if let Some(t) = &self.timer {
+                            if let Err(e) = t.arm(wait) {
+                                st.first_failure
+                                    .get_or_insert_with(|| format!("timerfd: {e}"));
+                                st.lost += inflight;
+                                break;
+                            }
+                        }
+                        Duration::from_millis(100)
+                    } else {
+                        Duration::ZERO
+                    }
                 } else {
                     deadline.map_or(Duration::from_millis(100), |d| {
                         d.saturating_duration_since(now)
@@ -587,7 +614,13 @@ impl Worker {
             let mut ready = std::mem::replace(&mut self.events, Events::with_capacity(0));
             for ev in ready.iter() {
                 let i = ev.token().0;
-                if i >= self.conns.len() || self.conns[i].dead {
+                if i == self.conns.len() {
+                    if let Some(t) = &self.timer {
+                        t.clear();
+                    }
+                    continue;
+                }
+                if i > self.conns.len() || self.conns[i].dead {
                     continue;
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {

@@ -74,9 +74,7 @@ fn text(buf: &[u8], kind: Kind) -> Scan {
             None => Scan::Incomplete,
             Some((l, end)) => {
                 let error = is_error_line(l);
-                if !error
-                    && !matches!(l, b"STORED" | b"NOT_STORED" | b"EXISTS" | b"NOT_FOUND")
-                {
+                if !error && !matches!(l, b"STORED" | b"NOT_STORED" | b"EXISTS" | b"NOT_FOUND") {
                     return Scan::Desync("unexpected reply to set");
                 }
                 Scan::Reply {
@@ -371,9 +369,6 @@ mod tests {
             binary(&oom, Kind::Set),
             Scan::Reply { error: true, .. }
         ));
-        assert!(matches!(
-            binary(&[0x80; 24], Kind::Set),
-            Scan::Desync(_)
-        ));
+        assert!(matches!(binary(&[0x80; 24], Kind::Set), Scan::Desync(_)));
     }
 }

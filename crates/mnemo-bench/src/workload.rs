@@ -61,10 +61,12 @@ impl FromStr for KeyPattern {
             "sequential" | "seq" => Ok(KeyPattern::Sequential),
             "uniform" | "random" => Ok(KeyPattern::Uniform),
             _ => {
-                let rest = s
-                    .strip_prefix("zipf")
-                    .ok_or_else(|| format!("unknown key pattern {s:?} (sequential, uniform, zipf:S)"))?;
-                let rest = rest.trim_start_matches([':', '=', '(']).trim_end_matches(')');
+                let rest = s.strip_prefix("zipf").ok_or_else(|| {
+                    format!("unknown key pattern {s:?} (sequential, uniform, zipf:S)")
+                })?;
+                let rest = rest
+                    .trim_start_matches([':', '=', '('])
+                    .trim_end_matches(')');
                 let exp = if rest.is_empty() {
                     1.0
                 } else {
@@ -204,9 +206,9 @@ impl FromStr for ValueSize {
             let mut v = Vec::new();
             let mut cum = 0u64;
             for part in s.split(',') {
-                let (size, w) = part
-                    .split_once(':')
-                    .ok_or_else(|| format!("weighted value size needs SIZE:WEIGHT, got {part:?}"))?;
+                let (size, w) = part.split_once(':').ok_or_else(|| {
+                    format!("weighted value size needs SIZE:WEIGHT, got {part:?}")
+                })?;
                 let w = num(w)?;
                 if w == 0 {
                     continue;

@@ -1,0 +1,330 @@
+//! Runs mnemo-bench against a real memcached on an ephemeral loopback port
+//! with tiny bounded workloads, and checks counts (never timings).
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_mnemo-bench");
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn memcached(extra: &[&str]) -> Server {
+    let port = free_port();
+    let child = Command::new("memcached")
+        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
+        .args(["-t", "1", "-m", "64", "-u", "nobody"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("memcached installed (apt-get install memcached)");
+    let s = Server { child, port };
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < give_up, "memcached did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s
+}
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(BENCH)
+        .args(args)
+        .output()
+        .expect("run mnemo-bench")
+}
+
+fn bench_json(args: &[&str]) -> Value {
+    let out = bench(args);
+    assert!(
+        out.status.success(),
+        "mnemo-bench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+fn addr(s: &Server) -> String {
+    format!("127.0.0.1:{}", s.port)
+}
+
+#[test]
+fn filled_gets_all_hit_in_every_protocol() {
+    let s = memcached(&[]);
+    for proto in ["text", "meta", "binary"] {
+        for mget in ["1", "8"] {
+            let prefix = format!("{proto}{mget}:");
+            let v = bench_json(&[
+                "-s",
+                &addr(&s),
+                "-P",
+                proto,
+                "-c",
+                "3",
+                "-d",
+                "4",
+                "-n",
+                "600",
+                "--keys",
+                "500",
+                "--fill",
+                "--ratio",
+                "0:1",
+                "-m",
+                mget,
+                "--key-prefix",
+                &prefix,
+                "--json",
+                "-q",
+            ]);
+            let m: u64 = mget.parse().unwrap_or(1);
+            assert_eq!(u(&v, "fill_keys"), 500, "{proto} {v}");
+            assert_eq!(u(&v, "requests_sent"), 600, "{proto}");
+            assert_eq!(u(&v, "responses"), 600, "{proto}");
+            assert_eq!(u(&v, "gets"), 600);
+            assert_eq!(u(&v, "hits"), 600 * m, "{proto} m={m}");
+            assert_eq!(u(&v, "misses"), 0, "{proto}");
+            assert_eq!(u(&v, "lost"), 0);
+            assert_eq!(u(&v, "error_replies"), 0);
+        }
+    }
+}
+
+#[test]
+fn unfilled_gets_all_miss_and_sets_are_counted() {
+    let s = memcached(&[]);
+    for proto in ["text", "meta", "binary"] {
+        let prefix = format!("miss{proto}:");
+        let v = bench_json(&[
+            "-s",
+            &addr(&s),
+            "-P",
+            proto,
+            "-c",
+            "2",
+            "-d",
+            "8",
+            "-n",
+            "400",
+            "--ratio",
+            "0:1",
+            "-m",
+            "3",
+            "--key-prefix",
+            &prefix,
+            "--json",
+            "-q",
+        ]);
+        assert_eq!(u(&v, "responses"), 400);
+        assert_eq!(u(&v, "hits"), 0, "{proto}");
+        assert_eq!(u(&v, "misses"), 1200, "{proto}");
+
+        // Sets only, ranged values: each answered, none an error.
+        let v = bench_json(&[
+            "-s",
+            &addr(&s),
+            "-P",
+            proto,
+            "-c",
+            "2",
+            "-d",
+            "8",
+            "-n",
+            "400",
+            "--ratio",
+            "1:0",
+            "-v",
+            "1-3000",
+            "--ttl",
+            "100",
+            "--key-prefix",
+            &prefix,
+            "--json",
+            "-q",
+        ]);
+        assert_eq!(u(&v, "sets"), 400);
+        assert_eq!(u(&v, "responses"), 400, "{proto}");
+        assert_eq!(u(&v, "error_replies"), 0, "{proto}");
+    }
+}
+
+#[test]
+fn mixed_workload_with_threads_counts_add_up() {
+    let s = memcached(&[]);
+    let v = bench_json(&[
+        "-s",
+        &addr(&s),
+        "-c",
+        "6",
+        "-t",
+        "2",
+        "-d",
+        "2",
+        "-n",
+        "3000",
+        "--keys",
+        "200",
+        "--pattern",
+        "zipf:0.9",
+        "-v",
+        "16:3,512:1",
+        "--fill",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(u(&v, "responses"), 3000);
+    assert_eq!(u(&v, "sets") + u(&v, "gets"), 3000);
+    // Every key was filled and nothing is evicted at this size.
+    assert_eq!(u(&v, "hits"), u(&v, "gets"));
+    assert!(u(&v, "sets") > 0 && u(&v, "gets") > u(&v, "sets"));
+    // CPU comes from the server's own `stats`.
+    assert!(v["server_cpu"]["total_s"].as_f64().is_some(), "{v}");
+}
+
+#[test]
+fn open_loop_sends_the_scheduled_number() {
+    let s = memcached(&[]);
+    let v = bench_json(&[
+        "-s",
+        &addr(&s),
+        "-c",
+        "4",
+        "--rate",
+        "2000",
+        "-D",
+        "1",
+        "--json",
+        "-q",
+    ]);
+    let sent = u(&v, "requests_sent");
+    assert_eq!(u(&v, "responses"), sent);
+    // One request per 0.5 ms over 1 s.
+    assert!((1990..=2010).contains(&sent), "sent {sent}");
+    assert_eq!(v["mode"], "open");
+}
+
+#[test]
+fn unix_socket() {
+    // Directly in the sticky temp dir: memcached drops to `nobody` before it
+    // creates the socket, so a private directory would be unwritable.
+    let sock = std::env::temp_dir().join(format!("mnemo-bench-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let sock_s = sock.to_string_lossy().to_string();
+    let child = Command::new("memcached")
+        .args(["-s", &sock_s, "-t", "1", "-m", "64", "-u", "nobody"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("memcached");
+    let _s = Server { child, port: 0 };
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < give_up, "memcached did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v = bench_json(&[
+        "--unix", &sock_s, "-P", "binary", "-c", "3", "-d", "3", "-n", "900", "--keys", "50",
+        "--fill", "--ratio", "0:1", "--json", "-q",
+    ]);
+    assert_eq!(u(&v, "responses"), 900);
+    assert_eq!(u(&v, "hits"), 900);
+    let _ = std::fs::remove_file(&sock);
+}
+
+/// A "server" that answers every request with nonsense must make the bench
+/// fail loudly rather than count garbage as replies.
+#[test]
+fn garbage_replies_are_a_failure() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let t = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            if c.read(&mut buf).unwrap_or(0) > 0 {
+                let _ = c.write_all(b"BANANA\r\n");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let out = bench(&[
+        "-s",
+        &format!("127.0.0.1:{port}"),
+        "-c",
+        "1",
+        "-n",
+        "10",
+        "--no-stats",
+        "--drain-timeout",
+        "1",
+        "-q",
+    ]);
+    let _ = t.join();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), err);
+    assert!(all.contains("desync"), "{all}");
+}
+
+#[test]
+fn compare_two_memcacheds() {
+    let out = bench(&[
+        "compare",
+        "--a",
+        "memcached -t 1 -m 64 -u nobody",
+        "--b",
+        "memcached -t 1 -m 64 -u nobody",
+        "--rounds",
+        "2",
+        "-c",
+        "4",
+        "-d",
+        "4",
+        "-n",
+        "2000",
+        "--keys",
+        "300",
+        "--fill",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rounds = v["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    for r in rounds {
+        for side in ["a", "b"] {
+            assert_eq!(u(&r[side], "responses"), 2000);
+            assert_eq!(u(&r[side], "hits"), u(&r[side], "gets"));
+        }
+    }
+    assert!(v["median_ratio_ops_per_s"]
+        .as_f64()
+        .is_some_and(|x| x > 0.0));
+}
