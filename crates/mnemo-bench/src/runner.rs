@@ -624,7 +624,8 @@ impl Worker {
                     continue;
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.on_readable(i, epoch, live.is_some(), &mut st, &mut inflight);
+                    let hup = ev.is_read_closed() || ev.is_error();
+                    self.on_readable(i, epoch, live.is_some(), hup, &mut st, &mut inflight);
                 }
                 if !open && sending && !self.conns[i].dead {
                     let now_ns = epoch.elapsed().as_nanos() as u64;
@@ -696,6 +697,7 @@ impl Worker {
         i: usize,
         epoch: Instant,
         record: bool,
+        hup: bool,
         st: &mut PhaseStats,
         inflight: &mut u64,
     ) {
@@ -727,6 +729,10 @@ impl Worker {
                     return;
                 }
             };
+            // A short read drained the socket; with edge-triggered epoll any
+            // later bytes raise a new event, so skip the EAGAIN read.
+            // (Not after a hangup: read on to see the EOF.)
+            let drained = !hup && c.in_end + n < c.inb.len();
             c.in_end += n;
             let now_ns = epoch.elapsed().as_nanos() as u64;
             while let Some(&(kind, t)) = c.ring.front() {
@@ -760,6 +766,9 @@ impl Worker {
                 c.in_end = 0;
             } else if c.ring.is_empty() {
                 self.fail(i, "reply with no request outstanding".into(), st, inflight);
+                return;
+            }
+            if drained {
                 return;
             }
         }
