@@ -6,7 +6,7 @@
 //! next read (rare: most reads end on a reply boundary).
 
 use crate::workload::{Kind, Protocol};
-use memchr::memchr;
+use mnemo_protocol::reply::{parse_reply, MetaStatus, Reply, ReplyError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scan {
@@ -31,183 +31,108 @@ pub fn scan(protocol: Protocol, buf: &[u8], kind: Kind) -> Scan {
     }
 }
 
-/// Returns the line without "\r\n" and the offset just past it.
-fn line(buf: &[u8], from: usize) -> Option<(&[u8], usize)> {
-    let nl = memchr(b'\n', &buf[from..])? + from;
-    let end = if nl > from && buf[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
-    };
-    Some((&buf[from..end], nl + 1))
+fn desync(e: ReplyError) -> Scan {
+    Scan::Desync(match e {
+        ReplyError::LineTooLong => "reply line too long",
+        ReplyError::UnknownReply => "unknown reply",
+        ReplyError::BadFormat => "malformed reply line",
+        ReplyError::BadDataTerminator => "value not terminated by CRLF",
+    })
 }
 
-fn is_error_line(l: &[u8]) -> bool {
-    l == b"ERROR"
-        || l.starts_with(b"ERROR ")
-        || l.starts_with(b"CLIENT_ERROR")
-        || l.starts_with(b"SERVER_ERROR")
-}
-
-fn parse_usize(t: &[u8]) -> Option<usize> {
-    if t.is_empty() || t.len() > 19 {
-        return None;
+fn done(len: usize, hits: u32, n: u16) -> Scan {
+    Scan::Reply {
+        len,
+        hits,
+        misses: (n as u32).saturating_sub(hits),
+        error: false,
     }
-    let mut n = 0usize;
-    for &b in t {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + (b - b'0') as usize;
+}
+
+fn error_reply(len: usize) -> Scan {
+    Scan::Reply {
+        len,
+        hits: 0,
+        misses: 0,
+        error: true,
     }
-    Some(n)
 }
 
-/// The `idx`-th space-separated token of a line.
-fn token(l: &[u8], idx: usize) -> Option<&[u8]> {
-    l.split(|&b| b == b' ').filter(|t| !t.is_empty()).nth(idx)
-}
-
+/// Text protocol, via the project's reply parser: a set is one line, a get
+/// is VALUE elements up to END.
 fn text(buf: &[u8], kind: Kind) -> Scan {
-    match kind {
-        Kind::Set => match line(buf, 0) {
-            None => Scan::Incomplete,
-            Some((l, end)) => {
-                let error = is_error_line(l);
-                if !error && !matches!(l, b"STORED" | b"NOT_STORED" | b"EXISTS" | b"NOT_FOUND") {
-                    return Scan::Desync("unexpected reply to set");
-                }
-                Scan::Reply {
-                    len: end,
-                    hits: 0,
-                    misses: 0,
-                    error,
-                }
+    let mut pos = 0;
+    let mut hits = 0u32;
+    loop {
+        let (r, used) = match parse_reply(&buf[pos..]) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Scan::Incomplete,
+            Err(e) => return desync(e),
+        };
+        match (kind, r) {
+            (Kind::Set, Reply::Stored | Reply::NotStored | Reply::Exists | Reply::NotFound) => {
+                return done(used, 0, 0)
             }
-        },
-        Kind::Get(n) => {
-            let mut pos = 0;
-            let mut hits = 0u32;
-            loop {
-                let Some((l, end)) = line(buf, pos) else {
-                    return Scan::Incomplete;
-                };
-                if l == b"END" {
-                    return Scan::Reply {
-                        len: end,
-                        hits,
-                        misses: (n as u32).saturating_sub(hits),
-                        error: false,
-                    };
-                }
-                if l.starts_with(b"VALUE ") {
-                    let Some(size) = token(l, 3).and_then(parse_usize) else {
-                        return Scan::Desync("bad VALUE line");
-                    };
-                    let next = end + size + 2;
-                    if buf.len() < next {
-                        return Scan::Incomplete;
-                    }
-                    if &buf[next - 2..next] != b"\r\n" {
-                        return Scan::Desync("value not followed by CRLF");
-                    }
-                    hits += 1;
-                    pos = next;
-                } else if is_error_line(l) && pos == 0 {
-                    return Scan::Reply {
-                        len: end,
-                        hits: 0,
-                        misses: 0,
-                        error: true,
-                    };
-                } else {
-                    return Scan::Desync("unexpected line in get reply");
-                }
+            (Kind::Get(_), Reply::Value { .. }) => {
+                hits += 1;
+                pos += used;
             }
+            (Kind::Get(n), Reply::End) => return done(pos + used, hits, n),
+            (_, r) if r.is_error() && pos == 0 => return error_reply(used),
+            (Kind::Set, _) => return Scan::Desync("unexpected reply to set"),
+            (Kind::Get(_), _) => return Scan::Desync("unexpected line in get reply"),
         }
     }
 }
 
+/// Meta protocol: a single mg ends at its one reply (VA, HD or EN); a quiet
+/// multi-get (mg ... q, then mn) sends only hits and ends at MN.
 fn meta(buf: &[u8], kind: Kind) -> Scan {
-    match kind {
-        Kind::Set => match line(buf, 0) {
-            None => Scan::Incomplete,
-            Some((l, end)) => {
-                let error = is_error_line(l);
-                let known = l.starts_with(b"HD")
-                    || l.starts_with(b"NS")
-                    || l.starts_with(b"EX")
-                    || l.starts_with(b"NF");
-                if !error && !known {
-                    return Scan::Desync("unexpected reply to ms");
-                }
-                Scan::Reply {
-                    len: end,
-                    hits: 0,
-                    misses: 0,
-                    error,
-                }
-            }
-        },
-        Kind::Get(n) => {
-            // Single gets end at their one reply; quiet multi-gets at "MN".
-            let multi = n > 1;
-            let mut pos = 0;
-            let mut hits = 0u32;
-            loop {
-                let Some((l, end)) = line(buf, pos) else {
-                    return Scan::Incomplete;
-                };
-                let done = |hits: u32, len: usize| Scan::Reply {
-                    len,
-                    hits,
-                    misses: (n as u32).saturating_sub(hits),
-                    error: false,
-                };
-                if l.starts_with(b"VA ") {
-                    let Some(size) = token(l, 1).and_then(parse_usize) else {
-                        return Scan::Desync("bad VA line");
-                    };
-                    let next = end + size + 2;
-                    if buf.len() < next {
-                        return Scan::Incomplete;
-                    }
-                    if &buf[next - 2..next] != b"\r\n" {
-                        return Scan::Desync("value not followed by CRLF");
-                    }
+    let multi = matches!(kind, Kind::Get(n) if n > 1);
+    let mut pos = 0;
+    let mut hits = 0u32;
+    let mut multi_error = false;
+    loop {
+        let (r, used) = match parse_reply(&buf[pos..]) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Scan::Incomplete,
+            Err(e) => return desync(e),
+        };
+        pos += used;
+        match (kind, r) {
+            (
+                Kind::Set,
+                Reply::Meta {
+                    status: MetaStatus::Hd | MetaStatus::Ns | MetaStatus::Ex | MetaStatus::Nf,
+                    ..
+                },
+            ) => return done(pos, 0, 0),
+            (Kind::Get(n), Reply::Meta { status, .. }) => match status {
+                MetaStatus::Va | MetaStatus::Hd => {
                     hits += 1;
-                    pos = next;
                     if !multi {
-                        return done(hits, pos);
+                        return done(pos, hits, n);
                     }
-                } else if l == b"HD" || l.starts_with(b"HD ") {
-                    hits += 1;
-                    pos = end;
-                    if !multi {
-                        return done(hits, pos);
-                    }
-                } else if l == b"EN" {
-                    pos = end;
-                    if !multi {
-                        return done(hits, pos);
-                    }
-                } else if l == b"MN" && multi {
-                    return done(hits, end);
-                } else if is_error_line(l) && pos == 0 && !multi {
-                    return Scan::Reply {
-                        len: end,
-                        hits: 0,
-                        misses: 0,
-                        error: true,
-                    };
-                } else if is_error_line(l) && multi {
-                    // An error for one quiet mg is not suppressed; keep going
-                    // to the MN so the stream stays in step.
-                    pos = end;
-                } else {
-                    return Scan::Desync("unexpected line in mg reply");
                 }
+                MetaStatus::En if !multi => return done(pos, hits, n),
+                MetaStatus::En => {}
+                MetaStatus::Mn if multi => {
+                    let mut r = done(pos, hits, n);
+                    if let Scan::Reply { error, .. } = &mut r {
+                        *error = multi_error;
+                    }
+                    return r;
+                }
+                _ => return Scan::Desync("unexpected status in mg reply"),
+            },
+            (_, r) if r.is_error() && !multi => return error_reply(pos),
+            (_, r) if r.is_error() => {
+                // An error for one quiet mg is not suppressed; read on to
+                // the MN so the stream stays in step.
+                multi_error = true;
             }
+            (Kind::Set, _) => return Scan::Desync("unexpected reply to ms"),
+            (Kind::Get(_), _) => return Scan::Desync("unexpected line in mg reply"),
         }
     }
 }
@@ -337,6 +262,16 @@ mod tests {
         assert_eq!(meta(b"HD\r\n", Kind::Set), reply(4, 0, 0));
         assert_eq!(meta(b"NS\r\n", Kind::Set), reply(4, 0, 0));
         assert!(matches!(meta(b"VA x\r\n", Kind::Get(1)), Scan::Desync(_)));
+        let r = b"SERVER_ERROR busy\r\nVA 1\r\na\r\nMN\r\n";
+        assert_eq!(
+            meta(r, Kind::Get(2)),
+            Scan::Reply {
+                len: r.len(),
+                hits: 1,
+                misses: 1,
+                error: true
+            }
+        );
         assert!(matches!(meta(b"STORED\r\n", Kind::Set), Scan::Desync(_)));
     }
 

@@ -5,6 +5,7 @@
 //! scratch buffer, values are slices of one shared filler buffer, and requests
 //! are appended to a reused `Vec<u8>` whose capacity settles after warm-up.
 
+use mnemo_protocol::reply::{self, StoreCmd};
 use std::fmt;
 use std::str::FromStr;
 
@@ -330,6 +331,8 @@ pub struct Gen {
     filler: Vec<u8>,
     set_threshold: u64,
     ratio_total: u64,
+    /// `T<ttl>` (or nothing), formatted once rather than per request.
+    meta_set_flags: Vec<u8>,
 }
 
 impl Gen {
@@ -352,6 +355,13 @@ impl Gen {
             stride: threads.max(1),
             key,
             filler,
+            meta_set_flags: if spec.ttl == 0 {
+                Vec::new()
+            } else {
+                let mut f = b"T".to_vec();
+                reply::push_u64(&mut f, spec.ttl as u64);
+                f
+            },
             set_threshold: spec.ratio.sets as u64,
             ratio_total: spec.ratio.sets as u64 + spec.ratio.gets as u64,
             spec: spec.clone(),
@@ -420,29 +430,9 @@ impl Gen {
         let value = &self.filler[..len];
         match proto {
             Protocol::Text => {
-                out.extend_from_slice(b"set ");
-                out.extend_from_slice(key);
-                out.extend_from_slice(b" 0 ");
-                push_u64(out, ttl as u64);
-                out.push(b' ');
-                push_u64(out, len as u64);
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(value);
-                out.extend_from_slice(b"\r\n");
+                reply::encode_store(out, StoreCmd::Set, key, 0, ttl as i64, value, false);
             }
-            Protocol::Meta => {
-                out.extend_from_slice(b"ms ");
-                out.extend_from_slice(key);
-                out.push(b' ');
-                push_u64(out, len as u64);
-                if ttl != 0 {
-                    out.extend_from_slice(b" T");
-                    push_u64(out, ttl as u64);
-                }
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(value);
-                out.extend_from_slice(b"\r\n");
-            }
+            Protocol::Meta => reply::encode_meta_set(out, key, value, &self.meta_set_flags),
             Protocol::Binary => {
                 let body = 8 + key.len() + len;
                 bin_header(out, 0x01, key.len() as u16, 8, body as u32);
@@ -470,12 +460,8 @@ impl Gen {
                 out.push(b' ');
                 out.extend_from_slice(key);
             }
-            Protocol::Meta => {
-                out.extend_from_slice(b"mg ");
-                out.extend_from_slice(key);
-                // Quiet mode hides misses so a multi-get ends with one MN.
-                out.extend_from_slice(if multi { b" v q\r\n" } else { b" v\r\n" });
-            }
+            // Quiet mode hides misses so a multi-get ends with one MN.
+            Protocol::Meta => reply::encode_meta_get(out, key, if multi { b"v q" } else { b"v" }),
             Protocol::Binary => {
                 // GETKQ answers only hits; the trailing NOOP closes the batch.
                 let op = if multi { 0x0d } else { 0x00 };
@@ -488,7 +474,7 @@ impl Gen {
     fn encode_get_end(&mut self, out: &mut Vec<u8>, n: u16) {
         match self.spec.protocol {
             Protocol::Text => out.extend_from_slice(b"\r\n"),
-            Protocol::Meta if n > 1 => out.extend_from_slice(b"mn\r\n"),
+            Protocol::Meta if n > 1 => reply::encode_meta_noop(out),
             Protocol::Binary if n > 1 => bin_header(out, 0x0a, 0, 0, 0),
             _ => {}
         }
@@ -505,20 +491,6 @@ fn bin_header(out: &mut Vec<u8>, opcode: u8, keylen: u16, extlen: u8, body: u32)
     out.extend_from_slice(&body.to_be_bytes());
     out.extend_from_slice(&[0; 4]); // opaque
     out.extend_from_slice(&[0; 8]); // cas
-}
-
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]
