@@ -1,0 +1,775 @@
+//! Differential conformance: the same request bytes go to memcached 1.6.18
+//! and to mnemo, and the answers must match byte for byte.
+//!
+//! Every case runs on a fresh pair of servers started with the same command
+//! line, so the counters in `stats` are comparable. After a case's bytes the
+//! harness sends a sentinel (`set` + `get` of a reserved key with a unique
+//! value) and reads until the sentinel's answer or until the server closes:
+//! that ends the read without knowing how many answers a malformed request
+//! produces, and it exposes a server that swallowed bytes it should not have.
+//!
+//! Only what legitimately differs between two servers is masked: cas unique
+//! numbers, the `VERSION` string, and the STAT values in [`VOLATILE_STATS`]
+//! (process identity, clocks, CPU usage, and counters driven by background
+//! threads' timing). Cases about STAT *names* (settings, items, slabs) mask
+//! every value.
+//!
+//! `memcached_against_itself` runs the whole table memcached-vs-memcached:
+//! it proves the masks suffice and the harness is deterministic, so a mnemo
+//! failure is a real disagreement.
+//!
+//! Adding a case is one line in the table of its group.
+mod support;
+
+use std::time::Duration;
+
+use support::{show, Kind, Server, Stop};
+
+/// Something a case does before its main bytes.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Bytes written in one write, then the sentinel; the answers are read.
+    Send(&'static [u8]),
+    /// Bytes written in one write with no sentinel (for requests after
+    /// which even the sentinel's answer would be timing-dependent); their
+    /// answers are read as part of the case's answer.
+    SendOnly(&'static [u8]),
+    /// Wait so the servers' one-second clocks advance.
+    SleepMs(u64),
+}
+
+/// How the answer to a case ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Followed by the sentinel; read until its answer or a close.
+    Sentinel,
+    /// The server is expected to close. No sentinel: its arrival at a
+    /// closing socket could turn the close into a reset that discards
+    /// unread answers. Read to EOF.
+    Close,
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    name: &'static str,
+    /// Extra server arguments, the same for both servers.
+    args: &'static [&'static str],
+    /// Done first, in order.
+    before: &'static [Step],
+    /// The bytes under test.
+    bytes: &'static [u8],
+    /// If not empty, `bytes` is written as separate writes cut here.
+    cuts: &'static [usize],
+    /// If not zero, the last this many bytes go in a separate write.
+    split_last: usize,
+    /// Replaces `bytes` when the request is too long to spell out.
+    generate: Option<fn() -> Vec<u8>>,
+    end: End,
+    /// Compare only STAT names, not values.
+    names_only: bool,
+}
+
+const fn c(name: &'static str, bytes: &'static [u8]) -> Case {
+    Case {
+        name,
+        args: &[],
+        before: &[],
+        bytes,
+        cuts: &[],
+        split_last: 0,
+        generate: None,
+        end: End::Sentinel,
+        names_only: false,
+    }
+}
+
+const fn generated(name: &'static str, generate: fn() -> Vec<u8>) -> Case {
+    let mut case = c(name, b"");
+    case.generate = Some(generate);
+    case
+}
+
+impl Case {
+    const fn args(mut self, args: &'static [&'static str]) -> Case {
+        self.args = args;
+        self
+    }
+    const fn before(mut self, before: &'static [Step]) -> Case {
+        self.before = before;
+        self
+    }
+    const fn split(mut self, cuts: &'static [usize]) -> Case {
+        self.cuts = cuts;
+        self
+    }
+    const fn split_last(mut self, tail: usize) -> Case {
+        self.split_last = tail;
+        self
+    }
+    const fn closes(mut self) -> Case {
+        self.end = End::Close;
+        self
+    }
+    const fn names_only(mut self) -> Case {
+        self.names_only = true;
+        self
+    }
+}
+
+/// Stored data used by many cases (`before`).
+const SET_A: Step = Step::Send(b"set a 7 0 5\r\nalpha\r\n");
+const SET_N: Step = Step::Send(b"set n 0 0 2\r\n10\r\n");
+const SET_BIG_N: Step = Step::Send(b"set n 0 0 20\r\n18446744073709551615\r\n");
+const SET_FEW: Step = Step::Send(
+    b"set a 7 0 5\r\nalpha\r\nset b 0 0 300\r\n\
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\
+xxxxxxxxxxxx\r\nset c 0 0 1\r\nz\r\nget a b c\r\n",
+);
+
+// ---------------------------------------------------------------- storage
+const STORAGE: &[Case] = &[
+    c("set then get", b"set k 0 0 5\r\nhello\r\nget k\r\n"),
+    c(
+        "set flags max u32",
+        b"set k 4294967295 0 1\r\na\r\nget k\r\n",
+    ),
+    c("set flags 2^32", b"set k 4294967296 0 1\r\na\r\nget k\r\n"),
+    c("set flags negative", b"set k -1 0 1\r\na\r\nget k\r\n"),
+    c("set flags non-numeric", b"set k x 0 1\r\na\r\nget k\r\n"),
+    c("set zero length", b"set k 0 0 0\r\n\r\nget k\r\n"),
+    c("set negative length", b"set k 0 0 -1\r\n"),
+    c("set length non-numeric", b"set k 0 0 abc\r\n"),
+    c("set too few tokens", b"set k 0 0\r\n"),
+    c("set too many tokens", b"set k 0 0 1 noreply extra\r\na\r\n"),
+    c("set noreply", b"set k 0 0 1 noreply\r\na\r\nget k\r\n"),
+    c(
+        "set with bad noreply word",
+        b"set k 0 0 1 norepl\r\na\r\nget k\r\n",
+    ),
+    c(
+        "set value containing crlf",
+        b"set k 0 0 6\r\na\r\nb\r\n\r\nget k\r\n",
+    ),
+    c(
+        "set binary value",
+        b"set k 0 0 4\r\n\x00\xff\r\x01\r\nget k\r\n",
+    ),
+    c(
+        "set overwrites",
+        b"set k 1 0 1\r\na\r\nset k 2 0 2\r\nbb\r\nget k\r\n",
+    ),
+    c("uppercase verb", b"SET k 0 0 1\r\na\r\n"),
+    c("bare LF line ending", b"set k 0 0 1\nb\r\nget k\n"),
+    c("bad data chunk", b"set k 0 0 1\r\nabc\r\nget k\r\n").before(&[SET_A]),
+    c(
+        "bad data chunk keeps old",
+        b"set a 0 0 1\r\nabc\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    c(
+        "bad data chunk noreply",
+        b"set k 0 0 1 noreply\r\nabc\r\nget k\r\n",
+    ),
+    c("data chunk missing CR", b"set k 0 0 2\r\nab\nXget k\r\n"),
+    c("add new", b"add k 0 0 1\r\na\r\nget k\r\n"),
+    c("add existing", b"add a 0 0 1\r\nb\r\nget a\r\n").before(&[SET_A]),
+    c("add noreply", b"add a 0 0 1 noreply\r\nb\r\nget a\r\n").before(&[SET_A]),
+    c("replace missing", b"replace k 0 0 1\r\na\r\nget k\r\n"),
+    c("replace existing", b"replace a 3 0 1\r\nb\r\nget a\r\n").before(&[SET_A]),
+    c("append", b"append a 0 0 3\r\n123\r\nget a\r\n").before(&[SET_A]),
+    c("append keeps flags", b"append a 9 0 1\r\n!\r\ngets a\r\n").before(&[SET_A]),
+    c("append missing", b"append k 0 0 1\r\na\r\nget k\r\n"),
+    c("prepend", b"prepend a 0 0 3\r\n123\r\nget a\r\n").before(&[SET_A]),
+    c("prepend missing", b"prepend k 0 0 1\r\na\r\n"),
+    c(
+        "append bad data chunk",
+        b"append a 0 0 1\r\nxyz\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    c("cas missing", b"cas k 0 0 1 1\r\na\r\n"),
+    c("cas bad unique", b"cas a 0 0 1 99999\r\nb\r\nget a\r\n").before(&[SET_A]),
+    c("cas non-numeric unique", b"cas a 0 0 1 xyz\r\nb\r\n").before(&[SET_A]),
+    c("cas too few tokens", b"cas a 0 0 1\r\nb\r\n").before(&[SET_A]),
+    c(
+        "cas noreply bad unique",
+        b"cas a 0 0 1 99999 noreply\r\nb\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    // The first item a fresh server stores gets cas unique 1 in memcached.
+    c("cas matching unique", b"cas a 0 0 1 1\r\nb\r\nget a\r\n").before(&[SET_A]),
+    generated("key 250 bytes", || {
+        let k = long_key(250);
+        format!("set {k} 0 0 1\r\na\r\nget {k}\r\n").into_bytes()
+    }),
+    generated("key 251 bytes set", || {
+        format!("set {} 0 0 1\r\na\r\n", long_key(251)).into_bytes()
+    }),
+    generated("key 251 bytes get", || {
+        format!("get {}\r\n", long_key(251)).into_bytes()
+    }),
+    c(
+        "key with control char",
+        b"set k\x01y 0 0 1\r\na\r\nget k\x01y\r\n",
+    ),
+    c(
+        "key with DEL and high bytes",
+        b"set k\x7f\xe9 0 0 1\r\na\r\nget k\x7f\xe9\r\n",
+    ),
+    c("key with tab", b"set k\ty 0 0 1\r\na\r\nget k\ty\r\n"),
+    c(
+        "multiple spaces between tokens",
+        b"set  k   0  0   1  \r\na\r\nget   k  \r\n",
+    ),
+    c("leading space", b" set k 0 0 1\r\na\r\n get k\r\n"),
+    generated("item too large swallowed", || {
+        let mut v = b"set big 0 0 1048577\r\n".to_vec();
+        v.extend(vec![b'v'; 1_048_577]);
+        v.extend_from_slice(b"\r\nget big\r\n");
+        v
+    }),
+    generated("item above 1m with -I 2m", || {
+        let mut v = b"set big 0 0 1100000\r\n".to_vec();
+        v.extend(vec![b'v'; 1_100_000]);
+        v.extend_from_slice(b"\r\nget big\r\n");
+        v
+    })
+    .args(&["-I", "2m"]),
+];
+
+// ---------------------------------------------------------------- expiry
+const EXPIRY: &[Case] = &[
+    c("exptime negative", b"set k 0 -1 1\r\na\r\nget k\r\n"),
+    c(
+        "exptime 30 days is relative",
+        b"set k 0 2592000 1\r\na\r\nget k\r\n",
+    ),
+    c(
+        "exptime 30 days + 1 is absolute past",
+        b"set k 0 2592001 1\r\na\r\nget k\r\n",
+    ),
+    c(
+        "exptime absolute future",
+        b"set k 0 2000000000 1\r\na\r\nget k\r\n",
+    ),
+    c(
+        "exptime above i32",
+        b"set k 0 4000000000 1\r\na\r\nget k\r\n",
+    ),
+    c("exptime huge", b"set k 0 99999999999999999999 1\r\na\r\n"),
+    c("exptime non-numeric", b"set k 0 abc 1\r\na\r\n"),
+    c("exptime elapses", b"get a\r\n")
+        .before(&[Step::Send(b"set a 0 1 1\r\na\r\n"), Step::SleepMs(2100)]),
+    c("touch", b"touch a 100\r\ntouch zz 100\r\nget a\r\n").before(&[SET_A]),
+    c("touch negative expires", b"touch a -1\r\nget a\r\n").before(&[SET_A]),
+    c(
+        "touch noreply",
+        b"touch a 10 noreply\r\ntouch zz 10 noreply\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    c("touch bad exptime", b"touch a abc\r\n").before(&[SET_A]),
+    c("touch missing args", b"touch a\r\n"),
+    c("gat hit and miss", b"gat 100 a zz\r\n").before(&[SET_A]),
+    c("gats masks cas", b"gats 100 a\r\n").before(&[SET_A]),
+    c("gat negative expires", b"gat -1 a\r\nget a\r\n").before(&[SET_A]),
+    c("gat bad exptime", b"gat abc a\r\n").before(&[SET_A]),
+    c("gat no key", b"gat 10\r\n"),
+    c("gat no args", b"gat\r\n"),
+];
+
+// ---------------------------------------------------------------- retrieval
+const RETRIEVAL: &[Case] = &[
+    c("get miss", b"get nothing\r\n"),
+    c("get many keys", b"get a zz a b\r\n").before(&[SET_FEW]),
+    c("gets many keys", b"gets a zz b\r\n").before(&[SET_FEW]),
+    c("get no key", b"get\r\n"),
+    c("get trailing space no key", b"get \r\n"),
+    c("gets no key", b"gets\r\n"),
+    c("bget", b"bget a\r\n").before(&[SET_A]),
+    generated("get one key too long among good", || {
+        format!("get a {} a\r\n", long_key(251)).into_bytes()
+    })
+    .before(&[SET_A]),
+    generated("get 24 keys (more than one token batch)", || {
+        let mut v = b"get".to_vec();
+        for i in 0..24 {
+            v.extend_from_slice(format!(" k{i}").as_bytes());
+        }
+        v.extend_from_slice(b" a\r\n");
+        v
+    })
+    .before(&[SET_A]),
+    generated("multiget line longer than 2048", || {
+        let mut v = b"get".to_vec();
+        for i in 0..400 {
+            v.extend_from_slice(format!(" key{i}").as_bytes());
+        }
+        v.extend_from_slice(b" a\r\n");
+        v
+    })
+    .before(&[SET_A]),
+];
+
+// ---------------------------------------------------------------- incr/decr
+const ARITHMETIC: &[Case] = &[
+    c("incr", b"incr n 5\r\nget n\r\n").before(&[SET_N]),
+    c("incr missing", b"incr zz 1\r\n"),
+    c("decr", b"decr n 3\r\nget n\r\n").before(&[SET_N]),
+    c("decr missing", b"decr zz 1\r\n"),
+    c("decr floors at zero", b"decr n 100\r\nget n\r\n").before(&[SET_N]),
+    c("incr wraps at 2^64", b"incr n 1\r\nget n\r\n").before(&[SET_BIG_N]),
+    c("incr max delta", b"incr n 18446744073709551615\r\n").before(&[SET_N]),
+    c("incr delta 2^64", b"incr n 18446744073709551616\r\n").before(&[SET_N]),
+    c("incr negative delta", b"incr n -1\r\n").before(&[SET_N]),
+    c("incr non-numeric delta", b"incr n abc\r\n").before(&[SET_N]),
+    c("incr delta with junk", b"incr n 5x\r\n").before(&[SET_N]),
+    c("incr non-numeric value", b"incr a 1\r\n").before(&[SET_A]),
+    c("decr non-numeric value", b"decr a 1\r\n").before(&[SET_A]),
+    c(
+        "incr value with spaces",
+        b"set s 0 0 3\r\n 12\r\nincr s 1\r\n",
+    ),
+    c(
+        "incr value 2^64",
+        b"set s 0 0 20\r\n18446744073709551616\r\nincr s 1\r\n",
+    ),
+    c(
+        "incr value too long",
+        b"set s 0 0 21\r\n000000000000000000001\r\nincr s 1\r\nget s\r\n",
+    ),
+    c(
+        "decr keeps length pads spaces",
+        b"set s 0 0 4\r\n1000\r\ndecr s 1\r\nget s\r\ndecr s 990\r\nget s\r\n",
+    ),
+    c(
+        "incr grows length",
+        b"set s 0 0 2\r\n99\r\nincr s 1\r\nget s\r\n",
+    ),
+    c(
+        "incr after padded decr",
+        b"set s 0 0 3\r\n100\r\ndecr s 91\r\nincr s 1\r\nget s\r\n",
+    ),
+    c(
+        "incr leading zeros",
+        b"set s 0 0 3\r\n007\r\nincr s 1\r\nget s\r\n",
+    ),
+    c("incr keeps flags", b"incr a 1\r\ngets a\r\n")
+        .before(&[Step::Send(b"set a 42 0 1\r\n1\r\n")]),
+    c(
+        "incr noreply",
+        b"incr n 1 noreply\r\nincr zz 1 noreply\r\nget n\r\n",
+    )
+    .before(&[SET_N]),
+    c("incr missing delta", b"incr n\r\n").before(&[SET_N]),
+    c("incr too many args", b"incr n 1 noreply x\r\n").before(&[SET_N]),
+    c("incr empty value", b"set s 0 0 0\r\n\r\nincr s 1\r\n"),
+];
+
+// ---------------------------------------------------------------- delete
+const DELETE: &[Case] = &[
+    c("delete hit then miss", b"delete a\r\ndelete a\r\nget a\r\n").before(&[SET_A]),
+    c("delete time 0", b"delete a 0\r\n").before(&[SET_A]),
+    c("delete time nonzero", b"delete a 10\r\nget a\r\n").before(&[SET_A]),
+    c("delete noreply", b"delete a noreply\r\nget a\r\n").before(&[SET_A]),
+    c("delete 0 noreply", b"delete a 0 noreply\r\nget a\r\n").before(&[SET_A]),
+    c("delete 5 noreply", b"delete a 5 noreply\r\nget a\r\n").before(&[SET_A]),
+    c("delete no key", b"delete\r\n"),
+    c("delete too many args", b"delete a 0 noreply x\r\n").before(&[SET_A]),
+    generated("delete key too long", || {
+        format!("delete {}\r\n", long_key(251)).into_bytes()
+    }),
+];
+
+// ---------------------------------------------------------------- admin
+const ADMIN: &[Case] = &[
+    c("flush_all", b"flush_all\r\nget a\r\n").before(&[SET_A]),
+    c("flush_all noreply", b"flush_all noreply\r\nget a\r\n").before(&[SET_A]),
+    c("flush_all 0", b"flush_all 0\r\nget a\r\n").before(&[SET_A]),
+    c(
+        "flush_all delay keeps items for now",
+        b"flush_all 100\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    c(
+        "flush_all delay noreply",
+        b"flush_all 100 noreply\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    c("flush_all negative", b"flush_all -1\r\nget a\r\n").before(&[SET_A]),
+    c("flush_all bad delay", b"flush_all abc\r\n"),
+    c("flush_all too many args", b"flush_all 1 noreply x\r\n"),
+    c("flush_all delay elapses", b"get a\r\n").before(&[
+        SET_A,
+        // memcached hides items stored in the flush's last second, the
+        // sentinel included, so no sentinel here.
+        Step::SendOnly(b"flush_all 1\r\n"),
+        Step::SleepMs(2100),
+    ]),
+    c(
+        "set after flush_all",
+        b"flush_all\r\nset a 0 0 1\r\nb\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    c("verbosity", b"verbosity 1\r\nverbosity 0\r\n"),
+    c("verbosity noreply", b"verbosity 1 noreply\r\n"),
+    c("verbosity no arg", b"verbosity\r\n"),
+    c("verbosity non-numeric", b"verbosity x\r\n"),
+    c("verbosity too many args", b"verbosity 1 2 3\r\n"),
+    c("version", b"version\r\n"),
+    c("version with args", b"version x\r\n"),
+    c("quit", b"quit\r\n").closes(),
+    c("quit after pipelined get", b"get a\r\nquit\r\nget a\r\n")
+        .before(&[SET_A])
+        .closes(),
+    c("shutdown without -A", b"shutdown\r\n"),
+    c("shutdown with -A", b"shutdown\r\n")
+        .args(&["-A"])
+        .closes(),
+    c("shutdown bad mode with -A", b"shutdown now\r\n").args(&["-A"]),
+    c("cache_memlimit", b"cache_memlimit 100\r\n"),
+    c("cache_memlimit noreply", b"cache_memlimit 100 noreply\r\n"),
+    c("cache_memlimit bad", b"cache_memlimit abc\r\n"),
+    c("cache_memlimit no arg", b"cache_memlimit\r\n"),
+    c("idle_timeout closes idle client", b"get a\r\n")
+        .args(&["-o", "idle_timeout=1"])
+        .before(&[Step::SleepMs(3500)])
+        .closes(),
+];
+
+// ---------------------------------------------------------------- errors
+const ERRORS: &[Case] = &[
+    c("unknown command", b"bogus\r\n"),
+    c("unknown command with args", b"bogus a b c\r\n"),
+    c("one-letter command", b"g\r\n"),
+    c("empty line", b"\r\n"),
+    c("bare LF", b"\n"),
+    c("only spaces", b"   \r\n"),
+    c("NUL in command", b"get\x00 a\r\n").before(&[SET_A]),
+    c("CR in middle of line", b"get a\rb\r\n").before(&[SET_A]),
+    generated("line too long without newline", || vec![b'x'; 3000]).closes(),
+    generated("set line too long without newline", || {
+        let mut v = b"set ".to_vec();
+        v.extend(vec![b'k'; 3000]);
+        v
+    })
+    .closes(),
+    generated("long junk line with newline", || {
+        let mut v = vec![b'x'; 1500];
+        v.extend_from_slice(b"\r\n");
+        v
+    }),
+    generated("get line over 2048 bytes, newline in a later write", || {
+        let mut v = b"get".to_vec();
+        for i in 0..400 {
+            v.extend_from_slice(format!(" key{i}").as_bytes());
+        }
+        v.extend_from_slice(b" a\r\n");
+        v
+    })
+    .before(&[SET_A])
+    .split_last(4),
+    generated("set line over 2048 bytes, newline in a later write", || {
+        let mut v = b"set ".to_vec();
+        v.extend(vec![b'k'; 3000]);
+        v.extend_from_slice(b" 0 0 1\r\na\r\n");
+        v
+    })
+    .split_last(11)
+    .closes(),
+];
+
+// ---------------------------------------------------------------- pipelining and splits
+const PIPELINE: &[Case] = &[
+    c("pipelined mix", b"set a 1 0 1\r\na\r\nget a\r\nincr a 1\r\nbogus\r\nappend a 0 0 1\r\nb\r\nget a\r\ndelete a\r\nget a\r\n"),
+    c("pipelined noreply then get", b"set a 0 0 1 noreply\r\na\r\nadd a 0 0 1 noreply\r\nb\r\nappend a 0 0 1 noreply\r\nc\r\nget a\r\n"),
+    c("split inside command line", b"set k 0 0 5\r\nhello\r\nget k\r\n").split(&[1, 4, 9]),
+    c("split between CR and LF", b"set k 0 0 5\r\nhello\r\nget k\r\n").split(&[11, 19]),
+    c("split inside data", b"set k 0 0 5\r\nhello\r\nget k\r\n").split(&[14, 16]),
+    c("split every byte", b"set k 0 0 2\r\nhi\r\ngets k\r\n").split(&[
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+    ]),
+    c("split bad data chunk", b"set k 0 0 1\r\nabc\r\nget k\r\n").split(&[14, 16]),
+    c("split noreply pipeline", b"set a 0 0 1 noreply\r\na\r\nincr a 1 noreply\r\nget a\r\n").split(&[5, 25]),
+];
+
+// ---------------------------------------------------------------- stats
+const STATS: &[Case] = &[
+    c("stats general", b"stats\r\n").before(&[SET_FEW]),
+    c("stats counters after traffic", b"stats\r\n").before(&[
+        SET_FEW,
+        Step::Send(b"get a zz\r\ngets b\r\ntouch a 10\r\ntouch zz 1\r\nincr zz 1\r\ndecr zz 1\r\nincr c 1\r\ndelete zz\r\ndelete c\r\ncas a 0 0 1 999\r\nx\r\ncas zz 0 0 1 1\r\nx\r\nflush_all 0\r\nget a\r\n"),
+    ]),
+    c("stats settings names", b"stats settings\r\n").names_only(),
+    c("stats settings with flags", b"stats settings\r\n")
+        .args(&["-m", "32", "-c", "500", "-t", "2", "-R", "7", "-f", "1.5", "-n", "64", "-I", "2m", "-o", "idle_timeout=30"]),
+    c("stats items names", b"stats items\r\n").before(&[SET_FEW]).names_only(),
+    c("stats slabs names", b"stats slabs\r\n").before(&[SET_FEW]).names_only(),
+    c("stats sizes", b"stats sizes\r\n").before(&[SET_FEW]),
+    c("stats reset", b"stats reset\r\nstats\r\n").before(&[SET_FEW]),
+    c("stats detail on/off", b"stats detail on\r\nstats detail off\r\n"),
+    c("stats detail dump", b"stats detail on\r\nset p:x 0 0 1\r\na\r\nget p:x p:y\r\ndelete p:x\r\nstats detail dump\r\n"),
+    c("stats detail bad", b"stats detail\r\nstats detail maybe\r\n"),
+    c("stats unknown group", b"stats bogus\r\n"),
+    c("stats empty", b"stats \r\n").before(&[SET_A]),
+];
+
+/// STAT values that legitimately differ between two servers: process
+/// identity, clocks, CPU usage, buffer pools and counters driven by
+/// background threads (LRU maintainer, crawler) whose timing varies even
+/// between two runs of memcached itself.
+const VOLATILE_STATS: &[&str] = &[
+    "pid",
+    "uptime",
+    "time",
+    "version",
+    "libevent",
+    "rusage_user",
+    "rusage_system",
+    "lru_maintainer_juggles",
+    "lru_crawler_starts",
+    "moves_to_cold",
+    "moves_to_warm",
+    "moves_within_lru",
+    "read_buf_count",
+    "read_buf_bytes",
+    "read_buf_bytes_free",
+    "response_obj_count",
+    "response_obj_bytes",
+    // `stats settings`: the harness gives each server its own port.
+    "tcpport",
+    "oldest",
+];
+
+/// A key of `len` bytes (250 is memcached's maximum).
+fn long_key(len: usize) -> String {
+    "k".repeat(len)
+}
+
+/// How long to wait for the sentinel's answer before calling a server
+/// silent. Both servers answer in milliseconds when they answer at all.
+const SENTINEL_WAIT: Duration = Duration::from_secs(2);
+
+const SENTINEL_KEY: &str = "mnemo-differential-sentinel";
+const SENTINEL_VALUE: &str = "e5b1c0d7-sentinel-9a3f";
+
+fn sentinel_request() -> Vec<u8> {
+    format!(
+        "set {SENTINEL_KEY} 0 0 {}\r\n{SENTINEL_VALUE}\r\nget {SENTINEL_KEY}\r\n",
+        SENTINEL_VALUE.len()
+    )
+    .into_bytes()
+}
+
+fn sentinel_answer() -> Vec<u8> {
+    format!(
+        "STORED\r\nVALUE {SENTINEL_KEY} 0 {}\r\n{SENTINEL_VALUE}\r\nEND\r\n",
+        SENTINEL_VALUE.len()
+    )
+    .into_bytes()
+}
+
+/// The answer of one server to one case: the bytes before the sentinel's
+/// answer, then how the exchange ended.
+fn run_case(kind: Kind, case: &Case) -> String {
+    let server = Server::start(kind, case.args);
+    let mut client = server.connect();
+    let mut transcript = Vec::new();
+    for step in case.before {
+        match step {
+            Step::Send(bytes) => {
+                client.send(bytes);
+                client.send(&sentinel_request());
+                let ending = read_to_sentinel(&mut client, &mut transcript);
+                transcript.extend_from_slice(ending.as_bytes());
+            }
+            Step::SendOnly(bytes) => client.send(bytes),
+            Step::SleepMs(ms) => std::thread::sleep(Duration::from_millis(*ms)),
+        }
+    }
+    // Setup answers are part of the comparison too, but kept apart.
+    let mut out = format!("[setup] {}\n", show(&normalize(&transcript, true)));
+    let bytes = match case.generate {
+        Some(generate) => generate(),
+        None => case.bytes.to_vec(),
+    };
+    if !case.cuts.is_empty() {
+        client.send_split(&bytes, case.cuts);
+    } else if case.split_last > 0 {
+        client.send_split(&bytes, &[bytes.len().saturating_sub(case.split_last)]);
+    } else {
+        // The server may already have closed; the answer shows it.
+        let _ = client.try_send(&bytes);
+    }
+    let mut answer = Vec::new();
+    let ending = match case.end {
+        End::Sentinel => {
+            // A separate write, so a request without a newline is not
+            // completed by the sentinel's bytes within the same read.
+            std::thread::sleep(Duration::from_millis(30));
+            let _ = client.try_send(&sentinel_request());
+            let ending = read_to_sentinel(&mut client, &mut answer);
+            ending.to_string()
+        }
+        End::Close => {
+            client.set_read_timeout(Duration::from_secs(3));
+            match client.read_to_eof() {
+                Ok(bytes) => {
+                    answer = bytes;
+                    "<closed>".to_string()
+                }
+                Err(bytes) => {
+                    answer = bytes;
+                    "<still open after 3s>".to_string()
+                }
+            }
+        }
+    };
+    let answer = normalize(&answer, case.names_only);
+    out.push_str(&format!("[answer] {}\n[ending] {ending}", show(&answer)));
+    out
+}
+
+/// Reads until the sentinel's answer; the bytes before it go to `answer`.
+/// Returns how it ended.
+fn read_to_sentinel(client: &mut support::Client, answer: &mut Vec<u8>) -> &'static str {
+    let expected = sentinel_answer();
+    client.set_read_timeout(SENTINEL_WAIT);
+    match client.try_read_until(&expected) {
+        Ok(mut got) => {
+            got.truncate(got.len() - expected.len());
+            answer.extend(got);
+            "<sentinel answered>"
+        }
+        Err((Stop::Eof, got)) => {
+            answer.extend(got);
+            "<closed>"
+        }
+        Err((Stop::Timeout, got)) => {
+            answer.extend(got);
+            "<silent: sentinel not answered>"
+        }
+    }
+}
+
+/// Masks what legitimately differs: cas uniques, the version string and
+/// volatile (or, for `names_only`, all) STAT values.
+fn normalize(answer: &[u8], names_only: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(answer.len());
+    let mut rest = answer;
+    while !rest.is_empty() {
+        let line_len = support::find(rest, b"\r\n").map_or(rest.len(), |p| p + 2);
+        let (line, tail) = rest.split_at(line_len);
+        rest = tail;
+        let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+        let words: Vec<&[u8]> = body.split(|&b| b == b' ').collect();
+        match words.first().copied() {
+            Some(b"VALUE") if words.len() >= 4 => {
+                let len: Option<usize> = std::str::from_utf8(words[3])
+                    .ok()
+                    .and_then(|s| s.parse().ok());
+                let mut masked = words[..4].join(&b' ');
+                if words.len() == 5 {
+                    masked.extend_from_slice(b" <cas>");
+                }
+                out.extend_from_slice(&masked);
+                out.extend_from_slice(&line[body.len()..]);
+                // Copy the data block verbatim: it may contain anything.
+                if let Some(len) = len {
+                    let take = (len + 2).min(rest.len());
+                    out.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                }
+                continue;
+            }
+            Some(b"VERSION") => {
+                out.extend_from_slice(b"VERSION <version>");
+                out.extend_from_slice(&line[body.len()..]);
+                continue;
+            }
+            Some(b"STAT") if words.len() >= 3 => {
+                let name = words[1];
+                // `stats items`/`stats slabs` names embed the slab class id;
+                // the volatile list names the last component.
+                let short = name.rsplit(|&b| b == b':').next().unwrap_or(name);
+                if names_only
+                    || VOLATILE_STATS
+                        .iter()
+                        .any(|v| v.as_bytes() == name || v.as_bytes() == short)
+                {
+                    out.extend_from_slice(b"STAT ");
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(b" <masked>");
+                    out.extend_from_slice(&line[body.len()..]);
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// Runs `cases` against `a` and `b` and panics with every disagreement.
+fn compare(group: &str, cases: &[Case], a: Kind, b: Kind) {
+    support::require_tool("memcached");
+    let mut failures = Vec::new();
+    for case in cases {
+        let left = run_case(a, case);
+        let right = run_case(b, case);
+        // For reviewing what the cases exercise: MNEMO_DIFF_SHOW=1.
+        if std::env::var_os("MNEMO_DIFF_SHOW").is_some() {
+            eprintln!("=== {group} / {}\n{left}", case.name);
+        }
+        if left != right {
+            failures.push(format!(
+                "--- case {:?} (args {:?})\nrequest: {}\n{}:\n{left}\n{}:\n{right}\n",
+                case.name,
+                case.args,
+                match case.generate {
+                    Some(g) => show(&g()),
+                    None => show(case.bytes),
+                },
+                a.name(),
+                b.name(),
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{group}: {} of {} cases disagree\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+macro_rules! groups {
+    ($($group:ident: $mnemo_test:ident, $self_test:ident;)*) => {
+        $(
+            #[test]
+            fn $mnemo_test() {
+                compare(stringify!($group), $group, Kind::Memcached, Kind::Mnemo);
+            }
+
+            /// Harness check: memcached must agree with itself.
+            #[test]
+            fn $self_test() {
+                compare(stringify!($group), $group, Kind::Memcached, Kind::Memcached);
+            }
+        )*
+    };
+}
+
+groups! {
+    STORAGE: storage_matches_memcached, storage_memcached_against_itself;
+    EXPIRY: expiry_matches_memcached, expiry_memcached_against_itself;
+    RETRIEVAL: retrieval_matches_memcached, retrieval_memcached_against_itself;
+    ARITHMETIC: arithmetic_matches_memcached, arithmetic_memcached_against_itself;
+    DELETE: delete_matches_memcached, delete_memcached_against_itself;
+    ADMIN: admin_matches_memcached, admin_memcached_against_itself;
+    ERRORS: errors_matches_memcached, errors_memcached_against_itself;
+    PIPELINE: pipeline_matches_memcached, pipeline_memcached_against_itself;
+    STATS: stats_matches_memcached, stats_memcached_against_itself;
+}
