@@ -247,7 +247,7 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
     if pin {
         pin_self(args.load_core)?;
     }
-    let (name_a, name_b) = (format!("A:{}", pa.name), format!("B:{}", pb.name));
+    let (name_a, name_b) = (pa.name.clone(), pb.name.clone());
     if !args.work.json {
         println!("A = {}  ({addr_a}, pid {})", args.a, pa.child.id());
         println!("B = {}  ({addr_b}, pid {})", args.b, pb.child.id());
