@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the workspace and runs every test, including the conformance tests
+# that compare mnemo with the real memcached 1.6 and run memccapable.
+#
+# Those tests need memcached and memccapable (Debian: memcached,
+# libmemcached-tools). As root this script installs what is missing; as any
+# other user it stops and says what to install. Tests never skip silently.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+die() {
+    echo "scripts/test.sh: $*" >&2
+    exit 1
+}
+
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found. Install Rust first: https://rustup.rs (then re-run this script)."
+
+# tool -> Debian package providing it. `cc` is the linker rustc calls.
+declare -A package_of=(
+    [memcached]=memcached
+    [memccapable]=libmemcached-tools
+    [cc]=gcc
+)
+missing_packages=()
+for tool in memcached memccapable cc; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/bin/$tool" ]; then
+        missing_packages+=("${package_of[$tool]}")
+    fi
+done
+
+if [ "${#missing_packages[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        command -v apt-get >/dev/null 2>&1 ||
+            die "missing ${missing_packages[*]} and no apt-get to install them; install them by hand."
+        echo "scripts/test.sh: installing ${missing_packages[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y "${missing_packages[@]}"
+    else
+        die "missing test dependencies: ${missing_packages[*]}.
+Install them (Debian/Ubuntu) with:
+    sudo apt-get update && sudo apt-get install -y ${missing_packages[*]}
+or run this script as root, which installs them."
+    fi
+fi
+
+memcached -V >&2 || die "memcached is installed but does not run"
+
+cargo build --workspace
+cargo test --workspace
