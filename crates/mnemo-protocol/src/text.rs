@@ -529,7 +529,7 @@ fn parse_store<'a>(t: &Tokens<'a>, kind: StoreKind) -> Request<'a> {
             None => return error_nr(BAD_FORMAT, noreply),
         }
     }
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return error_nr(BAD_FORMAT, noreply);
     }
     Request::Store {

@@ -1,1 +1,275 @@
-fn main() {}
+//! `mnemo`: a memcached-compatible cache server.
+//!
+//! Start-up follows memcached's order where it matters to users: options
+//! are checked before anything is opened, sockets are bound before the
+//! process daemonizes and drops privileges (so low ports and errors still
+//! work), and threads start only after the fork.
+
+mod cli;
+mod conn;
+mod listener;
+mod proto_text;
+mod settings;
+mod shared;
+mod signals;
+mod stats;
+mod worker;
+
+use mnemo_engine::Engine;
+use settings::{Runtime, Settings};
+use shared::Shared;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// sysexits.h EX_OSERR.
+const EX_OSERR: i32 = 71;
+
+fn main() {
+    // Before any thread exists, so every thread inherits the mask.
+    signals::block();
+    let action = match cli::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            eprintln!("Try 'mnemo -h' for more information.");
+            std::process::exit(e.code);
+        }
+    };
+    let settings = match action {
+        cli::Action::Help => {
+            print!("{}", cli::usage());
+            return;
+        }
+        cli::Action::Version => {
+            println!("mnemo {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        cli::Action::License => {
+            println!(
+                "mnemo {} is distributed under the BSD 3-Clause license.\n\
+                 It follows the behaviour of memcached (BSD 3-Clause, Copyright (c) 2003, Danga Interactive, Inc.).",
+                env!("CARGO_PKG_VERSION")
+            );
+            return;
+        }
+        cli::Action::Run(s) => *s,
+    };
+    std::process::exit(run(settings));
+}
+
+fn die(msg: impl std::fmt::Display, code: i32) -> i32 {
+    eprintln!("{msg}");
+    code
+}
+
+fn run(settings: Settings) -> i32 {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && settings.user.is_none() {
+        return die("can't run as root without the -u switch", cli::EX_USAGE);
+    }
+    if settings.maxcore {
+        raise_core_limit();
+    }
+    if let Err(e) = raise_nofile(settings.maxconns) {
+        return die(e, EX_OSERR);
+    }
+    let engine = match Engine::new(settings.engine.clone()) {
+        Ok(e) => e,
+        Err(e) => return die(e, cli::EX_USAGE),
+    };
+    if settings.verbose > 1 {
+        for c in engine.slab_classes() {
+            eprintln!(
+                "slab class {:>3}: chunk size {:>9} perslab {:>7}",
+                c.id, c.chunk_size, c.perslab
+            );
+        }
+    }
+    let listeners = match listener::bind_all(&settings) {
+        Ok(l) => l,
+        Err(e) => return die(e, EX_OSERR),
+    };
+    if listeners.is_empty() {
+        return die(
+            "mnemo: nothing to listen on (-p 0 and no -s)",
+            cli::EX_USAGE,
+        );
+    }
+    if settings.daemonize {
+        if let Err(e) = daemonize(settings.verbose > 0) {
+            return die(
+                format!("failed to daemon() in order to daemonize: {e}"),
+                EX_OSERR,
+            );
+        }
+        if let Some(p) = &settings.pid_file {
+            if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+                eprintln!("Could not open the pid file {p} for writing: {e}");
+            }
+        }
+    }
+    if root {
+        if let Some(user) = &settings.user {
+            if let Err(e) = drop_privileges(user) {
+                return die(e, cli::EX_USAGE);
+            }
+        }
+    }
+    if settings.lock_memory {
+        // SAFETY: mlockall has no memory-safety preconditions.
+        if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+            eprintln!(
+                "warning: -k invalid, mlockall() failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    engine.start();
+    let threads = settings.threads;
+    let shared = Arc::new(Shared {
+        runtime: Runtime::new(&settings),
+        crawler_enabled: AtomicBool::new(settings.engine.lru_crawler),
+        engine: Arc::clone(&engine),
+        global: Default::default(),
+        workers: (0..threads).map(|_| Arc::default()).collect(),
+        conns: Default::default(),
+        stopping: AtomicBool::new(false),
+        listeners: AtomicU32::new(0),
+        settings,
+    });
+    let mut handles = Vec::with_capacity(threads);
+    for id in 0..threads {
+        match worker::spawn(id, Arc::clone(&shared)) {
+            Ok(h) => handles.push(h),
+            Err(e) => return die(format!("Can't create thread: {e}"), EX_OSERR),
+        }
+    }
+    let acceptor = match listener::spawn_acceptor(
+        listeners,
+        listener::worker_ends(&handles),
+        Arc::clone(&shared),
+    ) {
+        Ok(a) => a,
+        Err(e) => return die(format!("Can't start the acceptor: {e}"), EX_OSERR),
+    };
+
+    let why = signals::wait();
+    match why {
+        signals::Stop::Graceful => eprintln!("Gracefully stopping"),
+        signals::Stop::Normal => {
+            if shared.verbose() > 0 {
+                eprintln!("Exiting normally");
+            }
+        }
+    }
+    shared.stopping.store(true, Relaxed);
+    let _ = acceptor.waker.wake();
+    for h in &handles {
+        let _ = h.waker.wake();
+    }
+    let _ = acceptor.join.join();
+    for h in handles {
+        let _ = h.join.join();
+    }
+    engine.shutdown();
+    if shared.settings.daemonize {
+        if let Some(p) = &shared.settings.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    0
+}
+
+fn raise_core_limit() {
+    // SAFETY: plain rlimit syscalls on a local struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_CORE, &mut rl) == 0 {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_CORE, &rl);
+        }
+    }
+}
+
+/// Makes room for `maxconns` sockets plus our own descriptors.
+fn raise_nofile(maxconns: usize) -> Result<(), String> {
+    let want = (maxconns + 64) as libc::rlim_t;
+    // SAFETY: plain rlimit syscalls on a local struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return Err("failed to getrlimit number of files".into());
+        }
+        if rl.rlim_cur < want {
+            rl.rlim_cur = want;
+            if rl.rlim_max < want {
+                rl.rlim_max = want;
+            }
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(
+                    "failed to set rlimit for open files. Try starting as root or requesting smaller maxconns value."
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Classic double-duty daemon(3): fork, new session, cwd /, stdio to
+/// /dev/null (stderr kept when verbose, as memcached does).
+fn daemonize(keep_stderr: bool) -> std::io::Result<()> {
+    // SAFETY: no other threads exist yet (engine threads start later), so
+    // fork is safe; the calls below only touch descriptors and the session.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let root = c"/";
+        libc::chdir(root.as_ptr());
+        let devnull = c"/dev/null";
+        let fd = libc::open(devnull.as_ptr(), libc::O_RDWR);
+        if fd >= 0 {
+            libc::dup2(fd, 0);
+            libc::dup2(fd, 1);
+            if !keep_stderr {
+                libc::dup2(fd, 2);
+            }
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn drop_privileges(user: &str) -> Result<(), String> {
+    let name = std::ffi::CString::new(user)
+        .map_err(|_| format!("can't find the user {user} to switch to"))?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; we read
+    // it immediately, before any other call could overwrite it.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return Err(format!("can't find the user {user} to switch to"));
+        }
+        let (uid, gid) = ((*pw).pw_uid, (*pw).pw_gid);
+        if uid == 0 {
+            return Ok(());
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+        {
+            return Err("failed to assume identity of user ".to_string() + user);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! One client connection: an explicit state machine over bounded buffers.
+//!
+//! States (memcached's names, shown by `stats conns`):
+//! - `Waiting`: nothing buffered to act on; wait for readiness.
+//! - `Read`: read what the socket has into the read buffer.
+//! - `ParseCmd`: parse and execute every complete request in the buffer
+//!   (at most `-R` per event), appending replies to the one output buffer.
+//! - `Nread`: a storage command whose value is not all here yet; the
+//!   command line stays in the buffer and is parsed again only once `need`
+//!   bytes have arrived (no copy of the key).
+//! - `Swallow`: discard the data of a value that can never be stored.
+//! - `Mwrite`: write the gathered replies (one `write` per batch).
+//! - `Closing`: done; the worker drops the connection.
+//!
+//! Buffers are bounded: the read buffer grows past its 16 KB start only for
+//! a value that is allowed (`-I` plus the command line) or a multi-get line
+//! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
+
+use crate::proto_text::{self, Ctx, Next};
+use crate::shared::{ConnInfo, ConnState};
+use mnemo_protocol::text::{self, Line, Request};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+/// Initial read buffer (memcached's READ_BUFFER_SIZE).
+pub const READ_BUFFER_SIZE: usize = 16 * 1024;
+/// Longest `get` line we buffer; memcached's is unbounded, ours is not.
+pub const MAX_GET_LINE: usize = 2 * 1024 * 1024;
+/// Buffers bigger than this are given back once empty.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// A storage command line is at most this long (key + numbers); used to
+/// bound the read buffer while a value is read.
+const MAX_STORE_LINE: usize = 2048;
+
+/// The socket under a connection.
+pub enum Stream {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+}
+
+/// Where input processing is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Input {
+    /// Expecting a command line.
+    Command,
+    /// A storage command needs this many buffered bytes (line + value + 2).
+    Value { need: usize },
+    /// This many input bytes still to be discarded.
+    Swallow { left: usize },
+}
+
+/// What the worker should do with the connection after [`Conn::drive`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drive {
+    /// Wait for the next readiness event.
+    Wait,
+    /// The `-R` budget ran out with work left; run again soon.
+    Yield,
+    /// Close and forget the connection.
+    Close,
+}
+
+pub struct Conn {
+    pub stream: Stream,
+    pub info: Arc<ConnInfo>,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    input: Input,
+    /// The socket may still have unread bytes (edge-triggered readiness).
+    readable: bool,
+    /// The socket refused a write; wait for writability.
+    write_blocked: bool,
+    close_after_write: bool,
+    /// Largest value + line the read buffer may have to hold.
+    value_limit: usize,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, info: Arc<ConnInfo>, item_size_max: usize) -> Conn {
+        Conn {
+            stream,
+            info,
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            input: Input::Command,
+            readable: true,
+            write_blocked: false,
+            close_after_write: false,
+            value_limit: item_size_max + MAX_STORE_LINE + 2,
+        }
+    }
+
+    /// Bytes held in buffers (for the `read_buf_*` stats).
+    pub fn buffer_bytes(&self) -> usize {
+        self.rbuf.capacity() + self.wbuf.capacity()
+    }
+
+    /// Whether the connection is between requests (for idle_timeout).
+    pub fn is_idle(&self) -> bool {
+        self.input == Input::Command && self.rstart == self.rend && self.wpos == self.wbuf.len()
+    }
+
+    fn set_state(&self, s: ConnState) {
+        self.info.set_state(s);
+    }
+
+    /// Runs the state machine until it must wait, yield or close.
+    pub fn drive(&mut self, ctx: &mut Ctx, readable: bool, writable: bool) -> Drive {
+        if readable {
+            self.readable = true;
+        }
+        if writable {
+            self.write_blocked = false;
+        }
+        let mut budget = ctx.shared.settings.reqs_per_event;
+        loop {
+            // Mwrite: finish what is queued before taking more input, so a
+            // slow reader cannot make us buffer without bound.
+            if self.wpos < self.wbuf.len() {
+                if self.write_blocked {
+                    return Drive::Wait;
+                }
+                self.set_state(ConnState::Mwrite);
+                match self.flush(ctx) {
+                    Ok(true) => {}
+                    Ok(false) => return Drive::Wait,
+                    Err(_) => return self.closing(),
+                }
+            }
+            if self.close_after_write {
+                return self.closing();
+            }
+
+            // ParseCmd / Nread / Swallow on what is buffered.
+            match self.process(ctx, &mut budget) {
+                Step::Close => return self.closing(),
+                Step::CloseAfterWrite => {
+                    self.close_after_write = true;
+                    continue;
+                }
+                Step::Budget => {
+                    if self.wpos < self.wbuf.len() {
+                        // Flush on yield, as memcached does.
+                        self.set_state(ConnState::Mwrite);
+                        match self.flush(ctx) {
+                            Ok(true) => {}
+                            Ok(false) => return Drive::Wait,
+                            Err(_) => return self.closing(),
+                        }
+                    }
+                    ctx.ws.conn_yields.incr();
+                    self.set_state(ConnState::NewCmd);
+                    return Drive::Yield;
+                }
+                Step::NeedInput => {}
+            }
+            if self.wpos < self.wbuf.len() {
+                // Replies gathered from this read go out in one write.
+                continue;
+            }
+
+            // Read.
+            if !self.readable {
+                self.set_state(ConnState::Waiting);
+                self.maybe_shrink();
+                return Drive::Wait;
+            }
+            self.set_state(ConnState::Read);
+            match self.fill(ctx) {
+                Ok(Filled::Data) => {}
+                Ok(Filled::WouldBlock) => {
+                    self.set_state(ConnState::Waiting);
+                    self.maybe_shrink();
+                    return Drive::Wait;
+                }
+                Ok(Filled::Eof) | Err(_) => return self.closing(),
+                Ok(Filled::Full) => return self.closing(),
+            }
+        }
+    }
+
+    fn closing(&mut self) -> Drive {
+        self.set_state(ConnState::Closing);
+        Drive::Close
+    }
+
+    /// Writes queued output; `Ok(true)` once all of it is gone.
+    fn flush(&mut self, ctx: &mut Ctx) -> io::Result<bool> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.wpos += n;
+                    ctx.ws.bytes_written.add(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        if self.wbuf.capacity() > SHRINK_ABOVE {
+            self.wbuf = Vec::new();
+        }
+        Ok(true)
+    }
+
+    /// Returns oversized buffers once they are empty.
+    fn maybe_shrink(&mut self) {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+            if self.rbuf.len() > SHRINK_ABOVE {
+                self.rbuf = Vec::new();
+            }
+        }
+    }
+
+    /// Reads once into free space, making room first.
+    fn fill(&mut self, ctx: &mut Ctx) -> io::Result<Filled> {
+        let pending = self.rend - self.rstart;
+        let want = match self.input {
+            Input::Value { need } => need.max(pending + 1),
+            Input::Swallow { .. } => READ_BUFFER_SIZE,
+            Input::Command => pending + 1,
+        };
+        if self.rstart > 0
+            && (self.rbuf.len() - self.rend < READ_BUFFER_SIZE / 4
+                || self.rbuf.len() - self.rstart < want)
+        {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rbuf.len() < want.max(READ_BUFFER_SIZE) {
+            let limit = match self.input {
+                Input::Value { .. } => self.value_limit.max(MAX_GET_LINE),
+                _ => MAX_GET_LINE,
+            };
+            if want > limit {
+                return Ok(Filled::Full);
+            }
+            let new_len = want
+                .max(READ_BUFFER_SIZE)
+                .max((self.rbuf.len() * 2).min(limit));
+            self.rbuf.resize(new_len, 0);
+        }
+        if self.rend == self.rbuf.len() {
+            return Ok(Filled::Full);
+        }
+        loop {
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Ok(Filled::Eof),
+                Ok(n) => {
+                    let space = self.rbuf.len() - self.rend;
+                    self.rend += n;
+                    ctx.ws.bytes_read.add(n as u64);
+                    // A short read emptied the socket's queue; new data will
+                    // raise a fresh edge, so skip the read that would only
+                    // return EAGAIN.
+                    if n < space {
+                        self.readable = false;
+                    }
+                    return Ok(Filled::Data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(Filled::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Parses and executes buffered requests.
+    fn process(&mut self, ctx: &mut Ctx, budget: &mut usize) -> Step {
+        loop {
+            match self.input {
+                Input::Swallow { left } => {
+                    self.set_state(ConnState::Swallow);
+                    let avail = self.rend - self.rstart;
+                    let take = avail.min(left);
+                    self.rstart += take;
+                    if take < left {
+                        self.input = Input::Swallow { left: left - take };
+                        return Step::NeedInput;
+                    }
+                    self.input = Input::Command;
+                }
+                Input::Value { need } if self.rend - self.rstart < need => {
+                    self.set_state(ConnState::Nread);
+                    return Step::NeedInput;
+                }
+                _ => {}
+            }
+            if self.rstart == self.rend {
+                self.input = Input::Command;
+                return Step::NeedInput;
+            }
+            if *budget == 0 {
+                return Step::Budget;
+            }
+            self.set_state(ConnState::ParseCmd);
+            let buf = &self.rbuf[self.rstart..self.rend];
+            let (line, consumed) = match text::next_line(buf) {
+                Line::Incomplete => {
+                    if buf.len() >= MAX_GET_LINE {
+                        return Step::Close;
+                    }
+                    return Step::NeedInput;
+                }
+                Line::TooLong => return Step::Close,
+                Line::Complete { line, consumed } => (line, consumed),
+            };
+            *budget -= 1;
+            ctx.pending_output = self.wpos < self.wbuf.len();
+            let now = ctx.shared.engine.clock().now();
+            self.info
+                .last_cmd
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            if ctx.shared.verbose() > 1 {
+                eprintln!("<{} {}", ctx.fd, String::from_utf8_lossy(line));
+            }
+            let req = text::parse_line(line);
+            if let Request::Store { bytes, .. } = req {
+                if self.input == Input::Command {
+                    if let Some(n) = proto_text::precheck_store(ctx, &req, &mut self.wbuf) {
+                        self.rstart += consumed;
+                        self.input = Input::Swallow { left: n };
+                        continue;
+                    }
+                }
+                let need = consumed + bytes + 2;
+                if buf.len() < need {
+                    // Keep the line; parse it again once the value is here.
+                    *budget += 1;
+                    self.input = Input::Value { need };
+                    self.set_state(ConnState::Nread);
+                    return Step::NeedInput;
+                }
+                proto_text::complete_store(ctx, &req, &buf[consumed..need], &mut self.wbuf);
+                self.rstart += need;
+                self.input = Input::Command;
+                continue;
+            }
+            let next = proto_text::execute(ctx, req, &mut self.wbuf);
+            self.rstart += consumed;
+            match next {
+                Next::Continue => {}
+                Next::CloseAfterWrite => return Step::CloseAfterWrite,
+                Next::Close => return Step::Close,
+            }
+        }
+    }
+}
+
+enum Step {
+    NeedInput,
+    Budget,
+    Close,
+    CloseAfterWrite,
+}
+
+enum Filled {
+    Data,
+    WouldBlock,
+    Eof,
+    /// The buffer is at its limit and still holds no complete request.
+    Full,
+}

@@ -1,0 +1,343 @@
+//! Listening sockets and the acceptor thread.
+//!
+//! memcached's model: one thread accepts on every listener and hands each
+//! socket, round-robin, to a worker through a channel plus a mio `Waker`.
+//! See docs/ARCHITECTURE.md for why this and not SO_REUSEPORT per worker.
+
+use crate::conn::Stream;
+use crate::settings::Settings;
+use crate::shared::{ConnInfo, ConnState, Shared};
+use crate::worker::{NewConn, WorkerHandle};
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Socket, Type};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Listener::Tcp(l) => l,
+            Listener::Unix(l) => l,
+        }
+    }
+
+    pub fn fd(&self) -> i32 {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+
+    /// memcached's `stats conns` spelling of the local address.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| tcp_text(&a))
+                .unwrap_or_else(|_| "tcp:?".into()),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                .unwrap_or_else(|| "unix:?".into()),
+        }
+    }
+}
+
+fn tcp_text(a: &SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v) => format!("tcp:{}:{}", v.ip(), v.port()),
+        SocketAddr::V6(v) => format!("tcp:[{}]:{}", v.ip(), v.port()),
+    }
+}
+
+/// Splits one `-l` entry into host and optional port:
+/// `1.2.3.4`, `1.2.3.4:11211`, `[::1]`, `[::1]:11211`, `::1`, `localhost`.
+pub fn split_host_port(entry: &str) -> Result<(String, Option<u16>), String> {
+    let bad = || format!("Invalid listen address \"{entry}\"");
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match tail {
+            "" => None,
+            t => Some(
+                t.strip_prefix(':')
+                    .ok_or_else(bad)?
+                    .parse()
+                    .map_err(|_| bad())?,
+            ),
+        };
+        return Ok((host.to_string(), port));
+    }
+    match entry.matches(':').count() {
+        0 => Ok((entry.to_string(), None)),
+        1 => {
+            let (h, p) = entry.split_once(':').ok_or_else(bad)?;
+            Ok((h.to_string(), Some(p.parse().map_err(|_| bad())?)))
+        }
+        // A bare IPv6 address.
+        _ => Ok((entry.to_string(), None)),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
+/// Opens every listening socket the settings ask for.
+pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    if let Some(path) = &s.socket_path {
+        // memcached removes a stale socket file, never a regular file.
+        if let Ok(md) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if md.file_type().is_socket() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let l = UnixListener::bind(path)
+            .map_err(|e| format!("failed to listen on UNIX socket \"{path}\": {e}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(s.access & 0o777))
+            .map_err(|e| format!("failed to set permissions on \"{path}\": {e}"))?;
+        out.push(Listener::Unix(l));
+        return Ok(out);
+    }
+    if s.port == 0 {
+        return Ok(out);
+    }
+    let entries: Vec<String> = match &s.inter {
+        Some(list) => list
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        None => vec!["0.0.0.0".into(), "::".into()],
+    };
+    for entry in &entries {
+        let (host, port) = split_host_port(entry)?;
+        let port = port.unwrap_or(s.port);
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| format!("getaddrinfo(): {e} ({host})"))?
+                .collect(),
+        };
+        for a in addrs {
+            match bind_tcp(a, s.backlog) {
+                Ok(l) => out.push(Listener::Tcp(l)),
+                // The default "::" is best effort, as on hosts without IPv6.
+                Err(_) if s.inter.is_none() && a.is_ipv6() => {}
+                Err(e) => return Err(format!("failed to listen on TCP port {port}: {e}")),
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("failed to listen on TCP port {}", s.port));
+    }
+    Ok(out)
+}
+
+const STOP: Token = Token(usize::MAX);
+
+/// The acceptor's handle: wake it to make it notice `stopping`.
+pub struct Acceptor {
+    pub waker: Arc<Waker>,
+    pub join: std::thread::JoinHandle<()>,
+}
+
+/// Registers listeners in `stats conns` and starts the acceptor thread.
+pub fn spawn_acceptor(
+    mut listeners: Vec<Listener>,
+    workers: Vec<(std::sync::mpsc::Sender<NewConn>, Arc<Waker>)>,
+    shared: Arc<Shared>,
+) -> io::Result<Acceptor> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
+    let now = shared.engine.clock().now();
+    for (i, l) in listeners.iter_mut().enumerate() {
+        poll.registry()
+            .register(l.source(), Token(i), Interest::READABLE)?;
+        let info = ConnInfo::new(l.fd(), l.describe(), None, ConnState::Listening, now);
+        shared.conns.lock().insert(l.fd(), Arc::new(info));
+    }
+    shared.listeners.store(listeners.len() as u32, Relaxed);
+    shared.global.accepting_conns.store(true, Relaxed);
+    let join = std::thread::Builder::new()
+        .name("mnemo-acceptor".into())
+        .spawn(move || accept_loop(poll, listeners, workers, shared))?;
+    Ok(Acceptor { waker, join })
+}
+
+fn accept_loop(
+    mut poll: Poll,
+    mut listeners: Vec<Listener>,
+    workers: Vec<(std::sync::mpsc::Sender<NewConn>, Arc<Waker>)>,
+    shared: Arc<Shared>,
+) {
+    let mut events = Events::with_capacity(64);
+    let mut next = 0usize;
+    // Set when accept failed for lack of descriptors: retry on a timer,
+    // since edge-triggered readiness will not fire again by itself.
+    let mut backoff = false;
+    loop {
+        let timeout = backoff.then(|| Duration::from_millis(100));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("mnemo: acceptor poll failed: {e}");
+                return;
+            }
+        }
+        if shared.stopping.load(Relaxed) {
+            return;
+        }
+        let ready: Vec<usize> = if backoff {
+            (0..listeners.len()).collect()
+        } else {
+            events
+                .iter()
+                .filter(|e| e.token() != STOP)
+                .map(|e| e.token().0)
+                .collect()
+        };
+        backoff = false;
+        for i in ready {
+            let Some(l) = listeners.get_mut(i) else {
+                continue;
+            };
+            loop {
+                let accepted = match l {
+                    Listener::Tcp(l) => l.accept().map(|(s, peer)| {
+                        let _ = s.set_nodelay(true);
+                        let local = s.local_addr().map(|a| tcp_text(&a)).unwrap_or_default();
+                        (Stream::Tcp(s), tcp_text(&peer), local)
+                    }),
+                    Listener::Unix(l) => l.accept().map(|(s, _)| {
+                        let local = s
+                            .local_addr()
+                            .ok()
+                            .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                            .unwrap_or_else(|| "unix:".into());
+                        (Stream::Unix(s), "unix:".to_string(), local)
+                    }),
+                };
+                match accepted {
+                    Ok((stream, peer, local)) => {
+                        hand_off(stream, peer, local, &workers, &mut next, &shared);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+                            if shared.verbose() > 0 {
+                                eprintln!("Too many open connections");
+                            }
+                            shared.global.listen_disabled_num.fetch_add(1, Relaxed);
+                            backoff = true;
+                        } else if shared.verbose() > 0 {
+                            eprintln!("accept(): {e}");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        shared.global.accepting_conns.store(!backoff, Relaxed);
+    }
+}
+
+fn hand_off(
+    mut stream: Stream,
+    peer: String,
+    local: String,
+    workers: &[(std::sync::mpsc::Sender<NewConn>, Arc<Waker>)],
+    next: &mut usize,
+    shared: &Arc<Shared>,
+) {
+    let g = &shared.global;
+    if g.curr_conns.load(Relaxed) >= shared.settings.maxconns as u64 {
+        // memcached (maxconns_fast) answers and closes at once.
+        g.rejected_conns.fetch_add(1, Relaxed);
+        let _ = match &mut stream {
+            Stream::Tcp(s) => s.write(b"ERROR Too many open connections\r\n"),
+            Stream::Unix(s) => s.write(b"ERROR Too many open connections\r\n"),
+        };
+        return;
+    }
+    let curr = g.curr_conns.fetch_add(1, Relaxed) + 1;
+    g.total_conns.fetch_add(1, Relaxed);
+    g.conn_structs.fetch_max(curr, Relaxed);
+    let fd = match &stream {
+        Stream::Tcp(s) => s.as_raw_fd(),
+        Stream::Unix(s) => s.as_raw_fd(),
+    };
+    let now = shared.engine.clock().now();
+    let info = Arc::new(ConnInfo::new(fd, peer, Some(local), ConnState::NewCmd, now));
+    shared.conns.lock().insert(fd, Arc::clone(&info));
+    let (tx, waker) = &workers[*next % workers.len()];
+    *next = next.wrapping_add(1);
+    if tx.send(NewConn { stream, info }).is_err() {
+        // The worker is gone (shutting down); the socket was dropped with
+        // the message.
+        shared.conns.lock().remove(&fd);
+        g.curr_conns.fetch_sub(1, Relaxed);
+        return;
+    }
+    let _ = waker.wake();
+}
+
+/// Workers as the acceptor sees them.
+pub fn worker_ends(
+    handles: &[WorkerHandle],
+) -> Vec<(std::sync::mpsc::Sender<NewConn>, Arc<Waker>)> {
+    handles
+        .iter()
+        .map(|h| (h.tx.clone(), Arc::clone(&h.waker)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn listen_entries() {
+        assert_eq!(
+            split_host_port("127.0.0.1").unwrap(),
+            ("127.0.0.1".into(), None)
+        );
+        assert_eq!(
+            split_host_port("127.0.0.1:99").unwrap(),
+            ("127.0.0.1".into(), Some(99))
+        );
+        assert_eq!(split_host_port("[::1]:7").unwrap(), ("::1".into(), Some(7)));
+        assert_eq!(split_host_port("[::1]").unwrap(), ("::1".into(), None));
+        assert_eq!(split_host_port("::1").unwrap(), ("::1".into(), None));
+        assert!(split_host_port("[::1").is_err());
+        assert!(split_host_port("h:x").is_err());
+    }
+}

@@ -1,0 +1,662 @@
+//! Executes parsed text-protocol requests against the engine and appends
+//! the replies to the connection's output buffer.
+//!
+//! Reply strings, which errors `noreply` silences, and where the
+//! connection closes are memcached 1.6.18's (`proto_text.c`).
+
+use crate::shared::{ConnState, Shared, VERSION};
+use crate::stats::{stat_line, PrefixOp, WorkerStats};
+use mnemo_engine::{ArithOutcome, GetMode, MetadumpTarget, StoreMode, StoreOutcome, ThreadStats};
+use mnemo_protocol::text::{self, Automove, CrawlerCmd, DetailCmd, Request, StatsCmd, StoreKind};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// memcached's MAX_VERBOSITY_LEVEL.
+const MAX_VERBOSITY: u32 = 2;
+/// memcached's MAX_NUMBER_OF_SLAB_CLASSES (for `stats cachedump`).
+const MAX_SLAB_CLASSES: u32 = 64;
+
+/// What the connection does after a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// Flush what is queued, then close (`quit`).
+    CloseAfterWrite,
+    /// Close at once, dropping queued output (HTTP request, `shutdown`).
+    Close,
+}
+
+/// Per-thread handles a request needs.
+pub struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub ts: &'a ThreadStats,
+    pub ws: &'a WorkerStats,
+    /// File descriptor, for `-vv` logging.
+    pub fd: i32,
+    /// Whether replies are already queued ahead of this request
+    /// (`lru_crawler metadump` refuses to run behind them).
+    pub pending_output: bool,
+}
+
+fn line(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// memcached's `out_string`: the reply, unless `noreply` silenced it.
+fn reply(ctx: &Ctx, out: &mut Vec<u8>, s: &str, noreply: bool) {
+    if ctx.shared.verbose() > 1 {
+        if noreply {
+            eprintln!(">{} NOREPLY {}", ctx.fd, s);
+        } else {
+            eprintln!(">{} {}", ctx.fd, s);
+        }
+    }
+    if !noreply {
+        line(out, s);
+    }
+}
+
+fn store_mode(k: StoreKind) -> StoreMode {
+    match k {
+        StoreKind::Set => StoreMode::Set,
+        StoreKind::Add => StoreMode::Add,
+        StoreKind::Replace => StoreMode::Replace,
+        StoreKind::Append => StoreMode::Append,
+        StoreKind::Prepend => StoreMode::Prepend,
+        StoreKind::Cas => StoreMode::Cas,
+    }
+}
+
+/// Called for a storage line before its data is read: `Some(n)` when the
+/// item can never fit and the `n` data bytes must be swallowed.
+pub fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usize> {
+    let Request::Store {
+        key,
+        flags,
+        bytes,
+        noreply,
+        ..
+    } = *req
+    else {
+        return None;
+    };
+    if ctx.shared.runtime.detail_enabled.load(Relaxed) {
+        ctx.shared
+            .global
+            .record_prefix(key, ctx.shared.settings.prefix_delimiter, PrefixOp::Set);
+    }
+    if ctx.shared.engine.item_size_ok(key.len(), flags, bytes) {
+        return None;
+    }
+    reply(ctx, out, "SERVER_ERROR object too large for cache", noreply);
+    ctx.ws.store_too_large.incr();
+    Some(bytes + 2)
+}
+
+/// Completes a storage command once `data` (value plus its two terminator
+/// bytes) is in the buffer.
+pub fn complete_store(ctx: &Ctx, req: &Request, data: &[u8], out: &mut Vec<u8>) {
+    let Request::Store {
+        kind,
+        key,
+        flags,
+        exptime,
+        bytes,
+        cas,
+        noreply,
+    } = *req
+    else {
+        return;
+    };
+    if &data[bytes..bytes + 2] != b"\r\n" {
+        reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
+        return;
+    }
+    let outcome = ctx.shared.engine.store(
+        store_mode(kind),
+        key,
+        flags,
+        exptime,
+        &data[..bytes],
+        cas,
+        ctx.ts,
+    );
+    let msg = match outcome {
+        StoreOutcome::Stored { .. } => "STORED",
+        StoreOutcome::NotStored => "NOT_STORED",
+        StoreOutcome::Exists => "EXISTS",
+        StoreOutcome::NotFound => "NOT_FOUND",
+        StoreOutcome::TooLarge => {
+            ctx.ws.store_too_large.incr();
+            "SERVER_ERROR object too large for cache"
+        }
+        StoreOutcome::OutOfMemory => {
+            ctx.ws.store_no_memory.incr();
+            "SERVER_ERROR out of memory storing object"
+        }
+    };
+    reply(ctx, out, msg, noreply);
+}
+
+/// Runs every request except the data part of storage commands.
+pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
+    let sh = ctx.shared;
+    let engine = &sh.engine;
+    match req {
+        Request::Get {
+            kind,
+            exptime,
+            keys,
+        } => {
+            let detail = sh.runtime.detail_enabled.load(Relaxed);
+            let verbose = sh.verbose() > 1;
+            let with_cas = kind.returns_cas();
+            let mode = if kind.touches() {
+                GetMode::Touch(exptime)
+            } else {
+                GetMode::Get
+            };
+            for key in keys {
+                let hit = engine
+                    .get(key, mode, ctx.ts, |it| {
+                        text::encode_value_header(
+                            out,
+                            it.key(),
+                            it.flags(),
+                            it.value_len(),
+                            with_cas.then(|| it.cas()),
+                        );
+                        it.write_value(out);
+                        out.extend_from_slice(b"\r\n");
+                    })
+                    .is_some();
+                if kind.touches() {
+                    ctx.ws.touch_cmds.incr();
+                } else {
+                    ctx.ws.get_cmds.incr();
+                }
+                if detail {
+                    sh.global.record_prefix(
+                        key,
+                        sh.settings.prefix_delimiter,
+                        PrefixOp::Get { hit },
+                    );
+                }
+                if verbose && hit {
+                    eprintln!(">{} sending key {}", ctx.fd, String::from_utf8_lossy(key));
+                }
+            }
+            if verbose {
+                eprintln!(">{} END", ctx.fd);
+            }
+            out.extend_from_slice(b"END\r\n");
+            Next::Continue
+        }
+        // Storage commands are split into precheck/complete by the caller.
+        Request::Store { .. } => Next::Continue,
+        Request::Delete { key, noreply } => {
+            if sh.runtime.detail_enabled.load(Relaxed) {
+                sh.global
+                    .record_prefix(key, sh.settings.prefix_delimiter, PrefixOp::Delete);
+            }
+            let msg = if engine.delete(key, ctx.ts) {
+                "DELETED"
+            } else {
+                "NOT_FOUND"
+            };
+            reply(ctx, out, msg, noreply);
+            Next::Continue
+        }
+        Request::Arith {
+            incr,
+            key,
+            delta,
+            noreply,
+        } => {
+            match engine.arith(key, incr, delta, ctx.ts) {
+                ArithOutcome::Value(v) => {
+                    let mut buf = Vec::with_capacity(20);
+                    text::push_u64(&mut buf, v);
+                    // Digits are ASCII.
+                    reply(ctx, out, std::str::from_utf8(&buf).unwrap_or("0"), noreply);
+                }
+                ArithOutcome::NotFound => reply(ctx, out, "NOT_FOUND", noreply),
+                ArithOutcome::NonNumeric => reply(
+                    ctx,
+                    out,
+                    "CLIENT_ERROR cannot increment or decrement non-numeric value",
+                    noreply,
+                ),
+                ArithOutcome::OutOfMemory => reply(ctx, out, "SERVER_ERROR out of memory", noreply),
+            }
+            Next::Continue
+        }
+        Request::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
+            ctx.ws.touch_cmds.incr();
+            let msg = if engine.touch(key, exptime, ctx.ts) {
+                "TOUCHED"
+            } else {
+                "NOT_FOUND"
+            };
+            reply(ctx, out, msg, noreply);
+            Next::Continue
+        }
+        Request::FlushAll { delay, noreply } => {
+            ctx.ws.flush_cmds.incr();
+            if !sh.settings.flush_enabled {
+                reply(ctx, out, "CLIENT_ERROR flush_all not allowed", noreply);
+                return Next::Continue;
+            }
+            engine.flush_all(delay.max(0));
+            reply(ctx, out, "OK", noreply);
+            Next::Continue
+        }
+        Request::Version => {
+            reply(ctx, out, &format!("VERSION {VERSION}"), false);
+            Next::Continue
+        }
+        Request::Verbosity { level, noreply } => {
+            sh.runtime.verbose.store(level.min(MAX_VERBOSITY), Relaxed);
+            reply(ctx, out, "OK", noreply);
+            Next::Continue
+        }
+        Request::Quit => Next::CloseAfterWrite,
+        Request::Shutdown { graceful } => {
+            if !sh.settings.shutdown_command {
+                reply(ctx, out, "ERROR: shutdown not enabled", false);
+                return Next::Continue;
+            }
+            crate::signals::request_stop(graceful);
+            Next::Close
+        }
+        Request::ShutdownBadMode => {
+            let msg = if sh.settings.shutdown_command {
+                "CLIENT_ERROR invalid shutdown mode"
+            } else {
+                "ERROR: shutdown not enabled"
+            };
+            reply(ctx, out, msg, false);
+            Next::Continue
+        }
+        Request::Stats(cmd) => {
+            stats(ctx, cmd, out);
+            Next::Continue
+        }
+        Request::CacheMemlimit { megabytes, noreply } => {
+            let msg = if megabytes < 8 {
+                "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m"
+            } else if megabytes > 1_000_000_000 {
+                "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes"
+            } else if engine
+                .set_mem_limit(megabytes as usize * 1024 * 1024)
+                .is_ok()
+            {
+                if sh.verbose() > 0 {
+                    eprintln!("maxbytes adjusted to {megabytes}m");
+                }
+                "OK"
+            } else {
+                "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust"
+            };
+            reply(ctx, out, msg, noreply);
+            Next::Continue
+        }
+        Request::SlabsReassign(args) => {
+            if !engine.config().slab_reassign {
+                reply(ctx, out, "CLIENT_ERROR slab reassignment disabled", false);
+                return Next::Continue;
+            }
+            match args {
+                None => reply(ctx, out, text::BAD_FORMAT, false),
+                Some((src, dst)) => match engine.slabs_reassign(src, dst) {
+                    Ok(()) => reply(ctx, out, "OK", false),
+                    Err(e) => reply(ctx, out, &e.to_string(), false),
+                },
+            }
+            Next::Continue
+        }
+        Request::SlabsAutomove { arg, noreply } => {
+            match arg {
+                Automove::Ratio(r) => sh.runtime.automove_ratio_bits.store(r.to_bits(), Relaxed),
+                Automove::Level(l) => engine.set_automove(l),
+            }
+            reply(ctx, out, "OK", noreply);
+            Next::Continue
+        }
+        Request::LruCrawler(cmd) => {
+            crawler(ctx, cmd, out);
+            Next::Continue
+        }
+        Request::Error { msg, noreply } => {
+            reply(ctx, out, msg, noreply);
+            Next::Continue
+        }
+        Request::Close => Next::Close,
+    }
+}
+
+fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
+    let sh = ctx.shared;
+    let engine = &sh.engine;
+    let enabled = sh.crawler_enabled.load(Relaxed);
+    match cmd {
+        CrawlerCmd::Crawl(classes) => {
+            if !enabled {
+                return reply(ctx, out, "CLIENT_ERROR lru crawler disabled", false);
+            }
+            match engine.lru_crawler_crawl(&String::from_utf8_lossy(classes)) {
+                Ok(()) => reply(ctx, out, "OK", false),
+                Err(e) => reply(ctx, out, &e.to_string(), false),
+            }
+        }
+        CrawlerCmd::Metadump(classes) => {
+            if !enabled {
+                return reply(ctx, out, "CLIENT_ERROR lru crawler disabled", false);
+            }
+            if !sh.settings.dump_enabled {
+                return reply(ctx, out, "ERROR metadump not allowed", false);
+            }
+            if ctx.pending_output {
+                return reply(
+                    ctx,
+                    out,
+                    "ERROR cannot pipeline other commands before metadump",
+                    false,
+                );
+            }
+            let target = MetadumpTarget::parse(&String::from_utf8_lossy(classes))
+                .and_then(|t| engine.lru_crawler_metadump(t, out));
+            if let Err(e) = target {
+                reply(ctx, out, &e.to_string(), false);
+            }
+        }
+        CrawlerCmd::Tocrawl(n) => {
+            engine.lru_crawler_set_tocrawl(n);
+            reply(ctx, out, "OK", false);
+        }
+        CrawlerCmd::Sleep(us) => {
+            engine.lru_crawler_set_sleep(us);
+            reply(ctx, out, "OK", false);
+        }
+        CrawlerCmd::Enable => {
+            if engine.lru_crawler_enable() {
+                sh.crawler_enabled.store(true, Relaxed);
+                reply(ctx, out, "OK", false);
+            } else {
+                reply(ctx, out, "ERROR failed to start lru crawler thread", false);
+            }
+        }
+        CrawlerCmd::Disable => {
+            if engine.lru_crawler_disable() {
+                sh.crawler_enabled.store(false, Relaxed);
+                reply(ctx, out, "OK", false);
+            } else {
+                reply(ctx, out, "ERROR failed to stop lru crawler thread", false);
+            }
+        }
+    }
+}
+
+fn pairs(out: &mut Vec<u8>, lines: Vec<(String, String)>) {
+    for (k, v) in lines {
+        stat_line(out, &k, v);
+    }
+    out.extend_from_slice(b"END\r\n");
+}
+
+fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
+    let sh = ctx.shared;
+    match cmd {
+        StatsCmd::General => {
+            general_stats(sh, out);
+            out.extend_from_slice(b"END\r\n");
+        }
+        StatsCmd::Reset => {
+            sh.engine.stats_reset();
+            sh.global.reset(&sh.workers);
+            reply(ctx, out, "RESET", false);
+        }
+        StatsCmd::Detail(DetailCmd::On) => {
+            sh.runtime.detail_enabled.store(true, Relaxed);
+            reply(ctx, out, "OK", false);
+        }
+        StatsCmd::Detail(DetailCmd::Off) => {
+            sh.runtime.detail_enabled.store(false, Relaxed);
+            reply(ctx, out, "OK", false);
+        }
+        StatsCmd::Detail(DetailCmd::Dump) => sh.global.dump_prefixes(out),
+        StatsCmd::Settings => {
+            settings_stats(sh, out);
+            out.extend_from_slice(b"END\r\n");
+        }
+        StatsCmd::Conns => {
+            conns_stats(sh, out);
+            out.extend_from_slice(b"END\r\n");
+        }
+        StatsCmd::CacheDump(args) => {
+            if !sh.settings.dump_enabled {
+                return reply(ctx, out, "CLIENT_ERROR stats cachedump not allowed", false);
+            }
+            match args {
+                Err(msg) => reply(ctx, out, msg, false),
+                Ok((class, _)) if class >= MAX_SLAB_CLASSES => {
+                    reply(ctx, out, "CLIENT_ERROR Illegal slab id", false)
+                }
+                // The engine API has no cachedump walk; say so rather than
+                // answer with an empty list that would look like no items.
+                Ok(_) => reply(
+                    ctx,
+                    out,
+                    "SERVER_ERROR stats cachedump not supported",
+                    false,
+                ),
+            }
+        }
+        StatsCmd::Engine(sub) => match sub {
+            b"items" => pairs(out, sh.engine.stats_items()),
+            b"slabs" => pairs(out, sh.engine.stats_slabs()),
+            b"sizes" => pairs(out, sh.engine.stats_sizes()),
+            _ => reply(ctx, out, "ERROR", false),
+        },
+    }
+}
+
+/// getrusage(RUSAGE_SELF) user and system times as `sec.usec`.
+fn rusage() -> (String, String) {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a properly sized rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (
+        format!("{}.{:06}", ru.ru_utime.tv_sec, ru.ru_utime.tv_usec),
+        format!("{}.{:06}", ru.ru_stime.tv_sec, ru.ru_stime.tv_usec),
+    )
+}
+
+/// The general `stats` block, in memcached 1.6.18's order.
+pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
+    let e = sh.engine.stats();
+    let t = sh.global.totals(&sh.workers);
+    let clock = sh.engine.clock();
+    let now = clock.now();
+    let (ru_user, ru_sys) = rusage();
+    let s = &sh.settings;
+    let g = &sh.global;
+    let listeners = sh.listeners.load(Relaxed) as u64;
+    stat_line(out, "pid", std::process::id());
+    stat_line(out, "uptime", now.saturating_sub(60));
+    stat_line(out, "time", clock.process_started() + u64::from(now));
+    stat_line(out, "version", VERSION);
+    stat_line(out, "libevent", "mio");
+    stat_line(out, "pointer_size", 8 * std::mem::size_of::<usize>());
+    stat_line(out, "rusage_user", ru_user);
+    stat_line(out, "rusage_system", ru_sys);
+    stat_line(out, "max_connections", s.maxconns);
+    stat_line(out, "curr_connections", g.curr_conns.load(Relaxed));
+    stat_line(
+        out,
+        "total_connections",
+        g.total_conns.load(Relaxed) + listeners,
+    );
+    if s.maxconns_fast {
+        stat_line(out, "rejected_connections", g.rejected_conns.load(Relaxed));
+    }
+    stat_line(
+        out,
+        "connection_structures",
+        g.conn_structs.load(Relaxed) + listeners,
+    );
+    stat_line(out, "response_obj_oom", 0);
+    stat_line(out, "response_obj_count", t.response_obj_count);
+    stat_line(out, "response_obj_bytes", t.response_obj_bytes);
+    stat_line(out, "read_buf_count", t.read_buf_count);
+    stat_line(out, "read_buf_bytes", t.read_buf_bytes);
+    stat_line(out, "read_buf_bytes_free", 0);
+    stat_line(out, "read_buf_oom", 0);
+    stat_line(out, "reserved_fds", reserved_fds(sh));
+    stat_line(out, "cmd_get", t.get_cmds);
+    stat_line(out, "cmd_set", e.cmd_set);
+    stat_line(out, "cmd_flush", t.flush_cmds);
+    stat_line(out, "cmd_touch", t.touch_cmds);
+    stat_line(out, "cmd_meta", t.meta_cmds);
+    for (k, v) in e.request_lines() {
+        stat_line(out, k, v);
+    }
+    stat_line(out, "store_too_large", t.store_too_large);
+    stat_line(out, "store_no_memory", t.store_no_memory);
+    stat_line(out, "auth_cmds", t.auth_cmds);
+    stat_line(out, "auth_errors", t.auth_errors);
+    if s.idle_timeout > 0 {
+        stat_line(out, "idle_kicks", t.idle_kicks);
+    }
+    stat_line(out, "bytes_read", t.bytes_read);
+    stat_line(out, "bytes_written", t.bytes_written);
+    stat_line(out, "limit_maxbytes", e.limit_maxbytes);
+    stat_line(
+        out,
+        "accepting_conns",
+        u32::from(g.accepting_conns.load(Relaxed)),
+    );
+    stat_line(
+        out,
+        "listen_disabled_num",
+        g.listen_disabled_num.load(Relaxed),
+    );
+    stat_line(out, "time_in_listen_disabled_us", 0);
+    stat_line(out, "threads", s.threads);
+    stat_line(out, "conn_yields", t.conn_yields);
+    for (k, v) in e.storage_lines() {
+        stat_line(out, k, v);
+    }
+}
+
+/// File descriptors kept back from clients: stdio, listeners, the
+/// acceptor's and each worker's poll and waker.
+pub fn reserved_fds(sh: &Shared) -> u64 {
+    3 + u64::from(sh.listeners.load(Relaxed)) + 2 + 2 * sh.settings.threads as u64
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `stats settings`, in memcached 1.6.18's order.
+pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
+    let s = &sh.settings;
+    let c = sh.engine.config();
+    stat_line(out, "maxbytes", c.mem_limit);
+    stat_line(out, "maxconns", s.maxconns);
+    stat_line(out, "tcpport", s.port);
+    stat_line(out, "udpport", s.udp_port);
+    stat_line(out, "inter", s.inter.as_deref().unwrap_or("NULL"));
+    stat_line(out, "verbosity", sh.verbose());
+    stat_line(out, "oldest", 0);
+    stat_line(out, "evictions", if c.evict_to_free { "on" } else { "off" });
+    stat_line(
+        out,
+        "domain_socket",
+        s.socket_path.as_deref().unwrap_or("NULL"),
+    );
+    stat_line(out, "umask", format!("{:o}", s.access));
+    stat_line(out, "shutdown_command", yes(s.shutdown_command));
+    stat_line(out, "growth_factor", format!("{:.2}", c.growth_factor));
+    stat_line(out, "chunk_size", c.chunk_size);
+    stat_line(out, "num_threads", s.threads);
+    stat_line(out, "num_threads_per_udp", s.num_threads_per_udp);
+    stat_line(out, "stat_key_prefix", s.prefix_delimiter as char);
+    stat_line(
+        out,
+        "detail_enabled",
+        yes(sh.runtime.detail_enabled.load(Relaxed)),
+    );
+    stat_line(out, "reqs_per_event", s.reqs_per_event);
+    stat_line(out, "cas_enabled", yes(c.use_cas));
+    stat_line(out, "tcp_backlog", s.backlog);
+    stat_line(out, "binding_protocol", s.protocol.text());
+    stat_line(out, "auth_enabled_sasl", "no");
+    stat_line(out, "auth_enabled_ascii", "no");
+    stat_line(out, "item_size_max", c.item_size_max);
+    stat_line(out, "maxconns_fast", yes(s.maxconns_fast));
+    stat_line(out, "hashpower_init", c.hashpower_init);
+    stat_line(out, "slab_reassign", yes(c.slab_reassign));
+    stat_line(out, "slab_automove", c.slab_automove);
+    stat_line(
+        out,
+        "slab_automove_ratio",
+        format!("{:.2}", sh.runtime.automove_ratio()),
+    );
+    stat_line(out, "slab_automove_window", c.slab_automove_window);
+    stat_line(out, "slab_chunk_max", c.chunk_max());
+    stat_line(out, "lru_crawler", yes(sh.crawler_enabled.load(Relaxed)));
+    stat_line(out, "lru_crawler_sleep", c.lru_crawler_sleep);
+    stat_line(out, "lru_crawler_tocrawl", c.lru_crawler_tocrawl);
+    stat_line(out, "tail_repair_time", c.tail_repair_time);
+    stat_line(out, "flush_enabled", yes(s.flush_enabled));
+    stat_line(out, "dump_enabled", yes(s.dump_enabled));
+    stat_line(out, "hash_algorithm", s.hash_algorithm);
+    stat_line(out, "lru_maintainer_thread", yes(c.lru_maintainer));
+    stat_line(out, "lru_segmented", yes(s.lru_segmented));
+    stat_line(out, "hot_lru_pct", c.hot_lru_pct);
+    stat_line(out, "warm_lru_pct", c.warm_lru_pct);
+    stat_line(out, "hot_max_factor", format!("{:.2}", c.hot_max_factor));
+    stat_line(out, "warm_max_factor", format!("{:.2}", c.warm_max_factor));
+    stat_line(out, "temp_lru", yes(c.temp_lru));
+    stat_line(out, "temporary_ttl", c.temporary_ttl);
+    stat_line(out, "idle_timeout", s.idle_timeout);
+    stat_line(out, "watcher_logbuf_size", s.watcher_logbuf_size);
+    stat_line(out, "worker_logbuf_size", s.worker_logbuf_size);
+    stat_line(out, "read_buf_mem_limit", s.read_buf_mem_limit);
+    stat_line(out, "track_sizes", yes(s.track_sizes));
+    stat_line(out, "inline_ascii_response", "no");
+    stat_line(out, "drop_privileges", "no");
+    stat_line(out, "num_napi_ids", "(null)");
+    stat_line(out, "memory_file", "(null)");
+}
+
+/// `stats conns`: listeners and clients, by file descriptor.
+pub fn conns_stats(sh: &Shared, out: &mut Vec<u8>) {
+    let now = sh.engine.clock().now();
+    for (fd, info) in sh.conns.lock().iter() {
+        stat_line(out, &format!("{fd}:addr"), &info.addr);
+        if let Some(l) = &info.listen_addr {
+            stat_line(out, &format!("{fd}:listen_addr"), l);
+        }
+        let state = info.state();
+        stat_line(out, &format!("{fd}:state"), state.text());
+        let last = info.last_cmd.load(Relaxed);
+        let secs = if state == ConnState::Listening {
+            now.wrapping_sub(last) as i32
+        } else {
+            now.saturating_sub(last) as i32
+        };
+        stat_line(out, &format!("{fd}:secs_since_last_cmd"), secs);
+    }
+}

@@ -1,0 +1,133 @@
+//! Server settings: memcached's `settings` struct, split into what the
+//! engine needs (`engine`) and what only the network side uses.
+
+use mnemo_engine::Config;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// `-B`: which protocol a connection may speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Auto,
+    Ascii,
+    Binary,
+}
+
+impl Protocol {
+    /// The spelling `stats settings` uses (memcached's `prot_text`).
+    pub fn text(self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto-negotiate",
+            Protocol::Ascii => "ascii",
+            Protocol::Binary => "binary",
+        }
+    }
+}
+
+/// Everything fixed at start-up.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub port: u16,
+    pub udp_port: u16,
+    pub socket_path: Option<String>,
+    /// `-a`, octal permission bits for the unix socket.
+    pub access: u32,
+    /// `-l`, comma-separated as memcached keeps it (`None` = all interfaces).
+    pub inter: Option<String>,
+    pub daemonize: bool,
+    pub pid_file: Option<String>,
+    pub user: Option<String>,
+    pub maxconns: usize,
+    pub threads: usize,
+    pub reqs_per_event: usize,
+    pub backlog: i32,
+    pub protocol: Protocol,
+    pub verbose: u32,
+    pub shutdown_command: bool,
+    pub flush_enabled: bool,
+    pub dump_enabled: bool,
+    pub watch_enabled: bool,
+    pub prefix_delimiter: u8,
+    pub detail_enabled: bool,
+    pub maxconns_fast: bool,
+    pub idle_timeout: u32,
+    pub lock_memory: bool,
+    pub maxcore: bool,
+    pub hash_algorithm: &'static str,
+    pub lru_segmented: bool,
+    pub track_sizes: bool,
+    pub read_buf_mem_limit: u32,
+    pub watcher_logbuf_size: u32,
+    pub worker_logbuf_size: u32,
+    pub num_threads_per_udp: usize,
+    /// The storage engine's part.
+    pub engine: Config,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            port: 11211,
+            udp_port: 0,
+            socket_path: None,
+            access: 0o700,
+            inter: None,
+            daemonize: false,
+            pid_file: None,
+            user: None,
+            maxconns: 1024,
+            threads: 4,
+            reqs_per_event: 20,
+            backlog: 1024,
+            protocol: Protocol::Auto,
+            verbose: 0,
+            shutdown_command: false,
+            flush_enabled: true,
+            dump_enabled: true,
+            watch_enabled: true,
+            prefix_delimiter: b':',
+            detail_enabled: false,
+            maxconns_fast: true,
+            idle_timeout: 0,
+            lock_memory: false,
+            maxcore: false,
+            hash_algorithm: "murmur3",
+            lru_segmented: true,
+            track_sizes: false,
+            read_buf_mem_limit: 0,
+            watcher_logbuf_size: 256 * 1024,
+            worker_logbuf_size: 64 * 1024,
+            num_threads_per_udp: 4,
+            engine: Config::default(),
+        }
+    }
+}
+
+/// Settings that commands change at run time (`verbosity`, `stats detail`,
+/// `slabs automove ratio`), readable from every thread.
+pub struct Runtime {
+    pub verbose: AtomicU32,
+    pub detail_enabled: AtomicBool,
+    /// `slabs automove ratio` — kept here because the engine API has no
+    /// setter for it; reported by `stats settings`.
+    pub automove_ratio_bits: std::sync::atomic::AtomicU64,
+}
+
+impl Runtime {
+    pub fn new(s: &Settings) -> Self {
+        Runtime {
+            verbose: AtomicU32::new(s.verbose),
+            detail_enabled: AtomicBool::new(s.detail_enabled),
+            automove_ratio_bits: std::sync::atomic::AtomicU64::new(
+                s.engine.slab_automove_ratio.to_bits(),
+            ),
+        }
+    }
+
+    pub fn verbose(&self) -> u32 {
+        self.verbose.load(Ordering::Relaxed)
+    }
+
+    pub fn automove_ratio(&self) -> f64 {
+        f64::from_bits(self.automove_ratio_bits.load(Ordering::Relaxed))
+    }
+}

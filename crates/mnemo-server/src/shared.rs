@@ -1,0 +1,121 @@
+//! State every thread can see: settings, the engine, counters, and the
+//! registry of open connections that `stats conns` lists.
+
+use crate::settings::{Runtime, Settings};
+use crate::stats::{Global, WorkerStats};
+use mnemo_engine::Engine;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// What `version` and `stats` report: memcached's version (clients parse it
+/// to decide which commands exist) tagged with ours.
+pub const VERSION: &str = concat!("1.6.18-mnemo-", env!("CARGO_PKG_VERSION"));
+
+pub struct Shared {
+    pub settings: Settings,
+    pub runtime: Runtime,
+    pub engine: Arc<Engine>,
+    pub global: Global,
+    /// One per worker, in worker order.
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// Open client connections and listeners, by file descriptor.
+    pub conns: Mutex<BTreeMap<i32, Arc<ConnInfo>>>,
+    /// Set when the process is stopping; workers exit their loops.
+    pub stopping: AtomicBool,
+    /// Whether the LRU crawler is running (`lru_crawler enable|disable`).
+    pub crawler_enabled: AtomicBool,
+    /// Number of listening sockets (memcached counts them as connections).
+    pub listeners: AtomicU32,
+}
+
+impl Shared {
+    pub fn verbose(&self) -> u32 {
+        self.runtime.verbose()
+    }
+}
+
+/// Connection states, named as memcached's `state_text` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    Listening = 0,
+    NewCmd,
+    Waiting,
+    Read,
+    ParseCmd,
+    Nread,
+    Swallow,
+    Mwrite,
+    Closing,
+}
+
+impl ConnState {
+    pub fn text(self) -> &'static str {
+        match self {
+            ConnState::Listening => "conn_listening",
+            ConnState::NewCmd => "conn_new_cmd",
+            ConnState::Waiting => "conn_waiting",
+            ConnState::Read => "conn_read",
+            ConnState::ParseCmd => "conn_parse_cmd",
+            ConnState::Nread => "conn_nread",
+            ConnState::Swallow => "conn_swallow",
+            ConnState::Mwrite => "conn_mwrite",
+            ConnState::Closing => "conn_closing",
+        }
+    }
+
+    fn from_u8(v: u8) -> ConnState {
+        match v {
+            0 => ConnState::Listening,
+            1 => ConnState::NewCmd,
+            2 => ConnState::Waiting,
+            3 => ConnState::Read,
+            4 => ConnState::ParseCmd,
+            5 => ConnState::Nread,
+            6 => ConnState::Swallow,
+            7 => ConnState::Mwrite,
+            _ => ConnState::Closing,
+        }
+    }
+}
+
+/// The part of a connection other threads may look at.
+pub struct ConnInfo {
+    pub fd: i32,
+    /// `tcp:127.0.0.1:5000`, `unix:/path`.
+    pub addr: String,
+    /// Local address for accepted connections; `None` for listeners.
+    pub listen_addr: Option<String>,
+    state: AtomicU8,
+    /// Relative time of the last command (engine clock).
+    pub last_cmd: AtomicU32,
+}
+
+impl ConnInfo {
+    pub fn new(
+        fd: i32,
+        addr: String,
+        listen_addr: Option<String>,
+        state: ConnState,
+        now: u32,
+    ) -> Self {
+        ConnInfo {
+            fd,
+            addr,
+            listen_addr,
+            state: AtomicU8::new(state as u8),
+            last_cmd: AtomicU32::new(now),
+        }
+    }
+
+    #[inline]
+    pub fn set_state(&self, s: ConnState) {
+        self.state.store(s as u8, Relaxed);
+    }
+
+    pub fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Relaxed))
+    }
+}

@@ -1,0 +1,228 @@
+//! Worker threads: one mio event loop each, owning its connections for
+//! their whole life. New sockets arrive from the acceptor over a channel,
+//! with a mio `Waker` to interrupt `poll`.
+
+use crate::conn::{Conn, Drive, Stream};
+use crate::proto_text::Ctx;
+use crate::shared::{ConnInfo, Shared};
+use crate::stats::WorkerStats;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(usize::MAX);
+/// How often a worker wakes for housekeeping (idle_timeout, gauges).
+const TICK: Duration = Duration::from_secs(1);
+
+/// A socket accepted for a worker, with its `stats conns` entry.
+pub struct NewConn {
+    pub stream: Stream,
+    pub info: Arc<ConnInfo>,
+}
+
+/// The acceptor's end of a worker.
+pub struct WorkerHandle {
+    pub tx: Sender<NewConn>,
+    pub waker: Arc<Waker>,
+    pub join: JoinHandle<()>,
+}
+
+struct Slot {
+    conn: Conn,
+    queued: bool,
+}
+
+struct Worker {
+    poll: Poll,
+    rx: Receiver<NewConn>,
+    shared: Arc<Shared>,
+    ws: Arc<WorkerStats>,
+    ts: Arc<mnemo_engine::ThreadStats>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    yielded: VecDeque<usize>,
+}
+
+/// Starts worker `id`.
+pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = channel();
+    let ws = Arc::clone(&shared.workers[id]);
+    let ts = shared.engine.new_thread_stats();
+    let mut w = Worker {
+        poll,
+        rx,
+        shared,
+        ws,
+        ts,
+        slots: Vec::new(),
+        free: Vec::new(),
+        yielded: VecDeque::new(),
+    };
+    let join = std::thread::Builder::new()
+        .name(format!("mnemo-worker-{id}"))
+        .spawn(move || w.run())?;
+    Ok(WorkerHandle { tx, waker, join })
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_tick = Instant::now();
+        loop {
+            let timeout = if self.yielded.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("mnemo: worker poll failed: {e}");
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    self.adopt();
+                    continue;
+                }
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let writable = ev.is_writable() || ev.is_write_closed();
+                self.drive(ev.token().0, readable, writable);
+            }
+            // Connections that used up their -R budget get another turn
+            // after everyone with fresh events has had one.
+            for _ in 0..self.yielded.len() {
+                if let Some(i) = self.yielded.pop_front() {
+                    if let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) {
+                        slot.queued = false;
+                        self.drive(i, false, false);
+                    }
+                }
+            }
+            if self.shared.stopping.load(Relaxed) {
+                break;
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.housekeeping();
+            }
+        }
+        let open: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some())
+            .collect();
+        for i in open {
+            self.close(i);
+        }
+    }
+
+    /// Takes the sockets the acceptor queued for us.
+    fn adopt(&mut self) {
+        while let Ok(mut nc) = self.rx.try_recv() {
+            let i = self.free.pop().unwrap_or_else(|| {
+                self.slots.push(None);
+                self.slots.len() - 1
+            });
+            if let Err(e) = self.poll.registry().register(
+                nc.stream.source(),
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                if self.shared.verbose() > 0 {
+                    eprintln!("mnemo: cannot register connection: {e}");
+                }
+                self.free.push(i);
+                self.forget(&nc.info);
+                continue;
+            }
+            if self.shared.verbose() > 1 {
+                eprintln!("<{} new auto-negotiating client connection", nc.info.fd);
+            }
+            let conn = Conn::new(
+                nc.stream,
+                nc.info,
+                self.shared.settings.engine.item_size_max,
+            );
+            self.slots[i] = Some(Slot {
+                conn,
+                queued: false,
+            });
+            // The socket may already hold a request; edge-triggered
+            // readiness would not report bytes that arrived before
+            // registration on every platform, so try at once.
+            self.drive(i, true, true);
+        }
+    }
+
+    fn drive(&mut self, i: usize, readable: bool, writable: bool) {
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            ts: &self.ts,
+            ws: &self.ws,
+            fd: slot.conn.info.fd,
+            pending_output: false,
+        };
+        match slot.conn.drive(&mut ctx, readable, writable) {
+            Drive::Wait => {}
+            Drive::Yield => {
+                if !slot.queued {
+                    slot.queued = true;
+                    self.yielded.push_back(i);
+                }
+            }
+            Drive::Close => self.close(i),
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        let Some(mut slot) = self.slots.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(slot.conn.stream.source());
+        if self.shared.verbose() > 1 {
+            eprintln!("<{} connection closed.", slot.conn.info.fd);
+        }
+        self.forget(&slot.conn.info);
+        self.free.push(i);
+    }
+
+    fn forget(&self, info: &ConnInfo) {
+        self.shared.conns.lock().remove(&info.fd);
+        self.shared.global.curr_conns.fetch_sub(1, Relaxed);
+    }
+
+    /// Once a second: close idle clients, refresh buffer gauges.
+    fn housekeeping(&mut self) {
+        let idle = self.shared.settings.idle_timeout;
+        let now = self.shared.engine.clock().now();
+        let mut count = 0u64;
+        let mut bytes = 0u64;
+        let mut kick = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            count += 1;
+            bytes += slot.conn.buffer_bytes() as u64;
+            if idle > 0 && slot.conn.is_idle() {
+                let last = slot.conn.info.last_cmd.load(Relaxed);
+                if now.saturating_sub(last) > idle {
+                    kick.push(i);
+                }
+            }
+        }
+        self.ws.read_buf_count.set(count);
+        self.ws.read_buf_bytes.set(bytes);
+        for i in kick {
+            self.ws.idle_kicks.incr();
+            self.close(i);
+        }
+    }
+}
