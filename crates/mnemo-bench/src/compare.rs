@@ -208,8 +208,11 @@ fn line(tag: &str, name: &str, s: &Summary) -> String {
     let cpu = s.server_cpu.as_ref().map_or("cpu ?".to_string(), |c| {
         format!("cpu {:.2} s  {:>9.0} ops/cpu-s", c.total_s, c.ops_per_cpu_s)
     });
+    let bench = s.bench_cpu_s.map_or(String::new(), |b| {
+        format!("  bench cpu {:.0}%", 100.0 * b / s.seconds)
+    });
     format!(
-        "  {tag} {name:<12} {:>9.0} ops/s  {cpu}  p50 {:.1} p99 {:.1} p99.9 {:.1} us  hits {} misses {}",
+        "  {tag} {name:<12} {:>9.0} ops/s  {cpu}  p50 {:.1} p99 {:.1} p99.9 {:.1} us  hits {} misses {}{bench}",
         s.ops_per_s, s.latency.p50_us, s.latency.p99_us, s.latency.p999_us, s.hits, s.misses
     )
 }

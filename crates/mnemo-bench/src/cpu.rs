@@ -31,6 +31,24 @@ pub fn read(probe: &CpuProbe) -> Result<Option<CpuTimes>, String> {
     }
 }
 
+/// CPU time of this process (all threads), to show when the load generator
+/// itself is near the limit.
+pub fn own_times() -> Option<CpuTimes> {
+    // SAFETY: getrusage fills the zeroed struct we pass; no other effects.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return None;
+        }
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(CpuTimes {
+        user: secs(ru.ru_utime),
+        system: secs(ru.ru_stime),
+    })
+}
+
 fn stats_rusage(target: &Target) -> Result<CpuTimes, String> {
     let timeout = Some(Duration::from_secs(2));
     let mut buf = Vec::with_capacity(8192);

@@ -51,6 +51,10 @@ pub struct Summary {
     pub latency: Latency,
     pub server_cpu: Option<ServerCpu>,
     pub server_cpu_error: Option<String>,
+    /// The load generator's own CPU seconds over the measured phase; near
+    /// `seconds` x its cores means the bench, not the server, is the limit.
+    pub bench_cpu_s: Option<f64>,
+    pub unsent_due: u64,
 }
 
 fn latency(st: &PhaseStats) -> Latency {
@@ -130,6 +134,8 @@ pub fn summarize(cfg: &RunConfig, o: &Outcome) -> Summary {
         latency: latency(m),
         server_cpu,
         server_cpu_error: o.cpu_error.clone(),
+        bench_cpu_s: o.bench_cpu,
+        unsent_due: m.unsent_due,
     }
 }
 
@@ -172,6 +178,19 @@ pub fn print_human(s: &Summary) {
         ),
         (None, Some(e)) => println!("server    cpu unknown: {e}"),
         (None, None) => {}
+    }
+    if let Some(b) = s.bench_cpu_s {
+        println!(
+            "bench     cpu {b:.3} s over {:.2} s wall ({:.0}% of one core)",
+            s.seconds,
+            100.0 * b / s.seconds
+        );
+    }
+    if s.unsent_due > 0 {
+        println!(
+            "behind    {} requests were due but unsent at the end: target rate not reached",
+            s.unsent_due
+        );
     }
     if s.failed_connections > 0 {
         println!(

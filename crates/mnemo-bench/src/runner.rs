@@ -79,6 +79,9 @@ pub struct PhaseStats {
     pub lost: u64,
     pub failed_connections: u64,
     pub first_failure: Option<String>,
+    /// Open loop: requests that were due by the end but never sent because
+    /// every connection was at --max-outstanding (the target rate was not met).
+    pub unsent_due: u64,
     pub elapsed: Duration,
     pub hist: Histogram<u64>,
 }
@@ -96,6 +99,7 @@ impl PhaseStats {
             lost: 0,
             failed_connections: 0,
             first_failure: None,
+            unsent_due: 0,
             elapsed: Duration::ZERO,
             hist: new_hist(),
         }
@@ -111,6 +115,7 @@ impl PhaseStats {
         self.error_replies += o.error_replies;
         self.lost += o.lost;
         self.failed_connections += o.failed_connections;
+        self.unsent_due += o.unsent_due;
         if self.first_failure.is_none() {
             self.first_failure.clone_from(&o.first_failure);
         }
@@ -141,6 +146,8 @@ pub struct Outcome {
     pub cpu_before: Option<CpuTimes>,
     pub cpu_after: Option<CpuTimes>,
     pub cpu_error: Option<String>,
+    /// This process's CPU seconds during the measured phase.
+    pub bench_cpu: Option<f64>,
 }
 
 /// Progress counters a worker publishes for the once-a-second line.
@@ -193,6 +200,7 @@ pub fn run(cfg: &RunConfig) -> Result<Outcome, String> {
         Ok(c) => (c, None),
         Err(e) => (None, Some(e)),
     };
+    let own_before = cpu::own_times();
     let start = Instant::now();
     shared.barrier.wait();
 
@@ -214,6 +222,10 @@ pub fn run(cfg: &RunConfig) -> Result<Outcome, String> {
             Err(_) => errors.push("worker thread panicked".to_string()),
         }
     }
+    let bench_cpu = match (own_before, cpu::own_times()) {
+        (Some(b), Some(a)) => Some(a.user + a.system - b.user - b.system),
+        _ => None,
+    };
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }
@@ -234,6 +246,7 @@ pub fn run(cfg: &RunConfig) -> Result<Outcome, String> {
         cpu_before,
         cpu_after,
         cpu_error,
+        bench_cpu,
     })
 }
 
@@ -524,28 +537,13 @@ impl Worker {
         loop {
             let now = Instant::now();
             let now_ns = (now - epoch).as_nanos() as u64;
-            if sending && (exhausted || deadline.is_some_and(|d| now >= d)) {
-                sending = false;
-                drain_deadline = now + self.drain_timeout;
-            }
-            if self.conns.iter().all(|c| c.dead) {
-                break;
-            }
-            if !sending {
-                if inflight == 0 {
-                    break;
-                }
-                if now >= drain_deadline {
-                    st.lost += inflight;
-                    if st.first_failure.is_none() {
-                        st.first_failure =
-                            Some(format!("{inflight} replies missing after drain timeout"));
-                    }
-                    break;
-                }
-            }
+            // Open loop: send what is due, but nothing due after the end.
+            let send_until = match duration {
+                Some(d) => now_ns.min((d.as_nanos() as u64).saturating_sub(1)),
+                None => now_ns,
+            };
             if open && sending {
-                while (k as f64 * interval_ns) as u64 <= now_ns {
+                while (k as f64 * interval_ns) as u64 <= send_until {
                     let n = self.conns.len();
                     let Some(i) = (0..n)
                         .map(|j| (rr + j) % n)
@@ -574,6 +572,31 @@ impl Worker {
                     self.flush(i, &mut st, &mut inflight);
                 }
                 dirty.clear();
+            }
+            if sending && (exhausted || deadline.is_some_and(|d| now >= d)) {
+                sending = false;
+                if let (true, false, Some(d)) = (open, exhausted, duration) {
+                    // Requests with k * interval < d were due.
+                    let due = (d.as_nanos() as f64 / interval_ns).ceil() as u64;
+                    st.unsent_due = due.saturating_sub(k);
+                }
+                drain_deadline = now + self.drain_timeout;
+            }
+            if self.conns.iter().all(|c| c.dead) {
+                break;
+            }
+            if !sending {
+                if inflight == 0 {
+                    break;
+                }
+                if now >= drain_deadline {
+                    st.lost += inflight;
+                    if st.first_failure.is_none() {
+                        st.first_failure =
+                            Some(format!("{inflight} replies missing after drain timeout"));
+                    }
+                    break;
+                }
             }
             let timeout = if sending {
                 if open {

@@ -203,6 +203,7 @@ fn mixed_workload_with_threads_counts_add_up() {
     assert!(u(&v, "sets") > 0 && u(&v, "gets") > u(&v, "sets"));
     // CPU comes from the server's own `stats`.
     assert!(v["server_cpu"]["total_s"].as_f64().is_some(), "{v}");
+    assert!(v["bench_cpu_s"].as_f64().is_some(), "{v}");
 }
 
 #[test]
@@ -224,6 +225,7 @@ fn open_loop_sends_the_scheduled_number() {
     assert_eq!(u(&v, "responses"), sent);
     // One request per 0.5 ms over 1 s.
     assert!((1990..=2010).contains(&sent), "sent {sent}");
+    assert_eq!(u(&v, "unsent_due"), 0);
     assert_eq!(v["mode"], "open");
 }
 
