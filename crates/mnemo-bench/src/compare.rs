@@ -34,12 +34,12 @@ pub struct CompareArgs {
     /// Rounds of A then B.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Core the servers under test are pinned to.
-    #[arg(long, default_value_t = 1)]
-    server_core: usize,
-    /// Core the load generator is pinned to.
-    #[arg(long, default_value_t = 0)]
-    load_core: usize,
+    /// Cores the servers under test are pinned to (taskset list: 1, 0-1, 0,2).
+    #[arg(long, default_value = "1")]
+    server_core: CpuList,
+    /// Cores the load generator is pinned to.
+    #[arg(long, default_value = "0")]
+    load_core: CpuList,
     /// Do not pin anything (no taskset).
     #[arg(long)]
     no_pin: bool,
@@ -52,9 +52,9 @@ pub struct CompareArgs {
     /// Proxy mode: fixed backend ports (e.g. to match a proxy config file).
     #[arg(long, value_delimiter = ',', value_name = "PORT,...")]
     backend_ports: Vec<u16>,
-    /// Core the backends are pinned to (default: the load core).
+    /// Cores the backends are pinned to (default: the load cores).
     #[arg(long)]
-    backend_core: Option<usize>,
+    backend_core: Option<CpuList>,
     #[command(flatten)]
     work: WorkloadArgs,
 }
@@ -95,7 +95,7 @@ fn substitute(word: &str, port: Option<u16>, backends: &[SocketAddr]) -> String 
 
 fn start(
     cmd: &str,
-    core: Option<usize>,
+    core: Option<&CpuList>,
     fixed: Option<SocketAddr>,
     backends: &[SocketAddr],
     port: Option<u16>,
@@ -124,7 +124,7 @@ fn start(
     let mut c = match core {
         Some(core) => {
             let mut c = Command::new("taskset");
-            c.arg("-c").arg(core.to_string()).args(&args);
+            c.arg("-c").arg(&core.text).args(&args);
             c
         }
         None => {
@@ -155,18 +155,49 @@ fn start(
     }
 }
 
-fn pin_self(core: usize) -> Result<(), String> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it, and
-    // sched_setaffinity(0, ..) only reads it. Threads spawned later inherit.
+/// A taskset-style CPU list: `1`, `0-1`, `0,2-3`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuList {
+    text: String,
+    cpus: Vec<usize>,
+}
+
+impl std::str::FromStr for CpuList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("bad CPU list {s:?} (e.g. 1, 0-1, 0,2)");
+        let num = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+        let mut cpus = Vec::new();
+        for part in s.split(',') {
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(part)?, num(part)?),
+            };
+            if a > b || b >= libc::CPU_SETSIZE as usize {
+                return Err(bad());
+            }
+            cpus.extend(a..=b);
+        }
+        Ok(CpuList {
+            text: s.to_string(),
+            cpus,
+        })
+    }
+}
+
+fn pin_self(cores: &CpuList) -> Result<(), String> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (indices are
+    // checked against CPU_SETSIZE when parsed), and sched_setaffinity(0, ..)
+    // only reads it. Threads spawned later inherit the mask.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if core >= libc::CPU_SETSIZE as usize {
-            return Err(format!("core {core} out of range"));
+        for &c in &cores.cpus {
+            libc::CPU_SET(c, &mut set);
         }
-        libc::CPU_SET(core, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(format!(
-                "pinning load to core {core}: {}",
+                "pinning load to cores {}: {}",
+                cores.text,
                 std::io::Error::last_os_error()
             ));
         }
@@ -222,7 +253,7 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
         return Err("--rounds must be at least 1".into());
     }
     let pin = !args.no_pin;
-    let backend_core = args.backend_core.unwrap_or(args.load_core);
+    let backend_core = args.backend_core.as_ref().unwrap_or(&args.load_core);
     let mut backend_procs = Vec::new();
     let mut backend_addrs = Vec::new();
     if let Some(cmd) = &args.backend {
@@ -235,20 +266,20 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
     }
     let (pa, addr_a) = start(
         &args.a,
-        pin.then_some(args.server_core),
+        pin.then_some(&args.server_core),
         args.a_addr,
         &backend_addrs,
         None,
     )?;
     let (pb, addr_b) = start(
         &args.b,
-        pin.then_some(args.server_core),
+        pin.then_some(&args.server_core),
         args.b_addr,
         &backend_addrs,
         None,
     )?;
     if pin {
-        pin_self(args.load_core)?;
+        pin_self(&args.load_core)?;
     }
     let (name_a, name_b) = (pa.name.clone(), pb.name.clone());
     if !args.work.json {
@@ -339,6 +370,15 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        let c: Result<CpuList, _> = "0,2-3".parse();
+        assert_eq!(c.map(|c| c.cpus), Ok(vec![0, 2, 3]));
+        assert!("3-1".parse::<CpuList>().is_err());
+        assert!("x".parse::<CpuList>().is_err());
+        assert!("99999".parse::<CpuList>().is_err());
+    }
 
     #[test]
     fn medians() {

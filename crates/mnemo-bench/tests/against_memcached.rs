@@ -330,3 +330,83 @@ fn compare_two_memcacheds() {
         .as_f64()
         .is_some_and(|x| x > 0.0));
 }
+
+/// Proxy mode: shared memcached backends on fixed ports, two nutcrackers
+/// configured for them. Checks that compare starts everything, that traffic
+/// really crosses the proxies to the backends (every filled key is a hit),
+/// and that every child is gone afterwards.
+#[test]
+fn compare_two_proxies_over_shared_backends() {
+    let dir = std::env::temp_dir().join(format!("mnemo-bench-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let backends = [free_port(), free_port()];
+    let mut sides = Vec::new();
+    for name in ["a", "b"] {
+        let listen = free_port();
+        let conf = dir.join(format!("{name}.yml"));
+        let yaml = format!(
+            "p:\n  listen: 127.0.0.1:{listen}\n  hash: fnv1a_64\n  distribution: ketama\n  \
+             timeout: 2000\n  auto_eject_hosts: false\n  servers:\n   - 127.0.0.1:{}:1\n   - 127.0.0.1:{}:1\n",
+            backends[0], backends[1]
+        );
+        std::fs::write(&conf, yaml).expect("write conf");
+        let cmd = format!(
+            "nutcracker -v 0 -o {} -c {} -s {} -a 127.0.0.1",
+            dir.join(format!("{name}.log")).display(),
+            conf.display(),
+            free_port()
+        );
+        sides.push((cmd, format!("127.0.0.1:{listen}")));
+    }
+    let ports = format!("{},{}", backends[0], backends[1]);
+    let out = bench(&[
+        "compare",
+        "--backend",
+        "memcached -t 1 -m 64 -u nobody",
+        "--backends",
+        "2",
+        "--backend-ports",
+        &ports,
+        "--a",
+        &sides[0].0,
+        "--a-addr",
+        &sides[0].1,
+        "--b",
+        &sides[1].0,
+        "--b-addr",
+        &sides[1].1,
+        "--rounds",
+        "1",
+        "-c",
+        "4",
+        "-d",
+        "2",
+        "-n",
+        "1000",
+        "--keys",
+        "200",
+        "--fill",
+        "--ratio",
+        "0:1",
+        "--json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let r = &v["rounds"][0];
+    for side in ["a", "b"] {
+        assert_eq!(u(&r[side], "responses"), 1000);
+        assert_eq!(u(&r[side], "hits"), 1000, "{side}: {}", r[side]);
+    }
+    // Everything compare started is gone: nothing listens on the backends.
+    for p in backends {
+        assert!(
+            TcpStream::connect(("127.0.0.1", p)).is_err(),
+            "backend {p} still up"
+        );
+    }
+}
