@@ -39,7 +39,7 @@ enum Cmd {
     /// Drive one server (the default when no subcommand is given).
     Run(RunArgs),
     /// Start two servers or proxies, pin them, and compare them A B A B.
-    Compare(compare::CompareArgs),
+    Compare(Box<compare::CompareArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
