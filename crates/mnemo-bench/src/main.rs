@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Drive one server (the default when no subcommand is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start two servers or proxies, pin them, and compare them A B A B.
     Compare(Box<compare::CompareArgs>),
 }
