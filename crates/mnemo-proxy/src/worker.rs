@@ -1,0 +1,2091 @@
+//! One event loop (mio) per thread. Each worker owns its listeners (bound
+//! with SO_REUSEPORT so the kernel spreads clients), its client connections
+//! and its own connections to every server, so the request path takes no
+//! lock: requests are parsed in place from the client's read buffer, queued
+//! on server connections, and answers are gathered per client into one write
+//! per loop iteration.
+//!
+//! Ordering: every client request that expects an answer gets a slot in the
+//! client's queue; answers fill slots in any order and are written in slot
+//! order, so pipelined requests are answered in the order sent even when
+//! they went to different servers.
+
+use crate::config::{Config, PoolConf};
+use crate::meta::{self, MetaCmd};
+use crate::stats::Stats;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mnemo_client::{Addr, Node, Placement};
+use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::text::{self, GetKind, Keys, Line, Request};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::ToSocketAddrs;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// memcached's default item size limit; larger values are refused the way
+/// memcached refuses them instead of being forwarded.
+const MAX_ITEM: usize = 1024 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+const KIND_SHIFT: u32 = 60;
+const LISTENER: usize = 1;
+const CLIENT: usize = 2;
+const BACKEND: usize = 3;
+pub const WAKER: Token = Token(usize::MAX);
+
+fn token(kind: usize, idx: usize) -> Token {
+    Token((kind << KIND_SHIFT) | idx)
+}
+
+/// A new configuration for the workers (SIGHUP).
+pub struct Reload {
+    pub config: Arc<Config>,
+    pub stats: Arc<Stats>,
+}
+
+/// A read buffer: bytes live in `data[start..end]`; reads go straight into
+/// the spare tail, so requests and replies are parsed where they landed.
+#[derive(Default)]
+struct Buf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    fn with_capacity(n: usize) -> Buf {
+        Buf {
+            data: vec![0; n],
+            start: 0,
+            end: 0,
+        }
+    }
+    fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let n = (self.data.len() * 2).max(4096);
+                self.data.resize(n, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+    fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+/// Minimal slab: indices are stable, freed ones are reused.
+struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+    fn insert(&mut self, t: T) -> usize {
+        if let Some(i) = self.free.pop() {
+            self.items[i] = Some(t);
+            i
+        } else {
+            self.items.push(Some(t));
+            self.items.len() - 1
+        }
+    }
+    fn remove(&mut self, i: usize) -> Option<T> {
+        let t = self.items.get_mut(i)?.take();
+        if t.is_some() {
+            self.free.push(i);
+        }
+        t
+    }
+    fn get(&self, i: usize) -> Option<&T> {
+        self.items.get(i)?.as_ref()
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.items.get_mut(i)?.as_mut()
+    }
+    fn indices(&self) -> Vec<usize> {
+        (0..self.items.len())
+            .filter(|&i| self.items[i].is_some())
+            .collect()
+    }
+}
+
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Sock {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(b),
+            Sock::Unix(s) => s.read(b),
+        }
+    }
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(b),
+            Sock::Unix(s) => s.write(b),
+        }
+    }
+    fn register(&mut self, r: &Registry, t: Token) -> io::Result<()> {
+        let i = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            Sock::Tcp(s) => r.register(s, t, i),
+            Sock::Unix(s) => r.register(s, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) {
+        let _ = match self {
+            Sock::Tcp(s) => r.deregister(s),
+            Sock::Unix(s) => r.deregister(s),
+        };
+    }
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Sock::Tcp(s) => s.take_error(),
+            Sock::Unix(s) => s.take_error(),
+        }
+    }
+    fn connected(&self) -> bool {
+        match self {
+            Sock::Tcp(s) => s.peer_addr().is_ok(),
+            Sock::Unix(s) => s.peer_addr().is_ok(),
+        }
+    }
+}
+
+enum Lsn {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+struct Listener {
+    lsn: Lsn,
+    addr: Addr,
+    pool: usize,
+}
+
+/// What a slot waits for.
+enum SlotKind {
+    /// Answered by the worker itself.
+    Local,
+    /// One reply from one server; the Mirror exists only for pools with a
+    /// backup, so the common path allocates nothing.
+    Simple(Option<Box<Mirror>>),
+    /// A multi-key get split over servers.
+    Multi(Box<MultiGet>),
+    /// A command sent to every server (flush_all).
+    Fanout { left: u32, err: Option<Vec<u8>> },
+}
+
+/// State of a request that may fall back on the backup pool.
+#[derive(Default)]
+struct Mirror {
+    /// The mirrored write to the backup pool has not answered yet.
+    pending: bool,
+    /// Its answer, kept in case the primary fails.
+    reply: Option<Vec<u8>>,
+    /// The primary failed; answer with the mirror's reply when it comes.
+    primary_failed: Option<&'static [u8]>,
+    /// A read that may be re-sent to the backup pool if the primary fails:
+    /// the request bytes, copied only for pools that have a backup.
+    retry: Option<Vec<u8>>,
+    retry_quiet: Option<MetaCmd>,
+}
+
+struct Slot {
+    done: bool,
+    out: Vec<u8>,
+    kind: SlotKind,
+}
+
+struct Part {
+    server: usize,
+    keys: Vec<u32>,
+    cursor: usize,
+    on_backup: bool,
+}
+
+struct MultiGet {
+    kind: GetKind,
+    exptime: i64,
+    keys: Vec<u8>,
+    key_at: Vec<(u32, u32)>,
+    found: Vec<Option<(u32, u32)>>,
+    data: Vec<u8>,
+    parts: Vec<Part>,
+    left: u32,
+    error: Option<Vec<u8>>,
+}
+
+impl MultiGet {
+    fn key(&self, i: u32) -> &[u8] {
+        let (s, e) = self.key_at[i as usize];
+        &self.keys[s as usize..e as usize]
+    }
+
+    fn encode_part(&self, part: usize, out: &mut Vec<u8>) {
+        let keys = self.parts[part].keys.iter().map(|&k| self.key(k));
+        match self.kind {
+            GetKind::Get => reply::encode_get(out, keys),
+            GetKind::Gets => reply::encode_gets(out, keys),
+            GetKind::Gat => reply::encode_gat(out, false, self.exptime, keys),
+            GetKind::Gats => reply::encode_gat(out, true, self.exptime, keys),
+        }
+    }
+
+    /// Record the items of one part's reply.
+    fn absorb(&mut self, part: usize, bytes: &[u8]) {
+        let mut pos = 0;
+        while let Ok(Some((r, used))) = reply::parse_reply(&bytes[pos..]) {
+            if let Reply::Value { key, .. } = r {
+                let k = &bytes[pos + key.start..pos + key.end];
+                let p = &self.parts[part];
+                let mut c = p.cursor;
+                while c < p.keys.len() && self.key(p.keys[c]) != k {
+                    c += 1;
+                }
+                if c < p.keys.len() {
+                    let ki = p.keys[c] as usize;
+                    let start = self.data.len() as u32;
+                    self.data.extend_from_slice(&bytes[pos..pos + used]);
+                    self.found[ki] = Some((start, self.data.len() as u32));
+                    self.parts[part].cursor = c + 1;
+                }
+            }
+            pos += used;
+            if pos >= bytes.len() {
+                break;
+            }
+        }
+    }
+
+    fn assemble(&self, out: &mut Vec<u8>) {
+        if let Some(e) = &self.error {
+            out.extend_from_slice(e);
+            return;
+        }
+        for (s, e) in self.found.iter().flatten() {
+            out.extend_from_slice(&self.data[*s as usize..*e as usize]);
+        }
+        out.extend_from_slice(b"END\r\n");
+    }
+}
+
+struct ClientConn {
+    sock: Sock,
+    id: u64,
+    pool: usize,
+    pool_name: String,
+    rb: Buf,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    dirty: bool,
+    slots: VecDeque<Slot>,
+    base: u64,
+    swallow: usize,
+    closing: bool,
+    eof: bool,
+}
+
+impl ClientConn {
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = seq.checked_sub(self.base)?;
+        self.slots.get_mut(i as usize)
+    }
+
+    fn push_slot(&mut self, kind: SlotKind) -> u64 {
+        let seq = self.base + self.slots.len() as u64;
+        self.slots.push_back(Slot {
+            done: false,
+            out: Vec::new(),
+            kind,
+        });
+        seq
+    }
+
+    /// Answer slot `seq` with `bytes`; the head slot goes straight to the
+    /// write buffer, others wait their turn.
+    fn complete(&mut self, seq: u64, bytes: &[u8]) {
+        if seq == self.base {
+            if self.slots.pop_front().is_some() {
+                self.base += 1;
+                self.wbuf.extend_from_slice(bytes);
+                self.drain_ready();
+            }
+        } else if let Some(s) = self.slot_mut(seq) {
+            s.out.extend_from_slice(bytes);
+            s.done = true;
+        }
+    }
+
+    fn drain_ready(&mut self) {
+        while self.slots.front().is_some_and(|s| s.done) {
+            if let Some(s) = self.slots.pop_front() {
+                self.base += 1;
+                self.wbuf.extend_from_slice(&s.out);
+            }
+        }
+    }
+
+    /// Answer a new request immediately (in order).
+    fn answer(&mut self, bytes: &[u8]) {
+        if self.slots.is_empty() {
+            self.wbuf.extend_from_slice(bytes);
+        } else {
+            let seq = self.push_slot(SlotKind::Local);
+            self.complete(seq, bytes);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum What {
+    Single,
+    Mirror,
+    GetRaw,
+    GetPart(u32),
+    Fanout,
+}
+
+struct Pending {
+    client: usize,
+    cid: u64,
+    seq: u64,
+    what: What,
+    deadline: Option<Instant>,
+    quiet: Option<MetaCmd>,
+}
+
+struct Backend {
+    sock: Sock,
+    pool: usize,
+    server: usize,
+    connected: bool,
+    connect_deadline: Option<Instant>,
+    out: Vec<u8>,
+    opos: usize,
+    dirty: bool,
+    inb: Buf,
+    scan: usize,
+    pending: VecDeque<Pending>,
+}
+
+struct ServerRt {
+    addr: Addr,
+    conns: Vec<Option<usize>>,
+    rr: usize,
+    failures: u32,
+    ejected_until: Option<Instant>,
+}
+
+struct PoolRt {
+    conf: PoolConf,
+    placement: Placement,
+    servers: Vec<ServerRt>,
+    backup: Option<usize>,
+}
+
+impl PoolRt {
+    fn new(conf: &PoolConf, backup: Option<usize>) -> PoolRt {
+        let nodes = conf
+            .servers
+            .iter()
+            .map(|s| Node {
+                name: s.name.clone(),
+                weight: s.weight,
+            })
+            .collect();
+        PoolRt {
+            placement: Placement::new(conf.hash, conf.distribution, conf.hash_tag, nodes),
+            servers: conf
+                .servers
+                .iter()
+                .map(|s| ServerRt {
+                    addr: s.addr.clone(),
+                    conns: vec![None; conf.server_connections as usize],
+                    rr: 0,
+                    failures: 0,
+                    ejected_until: None,
+                })
+                .collect(),
+            backup,
+            conf: conf.clone(),
+        }
+    }
+
+    fn rebuild(&mut self) {
+        let live: Vec<bool> = self
+            .servers
+            .iter()
+            .map(|s| s.ejected_until.is_none())
+            .collect();
+        self.placement.rebuild(|i| live[i]);
+    }
+}
+
+/// Why a server connection is being closed.
+#[derive(Clone, Copy)]
+enum Failure {
+    Timeout,
+    Eof,
+    Error,
+    Protocol,
+    Removed,
+}
+
+impl Failure {
+    fn msg(self) -> &'static [u8] {
+        match self {
+            Failure::Timeout => b"SERVER_ERROR Connection timed out\r\n",
+            Failure::Eof => b"SERVER_ERROR Connection closed by server\r\n",
+            Failure::Error => b"SERVER_ERROR Connection refused or reset\r\n",
+            Failure::Protocol => b"SERVER_ERROR Malformed reply from server\r\n",
+            Failure::Removed => b"SERVER_ERROR Server removed by reload\r\n",
+        }
+    }
+}
+
+const NO_LIVE: &[u8] = b"SERVER_ERROR No live server for key\r\n";
+const EJECTED: &[u8] = b"SERVER_ERROR Server ejected\r\n";
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    pools: Vec<PoolRt>,
+    listeners: Slab<Listener>,
+    clients: Slab<ClientConn>,
+    backends: Slab<Backend>,
+    stats: Arc<Stats>,
+    reloads: Receiver<Reload>,
+    next_cid: u64,
+    now: Instant,
+    dirty_clients: Vec<usize>,
+    dirty_backends: Vec<usize>,
+    scratch: Vec<usize>,
+}
+
+/// Bind a listening socket. TCP listeners use SO_REUSEPORT so that every
+/// worker can own one on the same address; unix sockets are bound by worker
+/// 0 only.
+fn bind(addr: &Addr, backlog: i32) -> io::Result<Lsn> {
+    match addr {
+        Addr::Tcp { host, port } => {
+            let sa = (host.as_str(), *port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(sa),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&sa.into())?;
+            s.listen(backlog.max(1))?;
+            Ok(Lsn::Tcp(TcpListener::from_std(s.into())))
+        }
+        Addr::Unix(p) => {
+            let _ = std::fs::remove_file(p);
+            Ok(Lsn::Unix(UnixListener::bind(p)?))
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        cfg: &Config,
+        stats: Arc<Stats>,
+        reloads: Receiver<Reload>,
+    ) -> io::Result<(Worker, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut w = Worker {
+            id,
+            poll,
+            pools: Vec::new(),
+            listeners: Slab::new(),
+            clients: Slab::new(),
+            backends: Slab::new(),
+            stats,
+            reloads,
+            next_cid: 1,
+            now: Instant::now(),
+            dirty_clients: Vec::new(),
+            dirty_backends: Vec::new(),
+            scratch: Vec::new(),
+        };
+        w.pools = (0..cfg.pools.len())
+            .map(|i| PoolRt::new(&cfg.pools[i], cfg.backup_index(i)))
+            .collect();
+        for i in 0..w.pools.len() {
+            if let Some(a) = w.pools[i].conf.listen.clone() {
+                w.add_listener(&a, i)?;
+            }
+        }
+        for p in 0..w.pools.len() {
+            if w.pools[p].conf.preconnect {
+                for s in 0..w.pools[p].servers.len() {
+                    let _ = w.conn_for(p, s);
+                }
+            }
+        }
+        Ok((w, waker))
+    }
+}
+
+/// Outcome of handling one client request.
+enum Step {
+    Consumed(usize),
+    NeedMore,
+    Stop,
+}
+
+impl Worker {
+    fn add_listener(&mut self, addr: &Addr, pool: usize) -> io::Result<()> {
+        if matches!(addr, Addr::Unix(_)) && self.id != 0 {
+            return Ok(());
+        }
+        let lsn = bind(addr, self.pools[pool].conf.backlog)?;
+        let idx = self.listeners.insert(Listener {
+            lsn,
+            addr: addr.clone(),
+            pool,
+        });
+        let t = token(LISTENER, idx);
+        let reg = self.poll.registry();
+        if let Some(l) = self.listeners.get_mut(idx) {
+            let r = match &mut l.lsn {
+                Lsn::Tcp(x) => reg.register(x, t, Interest::READABLE),
+                Lsn::Unix(x) => reg.register(x, t, Interest::READABLE),
+            };
+            if let Err(e) = r {
+                self.listeners.remove(idx);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_timer();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("mnemo-proxy: worker {}: poll: {e}", self.id);
+                    return;
+                }
+            }
+            self.now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == WAKER {
+                    continue;
+                }
+                let kind = t.0 >> KIND_SHIFT;
+                let idx = t.0 & ((1 << KIND_SHIFT) - 1);
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                match kind {
+                    LISTENER => self.accept(idx),
+                    CLIENT => {
+                        if readable {
+                            self.client_readable(idx);
+                        }
+                        if ev.is_writable() {
+                            self.mark_client(idx);
+                        }
+                    }
+                    BACKEND => self.backend_event(idx, readable, ev.is_writable()),
+                    _ => {}
+                }
+            }
+            self.timers();
+            self.flush();
+            while let Ok(r) = self.reloads.try_recv() {
+                self.apply_reload(r);
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Option<Duration> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| {
+            next = Some(match next {
+                Some(n) if n <= t => n,
+                _ => t,
+            })
+        };
+        for b in self.backends.items.iter().flatten() {
+            if let Some(d) = b.connect_deadline {
+                consider(d);
+            }
+            if let Some(d) = b.pending.front().and_then(|p| p.deadline) {
+                consider(d);
+            }
+        }
+        for p in &self.pools {
+            for s in &p.servers {
+                if let Some(t) = s.ejected_until {
+                    consider(t);
+                }
+            }
+        }
+        // Wake at least once a second so reloads are seen even without
+        // traffic.
+        let cap = Duration::from_secs(1);
+        let now = Instant::now();
+        Some(next.map_or(cap, |n| n.saturating_duration_since(now).min(cap)))
+    }
+
+    fn timers(&mut self) {
+        let now = self.now;
+        for b in self.backends.indices() {
+            let Some(be) = self.backends.get(b) else {
+                continue;
+            };
+            let expired = be.connect_deadline.is_some_and(|d| d <= now)
+                || be
+                    .pending
+                    .front()
+                    .and_then(|p| p.deadline)
+                    .is_some_and(|d| d <= now);
+            if expired {
+                self.fail_backend(b, Failure::Timeout);
+            }
+        }
+        for p in 0..self.pools.len() {
+            let mut readmit = false;
+            for s in &mut self.pools[p].servers {
+                if s.ejected_until.is_some_and(|t| t <= now) {
+                    s.ejected_until = None;
+                    readmit = true;
+                }
+            }
+            if readmit && self.pools[p].backup.is_none() {
+                self.pools[p].rebuild();
+            }
+        }
+    }
+
+    fn mark_client(&mut self, idx: usize) {
+        if let Some(c) = self.clients.get_mut(idx) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty_clients.push(idx);
+            }
+        }
+    }
+
+    fn mark_backend(&mut self, idx: usize) {
+        if let Some(b) = self.backends.get_mut(idx) {
+            if !b.dirty && b.connected {
+                b.dirty = true;
+                self.dirty_backends.push(idx);
+            }
+        }
+    }
+
+    fn accept(&mut self, idx: usize) {
+        loop {
+            let Some(l) = self.listeners.get_mut(idx) else {
+                return;
+            };
+            let pool = l.pool;
+            let res = match &l.lsn {
+                Lsn::Tcp(t) => t.accept().map(|(s, _)| {
+                    // Answers are written whole; Nagle would only delay them.
+                    let _ = s.set_nodelay(true);
+                    Sock::Tcp(s)
+                }),
+                Lsn::Unix(u) => u.accept().map(|(s, _)| Sock::Unix(s)),
+            };
+            let sock = match res {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("mnemo-proxy: accept: {e}");
+                    return;
+                }
+            };
+            let limit = self.pools[pool].conf.client_connections;
+            let ps = &self.stats.pools[pool];
+            if limit > 0 && ps.client_connections.load(Relaxed) >= i64::from(limit) {
+                ps.client_err.fetch_add(1, Relaxed);
+                continue;
+            }
+            let id = self.next_cid;
+            self.next_cid += 1;
+            let cidx = self.clients.insert(ClientConn {
+                sock,
+                id,
+                pool,
+                pool_name: self.pools[pool].conf.name.clone(),
+                rb: Buf::with_capacity(4096),
+                wbuf: Vec::new(),
+                wpos: 0,
+                dirty: false,
+                slots: VecDeque::new(),
+                base: 0,
+                swallow: 0,
+                closing: false,
+                eof: false,
+            });
+            let reg = self.poll.registry();
+            let ok = match self.clients.get_mut(cidx) {
+                Some(c) => c.sock.register(reg, token(CLIENT, cidx)).is_ok(),
+                None => false,
+            };
+            if !ok {
+                self.clients.remove(cidx);
+                continue;
+            }
+            ps.client_connections.fetch_add(1, Relaxed);
+            self.stats.total_connections.fetch_add(1, Relaxed);
+            self.stats.curr_connections.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn close_client(&mut self, idx: usize) {
+        if let Some(mut c) = self.clients.remove(idx) {
+            c.sock.deregister(self.poll.registry());
+            if let Some(ps) = self.stats.pools.get(c.pool) {
+                ps.client_connections.fetch_sub(1, Relaxed);
+            }
+            self.stats.curr_connections.fetch_sub(1, Relaxed);
+        }
+    }
+
+    fn client_readable(&mut self, idx: usize) {
+        let mut eof = false;
+        let mut err = false;
+        {
+            let Some(c) = self.clients.get_mut(idx) else {
+                return;
+            };
+            if c.eof {
+                return;
+            }
+            loop {
+                let spare = c.rb.spare();
+                match c.sock.read(spare) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => c.rb.end += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        err = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(ps) = self
+            .clients
+            .get(idx)
+            .and_then(|c| self.stats.pools.get(c.pool))
+        {
+            if err {
+                ps.client_err.fetch_add(1, Relaxed);
+            } else if eof {
+                ps.client_eof.fetch_add(1, Relaxed);
+            }
+        }
+        if err {
+            self.close_client(idx);
+            return;
+        }
+        self.process_requests(idx);
+        if eof {
+            if let Some(c) = self.clients.get_mut(idx) {
+                // Answer what was asked before the client's EOF, then close.
+                c.eof = true;
+                c.closing = true;
+            }
+            self.mark_client(idx);
+        }
+    }
+
+    fn process_requests(&mut self, idx: usize) {
+        let (mut rb, pool) = match self.clients.get_mut(idx) {
+            Some(c) if c.closing => {
+                c.rb.clear();
+                return;
+            }
+            Some(c) => (std::mem::take(&mut c.rb), c.pool),
+            None => return,
+        };
+        let mut stop = false;
+        loop {
+            let buf = rb.filled();
+            if buf.is_empty() {
+                break;
+            }
+            if let Some(c) = self.clients.get_mut(idx) {
+                if c.swallow > 0 {
+                    let n = c.swallow.min(buf.len());
+                    c.swallow -= n;
+                    rb.consume(n);
+                    continue;
+                }
+            }
+            let step = match text::next_line(buf) {
+                Line::Incomplete => Step::NeedMore,
+                Line::TooLong => {
+                    self.answer(idx, b"CLIENT_ERROR line too long\r\n");
+                    Step::Stop
+                }
+                Line::Complete { line, consumed } => self.request(idx, pool, buf, line, consumed),
+            };
+            match step {
+                Step::Consumed(n) => rb.consume(n),
+                Step::NeedMore => break,
+                Step::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+        }
+        if let Some(c) = self.clients.get_mut(idx) {
+            if stop {
+                rb.clear();
+                c.closing = true;
+                c.eof = true;
+            }
+            c.rb = rb;
+        }
+        self.mark_client(idx);
+    }
+
+    fn answer(&mut self, idx: usize, bytes: &[u8]) {
+        if let Some(c) = self.clients.get_mut(idx) {
+            c.answer(bytes);
+        }
+    }
+
+    fn count_request(&self, pool: usize, len: usize) {
+        if let Some(ps) = self.stats.pools.get(pool) {
+            ps.requests.fetch_add(1, Relaxed);
+            ps.request_bytes.fetch_add(len as u64, Relaxed);
+        }
+    }
+
+    /// Handle one complete request line (`consumed` bytes of `buf`).
+    fn request(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        buf: &[u8],
+        line: &[u8],
+        consumed: usize,
+    ) -> Step {
+        if let Some(m) = meta::parse(line) {
+            return match m {
+                Err(e) => {
+                    let mut v = e.as_bytes().to_vec();
+                    v.extend_from_slice(b"\r\n");
+                    self.answer(idx, &v);
+                    Step::Consumed(consumed)
+                }
+                Ok(req) => self.meta_request(idx, pool, buf, line, consumed, req),
+            };
+        }
+        match text::parse_line(line) {
+            Request::Get {
+                kind,
+                exptime,
+                keys,
+            } => {
+                self.count_request(pool, consumed);
+                self.get_request(idx, pool, &buf[..consumed], kind, exptime, keys);
+                Step::Consumed(consumed)
+            }
+            Request::Store {
+                key,
+                bytes,
+                noreply,
+                ..
+            } => {
+                if bytes > MAX_ITEM {
+                    if !noreply {
+                        self.answer(idx, b"SERVER_ERROR object too large for cache\r\n");
+                    }
+                    if let Some(c) = self.clients.get_mut(idx) {
+                        c.swallow = bytes + 2;
+                    }
+                    return Step::Consumed(consumed);
+                }
+                let total = consumed + bytes + 2;
+                if buf.len() < total {
+                    return Step::NeedMore;
+                }
+                if &buf[consumed + bytes..total] != b"\r\n" {
+                    if !noreply {
+                        self.answer(idx, b"CLIENT_ERROR bad data chunk\r\n");
+                    }
+                    return Step::Consumed(total);
+                }
+                self.count_request(pool, total);
+                self.keyed(idx, pool, key, key, &buf[..total], noreply, None);
+                Step::Consumed(total)
+            }
+            Request::Delete { key, noreply }
+            | Request::Arith { key, noreply, .. }
+            | Request::Touch { key, noreply, .. } => {
+                self.count_request(pool, consumed);
+                self.keyed(idx, pool, key, key, &buf[..consumed], noreply, None);
+                Step::Consumed(consumed)
+            }
+            Request::FlushAll { noreply, .. } => {
+                self.count_request(pool, consumed);
+                self.fanout(idx, pool, &buf[..consumed], noreply);
+                Step::Consumed(consumed)
+            }
+            Request::Version => {
+                self.answer(
+                    idx,
+                    concat!("VERSION mnemo-proxy-", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
+                );
+                Step::Consumed(consumed)
+            }
+            Request::Verbosity { noreply, .. } => {
+                // The proxy's own verbosity; servers are not asked to change.
+                if !noreply {
+                    self.answer(idx, b"OK\r\n");
+                }
+                Step::Consumed(consumed)
+            }
+            Request::Quit => Step::Stop,
+            Request::Close => {
+                if let Some(c) = self.clients.get_mut(idx) {
+                    c.slots.clear();
+                    c.wbuf.clear();
+                }
+                Step::Stop
+            }
+            Request::Shutdown { .. } | Request::ShutdownBadMode => {
+                self.answer(idx, b"ERROR: shutdown not enabled\r\n");
+                Step::Consumed(consumed)
+            }
+            Request::Stats(text::StatsCmd::General) => {
+                let mut out = Vec::new();
+                self.stats.stat_lines(&mut out);
+                self.answer(idx, &out);
+                Step::Consumed(consumed)
+            }
+            Request::Error { msg, noreply } => {
+                if !noreply {
+                    let mut v = msg.as_bytes().to_vec();
+                    v.extend_from_slice(b"\r\n");
+                    self.answer(idx, &v);
+                }
+                Step::Consumed(consumed)
+            }
+            // Server administration (slabs, lru_crawler, stats groups,
+            // cache_memlimit) concerns one server, not the proxy.
+            _ => {
+                self.answer(idx, b"ERROR\r\n");
+                Step::Consumed(consumed)
+            }
+        }
+    }
+
+    fn meta_request(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        buf: &[u8],
+        line: &[u8],
+        consumed: usize,
+        req: meta::MetaReq<'_>,
+    ) -> Step {
+        let total = match req.cmd {
+            meta::MetaCmd::Set => consumed + req.datalen + 2,
+            _ => consumed,
+        };
+        if req.cmd == MetaCmd::Noop {
+            self.answer(idx, b"MN\r\n");
+            return Step::Consumed(consumed);
+        }
+        if buf.len() < total {
+            return Step::NeedMore;
+        }
+        if req.cmd == MetaCmd::Set && &buf[total - 2..total] != b"\r\n" {
+            self.answer(idx, b"CLIENT_ERROR bad data chunk\r\n");
+            return Step::Consumed(total);
+        }
+        self.count_request(pool, total);
+        let mut decoded = [0u8; 256];
+        let hkey: &[u8] = if req.base64 {
+            match meta::decode_base64(req.key, &mut decoded) {
+                Some(n) => &decoded[..n],
+                None => req.key,
+            }
+        } else {
+            req.key
+        };
+        // The q flag is stripped on the way out and applied here, so every
+        // request has exactly one reply to pair with.
+        let mut owned;
+        let bytes: &[u8] = if req.quiet {
+            owned = Vec::with_capacity(total);
+            meta::push_without_quiet(&mut owned, line);
+            owned.extend_from_slice(&buf[consumed..total]);
+            &owned
+        } else {
+            owned = Vec::new();
+            let _ = &owned;
+            &buf[..total]
+        };
+        let quiet = req.quiet.then_some(req.cmd);
+        self.keyed_meta(idx, pool, hkey, bytes, req.cmd, quiet);
+        Step::Consumed(total)
+    }
+
+    fn keyed_meta(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        hkey: &[u8],
+        bytes: &[u8],
+        cmd: MetaCmd,
+        quiet: Option<MetaCmd>,
+    ) {
+        if matches!(cmd, MetaCmd::Get | MetaCmd::Debug) {
+            // A read: with a backup pool it may be retried there.
+            let retry = self.pools[pool].backup.map(|_| {
+                Box::new(Mirror {
+                    retry: Some(bytes.to_vec()),
+                    retry_quiet: quiet,
+                    ..Default::default()
+                })
+            });
+            let Some(c) = self.clients.get_mut(idx) else {
+                return;
+            };
+            let seq = c.push_slot(SlotKind::Simple(retry));
+            let cid = c.id;
+            let p = self.pending(idx, cid, seq, What::Single, quiet);
+            if let Err(msg) = self
+                .pick(pool, hkey)
+                .and_then(|s| self.send(pool, s, bytes, Some(p)))
+            {
+                self.primary_failed(idx, cid, seq, msg);
+            }
+        } else {
+            self.keyed(idx, pool, hkey, hkey, bytes, false, quiet);
+        }
+    }
+
+    fn pending(
+        &self,
+        client: usize,
+        cid: u64,
+        seq: u64,
+        what: What,
+        quiet: Option<MetaCmd>,
+    ) -> Pending {
+        Pending {
+            client,
+            cid,
+            seq,
+            what,
+            deadline: None,
+            quiet,
+        }
+    }
+
+    /// A single-key command other than a read: sent to the key's server and
+    /// mirrored to the backup pool's server for the key when there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn keyed(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        hkey: &[u8],
+        _key: &[u8],
+        bytes: &[u8],
+        noreply: bool,
+        quiet: Option<MetaCmd>,
+    ) {
+        let backup = self.pools[pool].backup;
+        if noreply {
+            if let Ok(s) = self.pick(pool, hkey) {
+                let _ = self.send(pool, s, bytes, None);
+            }
+            if let Some(b) = backup {
+                if let Ok(s) = self.pick(b, hkey) {
+                    let _ = self.send(b, s, bytes, None);
+                }
+            }
+            return;
+        }
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let mirror = backup.map(|_| Box::default());
+        let seq = c.push_slot(SlotKind::Simple(mirror));
+        let cid = c.id;
+        let p = self.pending(idx, cid, seq, What::Single, quiet);
+        let primary = self
+            .pick(pool, hkey)
+            .and_then(|s| self.send(pool, s, bytes, Some(p)));
+        if let Some(b) = backup {
+            let p = self.pending(idx, cid, seq, What::Mirror, quiet);
+            if self
+                .pick(b, hkey)
+                .and_then(|s| self.send(b, s, bytes, Some(p)))
+                .is_ok()
+            {
+                if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(idx, cid, seq) {
+                    m.pending = true;
+                }
+            }
+        }
+        if let Err(msg) = primary {
+            self.primary_failed(idx, cid, seq, msg);
+        }
+    }
+
+    fn slot_kind(&mut self, idx: usize, cid: u64, seq: u64) -> Option<&mut SlotKind> {
+        let c = self.clients.get_mut(idx).filter(|c| c.id == cid)?;
+        c.slot_mut(seq).map(|s| &mut s.kind)
+    }
+
+    fn complete(&mut self, idx: usize, cid: u64, seq: u64, bytes: &[u8]) {
+        if let Some(c) = self.clients.get_mut(idx).filter(|c| c.id == cid) {
+            c.complete(seq, bytes);
+            self.mark_client(idx);
+        }
+    }
+
+    /// The primary server of a single-reply request failed with `msg`:
+    /// retry a read on the backup pool, answer a write from its mirror, or
+    /// pass the error on.
+    fn primary_failed(&mut self, idx: usize, cid: u64, seq: u64, msg: &'static [u8]) {
+        let pool = match self.clients.get(idx).filter(|c| c.id == cid) {
+            Some(c) => c.pool,
+            None => return,
+        };
+        let mut answer: Option<Vec<u8>> = None;
+        let mut retry = None;
+        match self.slot_kind(idx, cid, seq) {
+            Some(SlotKind::Simple(Some(m))) => {
+                if let Some(r) = m.retry.take() {
+                    retry = Some((r, m.retry_quiet));
+                } else if m.pending {
+                    m.primary_failed = Some(msg);
+                    return;
+                } else if let Some(r) = m.reply.take() {
+                    answer = Some(r);
+                }
+            }
+            Some(_) => {}
+            None => return,
+        }
+        if let Some((bytes, quiet)) = retry {
+            if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
+                let line_end = bytes
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .unwrap_or(bytes.len());
+                let line = bytes[..line_end]
+                    .strip_suffix(b"\r")
+                    .unwrap_or(&bytes[..line_end]);
+                if let Some(Ok(req)) = meta::parse(line) {
+                    let mut decoded = [0u8; 256];
+                    let hkey: &[u8] = match req
+                        .base64
+                        .then(|| meta::decode_base64(req.key, &mut decoded))
+                        .flatten()
+                    {
+                        Some(n) => &decoded[..n],
+                        None => req.key,
+                    };
+                    let p = self.pending(idx, cid, seq, What::Single, quiet);
+                    if self
+                        .pick(b, hkey)
+                        .and_then(|s| self.send(b, s, &bytes, Some(p)))
+                        .is_ok()
+                    {
+                        self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+        match answer {
+            Some(a) => {
+                self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
+                self.complete(idx, cid, seq, &a)
+            }
+            None => {
+                self.stats.pools[pool].forward_error.fetch_add(1, Relaxed);
+                self.complete(idx, cid, seq, msg)
+            }
+        }
+    }
+
+    fn get_request(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        line: &[u8],
+        kind: GetKind,
+        exptime: i64,
+        keys: Keys<'_>,
+    ) {
+        let backup = self.pools[pool].backup;
+        let mut servers = std::mem::take(&mut self.scratch);
+        servers.clear();
+        for k in keys {
+            servers.push(self.pick(pool, k).unwrap_or(usize::MAX));
+        }
+        let Some(cid) = self.clients.get(idx).map(|c| c.id) else {
+            return;
+        };
+        let first = servers.first().copied().unwrap_or(usize::MAX);
+        if backup.is_none() && servers.iter().all(|&s| s == first) {
+            // All keys on one server: forward the line as it came.
+            let c = match self.clients.get_mut(idx) {
+                Some(c) => c,
+                None => return,
+            };
+            let seq = c.push_slot(SlotKind::Simple(None));
+            self.scratch = servers;
+            if first == usize::MAX {
+                self.complete(idx, cid, seq, NO_LIVE);
+                return;
+            }
+            let p = self.pending(idx, cid, seq, What::GetRaw, None);
+            if let Err(msg) = self.send(pool, first, line, Some(p)) {
+                self.stats.pools[pool].forward_error.fetch_add(1, Relaxed);
+                self.complete(idx, cid, seq, msg);
+            }
+            return;
+        }
+        // Split: one request per server, answers reassembled in key order.
+        let mut mg = MultiGet {
+            kind,
+            exptime,
+            keys: Vec::with_capacity(line.len()),
+            key_at: Vec::with_capacity(servers.len()),
+            found: vec![None; servers.len()],
+            data: Vec::new(),
+            parts: Vec::new(),
+            left: 0,
+            error: None,
+        };
+        for k in keys {
+            let s = mg.keys.len() as u32;
+            mg.keys.extend_from_slice(k);
+            mg.key_at.push((s, mg.keys.len() as u32));
+        }
+        for (ki, &s) in servers.iter().enumerate() {
+            match mg.parts.iter_mut().find(|p| p.server == s) {
+                Some(p) => p.keys.push(ki as u32),
+                None => mg.parts.push(Part {
+                    server: s,
+                    keys: vec![ki as u32],
+                    cursor: 0,
+                    on_backup: false,
+                }),
+            }
+        }
+        self.scratch = servers;
+        let nparts = mg.parts.len();
+        mg.left = nparts as u32;
+        if nparts > 1 {
+            self.stats.pools[pool]
+                .fragments
+                .fetch_add(nparts as u64, Relaxed);
+        }
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let seq = c.push_slot(SlotKind::Multi(Box::new(mg)));
+        for part in 0..nparts {
+            self.send_part(idx, cid, seq, pool, part);
+        }
+    }
+
+    /// Send part `part` of a multi-get to its server (in `pool`).
+    fn send_part(&mut self, idx: usize, cid: u64, seq: u64, pool: usize, part: usize) {
+        let mut req = Vec::new();
+        let server = match self.slot_kind(idx, cid, seq) {
+            Some(SlotKind::Multi(mg)) => {
+                mg.encode_part(part, &mut req);
+                mg.parts[part].server
+            }
+            _ => return,
+        };
+        let res = if server == usize::MAX {
+            Err(NO_LIVE)
+        } else {
+            let p = self.pending(idx, cid, seq, What::GetPart(part as u32), None);
+            self.send(pool, server, &req, Some(p))
+        };
+        if let Err(msg) = res {
+            self.part_failed(idx, cid, seq, part, msg);
+        }
+    }
+
+    /// A part of a multi-get failed: its keys go to the backup pool if
+    /// there is one and they were not already there; otherwise the whole
+    /// get answers with the error.
+    fn part_failed(&mut self, idx: usize, cid: u64, seq: u64, part: usize, msg: &[u8]) {
+        let Some(pool) = self
+            .clients
+            .get(idx)
+            .filter(|c| c.id == cid)
+            .map(|c| c.pool)
+        else {
+            return;
+        };
+        let backup = self.pools.get(pool).and_then(|p| p.backup);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut new_parts = Vec::new();
+        {
+            let Some(SlotKind::Multi(mg)) = self.slot_kind(idx, cid, seq) else {
+                return;
+            };
+            let p = &mg.parts[part];
+            if backup.is_some() && !p.on_backup {
+                let kis = p.keys[p.cursor..].to_vec();
+                for &k in &kis {
+                    keys.push(mg.key(k).to_vec());
+                }
+                new_parts = kis;
+            } else if mg.error.is_none() {
+                mg.error = Some(msg.to_vec());
+            }
+        }
+        if let (Some(b), false) = (backup, new_parts.is_empty()) {
+            let servers: Vec<usize> = keys
+                .iter()
+                .map(|k| self.pick(b, k).unwrap_or(usize::MAX))
+                .collect();
+            let mut first_new = 0;
+            let mut added = 0;
+            if let Some(SlotKind::Multi(mg)) = self.slot_kind(idx, cid, seq) {
+                first_new = mg.parts.len();
+                for (i, &ki) in new_parts.iter().enumerate() {
+                    let s = servers[i];
+                    match mg.parts[first_new..].iter_mut().find(|p| p.server == s) {
+                        Some(p) => p.keys.push(ki),
+                        None => mg.parts.push(Part {
+                            server: s,
+                            keys: vec![ki],
+                            cursor: 0,
+                            on_backup: true,
+                        }),
+                    }
+                }
+                added = mg.parts.len() - first_new;
+                mg.left += added as u32;
+            }
+            self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
+            for np in first_new..first_new + added {
+                self.send_part(idx, cid, seq, b, np);
+            }
+        }
+        self.part_done(idx, cid, seq);
+    }
+
+    fn part_done(&mut self, idx: usize, cid: u64, seq: u64) {
+        let Some(c) = self.clients.get_mut(idx).filter(|c| c.id == cid) else {
+            return;
+        };
+        let Some(slot) = c.slot_mut(seq) else { return };
+        let SlotKind::Multi(mg) = &mut slot.kind else {
+            return;
+        };
+        mg.left = mg.left.saturating_sub(1);
+        if mg.left > 0 {
+            return;
+        }
+        if seq == c.base {
+            if let Some(s) = c.slots.pop_front() {
+                c.base += 1;
+                if let SlotKind::Multi(mg) = &s.kind {
+                    mg.assemble(&mut c.wbuf);
+                }
+                c.drain_ready();
+            }
+        } else if let Some(slot) = c.slot_mut(seq) {
+            if let SlotKind::Multi(mg) = &slot.kind {
+                mg.assemble(&mut slot.out);
+            }
+            slot.done = true;
+        }
+        self.mark_client(idx);
+    }
+
+    /// flush_all: to every server of the pool and of its backup.
+    fn fanout(&mut self, idx: usize, pool: usize, bytes: &[u8], noreply: bool) {
+        let mut targets = Vec::new();
+        for p in std::iter::once(pool).chain(self.pools[pool].backup) {
+            for s in 0..self.pools[p].servers.len() {
+                targets.push((p, s));
+            }
+        }
+        if noreply {
+            for (p, s) in targets {
+                let _ = self.send(p, s, bytes, None);
+            }
+            return;
+        }
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let cid = c.id;
+        let seq = c.push_slot(SlotKind::Fanout {
+            left: targets.len() as u32,
+            err: None,
+        });
+        for (p, s) in targets {
+            let pend = self.pending(idx, cid, seq, What::Fanout, None);
+            if let Err(msg) = self.send(p, s, bytes, Some(pend)) {
+                self.fanout_reply(idx, cid, seq, Some(msg));
+            }
+        }
+    }
+
+    fn fanout_reply(&mut self, idx: usize, cid: u64, seq: u64, err: Option<&[u8]>) {
+        let done = match self.slot_kind(idx, cid, seq) {
+            Some(SlotKind::Fanout { left, err: e }) => {
+                *left = left.saturating_sub(1);
+                if let (Some(m), None) = (err, &e) {
+                    *e = Some(m.to_vec());
+                }
+                if *left == 0 {
+                    Some(e.take().unwrap_or_else(|| b"OK\r\n".to_vec()))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        if let Some(a) = done {
+            self.complete(idx, cid, seq, &a);
+        }
+    }
+
+    /// The server for `key` in `pool`.
+    fn pick(&self, pool: usize, key: &[u8]) -> Result<usize, &'static [u8]> {
+        let p = &self.pools[pool];
+        let s = p.placement.server_for(key).ok_or(NO_LIVE)?;
+        // Pools with a backup keep ejected servers on the ring so that their
+        // keys fail over to the backup instead of moving to another primary.
+        if p.servers[s].ejected_until.is_some() {
+            return Err(EJECTED);
+        }
+        Ok(s)
+    }
+
+    /// Queue `bytes` for server `server` of `pool`, expecting a reply if
+    /// `pending` is given.
+    fn send(
+        &mut self,
+        pool: usize,
+        server: usize,
+        bytes: &[u8],
+        pending: Option<Pending>,
+    ) -> Result<(), &'static [u8]> {
+        let b = self.conn_for(pool, server)?;
+        let timeout = self.pools[pool].conf.timeout;
+        let now = self.now;
+        let Some(be) = self.backends.get_mut(b) else {
+            return Err(Failure::Error.msg());
+        };
+        be.out.extend_from_slice(bytes);
+        let ss = &self.stats.pools[pool].servers[server];
+        if let Some(mut p) = pending {
+            p.deadline = timeout.map(|t| now + t);
+            be.pending.push_back(p);
+            ss.in_flight.fetch_add(1, Relaxed);
+        }
+        ss.requests.fetch_add(1, Relaxed);
+        ss.request_bytes.fetch_add(bytes.len() as u64, Relaxed);
+        self.mark_backend(b);
+        Ok(())
+    }
+
+    /// A connection to the server, round-robin over `server_connections`,
+    /// opened (non-blocking) if needed.
+    fn conn_for(&mut self, pool: usize, server: usize) -> Result<usize, &'static [u8]> {
+        let timeout = self.pools[pool].conf.timeout;
+        let s = &mut self.pools[pool].servers[server];
+        let i = s.rr % s.conns.len().max(1);
+        s.rr = s.rr.wrapping_add(1);
+        if let Some(b) = s.conns.get(i).copied().flatten() {
+            if self.backends.get(b).is_some() {
+                return Ok(b);
+            }
+        }
+        let sock = match &s.addr {
+            Addr::Tcp { host, port } => (host.as_str(), *port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unresolved"))
+                .and_then(TcpStream::connect)
+                .map(|t| {
+                    let _ = t.set_nodelay(true);
+                    Sock::Tcp(t)
+                }),
+            Addr::Unix(p) => UnixStream::connect(p).map(Sock::Unix),
+        };
+        let sock = match sock {
+            Ok(s) => s,
+            Err(_) => {
+                self.server_failed(pool, server);
+                return Err(Failure::Error.msg());
+            }
+        };
+        let b = self.backends.insert(Backend {
+            sock,
+            pool,
+            server,
+            connected: false,
+            connect_deadline: timeout.map(|t| self.now + t),
+            out: Vec::new(),
+            opos: 0,
+            dirty: false,
+            inb: Buf::with_capacity(READ_CHUNK),
+            scan: 0,
+            pending: VecDeque::new(),
+        });
+        let reg = self.poll.registry();
+        let ok = self
+            .backends
+            .get_mut(b)
+            .is_some_and(|be| be.sock.register(reg, token(BACKEND, b)).is_ok());
+        if !ok {
+            self.backends.remove(b);
+            self.server_failed(pool, server);
+            return Err(Failure::Error.msg());
+        }
+        if let Some(slot) = self.pools[pool].servers[server].conns.get_mut(i) {
+            *slot = Some(b);
+        }
+        self.stats.pools[pool].servers[server]
+            .connections
+            .fetch_add(1, Relaxed);
+        Ok(b)
+    }
+
+    /// Count a failure of a server; past `server_failure_limit` (with
+    /// `auto_eject_hosts`) it leaves the ring until `server_retry_timeout`.
+    fn server_failed(&mut self, pool: usize, server: usize) {
+        let now = self.now;
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let limit = p.conf.server_failure_limit;
+        let retry = p.conf.server_retry_timeout;
+        let eject = p.conf.auto_eject_hosts;
+        let Some(s) = p.servers.get_mut(server) else {
+            return;
+        };
+        s.failures += 1;
+        if eject && s.failures >= limit && s.ejected_until.is_none() {
+            s.failures = 0;
+            s.ejected_until = Some(now + retry);
+            if p.backup.is_none() {
+                p.rebuild();
+            }
+            let ps = &self.stats.pools[pool];
+            ps.server_ejects.fetch_add(1, Relaxed);
+            let ss = &ps.servers[server];
+            ss.ejections.fetch_add(1, Relaxed);
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            ss.ejected_at.store(unix, Relaxed);
+        }
+    }
+
+    fn backend_event(&mut self, b: usize, readable: bool, writable: bool) {
+        let Some(be) = self.backends.get_mut(b) else {
+            return;
+        };
+        if !be.connected {
+            match be.sock.take_error() {
+                Ok(None) => {}
+                _ => {
+                    self.fail_backend(b, Failure::Error);
+                    return;
+                }
+            }
+            if !be.sock.connected() {
+                if readable && !writable {
+                    self.fail_backend(b, Failure::Error);
+                }
+                return;
+            }
+            be.connected = true;
+            be.connect_deadline = None;
+            self.mark_backend(b);
+        }
+        if writable {
+            self.mark_backend(b);
+        }
+        if readable {
+            self.backend_read(b);
+        }
+    }
+
+    fn backend_read(&mut self, b: usize) {
+        let mut eof = false;
+        let mut err = false;
+        let mut inb = {
+            let Some(be) = self.backends.get_mut(b) else {
+                return;
+            };
+            loop {
+                let spare = be.inb.spare();
+                match be.sock.read(spare) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => be.inb.end += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        err = true;
+                        break;
+                    }
+                }
+            }
+            std::mem::take(&mut be.inb)
+        };
+        let mut broken = false;
+        loop {
+            let buf = inb.filled();
+            if buf.is_empty() {
+                break;
+            }
+            let Some(be) = self.backends.get_mut(b) else {
+                return;
+            };
+            let Some(what) = be.pending.front().map(|p| p.what) else {
+                // Bytes nobody asked for: the stream cannot be trusted.
+                broken = true;
+                break;
+            };
+            let framed = match what {
+                What::GetRaw | What::GetPart(_) => scan_retrieval(buf, &mut be.scan),
+                _ => single(buf),
+            };
+            match framed {
+                Ok(Some((used, r))) => {
+                    be.scan = 0;
+                    let Some(p) = be.pending.pop_front() else {
+                        break;
+                    };
+                    let (pool, server) = (be.pool, be.server);
+                    if let Some(ss) = self
+                        .stats
+                        .pools
+                        .get(pool)
+                        .and_then(|ps| ps.servers.get(server))
+                    {
+                        ss.in_flight.fetch_sub(1, Relaxed);
+                        ss.responses.fetch_add(1, Relaxed);
+                        ss.response_bytes.fetch_add(used as u64, Relaxed);
+                        if matches!(r, Reply::ServerError(_)) {
+                            ss.errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                    if let Some(s) = self
+                        .pools
+                        .get_mut(pool)
+                        .and_then(|p| p.servers.get_mut(server))
+                    {
+                        s.failures = 0;
+                    }
+                    self.on_reply(p, &buf[..used], &r);
+                    inb.consume(used);
+                }
+                Ok(None) => break,
+                Err(()) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if let Some(be) = self.backends.get_mut(b) {
+            be.inb = inb;
+        }
+        if broken {
+            self.fail_backend(b, Failure::Protocol);
+        } else if err {
+            self.fail_backend(b, Failure::Error);
+        } else if eof {
+            self.fail_backend(b, Failure::Eof);
+        }
+    }
+
+    fn on_reply(&mut self, p: Pending, bytes: &[u8], r: &Reply) {
+        let (idx, cid, seq) = (p.client, p.cid, p.seq);
+        let Some(pool) = self
+            .clients
+            .get(idx)
+            .filter(|c| c.id == cid)
+            .map(|c| c.pool)
+        else {
+            return;
+        };
+        if let Some(ps) = self.stats.pools.get(pool) {
+            ps.responses.fetch_add(1, Relaxed);
+            ps.response_bytes.fetch_add(bytes.len() as u64, Relaxed);
+        }
+        let suppressed = match (p.quiet, r) {
+            (Some(cmd), Reply::Meta { status, .. }) => meta::quiet_suppresses(cmd, *status),
+            _ => false,
+        };
+        let out: &[u8] = if suppressed { b"" } else { bytes };
+        match p.what {
+            What::Single => {
+                let retryable = matches!(r, Reply::ServerError(_))
+                    && matches!(self.slot_kind(idx, cid, seq), Some(SlotKind::Simple(Some(m))) if m.retry.is_some());
+                if retryable {
+                    self.primary_failed(
+                        idx,
+                        cid,
+                        seq,
+                        b"SERVER_ERROR server error, no backup answer\r\n",
+                    );
+                } else {
+                    self.complete(idx, cid, seq, out);
+                }
+            }
+            What::Mirror => {
+                let mut answer = false;
+                if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(idx, cid, seq) {
+                    m.pending = false;
+                    if m.primary_failed.take().is_some() {
+                        answer = true;
+                    } else {
+                        m.reply = Some(out.to_vec());
+                    }
+                }
+                if answer {
+                    self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
+                    self.complete(idx, cid, seq, out);
+                }
+            }
+            What::GetRaw => self.complete(idx, cid, seq, bytes),
+            What::GetPart(part) => {
+                if r.is_error() {
+                    self.part_failed(idx, cid, seq, part as usize, bytes);
+                } else {
+                    if let Some(SlotKind::Multi(mg)) = self.slot_kind(idx, cid, seq) {
+                        mg.absorb(part as usize, bytes);
+                    }
+                    self.part_done(idx, cid, seq);
+                }
+            }
+            What::Fanout => {
+                let e = if matches!(r, Reply::Ok) {
+                    None
+                } else {
+                    Some(bytes)
+                };
+                self.fanout_reply(idx, cid, seq, e);
+            }
+        }
+    }
+
+    fn fail_backend(&mut self, b: usize, why: Failure) {
+        let Some(mut be) = self.backends.remove(b) else {
+            return;
+        };
+        be.sock.deregister(self.poll.registry());
+        if let Some(s) = self
+            .pools
+            .get_mut(be.pool)
+            .and_then(|p| p.servers.get_mut(be.server))
+        {
+            for c in &mut s.conns {
+                if *c == Some(b) {
+                    *c = None;
+                }
+            }
+        }
+        if let Some(ss) = self
+            .stats
+            .pools
+            .get(be.pool)
+            .and_then(|p| p.servers.get(be.server))
+        {
+            match why {
+                Failure::Timeout => ss.timeouts.fetch_add(1, Relaxed),
+                Failure::Eof => ss.eof.fetch_add(1, Relaxed),
+                _ => ss.errors.fetch_add(1, Relaxed),
+            };
+            ss.connections.fetch_sub(1, Relaxed);
+            ss.in_flight.fetch_sub(be.pending.len() as i64, Relaxed);
+        }
+        if !matches!(why, Failure::Removed) {
+            self.server_failed(be.pool, be.server);
+        }
+        let msg = why.msg();
+        for p in be.pending.drain(..) {
+            self.pending_failed(p, msg);
+        }
+    }
+
+    fn pending_failed(&mut self, p: Pending, msg: &'static [u8]) {
+        let (idx, cid, seq) = (p.client, p.cid, p.seq);
+        match p.what {
+            What::Single => self.primary_failed(idx, cid, seq, msg),
+            What::Mirror => {
+                let mut answer = None;
+                if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(idx, cid, seq) {
+                    m.pending = false;
+                    answer = m.primary_failed.take();
+                }
+                if let Some(a) = answer {
+                    self.complete(idx, cid, seq, a);
+                }
+            }
+            What::GetRaw => self.complete(idx, cid, seq, msg),
+            What::GetPart(part) => self.part_failed(idx, cid, seq, part as usize, msg),
+            What::Fanout => self.fanout_reply(idx, cid, seq, Some(msg)),
+        }
+    }
+
+    /// Write what is queued: every touched server connection, then every
+    /// touched client, one write each.
+    fn flush(&mut self) {
+        let backends = std::mem::take(&mut self.dirty_backends);
+        for &b in &backends {
+            let mut failed = false;
+            if let Some(be) = self.backends.get_mut(b) {
+                be.dirty = false;
+                while be.opos < be.out.len() {
+                    match be.sock.write(&be.out[be.opos..]) {
+                        Ok(n) => be.opos += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                if be.opos == be.out.len() {
+                    be.out.clear();
+                    be.opos = 0;
+                }
+            }
+            if failed {
+                self.fail_backend(b, Failure::Error);
+            }
+        }
+        self.dirty_backends = backends;
+        self.dirty_backends.clear();
+        let clients = std::mem::take(&mut self.dirty_clients);
+        for &c in &clients {
+            let mut close = false;
+            if let Some(cl) = self.clients.get_mut(c) {
+                cl.dirty = false;
+                while cl.wpos < cl.wbuf.len() {
+                    match cl.sock.write(&cl.wbuf[cl.wpos..]) {
+                        Ok(n) => cl.wpos += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            close = true;
+                            break;
+                        }
+                    }
+                }
+                if cl.wpos == cl.wbuf.len() {
+                    cl.wbuf.clear();
+                    cl.wpos = 0;
+                    if cl.closing && cl.slots.is_empty() {
+                        close = true;
+                    }
+                }
+            }
+            if close {
+                self.close_client(c);
+            }
+        }
+        self.dirty_clients = clients;
+        self.dirty_clients.clear();
+    }
+
+    fn apply_reload(&mut self, r: Reload) {
+        let cfg = r.config;
+        let old = std::mem::take(&mut self.pools);
+        let mut pools: Vec<PoolRt> = (0..cfg.pools.len())
+            .map(|i| PoolRt::new(&cfg.pools[i], cfg.backup_index(i)))
+            .collect();
+        let mut moved = vec![false; self.backends.items.len()];
+        for (npi, np) in pools.iter_mut().enumerate() {
+            let Some(op) = old.iter().find(|o| o.conf.name == np.conf.name) else {
+                continue;
+            };
+            for (nsi, ns) in np.servers.iter_mut().enumerate() {
+                let Some(os) = op.servers.iter().find(|o| o.addr == ns.addr) else {
+                    continue;
+                };
+                ns.failures = os.failures;
+                ns.ejected_until = os.ejected_until;
+                for (k, c) in os.conns.iter().enumerate() {
+                    if let (Some(b), true) = (c, k < ns.conns.len()) {
+                        if let Some(be) = self.backends.get_mut(*b) {
+                            be.pool = npi;
+                            be.server = nsi;
+                            ns.conns[k] = Some(*b);
+                            moved[*b] = true;
+                            r.stats.pools[npi].servers[nsi]
+                                .connections
+                                .fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+            if np.backup.is_none() {
+                np.rebuild();
+            }
+        }
+        self.pools = pools;
+        self.stats = r.stats;
+        for b in self.backends.indices() {
+            if !moved.get(b).copied().unwrap_or(false) {
+                self.fail_backend(b, Failure::Removed);
+            }
+        }
+        // Listeners: keep those whose address survives, drop the others,
+        // bind the new ones.
+        for l in self.listeners.indices() {
+            let addr = match self.listeners.get(l) {
+                Some(x) => x.addr.clone(),
+                None => continue,
+            };
+            match cfg
+                .pools
+                .iter()
+                .position(|p| p.listen.as_ref() == Some(&addr))
+            {
+                Some(np) => {
+                    if let Some(x) = self.listeners.get_mut(l) {
+                        x.pool = np;
+                    }
+                }
+                None => {
+                    if let Some(mut x) = self.listeners.remove(l) {
+                        let reg = self.poll.registry();
+                        let _ = match &mut x.lsn {
+                            Lsn::Tcp(t) => reg.deregister(t),
+                            Lsn::Unix(u) => reg.deregister(u),
+                        };
+                    }
+                }
+            }
+        }
+        for (i, p) in cfg.pools.iter().enumerate() {
+            if let Some(a) = &p.listen {
+                let exists = self.listeners.items.iter().flatten().any(|l| &l.addr == a);
+                if !exists {
+                    if let Err(e) = self.add_listener(a, i) {
+                        eprintln!("mnemo-proxy: reload: cannot listen on {a}: {e}");
+                    }
+                }
+            }
+        }
+        // Clients follow their pool by name; a pool that is gone closes them.
+        for c in self.clients.indices() {
+            let name = match self.clients.get(c) {
+                Some(x) => x.pool_name.clone(),
+                None => continue,
+            };
+            match cfg.pool_index(&name) {
+                Some(np) => {
+                    if let Some(x) = self.clients.get_mut(c) {
+                        x.pool = np;
+                    }
+                    self.stats.pools[np]
+                        .client_connections
+                        .fetch_add(1, Relaxed);
+                    self.stats.curr_connections.fetch_add(1, Relaxed);
+                }
+                None => {
+                    if let Some(mut x) = self.clients.remove(c) {
+                        x.sock.deregister(self.poll.registry());
+                    }
+                }
+            }
+        }
+        eprintln!("mnemo-proxy: worker {} applied new configuration", self.id);
+    }
+}
+
+/// Frame a one-element reply.
+fn single(buf: &[u8]) -> Result<Option<(usize, Reply)>, ()> {
+    match reply::parse_reply(buf) {
+        Ok(Some((r, used))) => match r {
+            Reply::Value { .. } | Reply::Stat { .. } | Reply::End => Err(()),
+            r => Ok(Some((used, r))),
+        },
+        Ok(None) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// Frame a retrieval reply (`VALUE`... `END`, or an error line), resuming
+/// the scan at `*scan` so a large reply arriving in pieces is parsed once.
+fn scan_retrieval(buf: &[u8], scan: &mut usize) -> Result<Option<(usize, Reply)>, ()> {
+    loop {
+        match reply::parse_reply(&buf[*scan..]) {
+            Ok(Some((r, used))) => match r {
+                Reply::Value { .. } => *scan += used,
+                Reply::End => return Ok(Some((*scan + used, Reply::End))),
+                e if e.is_error() => return Ok(Some((*scan + used, e))),
+                _ => return Err(()),
+            },
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(()),
+        }
+    }
+}
