@@ -35,6 +35,7 @@ pub struct Summary {
     pub multiget: u16,
     pub fill_keys: Option<u64>,
     pub fill_seconds: Option<f64>,
+    pub fill_error_replies: Option<u64>,
     pub seconds: f64,
     pub requests_sent: u64,
     pub responses: u64,
@@ -118,6 +119,7 @@ pub fn summarize(cfg: &RunConfig, o: &Outcome) -> Summary {
         multiget: cfg.spec.multiget,
         fill_keys: o.fill.as_ref().map(|f| f.responses),
         fill_seconds: o.fill.as_ref().map(|f| f.elapsed.as_secs_f64()),
+        fill_error_replies: o.fill.as_ref().map(|f| f.error_replies),
         seconds: secs,
         requests_sent: m.sent,
         responses: m.responses,
@@ -151,7 +153,12 @@ pub fn print_human(s: &Summary) {
         s.target, s.protocol, shape, s.threads, s.connections
     );
     if let (Some(k), Some(t)) = (s.fill_keys, s.fill_seconds) {
-        println!("fill      {k} keys in {t:.2} s");
+        let errs = s.fill_error_replies.unwrap_or(0);
+        if errs > 0 {
+            println!("fill      {k} keys in {t:.2} s  ({errs} sets answered with an error)");
+        } else {
+            println!("fill      {k} keys in {t:.2} s");
+        }
     }
     println!(
         "requests  sent {}  answered {}  (sets {}, gets {})  lost {}  error replies {}",

@@ -317,10 +317,11 @@ fn worker(cfg: &RunConfig, t: usize, shared: &Shared) -> WorkerResult {
     shared.barrier.wait();
     let mut w = w?;
     if let Some(f) = &fill {
-        if f.responses != f.sent {
+        if f.responses != f.sent || f.failed_connections > 0 {
             return Err(format!(
-                "fill phase lost {} replies: {}",
+                "fill phase: {} replies lost, {} connections failed: {}",
                 f.sent - f.responses,
+                f.failed_connections,
                 f.first_failure.as_deref().unwrap_or("unknown")
             ));
         }
@@ -583,6 +584,9 @@ impl Worker {
                 drain_deadline = now + self.drain_timeout;
             }
             if self.conns.iter().all(|c| c.dead) {
+                st.lost += inflight;
+                st.first_failure
+                    .get_or_insert_with(|| "all connections failed".to_string());
                 break;
             }
             if !sending {
@@ -683,6 +687,9 @@ impl Worker {
         inflight: &mut u64,
     ) -> bool {
         let c = &mut self.conns[i];
+        if c.dead {
+            return false;
+        }
         while c.ring.len() < depth {
             let Some(kind) = src.next(&mut c.out) else {
                 return true;
