@@ -119,6 +119,9 @@ pub struct WorkloadArgs {
     /// Seconds to wait for outstanding replies at the end.
     #[arg(long, default_value_t = 2.0)]
     drain_timeout: f64,
+    /// Give up when requests are outstanding and no reply came for this many seconds.
+    #[arg(long, default_value_t = 5.0)]
+    reply_timeout: f64,
     /// Random seed (runs with the same seed send the same keys).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -180,6 +183,7 @@ impl WorkloadArgs {
             progress: !self.quiet,
             cpu,
             drain_timeout: secs(self.drain_timeout, "--drain-timeout")?,
+            reply_timeout: secs(self.reply_timeout, "--reply-timeout")?,
         })
     }
 }

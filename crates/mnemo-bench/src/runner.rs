@@ -63,6 +63,7 @@ pub struct RunConfig {
     pub progress: bool,
     pub cpu: CpuProbe,
     pub drain_timeout: Duration,
+    pub reply_timeout: Duration,
 }
 
 /// Counts from one phase of one or all threads.
@@ -430,6 +431,7 @@ struct Worker {
     conns: Vec<Conn>,
     protocol: Protocol,
     drain_timeout: Duration,
+    reply_timeout: Duration,
     /// Open loop only; its token is `conns.len()`.
     timer: Option<Timer>,
 }
@@ -495,6 +497,7 @@ impl Worker {
             conns,
             protocol: cfg.spec.protocol,
             drain_timeout: cfg.drain_timeout,
+            reply_timeout: cfg.reply_timeout,
         })
     }
 
@@ -515,6 +518,8 @@ impl Worker {
         let mut exhausted = false;
         let mut drain_deadline = epoch;
         let mut published = (0u64, 0u64, 0u64, 0u64);
+        // (responses seen, when that count last changed)
+        let mut progress = (0u64, epoch);
         // Open loop schedule: request k is due at k * interval ns.
         let (interval_ns, cap) = match load {
             Load::Open {
@@ -582,6 +587,20 @@ impl Worker {
                     st.unsent_due = due.saturating_sub(k);
                 }
                 drain_deadline = now + self.drain_timeout;
+            }
+            if st.responses != progress.0 || inflight == 0 {
+                progress = (st.responses, now);
+            } else if now - progress.1 >= self.reply_timeout {
+                // A server that swallows requests (e.g. an unsupported
+                // protocol) must not hang a request-count run forever.
+                st.lost += inflight;
+                st.first_failure.get_or_insert_with(|| {
+                    format!(
+                        "no reply for {:?} with {inflight} outstanding",
+                        self.reply_timeout
+                    )
+                });
+                break;
             }
             if self.conns.iter().all(|c| c.dead) {
                 st.lost += inflight;

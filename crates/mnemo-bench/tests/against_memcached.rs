@@ -410,3 +410,74 @@ fn compare_two_proxies_over_shared_backends() {
         );
     }
 }
+
+/// A server that reads requests and never answers must not hang a
+/// request-count run: the bench gives up after --reply-timeout.
+#[test]
+fn silent_server_times_out() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let t = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut buf = [0u8; 4096];
+            while c.read(&mut buf).unwrap_or(0) > 0 {}
+        }
+    });
+    let out = bench(&[
+        "-s",
+        &format!("127.0.0.1:{port}"),
+        "-P",
+        "binary",
+        "-c",
+        "1",
+        "-n",
+        "100",
+        "--no-stats",
+        "--reply-timeout",
+        "0.5",
+        "-q",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), err);
+    assert!(all.contains("no reply"), "{all}");
+    drop(out);
+    let _ = t.join();
+}
+
+/// Killing the server mid-run ends the run with the loss reported.
+#[test]
+fn server_dying_mid_run_is_reported() {
+    let mut s = memcached(&[]);
+    let port = s.port.to_string();
+    let child = Command::new(BENCH)
+        .args([
+            "-s",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "4",
+            "-d",
+            "4",
+            "-D",
+            "5",
+        ])
+        .args(["--no-stats", "--json", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bench");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let out = child.wait_with_output().expect("bench output");
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(u(&v, "failed_connections"), 4, "{v}");
+    assert!(u(&v, "responses") > 0);
+    assert_eq!(
+        u(&v, "responses") + u(&v, "lost"),
+        u(&v, "requests_sent"),
+        "{v}"
+    );
+}
