@@ -1,9 +1,12 @@
 //! Counting replies in place.
 //!
 //! The bench only needs to know where each reply ends and how many keys hit,
-//! so it walks the read buffer without copying or decoding values. A reply
-//! that is not complete yet returns `Incomplete` and is rescanned after the
-//! next read (rare: most reads end on a reply boundary).
+//! so it walks the read buffer without copying or decoding values. Text and
+//! meta use the project's client-side parser (`mnemo_protocol::reply`); it
+//! has no binary protocol, so binary replies are walked here by their
+//! 24-byte headers. A reply that is not complete yet returns `Incomplete`
+//! and is rescanned after the next read (rare: most reads end on a reply
+//! boundary).
 
 use crate::workload::{Kind, Protocol};
 use mnemo_protocol::reply::{parse_reply, MetaStatus, Reply, ReplyError};
