@@ -1,0 +1,625 @@
+//! mnemo-proxy end to end: real memcached backends, nutcracker for the
+//! placement comparison, faults injected by killing processes or by fake
+//! servers. Every read is bounded (5 s), every child is killed on drop.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A pool section. Tests that need keys spread over servers use md5: with
+/// twemproxy's default fnv1a_64 (a 32-bit FNV-1a), short keys that differ
+/// in their last bytes cluster on the ring, for nutcracker and us alike.
+fn pool(name: &str, listen: u16, extra: &str, servers: &str) -> String {
+    let hash = if extra.contains("hash:") {
+        ""
+    } else {
+        "  hash: md5\n"
+    };
+    format!("{name}:\n  listen: 127.0.0.1:{listen}\n{hash}{extra}  servers:\n{servers}")
+}
+
+#[test]
+fn placement_identical_to_nutcracker() {
+    let m = [memcached(), memcached(), memcached()];
+    let servers = server_lines(&[(&m[0], 1), (&m[1], 2), (&m[2], 5)]);
+    let dir = TempDir::new("placement");
+    for hash in ["fnv1a_64", "md5", "murmur", "crc32a"] {
+        let (np, mp) = (free_port(), free_port());
+        let extra = format!("  hash: {hash}\n  distribution: ketama\n");
+        let nconf = dir.file(&format!("nc-{hash}.yml"), &pool("p", np, &extra, &servers));
+        let mconf = dir.file(&format!("mp-{hash}.yml"), &pool("p", mp, &extra, &servers));
+        let _nc = nutcracker(&dir, &nconf, np);
+        let _mp = proxy(&mconf, mp);
+        let mut n = Conn::new(np);
+        let mut c = Conn::new(mp);
+        let keys: Vec<String> = (0..300).map(|i| format!("{hash}:user:{i}")).collect();
+        for k in &keys {
+            assert_eq!(n.set(k, &format!("nc-{k}")), "STORED\r\n");
+        }
+        // Written by nutcracker, found by mnemo-proxy: same server.
+        let mut per_server = [0usize; 3];
+        for k in &keys {
+            let r = c.get(k);
+            assert!(
+                r.contains(&format!("nc-{k}")),
+                "{hash}: {k} not where nutcracker put it: {r:?}"
+            );
+            for (i, s) in m.iter().enumerate() {
+                if direct_get(s.port, k).is_some() {
+                    per_server[i] += 1;
+                }
+            }
+        }
+        assert_eq!(per_server.iter().sum::<usize>(), keys.len());
+        // The weights show (1:2:5); fnv1a_64 clusters similar keys, so only
+        // ask it to use more than one server.
+        let used = per_server.iter().filter(|&&x| x > 0).count();
+        assert!(used >= 2, "{hash}: {per_server:?}");
+        if hash == "md5" {
+            assert!(per_server[0] < per_server[2], "{per_server:?}");
+        }
+        // And the other way round.
+        for k in keys.iter().take(100) {
+            assert_eq!(c.set(k, &format!("mp-{k}")), "STORED\r\n");
+            assert!(n.get(k).contains(&format!("mp-{k}")), "{k}");
+        }
+    }
+}
+
+#[test]
+fn multiget_over_three_servers_in_order_with_missing_keys() {
+    let m = [memcached(), memcached(), memcached()];
+    let lp = free_port();
+    let dir = TempDir::new("multiget");
+    let conf = dir.file(
+        "p.yml",
+        &pool(
+            "p",
+            lp,
+            "",
+            &server_lines(&[(&m[0], 1), (&m[1], 1), (&m[2], 1)]),
+        ),
+    );
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        if i % 3 != 1 {
+            assert_eq!(c.set(k, &format!("v{i}")), "STORED\r\n");
+        }
+    }
+    // The keys really are spread over the three servers.
+    for s in &m {
+        assert!(keys.iter().any(|k| direct_get(s.port, k).is_some()));
+    }
+    let mut asked: Vec<&String> = keys.iter().collect();
+    asked.push(&keys[0]);
+    asked.push(&keys[1]);
+    asked.push(&keys[5]);
+    let line: Vec<&str> = asked.iter().map(|s| s.as_str()).collect();
+    let mut want = String::new();
+    for k in &asked {
+        let i: usize = k[1..].parse().unwrap();
+        if i % 3 != 1 {
+            want.push_str(&format!(
+                "VALUE {k} 0 {}\r\nv{i}\r\n",
+                format!("v{i}").len()
+            ));
+        }
+    }
+    want.push_str("END\r\n");
+    assert_eq!(c.get(&line.join(" ")), want);
+    // Pipelined: a split multi-get, a set and a gets, answered in order.
+    c.send(
+        format!(
+            "get {}\r\nset zz 5 0 1\r\nz\r\ngets k1 k0\r\n",
+            line.join(" ")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.values(), want);
+    assert_eq!(c.line(), "STORED\r\n");
+    let g = c.values();
+    assert!(
+        g.starts_with("VALUE k0 0 2 ") && g.ends_with("END\r\n"),
+        "{g}"
+    );
+    // meta across servers, quiet mode included.
+    c.send(b"mg k0 v\r\nmg k1 v q\r\nmg k2 v q\r\nmn\r\n");
+    assert_eq!(c.line(), "VA 2\r\n");
+    assert_eq!(c.line(), "v0\r\n");
+    assert_eq!(c.line(), "VA 2\r\n");
+    assert_eq!(c.line(), "v2\r\n");
+    assert_eq!(c.line(), "MN\r\n");
+}
+
+#[test]
+fn backup_pool_holds_every_write_and_answers_when_primary_dies() {
+    let mut prim = [memcached(), memcached()];
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup");
+    let text = format!(
+        "{}backup_pool:\n  servers:\n{}",
+        pool(
+            "main",
+            lp,
+            "  backup: backup_pool\n  timeout: 500\n  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 60000\n",
+            &server_lines(&[(&prim[0], 1), (&prim[1], 1)])
+        ),
+        server_lines(&[(&backup, 1)])
+    );
+    let conf = dir.file("p.yml", &text);
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    for i in 0..50 {
+        assert_eq!(c.set(&format!("b{i}"), &format!("val{i}")), "STORED\r\n");
+    }
+    assert_eq!(c.cmd("set n 0 0 1\r\n5\r\n"), "STORED\r\n");
+    assert_eq!(c.cmd("incr n 3\r\n"), "8\r\n");
+    assert_eq!(c.cmd("append b0 0 0 1\r\n!\r\n"), "STORED\r\n");
+    assert_eq!(c.cmd("delete b1\r\n"), "DELETED\r\n");
+    assert_eq!(c.cmd("ms mk 2\r\nmv\r\n"), "HD\r\n");
+    // The backup holds a copy of every write.
+    for i in 2..50 {
+        assert_eq!(
+            direct_get(backup.port, &format!("b{i}")),
+            Some(format!("val{i}"))
+        );
+    }
+    assert_eq!(direct_get(backup.port, "b0").as_deref(), Some("val0!"));
+    assert_eq!(direct_get(backup.port, "b1"), None);
+    assert_eq!(direct_get(backup.port, "n").as_deref(), Some("8"));
+    assert_eq!(direct_get(backup.port, "mk").as_deref(), Some("mv"));
+    // Kill a primary: its keys are answered from the backup, in order,
+    // within a multi-get too.
+    let victim = prim[0].port;
+    prim[0].kill();
+    let keys: Vec<String> = (2..50).map(|i| format!("b{i}")).collect();
+    let on_victim: Vec<&String> = keys
+        .iter()
+        .filter(|k| direct_get(prim[1].port, k).is_none())
+        .collect();
+    assert!(!on_victim.is_empty());
+    let _ = victim;
+    for k in &on_victim {
+        let r = c.get(k);
+        assert!(r.starts_with(&format!("VALUE {k} ")), "{k}: {r}");
+    }
+    let r = c.get(&keys.join(" "));
+    let mut want = String::new();
+    for (i, k) in keys.iter().enumerate() {
+        let v = format!("val{}", i + 2);
+        want.push_str(&format!("VALUE {k} 0 {}\r\n{v}\r\n", v.len()));
+    }
+    want.push_str("END\r\n");
+    assert_eq!(r, want);
+    c.send(b"mg mk v\r\n");
+    let a = c.line();
+    assert!(a == "VA 2\r\n" || a == "EN\r\n", "{a}");
+    if a == "VA 2\r\n" {
+        assert_eq!(c.line(), "mv\r\n");
+    }
+    // Writes to keys of the dead server still succeed through the backup.
+    assert_eq!(c.set(on_victim[0], "new"), "STORED\r\n");
+    assert!(c.get(on_victim[0]).contains("new"));
+}
+
+#[test]
+fn failover_with_a_server_killed_mid_run() {
+    let mut prim = [memcached(), memcached(), memcached()];
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("failover");
+    let text = format!(
+        "{}bk:\n  servers:\n{}",
+        pool(
+            "main",
+            lp,
+            "  backup: bk\n  timeout: 300\n  auto_eject_hosts: true\n  server_failure_limit: 2\n  server_retry_timeout: 60000\n",
+            &server_lines(&[(&prim[0], 1), (&prim[1], 1), (&prim[2], 1)])
+        ),
+        server_lines(&[(&backup, 1)])
+    );
+    let conf = dir.file("p.yml", &text);
+    let _p = proxy(&conf, lp);
+    {
+        let mut c = Conn::new(lp);
+        for i in 0..200 {
+            assert_eq!(c.set(&format!("f{i}"), &format!("x{i}")), "STORED\r\n");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let (stop, bad, done) = (stop.clone(), bad.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut c = Conn::new(lp);
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                let k = format!("f{}", i % 200);
+                // Every request is answered (Conn panics after 5 s of
+                // silence), and gets are answered with the right value.
+                let r = c.get(&k);
+                if r != format!(
+                    "VALUE {k} 0 {}\r\nx{}\r\nEND\r\n",
+                    format!("x{}", i % 200).len(),
+                    i % 200
+                ) {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 4;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    prim[1].kill();
+    std::thread::sleep(Duration::from_millis(1200));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("client thread hung or panicked");
+    }
+    assert!(done.load(Ordering::Relaxed) > 100);
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "gets not answered by the backup"
+    );
+}
+
+#[test]
+fn ejection_and_return_after_retry_timeout() {
+    let mut m = [memcached(), memcached(), memcached()];
+    let lp = free_port();
+    let dir = TempDir::new("eject");
+    let conf = dir.file(
+        "p.yml",
+        &pool(
+            "p",
+            lp,
+            "  timeout: 300\n  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 1500\n",
+            &server_lines(&[(&m[0], 1), (&m[1], 1), (&m[2], 1)]),
+        ),
+    );
+    let p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    let keys: Vec<String> = (0..60).map(|i| format!("e{i}")).collect();
+    for k in &keys {
+        assert_eq!(c.set(k, "1"), "STORED\r\n");
+    }
+    let on0: Vec<&String> = keys
+        .iter()
+        .filter(|k| direct_get(m[0].port, k).is_some())
+        .collect();
+    assert!(!on0.is_empty());
+    let port0 = m[0].port;
+    m[0].kill();
+    // The first request to the dead server fails (the proxy must see the
+    // failure); then it is ejected and its keys go to the others.
+    let first = c.set(on0[0], "2");
+    assert!(
+        first.starts_with("SERVER_ERROR") || first == "STORED\r\n",
+        "{first}"
+    );
+    let mut stored = 0;
+    for k in &on0 {
+        if c.set(k, "2") == "STORED\r\n" {
+            stored += 1;
+        }
+    }
+    assert_eq!(
+        stored,
+        on0.len(),
+        "keys of the ejected server were not rehashed"
+    );
+    let mut ss = Conn::new(p.stats_port);
+    ss.send(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let body = ss.read_until(|b| {
+        let s = String::from_utf8_lossy(b);
+        s.contains("mnemo_proxy_server_connections")
+            .then_some(b.len())
+    });
+    assert!(
+        String::from_utf8_lossy(&body).contains("mnemo_proxy_pool_server_ejects_total{pool=\"p\"}")
+    );
+    // Bring it back; after the retry timeout its keys return to it.
+    let _back = memcached_on(port0);
+    std::thread::sleep(Duration::from_millis(1700));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert_eq!(c.set(on0[0], "3"), "STORED\r\n");
+        if direct_get(port0, on0[0]).as_deref() == Some("3") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not return to the ring"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for k in &on0 {
+        assert_eq!(c.set(k, "4"), "STORED\r\n");
+        assert_eq!(direct_get(port0, k).as_deref(), Some("4"));
+    }
+}
+
+/// A fake server: answers every request with `reply`, or never if None.
+fn fake_server(reply: Option<&'static [u8]>) -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    let h = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut conns = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok((s, _)) = l.accept() {
+                s.set_nonblocking(true).unwrap();
+                conns.push(s);
+            }
+            for s in &mut conns {
+                let mut b = [0u8; 4096];
+                if let Ok(n) = s.read(&mut b) {
+                    if n > 0 {
+                        if let Some(r) = reply {
+                            let _ = s.write_all(r);
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn slow_and_broken_servers_fail_only_their_requests() {
+    let good = memcached();
+    let (slow, _h1) = fake_server(None);
+    let (broken, _h2) = fake_server(Some(b"GARBAGE\r\n"));
+    let lp = free_port();
+    let dir = TempDir::new("faults");
+    let servers = format!(
+        "   - 127.0.0.1:{}:1\n   - 127.0.0.1:{slow}:1\n   - 127.0.0.1:{broken}:1\n",
+        good.port
+    );
+    let conf = dir.file("p.yml", &pool("p", lp, "  timeout: 300\n", &servers));
+    let _p = proxy(&conf, lp);
+    // Find keys for each server by their behaviour.
+    let mut c = Conn::new(lp);
+    let mut good_key = None;
+    let mut slow_key = None;
+    let mut broken_key = None;
+    for i in 0..60 {
+        let k = format!("s{i}");
+        let t = Instant::now();
+        let r = c.set(&k, "v");
+        if r == "STORED\r\n" {
+            good_key.get_or_insert(k);
+        } else if r.contains("timed out") {
+            assert!(t.elapsed() >= Duration::from_millis(250));
+            slow_key.get_or_insert(k);
+        } else if r.contains("Malformed") {
+            broken_key.get_or_insert(k);
+        } else {
+            panic!("unexpected {r}");
+        }
+        if good_key.is_some() && slow_key.is_some() && broken_key.is_some() {
+            break;
+        }
+    }
+    let (g, s, b) = (good_key.unwrap(), slow_key.unwrap(), broken_key.unwrap());
+    // A request stuck on the slow server does not hold up another client's
+    // request to a healthy one.
+    let mut c2 = Conn::new(lp);
+    c.send(format!("get {s}\r\n").as_bytes());
+    let t = Instant::now();
+    assert!(c2.get(&g).starts_with("VALUE"));
+    let fast = t.elapsed();
+    assert!(c.values().starts_with("SERVER_ERROR"));
+    assert!(fast < t.elapsed());
+    // The broken server's answer closes that server connection and fails
+    // only its request; the client connection stays usable.
+    assert!(c.get(&b).starts_with("SERVER_ERROR"));
+    assert!(c.get(&g).starts_with("VALUE"));
+}
+
+#[test]
+fn malformed_requests_get_memcached_errors_and_never_reach_a_server() {
+    let m = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("malformed");
+    let conf = dir.file("p.yml", &pool("p", lp, "", &server_lines(&[(&m, 1)])));
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    let before = {
+        let mut d = Conn::new(m.port);
+        d.send(b"stats\r\n");
+        let s = String::from_utf8_lossy(
+            &d.read_until(|b| b.windows(5).position(|w| w == b"END\r\n").map(|i| i + 5)),
+        )
+        .into_owned();
+        s.lines()
+            .find(|l| l.starts_with("STAT cmd_set "))
+            .map(str::to_string)
+    };
+    assert_eq!(c.cmd("bogus\r\n"), "ERROR\r\n");
+    assert_eq!(
+        c.cmd(&format!("get {}\r\n", "k".repeat(251))),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.cmd("set k 0 0 3\r\nabcde"),
+        "CLIENT_ERROR bad data chunk\r\n"
+    );
+    assert_eq!(
+        c.cmd("set k x 0 3\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.cmd("incr k abc\r\n"),
+        "CLIENT_ERROR invalid numeric delta argument\r\n"
+    );
+    assert_eq!(
+        c.cmd(&format!("mg {} v\r\n", "k".repeat(251))),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.cmd("set big 0 0 2000000\r\n"),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    c.send(&vec![b'x'; 2_000_002]);
+    assert_eq!(
+        c.cmd("version\r\n"),
+        format!("VERSION mnemo-proxy-{}\r\n", env!("CARGO_PKG_VERSION"))
+    );
+    let after = {
+        let mut d = Conn::new(m.port);
+        d.send(b"stats\r\n");
+        let s = String::from_utf8_lossy(
+            &d.read_until(|b| b.windows(5).position(|w| w == b"END\r\n").map(|i| i + 5)),
+        )
+        .into_owned();
+        s.lines()
+            .find(|l| l.starts_with("STAT cmd_set "))
+            .map(str::to_string)
+    };
+    assert_eq!(before, after, "a malformed request reached the server");
+    assert_eq!(c.cmd("flush_all\r\n"), "OK\r\n");
+    assert_eq!(c.cmd("verbosity 1\r\n"), "OK\r\n");
+    c.send(b"stats\r\n");
+    let s = c.read_until(|b| b.windows(5).position(|w| w == b"END\r\n").map(|i| i + 5));
+    assert!(String::from_utf8_lossy(&s).contains("STAT p:requests"));
+    c.send(b"quit\r\n");
+    assert!(c.closed());
+}
+
+#[test]
+fn bad_config_prints_the_offending_line_and_exits_non_zero() {
+    let dir = TempDir::new("badconf");
+    let good = dir.file(
+        "good.yml",
+        "p:\n  listen: 127.0.0.1:22199\n  servers:\n   - 127.0.0.1:11211:1\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mnemo-proxy"))
+        .args(["-t", "-c", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("syntax is ok"));
+    for (text, line, needle) in [
+        ("p:\n  listen: 127.0.0.1:22199\n  hash: sha999\n  servers:\n   - 127.0.0.1:11211:1\n", "line 3", "hash: sha999"),
+        ("p:\n  listen: 127.0.0.1:22199\n  servers:\n   - 127.0.0.1:11211:0\n", "line 4", "127.0.0.1:11211:0"),
+        ("p:\n  listen: 127.0.0.1:22199\n  backup: nowhere\n  servers:\n   - 127.0.0.1:11211:1\n", "line 3", "backup: nowhere"),
+    ] {
+        let bad = dir.file("bad.yml", text);
+        for args in [vec!["-t", "-c"], vec!["-c"]] {
+            let mut a = args.clone();
+            a.push(bad.to_str().unwrap());
+            let out = Command::new(env!("CARGO_BIN_EXE_mnemo-proxy")).args(&a).output().unwrap();
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(line) && err.contains(needle), "{err}");
+        }
+    }
+}
+
+#[test]
+fn reload_under_load_keeps_client_connections() {
+    let m1 = memcached();
+    let m2 = memcached();
+    let lp = free_port();
+    let lp2 = free_port();
+    let dir = TempDir::new("reload");
+    let conf = dir.file("p.yml", &pool("p", lp, "", &server_lines(&[(&m1, 1)])));
+    let p = proxy(&conf, lp);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for t in 0..3 {
+        let (stop, bad, done) = (stop.clone(), bad.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            // One connection for the whole run: a reload must not drop it.
+            let mut c = Conn::new(lp);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let k = format!("r{t}-{}", i % 50);
+                // A key may move to the new server between its set and its
+                // get, so a miss is fine; an error or a dropped connection
+                // (Conn panics) is not.
+                let g = c.get(&k);
+                if c.set(&k, "v") != "STORED\r\n" || !(g.starts_with("VALUE") || g == "END\r\n") {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let text = format!(
+        "{}{}",
+        pool("p", lp, "", &server_lines(&[(&m1, 1), (&m2, 1)])),
+        pool("q", lp2, "", &server_lines(&[(&m2, 1)]))
+    );
+    std::fs::write(&conf, text).unwrap();
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(p.proc.child.id() as i32, 1) };
+    wait_port(lp2, "reloaded pool q");
+    let before = done.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join()
+            .expect("client thread panicked: connection dropped or hung");
+    }
+    assert!(
+        done.load(Ordering::Relaxed) > before,
+        "no progress after the reload"
+    );
+    assert_eq!(bad.load(Ordering::Relaxed), 0);
+    // The new server takes keys now, and the new pool answers.
+    let mut c = Conn::new(lp);
+    for i in 0..40 {
+        assert_eq!(c.set(&format!("after{i}"), "x"), "STORED\r\n");
+    }
+    assert!((0..40).any(|i| direct_get(m2.port, &format!("after{i}")).is_some()));
+    let mut q = Conn::new(lp2);
+    assert_eq!(q.set("qk", "1"), "STORED\r\n");
+    assert_eq!(direct_get(m2.port, "qk").as_deref(), Some("1"));
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn stats_port_serves_twemproxy_json() {
+    let m = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("stats");
+    let conf = dir.file("p.yml", &pool("alpha", lp, "", &server_lines(&[(&m, 1)])));
+    let p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("a", "b"), "STORED\r\n");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.stats_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let server = format!("127.0.0.1:{}", m.port);
+    assert_eq!(v["alpha"][&server]["requests"], 1);
+    assert_eq!(v["alpha"][&server]["responses"], 1);
+    assert_eq!(v["alpha"]["client_connections"], 1);
+}
