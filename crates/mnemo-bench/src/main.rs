@@ -110,6 +110,9 @@ pub struct WorkloadArgs {
     /// Pipeline depth used by the fill phase.
     #[arg(long, default_value_t = 32)]
     fill_depth: usize,
+    /// Run the workload unmeasured for this many seconds first (after --fill).
+    #[arg(long, value_name = "SECONDS")]
+    warmup: Option<f64>,
     /// Measured phase length in seconds (default 10 unless --requests is given).
     #[arg(short = 'D', long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -184,6 +187,7 @@ impl WorkloadArgs {
             cpu,
             drain_timeout: secs(self.drain_timeout, "--drain-timeout")?,
             reply_timeout: secs(self.reply_timeout, "--reply-timeout")?,
+            warmup: self.warmup.map(|w| secs(w, "--warmup")).transpose()?,
         })
     }
 }
