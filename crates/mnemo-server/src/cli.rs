@@ -200,7 +200,6 @@ where
 fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
     let mut s = Settings::default();
     let mut slab_chunk_changed = false;
-    let mut user_hashpower = false;
     for (c, v) in opts {
         let v = v.unwrap_or_default();
         match c {
@@ -313,7 +312,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
             'N' => return usage_fail("mnemo does not support -N (NAPI ids)"),
             'o' => {
                 for sub in v.split(',').filter(|x| !x.is_empty()) {
-                    extended(&mut s, sub, &mut slab_chunk_changed, &mut user_hashpower)?;
+                    extended(&mut s, sub, &mut slab_chunk_changed)?;
                 }
             }
             other => return fail(format!("Illegal argument \"{other}\"")),
@@ -347,12 +346,7 @@ fn sub_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, CliError> {
     })
 }
 
-fn extended(
-    s: &mut Settings,
-    sub: &str,
-    slab_chunk_changed: &mut bool,
-    _hashpower: &mut bool,
-) -> Result<(), CliError> {
+fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Result<(), CliError> {
     let (name, value) = match sub.split_once('=') {
         Some((n, v)) => (n, Some(v)),
         None => (sub, None),
@@ -372,6 +366,7 @@ fn extended(
                 ));
             }
             e.hashpower_init = v as u32;
+            s.hashpower_set = true;
         }
         "no_hashexpand" => {}
         "slab_reassign" => e.slab_reassign = true,

@@ -186,6 +186,11 @@ pub fn spawn_acceptor(
         shared.conns.lock().insert(l.fd(), Arc::new(info));
     }
     shared.listeners.store(listeners.len() as u32, Relaxed);
+    // memcached counts its listening sockets as connections.
+    shared
+        .global
+        .total_conns
+        .fetch_add(listeners.len() as u64, Relaxed);
     shared.global.accepting_conns.store(true, Relaxed);
     let join = std::thread::Builder::new()
         .name("mnemo-acceptor".into())

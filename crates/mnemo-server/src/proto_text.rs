@@ -459,7 +459,24 @@ fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
         StatsCmd::Engine(sub) => match sub {
             b"items" => pairs(out, sh.engine.stats_items()),
             b"slabs" => pairs(out, sh.engine.stats_slabs()),
-            b"sizes" => pairs(out, sh.engine.stats_sizes()),
+            b"sizes" => {
+                if sh.runtime.track_sizes.load(Relaxed) {
+                    pairs(out, sh.engine.stats_sizes());
+                } else {
+                    stat_line(out, "sizes_status", "disabled");
+                    out.extend_from_slice(b"END\r\n");
+                }
+            }
+            b"sizes_enable" => {
+                sh.runtime.track_sizes.store(true, Relaxed);
+                stat_line(out, "sizes_status", "enabled");
+                out.extend_from_slice(b"END\r\n");
+            }
+            // memcached 1.6.18 sends no END after this one; so do we.
+            b"sizes_disable" => {
+                sh.runtime.track_sizes.store(false, Relaxed);
+                stat_line(out, "sizes_status", "disabled");
+            }
             _ => reply(ctx, out, "ERROR", false),
         },
     }
@@ -554,10 +571,10 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
     }
 }
 
-/// File descriptors kept back from clients: stdio, listeners, the
-/// acceptor's and each worker's poll and waker.
+/// memcached's accounting of descriptors kept back from clients: five per
+/// worker thread. Reported the same way so capacity dashboards agree.
 pub fn reserved_fds(sh: &Shared) -> u64 {
-    3 + u64::from(sh.listeners.load(Relaxed)) + 2 + 2 * sh.settings.threads as u64
+    5 * sh.settings.threads as u64
 }
 
 fn yes(b: bool) -> &'static str {
@@ -590,7 +607,7 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "growth_factor", format!("{:.2}", c.growth_factor));
     stat_line(out, "chunk_size", c.chunk_size);
     stat_line(out, "num_threads", s.threads);
-    stat_line(out, "num_threads_per_udp", s.num_threads_per_udp);
+    stat_line(out, "num_threads_per_udp", s.threads);
     stat_line(out, "stat_key_prefix", s.prefix_delimiter as char);
     stat_line(
         out,
@@ -605,7 +622,12 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "auth_enabled_ascii", "no");
     stat_line(out, "item_size_max", c.item_size_max);
     stat_line(out, "maxconns_fast", yes(s.maxconns_fast));
-    stat_line(out, "hashpower_init", c.hashpower_init);
+    // 0 means "the default", as memcached reports it unless -o hashpower.
+    stat_line(
+        out,
+        "hashpower_init",
+        if s.hashpower_set { c.hashpower_init } else { 0 },
+    );
     stat_line(out, "slab_reassign", yes(c.slab_reassign));
     stat_line(out, "slab_automove", c.slab_automove);
     stat_line(
@@ -634,9 +656,12 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "watcher_logbuf_size", s.watcher_logbuf_size);
     stat_line(out, "worker_logbuf_size", s.worker_logbuf_size);
     stat_line(out, "read_buf_mem_limit", s.read_buf_mem_limit);
-    stat_line(out, "track_sizes", yes(s.track_sizes));
+    stat_line(
+        out,
+        "track_sizes",
+        yes(sh.runtime.track_sizes.load(Relaxed)),
+    );
     stat_line(out, "inline_ascii_response", "no");
-    stat_line(out, "drop_privileges", "no");
     stat_line(out, "num_napi_ids", "(null)");
     stat_line(out, "memory_file", "(null)");
 }

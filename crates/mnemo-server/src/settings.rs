@@ -58,7 +58,8 @@ pub struct Settings {
     pub read_buf_mem_limit: u32,
     pub watcher_logbuf_size: u32,
     pub worker_logbuf_size: u32,
-    pub num_threads_per_udp: usize,
+    /// Whether `-o hashpower` was given (`stats settings` shows 0 otherwise).
+    pub hashpower_set: bool,
     /// The storage engine's part.
     pub engine: Config,
 }
@@ -96,7 +97,7 @@ impl Default for Settings {
             read_buf_mem_limit: 0,
             watcher_logbuf_size: 256 * 1024,
             worker_logbuf_size: 64 * 1024,
-            num_threads_per_udp: 4,
+            hashpower_set: false,
             engine: Config::default(),
         }
     }
@@ -110,6 +111,8 @@ pub struct Runtime {
     /// `slabs automove ratio` — kept here because the engine API has no
     /// setter for it; reported by `stats settings`.
     pub automove_ratio_bits: std::sync::atomic::AtomicU64,
+    /// `stats sizes` histogram on (`-o track_sizes`, `stats sizes_enable`).
+    pub track_sizes: AtomicBool,
 }
 
 impl Runtime {
@@ -120,6 +123,7 @@ impl Runtime {
             automove_ratio_bits: std::sync::atomic::AtomicU64::new(
                 s.engine.slab_automove_ratio.to_bits(),
             ),
+            track_sizes: AtomicBool::new(s.track_sizes),
         }
     }
 
