@@ -30,6 +30,12 @@ use std::time::{Duration, Instant};
 /// memcached refuses them instead of being forwarded.
 const MAX_ITEM: usize = 1024 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// A client that does not read its answers stops being read from once this
+/// much is waiting to be written to it...
+const CLIENT_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// ...or once this many of its requests are outstanding, so one client
+/// cannot make the proxy buffer without bound.
+const CLIENT_MAX_OUTSTANDING: usize = 16 * 1024;
 
 const KIND_SHIFT: u32 = 60;
 const LISTENER: usize = 1;
@@ -312,9 +318,14 @@ struct ClientConn {
     swallow: usize,
     closing: bool,
     eof: bool,
+    paused: bool,
 }
 
 impl ClientConn {
+    fn over_limits(&self) -> bool {
+        self.wbuf.len() - self.wpos > CLIENT_HIGH_WATER || self.slots.len() > CLIENT_MAX_OUTSTANDING
+    }
+
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
         let i = seq.checked_sub(self.base)?;
         self.slots.get_mut(i as usize)
@@ -488,6 +499,7 @@ pub struct Worker {
     now: Instant,
     dirty_clients: Vec<usize>,
     dirty_backends: Vec<usize>,
+    resume: Vec<usize>,
     scratch: Vec<usize>,
 }
 
@@ -542,6 +554,7 @@ impl Worker {
             now: Instant::now(),
             dirty_clients: Vec::new(),
             dirty_backends: Vec::new(),
+            resume: Vec::new(),
             scratch: Vec::new(),
         };
         w.pools = (0..cfg.pools.len())
@@ -631,6 +644,12 @@ impl Worker {
             }
             self.timers();
             self.flush();
+            while !self.resume.is_empty() {
+                for c in std::mem::take(&mut self.resume) {
+                    self.client_readable(c);
+                }
+                self.flush();
+            }
             while let Ok(r) = self.reloads.try_recv() {
                 self.apply_reload(r);
             }
@@ -669,7 +688,7 @@ impl Worker {
 
     fn timers(&mut self) {
         let now = self.now;
-        for b in self.backends.indices() {
+        for b in 0..self.backends.items.len() {
             let Some(be) = self.backends.get(b) else {
                 continue;
             };
@@ -760,6 +779,7 @@ impl Worker {
                 swallow: 0,
                 closing: false,
                 eof: false,
+                paused: false,
             });
             let reg = self.poll.registry();
             let ok = match self.clients.get_mut(cidx) {
@@ -794,6 +814,11 @@ impl Worker {
                 return;
             };
             if c.eof {
+                return;
+            }
+            if c.over_limits() {
+                // Resumed from flush() once the client has caught up.
+                c.paused = true;
                 return;
             }
             loop {
@@ -855,6 +880,10 @@ impl Worker {
                 break;
             }
             if let Some(c) = self.clients.get_mut(idx) {
+                if c.over_limits() {
+                    c.paused = true;
+                    break;
+                }
                 if c.swallow > 0 {
                     let n = c.swallow.min(buf.len());
                     c.swallow -= n;
@@ -959,14 +988,14 @@ impl Worker {
                     return Step::Consumed(total);
                 }
                 self.count_request(pool, total);
-                self.keyed(idx, pool, key, key, &buf[..total], noreply, None);
+                self.keyed(idx, pool, key, &buf[..total], noreply, None);
                 Step::Consumed(total)
             }
             Request::Delete { key, noreply }
             | Request::Arith { key, noreply, .. }
             | Request::Touch { key, noreply, .. } => {
                 self.count_request(pool, consumed);
-                self.keyed(idx, pool, key, key, &buf[..consumed], noreply, None);
+                self.keyed(idx, pool, key, &buf[..consumed], noreply, None);
                 Step::Consumed(consumed)
             }
             Request::FlushAll { noreply, .. } => {
@@ -1059,19 +1088,15 @@ impl Worker {
         };
         // The q flag is stripped on the way out and applied here, so every
         // request has exactly one reply to pair with.
-        let mut owned;
-        let bytes: &[u8] = if req.quiet {
-            owned = Vec::with_capacity(total);
-            meta::push_without_quiet(&mut owned, line);
-            owned.extend_from_slice(&buf[consumed..total]);
-            &owned
-        } else {
-            owned = Vec::new();
-            let _ = &owned;
-            &buf[..total]
-        };
         let quiet = req.quiet.then_some(req.cmd);
-        self.keyed_meta(idx, pool, hkey, bytes, req.cmd, quiet);
+        if req.quiet {
+            let mut stripped = Vec::with_capacity(total);
+            meta::push_without_quiet(&mut stripped, line);
+            stripped.extend_from_slice(&buf[consumed..total]);
+            self.keyed_meta(idx, pool, hkey, &stripped, req.cmd, quiet);
+        } else {
+            self.keyed_meta(idx, pool, hkey, &buf[..total], req.cmd, quiet);
+        }
         Step::Consumed(total)
     }
 
@@ -1106,7 +1131,7 @@ impl Worker {
                 self.primary_failed(idx, cid, seq, msg);
             }
         } else {
-            self.keyed(idx, pool, hkey, hkey, bytes, false, quiet);
+            self.keyed(idx, pool, hkey, bytes, false, quiet);
         }
     }
 
@@ -1136,7 +1161,6 @@ impl Worker {
         idx: usize,
         pool: usize,
         hkey: &[u8],
-        _key: &[u8],
         bytes: &[u8],
         noreply: bool,
         quiet: Option<MetaCmd>,
@@ -1944,6 +1968,10 @@ impl Worker {
                     if cl.closing && cl.slots.is_empty() {
                         close = true;
                     }
+                }
+                if cl.paused && !cl.over_limits() && !close {
+                    cl.paused = false;
+                    self.resume.push(c);
                 }
             }
             if close {

@@ -623,3 +623,51 @@ fn stats_port_serves_twemproxy_json() {
     assert_eq!(v["alpha"][&server]["responses"], 1);
     assert_eq!(v["alpha"]["client_connections"], 1);
 }
+
+#[test]
+fn deep_pipeline_from_a_client_that_reads_late() {
+    let m = [memcached(), memcached()];
+    let lp = free_port();
+    let dir = TempDir::new("deep");
+    let conf = dir.file(
+        "p.yml",
+        &pool("p", lp, "", &server_lines(&[(&m[0], 1), (&m[1], 1)])),
+    );
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("d1", "x"), "STORED\r\n");
+    // 40k requests written before a single answer is read: the proxy stops
+    // reading this client past its outstanding limit and resumes as the
+    // answers drain, without losing or reordering any.
+    let n = 40_000;
+    let mut req = Vec::new();
+    for i in 0..n {
+        req.extend_from_slice(if i % 2 == 0 {
+            b"get d1\r\n"
+        } else {
+            b"get d2 d1\r\n"
+        });
+    }
+    let writer = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", lp)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let r = s.try_clone().unwrap();
+        let h = std::thread::spawn(move || s.write_all(&req).map(|_| s));
+        (h, r)
+    };
+    let (h, mut r) = writer;
+    std::thread::sleep(Duration::from_millis(300));
+    let one = b"VALUE d1 0 1\r\nx\r\nEND\r\n";
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let total = one.len() * n;
+    while got < total {
+        let k = r.read(&mut buf).expect("answers stalled");
+        assert!(k > 0, "closed after {got} bytes");
+        for (j, &b) in buf[..k].iter().enumerate() {
+            assert_eq!(b, one[(got + j) % one.len()], "at byte {}", got + j);
+        }
+        got += k;
+    }
+    let _s = h.join().unwrap().unwrap();
+}
