@@ -863,3 +863,436 @@ mod tests {
         }
     }
 }
+
+/// The binary protocol: 24-byte headers, requests encoded and packets
+/// parsed in place, with the same conventions as the text side (`Ok(None)`
+/// for "need more bytes", ranges into the parsed slice, no panics).
+///
+/// ```
+/// use mnemo_protocol::reply::binary::{self, Opcode};
+///
+/// let mut out = Vec::new();
+/// binary::encode_get(&mut out, Opcode::GetK, b"key", 7);
+/// assert_eq!(out.len(), 24 + 3);
+/// let (p, used) = binary::parse_packet(&out).unwrap().unwrap();
+/// assert_eq!(used, out.len());
+/// assert_eq!(p.header.opcode, Opcode::GetK as u8);
+/// assert_eq!(&out[p.key], b"key");
+/// ```
+pub mod binary {
+    use super::ReplyError;
+    use std::ops::Range;
+
+    pub const REQUEST_MAGIC: u8 = 0x80;
+    pub const RESPONSE_MAGIC: u8 = 0x81;
+    pub const HEADER_LEN: usize = 24;
+    /// Largest body accepted; memcached's own item limit is far below.
+    pub const MAX_BODY: u32 = 64 * 1024 * 1024;
+
+    /// Response status codes.
+    pub mod status {
+        pub const OK: u16 = 0x0000;
+        pub const KEY_NOT_FOUND: u16 = 0x0001;
+        pub const KEY_EXISTS: u16 = 0x0002;
+        pub const VALUE_TOO_LARGE: u16 = 0x0003;
+        pub const INVALID_ARGUMENTS: u16 = 0x0004;
+        pub const NOT_STORED: u16 = 0x0005;
+        pub const NON_NUMERIC: u16 = 0x0006;
+        pub const UNKNOWN_COMMAND: u16 = 0x0081;
+        pub const OUT_OF_MEMORY: u16 = 0x0082;
+    }
+
+    /// Opcodes of the binary protocol.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Opcode {
+        Get = 0x00,
+        Set = 0x01,
+        Add = 0x02,
+        Replace = 0x03,
+        Delete = 0x04,
+        Increment = 0x05,
+        Decrement = 0x06,
+        Quit = 0x07,
+        Flush = 0x08,
+        GetQ = 0x09,
+        Noop = 0x0a,
+        Version = 0x0b,
+        GetK = 0x0c,
+        GetKQ = 0x0d,
+        Append = 0x0e,
+        Prepend = 0x0f,
+        Stat = 0x10,
+        SetQ = 0x11,
+        AddQ = 0x12,
+        ReplaceQ = 0x13,
+        DeleteQ = 0x14,
+        IncrementQ = 0x15,
+        DecrementQ = 0x16,
+        QuitQ = 0x17,
+        FlushQ = 0x18,
+        AppendQ = 0x19,
+        PrependQ = 0x1a,
+        Verbosity = 0x1b,
+        Touch = 0x1c,
+        Gat = 0x1d,
+        GatQ = 0x1e,
+        GatK = 0x23,
+        GatKQ = 0x24,
+    }
+
+    impl Opcode {
+        pub fn from_u8(b: u8) -> Option<Opcode> {
+            use Opcode::*;
+            Some(match b {
+                0x00 => Get,
+                0x01 => Set,
+                0x02 => Add,
+                0x03 => Replace,
+                0x04 => Delete,
+                0x05 => Increment,
+                0x06 => Decrement,
+                0x07 => Quit,
+                0x08 => Flush,
+                0x09 => GetQ,
+                0x0a => Noop,
+                0x0b => Version,
+                0x0c => GetK,
+                0x0d => GetKQ,
+                0x0e => Append,
+                0x0f => Prepend,
+                0x10 => Stat,
+                0x11 => SetQ,
+                0x12 => AddQ,
+                0x13 => ReplaceQ,
+                0x14 => DeleteQ,
+                0x15 => IncrementQ,
+                0x16 => DecrementQ,
+                0x17 => QuitQ,
+                0x18 => FlushQ,
+                0x19 => AppendQ,
+                0x1a => PrependQ,
+                0x1b => Verbosity,
+                0x1c => Touch,
+                0x1d => Gat,
+                0x1e => GatQ,
+                0x23 => GatK,
+                0x24 => GatKQ,
+                _ => return None,
+            })
+        }
+
+        /// The quiet variants answer only errors (and, for gets, hits).
+        pub fn is_quiet(self) -> bool {
+            use Opcode::*;
+            matches!(
+                self,
+                GetQ | GetKQ
+                    | SetQ
+                    | AddQ
+                    | ReplaceQ
+                    | DeleteQ
+                    | IncrementQ
+                    | DecrementQ
+                    | QuitQ
+                    | FlushQ
+                    | AppendQ
+                    | PrependQ
+                    | GatQ
+                    | GatKQ
+            )
+        }
+    }
+
+    /// A packet header. `status` is the vbucket field in requests.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct Header {
+        pub magic: u8,
+        pub opcode: u8,
+        pub key_len: u16,
+        pub extras_len: u8,
+        pub data_type: u8,
+        pub status: u16,
+        pub body_len: u32,
+        pub opaque: u32,
+        pub cas: u64,
+    }
+
+    impl Header {
+        /// Decode the first 24 bytes of `b` (None if shorter).
+        pub fn decode(b: &[u8]) -> Option<Header> {
+            let b: &[u8; HEADER_LEN] = b.get(..HEADER_LEN)?.try_into().ok()?;
+            Some(Header {
+                magic: b[0],
+                opcode: b[1],
+                key_len: u16::from_be_bytes([b[2], b[3]]),
+                extras_len: b[4],
+                data_type: b[5],
+                status: u16::from_be_bytes([b[6], b[7]]),
+                body_len: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+                opaque: u32::from_be_bytes([b[12], b[13], b[14], b[15]]),
+                cas: u64::from_be_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
+            })
+        }
+
+        pub fn encode(&self, out: &mut Vec<u8>) {
+            out.push(self.magic);
+            out.push(self.opcode);
+            out.extend_from_slice(&self.key_len.to_be_bytes());
+            out.push(self.extras_len);
+            out.push(self.data_type);
+            out.extend_from_slice(&self.status.to_be_bytes());
+            out.extend_from_slice(&self.body_len.to_be_bytes());
+            out.extend_from_slice(&self.opaque.to_be_bytes());
+            out.extend_from_slice(&self.cas.to_be_bytes());
+        }
+    }
+
+    /// A whole packet; ranges index the slice given to [`parse_packet`].
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Packet {
+        pub header: Header,
+        pub extras: Range<usize>,
+        pub key: Range<usize>,
+        pub value: Range<usize>,
+    }
+
+    /// Parse one request or response packet from the front of `buf`.
+    pub fn parse_packet(buf: &[u8]) -> Result<Option<(Packet, usize)>, ReplyError> {
+        let Some(h) = Header::decode(buf) else {
+            if !buf.is_empty() && buf[0] != REQUEST_MAGIC && buf[0] != RESPONSE_MAGIC {
+                return Err(ReplyError::UnknownReply);
+            }
+            return Ok(None);
+        };
+        if h.magic != REQUEST_MAGIC && h.magic != RESPONSE_MAGIC {
+            return Err(ReplyError::UnknownReply);
+        }
+        let fixed = u32::from(h.key_len) + u32::from(h.extras_len);
+        if h.body_len < fixed || h.body_len > MAX_BODY {
+            return Err(ReplyError::BadFormat);
+        }
+        let total = HEADER_LEN + h.body_len as usize;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        let e = HEADER_LEN + h.extras_len as usize;
+        let k = e + h.key_len as usize;
+        Ok(Some((
+            Packet {
+                header: h,
+                extras: HEADER_LEN..e,
+                key: e..k,
+                value: k..total,
+            },
+            total,
+        )))
+    }
+
+    fn request(
+        out: &mut Vec<u8>,
+        op: Opcode,
+        key: &[u8],
+        extras: &[u8],
+        value: &[u8],
+        opaque: u32,
+        cas: u64,
+    ) {
+        Header {
+            magic: REQUEST_MAGIC,
+            opcode: op as u8,
+            key_len: key.len() as u16,
+            extras_len: extras.len() as u8,
+            data_type: 0,
+            status: 0,
+            body_len: (extras.len() + key.len() + value.len()) as u32,
+            opaque,
+            cas,
+        }
+        .encode(out);
+        out.extend_from_slice(extras);
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+    }
+
+    /// Get, GetQ, GetK or GetKQ.
+    pub fn encode_get(out: &mut Vec<u8>, op: Opcode, key: &[u8], opaque: u32) {
+        request(out, op, key, &[], &[], opaque, 0);
+    }
+
+    /// Gat, GatQ, GatK or GatKQ.
+    pub fn encode_gat(out: &mut Vec<u8>, op: Opcode, key: &[u8], exptime: u32, opaque: u32) {
+        request(out, op, key, &exptime.to_be_bytes(), &[], opaque, 0);
+    }
+
+    /// Set/Add/Replace (and their quiet forms): flags and expiry extras; a
+    /// non-zero `cas` makes the store conditional.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_store(
+        out: &mut Vec<u8>,
+        op: Opcode,
+        key: &[u8],
+        flags: u32,
+        exptime: u32,
+        value: &[u8],
+        cas: u64,
+        opaque: u32,
+    ) {
+        let mut ex = [0u8; 8];
+        ex[..4].copy_from_slice(&flags.to_be_bytes());
+        ex[4..].copy_from_slice(&exptime.to_be_bytes());
+        request(out, op, key, &ex, value, opaque, cas);
+    }
+
+    /// Append/Prepend: no extras.
+    pub fn encode_concat(
+        out: &mut Vec<u8>,
+        op: Opcode,
+        key: &[u8],
+        value: &[u8],
+        cas: u64,
+        opaque: u32,
+    ) {
+        request(out, op, key, &[], value, opaque, cas);
+    }
+
+    pub fn encode_delete(out: &mut Vec<u8>, op: Opcode, key: &[u8], cas: u64, opaque: u32) {
+        request(out, op, key, &[], &[], opaque, cas);
+    }
+
+    /// Increment/Decrement: delta, initial value, expiry (0xffffffff: do
+    /// not create a missing counter).
+    pub fn encode_arith(
+        out: &mut Vec<u8>,
+        op: Opcode,
+        key: &[u8],
+        delta: u64,
+        initial: u64,
+        exptime: u32,
+        opaque: u32,
+    ) {
+        let mut ex = [0u8; 20];
+        ex[..8].copy_from_slice(&delta.to_be_bytes());
+        ex[8..16].copy_from_slice(&initial.to_be_bytes());
+        ex[16..].copy_from_slice(&exptime.to_be_bytes());
+        request(out, op, key, &ex, &[], opaque, 0);
+    }
+
+    pub fn encode_touch(out: &mut Vec<u8>, key: &[u8], exptime: u32, opaque: u32) {
+        request(
+            out,
+            Opcode::Touch,
+            key,
+            &exptime.to_be_bytes(),
+            &[],
+            opaque,
+            0,
+        );
+    }
+
+    /// Noop, Version, Quit, Stat (no key): commands with an empty body.
+    pub fn encode_simple(out: &mut Vec<u8>, op: Opcode, opaque: u32) {
+        request(out, op, &[], &[], &[], opaque, 0);
+    }
+
+    pub fn encode_flush(out: &mut Vec<u8>, op: Opcode, delay: Option<u32>, opaque: u32) {
+        match delay {
+            Some(d) => request(out, op, &[], &d.to_be_bytes(), &[], opaque, 0),
+            None => request(out, op, &[], &[], &[], opaque, 0),
+        }
+    }
+
+    /// A response packet (used by servers and proxies answering binary
+    /// clients).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_response(
+        out: &mut Vec<u8>,
+        opcode: u8,
+        status: u16,
+        opaque: u32,
+        cas: u64,
+        extras: &[u8],
+        key: &[u8],
+        value: &[u8],
+    ) {
+        Header {
+            magic: RESPONSE_MAGIC,
+            opcode,
+            key_len: key.len() as u16,
+            extras_len: extras.len() as u8,
+            data_type: 0,
+            status,
+            body_len: (extras.len() + key.len() + value.len()) as u32,
+            opaque,
+            cas,
+        }
+        .encode(out);
+        out.extend_from_slice(extras);
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[test]
+        fn store_layout() {
+            let mut o = Vec::new();
+            encode_store(&mut o, Opcode::Set, b"k", 0xdead_beef, 60, b"vv", 5, 9);
+            assert_eq!(o.len(), 24 + 8 + 1 + 2);
+            assert_eq!(&o[..2], &[0x80, 0x01]);
+            assert_eq!(&o[8..12], &11u32.to_be_bytes());
+            let (p, used) = parse_packet(&o).unwrap().unwrap();
+            assert_eq!(used, o.len());
+            assert_eq!(&o[p.extras.clone()][..4], &0xdead_beefu32.to_be_bytes());
+            assert_eq!(&o[p.key], b"k");
+            assert_eq!(&o[p.value], b"vv");
+            assert_eq!((p.header.cas, p.header.opaque), (5, 9));
+            for cut in 0..o.len() {
+                assert_eq!(parse_packet(&o[..cut]), Ok(None));
+            }
+        }
+
+        #[test]
+        fn malformed() {
+            assert_eq!(parse_packet(b"GET"), Err(ReplyError::UnknownReply));
+            let mut o = Vec::new();
+            encode_get(&mut o, Opcode::Get, b"abc", 0);
+            o[8..12].copy_from_slice(&1u32.to_be_bytes()); // body shorter than key
+            assert_eq!(parse_packet(&o), Err(ReplyError::BadFormat));
+            for op in 0..=255u8 {
+                if let Some(x) = Opcode::from_u8(op) {
+                    assert_eq!(x as u8, op);
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..128)) {
+                if let Ok(Some((p, used))) = parse_packet(&b) {
+                    prop_assert!(used <= b.len() && p.value.end == used);
+                }
+            }
+
+            #[test]
+            fn response_roundtrip(
+                status in any::<u16>(), opaque in any::<u32>(), cas in any::<u64>(),
+                extras in proptest::collection::vec(any::<u8>(), 0..8),
+                key in proptest::collection::vec(any::<u8>(), 0..40),
+                value in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let mut o = Vec::new();
+                encode_response(&mut o, 0x0c, status, opaque, cas, &extras, &key, &value);
+                let (p, used) = parse_packet(&o).unwrap().unwrap();
+                prop_assert_eq!(used, o.len());
+                prop_assert_eq!((p.header.status, p.header.opaque, p.header.cas), (status, opaque, cas));
+                prop_assert_eq!(&o[p.extras], &extras[..]);
+                prop_assert_eq!(&o[p.key], &key[..]);
+                prop_assert_eq!(&o[p.value], &value[..]);
+            }
+        }
+    }
+}
