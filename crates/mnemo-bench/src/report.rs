@@ -1,6 +1,6 @@
 //! Turning an `Outcome` into figures, for people and for scripts.
 
-use crate::runner::{Load, Outcome, PhaseStats, RunConfig};
+use crate::runner::{Load, Outcome, RunConfig};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,10 +56,11 @@ pub struct Summary {
     /// `seconds` x its cores means the bench, not the server, is the limit.
     pub bench_cpu_s: Option<f64>,
     pub unsent_due: u64,
+    /// Open loop: lateness of sends against the schedule (generator delay).
+    pub send_lag: Option<Latency>,
 }
 
-fn latency(st: &PhaseStats) -> Latency {
-    let h = &st.hist;
+fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
     let us = |ns: u64| ns as f64 / 1000.0;
     if h.is_empty() {
         return Latency {
@@ -133,11 +134,12 @@ pub fn summarize(cfg: &RunConfig, o: &Outcome) -> Summary {
         first_failure: m.first_failure.clone(),
         ops_per_s: m.responses as f64 / secs,
         keys_per_s: (m.sets + m.hits + m.misses) as f64 / secs,
-        latency: latency(m),
+        latency: latency(&m.hist),
         server_cpu,
         server_cpu_error: o.cpu_error.clone(),
         bench_cpu_s: o.bench_cpu,
         unsent_due: m.unsent_due,
+        send_lag: (!m.send_lag.is_empty()).then(|| latency(&m.send_lag)),
     }
 }
 
@@ -191,6 +193,12 @@ pub fn print_human(s: &Summary) {
             "bench     cpu {b:.3} s over {:.2} s wall ({:.0}% of one core)",
             s.seconds,
             100.0 * b / s.seconds
+        );
+    }
+    if let Some(g) = &s.send_lag {
+        println!(
+            "send lag  p50 {:.1} us  p99 {:.1} us  max {:.1} us  (generator lateness, included above)",
+            g.p50_us, g.p99_us, g.max_us
         );
     }
     if s.unsent_due > 0 {

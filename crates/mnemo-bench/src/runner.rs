@@ -87,6 +87,10 @@ pub struct PhaseStats {
     pub unsent_due: u64,
     pub elapsed: Duration,
     pub hist: Histogram<u64>,
+    /// Open loop: how late each request was handed to the socket relative to
+    /// its scheduled time. Large values mean the generator, not the server,
+    /// is adding latency.
+    pub send_lag: Histogram<u64>,
 }
 
 impl PhaseStats {
@@ -105,6 +109,7 @@ impl PhaseStats {
             unsent_due: 0,
             elapsed: Duration::ZERO,
             hist: new_hist(),
+            send_lag: new_hist(),
         }
     }
 
@@ -125,6 +130,7 @@ impl PhaseStats {
         self.elapsed = self.elapsed.max(o.elapsed);
         // Same bounds everywhere, so adding cannot fail; saturate if it did.
         let _ = self.hist.add(&o.hist);
+        let _ = self.send_lag.add(&o.send_lag);
     }
 }
 
@@ -550,6 +556,8 @@ impl Worker {
         let mut k: u64 = 0;
         let mut rr = 0usize;
         let mut dirty: Vec<usize> = Vec::with_capacity(self.conns.len());
+        // The send time (ns since epoch) the timerfd is set for, if any.
+        let mut armed_for: Option<u64> = None;
 
         if !open {
             for i in 0..self.conns.len() {
@@ -566,6 +574,7 @@ impl Worker {
                 Some(d) => now_ns.min((d.as_nanos() as u64).saturating_sub(1)),
                 None => now_ns,
             };
+            let mut blocked = false;
             if open && sending {
                 while (k as f64 * interval_ns) as u64 <= send_until {
                     let n = self.conns.len();
@@ -573,6 +582,9 @@ impl Worker {
                         .map(|j| (rr + j) % n)
                         .find(|&i| !self.conns[i].dead && self.conns[i].ring.len() < cap)
                     else {
+                        // Every connection is at --max-outstanding: only a
+                        // reply can free one, so wait for replies below.
+                        blocked = true;
                         break;
                     };
                     rr = (i + 1) % n;
@@ -583,6 +595,10 @@ impl Worker {
                     };
                     let intended = (k as f64 * interval_ns) as u64;
                     c.ring.push_back((kind, intended));
+                    if live.is_some() {
+                        st.send_lag
+                            .saturating_record(now_ns.saturating_sub(intended).max(1));
+                    }
                     count_sent(&mut st, kind);
                     inflight += 1;
                     k += 1;
@@ -640,19 +656,24 @@ impl Worker {
                 }
             }
             let timeout = if sending {
-                if open {
+                if open && blocked {
+                    Duration::from_millis(100)
+                } else if open {
                     let due = (k as f64 * interval_ns) as u64;
                     let wait = due.saturating_sub(now_ns);
                     // Within a couple of microseconds the syscalls cost
                     // more than the wait; just go round again.
                     if wait > 2_000 {
-                        if let Some(t) = &self.timer {
+                        // Re-arming for the same instant would only add a
+                        // syscall per wakeup.
+                        if let (Some(t), false) = (&self.timer, armed_for == Some(due)) {
                             if let Err(e) = t.arm(wait) {
                                 st.first_failure
                                     .get_or_insert_with(|| format!("timerfd: {e}"));
                                 st.lost += inflight;
                                 break;
                             }
+                            armed_for = Some(due);
                         }
                         Duration::from_millis(100)
                     } else {
@@ -682,6 +703,7 @@ impl Worker {
                     if let Some(t) = &self.timer {
                         t.clear();
                     }
+                    armed_for = None;
                     continue;
                 }
                 if i > self.conns.len() || self.conns[i].dead {
