@@ -71,6 +71,7 @@ fn store_mode(k: StoreKind) -> StoreMode {
 /// item can never fit and the `n` data bytes must be swallowed.
 pub fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usize> {
     let Request::Store {
+        kind,
         key,
         flags,
         bytes,
@@ -90,6 +91,13 @@ pub fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usi
     }
     reply(ctx, out, "SERVER_ERROR object too large for cache", noreply);
     ctx.ws.store_too_large.incr();
+    if kind == StoreKind::Set {
+        // memcached drops the old value when a set fails, so a reader never
+        // sees data the client meant to replace. The engine API has no
+        // stat-free unlink yet, so this shows in delete_hits/delete_misses,
+        // which memcached's unlink does not.
+        ctx.shared.engine.delete(key, ctx.ts);
+    }
     Some(bytes + 2)
 }
 

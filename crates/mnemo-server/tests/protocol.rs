@@ -311,7 +311,9 @@ fn errors_keep_or_close_like_memcached() {
     check(&mut c, b"verbosity\r\n", b"ERROR\r\n");
     check(&mut c, b"verbosity 1\r\nverbosity 0 noreply\r\n", b"OK\r\n");
     // Too large: the reply comes, the declared bytes are swallowed, and the
-    // connection carries on.
+    // connection carries on. A failed set also drops the value it was meant
+    // to replace.
+    check(&mut c, b"set big 0 0 1\r\nx\r\n", b"STORED\r\n");
     let big = vec![b'v'; 2 * 1024 * 1024];
     let mut req = b"set big 0 0 2097152\r\n".to_vec();
     req.extend_from_slice(&big);

@@ -1,0 +1,333 @@
+//! The `mnemo` process: command line, start-up output, signals, the
+//! connection limit, idle_timeout, unix sockets and daemon mode.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{show, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mnemo");
+
+fn root_args() -> Vec<&'static str> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        vec!["-u", "root"]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Runs mnemo with `args` and waits (bounded) for it to exit.
+fn run_to_exit(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mnemo");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "mnemo {args:?} did not exit; stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a process by pid on drop (for daemons we did not spawn directly).
+struct PidGuard(i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        // SAFETY: kill with a pid we started.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+/// A child killed on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill with a pid we started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+#[test]
+fn bad_flags_fail_clearly() {
+    for (args, needle) in [
+        (&["-z"][..], "invalid option -- 'z'"),
+        (&["--no-such-flag"][..], "unrecognized option"),
+        (&["-p"][..], "requires an argument"),
+        (&["-p", "eleven"][..], "-p"),
+        (
+            &["-c", "0"][..],
+            "Maximum connections must be greater than 0",
+        ),
+        (
+            &["-o", "bogus_option"][..],
+            "Illegal suboption \"bogus_option\"",
+        ),
+        (
+            &["-I", "1m", "-m", "1"][..],
+            "Cannot set item size limit higher than 1/2 of memory max.",
+        ),
+        (
+            &["-B", "telepathy"][..],
+            "Invalid value for binding protocol",
+        ),
+    ] {
+        let out = run_to_exit(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr {err:?} lacks {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let out = run_to_exit(&["-V"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("mnemo {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run_to_exit(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "-p, --port",
+        "-m, --memory-limit",
+        "-t, --threads",
+        "-o, --extended",
+        "idle_timeout",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+}
+
+#[test]
+fn very_verbose_prints_slab_classes() {
+    let s = Server::mnemo(&["-vv"]);
+    let mut c = s.connect();
+    assert_eq!(c.request(b"version\r\n").starts_with(b"VERSION "), true);
+    let log = s.log();
+    let first = log
+        .lines()
+        .find(|l| l.starts_with("slab class"))
+        .unwrap_or_else(|| panic!("no slab classes in {log:?}"));
+    // memcached's layout: "slab class %3d: chunk size %9u perslab %7u".
+    assert!(
+        first.starts_with("slab class   1: chunk size "),
+        "{first:?}"
+    );
+    assert_eq!(
+        first.len(),
+        "slab class   1: chunk size        96 perslab   10922".len()
+    );
+    // -vv also logs commands.
+    assert!(log.contains(" version"), "{log:?}");
+}
+
+#[test]
+fn sigterm_and_sigint_exit_cleanly_sighup_does_not() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut s = Server::mnemo(&[]);
+        signal(s.pid(), libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut c = s.connect();
+        assert_eq!(c.request(b"set a 0 0 1\r\nx\r\n"), b"STORED\r\n");
+        assert!(s.try_wait().is_none(), "SIGHUP must not stop the server");
+        signal(s.pid(), sig);
+        let status = s
+            .wait_exit(Duration::from_secs(10))
+            .expect("exit after signal");
+        assert!(
+            status.success(),
+            "exit status {status:?} after signal {sig}"
+        );
+    }
+}
+
+#[test]
+fn shutdown_command_needs_dash_a() {
+    let mut s = Server::mnemo(&["-A"]);
+    let mut c = s.connect();
+    c.send(b"shutdown\r\n");
+    assert!(c.is_closed());
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit after shutdown");
+    assert!(status.success());
+}
+
+#[test]
+fn too_many_connections() {
+    let s = Server::mnemo(&["-c", "2"]);
+    let mut a = s.connect();
+    let mut b = s.connect();
+    assert_eq!(a.request(b"version\r\n").starts_with(b"VERSION"), true);
+    assert_eq!(b.request(b"version\r\n").starts_with(b"VERSION"), true);
+    let mut third = s.connect();
+    assert_eq!(
+        third.read_to_eof().map(|v| show(&v)),
+        Ok(show(b"ERROR Too many open connections\r\n"))
+    );
+    drop(a);
+    // The slot frees once the server has seen the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = s.connect();
+        c.send(b"version\r\n");
+        match c.try_read_until(b"\r\n") {
+            Ok(line) if line.starts_with(b"VERSION") => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("no slot after a close: {other:?}"),
+        }
+    }
+    let stats = String::from_utf8(b.request(b"stats\r\n")).expect("ascii");
+    assert!(
+        !stats.contains("STAT rejected_connections 0\r\n"),
+        "{stats}"
+    );
+}
+
+#[test]
+fn idle_timeout_closes_idle_clients() {
+    let s = Server::mnemo(&["-o", "idle_timeout=1"]);
+    let mut idle = s.connect();
+    assert_eq!(idle.request(b"set a 0 0 1\r\nx\r\n"), b"STORED\r\n");
+    idle.set_read_timeout(Duration::from_secs(6));
+    let started = Instant::now();
+    assert!(idle.is_closed(), "idle client was not closed");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let mut c = s.connect();
+    let stats = String::from_utf8(c.request(b"stats\r\n")).expect("ascii");
+    assert!(stats.contains("STAT idle_kicks 1\r\n"), "{stats}");
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()))
+}
+
+#[test]
+fn unix_socket_with_mask() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = temp_path("mnemo.sock");
+    let _ = std::fs::remove_file(&path);
+    let mut args = vec![
+        "-s",
+        path.to_str().expect("utf-8 path"),
+        "-a",
+        "640",
+        "-U",
+        "0",
+    ];
+    args.extend(root_args());
+    let _child = ChildGuard(
+        Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sock = loop {
+        match UnixStream::connect(&path) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => panic!("no unix socket: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let mode = std::fs::metadata(&path)
+        .expect("socket file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    sock.write_all(b"set u 0 0 2\r\nhi\r\nget u\r\n")
+        .expect("write");
+    let want = b"STORED\r\nVALUE u 0 2\r\nhi\r\nEND\r\n";
+    let mut got = vec![0u8; want.len()];
+    sock.read_exact(&mut got).expect("read");
+    assert_eq!(show(&got), show(want));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn daemon_mode_writes_and_removes_pid_file() {
+    let pidfile = temp_path("mnemo.pid");
+    let _ = std::fs::remove_file(&pidfile);
+    let port = support::free_port().to_string();
+    let mut args = vec![
+        "-d",
+        "-P",
+        pidfile.to_str().expect("utf-8 path"),
+        "-p",
+        &port,
+        "-l",
+        "127.0.0.1",
+        "-U",
+        "0",
+    ];
+    args.extend(root_args());
+    // The parent returns at once; the daemon lives on.
+    let out = run_to_exit(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _guard = PidGuard(pid);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut c = support::Client::connect(addr);
+    assert_eq!(c.request(b"set d 0 0 1\r\nx\r\n"), b"STORED\r\n");
+    signal(pid as u32, libc::SIGTERM);
+    while std::fs::metadata(&pidfile).is_ok() {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(5),
+            "pid file left behind"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
