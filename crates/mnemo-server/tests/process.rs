@@ -136,7 +136,7 @@ fn version_and_help() {
 fn very_verbose_prints_slab_classes() {
     let s = Server::mnemo(&["-vv"]);
     let mut c = s.connect();
-    assert_eq!(c.request(b"version\r\n").starts_with(b"VERSION "), true);
+    assert!(c.request(b"version\r\n").starts_with(b"VERSION "));
     let log = s.log();
     let first = log
         .lines()
@@ -192,8 +192,8 @@ fn too_many_connections() {
     let s = Server::mnemo(&["-c", "2"]);
     let mut a = s.connect();
     let mut b = s.connect();
-    assert_eq!(a.request(b"version\r\n").starts_with(b"VERSION"), true);
-    assert_eq!(b.request(b"version\r\n").starts_with(b"VERSION"), true);
+    assert!(a.request(b"version\r\n").starts_with(b"VERSION"));
+    assert!(b.request(b"version\r\n").starts_with(b"VERSION"));
     let mut third = s.connect();
     assert_eq!(
         third.read_to_eof().map(|v| show(&v)),
