@@ -66,7 +66,10 @@ fn run(settings: Settings) -> i32 {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if root && settings.user.is_none() {
-        return die("can't run as root without the -u switch", cli::EX_USAGE);
+        // memcached refuses to start here. mnemo warns instead so the
+        // README's plain start command also works in root containers and
+        // CI; -u still drops privileges exactly as memcached does.
+        eprintln!("warning: running as root; pass -u <user> to drop privileges");
     }
     if settings.maxcore {
         raise_core_limit();
