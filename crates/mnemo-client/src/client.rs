@@ -5,7 +5,7 @@ use crate::conn::{Addr, Conn};
 use crate::hash::Hash;
 use crate::ring::{ketama_name, Distribution, Node, Placement};
 use crate::Error;
-use mnemo_protocol::reply::{self, MetaStatus, Reply, StoreCmd};
+use mnemo_protocol::reply::{self, binary, MetaStatus, Reply, StoreCmd};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -46,9 +46,19 @@ impl ServerSpec {
     }
 }
 
+/// Wire protocol of a client's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The text protocol (meta commands included).
+    Text,
+    /// The binary protocol; meta commands are not available on it.
+    Binary,
+}
+
 /// Client settings; the defaults follow twemproxy's where it has one.
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub protocol: Protocol,
     pub hash: Hash,
     pub distribution: Distribution,
     pub hash_tag: Option<[u8; 2]>,
@@ -65,6 +75,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            protocol: Protocol::Text,
             hash: Hash::Md5,
             distribution: Distribution::Ketama,
             hash_tag: None,
@@ -280,8 +291,23 @@ impl Client {
         Ok(self.get_multi(&[key])?.pop().flatten())
     }
 
+    fn binary(&self) -> bool {
+        self.opts.protocol == Protocol::Binary
+    }
+
+    fn no_meta(&self) -> Result<(), Error> {
+        if self.binary() {
+            return Err(Error::Config("meta commands need the text protocol".into()));
+        }
+        Ok(())
+    }
+
     /// `gets`: like get, with the CAS unique.
     pub fn gets(&self, key: &[u8]) -> Result<Option<Item>, Error> {
+        if self.binary() {
+            // Binary gets always carry the CAS.
+            return self.get(key);
+        }
         self.keyed(key, |c| {
             reply::encode_gets(c.out(), [key]);
             c.flush()?;
@@ -307,7 +333,11 @@ impl Client {
                 continue;
             }
             let mut c = self.checkout(si)?;
-            reply::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
+            if self.binary() {
+                crate::bin::encode_multi(c.out(), kis.iter().map(|&ki| keys[ki]));
+            } else {
+                reply::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
+            }
             if let Err(e) = c.flush() {
                 self.failed(si);
                 return Err(e);
@@ -316,7 +346,12 @@ impl Client {
         }
         let mut out: Vec<Option<Item>> = vec![None; keys.len()];
         for (si, mut c) in conns {
-            match read_values(&mut c) {
+            let got = if self.binary() {
+                crate::bin::read_multi(&mut c)
+            } else {
+                read_values(&mut c)
+            };
+            match got {
                 Ok(items) => {
                     // Replies follow request order and skip misses.
                     let kis = &by_server[si];
@@ -352,7 +387,13 @@ impl Client {
         flags: u32,
         exptime: i64,
     ) -> Result<Stored, Error> {
+        let bin = self.binary();
         self.keyed(key, |c| {
+            if bin {
+                crate::bin::encode_store(c.out(), cmd, key, value, flags, exptime, 0);
+                c.flush()?;
+                return crate::bin::read_store(c, cmd, 0);
+            }
             reply::encode_store(c.out(), cmd, key, flags, exptime, value, false);
             c.flush()?;
             read_stored(c)
@@ -389,7 +430,13 @@ impl Client {
         exptime: i64,
         cas: u64,
     ) -> Result<Stored, Error> {
+        let bin = self.binary();
         self.keyed(key, |c| {
+            if bin {
+                crate::bin::encode_store(c.out(), StoreCmd::Set, key, value, flags, exptime, cas);
+                c.flush()?;
+                return crate::bin::read_store(c, StoreCmd::Set, cas);
+            }
             reply::encode_cas(c.out(), key, flags, exptime, value, cas, false);
             c.flush()?;
             read_stored(c)
@@ -398,7 +445,13 @@ impl Client {
 
     /// `delete`: true if the key existed.
     pub fn delete(&self, key: &[u8]) -> Result<bool, Error> {
+        let bin = self.binary();
         self.keyed(key, |c| {
+            if bin {
+                binary::encode_delete(c.out(), binary::Opcode::Delete, key, 0, 0);
+                c.flush()?;
+                return crate::bin::read_found(c);
+            }
             reply::encode_delete(c.out(), key, false);
             c.flush()?;
             match c.next_reply()? {
@@ -417,7 +470,13 @@ impl Client {
         self.arith(false, key, delta)
     }
     fn arith(&self, incr: bool, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
+        let bin = self.binary();
         self.keyed(key, |c| {
+            if bin {
+                crate::bin::encode_arith(c.out(), incr, key, delta);
+                c.flush()?;
+                return crate::bin::read_arith(c);
+            }
             reply::encode_arith(c.out(), incr, key, delta, false);
             c.flush()?;
             match c.next_reply()? {
@@ -430,7 +489,13 @@ impl Client {
 
     /// `touch`: true if the key existed.
     pub fn touch(&self, key: &[u8], exptime: i64) -> Result<bool, Error> {
+        let bin = self.binary();
         self.keyed(key, |c| {
+            if bin {
+                binary::encode_touch(c.out(), key, crate::bin::exptime(exptime), 0);
+                c.flush()?;
+                return crate::bin::read_found(c);
+            }
             reply::encode_touch(c.out(), key, exptime, false);
             c.flush()?;
             match c.next_reply()? {
@@ -446,6 +511,9 @@ impl Client {
         (0..self.servers.len())
             .map(|i| {
                 self.with_conn(i, |c| {
+                    if self.binary() {
+                        return crate::bin::version(c);
+                    }
                     reply::encode_version(c.out());
                     c.flush()?;
                     match c.next_reply()? {
@@ -461,6 +529,9 @@ impl Client {
     pub fn flush_all(&self) -> Result<(), Error> {
         for i in 0..self.servers.len() {
             self.with_conn(i, |c| {
+                if self.binary() {
+                    return crate::bin::flush_all(c);
+                }
                 reply::encode_flush_all(c.out(), None, false);
                 c.flush()?;
                 match c.next_reply()? {
@@ -478,6 +549,9 @@ impl Client {
             return Err(Error::NoServer);
         }
         self.with_conn(i, |c| {
+            if self.binary() {
+                return crate::bin::stats(c);
+            }
             reply::encode_stats(c.out(), None);
             c.flush()?;
             let mut v = Vec::new();
@@ -496,6 +570,7 @@ impl Client {
 
     /// Meta get: `flags` is the raw flag text, e.g. `b"v f c"`.
     pub fn meta_get(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
+        self.no_meta()?;
         self.keyed(key, |c| {
             reply::encode_meta_get(c.out(), key, flags);
             c.flush()?;
@@ -505,6 +580,7 @@ impl Client {
 
     /// Meta set of `value` with raw flags (e.g. `b"T60 F3"`).
     pub fn meta_set(&self, key: &[u8], value: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
+        self.no_meta()?;
         self.keyed(key, |c| {
             reply::encode_meta_set(c.out(), key, value, flags);
             c.flush()?;
@@ -514,6 +590,7 @@ impl Client {
 
     /// Meta delete.
     pub fn meta_delete(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
+        self.no_meta()?;
         self.keyed(key, |c| {
             reply::encode_meta_delete(c.out(), key, flags);
             c.flush()?;
@@ -523,6 +600,7 @@ impl Client {
 
     /// Meta arithmetic (`ma`), e.g. flags `b"MI D5 v"`.
     pub fn meta_arith(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
+        self.no_meta()?;
         self.keyed(key, |c| {
             reply::encode_meta_arith(c.out(), key, flags);
             c.flush()?;
@@ -608,14 +686,23 @@ impl Pipeline<'_> {
             if idx.is_empty() {
                 continue;
             }
+            let bin = c.binary();
             let r = c.with_conn(si, |conn| {
                 for &i in idx {
-                    encode_op(conn.out(), &self.ops[i]);
+                    if bin {
+                        crate::bin::encode_op(conn.out(), &self.ops[i]);
+                    } else {
+                        encode_op(conn.out(), &self.ops[i]);
+                    }
                 }
                 conn.flush()?;
                 let mut local = Vec::with_capacity(idx.len());
                 for &i in idx {
-                    local.push(read_op(conn, &self.ops[i]));
+                    local.push(if bin {
+                        crate::bin::read_op(conn, &self.ops[i])
+                    } else {
+                        read_op(conn, &self.ops[i])
+                    });
                 }
                 // A server error answers one operation; a broken stream
                 // poisons the rest, and the connection must not be reused.

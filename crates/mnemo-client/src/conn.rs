@@ -170,6 +170,22 @@ impl Conn {
         }
     }
 
+    /// Read the next binary packet; like [`Conn::next_reply`] for
+    /// connections speaking the binary protocol.
+    pub fn next_packet(&mut self) -> Result<(reply::binary::Packet, &[u8]), Error> {
+        loop {
+            match reply::binary::parse_packet(&self.rbuf[self.rpos..]) {
+                Ok(Some((p, used))) => {
+                    let start = self.rpos;
+                    self.rpos += used;
+                    return Ok((p, &self.rbuf[start..start + used]));
+                }
+                Ok(None) => self.fill()?,
+                Err(e) => return Err(Error::Protocol(e)),
+            }
+        }
+    }
+
     fn fill(&mut self) -> Result<(), Error> {
         if self.rpos > 0 {
             // Compact so the buffer does not grow with the connection's age.

@@ -21,12 +21,15 @@
 //! # Ok::<(), mnemo_client::Error>(())
 //! ```
 
+mod bin;
 pub mod client;
 pub mod conn;
 pub mod hash;
 pub mod ring;
 
-pub use client::{Client, Item, MetaReply, Op, OpResult, Options, Pipeline, ServerSpec, Stored};
+pub use client::{
+    Client, Item, MetaReply, Op, OpResult, Options, Pipeline, Protocol, ServerSpec, Stored,
+};
 pub use conn::{Addr, Conn};
 pub use hash::Hash;
 pub use ring::{Distribution, Node, Placement, Ring};

@@ -255,3 +255,71 @@ fn read_timeout_and_ejection() {
     assert_eq!(c.server_for(key.as_bytes()).unwrap(), 0);
     drop(silent);
 }
+
+#[test]
+fn binary_protocol() {
+    let m = [memcached(), memcached(), memcached()];
+    let opts = Options {
+        protocol: mnemo_client::Protocol::Binary,
+        ..Options::default()
+    };
+    let c = client(&[&m[0], &m[1], &m[2]], &[1, 1, 1], opts);
+    assert_eq!(c.set(b"a", b"1", 7, 0).unwrap(), Stored::Stored);
+    assert_eq!(c.add(b"a", b"1", 0, 0).unwrap(), Stored::NotStored);
+    assert_eq!(c.replace(b"nope", b"1", 0, 0).unwrap(), Stored::NotStored);
+    assert_eq!(c.append(b"a", b"2").unwrap(), Stored::Stored);
+    assert_eq!(c.prepend(b"a", b"0").unwrap(), Stored::Stored);
+    assert_eq!(c.append(b"nope", b"2").unwrap(), Stored::NotStored);
+    let it = c.gets(b"a").unwrap().unwrap();
+    assert_eq!((it.value.as_slice(), it.flags), (&b"012"[..], 7));
+    let cas = it.cas.unwrap();
+    assert_eq!(c.cas(b"a", b"x", 0, 0, cas + 1).unwrap(), Stored::Exists);
+    assert_eq!(c.cas(b"a", b"x", 0, 0, cas).unwrap(), Stored::Stored);
+    assert_eq!(c.cas(b"gone", b"x", 0, 0, 5).unwrap(), Stored::NotFound);
+    assert_eq!(c.incr(b"n", 1).unwrap(), None);
+    c.set(b"n", b"10", 0, 0).unwrap();
+    assert_eq!(c.incr(b"n", 5).unwrap(), Some(15));
+    assert_eq!(c.decr(b"n", 20).unwrap(), Some(0));
+    assert!(matches!(c.incr(b"a", 1), Err(Error::Client(_))));
+    assert!(c.touch(b"n", 100).unwrap());
+    assert!(!c.touch(b"zz", 100).unwrap());
+    assert!(c.delete(b"n").unwrap());
+    assert!(!c.delete(b"n").unwrap());
+    let keys: Vec<String> = (0..30).map(|i| format!("bk{i}")).collect();
+    for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        c.set(k.as_bytes(), format!("v{i}").as_bytes(), 0, 0)
+            .unwrap();
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let got = c.get_multi(&refs).unwrap();
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            g.as_ref().map(|x| x.value.clone()),
+            (i % 2 == 0).then(|| format!("v{i}").into_bytes()),
+            "{i}"
+        );
+    }
+    let mut p = c.pipeline();
+    p.push(Op::Set {
+        key: b"p".to_vec(),
+        value: b"pv".to_vec(),
+        flags: 1,
+        exptime: 0,
+    });
+    p.push(Op::Get(b"p".to_vec()));
+    p.push(Op::Get(b"p-miss".to_vec()));
+    p.push(Op::Incr(b"p".to_vec(), 1));
+    let r = p.run();
+    assert!(matches!(r[0], Ok(OpResult::Stored(Stored::Stored))));
+    assert!(matches!(&r[1], Ok(OpResult::Value(Some(it))) if it.value == b"pv" && it.flags == 1));
+    assert!(matches!(r[2], Ok(OpResult::Value(None))));
+    assert!(matches!(r[3], Err(Error::Client(_))));
+    assert!(c
+        .versions()
+        .iter()
+        .all(|v| v.as_ref().is_ok_and(|s| s.starts_with("1."))));
+    assert!(c.stats(1).unwrap().iter().any(|(k, _)| k == "pid"));
+    assert!(matches!(c.meta_get(b"a", b"v"), Err(Error::Config(_))));
+    c.flush_all().unwrap();
+    assert!(c.get(b"a").unwrap().is_none());
+}
