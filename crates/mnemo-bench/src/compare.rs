@@ -12,6 +12,7 @@ use crate::runner::{self, Target};
 use crate::WorkloadArgs;
 use clap::Args;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,9 @@ pub struct CompareArgs {
 struct Proc {
     name: String,
     child: Child,
+    /// The child's stderr goes here (a pipe nobody drains could block it);
+    /// shown if it dies at start.
+    log: PathBuf,
 }
 
 impl Drop for Proc {
@@ -70,6 +74,7 @@ impl Drop for Proc {
         // Already-exited children make kill fail harmlessly.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -133,17 +138,41 @@ fn start(
             c
         }
     };
-    c.stdin(Stdio::null()).stdout(Stdio::null());
+    let addr = fixed.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+    // Otherwise the readiness check below would find the squatter and the
+    // bench would measure the wrong server.
+    if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        return Err(format!(
+            "something already listens on {addr}; cannot start {cmd:?}"
+        ));
+    }
+    let log = std::env::temp_dir().join(format!(
+        "mnemo-bench-{}-{}.log",
+        std::process::id(),
+        addr.port()
+    ));
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file));
     let child = c.spawn().map_err(|e| format!("starting {cmd:?}: {e}"))?;
     let mut p = Proc {
         name: program.rsplit('/').next().unwrap_or(program).to_string(),
         child,
+        log,
     };
-    let addr = fixed.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
     let give_up = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(Some(status)) = p.child.try_wait() {
-            return Err(format!("{cmd:?} exited at start: {status}"));
+            let said = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let said = said.trim();
+            let mut from = said.len().saturating_sub(500);
+            while !said.is_char_boundary(from) {
+                from += 1;
+            }
+            let tail = &said[from..];
+            return Err(format!("{cmd:?} exited at start ({status}): {tail}"));
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok((p, addr));
