@@ -93,6 +93,11 @@ fn run(settings: Settings) -> i32 {
         Ok(l) => l,
         Err(e) => return die(e, EX_OSERR),
     };
+    if settings.verbose > 1 {
+        for l in &listeners {
+            eprintln!("<{} server listening ({})", l.fd(), settings.protocol.text());
+        }
+    }
     if listeners.is_empty() {
         return die(
             "mnemo: nothing to listen on (-p 0 and no -s)",

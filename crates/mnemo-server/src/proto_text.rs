@@ -223,10 +223,13 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
         } => {
             match engine.arith(key, incr, delta, ctx.ts) {
                 ArithOutcome::Value(v) => {
-                    let mut buf = Vec::with_capacity(20);
-                    text::push_u64(&mut buf, v);
-                    // Digits are ASCII.
-                    reply(ctx, out, std::str::from_utf8(&buf).unwrap_or("0"), noreply);
+                    if sh.verbose() > 1 {
+                        eprintln!(">{} {v}", ctx.fd);
+                    }
+                    if !noreply {
+                        text::push_u64(out, v);
+                        out.extend_from_slice(b"\r\n");
+                    }
                 }
                 ArithOutcome::NotFound => reply(ctx, out, "NOT_FOUND", noreply),
                 ArithOutcome::NonNumeric => reply(
