@@ -331,7 +331,13 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             Ok(report::summarize(&cfg, &o))
         };
         let a = one(addr_a, pa.child.id())?;
+        if crate::stop::requested() {
+            return Err("interrupted".into());
+        }
         let b = one(addr_b, pb.child.id())?;
+        if crate::stop::requested() {
+            return Err("interrupted".into());
+        }
         let ratio_ops_per_s = a.ops_per_s / b.ops_per_s.max(1e-9);
         let ratio_ops_per_cpu_s = match (&a.server_cpu, &b.server_cpu) {
             (Some(x), Some(y)) if y.ops_per_cpu_s > 0.0 => Some(x.ops_per_cpu_s / y.ops_per_cpu_s),

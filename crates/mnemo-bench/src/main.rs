@@ -8,6 +8,7 @@ mod cpu;
 mod report;
 mod runner;
 mod scan;
+mod stop;
 mod timer;
 mod workload;
 
@@ -229,6 +230,7 @@ fn run_one(a: &RunArgs) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    stop::install();
     let result = match &cli.cmd {
         None => run_one(&cli.run),
         Some(Cmd::Run(a)) => run_one(a),

@@ -613,9 +613,10 @@ impl Worker {
                 }
                 dirty.clear();
             }
-            if sending && (exhausted || deadline.is_some_and(|d| now >= d)) {
+            let stop = crate::stop::requested();
+            if sending && (stop || exhausted || deadline.is_some_and(|d| now >= d)) {
                 sending = false;
-                if let (true, false, Some(d)) = (open, exhausted, duration) {
+                if let (true, false, false, Some(d)) = (open, exhausted, stop, duration) {
                     // Requests with k * interval < d were due.
                     let due = (d.as_nanos() as f64 / interval_ns).ceil() as u64;
                     st.unsent_due = due.saturating_sub(k);

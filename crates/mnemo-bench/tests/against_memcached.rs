@@ -481,3 +481,45 @@ fn server_dying_mid_run_is_reported() {
         "{v}"
     );
 }
+
+/// SIGTERM during a compare ends it and takes both servers down with it.
+#[test]
+fn compare_interrupted_kills_its_servers() {
+    use std::io::BufRead;
+    let mut child = Command::new(BENCH)
+        .args(["compare", "--a", "memcached -t 1 -m 64 -u nobody", "--b"])
+        .args(["memcached -t 1 -m 64 -u nobody", "-D", "20", "-c", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bench");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut pids = Vec::new();
+    for line in std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+    {
+        // "A = <cmd>  (<addr>, pid <N>)"
+        if let Some(p) = line.rsplit("pid ").next().and_then(|t| t.strip_suffix(')')) {
+            pids.push(p.parse::<i32>().expect("pid"));
+        }
+        if pids.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 2);
+    for &p in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert!(!status.success());
+    for p in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "pid {p} survived"
+        );
+    }
+}
