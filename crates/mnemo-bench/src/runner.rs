@@ -182,6 +182,18 @@ pub fn run(cfg: &RunConfig) -> Result<Outcome, String> {
     if cfg.connections < cfg.threads {
         return Err("--connections must be at least --threads".into());
     }
+    let depth = match cfg.load {
+        Load::Closed { depth } => depth,
+        Load::Open {
+            max_outstanding, ..
+        } => max_outstanding,
+    };
+    // In-flight rings are preallocated at this size per connection.
+    if depth.max(cfg.fill_depth) > MAX_DEPTH {
+        return Err(format!(
+            "--depth, --fill-depth and --max-outstanding are limited to {MAX_DEPTH}"
+        ));
+    }
     if cfg.duration.is_none() && cfg.requests.is_none() {
         return Err("give --duration or --requests".into());
     }
@@ -461,6 +473,7 @@ struct Worker {
 }
 
 const READ_BUF: usize = 64 * 1024;
+const MAX_DEPTH: usize = 1 << 16;
 
 impl Worker {
     fn connect(cfg: &RunConfig, n: usize) -> Result<Worker, String> {

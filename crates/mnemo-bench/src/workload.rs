@@ -74,8 +74,10 @@ impl FromStr for KeyPattern {
                     rest.parse::<f64>()
                         .map_err(|_| format!("bad zipf exponent in {s:?}"))?
                 };
-                if !(exp > 0.0 && exp.is_finite()) {
-                    return Err(format!("zipf exponent must be > 0, got {exp}"));
+                // Past ~40 every draw is rank 1 anyway, and the arithmetic
+                // would underflow.
+                if !(exp > 0.0 && exp <= 40.0) {
+                    return Err(format!("zipf exponent must be in (0, 40], got {exp}"));
                 }
                 Ok(KeyPattern::Zipf(exp))
             }
@@ -142,7 +144,7 @@ impl Zipf {
             let x = self.big_h_inv(u);
             let k = (x + 0.5).floor().clamp(1.0, self.n);
             if k - x <= self.threshold || u >= self.big_h(k + 0.5) - self.h(k) {
-                return k as u64;
+                return (k as u64).clamp(1, self.n as u64);
             }
         }
     }
@@ -226,6 +228,9 @@ impl FromStr for ValueSize {
             if a > b {
                 return Err(format!("value size range {s:?} is backwards"));
             }
+            if b > MAX_VALUE {
+                return Err(format!("value size {b} above {MAX_VALUE}"));
+            }
             Ok(ValueSize::Range(a, b))
         } else {
             Ok(ValueSize::Fixed(num(s)? as usize))
@@ -306,9 +311,17 @@ impl Spec {
         if self.multiget == 0 {
             return Err("--multiget must be at least 1".into());
         }
+        // The filler buffer is this big; memcached's own ceiling is 1 GB.
+        if self.value_size.max() > MAX_VALUE {
+            return Err(format!(
+                "value sizes above {MAX_VALUE} bytes are not supported"
+            ));
+        }
         Ok(())
     }
 }
+
+pub const MAX_VALUE: usize = 1 << 30;
 
 fn digits(mut n: u64) -> usize {
     let mut d = 1;
@@ -533,6 +546,20 @@ mod tests {
         assert_eq!("1:10".parse(), Ok(Ratio { sets: 1, gets: 10 }));
         assert!("0:0".parse::<Ratio>().is_err());
         assert!("5".parse::<Ratio>().is_err());
+    }
+
+    #[test]
+    fn zipf_stays_in_range_for_any_exponent_and_size() {
+        let mut rng = Rng::new(3);
+        for &n in &[1u64, 2, 10, 1_000_000, u32::MAX as u64 * 4] {
+            for &s in &[0.01, 0.5, 0.99, 1.0, 1.01, 2.0, 10.0, 40.0] {
+                let z = Zipf::new(n, s);
+                for _ in 0..2_000 {
+                    let k = z.sample(&mut rng);
+                    assert!((1..=n).contains(&k), "n={n} s={s} k={k}");
+                }
+            }
+        }
     }
 
     #[test]
