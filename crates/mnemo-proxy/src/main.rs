@@ -9,6 +9,7 @@
 //! - `quit` closes the connection; `shutdown`, `slabs`, `lru_crawler`,
 //!   `cache_memlimit` and `stats <group>` are refused (`ERROR`).
 
+mod binproto;
 mod config;
 mod meta;
 mod stats;

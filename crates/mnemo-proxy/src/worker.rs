@@ -10,13 +10,14 @@
 //! order, so pipelined requests are answered in the order sent even when
 //! they went to different servers.
 
+use crate::binproto::{self, BinReq};
 use crate::config::{Config, PoolConf};
 use crate::meta::{self, MetaCmd};
 use crate::stats::Stats;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use mnemo_client::{Addr, Node, Placement};
-use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::reply::{self, binary, Reply};
 use mnemo_protocol::text::{self, GetKind, Keys, Line, Request};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -229,6 +230,8 @@ struct Slot {
     done: bool,
     out: Vec<u8>,
     kind: SlotKind,
+    /// Set for binary clients: the text answer is translated on completion.
+    bin: Option<BinReq>,
 }
 
 struct Part {
@@ -319,6 +322,10 @@ struct ClientConn {
     closing: bool,
     eof: bool,
     paused: bool,
+    /// Decided by the first byte the client sends, as memcached does.
+    binary: Option<bool>,
+    /// The binary request the next slot answers.
+    next_bin: Option<BinReq>,
 }
 
 impl ClientConn {
@@ -333,10 +340,12 @@ impl ClientConn {
 
     fn push_slot(&mut self, kind: SlotKind) -> u64 {
         let seq = self.base + self.slots.len() as u64;
+        let bin = self.next_bin.take();
         self.slots.push_back(Slot {
             done: false,
             out: Vec::new(),
             kind,
+            bin,
         });
         seq
     }
@@ -345,13 +354,19 @@ impl ClientConn {
     /// write buffer, others wait their turn.
     fn complete(&mut self, seq: u64, bytes: &[u8]) {
         if seq == self.base {
-            if self.slots.pop_front().is_some() {
+            if let Some(s) = self.slots.pop_front() {
                 self.base += 1;
-                self.wbuf.extend_from_slice(bytes);
+                match &s.bin {
+                    Some(b) => binproto::translate(b, bytes, &mut self.wbuf),
+                    None => self.wbuf.extend_from_slice(bytes),
+                }
                 self.drain_ready();
             }
         } else if let Some(s) = self.slot_mut(seq) {
-            s.out.extend_from_slice(bytes);
+            match &s.bin {
+                Some(b) => binproto::translate(b, bytes, &mut s.out),
+                None => s.out.extend_from_slice(bytes),
+            }
             s.done = true;
         }
     }
@@ -501,6 +516,7 @@ pub struct Worker {
     dirty_backends: Vec<usize>,
     resume: Vec<usize>,
     scratch: Vec<usize>,
+    bintext: Vec<u8>,
 }
 
 /// Bind a listening socket. TCP listeners use SO_REUSEPORT so that every
@@ -556,6 +572,7 @@ impl Worker {
             dirty_backends: Vec::new(),
             resume: Vec::new(),
             scratch: Vec::new(),
+            bintext: Vec::new(),
         };
         w.pools = (0..cfg.pools.len())
             .map(|i| PoolRt::new(&cfg.pools[i], cfg.backup_index(i)))
@@ -780,6 +797,8 @@ impl Worker {
                 closing: false,
                 eof: false,
                 paused: false,
+                binary: None,
+                next_bin: None,
             });
             let reg = self.poll.registry();
             let ok = match self.clients.get_mut(cidx) {
@@ -889,6 +908,36 @@ impl Worker {
                     c.swallow -= n;
                     rb.consume(n);
                     continue;
+                }
+            }
+            let binary = match self.clients.get_mut(idx) {
+                Some(c) => *c.binary.get_or_insert(buf[0] == binary::REQUEST_MAGIC),
+                None => break,
+            };
+            if binary {
+                let step = match binary::parse_packet(buf) {
+                    Ok(None) => Step::NeedMore,
+                    Ok(Some((pkt, used))) if pkt.header.magic == binary::REQUEST_MAGIC => {
+                        self.bin_request(idx, pool, &buf[..used], &pkt)
+                    }
+                    // A bad magic or length: memcached closes the connection.
+                    _ => {
+                        if let Some(c) = self.clients.get_mut(idx) {
+                            c.slots.clear();
+                        }
+                        Step::Stop
+                    }
+                };
+                match step {
+                    Step::Consumed(n) => {
+                        rb.consume(n);
+                        continue;
+                    }
+                    Step::NeedMore => break,
+                    Step::Stop => {
+                        stop = true;
+                        break;
+                    }
                 }
             }
             let step = match text::next_line(buf) {
@@ -1050,6 +1099,77 @@ impl Worker {
                 Step::Consumed(consumed)
             }
         }
+    }
+
+    /// One binary request: translated to text for the servers, or answered
+    /// here.
+    fn bin_request(&mut self, idx: usize, pool: usize, p: &[u8], pkt: &binary::Packet) -> Step {
+        let mut text = std::mem::take(&mut self.bintext);
+        text.clear();
+        let mut local = Vec::new();
+        let (b, action) = binproto::plan(p, pkt, MAX_ITEM, &mut text, &mut local);
+        self.count_request(pool, p.len());
+        let step = match action {
+            binproto::Action::Local => {
+                if b.opcode == binary::Opcode::Stat as u8 {
+                    let mut lines = Vec::new();
+                    self.stats.stat_lines(&mut lines);
+                    for l in lines.split(|&c| c == b'\n') {
+                        let l = l.strip_suffix(b"\r").unwrap_or(l);
+                        if let Some(rest) = l.strip_prefix(b"STAT ") {
+                            let sp = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
+                            let v = rest.get(sp + 1..).unwrap_or(&[]);
+                            b.respond(&mut local, binary::status::OK, 0, &[], &rest[..sp], v);
+                        }
+                    }
+                    b.respond(&mut local, binary::status::OK, 0, &[], &[], &[]);
+                }
+                self.answer(idx, &local);
+                Step::Consumed(p.len())
+            }
+            binproto::Action::Quit => {
+                self.answer(idx, &local);
+                Step::Stop
+            }
+            binproto::Action::Keyed {
+                key_start, key_end, ..
+            } => {
+                if let Some(c) = self.clients.get_mut(idx) {
+                    c.next_bin = Some(b);
+                }
+                self.keyed(idx, pool, &text[key_start..key_end], &text, false, None);
+                Step::Consumed(p.len())
+            }
+            binproto::Action::Get {
+                exptime,
+                with_touch,
+            } => {
+                if let Some(c) = self.clients.get_mut(idx) {
+                    c.next_bin = Some(b);
+                }
+                let kind = if with_touch {
+                    GetKind::Gats
+                } else {
+                    GetKind::Gets
+                };
+                let key = &p[pkt.key.clone()];
+                let line_len = text.len();
+                self.get_request(idx, pool, &text[..line_len], kind, exptime, Keys::new(key));
+                Step::Consumed(p.len())
+            }
+            binproto::Action::Flush => {
+                if let Some(c) = self.clients.get_mut(idx) {
+                    c.next_bin = Some(b);
+                }
+                self.fanout(idx, pool, &text, false);
+                Step::Consumed(p.len())
+            }
+        };
+        if let Some(c) = self.clients.get_mut(idx) {
+            c.next_bin = None;
+        }
+        self.bintext = text;
+        step
     }
 
     fn meta_request(
@@ -1461,7 +1581,11 @@ impl Worker {
         if mg.left > 0 {
             return;
         }
-        if seq == c.base {
+        if slot.bin.is_some() {
+            let mut text = Vec::new();
+            mg.assemble(&mut text);
+            c.complete(seq, &text);
+        } else if seq == c.base {
             if let Some(s) = c.slots.pop_front() {
                 c.base += 1;
                 if let SlotKind::Multi(mg) = &s.kind {

@@ -671,3 +671,81 @@ fn deep_pipeline_from_a_client_that_reads_late() {
     }
     let _s = h.join().unwrap().unwrap();
 }
+
+#[test]
+fn binary_clients_are_served_through_text_backends() {
+    use mnemo_client::{Client, Error, Op, OpResult, Options, Protocol, ServerSpec, Stored};
+    let m = [memcached(), memcached(), memcached()];
+    let lp = free_port();
+    let dir = TempDir::new("binary");
+    let conf = dir.file(
+        "p.yml",
+        &pool(
+            "p",
+            lp,
+            "",
+            &server_lines(&[(&m[0], 1), (&m[1], 1), (&m[2], 1)]),
+        ),
+    );
+    let _p = proxy(&conf, lp);
+    let opts = Options {
+        protocol: Protocol::Binary,
+        ..Options::default()
+    };
+    let c = Client::new(
+        vec![ServerSpec::new(&format!("127.0.0.1:{lp}")).unwrap()],
+        opts,
+    )
+    .unwrap();
+    assert_eq!(c.set(b"a", b"1", 3, 0).unwrap(), Stored::Stored);
+    assert_eq!(c.add(b"a", b"1", 0, 0).unwrap(), Stored::NotStored);
+    assert_eq!(c.replace(b"none", b"1", 0, 0).unwrap(), Stored::NotStored);
+    assert_eq!(c.append(b"a", b"2").unwrap(), Stored::Stored);
+    let it = c.gets(b"a").unwrap().unwrap();
+    assert_eq!((it.value.as_slice(), it.flags), (&b"12"[..], 3));
+    let cas = it.cas.unwrap();
+    assert_ne!(cas, 0);
+    assert_eq!(c.cas(b"a", b"x", 0, 0, cas + 1).unwrap(), Stored::Exists);
+    assert_eq!(c.cas(b"a", b"x", 0, 0, cas).unwrap(), Stored::Stored);
+    c.set(b"n", b"41", 0, 0).unwrap();
+    assert_eq!(c.incr(b"n", 1).unwrap(), Some(42));
+    assert_eq!(c.incr(b"missing", 1).unwrap(), None);
+    assert!(matches!(c.incr(b"a", 1), Err(Error::Client(_))));
+    assert!(c.touch(b"n", 0).unwrap());
+    assert!(c.delete(b"n").unwrap());
+    assert!(!c.delete(b"n").unwrap());
+    // Quiet multi-get (GetKQ... Noop) over keys on three servers.
+    let keys: Vec<String> = (0..30).map(|i| format!("bin{i}")).collect();
+    for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+        c.set(k.as_bytes(), format!("v{i}").as_bytes(), 0, 0)
+            .unwrap();
+    }
+    for s in &m {
+        assert!(keys.iter().any(|k| direct_get(s.port, k).is_some()));
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let got = c.get_multi(&refs).unwrap();
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            g.as_ref().map(|x| x.value.clone()),
+            (i % 3 != 0).then(|| format!("v{i}").into_bytes())
+        );
+    }
+    let mut p = c.pipeline();
+    p.push(Op::Get(b"bin1".to_vec()));
+    p.push(Op::Get(b"bin0".to_vec()));
+    p.push(Op::Set {
+        key: b"q".to_vec(),
+        value: b"w".to_vec(),
+        flags: 0,
+        exptime: 0,
+    });
+    let r = p.run();
+    assert!(matches!(&r[0], Ok(OpResult::Value(Some(it))) if it.value == b"v1"));
+    assert!(matches!(r[1], Ok(OpResult::Value(None))));
+    assert!(matches!(r[2], Ok(OpResult::Stored(Stored::Stored))));
+    assert!(c.versions()[0].as_ref().unwrap().starts_with("mnemo-proxy"));
+    assert!(c.stats(0).unwrap().iter().any(|(k, _)| k == "p:requests"));
+    c.flush_all().unwrap();
+    assert!(c.get(b"bin1").unwrap().is_none());
+}
