@@ -95,7 +95,11 @@ fn run(settings: Settings) -> i32 {
     };
     if settings.verbose > 1 {
         for l in &listeners {
-            eprintln!("<{} server listening ({})", l.fd(), settings.protocol.text());
+            eprintln!(
+                "<{} server listening ({})",
+                l.fd(),
+                settings.protocol.text()
+            );
         }
     }
     if listeners.is_empty() {

@@ -525,11 +525,7 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "rusage_system", ru_sys);
     stat_line(out, "max_connections", s.maxconns);
     stat_line(out, "curr_connections", g.curr_conns.load(Relaxed));
-    stat_line(
-        out,
-        "total_connections",
-        g.total_conns.load(Relaxed) + listeners,
-    );
+    stat_line(out, "total_connections", g.total_conns.load(Relaxed));
     if s.maxconns_fast {
         stat_line(out, "rejected_connections", g.rejected_conns.load(Relaxed));
     }
