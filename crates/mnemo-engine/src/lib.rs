@@ -1,1 +1,45 @@
-//! engine
+//! mnemo's storage engine: memory for the cache, with no I/O.
+//!
+//! The design is memcached's (slab classes over 1 MB pages, a hash index,
+//! a segmented LRU per class, lazy expiry plus a crawler, a page mover),
+//! with a tighter item: 28 bytes of header including the 64-bit CAS, where
+//! memcached spends 56. See `item.rs` for the layout.
+//!
+//! Concurrency: the hash index is split into shards, each behind its own
+//! mutex; a key's shard lock is what makes get/store/arith/cas atomic per
+//! key. Each slab class has its own mutex for its free list and LRU lists.
+//! Lock order is shard -> class; paths that start from a class (eviction,
+//! crawler, maintainer, page mover) only `try_lock` a shard and skip the
+//! item on failure, so there is no cycle. Gets never take a class lock:
+//! they set the item's ACTIVE bit and the maintainer moves it later.
+//!
+//! The interface mirrors memcached's engine API (info, init, shutdown,
+//! stats, allocate/store, get, delete, touch, arithmetic, flush) so another
+//! engine could be put behind it.
+
+mod assoc;
+mod check;
+mod clock;
+mod config;
+mod crawler;
+mod item;
+mod lru;
+mod mover;
+mod ops;
+mod slabs;
+mod stats;
+
+pub use clock::Clock;
+pub use config::{Config, ConfigError};
+pub use crawler::{CrawlerCommandError, MetadumpTarget};
+pub use item::ItemRef;
+pub use mover::ReassignError;
+pub use ops::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
+pub use slabs::SlabClassInfo;
+pub use stats::{EngineStats, ThreadStats};
+
+mod engine;
+pub use engine::Engine;
+
+/// Largest key memcached accepts, in bytes.
+pub const KEY_MAX_LENGTH: usize = 250;

@@ -1,0 +1,304 @@
+//! The hash index: key -> chunk id.
+//!
+//! Split into shards by the hash's low bits, each shard an open-addressing
+//! table of 8-byte slots (32-bit tag from the hash's high bits, 32-bit
+//! chunk id) behind its own mutex. A shard doubles on its own when it
+//! passes 7/8 full, so growth never stops the other shards: the pause is
+//! one shard's rehash, 1/`shards` of the index. Slots keep the tag the
+//! bucket position is derived from, so rehashing never rereads keys.
+//!
+//! The shard mutex is also the per-key lock that makes a get, store,
+//! arithmetic or cas on one key atomic.
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::item::{ItemId, NIL};
+
+const EMPTY: u64 = u64::MAX;
+const MIN_SHARD_SLOTS: usize = 16;
+
+/// 64-bit hash of a key: a multiply-fold per 8 bytes and a murmur3 finish.
+/// Written here rather than pulled in because it sits on every request and
+/// the index depends on its high and low bits being independent.
+#[inline]
+pub fn hash(key: &[u8]) -> u64 {
+    const K0: u64 = 0xa076_1d64_78bd_642f;
+    const K1: u64 = 0xe703_7ed1_a0b4_28db;
+    #[inline]
+    fn fold(a: u64, b: u64) -> u64 {
+        let m = (a as u128).wrapping_mul(b as u128);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    let mut h = K0 ^ (key.len() as u64).wrapping_mul(K1);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = fold(h ^ w, K1);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut buf = [0u8; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        h = fold(h ^ u64::from_le_bytes(buf), K0);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+pub(crate) struct Shard {
+    slots: Vec<u64>,
+    count: usize,
+}
+
+#[inline]
+fn tag_of(h: u64) -> u32 {
+    (h >> 32) as u32
+}
+
+impl Shard {
+    fn new(n: usize) -> Shard {
+        Shard {
+            slots: vec![EMPTY; n],
+            count: 0,
+        }
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// Finds the slot of `key`; `is_key(id)` compares the stored item's key.
+    #[inline]
+    pub fn find(&self, h: u64, mut is_key: impl FnMut(ItemId) -> bool) -> Option<ItemId> {
+        let tag = tag_of(h);
+        let mask = self.mask();
+        let mut i = tag as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return None;
+            }
+            if (s >> 32) as u32 == tag && is_key(s as u32) {
+                return Some(s as u32);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Inserts an id whose key is known to be absent.
+    pub fn insert(&mut self, h: u64, id: ItemId) {
+        if (self.count + 1) * 8 > self.slots.len() * 7 {
+            self.grow();
+        }
+        self.put(tag_of(h), id);
+        self.count += 1;
+    }
+
+    fn put(&mut self, tag: u32, id: ItemId) {
+        let mask = self.mask();
+        let mut i = tag as usize & mask;
+        while self.slots[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = ((tag as u64) << 32) | id as u64;
+    }
+
+    /// Points the slot holding `old` at `new` (same key, replaced item).
+    pub fn replace(&mut self, h: u64, old: ItemId, new: ItemId) -> bool {
+        let tag = tag_of(h);
+        let mask = self.mask();
+        let mut i = tag as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return false;
+            }
+            if s as u32 == old {
+                self.slots[i] = ((tag as u64) << 32) | new as u64;
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Removes the slot holding `id`, shifting later probes back so no
+    /// tombstones are left behind.
+    pub fn remove(&mut self, h: u64, id: ItemId) -> bool {
+        let mask = self.mask();
+        let mut i = tag_of(h) as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return false;
+            }
+            if s as u32 == id {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.slots[j];
+            if s == EMPTY {
+                break;
+            }
+            let home = (s >> 32) as usize & mask;
+            // Move s into the hole if its home is not cyclically in (hole, j].
+            let in_range = if hole <= j {
+                home > hole && home <= j
+            } else {
+                home > hole || home <= j
+            };
+            if !in_range {
+                self.slots[hole] = s;
+                hole = j;
+            }
+        }
+        self.slots[hole] = EMPTY;
+        self.count -= 1;
+        true
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![EMPTY; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        for s in old {
+            if s != EMPTY {
+                self.put((s >> 32) as u32, s as u32);
+            }
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Every id in this shard (crawler's hash walk, consistency checks).
+    pub fn ids(&self) -> impl Iterator<Item = ItemId> + '_ {
+        self.slots
+            .iter()
+            .filter(|&&s| s != EMPTY)
+            .map(|&s| s as u32)
+            .filter(|&id| id != NIL)
+    }
+}
+
+pub(crate) struct Index {
+    shards: Box<[crossbeam_pad::Padded<Mutex<Shard>>]>,
+    shift_mask: u64,
+}
+
+impl Index {
+    pub fn new(nshards: usize, hashpower: u32) -> Index {
+        let total = 1usize << hashpower.clamp(4, 32);
+        let per = (total / nshards).max(MIN_SHARD_SLOTS).next_power_of_two();
+        Index {
+            shards: (0..nshards)
+                .map(|_| crossbeam_pad::Padded(Mutex::new(Shard::new(per))))
+                .collect(),
+            shift_mask: nshards as u64 - 1,
+        }
+    }
+
+    #[inline]
+    pub fn shard_of(&self, h: u64) -> usize {
+        (h & self.shift_mask) as usize
+    }
+
+    #[inline]
+    pub fn lock(&self, h: u64) -> MutexGuard<'_, Shard> {
+        self.shards[self.shard_of(h)].0.lock()
+    }
+
+    #[inline]
+    pub fn try_lock(&self, h: u64) -> Option<MutexGuard<'_, Shard>> {
+        self.shards[self.shard_of(h)].0.try_lock()
+    }
+
+    pub fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i].0.lock()
+    }
+
+    pub fn nshards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// (total slots, items) across shards.
+    pub fn size(&self) -> (usize, usize) {
+        let mut slots = 0;
+        let mut items = 0;
+        for s in self.shards.iter() {
+            let g = s.0.lock();
+            slots += g.capacity();
+            items += g.len();
+        }
+        (slots, items)
+    }
+}
+
+/// Keeps each shard's mutex on its own cache line so threads working on
+/// neighbouring shards do not bounce one line between cores.
+mod crossbeam_pad {
+    #[repr(align(64))]
+    pub struct Padded<T>(pub T);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn hash_spreads_short_keys() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10_000u32 {
+            assert!(seen.insert(hash(format!("key:{i}").as_bytes())));
+        }
+        assert_ne!(hash(b""), hash(b"\0"));
+    }
+
+    proptest! {
+        // The shard behaves like a map under any sequence of inserts and
+        // removes, including the backward shifts of deletion.
+        #[test]
+        fn shard_matches_a_map(ops in prop::collection::vec((0u32..200, any::<bool>()), 1..2000)) {
+            let mut shard = Shard::new(16);
+            let mut model: HashMap<u32, ItemId> = HashMap::new();
+            let mut next_id = 0;
+            for (k, insert) in ops {
+                // Few distinct hashes force long probe runs and collisions.
+                let h = hash(&k.to_le_bytes()) & 0xFFFF_000F_FFFF_FFFF | ((k as u64 % 7) << 36);
+                let keyed = |id: ItemId, model: &HashMap<u32, ItemId>| model.get(&k) == Some(&id);
+                let found = shard.find(h, |id| keyed(id, &model));
+                prop_assert_eq!(found, model.get(&k).copied());
+                if insert {
+                    match found {
+                        Some(old) => { prop_assert!(shard.replace(h, old, next_id)); }
+                        None => shard.insert(h, next_id),
+                    }
+                    model.insert(k, next_id);
+                    next_id += 1;
+                } else if let Some(old) = found {
+                    prop_assert!(shard.remove(h, old));
+                    model.remove(&k);
+                }
+                prop_assert_eq!(shard.len(), model.len());
+            }
+            for (k, id) in &model {
+                let h = hash(&k.to_le_bytes()) & 0xFFFF_000F_FFFF_FFFF | ((*k as u64 % 7) << 36);
+                prop_assert_eq!(shard.find(h, |x| x == *id), Some(*id));
+            }
+        }
+    }
+}

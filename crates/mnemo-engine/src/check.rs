@@ -1,0 +1,154 @@
+//! A full consistency walk of the engine: every chunk accounted for exactly
+//! once. Used by tests (and usable by a debug command); it takes every lock
+//! in turn, so it is not for the hot path.
+
+use std::collections::HashSet;
+
+use crate::assoc::hash;
+use crate::engine::Engine;
+use crate::item::{Seg, CHAIN_CHUNK, LINKED, NIL};
+
+impl Engine {
+    /// Checks that free lists, LRU lists, the index and the pages agree:
+    /// no chunk is both free and in use, counts match walks, every linked
+    /// item is found by its key, and pages stay within the limit.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut lru_total = 0u64;
+        let mut lru_ids = HashSet::new();
+        let mut pages_total = 0usize;
+        for (ci, class) in self.slabs.classes.iter().enumerate() {
+            let st = class.state.lock();
+            pages_total += st.pages.len();
+            let mut free = HashSet::new();
+            let mut id = st.free_head;
+            while id != NIL {
+                if self.slabs.class_of(id) != ci {
+                    return Err(format!(
+                        "class {ci}: free chunk {id:#x} in a page of another class"
+                    ));
+                }
+                if !free.insert(id) {
+                    return Err(format!("class {ci}: free list loops at {id:#x}"));
+                }
+                if self.slabs.raw(id).meta() != 0 {
+                    return Err(format!("class {ci}: free chunk {id:#x} has meta set"));
+                }
+                id = self.slabs.raw(id).next();
+            }
+            if free.len() as u64 != st.free_count {
+                return Err(format!(
+                    "class {ci}: free_count {} but list has {}",
+                    st.free_count,
+                    free.len()
+                ));
+            }
+            let mut bytes_sum = 0u64;
+            for seg in Seg::ALL {
+                let l = st.lru[seg as usize];
+                let mut n = 0u64;
+                let mut bytes = 0u64;
+                let mut prev = NIL;
+                let mut id = l.head;
+                while id != NIL {
+                    let raw = self.slabs.raw(id);
+                    if raw.prev() != prev {
+                        return Err(format!("class {ci} {seg:?}: bad prev link at {id:#x}"));
+                    }
+                    if raw.seg() != seg {
+                        return Err(format!(
+                            "class {ci} {seg:?}: item {id:#x} says {:?}",
+                            raw.seg()
+                        ));
+                    }
+                    if raw.meta() & LINKED == 0 {
+                        return Err(format!("class {ci}: item {id:#x} in LRU but not LINKED"));
+                    }
+                    if free.contains(&id) || !lru_ids.insert(id) {
+                        return Err(format!("class {ci}: chunk {id:#x} used twice"));
+                    }
+                    if raw.is_chained() {
+                        for i in 0..raw.chain_word(1) as usize {
+                            let c = raw.chain_word(2 + i);
+                            if free.contains(&c) || !lru_ids.insert(c) {
+                                return Err(format!("class {ci}: chain chunk {c:#x} used twice"));
+                            }
+                            let cr = self.slabs.raw(c);
+                            if cr.meta() & CHAIN_CHUNK == 0 || cr.prev() != id {
+                                return Err(format!(
+                                    "class {ci}: chain chunk {c:#x} not owned by {id:#x}"
+                                ));
+                            }
+                        }
+                    }
+                    bytes += self.charged_size(raw) as u64;
+                    n += 1;
+                    prev = id;
+                    id = raw.next();
+                }
+                if l.tail != prev {
+                    return Err(format!("class {ci} {seg:?}: tail mismatch"));
+                }
+                if n != l.count || bytes != l.bytes {
+                    return Err(format!(
+                        "class {ci} {seg:?}: count {} bytes {} but walk {n} {bytes}",
+                        l.count, l.bytes
+                    ));
+                }
+                lru_total += n;
+                bytes_sum += bytes;
+            }
+            if bytes_sum != st.requested {
+                return Err(format!(
+                    "class {ci}: mem_requested {} but items sum {bytes_sum}",
+                    st.requested
+                ));
+            }
+            let chunks = (st.pages.len() * class.perslab) as u64;
+            let used = chunks - st.free_count;
+            let in_use = lru_ids
+                .iter()
+                .filter(|&&id| self.slabs.class_of(id) == ci)
+                .count() as u64;
+            if used != in_use {
+                return Err(format!(
+                    "class {ci}: {used} chunks used but {in_use} reachable"
+                ));
+            }
+        }
+        let mut indexed = 0u64;
+        for i in 0..self.index.nshards() {
+            let shard = self.index.lock_shard(i);
+            for id in shard.ids() {
+                indexed += 1;
+                if !lru_ids.contains(&id) {
+                    return Err(format!("index holds {id:#x}, which no LRU holds"));
+                }
+                let raw = self.slabs.raw(id);
+                let h = hash(raw.key());
+                if self.index.shard_of(h) != i || shard.find(h, |x| x == id).is_none() {
+                    return Err(format!("item {id:#x} is not found by its own key"));
+                }
+            }
+        }
+        if indexed != lru_total {
+            return Err(format!("index has {indexed} items, LRUs {lru_total}"));
+        }
+        let pool = self.slabs.pool.lock();
+        if pool.allocated > pool.limit.max(pages_total) {
+            return Err(format!(
+                "{} pages allocated over a limit of {}",
+                pool.allocated, pool.limit
+            ));
+        }
+        if pages_total + pool.spare.len() != pool.allocated {
+            return Err(format!(
+                "{} pages in classes + {} spare != {} allocated",
+                pages_total,
+                pool.spare.len(),
+                pool.allocated
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,748 @@
+//! The engine: slabs + index + LRU, the allocation and unlink paths every
+//! operation shares, background threads and stats.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::assoc::{hash, Index, Shard};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::crawler::CrawlerState;
+use crate::item::{
+    ItemId, Layout, Raw, Seg, ACTIVE, CHAINED, CHAIN_CHUNK, FETCHED, HAS_FLAGS, LINKED, NIL,
+    NKEY_SHIFT,
+};
+use crate::mover::MoverState;
+use crate::slabs::{ClassState, SlabClassInfo, Slabs};
+use crate::stats::{ClassReqSum, EngineStats, ThreadStats};
+
+pub struct Engine {
+    pub(crate) cfg: Config,
+    pub(crate) clock: Clock,
+    pub(crate) slabs: Slabs,
+    pub(crate) index: Index,
+    pub(crate) cas_id: AtomicU64,
+    pub(crate) oldest_live: AtomicU32,
+    pub(crate) oldest_cas: AtomicU64,
+    pub(crate) total_items: AtomicU64,
+    pub(crate) mem_limit: AtomicU64,
+    pub(crate) threads: Mutex<Vec<Arc<ThreadStats>>>,
+    pub(crate) juggles: AtomicU64,
+    pub(crate) crawler: CrawlerState,
+    pub(crate) mover: MoverState,
+    pub(crate) stop: AtomicBool,
+    /// Wakes background threads early (shutdown, crawl requests).
+    pub(crate) wake: (Mutex<()>, Condvar),
+    bg: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Builds an engine; no memory is taken until items arrive.
+    pub fn new(cfg: Config) -> Result<Arc<Engine>, ConfigError> {
+        cfg.validate()?;
+        let layout = Layout::new(cfg.use_cas);
+        let slabs = Slabs::new(
+            layout,
+            cfg.page_size,
+            cfg.growth_factor,
+            cfg.chunk_size,
+            cfg.chunk_max(),
+            cfg.mem_limit,
+        );
+        let index = Index::new(cfg.shards, cfg.hashpower_init);
+        Ok(Arc::new(Engine {
+            clock: Clock::new(),
+            slabs,
+            index,
+            cas_id: AtomicU64::new(0),
+            oldest_live: AtomicU32::new(0),
+            oldest_cas: AtomicU64::new(0),
+            total_items: AtomicU64::new(0),
+            mem_limit: AtomicU64::new(cfg.mem_limit as u64),
+            threads: Mutex::new(Vec::new()),
+            juggles: AtomicU64::new(0),
+            crawler: CrawlerState::new(&cfg),
+            mover: MoverState::new(&cfg),
+            stop: AtomicBool::new(false),
+            wake: (Mutex::new(()), Condvar::new()),
+            bg: Mutex::new(Vec::new()),
+            cfg,
+        }))
+    }
+
+    /// Starts the clock, and the LRU maintainer, crawler and page mover
+    /// threads the configuration asks for.
+    pub fn start(self: &Arc<Self>) {
+        let mut bg = self.bg.lock();
+        let e = Arc::clone(self);
+        bg.push(spawn("mnemo-clock", move || {
+            while !e.stop.load(Relaxed) {
+                e.clock.tick();
+                e.sleep(Duration::from_millis(250));
+            }
+        }));
+        if self.cfg.lru_maintainer {
+            let e = Arc::clone(self);
+            bg.push(spawn("mnemo-lru", move || e.maintainer_loop()));
+        }
+        let e = Arc::clone(self);
+        bg.push(spawn("mnemo-crawler", move || e.crawler_loop()));
+        let e = Arc::clone(self);
+        bg.push(spawn("mnemo-slabmove", move || e.mover_loop()));
+    }
+
+    /// Stops and joins the background threads.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Relaxed);
+        self.wake.1.notify_all();
+        let handles: Vec<_> = self.bg.lock().drain(..).collect();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// Sleeps up to `d`, returning early on shutdown or a wake-up.
+    pub(crate) fn sleep(&self, d: Duration) {
+        let mut g = self.wake.0.lock();
+        if !self.stop.load(Relaxed) {
+            self.wake.1.wait_for(&mut g, d);
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The settings in force, with run-time changes applied.
+    pub fn config(&self) -> Config {
+        let mut c = self.cfg.clone();
+        c.mem_limit = self.mem_limit.load(Relaxed) as usize;
+        c.slab_automove = self.mover.automove.load(Relaxed);
+        c.lru_crawler = self.crawler.enabled.load(Relaxed);
+        c.lru_crawler_sleep = self.crawler.sleep_us.load(Relaxed);
+        c.lru_crawler_tocrawl = self.crawler.tocrawl.load(Relaxed);
+        c
+    }
+
+    pub fn slab_classes(&self) -> Vec<SlabClassInfo> {
+        self.slabs.info()
+    }
+
+    pub fn new_thread_stats(&self) -> Arc<ThreadStats> {
+        let ts = Arc::new(ThreadStats::new());
+        self.threads.lock().push(Arc::clone(&ts));
+        ts
+    }
+
+    /// Whether an item of this shape can be stored at all (`-I`).
+    pub fn item_size_ok(&self, nkey: usize, flags: u32, nbytes: usize) -> bool {
+        // memcached counts the value's "\r\n" against -I; so do we, so the
+        // same sizes are accepted and refused.
+        self.slabs.layout.item_size(nkey, flags, nbytes + 2) <= self.cfg.item_size_max
+            && nkey <= crate::KEY_MAX_LENGTH
+    }
+
+    #[inline]
+    pub(crate) fn next_cas(&self) -> u64 {
+        if self.cfg.use_cas {
+            self.cas_id.fetch_add(1, Relaxed) + 1
+        } else {
+            0
+        }
+    }
+
+    /// Expired, or invalidated by `flush_all`.
+    #[inline]
+    pub(crate) fn is_dead(&self, id: ItemId, now: u32) -> bool {
+        let raw = self.slabs.raw(id);
+        let exp = raw.exptime();
+        (exp != 0 && exp <= now) || self.is_flushed(raw, now)
+    }
+
+    #[inline]
+    pub(crate) fn is_flushed(&self, raw: Raw, now: u32) -> bool {
+        let oldest = self.oldest_live.load(Relaxed);
+        if oldest == 0 || oldest > now {
+            return false;
+        }
+        let oldest_cas = self.oldest_cas.load(Relaxed);
+        let cas = raw.cas();
+        raw.atime() <= oldest || (oldest_cas != 0 && cas != 0 && cas < oldest_cas)
+    }
+
+    /// Bytes an item is charged in `bytes` and `mem_requested`.
+    pub(crate) fn charged_size(&self, raw: Raw) -> usize {
+        let l = self.slabs.layout;
+        let base = l.item_size(raw.nkey(), raw.flags(), 0);
+        if raw.is_chained() {
+            base + 8 + 4 * raw.chain_word(1) as usize + raw.value_len()
+        } else {
+            base + raw.nbytes_here()
+        }
+    }
+
+    // ---- allocation ---------------------------------------------------
+
+    /// A chunk of class `ci`: from its free list, a new page, an eviction,
+    /// or a page taken from another class. None means out of memory.
+    pub(crate) fn alloc_chunk(&self, ci: usize) -> Option<ItemId> {
+        let class = &self.slabs.classes[ci];
+        let mut st = class.state.lock();
+        let now = self.clock.now();
+        for _ in 0..16 {
+            if let Some(id) = self.slabs.free_pop(&mut st) {
+                return Some(id);
+            }
+            if let Some(page) = self.slabs.take_page() {
+                self.slabs.carve(ci, &mut st, page);
+                continue;
+            }
+            if self.cfg.evict_to_free {
+                if self.evict_one(&mut st, ci, now) {
+                    continue;
+                }
+            } else if self.reclaim_dead_tail(&mut st, ci, now) {
+                continue;
+            }
+            // Nothing of our own to give up: a class that holds no items
+            // would otherwise never store anything once memory is full.
+            if self.cfg.evict_to_free && st.items() == 0 {
+                drop(st);
+                let moved = self.steal_page_for(ci);
+                st = class.state.lock();
+                if moved {
+                    continue;
+                }
+            }
+            break;
+        }
+        st.c.outofmemory += 1;
+        None
+    }
+
+    /// With `-M`: frees expired items at the tails, never live ones.
+    fn reclaim_dead_tail(&self, st: &mut ClassState, ci: usize, now: u32) -> bool {
+        for seg in [Seg::Cold, Seg::Hot, Seg::Warm, Seg::Temp] {
+            let mut id = st.lru[seg as usize].tail;
+            let mut n = 0;
+            while id != NIL && n < 5 {
+                let prev = self.slabs.raw(id).prev();
+                if self.is_dead(id, now) && self.reclaim(st, ci, id, true) {
+                    return true;
+                }
+                id = prev;
+                n += 1;
+            }
+        }
+        false
+    }
+
+    /// Allocates and fills the header of an unlinked item. The value is
+    /// left for the caller to write with `fill_value`.
+    pub(crate) fn alloc_item(
+        &self,
+        key: &[u8],
+        flags: u32,
+        exptime: u32,
+        nbytes: usize,
+    ) -> Option<(ItemId, Raw)> {
+        let l = self.slabs.layout;
+        let size = l.item_size(key.len(), flags, nbytes);
+        let chunk_max = self.cfg.chunk_max();
+        let flags_bits = if flags != 0 { HAS_FLAGS } else { 0 };
+        let nkey_bits = (key.len() as u32) << NKEY_SHIFT;
+        let (id, raw) = if size <= chunk_max {
+            let ci = self.slabs.class_for(size)?;
+            let id = self.alloc_chunk(ci)?;
+            let raw = self.slabs.raw(id);
+            raw.set_meta(nbytes as u32 | nkey_bits | flags_bits);
+            (id, raw)
+        } else {
+            let ci = self.slabs.largest();
+            let fixed = l.item_size(key.len(), flags, 0) + 8;
+            let per_chunk = chunk_max - l.header();
+            // Smallest n with head room + n chunks >= nbytes.
+            let mut n = 0usize;
+            loop {
+                let head_room = chunk_max.checked_sub(fixed + 4 * n)?;
+                if head_room + n * per_chunk >= nbytes {
+                    break;
+                }
+                n += 1;
+            }
+            let head_room = chunk_max - fixed - 4 * n;
+            let head_id = self.alloc_chunk(ci)?;
+            let head = self.slabs.raw(head_id);
+            head.set_meta(nkey_bits | flags_bits | CHAINED | nbytes.min(head_room) as u32);
+            let mut ids = Vec::with_capacity(n);
+            let mut left = nbytes.saturating_sub(head_room);
+            for _ in 0..n {
+                let Some(cid) = self.alloc_chunk(ci) else {
+                    let mut st = self.slabs.classes[ci].state.lock();
+                    for id in ids {
+                        self.slabs.free_push(&mut st, id);
+                    }
+                    self.slabs.free_push(&mut st, head_id);
+                    return None;
+                };
+                let c = self.slabs.raw(cid);
+                let here = left.min(per_chunk);
+                left -= here;
+                c.set_prev(head_id);
+                c.set_meta(CHAIN_CHUNK | here as u32);
+                ids.push(cid);
+            }
+            // Key first: the chain table's position depends on nkey.
+            // SAFETY: the chunk is ours until linked; sizes checked above.
+            unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), head.key_ptr(), key.len()) };
+            head.set_chain_word(0, nbytes as u32);
+            head.set_chain_word(1, n as u32);
+            for (i, id) in ids.iter().enumerate() {
+                head.set_chain_word(2 + i, *id);
+            }
+            (head_id, head)
+        };
+        raw.set_cas(0);
+        raw.set_exptime(exptime);
+        raw.init_access(self.clock.now());
+        if flags != 0 {
+            // SAFETY: the flags word follows the header when HAS_FLAGS is set.
+            unsafe { (raw.p.add(l.header()) as *mut u32).write(flags) };
+        }
+        // SAFETY: the chunk is ours until linked; room for the key checked.
+        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), raw.key_ptr(), key.len()) };
+        Some((id, raw))
+    }
+
+    /// Calls `f` with each stored part of an item's value, in order.
+    pub(crate) fn for_each_value_part(&self, raw: Raw, mut f: impl FnMut(&[u8])) {
+        if !raw.is_chained() {
+            // SAFETY: nbytes_here value bytes follow the key.
+            f(unsafe { std::slice::from_raw_parts(raw.data_ptr(), raw.nbytes_here()) });
+            return;
+        }
+        // SAFETY: the head's part follows its table; each chain chunk's
+        // part follows its header; lengths were set at allocation.
+        f(unsafe { std::slice::from_raw_parts(raw.chained_head_data(), raw.nbytes_here()) });
+        let h = self.slabs.layout.header();
+        for i in 0..raw.chain_word(1) as usize {
+            let c = self.slabs.raw(raw.chain_word(2 + i));
+            f(unsafe { std::slice::from_raw_parts(c.p.add(h), c.nbytes_here()) });
+        }
+    }
+
+    /// Writes the concatenation of `sources` into an unlinked item's value.
+    pub(crate) fn fill_value(&self, raw: Raw, sources: &[&[u8]]) {
+        let mut parts: Vec<(*mut u8, usize)> = Vec::new();
+        let mut single = [(std::ptr::null_mut(), 0usize)];
+        let dest: &mut [(*mut u8, usize)] = if raw.is_chained() {
+            parts.push((raw.chained_head_data(), raw.nbytes_here()));
+            let h = self.slabs.layout.header();
+            for i in 0..raw.chain_word(1) as usize {
+                let c = self.slabs.raw(raw.chain_word(2 + i));
+                // SAFETY: chain chunk data follows its header.
+                parts.push((unsafe { c.p.add(h) }, c.nbytes_here()));
+            }
+            &mut parts
+        } else {
+            single[0] = (raw.data_ptr(), raw.nbytes_here());
+            &mut single
+        };
+        let mut di = 0;
+        let mut doff = 0;
+        for src in sources {
+            let mut s: &[u8] = src;
+            while !s.is_empty() && di < dest.len() {
+                let (p, len) = dest[di];
+                let n = (len - doff).min(s.len());
+                // SAFETY: within the destination part's length.
+                unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), p.add(doff), n) };
+                s = &s[n..];
+                doff += n;
+                if doff == len {
+                    di += 1;
+                    doff = 0;
+                }
+            }
+        }
+    }
+
+    /// Returns an unlinked item's chunks to their class.
+    pub(crate) fn free_item(&self, raw: Raw, id: ItemId) {
+        let ci = self.slabs.class_of(id);
+        let mut st = self.slabs.classes[ci].state.lock();
+        self.free_item_locked(&mut st, raw, id);
+    }
+
+    /// As `free_item`, with the item's class already locked. Chain chunks
+    /// live in the same (largest) class as their head.
+    pub(crate) fn free_item_locked(&self, st: &mut ClassState, raw: Raw, id: ItemId) {
+        if raw.is_chained() {
+            for i in 0..raw.chain_word(1) as usize {
+                self.slabs.free_push(st, raw.chain_word(2 + i));
+            }
+        }
+        self.slabs.free_push(st, id);
+    }
+
+    // ---- link / unlink --------------------------------------------------
+
+    /// Links a filled item into the index (replacing `old` if given) and
+    /// the LRU. The caller holds the key's shard lock.
+    pub(crate) fn link(&self, shard: &mut Shard, h: u64, id: ItemId, old: Option<ItemId>) {
+        let raw = self.slabs.raw(id);
+        let size = self.charged_size(raw) as u64;
+        match old {
+            Some(o) => {
+                shard.replace(h, o, id);
+                self.unlink_from_lru_and_free(o);
+            }
+            None => shard.insert(h, id),
+        }
+        let seg = if self.cfg.temp_lru {
+            let exp = raw.exptime();
+            if exp != 0 && exp.saturating_sub(self.clock.now()) <= self.cfg.temporary_ttl {
+                Seg::Temp
+            } else {
+                Seg::Hot
+            }
+        } else {
+            Seg::Hot
+        };
+        let ci = self.slabs.class_of(id);
+        let mut st = self.slabs.classes[ci].state.lock();
+        raw.set_meta_bits(LINKED, true);
+        self.slabs.lru_link(&mut st, id, seg, size);
+        st.requested += size;
+        drop(st);
+        self.total_items.fetch_add(1, Relaxed);
+    }
+
+    /// Takes an item out of the index and frees it. The caller holds the
+    /// key's shard lock.
+    pub(crate) fn unlink(&self, shard: &mut Shard, h: u64, id: ItemId) {
+        shard.remove(h, id);
+        self.unlink_from_lru_and_free(id);
+    }
+
+    fn unlink_from_lru_and_free(&self, id: ItemId) {
+        let raw = self.slabs.raw(id);
+        let ci = self.slabs.class_of(id);
+        let mut st = self.slabs.classes[ci].state.lock();
+        let size = self.charged_size(raw) as u64;
+        self.slabs.lru_unlink(&mut st, id, size);
+        st.requested -= size;
+        raw.set_meta_bits(LINKED, false);
+        self.free_item_locked(&mut st, raw, id);
+    }
+
+    /// From a class-side walk: removes an expired or flushed item if its
+    /// shard can be locked without waiting.
+    pub(crate) fn reclaim(&self, st: &mut ClassState, _ci: usize, id: ItemId, _tail: bool) -> bool {
+        let raw = self.slabs.raw(id);
+        let h = hash(raw.key());
+        let Some(mut shard) = self.index.try_lock(h) else {
+            return false;
+        };
+        let fetched = raw.access_bits() & FETCHED != 0;
+        self.unlink_class_side(&mut shard, st, h, id);
+        st.c.reclaimed += 1;
+        if !fetched {
+            st.c.expired_unfetched += 1;
+        }
+        true
+    }
+
+    /// From a class-side walk: evicts a live item if its shard can be
+    /// locked without waiting.
+    pub(crate) fn evict(&self, st: &mut ClassState, _ci: usize, id: ItemId, now: u32) -> bool {
+        let raw = self.slabs.raw(id);
+        let h = hash(raw.key());
+        let Some(mut shard) = self.index.try_lock(h) else {
+            return false;
+        };
+        let bits = raw.access_bits();
+        st.c.evicted += 1;
+        st.c.evicted_time = now.saturating_sub(raw.atime());
+        if raw.exptime() != 0 {
+            st.c.evicted_nonzero += 1;
+        }
+        if bits & FETCHED == 0 {
+            st.c.evicted_unfetched += 1;
+        }
+        if bits & ACTIVE != 0 {
+            st.c.evicted_active += 1;
+        }
+        self.unlink_class_side(&mut shard, st, h, id);
+        true
+    }
+
+    /// Unlinks with both the shard and the item's class locked.
+    pub(crate) fn unlink_class_side(
+        &self,
+        shard: &mut Shard,
+        st: &mut ClassState,
+        h: u64,
+        id: ItemId,
+    ) {
+        let raw = self.slabs.raw(id);
+        shard.remove(h, id);
+        let size = self.charged_size(raw) as u64;
+        self.slabs.lru_unlink(st, id, size);
+        st.requested -= size;
+        raw.set_meta_bits(LINKED, false);
+        self.free_item_locked(st, raw, id);
+    }
+
+    /// Finds `key` in a locked shard.
+    #[inline]
+    pub(crate) fn find(&self, shard: &Shard, h: u64, key: &[u8]) -> Option<ItemId> {
+        shard.find(h, |id| self.slabs.raw(id).key() == key)
+    }
+
+    // ---- stats ------------------------------------------------------------
+
+    fn sum_threads(&self) -> (EngineStats, Vec<ClassReqSum>) {
+        let mut s = EngineStats::default();
+        let mut per = vec![ClassReqSum::default(); self.slabs.classes.len() + 1];
+        for t in self.threads.lock().iter() {
+            s.get_misses += t.get_misses.get();
+            s.get_expired += t.get_expired.get();
+            s.get_flushed += t.get_flushed.get();
+            s.delete_misses += t.delete_misses.get();
+            s.incr_misses += t.incr_misses.get();
+            s.decr_misses += t.decr_misses.get();
+            s.cas_misses += t.cas_misses.get();
+            s.touch_misses += t.touch_misses.get();
+            for (ci, p) in per.iter_mut().enumerate().skip(1) {
+                let c = &t.class[ci];
+                p.get_hits += c.get_hits.get();
+                p.cmd_set += c.cmd_set.get();
+                p.delete_hits += c.delete_hits.get();
+                p.incr_hits += c.incr_hits.get();
+                p.decr_hits += c.decr_hits.get();
+                p.cas_hits += c.cas_hits.get();
+                p.cas_badval += c.cas_badval.get();
+                p.touch_hits += c.touch_hits.get();
+            }
+        }
+        for p in &per {
+            s.get_hits += p.get_hits;
+            s.cmd_set += p.cmd_set;
+            s.delete_hits += p.delete_hits;
+            s.incr_hits += p.incr_hits;
+            s.decr_hits += p.decr_hits;
+            s.cas_hits += p.cas_hits;
+            s.cas_badval += p.cas_badval;
+            s.touch_hits += p.touch_hits;
+        }
+        (s, per)
+    }
+
+    /// The engine's part of the general `stats` block.
+    pub fn stats(&self) -> EngineStats {
+        let (mut s, _) = self.sum_threads();
+        for class in &self.slabs.classes {
+            let st = class.state.lock();
+            s.curr_items += st.items();
+            s.bytes += st.lru.iter().map(|l| l.bytes).sum::<u64>();
+            s.evictions += st.c.evicted;
+            s.reclaimed += st.c.reclaimed;
+            s.expired_unfetched += st.c.expired_unfetched;
+            s.evicted_unfetched += st.c.evicted_unfetched;
+            s.evicted_active += st.c.evicted_active;
+            s.crawler_reclaimed += st.c.crawler_reclaimed;
+            s.crawler_items_checked += st.c.crawler_items_checked;
+            s.lrutail_reflocked += st.c.lrutail_reflocked;
+            s.moves_to_cold += st.c.moves_to_cold;
+            s.moves_to_warm += st.c.moves_to_warm;
+            s.moves_within_lru += st.c.moves_within_lru;
+            s.direct_reclaims += st.c.direct_reclaims;
+        }
+        let (slots, _) = self.index.size();
+        s.hash_power_level = usize::BITS - 1 - slots.leading_zeros();
+        s.hash_bytes = (slots * 8) as u64;
+        s.hash_is_expanding = 0;
+        s.total_items = self.total_items.load(Relaxed);
+        s.limit_maxbytes = self.mem_limit.load(Relaxed);
+        s.malloc_fails = self.slabs.malloc_fails.load(Relaxed);
+        s.total_malloced = self.slabs.total_malloced.load(Relaxed);
+        s.lru_maintainer_juggles = self.juggles.load(Relaxed);
+        self.crawler.fill_stats(&mut s);
+        self.mover.fill_stats(&mut s);
+        s
+    }
+
+    /// `stats items`, in memcached's names and order.
+    pub fn stats_items(&self) -> Vec<(String, String)> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for class in &self.slabs.classes {
+            let st = class.state.lock();
+            let n = st.items();
+            if n == 0 && st.pages.is_empty() {
+                continue;
+            }
+            let age = |seg: Seg| {
+                let t = st.lru[seg as usize].tail;
+                if t == NIL {
+                    0
+                } else {
+                    now.saturating_sub(self.slabs.raw(t).atime())
+                }
+            };
+            let id = class.id;
+            let mut put = |k: &str, v: String| out.push((format!("items:{id}:{k}"), v));
+            put("number", n.to_string());
+            put("number_hot", st.lru[Seg::Hot as usize].count.to_string());
+            put("number_warm", st.lru[Seg::Warm as usize].count.to_string());
+            put("number_cold", st.lru[Seg::Cold as usize].count.to_string());
+            put("age_hot", age(Seg::Hot).to_string());
+            put("age_warm", age(Seg::Warm).to_string());
+            put("age", age(Seg::Cold).to_string());
+            put("mem_requested", st.requested.to_string());
+            put("evicted", st.c.evicted.to_string());
+            put("evicted_nonzero", st.c.evicted_nonzero.to_string());
+            put("evicted_time", st.c.evicted_time.to_string());
+            put("outofmemory", st.c.outofmemory.to_string());
+            put("tailrepairs", st.c.tailrepairs.to_string());
+            put("reclaimed", st.c.reclaimed.to_string());
+            put("expired_unfetched", st.c.expired_unfetched.to_string());
+            put("evicted_unfetched", st.c.evicted_unfetched.to_string());
+            put("evicted_active", st.c.evicted_active.to_string());
+            put("crawler_reclaimed", st.c.crawler_reclaimed.to_string());
+            put(
+                "crawler_items_checked",
+                st.c.crawler_items_checked.to_string(),
+            );
+            put("lrutail_reflocked", st.c.lrutail_reflocked.to_string());
+            put("moves_to_cold", st.c.moves_to_cold.to_string());
+            put("moves_to_warm", st.c.moves_to_warm.to_string());
+            put("moves_within_lru", st.c.moves_within_lru.to_string());
+            put("direct_reclaims", st.c.direct_reclaims.to_string());
+            put("hits_to_hot", "0".to_string());
+            put("hits_to_warm", "0".to_string());
+            put("hits_to_cold", "0".to_string());
+            put("hits_to_temp", "0".to_string());
+        }
+        out
+    }
+
+    /// `stats slabs`, in memcached's names and order.
+    pub fn stats_slabs(&self) -> Vec<(String, String)> {
+        let (_, per) = self.sum_threads();
+        let mut out = Vec::new();
+        let mut active = 0;
+        for (ci, class) in self.slabs.classes.iter().enumerate() {
+            let st = class.state.lock();
+            if st.pages.is_empty() {
+                continue;
+            }
+            active += 1;
+            let id = class.id;
+            let total_chunks = st.pages.len() * class.perslab;
+            let used = total_chunks as u64 - st.free_count;
+            let p = per[ci + 1];
+            let mut put = |k: &str, v: String| out.push((format!("{id}:{k}"), v));
+            put("chunk_size", class.size.to_string());
+            put("chunks_per_page", class.perslab.to_string());
+            put("total_pages", st.pages.len().to_string());
+            put("total_chunks", total_chunks.to_string());
+            put("used_chunks", used.to_string());
+            put("free_chunks", st.free_count.to_string());
+            put("free_chunks_end", "0".to_string());
+            put("get_hits", p.get_hits.to_string());
+            put("cmd_set", p.cmd_set.to_string());
+            put("delete_hits", p.delete_hits.to_string());
+            put("incr_hits", p.incr_hits.to_string());
+            put("decr_hits", p.decr_hits.to_string());
+            put("cas_hits", p.cas_hits.to_string());
+            put("cas_badval", p.cas_badval.to_string());
+            put("touch_hits", p.touch_hits.to_string());
+        }
+        out.push(("active_slabs".into(), active.to_string()));
+        out.push((
+            "total_malloced".into(),
+            self.slabs.total_malloced.load(Relaxed).to_string(),
+        ));
+        out
+    }
+
+    /// `stats sizes`: items by their size rounded up to 32 bytes, as
+    /// memcached's histogram buckets them.
+    pub fn stats_sizes(&self) -> Vec<(String, String)> {
+        let mut hist = std::collections::BTreeMap::<usize, u64>::new();
+        for class in &self.slabs.classes {
+            let st = class.state.lock();
+            for seg in Seg::ALL {
+                let mut id = st.lru[seg as usize].head;
+                while id != NIL {
+                    let raw = self.slabs.raw(id);
+                    let size = self.charged_size(raw) + 2;
+                    *hist.entry(size.div_ceil(32) * 32).or_default() += 1;
+                    id = raw.next();
+                }
+            }
+        }
+        hist.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// `stats reset`: the request counters and per-class event counters.
+    pub fn stats_reset(&self) {
+        for t in self.threads.lock().iter() {
+            t.reset();
+        }
+        for class in &self.slabs.classes {
+            let mut st = class.state.lock();
+            st.c = Default::default();
+        }
+        self.total_items.store(0, Relaxed);
+        self.juggles.store(0, Relaxed);
+        self.mover.reset_stats();
+        self.crawler.reset_stats();
+    }
+
+    /// `cache_memlimit`: raises or lowers the page budget. Lowering frees
+    /// spare pages at once and makes the mover hand back pages until the
+    /// pool fits.
+    pub fn set_mem_limit(&self, bytes: usize) -> Result<(), ConfigError> {
+        let pages = bytes / self.cfg.page_size;
+        if pages > crate::slabs::MAX_PAGES || pages == 0 {
+            return Err(ConfigError("memory limit out of range".into()));
+        }
+        self.slabs.pool.lock().limit = pages;
+        self.mem_limit.store(bytes as u64, Relaxed);
+        self.slabs.trim_spare();
+        self.wake.1.notify_all();
+        Ok(())
+    }
+
+    /// Every linked item, by walking the index (tests and consistency checks).
+    #[doc(hidden)]
+    pub fn count_linked(&self) -> u64 {
+        let mut n = 0;
+        for i in 0..self.index.nshards() {
+            n += self.index.lock_shard(i).ids().count() as u64;
+        }
+        n
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .expect("spawn engine thread")
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
+}

@@ -1,0 +1,369 @@
+//! The item: how one key and its value sit in a slab chunk.
+//!
+//! memcached's item header is 48 bytes plus 8 of CAS. Ours is 28 with CAS
+//! (20 with `-C`), because links are 32-bit chunk ids rather than pointers,
+//! the hash chain lives in the index instead of the item, and the small
+//! fields are packed:
+//!
+//! ```text
+//! offset  size  field
+//!  0      4     lru prev id   (bit 31: LRU segment bit 0)
+//!  4      4     lru next id   (bit 31: LRU segment bit 1)
+//!  8      8     cas           (absent with -C)
+//! 16      4     exptime       (30 bits relative time; bits 30-31 reserved for meta's stale/win)
+//! 20      4     last access   (30 bits relative time; bit 30 FETCHED, bit 31 ACTIVE)
+//! 24      4     meta          (bits 0-19 value bytes in this chunk, 20-27 key length,
+//!                              28 HAS_FLAGS, 29 CHAINED, 30 LINKED, 31 CHAIN_CHUNK)
+//! 28     [4]    client flags, only when non-zero (as memcached does)
+//!        nkey   key
+//!        ...    value (no trailing "\r\n": the server adds it on the way out)
+//! ```
+//!
+//! Every header word is read and written as an atomic: readers under a
+//! shard lock set FETCHED/ACTIVE and the access time while the maintainer,
+//! under the class lock only, may be moving the item between segments.
+//! The key and value bytes are written once, before the item is published
+//! under a lock, and never change while the item is linked, except by
+//! in-place incr/decr under the key's shard lock.
+//!
+//! A chained item (bigger than the largest chunk) has a head chunk in the
+//! largest class holding header, key, then `total value length: u32`,
+//! `number of further chunks: u32`, their ids, and the first part of the
+//! value; each further chunk has a header whose `prev` is the head's id and
+//! whose meta is CHAIN_CHUNK, then value bytes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// Chunk id: page index in the high bits, chunk index within the page low.
+pub type ItemId = u32;
+
+pub const NIL: ItemId = 0x7FFF_FFFF;
+pub const PAGE_SHIFT: u32 = 15;
+pub const CHUNK_MASK: u32 = (1 << PAGE_SHIFT) - 1;
+const ID_MASK: u32 = 0x7FFF_FFFF;
+const SEG_BIT: u32 = 0x8000_0000;
+
+pub const TIME_MASK: u32 = 0x3FFF_FFFF;
+pub const FETCHED: u32 = 1 << 30;
+pub const ACTIVE: u32 = 1 << 31;
+
+pub const NBYTES_MASK: u32 = 0x000F_FFFF;
+pub const NKEY_SHIFT: u32 = 20;
+pub const HAS_FLAGS: u32 = 1 << 28;
+pub const CHAINED: u32 = 1 << 29;
+pub const LINKED: u32 = 1 << 30;
+pub const CHAIN_CHUNK: u32 = 1 << 31;
+/// Meta of a chunk taken off the free list whose header is not written
+/// yet: not free (0), not linked, so the page mover waits for it.
+pub const RESERVED: u32 = NBYTES_MASK;
+
+/// LRU segments, as memcached numbers its sub-LRUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Seg {
+    Hot = 0,
+    Warm = 1,
+    Cold = 2,
+    Temp = 3,
+}
+
+impl Seg {
+    pub const ALL: [Seg; 4] = [Seg::Hot, Seg::Warm, Seg::Cold, Seg::Temp];
+    fn from_bits(b: u32) -> Seg {
+        match b & 3 {
+            0 => Seg::Hot,
+            1 => Seg::Warm,
+            2 => Seg::Cold,
+            _ => Seg::Temp,
+        }
+    }
+}
+
+/// Header layout for this engine's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Offset of the exptime word (16 with CAS, 8 without).
+    t: usize,
+    pub use_cas: bool,
+}
+
+impl Layout {
+    pub fn new(use_cas: bool) -> Layout {
+        Layout {
+            t: if use_cas { 16 } else { 8 },
+            use_cas,
+        }
+    }
+
+    /// Bytes of header before the optional flags word.
+    #[inline]
+    pub fn header(&self) -> usize {
+        self.t + 12
+    }
+
+    /// Total bytes an unchained item needs.
+    #[inline]
+    pub fn item_size(&self, nkey: usize, flags: u32, nbytes: usize) -> usize {
+        self.header() + if flags != 0 { 4 } else { 0 } + nkey + nbytes
+    }
+}
+
+/// A raw view of one chunk. The caller guarantees the pointer is a live
+/// chunk of at least `layout.header()` bytes and holds whatever lock the
+/// field it touches needs (see the module doc).
+#[derive(Clone, Copy)]
+pub struct Raw {
+    pub p: *mut u8,
+    pub l: Layout,
+}
+
+impl Raw {
+    #[inline]
+    fn word(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: chunks are 8-byte aligned and at least header-sized;
+        // offsets used here are within the header and 4-aligned.
+        unsafe { &*(self.p.add(off) as *const AtomicU32) }
+    }
+
+    #[inline]
+    pub fn prev(&self) -> ItemId {
+        self.word(0).load(Relaxed) & ID_MASK
+    }
+    #[inline]
+    pub fn next(&self) -> ItemId {
+        self.word(4).load(Relaxed) & ID_MASK
+    }
+    #[inline]
+    pub fn set_prev(&self, id: ItemId) {
+        let w = self.word(0);
+        w.store((w.load(Relaxed) & SEG_BIT) | id, Relaxed);
+    }
+    #[inline]
+    pub fn set_next(&self, id: ItemId) {
+        let w = self.word(4);
+        w.store((w.load(Relaxed) & SEG_BIT) | id, Relaxed);
+    }
+    pub fn seg(&self) -> Seg {
+        let b0 = self.word(0).load(Relaxed) >> 31;
+        let b1 = self.word(4).load(Relaxed) >> 31;
+        Seg::from_bits(b0 | (b1 << 1))
+    }
+    pub fn set_seg(&self, s: Seg) {
+        let s = s as u32;
+        let w0 = self.word(0);
+        let w1 = self.word(4);
+        w0.store((w0.load(Relaxed) & ID_MASK) | ((s & 1) << 31), Relaxed);
+        w1.store((w1.load(Relaxed) & ID_MASK) | ((s >> 1) << 31), Relaxed);
+    }
+
+    #[inline]
+    pub fn cas(&self) -> u64 {
+        if self.l.use_cas {
+            // SAFETY: offset 8 is 8-aligned inside the header when CAS is on.
+            unsafe { &*(self.p.add(8) as *const AtomicU64) }.load(Relaxed)
+        } else {
+            0
+        }
+    }
+    #[inline]
+    pub fn set_cas(&self, cas: u64) {
+        if self.l.use_cas {
+            // SAFETY: as in `cas`.
+            unsafe { &*(self.p.add(8) as *const AtomicU64) }.store(cas, Relaxed)
+        }
+    }
+
+    /// Relative expiry time, 0 for never.
+    #[inline]
+    pub fn exptime(&self) -> u32 {
+        self.word(self.l.t).load(Relaxed) & TIME_MASK
+    }
+    pub fn set_exptime(&self, t: u32) {
+        let w = self.word(self.l.t);
+        w.store((w.load(Relaxed) & !TIME_MASK) | t.min(TIME_MASK), Relaxed);
+    }
+
+    #[inline]
+    pub fn atime(&self) -> u32 {
+        self.word(self.l.t + 4).load(Relaxed) & TIME_MASK
+    }
+    #[inline]
+    pub fn access_bits(&self) -> u32 {
+        self.word(self.l.t + 4).load(Relaxed) & !TIME_MASK
+    }
+    pub fn set_atime(&self, t: u32) {
+        let w = self.word(self.l.t + 4);
+        w.store((w.load(Relaxed) & !TIME_MASK) | (t & TIME_MASK), Relaxed);
+    }
+    /// Marks a read: FETCHED on the first, ACTIVE from the second on, as
+    /// memcached does ("hit at least twice"). Skips the store when nothing
+    /// changes so hot keys do not keep dirtying the line.
+    #[inline]
+    pub fn touch_access(&self, now: u32) {
+        let w = self.word(self.l.t + 4);
+        let old = w.load(Relaxed);
+        let bits = if old & FETCHED != 0 {
+            FETCHED | ACTIVE
+        } else {
+            FETCHED
+        };
+        let new = (old & !TIME_MASK) | bits | (now & TIME_MASK);
+        if new != old {
+            // A racing fetch_and from the maintainer may be overwritten;
+            // that only leaves a just-read item marked active, which it is.
+            w.store(new, Relaxed);
+        }
+    }
+    pub fn clear_active(&self) {
+        self.word(self.l.t + 4).fetch_and(!ACTIVE, Relaxed);
+    }
+    pub fn init_access(&self, now: u32) {
+        self.word(self.l.t + 4).store(now & TIME_MASK, Relaxed);
+    }
+
+    #[inline]
+    pub fn meta(&self) -> u32 {
+        self.word(self.l.t + 8).load(Relaxed)
+    }
+    #[inline]
+    pub fn set_meta(&self, m: u32) {
+        self.word(self.l.t + 8).store(m, Relaxed)
+    }
+    pub fn set_meta_bits(&self, bits: u32, on: bool) {
+        let w = self.word(self.l.t + 8);
+        if on {
+            w.fetch_or(bits, Relaxed);
+        } else {
+            w.fetch_and(!bits, Relaxed);
+        }
+    }
+    #[inline]
+    pub fn nkey(&self) -> usize {
+        ((self.meta() >> NKEY_SHIFT) & 0xFF) as usize
+    }
+    /// Value bytes stored in this chunk.
+    #[inline]
+    pub fn nbytes_here(&self) -> usize {
+        (self.meta() & NBYTES_MASK) as usize
+    }
+    #[inline]
+    pub fn is_chained(&self) -> bool {
+        self.meta() & CHAINED != 0
+    }
+
+    #[inline]
+    fn flags_len(&self) -> usize {
+        if self.meta() & HAS_FLAGS != 0 {
+            4
+        } else {
+            0
+        }
+    }
+    #[inline]
+    pub fn flags(&self) -> u32 {
+        if self.meta() & HAS_FLAGS != 0 {
+            self.word(self.l.header()).load(Relaxed)
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    pub fn key_ptr(&self) -> *mut u8 {
+        // SAFETY: within the chunk: header + flags precede the key.
+        unsafe { self.p.add(self.l.header() + self.flags_len()) }
+    }
+    /// The key. Valid while the chunk holds this item.
+    #[inline]
+    pub fn key<'a>(&self) -> &'a [u8] {
+        // SAFETY: nkey bytes follow the header; immutable while allocated.
+        unsafe { std::slice::from_raw_parts(self.key_ptr(), self.nkey()) }
+    }
+    #[inline]
+    pub fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: the value follows the key (and chain table, for heads).
+        unsafe { self.key_ptr().add(self.nkey()) }
+    }
+
+    /// Total value length, following the chain table for chained items.
+    pub fn value_len(&self) -> usize {
+        if self.is_chained() {
+            self.chain_word(0) as usize
+        } else {
+            self.nbytes_here()
+        }
+    }
+
+    /// Word `i` of a chained head's table (0: total length, 1: count, 2..: ids).
+    pub fn chain_word(&self, i: usize) -> u32 {
+        // SAFETY: the table follows the key in a chained head.
+        unsafe { (self.data_ptr().add(i * 4) as *const u32).read_unaligned() }
+    }
+    pub fn set_chain_word(&self, i: usize, v: u32) {
+        // SAFETY: as in chain_word; written only while the item is private.
+        unsafe { (self.data_ptr().add(i * 4) as *mut u32).write_unaligned(v) }
+    }
+    /// Start of the value bytes inside a chained head (after its table).
+    pub fn chained_head_data(&self) -> *mut u8 {
+        let n = self.chain_word(1) as usize;
+        // SAFETY: the head's value part follows the 2 + n words.
+        unsafe { self.data_ptr().add((2 + n) * 4) }
+    }
+}
+
+/// What a reader gets for one item, while the item's shard is locked.
+pub struct ItemRef<'a> {
+    raw: Raw,
+    engine: &'a crate::engine::Engine,
+    class_id: u32,
+    /// The access word before this read: last access time and bits.
+    before: u32,
+}
+
+impl<'a> ItemRef<'a> {
+    pub(crate) fn new(raw: Raw, engine: &'a crate::engine::Engine, class_id: u32) -> ItemRef<'a> {
+        let before = raw.atime() | raw.access_bits();
+        ItemRef {
+            raw,
+            engine,
+            class_id,
+            before,
+        }
+    }
+    pub fn key(&self) -> &[u8] {
+        self.raw.key()
+    }
+    pub fn flags(&self) -> u32 {
+        self.raw.flags()
+    }
+    pub fn cas(&self) -> u64 {
+        self.raw.cas()
+    }
+    pub fn value_len(&self) -> usize {
+        self.raw.value_len()
+    }
+    /// Relative expiry time, 0 for never.
+    pub fn exptime(&self) -> u32 {
+        self.raw.exptime()
+    }
+    /// Relative time of the last access before this one.
+    pub fn last_access(&self) -> u32 {
+        self.before & TIME_MASK
+    }
+    /// Whether the item had been read before this read.
+    pub fn fetched(&self) -> bool {
+        self.before & FETCHED != 0
+    }
+    pub fn class_id(&self) -> u32 {
+        self.class_id
+    }
+    /// Appends the value's bytes to `out`.
+    pub fn write_value(&self, out: &mut Vec<u8>) {
+        self.engine
+            .for_each_value_part(self.raw, |s| out.extend_from_slice(s));
+    }
+    /// Calls `f` with the value's parts in order (one part unless chained).
+    pub fn for_each_value_part(&self, f: impl FnMut(&[u8])) {
+        self.engine.for_each_value_part(self.raw, f);
+    }
+}

@@ -1,0 +1,438 @@
+//! The operations a protocol calls: get, store, delete, touch, arithmetic
+//! and flush, each atomic per key under the key's shard lock.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::assoc::{hash, Shard};
+use crate::engine::Engine;
+use crate::item::{ItemId, ItemRef};
+use crate::stats::ThreadStats;
+
+/// How a read treats the item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetMode {
+    /// `get`/`gets`: counts get_hits.
+    Get,
+    /// `gat`/`gats`: sets a new exptime (client value) and counts touch_hits.
+    Touch(i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored { cas: u64 },
+    NotStored,
+    Exists,
+    NotFound,
+    TooLarge,
+    OutOfMemory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOutcome {
+    Value(u64),
+    NotFound,
+    NonNumeric,
+    OutOfMemory,
+}
+
+/// memcached's `safe_strtoull` on a stored value: leading white space,
+/// an optional sign, digits, then white space or the end. A '-' is only
+/// refused when the result would be negative as a signed number, which is
+/// what strtoull's wrap-around plus memcached's check amount to.
+pub(crate) fn parse_u64_value(v: &[u8]) -> Option<u64> {
+    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let mut i = 0;
+    while i < v.len() && is_space(v[i]) {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < v.len() && (v[i] == b'+' || v[i] == b'-') {
+        neg = v[i] == b'-';
+        i += 1;
+    }
+    let start = i;
+    let mut n: u64 = 0;
+    while i < v.len() && v[i].is_ascii_digit() {
+        n = n.checked_mul(10)?.checked_add(u64::from(v[i] - b'0'))?;
+        i += 1;
+    }
+    if i == start {
+        return None;
+    }
+    if i < v.len() && !is_space(v[i]) {
+        return None;
+    }
+    let n = if neg { n.wrapping_neg() } else { n };
+    if neg && (n as i64) < 0 {
+        return None;
+    }
+    Some(n)
+}
+
+impl Engine {
+    /// Looks `key` up in a locked shard, dropping it if expired or flushed.
+    fn live(
+        &self,
+        shard: &mut Shard,
+        h: u64,
+        key: &[u8],
+        ts: &ThreadStats,
+        now: u32,
+    ) -> Option<ItemId> {
+        let id = self.find(shard, h, key)?;
+        let raw = self.slabs.raw(id);
+        let exp = raw.exptime();
+        if exp != 0 && exp <= now {
+            ts.get_expired.incr();
+            self.unlink_expired(shard, h, id);
+            return None;
+        }
+        if self.is_flushed(raw, now) {
+            ts.get_flushed.incr();
+            self.unlink_expired(shard, h, id);
+            return None;
+        }
+        Some(id)
+    }
+
+    fn unlink_expired(&self, shard: &mut Shard, h: u64, id: ItemId) {
+        let ci = self.slabs.class_of(id);
+        let raw = self.slabs.raw(id);
+        let fetched = raw.access_bits() & crate::item::FETCHED != 0;
+        self.unlink(shard, h, id);
+        let mut st = self.slabs.classes[ci].state.lock();
+        st.c.reclaimed += 1;
+        if !fetched {
+            st.c.expired_unfetched += 1;
+        }
+    }
+
+    /// Reads `key`. `f` runs while the item is locked and gets what the
+    /// item looked like before this read (fetched bit, last access).
+    pub fn get<R>(
+        &self,
+        key: &[u8],
+        mode: GetMode,
+        ts: &ThreadStats,
+        f: impl FnOnce(&ItemRef<'_>) -> R,
+    ) -> Option<R> {
+        let h = hash(key);
+        let now = self.clock.now();
+        let mut shard = self.index.lock(h);
+        let Some(id) = self.live(&mut shard, h, key, ts, now) else {
+            match mode {
+                GetMode::Get => ts.get_misses.incr(),
+                GetMode::Touch(_) => ts.touch_misses.incr(),
+            }
+            return None;
+        };
+        let raw = self.slabs.raw(id);
+        let ci = self.slabs.class_of(id);
+        match mode {
+            GetMode::Get => ts.class[ci + 1].get_hits.incr(),
+            GetMode::Touch(exp) => {
+                raw.set_exptime(self.clock.realtime(exp));
+                ts.class[ci + 1].touch_hits.incr();
+            }
+        }
+        let item = ItemRef::new(raw, self, ci as u32 + 1);
+        raw.touch_access(now);
+        Some(f(&item))
+    }
+
+    /// set / add / replace / append / prepend / cas.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        cas: u64,
+        ts: &ThreadStats,
+    ) -> StoreOutcome {
+        let h = hash(key);
+        if !self.item_size_ok(key.len(), flags, value.len()) {
+            if mode == StoreMode::Set {
+                self.drop_key(h, key);
+            }
+            return StoreOutcome::TooLarge;
+        }
+        match mode {
+            StoreMode::Append | StoreMode::Prepend => {
+                self.store_concat(mode, h, key, value, cas, ts)
+            }
+            _ => self.store_whole(mode, h, key, flags, exptime, value, cas, ts),
+        }
+    }
+
+    /// Removes a key without counting it (a failed `set` must not leave
+    /// the old value behind, as in memcached).
+    fn drop_key(&self, h: u64, key: &[u8]) {
+        let mut shard = self.index.lock(h);
+        if let Some(id) = self.find(&shard, h, key) {
+            self.unlink(&mut shard, h, id);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_whole(
+        &self,
+        mode: StoreMode,
+        h: u64,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        cas: u64,
+        ts: &ThreadStats,
+    ) -> StoreOutcome {
+        let exp = self.clock.realtime(exptime);
+        // Allocate and fill before taking the shard lock: the copy and any
+        // eviction happen without blocking readers of this shard.
+        let Some((new_id, raw)) = self.alloc_item(key, flags, exp, value.len()) else {
+            if mode == StoreMode::Set {
+                self.drop_key(h, key);
+            }
+            return StoreOutcome::OutOfMemory;
+        };
+        self.fill_value(raw, &[value]);
+        let ci = self.slabs.class_of(new_id);
+        ts.class[ci + 1].cmd_set.incr();
+        let now = self.clock.now();
+        let mut shard = self.index.lock(h);
+        let old = self.live(&mut shard, h, key, ts, now);
+        let outcome = match (mode, old) {
+            (StoreMode::Add, Some(old)) => {
+                // memcached bumps an item that an add found present.
+                self.slabs.raw(old).set_atime(now);
+                StoreOutcome::NotStored
+            }
+            (StoreMode::Replace, None) => StoreOutcome::NotStored,
+            (StoreMode::Cas, None) => {
+                ts.cas_misses.incr();
+                StoreOutcome::NotFound
+            }
+            (StoreMode::Cas, Some(old)) if self.slabs.raw(old).cas() != cas => {
+                ts.class[self.slabs.class_of(old) + 1].cas_badval.incr();
+                StoreOutcome::Exists
+            }
+            (_, old) => {
+                if mode == StoreMode::Cas {
+                    ts.class[ci + 1].cas_hits.incr();
+                }
+                let c = self.next_cas();
+                raw.set_cas(c);
+                self.link(&mut shard, h, new_id, old);
+                return StoreOutcome::Stored { cas: c };
+            }
+        };
+        drop(shard);
+        self.free_item(raw, new_id);
+        outcome
+    }
+
+    fn store_concat(
+        &self,
+        mode: StoreMode,
+        h: u64,
+        key: &[u8],
+        value: &[u8],
+        cas: u64,
+        ts: &ThreadStats,
+    ) -> StoreOutcome {
+        let now = self.clock.now();
+        let mut shard = self.index.lock(h);
+        let Some(old_id) = self.live(&mut shard, h, key, ts, now) else {
+            return StoreOutcome::NotStored;
+        };
+        let old = self.slabs.raw(old_id);
+        if cas != 0 && old.cas() != cas {
+            return StoreOutcome::Exists;
+        }
+        let flags = old.flags();
+        let total = old.value_len() + value.len();
+        if !self.item_size_ok(key.len(), flags, total) {
+            return StoreOutcome::TooLarge;
+        }
+        // The new item keeps the old one's flags and expiry, as memcached's.
+        let Some((new_id, raw)) = self.alloc_item(key, flags, old.exptime(), total) else {
+            return StoreOutcome::OutOfMemory;
+        };
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
+        if mode == StoreMode::Prepend {
+            parts.push(value);
+        }
+        // SAFETY of the borrow: the old item stays linked (and its bytes
+        // unchanged) while we hold its shard lock.
+        self.for_each_value_part(old, |s| {
+            // The slices point into chunk memory that outlives this call.
+            parts.push(unsafe { std::slice::from_raw_parts(s.as_ptr(), s.len()) })
+        });
+        if mode == StoreMode::Append {
+            parts.push(value);
+        }
+        self.fill_value(raw, &parts);
+        ts.class[self.slabs.class_of(new_id) + 1].cmd_set.incr();
+        let c = self.next_cas();
+        raw.set_cas(c);
+        self.link(&mut shard, h, new_id, Some(old_id));
+        StoreOutcome::Stored { cas: c }
+    }
+
+    /// `delete`: true when the key was there.
+    pub fn delete(&self, key: &[u8], ts: &ThreadStats) -> bool {
+        let h = hash(key);
+        let now = self.clock.now();
+        let mut shard = self.index.lock(h);
+        match self.live(&mut shard, h, key, ts, now) {
+            Some(id) => {
+                ts.class[self.slabs.class_of(id) + 1].delete_hits.incr();
+                self.unlink(&mut shard, h, id);
+                true
+            }
+            None => {
+                ts.delete_misses.incr();
+                false
+            }
+        }
+    }
+
+    /// `touch`: sets a new exptime; true when the key was there.
+    pub fn touch(&self, key: &[u8], exptime: i64, ts: &ThreadStats) -> bool {
+        self.get(key, GetMode::Touch(exptime), ts, |_| ()).is_some()
+    }
+
+    /// `incr` / `decr`.
+    pub fn arith(&self, key: &[u8], incr: bool, delta: u64, ts: &ThreadStats) -> ArithOutcome {
+        let h = hash(key);
+        let now = self.clock.now();
+        let mut shard = self.index.lock(h);
+        let Some(id) = self.live(&mut shard, h, key, ts, now) else {
+            if incr {
+                ts.incr_misses.incr();
+            } else {
+                ts.decr_misses.incr();
+            }
+            return ArithOutcome::NotFound;
+        };
+        let raw = self.slabs.raw(id);
+        if raw.is_chained() || raw.value_len() == 0 {
+            return ArithOutcome::NonNumeric;
+        }
+        let len = raw.nbytes_here();
+        // SAFETY: an unchained item's value is len bytes after its key.
+        let cur = unsafe { std::slice::from_raw_parts(raw.data_ptr(), len) };
+        let Some(v) = parse_u64_value(cur) else {
+            return ArithOutcome::NonNumeric;
+        };
+        let v = if incr {
+            v.wrapping_add(delta)
+        } else {
+            v.saturating_sub(delta)
+        };
+        let ci = self.slabs.class_of(id);
+        if incr {
+            ts.class[ci + 1].incr_hits.incr();
+        } else {
+            ts.class[ci + 1].decr_hits.incr();
+        }
+        let mut buf = [0u8; 20];
+        let digits = fmt_u64(v, &mut buf);
+        if digits.len() <= len {
+            // In place, padded with spaces to the old length: memcached's
+            // behaviour, visible to clients as trailing spaces.
+            // SAFETY: within the value; we hold the key's shard lock, and
+            // readers copy values only under that lock.
+            unsafe {
+                std::ptr::copy_nonoverlapping(digits.as_ptr(), raw.data_ptr(), digits.len());
+                std::ptr::write_bytes(raw.data_ptr().add(digits.len()), b' ', len - digits.len());
+            }
+            raw.set_cas(self.next_cas());
+            raw.set_atime(now);
+            return ArithOutcome::Value(v);
+        }
+        let Some((new_id, new)) = self.alloc_item(key, raw.flags(), raw.exptime(), digits.len())
+        else {
+            return ArithOutcome::OutOfMemory;
+        };
+        self.fill_value(new, &[digits]);
+        new.set_cas(self.next_cas());
+        self.link(&mut shard, h, new_id, Some(id));
+        ArithOutcome::Value(v)
+    }
+
+    /// `flush_all [delay]`: everything stored before the flush time is
+    /// dead from then on. Nothing is walked; reads and the crawler drop
+    /// flushed items as they meet them.
+    pub fn flush_all(&self, delay: i64) {
+        let now = self.clock.now();
+        let new_oldest = if delay > 0 {
+            self.clock.realtime(delay)
+        } else {
+            now
+        };
+        if self.cfg.use_cas {
+            let oldest = new_oldest.saturating_sub(1);
+            self.oldest_live.store(oldest, Relaxed);
+            if oldest <= now {
+                self.oldest_cas.store(self.next_cas(), Relaxed);
+            }
+        } else {
+            self.oldest_live.store(new_oldest, Relaxed);
+        }
+    }
+}
+
+/// Formats `v` in decimal into `buf`, returning the digits.
+fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_parsing_matches_safe_strtoull() {
+        assert_eq!(parse_u64_value(b"12"), Some(12));
+        assert_eq!(parse_u64_value(b"12  "), Some(12));
+        assert_eq!(parse_u64_value(b"  12"), Some(12));
+        assert_eq!(parse_u64_value(b"+7"), Some(7));
+        assert_eq!(parse_u64_value(b"-0"), Some(0));
+        assert_eq!(parse_u64_value(b"-1"), None);
+        assert_eq!(parse_u64_value(b"12a"), None);
+        assert_eq!(parse_u64_value(b""), None);
+        assert_eq!(parse_u64_value(b"   "), None);
+        assert_eq!(parse_u64_value(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64_value(b"18446744073709551616"), None);
+    }
+
+    #[test]
+    fn formats_decimal() {
+        let mut b = [0u8; 20];
+        assert_eq!(fmt_u64(0, &mut b), b"0");
+        let mut b = [0u8; 20];
+        assert_eq!(fmt_u64(u64::MAX, &mut b), b"18446744073709551615");
+    }
+}

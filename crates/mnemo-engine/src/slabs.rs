@@ -1,0 +1,463 @@
+//! The slab allocator: memory taken in pages, each page given to one size
+//! class and cut into equal chunks.
+//!
+//! Pages are counted against the memory limit and never exceed it. A page
+//! no class uses any more (after a shrink of `cache_memlimit` or a page
+//! move) goes back to the system or to the global spare list. Free chunks
+//! of a class form a doubly linked list through the chunks' own LRU words,
+//! so the page mover can take a page's free chunks out in O(chunks).
+
+use std::alloc::{alloc, dealloc, Layout as AllocLayout};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use crate::item::{ItemId, Layout, Raw, Seg, CHUNK_MASK, NIL, PAGE_SHIFT, RESERVED};
+
+/// Page ids must fit the 16 bits left above the chunk index, below NIL.
+pub const MAX_PAGES: usize = (NIL >> PAGE_SHIFT) as usize;
+/// memcached's MAX_NUMBER_OF_SLAB_CLASSES is 64, ids 1..=63.
+pub const MAX_CLASSES: usize = 64;
+/// No chunk smaller than this: keeps chunk indexes within 15 bits at 1 MB pages.
+const MIN_CHUNK: usize = 32;
+const ALIGN: usize = 8;
+
+/// One class, as `-vv` and `stats slabs` report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlabClassInfo {
+    pub id: u32,
+    pub chunk_size: u32,
+    pub perslab: u32,
+}
+
+pub(crate) struct PageSlot {
+    base: AtomicPtr<u8>,
+    chunk_size: AtomicU32,
+    class: AtomicU8,
+    /// Set while the page mover empties this page: chunks freed in it
+    /// stay off the free list. Changed only under the class lock.
+    draining: AtomicBool,
+}
+
+/// Doubly linked list of items in one LRU segment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct List {
+    pub head: ItemId,
+    pub tail: ItemId,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        count: 0,
+        bytes: 0,
+    };
+}
+
+/// Per-class counters `stats items` reports; protected by the class lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClassCounters {
+    pub evicted: u64,
+    pub evicted_nonzero: u64,
+    pub evicted_time: u32,
+    pub outofmemory: u64,
+    pub tailrepairs: u64,
+    pub reclaimed: u64,
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    pub evicted_active: u64,
+    pub crawler_reclaimed: u64,
+    pub crawler_items_checked: u64,
+    pub lrutail_reflocked: u64,
+    pub moves_to_cold: u64,
+    pub moves_to_warm: u64,
+    pub moves_within_lru: u64,
+    pub direct_reclaims: u64,
+}
+
+/// What a class lock protects.
+pub(crate) struct ClassState {
+    pub free_head: ItemId,
+    pub free_count: u64,
+    pub pages: Vec<u32>,
+    pub lru: [List; 4],
+    /// Sum of the bytes items in this class asked for.
+    pub requested: u64,
+    pub c: ClassCounters,
+    /// Evictions seen by the automover at its last look.
+    pub automove_seen_evictions: u64,
+}
+
+impl ClassState {
+    pub fn items(&self) -> u64 {
+        self.lru.iter().map(|l| l.count).sum()
+    }
+}
+
+pub(crate) struct SlabClass {
+    pub id: u32,
+    pub size: usize,
+    pub perslab: usize,
+    pub state: Mutex<ClassState>,
+}
+
+pub(crate) struct PagePool {
+    /// Pages currently allocated from the system.
+    pub allocated: usize,
+    /// The most pages the memory limit allows.
+    pub limit: usize,
+    /// Allocated pages no class owns.
+    pub spare: Vec<u32>,
+    /// Page-table slots with no memory behind them.
+    pub free_slots: Vec<u32>,
+    /// Slots never used yet start here.
+    pub next_slot: u32,
+}
+
+pub(crate) struct Slabs {
+    pub layout: Layout,
+    pub page_size: usize,
+    pub classes: Vec<SlabClass>,
+    table: Box<[PageSlot]>,
+    pub pool: Mutex<PagePool>,
+    pub total_malloced: AtomicU64,
+    pub malloc_fails: AtomicU64,
+}
+
+// SAFETY: page memory is shared between threads on purpose; every access
+// goes through the locking rules in the crate docs.
+unsafe impl Send for Slabs {}
+unsafe impl Sync for Slabs {}
+
+/// Chunk sizes from the smallest to the largest, as memcached grows them.
+pub(crate) fn class_sizes(
+    layout: Layout,
+    chunk_size: usize,
+    factor: f64,
+    chunk_max: usize,
+) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut size = (layout.header() + chunk_size).max(MIN_CHUNK);
+    while sizes.len() < MAX_CLASSES - 2 && (size as f64) * factor < chunk_max as f64 {
+        if !size.is_multiple_of(ALIGN) {
+            size += ALIGN - size % ALIGN;
+        }
+        if size >= chunk_max {
+            break;
+        }
+        sizes.push(size);
+        size = (size as f64 * factor) as usize;
+    }
+    sizes.push(chunk_max);
+    sizes
+}
+
+impl Slabs {
+    pub fn new(
+        layout: Layout,
+        page_size: usize,
+        factor: f64,
+        chunk_size: usize,
+        chunk_max: usize,
+        mem_limit: usize,
+    ) -> Slabs {
+        let sizes = class_sizes(layout, chunk_size, factor, chunk_max);
+        let classes = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| SlabClass {
+                id: i as u32 + 1,
+                size,
+                perslab: page_size / size,
+                state: Mutex::new(ClassState {
+                    free_head: NIL,
+                    free_count: 0,
+                    pages: Vec::new(),
+                    lru: [List::EMPTY; 4],
+                    requested: 0,
+                    c: ClassCounters::default(),
+                    automove_seen_evictions: 0,
+                }),
+            })
+            .collect();
+        let table = (0..MAX_PAGES)
+            .map(|_| PageSlot {
+                base: AtomicPtr::new(std::ptr::null_mut()),
+                chunk_size: AtomicU32::new(0),
+                class: AtomicU8::new(0),
+                draining: AtomicBool::new(false),
+            })
+            .collect();
+        Slabs {
+            layout,
+            page_size,
+            classes,
+            table,
+            pool: Mutex::new(PagePool {
+                allocated: 0,
+                limit: (mem_limit / page_size).max(1),
+                spare: Vec::new(),
+                free_slots: Vec::new(),
+                next_slot: 0,
+            }),
+            total_malloced: AtomicU64::new(0),
+            malloc_fails: AtomicU64::new(0),
+        }
+    }
+
+    pub fn info(&self) -> Vec<SlabClassInfo> {
+        self.classes
+            .iter()
+            .map(|c| SlabClassInfo {
+                id: c.id,
+                chunk_size: c.size as u32,
+                perslab: c.perslab as u32,
+            })
+            .collect()
+    }
+
+    /// The class (index into `classes`) whose chunks fit `size`, if any.
+    pub fn class_for(&self, size: usize) -> Option<usize> {
+        // Few classes: a linear scan beats a binary search's branches.
+        self.classes.iter().position(|c| c.size >= size)
+    }
+
+    pub fn largest(&self) -> usize {
+        self.classes.len() - 1
+    }
+
+    #[inline]
+    pub fn raw(&self, id: ItemId) -> Raw {
+        let slot = &self.table[(id >> PAGE_SHIFT) as usize];
+        let base = slot.base.load(Relaxed);
+        let size = slot.chunk_size.load(Relaxed) as usize;
+        // SAFETY: ids handed out point inside a live page (see crate docs).
+        Raw {
+            p: unsafe { base.add((id & CHUNK_MASK) as usize * size) },
+            l: self.layout,
+        }
+    }
+
+    /// The class index of the page holding `id`.
+    #[inline]
+    pub fn class_of(&self, id: ItemId) -> usize {
+        self.table[(id >> PAGE_SHIFT) as usize].class.load(Relaxed) as usize
+    }
+
+    fn alloc_layout(&self) -> AllocLayout {
+        // page_size is a validated power-of-two-ish size; 4096 alignment
+        // keeps pages off each other's cache lines and huge-page friendly.
+        AllocLayout::from_size_align(self.page_size, 4096).expect("valid page layout")
+    }
+
+    /// Takes a page for a class: a spare one, or a new one while under the limit.
+    pub fn take_page(&self) -> Option<u32> {
+        let mut pool = self.pool.lock();
+        if let Some(p) = pool.spare.pop() {
+            return Some(p);
+        }
+        if pool.allocated >= pool.limit {
+            return None;
+        }
+        let slot = match pool.free_slots.pop() {
+            Some(s) => s,
+            None if (pool.next_slot as usize) < MAX_PAGES => {
+                pool.next_slot += 1;
+                pool.next_slot - 1
+            }
+            None => return None,
+        };
+        // SAFETY: non-zero size layout.
+        let mem = unsafe { alloc(self.alloc_layout()) };
+        if mem.is_null() {
+            pool.free_slots.push(slot);
+            self.malloc_fails.fetch_add(1, Relaxed);
+            return None;
+        }
+        pool.allocated += 1;
+        self.total_malloced
+            .fetch_add(self.page_size as u64, Relaxed);
+        self.table[slot as usize].base.store(mem, Relaxed);
+        Some(slot)
+    }
+
+    /// Gives a page no class owns back: to the spare list, or to the
+    /// system when the pool is over its (possibly lowered) limit.
+    pub fn release_page(&self, page: u32) {
+        let mut pool = self.pool.lock();
+        if pool.allocated > pool.limit {
+            let slot = &self.table[page as usize];
+            let mem = slot.base.swap(std::ptr::null_mut(), Relaxed);
+            slot.chunk_size.store(0, Relaxed);
+            // SAFETY: mem came from `alloc` with the same layout.
+            unsafe { dealloc(mem, self.alloc_layout()) };
+            pool.allocated -= 1;
+            self.total_malloced
+                .fetch_sub(self.page_size as u64, Relaxed);
+            pool.free_slots.push(page);
+        } else {
+            pool.spare.push(page);
+        }
+    }
+
+    /// Frees spare pages while the pool is over its limit.
+    pub fn trim_spare(&self) {
+        let mut pool = self.pool.lock();
+        while pool.allocated > pool.limit {
+            let Some(page) = pool.spare.pop() else { break };
+            let slot = &self.table[page as usize];
+            let mem = slot.base.swap(std::ptr::null_mut(), Relaxed);
+            // SAFETY: mem came from `alloc` with the same layout.
+            unsafe { dealloc(mem, self.alloc_layout()) };
+            pool.allocated -= 1;
+            self.total_malloced
+                .fetch_sub(self.page_size as u64, Relaxed);
+            pool.free_slots.push(page);
+        }
+    }
+
+    pub fn is_draining(&self, page: u32) -> bool {
+        self.table[page as usize].draining.load(Relaxed)
+    }
+
+    /// Starts or ends the mover's emptying of `page` (class lock held).
+    /// Starting takes the page's free chunks off the free list; ending
+    /// early puts the page's unused chunks back on it.
+    pub fn set_draining(&self, ci: usize, st: &mut ClassState, page: u32, on: bool) {
+        if on {
+            for id in self.chunk_ids(ci, page) {
+                if self.raw(id).meta() == 0 {
+                    self.free_unlink(st, id);
+                }
+            }
+            self.table[page as usize].draining.store(true, Relaxed);
+        } else {
+            self.table[page as usize].draining.store(false, Relaxed);
+            for id in self.chunk_ids(ci, page) {
+                if self.raw(id).meta() == 0 {
+                    self.free_push(st, id);
+                }
+            }
+        }
+    }
+
+    /// Marks a page as belonging to no class (before it is released).
+    pub fn set_page_unowned(&self, page: u32) {
+        self.table[page as usize].class.store(u8::MAX, Relaxed);
+    }
+
+    /// Cuts `page` into chunks of class `ci` and puts them on its free list.
+    pub fn carve(&self, ci: usize, st: &mut ClassState, page: u32) {
+        let class = &self.classes[ci];
+        let slot = &self.table[page as usize];
+        slot.chunk_size.store(class.size as u32, Relaxed);
+        slot.class.store(ci as u8, Relaxed);
+        slot.draining.store(false, Relaxed);
+        st.pages.push(page);
+        // Pushed in reverse so chunks are handed out in address order.
+        for idx in (0..class.perslab as u32).rev() {
+            let id = (page << PAGE_SHIFT) | idx;
+            let raw = self.raw(id);
+            raw.set_meta(0);
+            self.free_push(st, id);
+        }
+    }
+
+    pub fn free_push(&self, st: &mut ClassState, id: ItemId) {
+        let raw = self.raw(id);
+        raw.set_meta(0);
+        if self.is_draining(id >> PAGE_SHIFT) {
+            return;
+        }
+        raw.set_seg(Seg::Hot);
+        raw.set_prev(NIL);
+        raw.set_next(st.free_head);
+        if st.free_head != NIL {
+            self.raw(st.free_head).set_prev(id);
+        }
+        st.free_head = id;
+        st.free_count += 1;
+    }
+
+    pub fn free_pop(&self, st: &mut ClassState) -> Option<ItemId> {
+        let id = st.free_head;
+        if id == NIL {
+            return None;
+        }
+        let raw = self.raw(id);
+        let next = raw.next();
+        if next != NIL {
+            self.raw(next).set_prev(NIL);
+        }
+        st.free_head = next;
+        st.free_count -= 1;
+        raw.set_prev(NIL);
+        raw.set_next(NIL);
+        raw.set_meta(RESERVED);
+        Some(id)
+    }
+
+    /// Takes one specific free chunk off the free list (page mover).
+    pub fn free_unlink(&self, st: &mut ClassState, id: ItemId) {
+        let raw = self.raw(id);
+        let (prev, next) = (raw.prev(), raw.next());
+        if prev != NIL {
+            self.raw(prev).set_next(next);
+        } else {
+            st.free_head = next;
+        }
+        if next != NIL {
+            self.raw(next).set_prev(prev);
+        }
+        st.free_count -= 1;
+    }
+
+    /// Number of chunks in a page of class `ci`.
+    pub fn chunk_ids(&self, ci: usize, page: u32) -> impl Iterator<Item = ItemId> {
+        let n = self.classes[ci].perslab as u32;
+        (0..n).map(move |i| (page << PAGE_SHIFT) | i)
+    }
+}
+
+impl Drop for Slabs {
+    fn drop(&mut self) {
+        let layout = self.alloc_layout();
+        for slot in self.table.iter() {
+            let mem = slot.base.swap(std::ptr::null_mut(), Relaxed);
+            if !mem.is_null() {
+                // SAFETY: allocated with this layout and not freed before.
+                unsafe { dealloc(mem, layout) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_grow_by_factor_and_end_at_chunk_max() {
+        let l = Layout::new(true);
+        let s = class_sizes(l, 48, 1.25, 512 * 1024);
+        assert_eq!(s[0], 80); // 28 + 48 rounded up to 8
+        for w in s.windows(2) {
+            assert!(w[1] > w[0]);
+            assert_eq!(w[0] % 8, 0);
+        }
+        assert_eq!(*s.last().unwrap(), 512 * 1024);
+        assert!(s.len() < MAX_CLASSES);
+    }
+
+    #[test]
+    fn pages_never_exceed_the_limit() {
+        let l = Layout::new(true);
+        let s = Slabs::new(l, 1 << 20, 1.25, 48, 1 << 19, 3 << 20);
+        let got: Vec<_> = (0..10).filter_map(|_| s.take_page()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(s.total_malloced.load(Relaxed), 3 << 20);
+    }
+}
