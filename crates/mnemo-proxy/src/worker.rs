@@ -2241,3 +2241,110 @@ fn scan_retrieval(buf: &[u8], scan: &mut usize) -> Result<Option<(usize, Reply)>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multiget(keys: &[&str], parts: &[(usize, &[u32])]) -> MultiGet {
+        let mut mg = MultiGet {
+            kind: GetKind::Get,
+            exptime: 0,
+            keys: Vec::new(),
+            key_at: Vec::new(),
+            found: vec![None; keys.len()],
+            data: Vec::new(),
+            parts: Vec::new(),
+            left: parts.len() as u32,
+            error: None,
+        };
+        for k in keys {
+            let s = mg.keys.len() as u32;
+            mg.keys.extend_from_slice(k.as_bytes());
+            mg.key_at.push((s, mg.keys.len() as u32));
+        }
+        for (server, ks) in parts {
+            mg.parts.push(Part {
+                server: *server,
+                keys: ks.to_vec(),
+                cursor: 0,
+                on_backup: false,
+            });
+        }
+        mg
+    }
+
+    #[test]
+    fn multiget_reassembles_in_key_order_with_misses_and_repeats() {
+        // Keys a b c a d, split as server 0: a c a; server 1: b d.
+        let mut mg = multiget(&["a", "b", "c", "a", "d"], &[(0, &[0, 2, 3]), (1, &[1, 4])]);
+        let mut req = Vec::new();
+        mg.encode_part(0, &mut req);
+        assert_eq!(req, b"get a c a\r\n");
+        // Server 1 answers first; "b" is a miss.
+        mg.absorb(1, b"VALUE d 0 1\r\nD\r\nEND\r\n");
+        // Server 0: c is a miss, a comes twice (memcached repeats it).
+        mg.absorb(0, b"VALUE a 1 1\r\nA\r\nVALUE a 1 1\r\nA\r\nEND\r\n");
+        let mut out = Vec::new();
+        mg.assemble(&mut out);
+        assert_eq!(
+            out,
+            b"VALUE a 1 1\r\nA\r\nVALUE a 1 1\r\nA\r\nVALUE d 0 1\r\nD\r\nEND\r\n".to_vec()
+        );
+        mg.error = Some(b"SERVER_ERROR x\r\n".to_vec());
+        out.clear();
+        mg.assemble(&mut out);
+        assert_eq!(out, b"SERVER_ERROR x\r\n");
+    }
+
+    #[test]
+    fn multiget_gat_parts() {
+        let mut mg = multiget(&["x", "y"], &[(0, &[0, 1])]);
+        mg.kind = GetKind::Gats;
+        mg.exptime = 30;
+        let mut req = Vec::new();
+        mg.encode_part(0, &mut req);
+        assert_eq!(req, b"gats 30 x y\r\n");
+    }
+
+    #[test]
+    fn buf_compacts_and_grows() {
+        let mut b = Buf::with_capacity(8);
+        b.spare()[..8].copy_from_slice(b"abcdefgh");
+        b.end += 8;
+        b.consume(6);
+        assert_eq!(b.filled(), b"gh");
+        // Full: the unread tail moves to the front.
+        assert_eq!(b.spare().len(), 6);
+        assert_eq!(b.filled(), b"gh");
+        b.spare()[..6].copy_from_slice(b"ijklmn");
+        b.end += 6;
+        // Full with nothing consumed: it grows.
+        assert!(b.spare().len() >= 8);
+        assert_eq!(b.filled(), b"ghijklmn");
+        b.consume(8);
+        assert_eq!((b.start, b.end), (0, 0));
+    }
+
+    #[test]
+    fn framing_of_server_replies() {
+        let mut scan = 0;
+        let r = b"VALUE k 0 3\r\nabc\r\nVAL";
+        assert_eq!(scan_retrieval(r, &mut scan), Ok(None));
+        assert_eq!(scan, 18, "resumes after the complete item");
+        let r = b"VALUE k 0 3\r\nabc\r\nEND\r\nSTORED\r\n";
+        let (used, end) = scan_retrieval(r, &mut scan).unwrap().unwrap();
+        assert_eq!((used, end), (23, Reply::End));
+        let mut scan = 0;
+        assert!(scan_retrieval(b"STORED\r\n", &mut scan).is_err());
+        assert!(single(b"VALUE k 0 1\r\nx\r\n").is_err());
+        assert_eq!(single(b"STORED\r\n"), Ok(Some((8, Reply::Stored))));
+        assert!(single(b"HELLO\r\n").is_err());
+        let mut scan = 0;
+        let (used, e) = scan_retrieval(b"SERVER_ERROR oom\r\n", &mut scan)
+            .unwrap()
+            .unwrap();
+        assert_eq!(used, 18);
+        assert!(e.is_error());
+    }
+}

@@ -749,3 +749,26 @@ fn binary_clients_are_served_through_text_backends() {
     c.flush_all().unwrap();
     assert!(c.get(b"bin1").unwrap().is_none());
 }
+
+#[test]
+fn a_bad_config_on_reload_keeps_the_running_one() {
+    let m = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("badreload");
+    let conf = dir.file("p.yml", &pool("p", lp, "", &server_lines(&[(&m, 1)])));
+    let p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("k", "1"), "STORED\r\n");
+    std::fs::write(
+        &conf,
+        "p:\n  listen: 127.0.0.1:1\n  hash: nope\n  servers:\n   - x:1:1\n",
+    )
+    .unwrap();
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(p.proc.child.id() as i32, 1) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.set("k", "2"), "STORED\r\n");
+    assert!(c.get("k").contains("\r\n2\r\n"));
+    let mut c2 = Conn::new(lp);
+    assert!(c2.get("k").contains("\r\n2\r\n"));
+}
