@@ -631,6 +631,36 @@ mod tests {
     }
 
     #[test]
+    fn encoding_and_scanning_do_not_allocate() {
+        use crate::scan::{scan, Scan};
+        for proto in [Protocol::Text, Protocol::Meta, Protocol::Binary] {
+            let mut s = spec(proto);
+            s.ratio = Ratio { sets: 1, gets: 3 };
+            s.value_size = ValueSize::Range(1, 300);
+            s.multiget = 4;
+            s.ttl = 30;
+            let mut g = Gen::new(&s, 9, 0, 1);
+            let mut out = Vec::with_capacity(1 << 16);
+            let reply: &[u8] = match proto {
+                Protocol::Text => b"VALUE k:0001 0 1\r\nx\r\nEND\r\n",
+                Protocol::Meta => b"VA 1\r\nx\r\nMN\r\n",
+                Protocol::Binary => &[
+                    0x81, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            };
+            let before = crate::alloc_count::allocations();
+            for _ in 0..10_000 {
+                out.clear();
+                let kind = g.next(&mut out);
+                if kind != Kind::Set {
+                    assert!(matches!(scan(proto, reply, kind), Scan::Reply { .. }));
+                }
+            }
+            assert_eq!(crate::alloc_count::allocations(), before, "{proto:?}");
+        }
+    }
+
+    #[test]
     fn rejects_keys_that_do_not_fit() {
         let mut s = spec(Protocol::Text);
         s.key_size = 4;
