@@ -842,12 +842,21 @@ impl Worker {
             }
             loop {
                 let spare = c.rb.spare();
+                let room = spare.len();
                 match c.sock.read(spare) {
                     Ok(0) => {
                         eof = true;
                         break;
                     }
-                    Ok(n) => c.rb.end += n,
+                    Ok(n) => {
+                        c.rb.end += n;
+                        // A short read emptied the socket; new data will
+                        // raise a new edge, so skip the read that would
+                        // only say EAGAIN.
+                        if n < room {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
@@ -1827,12 +1836,18 @@ impl Worker {
             };
             loop {
                 let spare = be.inb.spare();
+                let room = spare.len();
                 match be.sock.read(spare) {
                     Ok(0) => {
                         eof = true;
                         break;
                     }
-                    Ok(n) => be.inb.end += n,
+                    Ok(n) => {
+                        be.inb.end += n;
+                        if n < room {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
