@@ -69,6 +69,17 @@ fn load(path: &str) -> Result<config::Config, String> {
 }
 
 fn main() -> ExitCode {
+    // Before anything listens: a SIGHUP that arrives once clients can
+    // connect must reload, not kill (SIGHUP's default action).
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGHUP,
+            on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let args = Args::parse();
     let _ = args.verbose;
     if let Some(o) = &args.output {
@@ -152,15 +163,6 @@ fn main() -> ExitCode {
             .map_err(|e| eprintln!("mnemo-proxy: thread: {e}"))
             .ok();
         workers.push((tx, waker));
-    }
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGHUP,
-            on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     eprintln!(
         "mnemo-proxy: running with {threads} worker(s), {} pool(s)",
