@@ -326,6 +326,10 @@ pub enum Request<'a> {
     },
     /// Close the connection without a reply (an HTTP request line).
     Close,
+    /// A retrieval command with a key over [`KEY_MAX_LENGTH`]. memcached
+    /// answers [`BAD_FORMAT`] and also discards every reply still queued
+    /// for earlier requests of the same batch; the server must do the same.
+    GetKeyTooLong,
 }
 
 fn error(msg: &'static str) -> Request<'static> {
@@ -502,7 +506,7 @@ fn parse_get(line: &[u8], kind: GetKind) -> Request<'_> {
     // memcached discards the partial reply when it meets an over-long key,
     // so checking all of them first yields the same bytes on the wire.
     if keys.clone().any(|k| k.len() > KEY_MAX_LENGTH) {
-        return error(BAD_FORMAT);
+        return Request::GetKeyTooLong;
     }
     Request::Get {
         kind,

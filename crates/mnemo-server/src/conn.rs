@@ -89,6 +89,10 @@ pub struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// End of the last retrieval reply in `wbuf`. memcached transmits
+    /// right after every get, so only replies after this point are still
+    /// "unsent" when a later get with an over-long key culls them.
+    cull_floor: usize,
     input: Input,
     /// The socket may still have unread bytes (edge-triggered readiness).
     readable: bool,
@@ -109,6 +113,7 @@ impl Conn {
             rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
+            cull_floor: 0,
             input: Input::Command,
             readable: true,
             write_blocked: false,
@@ -230,6 +235,7 @@ impl Conn {
         }
         self.wbuf.clear();
         self.wpos = 0;
+        self.cull_floor = 0;
         if self.wbuf.capacity() > SHRINK_ABOVE {
             self.wbuf = Vec::new();
         }
@@ -375,7 +381,16 @@ impl Conn {
                 self.input = Input::Command;
                 continue;
             }
+            let is_get = matches!(req, Request::Get { .. });
+            if req == Request::GetKeyTooLong {
+                // memcached culls every reply it has not sent yet before
+                // answering this one; clients see the same bytes from us.
+                self.wbuf.truncate(self.wpos.max(self.cull_floor));
+            }
             let next = proto_text::execute(ctx, req, &mut self.wbuf);
+            if is_get {
+                self.cull_floor = self.wbuf.len();
+            }
             self.rstart += consumed;
             match next {
                 Next::Continue => {}

@@ -347,6 +347,10 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
             Next::Continue
         }
         Request::Close => Next::Close,
+        Request::GetKeyTooLong => {
+            reply(ctx, out, text::BAD_FORMAT, false);
+            Next::Continue
+        }
     }
 }
 

@@ -96,7 +96,7 @@ fn get_commands() {
         err("CLIENT_ERROR invalid exptime argument")
     );
     let long = format!("get a {}", "k".repeat(251));
-    assert_eq!(parse(long.as_bytes()), err(BAD_FORMAT));
+    assert_eq!(parse(long.as_bytes()), Request::GetKeyTooLong);
     let ok = format!("get {}", "k".repeat(250));
     assert!(matches!(parse(ok.as_bytes()), Request::Get { .. }));
     // More than 23 tokens: every key is still seen.
