@@ -42,6 +42,8 @@ pub struct PoolConf {
     pub server_retry_timeout: Duration,
     pub server_failure_limit: u32,
     pub client_connections: u32,
+    /// SO_KEEPALIVE on server connections (twemproxy's meaning).
+    pub tcpkeepalive: bool,
     pub servers: Vec<ServerConf>,
     /// Name of the pool that mirrors this one's writes and answers its
     /// failed gets.
@@ -373,6 +375,7 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
             server_retry_timeout: Duration::from_millis(30_000),
             server_failure_limit: 2,
             client_connections: 0,
+            tcpkeepalive: false,
             servers: Vec::new(),
             backup: None,
         };
@@ -469,8 +472,9 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
                         ));
                     }
                 }
-                // Accepted for compatibility; they change nothing here.
-                "tcpkeepalive" | "reuseport" => {
+                "tcpkeepalive" => p.tcpkeepalive = parse_bool(&scalar(v)?, text)?,
+                // Listeners always use SO_REUSEPORT (one per worker).
+                "reuseport" => {
                     parse_bool(&scalar(v)?, text)?;
                 }
                 "redis_db" | "redis_auth" => {

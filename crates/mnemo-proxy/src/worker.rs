@@ -1705,6 +1705,7 @@ impl Worker {
     /// opened (non-blocking) if needed.
     fn conn_for(&mut self, pool: usize, server: usize) -> Result<usize, &'static [u8]> {
         let timeout = self.pools[pool].conf.timeout;
+        let keepalive = self.pools[pool].conf.tcpkeepalive;
         let s = &mut self.pools[pool].servers[server];
         let i = s.rr % s.conns.len().max(1);
         s.rr = s.rr.wrapping_add(1);
@@ -1722,6 +1723,9 @@ impl Worker {
                 .and_then(TcpStream::connect)
                 .map(|t| {
                     let _ = t.set_nodelay(true);
+                    if keepalive {
+                        let _ = socket2::SockRef::from(&t).set_keepalive(true);
+                    }
                     Sock::Tcp(t)
                 }),
             Addr::Unix(p) => UnixStream::connect(p).map(Sock::Unix),
