@@ -224,6 +224,10 @@ struct Mirror {
     /// the request bytes, copied only for pools that have a backup.
     retry: Option<Vec<u8>>,
     retry_quiet: Option<MetaCmd>,
+    /// For `cas` in a pool with a backup: (key, `set ... noreply` request)
+    /// sent to the backup once the primary has said STORED. CAS uniques
+    /// differ between the pools, so mirroring the `cas` itself would fail.
+    deferred: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 struct Slot {
@@ -1295,6 +1299,10 @@ impl Worker {
         quiet: Option<MetaCmd>,
     ) {
         let backup = self.pools[pool].backup;
+        if backup.is_some() && bytes.starts_with(b"cas ") {
+            self.keyed_cas(idx, pool, hkey, bytes, noreply, quiet);
+            return;
+        }
         if noreply {
             if let Ok(s) = self.pick(pool, hkey) {
                 let _ = self.send(pool, s, bytes, None);
@@ -1329,6 +1337,79 @@ impl Worker {
             }
         }
         if let Err(msg) = primary {
+            self.primary_failed(idx, cid, seq, msg);
+        }
+    }
+
+    /// `cas` in a pool with a backup: the primary decides; the backup gets
+    /// the new value as a plain `set` once the primary stored it (or an
+    /// invalidating `delete` when the client asked for no reply and the
+    /// outcome is unknown).
+    fn keyed_cas(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        hkey: &[u8],
+        bytes: &[u8],
+        noreply: bool,
+        quiet: Option<MetaCmd>,
+    ) {
+        let Some(b) = self.pools[pool].backup else {
+            return;
+        };
+        let line_end = bytes
+            .iter()
+            .position(|&c| c == b'\n')
+            .unwrap_or(bytes.len());
+        let line = &bytes[..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Request::Store {
+            key,
+            flags,
+            exptime,
+            bytes: n,
+            ..
+        } = text::parse_line(line)
+        else {
+            return;
+        };
+        let data_start = (line_end + 1).min(bytes.len());
+        let data = &bytes[data_start..(data_start + n).min(bytes.len())];
+        if noreply {
+            if let Ok(s) = self.pick(pool, hkey) {
+                let _ = self.send(pool, s, bytes, None);
+            }
+            let mut del = Vec::with_capacity(key.len() + 24);
+            reply::encode_delete(&mut del, key, true);
+            if let Ok(s) = self.pick(b, hkey) {
+                let _ = self.send(b, s, &del, None);
+            }
+            return;
+        }
+        let mut set = Vec::with_capacity(data.len() + key.len() + 48);
+        reply::encode_store(
+            &mut set,
+            reply::StoreCmd::Set,
+            key,
+            flags,
+            exptime,
+            data,
+            true,
+        );
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let mirror = Box::new(Mirror {
+            deferred: Some((hkey.to_vec(), set)),
+            ..Default::default()
+        });
+        let seq = c.push_slot(SlotKind::Simple(Some(mirror)));
+        let cid = c.id;
+        let p = self.pending(idx, cid, seq, What::Single, quiet);
+        if let Err(msg) = self
+            .pick(pool, hkey)
+            .and_then(|s| self.send(pool, s, bytes, Some(p)))
+        {
             self.primary_failed(idx, cid, seq, msg);
         }
     }
@@ -1952,6 +2033,17 @@ impl Worker {
             What::Single => {
                 let retryable = matches!(r, Reply::ServerError(_))
                     && matches!(self.slot_kind(idx, cid, seq), Some(SlotKind::Simple(Some(m))) if m.retry.is_some());
+                let deferred = match self.slot_kind(idx, cid, seq) {
+                    Some(SlotKind::Simple(Some(m))) => m.deferred.take(),
+                    _ => None,
+                };
+                if let (Some((key, set)), Reply::Stored) = (deferred, r) {
+                    if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
+                        if let Ok(s) = self.pick(b, &key) {
+                            let _ = self.send(b, s, &set, None);
+                        }
+                    }
+                }
                 if retryable {
                     self.primary_failed(
                         idx,

@@ -179,6 +179,41 @@ fn backup_pool_holds_every_write_and_answers_when_primary_dies() {
     assert_eq!(direct_get(backup.port, "b1"), None);
     assert_eq!(direct_get(backup.port, "n").as_deref(), Some("8"));
     assert_eq!(direct_get(backup.port, "mk").as_deref(), Some("mv"));
+    // cas: decided by the primary (whose CAS uniques the client holds); the
+    // backup receives the stored value.
+    c.send(b"gets b2\r\n");
+    let g = c.values();
+    let unique: u64 = g
+        .split("\r\n")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        c.cmd(&format!("cas b2 0 0 4 {}\r\nnew2\r\n", unique + 1000)),
+        "EXISTS\r\n"
+    );
+    assert_eq!(direct_get(backup.port, "b2").as_deref(), Some("val2"));
+    assert_eq!(
+        c.cmd(&format!("cas b2 0 0 4 {unique}\r\nnew2\r\n")),
+        "STORED\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while direct_get(backup.port, "b2").as_deref() != Some("new2") {
+        assert!(
+            Instant::now() < deadline,
+            "backup never got the cas'd value"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        c.cmd(&format!("cas b2 0 0 4 {unique}\r\nval2\r\n")),
+        "EXISTS\r\n"
+    );
+    assert_eq!(c.set("b2", "val2"), "STORED\r\n");
     // Kill a primary: its keys are answered from the backup, in order,
     // within a multi-get too.
     let victim = prim[0].port;
