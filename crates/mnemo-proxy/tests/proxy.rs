@@ -809,3 +809,33 @@ fn a_bad_config_on_reload_keeps_the_running_one() {
     let mut c2 = Conn::new(lp);
     assert!(c2.get("k").contains("\r\n2\r\n"));
 }
+
+#[test]
+fn thousands_of_client_connections() {
+    let m = [memcached(), memcached()];
+    let lp = free_port();
+    let dir = TempDir::new("many");
+    let conf = dir.file(
+        "p.yml",
+        &pool("p", lp, "", &server_lines(&[(&m[0], 1), (&m[1], 1)])),
+    );
+    let p = proxy(&conf, lp);
+    {
+        let mut c = Conn::new(lp);
+        assert_eq!(c.set("shared", "v"), "STORED\r\n");
+    }
+    let n = 3000;
+    let mut conns: Vec<Conn> = (0..n).map(|_| Conn::new(lp)).collect();
+    for c in &mut conns {
+        c.send(b"get shared\r\n");
+    }
+    for c in &mut conns {
+        assert_eq!(c.values(), "VALUE shared 0 1\r\nv\r\nEND\r\n");
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.stats_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["p"]["client_connections"], n as u64);
+}
