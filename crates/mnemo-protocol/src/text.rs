@@ -167,6 +167,11 @@ impl<'a> Keys<'a> {
     pub fn new(rest: &'a [u8]) -> Self {
         Keys { rest }
     }
+
+    /// The part of the line not walked yet (to resume a paused get).
+    pub fn remaining(&self) -> &'a [u8] {
+        self.rest
+    }
 }
 
 impl<'a> Iterator for Keys<'a> {

@@ -68,6 +68,10 @@ enum Input {
     Value { need: usize },
     /// This many input bytes still to be discarded.
     Swallow { left: usize },
+    /// The get line at the front of the buffer paused (its output hit
+    /// `GET_PAUSE_BYTES`); its keys resume `offset` bytes into the line
+    /// once the output has drained.
+    GetResume { offset: usize },
 }
 
 /// What the worker should do with the connection after [`Conn::drive`].
@@ -185,6 +189,7 @@ impl Conn {
                     return Drive::Yield;
                 }
                 Step::NeedInput => {}
+                Step::Drain => continue,
             }
             if self.wpos < self.wbuf.len() {
                 // Replies gathered from this read go out in one write.
@@ -259,7 +264,7 @@ impl Conn {
         let want = match self.input {
             Input::Value { need } => need.max(pending + 1),
             Input::Swallow { .. } => READ_BUFFER_SIZE,
-            Input::Command => pending + 1,
+            Input::Command | Input::GetResume { .. } => pending + 1,
         };
         if self.rstart > 0
             && (self.rbuf.len() - self.rend < READ_BUFFER_SIZE / 4
@@ -381,16 +386,48 @@ impl Conn {
                 self.input = Input::Command;
                 continue;
             }
-            let is_get = matches!(req, Request::Get { .. });
+            if let Request::Get {
+                kind,
+                exptime,
+                keys,
+            } = req
+            {
+                let keys = match self.input {
+                    Input::GetResume { offset } if offset <= line.len() => {
+                        // This line was counted against -R when it started.
+                        *budget += 1;
+                        text::Keys::new(&line[offset..])
+                    }
+                    _ => keys,
+                };
+                let paused = proto_text::get(
+                    ctx,
+                    kind,
+                    exptime,
+                    keys,
+                    &mut self.wbuf,
+                    proto_text::GET_PAUSE_BYTES,
+                );
+                match paused {
+                    Some(rest) => {
+                        let offset = rest.remaining().as_ptr() as usize - line.as_ptr() as usize;
+                        self.input = Input::GetResume { offset };
+                        return Step::Drain;
+                    }
+                    None => {
+                        self.input = Input::Command;
+                        self.rstart += consumed;
+                        self.cull_floor = self.wbuf.len();
+                        continue;
+                    }
+                }
+            }
             if req == Request::GetKeyTooLong {
                 // memcached culls every reply it has not sent yet before
                 // answering this one; clients see the same bytes from us.
                 self.wbuf.truncate(self.wpos.max(self.cull_floor));
             }
             let next = proto_text::execute(ctx, req, &mut self.wbuf);
-            if is_get {
-                self.cull_floor = self.wbuf.len();
-            }
             self.rstart += consumed;
             match next {
                 Next::Continue => {}
@@ -403,6 +440,8 @@ impl Conn {
 
 enum Step {
     NeedInput,
+    /// Output must drain before input processing continues.
+    Drain,
     Budget,
     Close,
     CloseAfterWrite,

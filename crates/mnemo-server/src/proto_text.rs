@@ -7,7 +7,9 @@
 use crate::shared::{ConnState, Shared, VERSION};
 use crate::stats::{stat_line, PrefixOp, WorkerStats};
 use mnemo_engine::{ArithOutcome, GetMode, MetadumpTarget, StoreMode, StoreOutcome, ThreadStats};
-use mnemo_protocol::text::{self, Automove, CrawlerCmd, DetailCmd, Request, StatsCmd, StoreKind};
+use mnemo_protocol::text::{
+    self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, Request, StatsCmd, StoreKind,
+};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// memcached's MAX_VERBOSITY_LEVEL.
@@ -146,6 +148,67 @@ pub fn complete_store(ctx: &Ctx, req: &Request, data: &[u8], out: &mut Vec<u8>) 
     reply(ctx, out, msg, noreply);
 }
 
+/// Output a get may queue before it pauses to let the buffer drain; a line
+/// naming one large item many times must not grow memory without bound.
+pub const GET_PAUSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Runs a retrieval command. Returns the keys not yet served when the
+/// output passed `pause_at` bytes (no `END` written yet), else `None`.
+pub fn get<'a>(
+    ctx: &Ctx,
+    kind: GetKind,
+    exptime: i64,
+    mut keys: Keys<'a>,
+    out: &mut Vec<u8>,
+    pause_at: usize,
+) -> Option<Keys<'a>> {
+    let sh = ctx.shared;
+    let engine = &sh.engine;
+    let detail = sh.runtime.detail_enabled.load(Relaxed);
+    let verbose = sh.verbose() > 1;
+    let with_cas = kind.returns_cas();
+    let mode = if kind.touches() {
+        GetMode::Touch(exptime)
+    } else {
+        GetMode::Get
+    };
+    while let Some(key) = keys.next() {
+        let hit = engine
+            .get(key, mode, ctx.ts, |it| {
+                text::encode_value_header(
+                    out,
+                    it.key(),
+                    it.flags(),
+                    it.value_len(),
+                    with_cas.then(|| it.cas()),
+                );
+                it.write_value(out);
+                out.extend_from_slice(b"\r\n");
+            })
+            .is_some();
+        if kind.touches() {
+            ctx.ws.touch_cmds.incr();
+        } else {
+            ctx.ws.get_cmds.incr();
+        }
+        if detail {
+            sh.global
+                .record_prefix(key, sh.settings.prefix_delimiter, PrefixOp::Get { hit });
+        }
+        if verbose && hit {
+            eprintln!(">{} sending key {}", ctx.fd, String::from_utf8_lossy(key));
+        }
+        if out.len() >= pause_at && keys.clone().next().is_some() {
+            return Some(keys);
+        }
+    }
+    if verbose {
+        eprintln!(">{} END", ctx.fd);
+    }
+    out.extend_from_slice(b"END\r\n");
+    None
+}
+
 /// Runs every request except the data part of storage commands.
 pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
     let sh = ctx.shared;
@@ -156,48 +219,8 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
             exptime,
             keys,
         } => {
-            let detail = sh.runtime.detail_enabled.load(Relaxed);
-            let verbose = sh.verbose() > 1;
-            let with_cas = kind.returns_cas();
-            let mode = if kind.touches() {
-                GetMode::Touch(exptime)
-            } else {
-                GetMode::Get
-            };
-            for key in keys {
-                let hit = engine
-                    .get(key, mode, ctx.ts, |it| {
-                        text::encode_value_header(
-                            out,
-                            it.key(),
-                            it.flags(),
-                            it.value_len(),
-                            with_cas.then(|| it.cas()),
-                        );
-                        it.write_value(out);
-                        out.extend_from_slice(b"\r\n");
-                    })
-                    .is_some();
-                if kind.touches() {
-                    ctx.ws.touch_cmds.incr();
-                } else {
-                    ctx.ws.get_cmds.incr();
-                }
-                if detail {
-                    sh.global.record_prefix(
-                        key,
-                        sh.settings.prefix_delimiter,
-                        PrefixOp::Get { hit },
-                    );
-                }
-                if verbose && hit {
-                    eprintln!(">{} sending key {}", ctx.fd, String::from_utf8_lossy(key));
-                }
-            }
-            if verbose {
-                eprintln!(">{} END", ctx.fd);
-            }
-            out.extend_from_slice(b"END\r\n");
+            // Unbounded here: callers that care about output size use `get`.
+            let _ = get(ctx, kind, exptime, keys, out, usize::MAX);
             Next::Continue
         }
         // Storage commands are split into precheck/complete by the caller.

@@ -529,3 +529,28 @@ fn admin_commands() {
     check(&mut c, b"lru_crawler bogus\r\n", b"ERROR\r\n");
     check(&mut c, b"version\r\n", b"VERSION 1.6.18");
 }
+
+#[test]
+fn huge_multiget_output_is_streamed_in_order() {
+    // 40 copies of a 512 KB value: 20 MB of output from one request line,
+    // produced in bounded pieces as the client reads.
+    let s = server();
+    let mut c = s.connect();
+    let value = vec![b'q'; 512 * 1024];
+    let mut req = format!("set big 9 0 {}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n");
+    check(&mut c, &req, b"STORED\r\n");
+    let keys = vec!["big"; 40].join(" ");
+    c.send(format!("get {keys} nothere\r\nversion\r\n").as_bytes());
+    for _ in 0..40 {
+        assert_eq!(
+            c.read_line(),
+            format!("VALUE big 9 {}\r\n", value.len()).into_bytes()
+        );
+        let data = c.read_exact(value.len() + 2);
+        assert!(data[..value.len()] == value[..] && data.ends_with(b"\r\n"));
+    }
+    assert_eq!(c.read_line(), b"END\r\n");
+    assert!(c.read_line().starts_with(b"VERSION "));
+}
