@@ -481,6 +481,18 @@ const ERRORS: &[Case] = &[
 
 // ---------------------------------------------------------------- pipelining and splits
 const PIPELINE: &[Case] = &[
+    generated("10000 requests in one write", || {
+        let mut v = Vec::new();
+        for i in 0..10_000 {
+            match i % 4 {
+                0 => v.extend_from_slice(format!("set k{i} {i} 0 {}\r\n{i}\r\n", i.to_string().len()).as_bytes()),
+                1 => v.extend_from_slice(format!("get k{} k{i}\r\n", i - 1).as_bytes()),
+                2 => v.extend_from_slice(format!("incr k{} 1\r\n", i - 2).as_bytes()),
+                _ => v.extend_from_slice(format!("delete k{}\r\n", i - 3).as_bytes()),
+            }
+        }
+        v
+    }),
     c("pipelined mix", b"set a 1 0 1\r\na\r\nget a\r\nincr a 1\r\nbogus\r\nappend a 0 0 1\r\nb\r\nget a\r\ndelete a\r\nget a\r\n"),
     c("pipelined noreply then get", b"set a 0 0 1 noreply\r\na\r\nadd a 0 0 1 noreply\r\nb\r\nappend a 0 0 1 noreply\r\nc\r\nget a\r\n"),
     c("split inside command line", b"set k 0 0 5\r\nhello\r\nget k\r\n").split(&[1, 4, 9]),
@@ -743,6 +755,214 @@ fn compare(group: &str, cases: &[Case], a: Kind, b: Kind) {
         cases.len(),
         failures.join("\n")
     );
+}
+
+// ---------------------------------------------------------------- command line
+
+/// Flag sets whose outcome (keeps running, exits 0, exits non-zero) must be
+/// memcached's. Both servers always also get `-l 127.0.0.1 -U 0 -p PORT`.
+const COMMAND_LINES: &[&[&str]] = &[
+    &[],
+    &["-V"],
+    &["-h"],
+    &["--bogus"],
+    &["-t", "0"],
+    &["-t", "2"],
+    &["-c", "0"],
+    &["-c", "500"],
+    &["-R", "0"],
+    &["-n", "0"],
+    &["-f", "0.5"],
+    &["-f", "1.5"],
+    &["-m", "abc"],
+    &["-m", "16"],
+    &["-I", "1k"],
+    &["-I", "2m"],
+    &["-B", "foo"],
+    &["-B", "ascii"],
+    &["-B", "auto"],
+    &["-b", "64"],
+    &["-M"],
+    &["-C"],
+    &["-A"],
+    &["-v"],
+    &["-vv"],
+    &["-o", "hashpower=abc"],
+    &["-o", "hashpower=20"],
+    &["-o", "bogus_option"],
+    &[
+        "-o",
+        "slab_reassign,slab_automove=1,lru_crawler,lru_maintainer",
+    ],
+    &[
+        "-o",
+        "idle_timeout=5,modern,maxconns_fast,tail_repair_time=0",
+    ],
+    &[
+        "-o",
+        "slab_chunk_max=16384,hot_lru_pct=20,warm_lru_pct=40,temporary_ttl=61",
+    ],
+    &["-o", "no_modern"],
+    &[
+        "--port=0",
+        "--memory-limit=32",
+        "--threads=2",
+        "--conn-limit=100",
+    ],
+];
+
+/// How a server process ended up within a short grace period.
+fn outcome(kind: Kind, args: &[&str]) -> String {
+    let port = support::free_port().to_string();
+    let mut full: Vec<&str> = vec!["-l", "127.0.0.1", "-U", "0", "-p", &port];
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root {
+        full.extend(["-u", "root"]);
+    }
+    full.extend_from_slice(args);
+    let mut child = std::process::Command::new(kind.program())
+        .args(&full)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", kind.name()));
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            return match status.code() {
+                Some(0) => "exits 0".to_string(),
+                Some(_) => "exits non-zero".to_string(),
+                None => format!("killed by signal ({status})"),
+            };
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return "keeps running".to_string();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn compare_command_lines(a: Kind, b: Kind) {
+    support::require_tool("memcached");
+    let failures: Vec<String> = COMMAND_LINES
+        .iter()
+        .filter_map(|args| {
+            let left = outcome(a, args);
+            let right = outcome(b, args);
+            (left != right).then(|| format!("{args:?}: {} {left}, {} {right}", a.name(), b.name()))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} command lines disagree:\n{}",
+        failures.len(),
+        COMMAND_LINES.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn command_line_matches_memcached() {
+    compare_command_lines(Kind::Memcached, Kind::Mnemo);
+}
+
+#[test]
+fn command_line_memcached_against_itself() {
+    compare_command_lines(Kind::Memcached, Kind::Memcached);
+}
+
+/// The `slab class` lines `-vv` prints at start, for a few slab geometries.
+fn slab_classes(kind: Kind, args: &[&str]) -> String {
+    let server = Server::start(kind, args);
+    // memcached prints the classes before it listens, so they are complete
+    // once the server accepts.
+    server
+        .log()
+        .lines()
+        .filter(|l| l.starts_with("slab class"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn compare_slab_classes(a: Kind, b: Kind) {
+    support::require_tool("memcached");
+    let geometries: &[&[&str]] = &[
+        &["-vv"],
+        &["-vvv"],
+        &["-vv", "-f", "1.5", "-n", "64"],
+        &["-vv", "-I", "4m"],
+        &["-vv", "-o", "slab_chunk_max=65536"],
+    ];
+    let mut failures = Vec::new();
+    for args in geometries {
+        let left = slab_classes(a, args);
+        let right = slab_classes(b, args);
+        if left.is_empty() || left != right {
+            failures.push(format!(
+                "{args:?}\n{}:\n{left}\n{}:\n{right}",
+                a.name(),
+                b.name()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn vv_slab_classes_match_memcached() {
+    compare_slab_classes(Kind::Memcached, Kind::Mnemo);
+}
+
+#[test]
+fn vv_slab_classes_memcached_against_itself() {
+    compare_slab_classes(Kind::Memcached, Kind::Memcached);
+}
+
+// ---------------------------------------------------------------- connection limit
+
+/// Opens connections to a `-c 50` server until one is refused: how many
+/// were served, what the refused one got and whether it was closed.
+fn connection_limit(kind: Kind) -> String {
+    let server = Server::start(kind, &["-c", "50"]);
+    let mut open = Vec::new();
+    for i in 0..100 {
+        let mut client = server.connect();
+        client.set_read_timeout(SENTINEL_WAIT);
+        if client.try_send(b"version\r\n").is_err() {
+            return format!("after {i} served: write failed");
+        }
+        match client.try_read_until(b"\r\n") {
+            Ok(line) if line.starts_with(b"VERSION ") => open.push(client),
+            Ok(line) => {
+                let closed = client.is_closed();
+                return format!("after {i} served: {} closed={closed}", show(&line));
+            }
+            Err((stop, got)) => return format!("after {i} served: {stop:?} {}", show(&got)),
+        }
+    }
+    format!("{} served, none refused", open.len())
+}
+
+fn compare_connection_limit(a: Kind, b: Kind) {
+    support::require_tool("memcached");
+    let left = connection_limit(a);
+    let right = connection_limit(b);
+    assert_eq!(left, right, "{} vs {} with -c 50", a.name(), b.name());
+}
+
+#[test]
+fn connection_limit_matches_memcached() {
+    compare_connection_limit(Kind::Memcached, Kind::Mnemo);
+}
+
+#[test]
+fn connection_limit_memcached_against_itself() {
+    compare_connection_limit(Kind::Memcached, Kind::Memcached);
 }
 
 macro_rules! groups {
