@@ -10,7 +10,7 @@
 //!  0      4     lru prev id   (bit 31: LRU segment bit 0)
 //!  4      4     lru next id   (bit 31: LRU segment bit 1)
 //!  8      8     cas           (absent with -C)
-//! 16      4     exptime       (30 bits relative time; bits 30-31 reserved for meta's stale/win)
+//! 16      4     exptime       (30 bits relative time; bit 30 STALE, bit 31 WIN_SENT)
 //! 20      4     last access   (30 bits relative time; bit 30 FETCHED, bit 31 ACTIVE)
 //! 24      4     meta          (bits 0-19 value bytes in this chunk, 20-27 key length,
 //!                              28 HAS_FLAGS, 29 CHAINED, 30 LINKED, 31 CHAIN_CHUNK)
@@ -44,6 +44,10 @@ const ID_MASK: u32 = 0x7FFF_FFFF;
 const SEG_BIT: u32 = 0x8000_0000;
 
 pub const TIME_MASK: u32 = 0x3FFF_FFFF;
+/// In the exptime word: the item is stale (meta `I` invalidation).
+pub const STALE: u32 = 1 << 30;
+/// In the exptime word: a recache win token was handed out (meta `W`).
+pub const WIN_SENT: u32 = 1 << 31;
 pub const FETCHED: u32 = 1 << 30;
 pub const ACTIVE: u32 = 1 << 31;
 
@@ -181,6 +185,19 @@ impl Raw {
     pub fn set_exptime(&self, t: u32) {
         let w = self.word(self.l.t);
         w.store((w.load(Relaxed) & !TIME_MASK) | t.min(TIME_MASK), Relaxed);
+    }
+
+    /// STALE / WIN_SENT bits (changed only under the shard lock).
+    pub fn exp_bits(&self) -> u32 {
+        self.word(self.l.t).load(Relaxed) & !TIME_MASK
+    }
+    pub fn set_exp_bits(&self, bits: u32, on: bool) {
+        let w = self.word(self.l.t);
+        if on {
+            w.fetch_or(bits, Relaxed);
+        } else {
+            w.fetch_and(!bits, Relaxed);
+        }
     }
 
     #[inline]
@@ -356,6 +373,14 @@ impl<'a> ItemRef<'a> {
     }
     pub fn class_id(&self) -> u32 {
         self.class_id
+    }
+    /// Marked stale by a meta invalidation.
+    pub fn stale(&self) -> bool {
+        self.raw.exp_bits() & STALE != 0
+    }
+    /// A recache win token was already handed out for this item.
+    pub fn win_sent(&self) -> bool {
+        self.raw.exp_bits() & WIN_SENT != 0
     }
     /// Appends the value's bytes to `out`.
     pub fn write_value(&self, out: &mut Vec<u8>) {

@@ -27,6 +27,7 @@ mod lru;
 mod mover;
 mod ops;
 mod slabs;
+mod slot;
 mod stats;
 
 pub use clock::Clock;
@@ -36,6 +37,7 @@ pub use item::ItemRef;
 pub use mover::ReassignError;
 pub use ops::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
 pub use slabs::SlabClassInfo;
+pub use slot::KeySlot;
 pub use stats::{EngineStats, ThreadStats};
 
 mod engine;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
-use crate::item::{ItemId, ItemRef};
+use crate::item::{ItemId, ItemRef, Raw};
 use crate::stats::ThreadStats;
 
 /// How a read treats the item.
@@ -81,7 +81,7 @@ pub(crate) fn parse_u64_value(v: &[u8]) -> Option<u64> {
 
 impl Engine {
     /// Looks `key` up in a locked shard, dropping it if expired or flushed.
-    fn live(
+    pub(crate) fn live(
         &self,
         shard: &mut Shard,
         h: u64,
@@ -201,22 +201,43 @@ impl Engine {
         let exp = self.clock.realtime(exptime);
         // Allocate and fill before taking the shard lock: the copy and any
         // eviction happen without blocking readers of this shard.
-        let Some((new_id, raw)) = self.alloc_item(key, flags, exp, value.len()) else {
+        let Some(new) = self.alloc_item(key, flags, exp, value.len()) else {
             if mode == StoreMode::Set {
                 self.drop_key(h, key);
             }
             return StoreOutcome::OutOfMemory;
         };
-        self.fill_value(raw, &[value]);
-        let ci = self.slabs.class_of(new_id);
-        ts.class[ci + 1].cmd_set.incr();
+        self.fill_value(new.1, &[value]);
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
         let old = self.live(&mut shard, h, key, ts, now);
+        self.store_whole_locked(&mut shard, h, key, mode, old, new, cas, None, ts)
+            .0
+    }
+
+    /// Decides a set/add/replace/cas against the live item `old`, with the
+    /// new item already filled. Links it or frees it. Returns the outcome
+    /// and the id now under the key.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn store_whole_locked(
+        &self,
+        shard: &mut Shard,
+        h: u64,
+        key: &[u8],
+        mode: StoreMode,
+        old: Option<ItemId>,
+        (new_id, raw): (ItemId, Raw),
+        cas: u64,
+        new_cas: Option<u64>,
+        ts: &ThreadStats,
+    ) -> (StoreOutcome, Option<ItemId>) {
+        let _ = key;
+        let ci = self.slabs.class_of(new_id);
+        ts.class[ci + 1].cmd_set.incr();
         let outcome = match (mode, old) {
             (StoreMode::Add, Some(old)) => {
                 // memcached bumps an item that an add found present.
-                self.slabs.raw(old).set_atime(now);
+                self.slabs.raw(old).set_atime(self.clock.now());
                 StoreOutcome::NotStored
             }
             (StoreMode::Replace, None) => StoreOutcome::NotStored,
@@ -232,15 +253,14 @@ impl Engine {
                 if mode == StoreMode::Cas {
                     ts.class[ci + 1].cas_hits.incr();
                 }
-                let c = self.next_cas();
+                let c = new_cas.unwrap_or_else(|| self.next_cas());
                 raw.set_cas(c);
-                self.link(&mut shard, h, new_id, old);
-                return StoreOutcome::Stored { cas: c };
+                self.link(shard, h, new_id, old);
+                return (StoreOutcome::Stored { cas: c }, Some(new_id));
             }
         };
-        drop(shard);
         self.free_item(raw, new_id);
-        outcome
+        (outcome, old)
     }
 
     fn store_concat(
@@ -254,30 +274,48 @@ impl Engine {
     ) -> StoreOutcome {
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
-        let Some(old_id) = self.live(&mut shard, h, key, ts, now) else {
-            return StoreOutcome::NotStored;
+        let old = self.live(&mut shard, h, key, ts, now);
+        self.store_concat_locked(&mut shard, h, key, mode, old, value, cas, None, ts)
+            .0
+    }
+
+    /// append/prepend onto the live item `old`, under its shard lock.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn store_concat_locked(
+        &self,
+        shard: &mut Shard,
+        h: u64,
+        key: &[u8],
+        mode: StoreMode,
+        old: Option<ItemId>,
+        value: &[u8],
+        cas: u64,
+        new_cas: Option<u64>,
+        ts: &ThreadStats,
+    ) -> (StoreOutcome, Option<ItemId>) {
+        let Some(old_id) = old else {
+            return (StoreOutcome::NotStored, None);
         };
         let old = self.slabs.raw(old_id);
         if cas != 0 && old.cas() != cas {
-            return StoreOutcome::Exists;
+            return (StoreOutcome::Exists, Some(old_id));
         }
         let flags = old.flags();
         let total = old.value_len() + value.len();
         if !self.item_size_ok(key.len(), flags, total) {
-            return StoreOutcome::TooLarge;
+            return (StoreOutcome::TooLarge, Some(old_id));
         }
         // The new item keeps the old one's flags and expiry, as memcached's.
         let Some((new_id, raw)) = self.alloc_item(key, flags, old.exptime(), total) else {
-            return StoreOutcome::OutOfMemory;
+            return (StoreOutcome::OutOfMemory, Some(old_id));
         };
         let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
         if mode == StoreMode::Prepend {
             parts.push(value);
         }
-        // SAFETY of the borrow: the old item stays linked (and its bytes
-        // unchanged) while we hold its shard lock.
         self.for_each_value_part(old, |s| {
-            // The slices point into chunk memory that outlives this call.
+            // SAFETY: the old item stays linked, its bytes unchanged, while
+            // we hold its shard lock, which outlives `parts`.
             parts.push(unsafe { std::slice::from_raw_parts(s.as_ptr(), s.len()) })
         });
         if mode == StoreMode::Append {
@@ -285,10 +323,10 @@ impl Engine {
         }
         self.fill_value(raw, &parts);
         ts.class[self.slabs.class_of(new_id) + 1].cmd_set.incr();
-        let c = self.next_cas();
+        let c = new_cas.unwrap_or_else(|| self.next_cas());
         raw.set_cas(c);
-        self.link(&mut shard, h, new_id, Some(old_id));
-        StoreOutcome::Stored { cas: c }
+        self.link(shard, h, new_id, Some(old_id));
+        (StoreOutcome::Stored { cas: c }, Some(new_id))
     }
 
     /// `delete`: true when the key was there.
@@ -296,10 +334,21 @@ impl Engine {
         let h = hash(key);
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
-        match self.live(&mut shard, h, key, ts, now) {
+        let id = self.live(&mut shard, h, key, ts, now);
+        self.delete_locked(&mut shard, h, id, ts)
+    }
+
+    pub(crate) fn delete_locked(
+        &self,
+        shard: &mut Shard,
+        h: u64,
+        id: Option<ItemId>,
+        ts: &ThreadStats,
+    ) -> bool {
+        match id {
             Some(id) => {
                 ts.class[self.slabs.class_of(id) + 1].delete_hits.incr();
-                self.unlink(&mut shard, h, id);
+                self.unlink(shard, h, id);
                 true
             }
             None => {
@@ -319,23 +368,42 @@ impl Engine {
         let h = hash(key);
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
-        let Some(id) = self.live(&mut shard, h, key, ts, now) else {
+        let id = self.live(&mut shard, h, key, ts, now);
+        self.arith_locked(&mut shard, h, key, id, incr, delta, None, ts)
+            .0
+    }
+
+    /// incr/decr on the live item `id`, under its shard lock. Returns the
+    /// outcome and the id now under the key.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn arith_locked(
+        &self,
+        shard: &mut Shard,
+        h: u64,
+        key: &[u8],
+        id: Option<ItemId>,
+        incr: bool,
+        delta: u64,
+        new_cas: Option<u64>,
+        ts: &ThreadStats,
+    ) -> (ArithOutcome, Option<ItemId>) {
+        let Some(id) = id else {
             if incr {
                 ts.incr_misses.incr();
             } else {
                 ts.decr_misses.incr();
             }
-            return ArithOutcome::NotFound;
+            return (ArithOutcome::NotFound, None);
         };
         let raw = self.slabs.raw(id);
         if raw.is_chained() || raw.value_len() == 0 {
-            return ArithOutcome::NonNumeric;
+            return (ArithOutcome::NonNumeric, Some(id));
         }
         let len = raw.nbytes_here();
         // SAFETY: an unchained item's value is len bytes after its key.
         let cur = unsafe { std::slice::from_raw_parts(raw.data_ptr(), len) };
         let Some(v) = parse_u64_value(cur) else {
-            return ArithOutcome::NonNumeric;
+            return (ArithOutcome::NonNumeric, Some(id));
         };
         let v = if incr {
             v.wrapping_add(delta)
@@ -350,6 +418,7 @@ impl Engine {
         }
         let mut buf = [0u8; 20];
         let digits = fmt_u64(v, &mut buf);
+        let cas = new_cas.unwrap_or_else(|| self.next_cas());
         if digits.len() <= len {
             // In place, padded with spaces to the old length: memcached's
             // behaviour, visible to clients as trailing spaces.
@@ -359,18 +428,18 @@ impl Engine {
                 std::ptr::copy_nonoverlapping(digits.as_ptr(), raw.data_ptr(), digits.len());
                 std::ptr::write_bytes(raw.data_ptr().add(digits.len()), b' ', len - digits.len());
             }
-            raw.set_cas(self.next_cas());
-            raw.set_atime(now);
-            return ArithOutcome::Value(v);
+            raw.set_cas(cas);
+            raw.set_atime(self.clock.now());
+            return (ArithOutcome::Value(v), Some(id));
         }
         let Some((new_id, new)) = self.alloc_item(key, raw.flags(), raw.exptime(), digits.len())
         else {
-            return ArithOutcome::OutOfMemory;
+            return (ArithOutcome::OutOfMemory, Some(id));
         };
         self.fill_value(new, &[digits]);
-        new.set_cas(self.next_cas());
-        self.link(&mut shard, h, new_id, Some(id));
-        ArithOutcome::Value(v)
+        new.set_cas(cas);
+        self.link(shard, h, new_id, Some(id));
+        (ArithOutcome::Value(v), Some(new_id))
     }
 
     /// `flush_all [delay]`: everything stored before the flush time is

@@ -534,3 +534,44 @@ fn concurrent_mixed_load_with_eviction_keeps_values_whole() {
     assert_eq!(e.count_linked(), e.stats().curr_items);
     assert!(e.stats().total_malloced <= 3 * 1024 * 1024);
 }
+
+#[test]
+fn key_slot_does_compound_meta_steps_atomically() {
+    let (e, ts) = small();
+    {
+        // Vivify on miss: an empty item, win token handed out.
+        let mut s = e.lock_key(b"v", &ts);
+        assert!(!s.exists());
+        assert!(matches!(
+            s.store(StoreMode::Add, 0, 30, b"", 0, None),
+            StoreOutcome::Stored { .. }
+        ));
+        s.set_win_sent(true);
+        let it = s.item().unwrap();
+        assert!(it.win_sent() && !it.stale() && it.value_len() == 0);
+    }
+    {
+        // Explicit new CAS (meta E), then invalidate: stale with a bumped CAS.
+        let mut s = e.lock_key(b"v", &ts);
+        assert_eq!(
+            s.store(StoreMode::Set, 5, 0, b"data", 0, Some(777)),
+            StoreOutcome::Stored { cas: 777 }
+        );
+        let c = s.next_cas();
+        s.set_cas(c);
+        s.set_stale(true);
+        let it = s.item().unwrap();
+        assert!(it.stale() && !it.win_sent());
+        assert_eq!((it.cas(), it.flags()), (c, 5));
+    }
+    {
+        let mut s = e.lock_key(b"n", &ts);
+        assert_eq!(s.arith(true, 1, None), ArithOutcome::NotFound);
+        s.store(StoreMode::Add, 0, 0, b"10", 0, None);
+        assert_eq!(s.arith(true, 5, Some(42)), ArithOutcome::Value(15));
+        assert_eq!(s.item().unwrap().cas(), 42);
+        assert!(s.delete());
+        assert!(!s.exists());
+    }
+    e.check_invariants().unwrap();
+}

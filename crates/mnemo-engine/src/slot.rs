@@ -1,0 +1,194 @@
+//! A key held locked for a compound operation: the meta commands read an
+//! item, decide on its flags (stale, win token, CAS, TTL) and then store,
+//! touch, delete or count, all as one atomic step under the key's shard
+//! lock. The plain text commands use the single-call operations instead.
+
+use parking_lot::MutexGuard;
+
+use crate::assoc::{hash, Shard};
+use crate::engine::Engine;
+use crate::item::{ItemId, ItemRef, STALE, WIN_SENT};
+use crate::ops::{ArithOutcome, StoreMode, StoreOutcome};
+use crate::stats::ThreadStats;
+
+/// The locked key. Dropping it releases the lock.
+pub struct KeySlot<'a> {
+    e: &'a Engine,
+    shard: MutexGuard<'a, Shard>,
+    h: u64,
+    key: &'a [u8],
+    id: Option<ItemId>,
+    ts: &'a ThreadStats,
+}
+
+impl Engine {
+    /// Locks `key` and looks it up; an expired or flushed item is dropped
+    /// first and counted as memcached counts it.
+    pub fn lock_key<'a>(&'a self, key: &'a [u8], ts: &'a ThreadStats) -> KeySlot<'a> {
+        let h = hash(key);
+        let now = self.clock.now();
+        let mut shard = self.index.lock(h);
+        let id = self.live(&mut shard, h, key, ts, now);
+        KeySlot {
+            e: self,
+            shard,
+            h,
+            key,
+            id,
+            ts,
+        }
+    }
+}
+
+impl<'a> KeySlot<'a> {
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// The item as it is now (before any bump this slot makes).
+    pub fn item(&self) -> Option<ItemRef<'_>> {
+        self.id.map(|id| {
+            let raw = self.e.slabs.raw(id);
+            ItemRef::new(raw, self.e, self.e.slabs.class_of(id) as u32 + 1)
+        })
+    }
+
+    /// Relative time now.
+    pub fn now(&self) -> u32 {
+        self.e.clock.now()
+    }
+
+    /// Counts a read as `get` does (hit per class, or miss).
+    pub fn count_get(&self) {
+        match self.id {
+            Some(id) => self.ts.class[self.e.slabs.class_of(id) + 1].get_hits.incr(),
+            None => self.ts.get_misses.incr(),
+        }
+    }
+
+    /// Counts a touch as `touch` does.
+    pub fn count_touch(&self) {
+        match self.id {
+            Some(id) => self.ts.class[self.e.slabs.class_of(id) + 1]
+                .touch_hits
+                .incr(),
+            None => self.ts.touch_misses.incr(),
+        }
+    }
+
+    /// Records an access now (FETCHED, then ACTIVE), as a get does.
+    pub fn bump(&self) {
+        if let Some(id) = self.id {
+            self.e.slabs.raw(id).touch_access(self.now());
+        }
+    }
+
+    /// Sets the expiry from a client exptime (0 never, negative expired,
+    /// over 30 days absolute).
+    pub fn set_exptime(&self, exptime: i64) {
+        if let Some(id) = self.id {
+            self.e
+                .slabs
+                .raw(id)
+                .set_exptime(self.e.clock.realtime(exptime));
+        }
+    }
+
+    pub fn set_stale(&self, on: bool) {
+        if let Some(id) = self.id {
+            self.e.slabs.raw(id).set_exp_bits(STALE, on);
+        }
+    }
+
+    pub fn set_win_sent(&self, on: bool) {
+        if let Some(id) = self.id {
+            self.e.slabs.raw(id).set_exp_bits(WIN_SENT, on);
+        }
+    }
+
+    pub fn set_cas(&self, cas: u64) {
+        if let Some(id) = self.id {
+            self.e.slabs.raw(id).set_cas(cas);
+        }
+    }
+
+    /// A fresh CAS value (0 with -C).
+    pub fn next_cas(&self) -> u64 {
+        self.e.next_cas()
+    }
+
+    /// Stores under the lock. `cas` is compared for `StoreMode::Cas` and,
+    /// when non-zero, for append/prepend; `new_cas` replaces the generated
+    /// CAS (meta `E`). Afterwards the slot refers to the stored item.
+    pub fn store(
+        &mut self,
+        mode: StoreMode,
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        cas: u64,
+        new_cas: Option<u64>,
+    ) -> StoreOutcome {
+        if !self.e.item_size_ok(self.key.len(), flags, value.len()) {
+            return StoreOutcome::TooLarge;
+        }
+        let (outcome, id) = match mode {
+            StoreMode::Append | StoreMode::Prepend => self.e.store_concat_locked(
+                &mut self.shard,
+                self.h,
+                self.key,
+                mode,
+                self.id,
+                value,
+                cas,
+                new_cas,
+                self.ts,
+            ),
+            _ => {
+                let exp = self.e.clock.realtime(exptime);
+                let Some(new) = self.e.alloc_item(self.key, flags, exp, value.len()) else {
+                    return StoreOutcome::OutOfMemory;
+                };
+                self.e.fill_value(new.1, &[value]);
+                self.e.store_whole_locked(
+                    &mut self.shard,
+                    self.h,
+                    self.key,
+                    mode,
+                    self.id,
+                    new,
+                    cas,
+                    new_cas,
+                    self.ts,
+                )
+            }
+        };
+        self.id = id;
+        outcome
+    }
+
+    /// Deletes the item; false when there was none.
+    pub fn delete(&mut self) -> bool {
+        let hit = self
+            .e
+            .delete_locked(&mut self.shard, self.h, self.id, self.ts);
+        self.id = None;
+        hit
+    }
+
+    /// incr/decr under the lock, with an optional explicit new CAS.
+    pub fn arith(&mut self, incr: bool, delta: u64, new_cas: Option<u64>) -> ArithOutcome {
+        let (outcome, id) = self.e.arith_locked(
+            &mut self.shard,
+            self.h,
+            self.key,
+            self.id,
+            incr,
+            delta,
+            new_cas,
+            self.ts,
+        );
+        self.id = id;
+        outcome
+    }
+}
