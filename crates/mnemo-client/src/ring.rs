@@ -105,8 +105,15 @@ impl Ring {
                 points.sort_by_key(|p| p.value);
             }
             Distribution::Modula => {
-                // One slot per unit of weight, in server order.
-                for &i in &live_idx {
+                // One slot per unit of weight. twemproxy lays the slots out
+                // in the order its config validation leaves the servers:
+                // sorted by name, shorter names first, then bytewise.
+                let mut order = live_idx.clone();
+                order.sort_by(|&a, &b| {
+                    let (x, y) = (nodes[a].name.as_bytes(), nodes[b].name.as_bytes());
+                    x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+                });
+                for &i in &order {
                     for _ in 0..nodes[i].weight {
                         points.push(Point {
                             value: 0,
@@ -389,6 +396,25 @@ mod tests {
             seen[p.server_for(b"k").unwrap()] += 1;
         }
         assert!(seen[0] > 0 && seen[1] > 0, "{seen:?}");
+    }
+
+    #[test]
+    fn modula_slots_follow_twemproxys_name_order() {
+        // Listed b:2 then aa:1; twemproxy orders by (length, bytes): b, aa.
+        let nodes = vec![
+            Node {
+                name: "aa".into(),
+                weight: 1,
+            },
+            Node {
+                name: "b".into(),
+                weight: 2,
+            },
+        ];
+        let r = Ring::new(Distribution::Modula, &nodes, |_| true);
+        assert_eq!(r.dispatch(0), Some(1));
+        assert_eq!(r.dispatch(1), Some(1));
+        assert_eq!(r.dispatch(2), Some(0));
     }
 
     #[test]

@@ -495,6 +495,15 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
                     for it in items {
                         let sc = parse_server(&it.value)
                             .map_err(|m| err(it.line, r.text(it.line), m))?;
+                        // twemproxy rejects two servers with one name: they
+                        // would share ketama points.
+                        if p.servers.iter().any(|s| s.name == sc.name) {
+                            return Err(err(
+                                it.line,
+                                r.text(it.line),
+                                "has a duplicate server name",
+                            ));
+                        }
                         p.servers.push(sc);
                     }
                 }
@@ -673,6 +682,11 @@ beta:
             "a:\n  listen: 127.0.0.1:1\n  hash_tag: \"{\"\n  servers:\n   - h:1:1\n",
             3,
             "two characters",
+        );
+        bad(
+            "a:\n  listen: 127.0.0.1:1\n  servers:\n   - h:1:1\n   - h:1:2\n",
+            5,
+            "duplicate",
         );
         bad("  a:\n", 1, "column 1");
         bad("", 0, "no pools");
