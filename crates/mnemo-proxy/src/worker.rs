@@ -1263,6 +1263,34 @@ impl Worker {
             {
                 self.primary_failed(idx, cid, seq, msg);
             }
+        } else if cmd == MetaCmd::Set
+            && self.pools[pool].backup.is_some()
+            && meta_compares_cas(bytes)
+        {
+            // Like text cas: the primary decides (its CAS uniques are the
+            // ones the client holds); the backup's copy is then invalidated
+            // rather than mirrored, since the same compare would fail there.
+            let deferred = reply::valid_key(hkey).then(|| {
+                let mut del = Vec::with_capacity(hkey.len() + 24);
+                reply::encode_delete(&mut del, hkey, true);
+                (hkey.to_vec(), del)
+            });
+            let Some(c) = self.clients.get_mut(idx) else {
+                return;
+            };
+            let mirror = Box::new(Mirror {
+                deferred,
+                ..Default::default()
+            });
+            let seq = c.push_slot(SlotKind::Simple(Some(mirror)));
+            let cid = c.id;
+            let p = self.pending(idx, cid, seq, What::Single, quiet);
+            if let Err(msg) = self
+                .pick(pool, hkey)
+                .and_then(|s| self.send(pool, s, bytes, Some(p)))
+            {
+                self.primary_failed(idx, cid, seq, msg);
+            }
         } else {
             self.keyed(idx, pool, hkey, bytes, false, quiet);
         }
@@ -2037,7 +2065,15 @@ impl Worker {
                     Some(SlotKind::Simple(Some(m))) => m.deferred.take(),
                     _ => None,
                 };
-                if let (Some((key, set)), Reply::Stored) = (deferred, r) {
+                let stored = matches!(
+                    r,
+                    Reply::Stored
+                        | Reply::Meta {
+                            status: reply::MetaStatus::Hd,
+                            ..
+                        }
+                );
+                if let (Some((key, set)), true) = (deferred, stored) {
                     if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
                         if let Ok(s) = self.pick(b, &key) {
                             let _ = self.send(b, s, &set, None);
@@ -2322,6 +2358,18 @@ impl Worker {
         }
         eprintln!("mnemo-proxy: worker {} applied new configuration", self.id);
     }
+}
+
+/// Whether an `ms` request line carries a compare-CAS flag (`C<n>`).
+fn meta_compares_cas(bytes: &[u8]) -> bool {
+    let end = bytes
+        .iter()
+        .position(|&c| c == b'\n')
+        .unwrap_or(bytes.len());
+    bytes[..end]
+        .split(|&c| c == b' ' || c == b'\r')
+        .skip(3)
+        .any(|t| t.first() == Some(&b'C'))
 }
 
 /// Frame a one-element reply.

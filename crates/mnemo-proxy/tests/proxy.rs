@@ -244,6 +244,22 @@ fn backup_pool_holds_every_write_and_answers_when_primary_dies() {
         "EXISTS\r\n"
     );
     assert_eq!(c.set("b2", "val2"), "STORED\r\n");
+    // Meta cas: the primary decides, the backup's copy is invalidated.
+    c.send(b"mg mk c\r\n");
+    let hd = c.line();
+    let mcas: u64 = hd.trim_end().strip_prefix("HD c").unwrap().parse().unwrap();
+    assert_eq!(
+        c.cmd(&format!("ms mk 3 C{}\r\nnew\r\n", mcas + 1000)),
+        "EX\r\n"
+    );
+    assert_eq!(direct_get(backup.port, "mk").as_deref(), Some("mv"));
+    assert_eq!(c.cmd(&format!("ms mk 3 C{mcas}\r\nnew\r\n")), "HD\r\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while direct_get(backup.port, "mk").is_some() {
+        assert!(Instant::now() < deadline, "backup copy not invalidated");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.cmd("ms mk 2\r\nmv\r\n"), "HD\r\n");
     // Kill a primary: its keys are answered from the backup, in order,
     // within a multi-get too.
     let victim = prim[0].port;
