@@ -132,6 +132,22 @@ pub(crate) struct Slabs {
 unsafe impl Send for Slabs {}
 unsafe impl Sync for Slabs {}
 
+/// The page table, allocated zeroed: the kernel hands out zero pages
+/// lazily, so the 1.5 MB table costs RSS only for the slots in use.
+fn zeroed_table(n: usize) -> Box<[PageSlot]> {
+    let layout = AllocLayout::array::<PageSlot>(n).expect("page table layout");
+    // SAFETY: every field of PageSlot (atomic pointer, integers, bool) is
+    // valid all-zero: a null pointer, 0, false. The allocation has the
+    // array's layout, so Box may free it.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut PageSlot;
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+    }
+}
+
 /// Chunk sizes from the smallest to the largest, as memcached grows them.
 pub(crate) fn class_sizes(
     layout: Layout,
@@ -183,14 +199,7 @@ impl Slabs {
                 }),
             })
             .collect();
-        let table = (0..MAX_PAGES)
-            .map(|_| PageSlot {
-                base: AtomicPtr::new(std::ptr::null_mut()),
-                chunk_size: AtomicU32::new(0),
-                class: AtomicU8::new(0),
-                draining: AtomicBool::new(false),
-            })
-            .collect();
+        let table = zeroed_table(MAX_PAGES);
         Slabs {
             layout,
             page_size,
