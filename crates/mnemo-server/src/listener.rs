@@ -284,7 +284,7 @@ fn hand_off(
     shared: &Arc<Shared>,
 ) {
     let g = &shared.global;
-    if g.curr_conns.load(Relaxed) >= shared.settings.maxconns as u64 {
+    if g.curr_conns.load(Relaxed) >= client_limit(shared) {
         // memcached (maxconns_fast) answers and closes at once.
         g.rejected_conns.fetch_add(1, Relaxed);
         let _ = match &mut stream {
@@ -313,6 +313,17 @@ fn hand_off(
         return;
     }
     let _ = waker.wake();
+}
+
+/// How many clients `-c` admits. memcached (maxconns_fast) refuses a
+/// socket whose descriptor number is `>= maxconns - 1`, and its first
+/// client descriptor is `7 + 4 * threads + listeners`; the same count is
+/// reproduced here so `-c N` admits exactly as many clients as memcached
+/// does, independent of how many descriptors mnemo itself uses.
+pub fn client_limit(shared: &Shared) -> u64 {
+    let first_fd =
+        7 + 4 * shared.settings.threads as u64 + u64::from(shared.listeners.load(Relaxed));
+    (shared.settings.maxconns as u64).saturating_sub(1 + first_fd)
 }
 
 /// Workers as the acceptor sees them.

@@ -102,11 +102,9 @@ fn run(settings: Settings) -> i32 {
             );
         }
     }
-    if listeners.is_empty() {
-        return die(
-            "mnemo: nothing to listen on (-p 0 and no -s)",
-            cli::EX_USAGE,
-        );
+    if listeners.is_empty() && settings.verbose > 0 {
+        // memcached runs on with nothing to listen on (-p 0); so do we.
+        eprintln!("warning: no listening sockets (-p 0 and no -s)");
     }
     if settings.daemonize {
         if let Err(e) = daemonize(settings.verbose > 0) {

@@ -189,7 +189,10 @@ fn shutdown_command_needs_dash_a() {
 
 #[test]
 fn too_many_connections() {
-    let s = Server::mnemo(&["-c", "2"]);
+    // memcached's -c counts descriptors: with one thread and one listener
+    // its first client gets fd 12 and fd >= c - 1 is refused, so -c 15
+    // admits two clients.
+    let s = Server::mnemo(&["-c", "15", "-t", "1"]);
     let mut a = s.connect();
     let mut b = s.connect();
     assert!(a.request(b"version\r\n").starts_with(b"VERSION"));
