@@ -330,6 +330,7 @@ struct ClientConn {
     binary: Option<bool>,
     /// The binary request the next slot answers.
     next_bin: Option<BinReq>,
+    spare_outs: Vec<Vec<u8>>,
 }
 
 impl ClientConn {
@@ -345,9 +346,10 @@ impl ClientConn {
     fn push_slot(&mut self, kind: SlotKind) -> u64 {
         let seq = self.base + self.slots.len() as u64;
         let bin = self.next_bin.take();
+        let out = self.spare_outs.pop().unwrap_or_default();
         self.slots.push_back(Slot {
             done: false,
-            out: Vec::new(),
+            out,
             kind,
             bin,
         });
@@ -364,6 +366,7 @@ impl ClientConn {
                     Some(b) => binproto::translate(b, bytes, &mut self.wbuf),
                     None => self.wbuf.extend_from_slice(bytes),
                 }
+                self.recycle(s.out);
                 self.drain_ready();
             }
         } else if let Some(s) = self.slot_mut(seq) {
@@ -380,7 +383,18 @@ impl ClientConn {
             if let Some(s) = self.slots.pop_front() {
                 self.base += 1;
                 self.wbuf.extend_from_slice(&s.out);
+                self.recycle(s.out);
             }
+        }
+    }
+
+    /// Keep a few answer buffers of finished slots: answers that arrive
+    /// out of order wait in them, and reusing them saves an allocation per
+    /// such answer.
+    fn recycle(&mut self, mut out: Vec<u8>) {
+        if out.capacity() > 0 && out.capacity() <= 64 * 1024 && self.spare_outs.len() < 64 {
+            out.clear();
+            self.spare_outs.push(out);
         }
     }
 
@@ -803,6 +817,7 @@ impl Worker {
                 paused: false,
                 binary: None,
                 next_bin: None,
+                spare_outs: Vec::new(),
             });
             let reg = self.poll.registry();
             let ok = match self.clients.get_mut(cidx) {
@@ -1105,9 +1120,23 @@ impl Worker {
                 }
                 Step::Consumed(consumed)
             }
-            // Server administration (slabs, lru_crawler, stats groups,
-            // cache_memlimit) concerns one server, not the proxy.
-            _ => {
+            Request::GetKeyTooLong => {
+                // memcached also drops the answers still queued for earlier
+                // gets of the batch; the proxy answers every request it
+                // took, in order, and only this one with the error.
+                let mut v = text::BAD_FORMAT.as_bytes().to_vec();
+                v.extend_from_slice(b"\r\n");
+                self.answer(idx, &v);
+                Step::Consumed(consumed)
+            }
+            // Server administration concerns one server, not the proxy.
+            // Listed one by one so that a new request kind in the parser
+            // is a compile error here rather than a silent ERROR.
+            Request::Stats(_)
+            | Request::CacheMemlimit { .. }
+            | Request::SlabsReassign(_)
+            | Request::SlabsAutomove { .. }
+            | Request::LruCrawler(_) => {
                 self.answer(idx, b"ERROR\r\n");
                 Step::Consumed(consumed)
             }
