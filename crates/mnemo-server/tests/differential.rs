@@ -23,7 +23,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{show, Kind, Server, Stop};
+use support::{show, show_full, Kind, Server, Stop};
 
 /// Something a case does before its main bytes.
 #[derive(Clone, Copy)]
@@ -638,7 +638,10 @@ fn run_case(kind: Kind, case: &Case) -> String {
         }
     };
     let answer = normalize(&answer, case.names_only);
-    out.push_str(&format!("[answer] {}\n[ending] {ending}", show(&answer)));
+    out.push_str(&format!(
+        "[answer] {}\n[ending] {ending}",
+        show_full(&answer)
+    ));
     out
 }
 
@@ -723,6 +726,44 @@ fn normalize(answer: &[u8], names_only: bool) -> Vec<u8> {
     out
 }
 
+/// The differing protocol lines of two transcripts (compared line by line
+/// by position, so one missing line shows as a shift from there on).
+fn first_difference(left: &str, right: &str, a: Kind, b: Kind) -> String {
+    const SHOWN: usize = 12;
+    let l: Vec<&str> = left.split("\\r\\n").collect();
+    let r: Vec<&str> = right.split("\\r\\n").collect();
+    let mut out = String::new();
+    let mut count = 0;
+    for at in 0..l.len().max(r.len()) {
+        let (x, y) = (l.get(at), r.get(at));
+        if x != y {
+            if count < SHOWN {
+                out.push_str(&format!(
+                    "line {at}:\n  {:>9}: {}\n  {:>9}: {}\n",
+                    a.name(),
+                    x.unwrap_or(&"<nothing>"),
+                    b.name(),
+                    y.unwrap_or(&"<nothing>")
+                ));
+            }
+            count += 1;
+        }
+    }
+    if count > SHOWN {
+        out.push_str(&format!("… and {} more differing lines\n", count - SHOWN));
+    }
+    out
+}
+
+/// Keeps failure reports readable when answers are large.
+fn clip(transcript: &str) -> String {
+    const LIMIT: usize = 1500;
+    match transcript.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…(clipped)", &transcript[..cut]),
+        None => transcript.to_string(),
+    }
+}
+
 /// Runs `cases` against `a` and `b` and panics with every disagreement.
 fn compare(group: &str, cases: &[Case], a: Kind, b: Kind) {
     support::require_tool("memcached");
@@ -736,15 +777,18 @@ fn compare(group: &str, cases: &[Case], a: Kind, b: Kind) {
         }
         if left != right {
             failures.push(format!(
-                "--- case {:?} (args {:?})\nrequest: {}\n{}:\n{left}\n{}:\n{right}\n",
+                "--- case {:?} (args {:?})\nrequest: {}\n{}\n{}:\n{}\n{}:\n{}\n",
                 case.name,
                 case.args,
                 match case.generate {
                     Some(g) => show(&g()),
                     None => show(case.bytes),
                 },
+                first_difference(&left, &right, a, b),
                 a.name(),
+                clip(&left),
                 b.name(),
+                clip(&right),
             ));
         }
     }

@@ -582,11 +582,21 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Printable rendering of protocol bytes for failure messages.
+/// Printable rendering of protocol bytes for failure messages, clipped.
 pub fn show(bytes: &[u8]) -> String {
     const LIMIT: usize = 600;
-    let mut out = String::new();
-    for &b in bytes.iter().take(LIMIT) {
+    let mut out = show_full(&bytes[..bytes.len().min(LIMIT)]);
+    if bytes.len() > LIMIT {
+        out.push_str(&format!("…(+{} bytes)", bytes.len() - LIMIT));
+    }
+    out
+}
+
+/// Printable rendering of protocol bytes: `\r`, `\n`, `\\` and `\xNN`
+/// escapes, everything else printable ASCII as is.
+pub fn show_full(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
         match b {
             b'\r' => out.push_str("\\r"),
             b'\n' => out.push_str("\\n"),
@@ -594,9 +604,6 @@ pub fn show(bytes: &[u8]) -> String {
             0x20..=0x7e => out.push(b as char),
             _ => out.push_str(&format!("\\x{b:02x}")),
         }
-    }
-    if bytes.len() > LIMIT {
-        out.push_str(&format!("…(+{} bytes)", bytes.len() - LIMIT));
     }
     out
 }
