@@ -943,6 +943,28 @@ impl Worker {
                 None => break,
             };
             if binary {
+                // Refuse an oversized body from its header instead of
+                // buffering it whole: answer, then swallow it.
+                if let Some(h) = binary::Header::decode(buf) {
+                    if h.magic == binary::REQUEST_MAGIC && h.body_len as usize > MAX_ITEM + 512 {
+                        let mut e = Vec::new();
+                        binary::encode_response(
+                            &mut e,
+                            h.opcode,
+                            binary::status::VALUE_TOO_LARGE,
+                            h.opaque,
+                            0,
+                            &[],
+                            &[],
+                            b"Too large.",
+                        );
+                        self.answer(idx, &e);
+                        if let Some(c) = self.clients.get_mut(idx) {
+                            c.swallow = binary::HEADER_LEN + h.body_len as usize;
+                        }
+                        continue;
+                    }
+                }
                 let step = match binary::parse_packet(buf) {
                     Ok(None) => Step::NeedMore,
                     Ok(Some((pkt, used))) if pkt.header.magic == binary::REQUEST_MAGIC => {

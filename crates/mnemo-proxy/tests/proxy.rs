@@ -831,6 +831,44 @@ fn binary_clients_are_served_through_text_backends() {
     assert!(c.stats(0).unwrap().iter().any(|(k, _)| k == "p:requests"));
     c.flush_all().unwrap();
     assert!(c.get(b"bin1").unwrap().is_none());
+
+    // Raw packets: an oversized value is refused from its header and
+    // swallowed; the connection goes on. A bad magic closes it.
+    use mnemo_protocol::reply::binary::{self, status, Opcode};
+    let mut raw = Conn::new(lp);
+    let mut req = Vec::new();
+    binary::encode_store(
+        &mut req,
+        Opcode::Set,
+        b"big",
+        0,
+        0,
+        &vec![b'x'; 2 << 20],
+        0,
+        7,
+    );
+    binary::encode_simple(&mut req, Opcode::Noop, 8);
+    raw.send(&req);
+    let frame = |b: &[u8]| binary::parse_packet(b).ok().flatten().map(|(_, n)| n);
+    let a = raw.read_until(frame);
+    let (p, _) = binary::parse_packet(&a).unwrap().unwrap();
+    assert_eq!(
+        (p.header.status, p.header.opaque),
+        (status::VALUE_TOO_LARGE, 7)
+    );
+    let a = raw.read_until(frame);
+    let (p, _) = binary::parse_packet(&a).unwrap().unwrap();
+    assert_eq!(
+        (p.header.opcode, p.header.status, p.header.opaque),
+        (Opcode::Noop as u8, 0, 8)
+    );
+    raw.send(&[
+        0x80, 0x01, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    assert!(
+        raw.closed(),
+        "a body shorter than its key must close the connection"
+    );
 }
 
 #[test]
