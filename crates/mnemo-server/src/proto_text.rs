@@ -551,7 +551,13 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "rusage_user", ru_user);
     stat_line(out, "rusage_system", ru_sys);
     stat_line(out, "max_connections", s.maxconns);
-    stat_line(out, "curr_connections", g.curr_conns.load(Relaxed));
+    // memcached counts its listening sockets as connections and subtracts
+    // one (the asking client, as it documents it).
+    stat_line(
+        out,
+        "curr_connections",
+        (g.curr_conns.load(Relaxed) + listeners).saturating_sub(1),
+    );
     stat_line(out, "total_connections", g.total_conns.load(Relaxed));
     if s.maxconns_fast {
         stat_line(out, "rejected_connections", g.rejected_conns.load(Relaxed));
