@@ -923,3 +923,75 @@ fn thousands_of_client_connections() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["p"]["client_connections"], n as u64);
 }
+
+#[test]
+fn unix_socket_listener_and_unix_socket_server() {
+    use std::os::unix::net::UnixStream;
+    let dir = TempDir::new("unix");
+    let msock = dir.0.join("mc.sock");
+    let mut mc = std::process::Command::new("/usr/bin/memcached")
+        .args(["-s", msock.to_str().unwrap(), "-U", "0", "-u", "root"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop<'a>(&'a mut std::process::Child);
+    impl Drop for KillOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _k = KillOnDrop(&mut mc);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while UnixStream::connect(&msock).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let psock = dir.0.join("proxy.sock");
+    let conf = dir.file(
+        "p.yml",
+        &format!(
+            "p:\n  listen: {}\n  servers:\n   - {}:1\n",
+            psock.display(),
+            msock.display()
+        ),
+    );
+    let stats_port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnemo-proxy"))
+        .args([
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            &stats_port.to_string(),
+            "-a",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _p = KillOnDrop(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = loop {
+        if let Ok(s) = UnixStream::connect(&psock) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "proxy unix socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"set u 0 0 2\r\nhi\r\nget u\r\n").unwrap();
+    let want = b"STORED\r\nVALUE u 0 2\r\nhi\r\nEND\r\n";
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.len() < want.len() {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, want);
+}
