@@ -4,5 +4,7 @@
 //! Client side: `reply` parses what a server sends back and encodes requests,
 //! for mnemo-client, mnemo-proxy and mnemo-bench.
 
+pub mod binary;
+pub mod meta;
 pub mod reply;
 pub mod text;
