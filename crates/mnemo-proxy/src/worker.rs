@@ -1195,30 +1195,17 @@ impl Worker {
                 self.answer(idx, &local);
                 Step::Stop
             }
-            binproto::Action::Keyed {
-                key_start, key_end, ..
-            } => {
+            binproto::Action::Keyed { read } => {
                 if let Some(c) = self.clients.get_mut(idx) {
                     c.next_bin = Some(b);
                 }
-                self.keyed(idx, pool, &text[key_start..key_end], &text, false, None);
-                Step::Consumed(p.len())
-            }
-            binproto::Action::Get {
-                exptime,
-                with_touch,
-            } => {
-                if let Some(c) = self.clients.get_mut(idx) {
-                    c.next_bin = Some(b);
-                }
-                let kind = if with_touch {
-                    GetKind::Gats
-                } else {
-                    GetKind::Gets
+                let cmd = match (read, text.get(..2)) {
+                    (true, _) => MetaCmd::Get,
+                    (false, Some(b"md")) => MetaCmd::Delete,
+                    (false, Some(b"ma")) => MetaCmd::Arith,
+                    _ => MetaCmd::Set,
                 };
-                let key = &p[pkt.key.clone()];
-                let line_len = text.len();
-                self.get_request(idx, pool, &text[..line_len], kind, exptime, Keys::new(key));
+                self.keyed_meta(idx, pool, &p[pkt.key.clone()], &text, cmd, None);
                 Step::Consumed(p.len())
             }
             binproto::Action::Flush => {

@@ -995,3 +995,27 @@ fn unix_socket_listener_and_unix_socket_server() {
     }
     assert_eq!(got, want);
 }
+
+#[test]
+fn memccapable_passes_through_the_proxy() {
+    // libmemcached's protocol conformance checker, text and binary, run
+    // against the proxy over two memcached servers.
+    let m = [memcached(), memcached()];
+    let lp = free_port();
+    let dir = TempDir::new("capable");
+    let conf = dir.file(
+        "p.yml",
+        &pool("p", lp, "", &server_lines(&[(&m[0], 1), (&m[1], 1)])),
+    );
+    let _p = proxy(&conf, lp);
+    let out = Command::new("memccapable")
+        .args(["-h", "127.0.0.1", "-p", &lp.to_string(), "-t", "5"])
+        .output()
+        .expect("memccapable (Debian package libmemcached-tools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("All tests passed"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
