@@ -1,0 +1,296 @@
+//! Binary protocol, differential: the same packets go to memcached 1.6.18
+//! and to mnemo, each case on its own connection to one pair of servers,
+//! and the response packets must match once CAS values (compared only as
+//! zero / non-zero) and the version string are masked.
+//!
+//! A case's answer ends at the response to a NOOP with a reserved opaque
+//! sent after it, or at the close where memcached closes. Keys are unique
+//! per case.
+mod support;
+
+use mnemo_protocol::reply::binary::{parse_packet, Header, Opcode, REQUEST_MAGIC};
+use support::{show_full, Kind, Server, Stop};
+
+const SENTINEL_OPAQUE: u32 = 0xfeed_face;
+
+fn pkt(out: &mut Vec<u8>, op: u8, extras: &[u8], key: &[u8], value: &[u8], cas: u64) {
+    Header {
+        magic: REQUEST_MAGIC,
+        opcode: op,
+        key_len: key.len() as u16,
+        extras_len: extras.len() as u8,
+        body_len: (extras.len() + key.len() + value.len()) as u32,
+        opaque: 0x0102_0300 | op as u32,
+        cas,
+        ..Header::default()
+    }
+    .encode(out);
+    out.extend_from_slice(extras);
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+}
+
+fn store_extras(flags: u32, exptime: u32) -> Vec<u8> {
+    [flags.to_be_bytes(), exptime.to_be_bytes()].concat()
+}
+
+fn arith_extras(delta: u64, initial: u64, exptime: u32) -> Vec<u8> {
+    [
+        &delta.to_be_bytes()[..],
+        &initial.to_be_bytes(),
+        &exptime.to_be_bytes(),
+    ]
+    .concat()
+}
+
+use Opcode::*;
+
+fn op(o: Opcode) -> u8 {
+    o as u8
+}
+
+struct Case {
+    name: &'static str,
+    bytes: Vec<u8>,
+    closes: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    let mut add = |name, closes, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = Vec::new();
+        f(&mut bytes);
+        v.push(Case {
+            name,
+            bytes,
+            closes,
+        });
+    };
+    let se = store_extras(7, 0);
+    add("get family with quiet pipeline", false, &|b| {
+        pkt(b, op(SetQ), &se, b"g1", b"hello", 0);
+        pkt(b, op(GetQ), &[], b"g1", &[], 0);
+        pkt(b, op(GetKQ), &[], b"g1-miss", &[], 0);
+        pkt(b, op(GetQ), &[], b"g1-miss", &[], 0);
+        pkt(b, op(GetK), &[], b"g1", &[], 0);
+        pkt(b, op(GetK), &[], b"g1-miss", &[], 0);
+        pkt(b, op(Get), &[], b"g1-miss", &[], 0);
+        pkt(b, op(Get), &[], b"g1", &[], 0);
+    });
+    add("stores", false, &|b| {
+        pkt(b, op(Add), &se, b"s1", b"a", 0);
+        pkt(b, op(Add), &se, b"s1", b"b", 0);
+        pkt(b, op(AddQ), &se, b"s1", b"b", 0);
+        pkt(b, op(Replace), &se, b"s1-miss", b"c", 0);
+        pkt(b, op(ReplaceQ), &se, b"s1-miss", b"c", 0);
+        pkt(b, op(Replace), &se, b"s1", b"d", 0);
+        pkt(b, op(Append), &[], b"s1", b"e", 0);
+        pkt(b, op(Prepend), &[], b"s1", b"f", 0);
+        pkt(b, op(AppendQ), &[], b"s1-miss", b"g", 0);
+        pkt(b, op(PrependQ), &[], b"s1", b"h", 0);
+        pkt(b, op(Set), &se, b"s1", b"i", 12345);
+        pkt(b, op(Set), &se, b"s1-miss", b"j", 12345);
+        pkt(b, op(Get), &[], b"s1", &[], 0);
+    });
+    add("deletes", false, &|b| {
+        pkt(b, op(Set), &se, b"d1", b"a", 0);
+        pkt(b, op(Delete), &[], b"d1", &[], 999_999);
+        pkt(b, op(Delete), &[], b"d1", &[], 0);
+        pkt(b, op(Delete), &[], b"d1", &[], 0);
+        pkt(b, op(DeleteQ), &[], b"d1", &[], 0);
+        pkt(b, op(Set), &se, b"d1", b"a", 0);
+        pkt(b, op(DeleteQ), &[], b"d1", &[], 0);
+        pkt(b, op(Get), &[], b"d1", &[], 0);
+    });
+    add("increment and decrement", false, &|b| {
+        pkt(b, op(Increment), &arith_extras(1, 5, 0xffff_ffff), b"n1", &[], 0);
+        pkt(b, op(Increment), &arith_extras(1, 5, 0), b"n1", &[], 0);
+        pkt(b, op(Increment), &arith_extras(10, 5, 0), b"n1", &[], 0);
+        pkt(b, op(Decrement), &arith_extras(100, 5, 0), b"n1", &[], 0);
+        pkt(b, op(IncrementQ), &arith_extras(3, 5, 0), b"n1", &[], 0);
+        pkt(b, op(DecrementQ), &arith_extras(3, 5, 0xffff_ffff), b"n1-miss", &[], 0);
+        pkt(b, op(Increment), &arith_extras(1, 0, 0), b"n1", &[], 999_999);
+        pkt(b, op(Set), &se, b"n2", b"abc", 0);
+        pkt(b, op(Increment), &arith_extras(1, 0, 0), b"n2", &[], 0);
+        pkt(b, op(Get), &[], b"n1", &[], 0);
+    });
+    add("touch and gat", false, &|b| {
+        pkt(b, op(Set), &se, b"t1", b"v", 0);
+        pkt(b, op(Touch), &100u32.to_be_bytes(), b"t1", &[], 0);
+        pkt(b, op(Touch), &100u32.to_be_bytes(), b"t1-miss", &[], 0);
+        pkt(b, op(Gat), &100u32.to_be_bytes(), b"t1", &[], 0);
+        pkt(b, op(GatK), &100u32.to_be_bytes(), b"t1", &[], 0);
+        pkt(b, op(GatQ), &100u32.to_be_bytes(), b"t1", &[], 0);
+        pkt(b, op(GatKQ), &100u32.to_be_bytes(), b"t1", &[], 0);
+        pkt(b, op(GatQ), &100u32.to_be_bytes(), b"t1-miss", &[], 0);
+        pkt(b, op(GatK), &100u32.to_be_bytes(), b"t1-miss", &[], 0);
+        pkt(b, op(Gat), &0u32.to_be_bytes(), b"t1-miss", &[], 0);
+    });
+    add("noop version and stat groups", false, &|b| {
+        pkt(b, op(Noop), &[], b"", &[], 0);
+        pkt(b, op(Version), &[], b"", &[], 0);
+        pkt(b, op(Stat), &[], b"nosuchgroup", &[], 0);
+        pkt(b, op(Stat), &[], b"detail nope", &[], 0);
+    });
+    add("flush", false, &|b| {
+        pkt(b, op(Set), &se, b"f1", b"v", 0);
+        pkt(b, op(FlushQ), &[], b"", &[], 0);
+        pkt(b, op(Get), &[], b"f1", &[], 0);
+        pkt(b, op(Set), &se, b"f1", b"v", 0);
+        pkt(b, op(Flush), &1000u32.to_be_bytes(), b"", &[], 0);
+        pkt(b, op(Get), &[], b"f1", &[], 0);
+    });
+    add("unknown opcodes swallow their body", false, &|b| {
+        pkt(b, 0x55, &[], b"", b"xyz", 0);
+        pkt(b, op(Verbosity), &1u32.to_be_bytes(), b"", &[], 0);
+        pkt(b, 0x20, &[], b"", &[], 0);
+        pkt(b, 0x21, &[], b"PLAIN", b"\0u\0p", 0);
+        pkt(b, op(Get), &[], b"nothing", &[], 0);
+    });
+    add("value too large is swallowed", false, &|b| {
+        pkt(b, op(Set), &se, b"big", &vec![b'x'; 1024 * 1024 + 1], 0);
+        pkt(b, op(Get), &[], b"big", &[], 0);
+    });
+    add("get with extras closes", true, &|b| {
+        pkt(b, op(Get), &[0; 4], b"k", &[], 0);
+        pkt(b, op(Noop), &[], b"", &[], 0);
+    });
+    add("set without key closes", true, &|b| {
+        pkt(b, op(Set), &se, b"", b"v", 0);
+    });
+    add("incr with short extras closes", true, &|b| {
+        pkt(b, op(Increment), &[0; 8], b"k", &[], 0);
+    });
+    add("key over 250 closes", true, &|b| {
+        pkt(b, op(Get), &[], &[b'k'; 251], &[], 0);
+    });
+    add("key longer than body closes", true, &|b| {
+        let mut p = Vec::new();
+        pkt(&mut p, op(Get), &[], b"abcd", &[], 0);
+        p[11] = 2;
+        b.extend_from_slice(&p);
+    });
+    add("noop with a body closes", true, &|b| {
+        pkt(b, op(Noop), &[], b"", b"zz", 0);
+    });
+    add("bad magic after a binary request closes silently", true, &|b| {
+        pkt(b, op(Noop), &[], b"", &[], 0);
+        let mut p = Vec::new();
+        pkt(&mut p, op(Noop), &[], b"", &[], 0);
+        p[0] = 0x81;
+        b.extend_from_slice(&p);
+    });
+    add("quit answers then closes", true, &|b| {
+        pkt(b, op(Quit), &[], b"", &[], 0);
+    });
+    add("quitq closes without an answer", true, &|b| {
+        pkt(b, op(Set), &se, b"qq", b"v", 0);
+        pkt(b, op(QuitQ), &[], b"", &[], 0);
+    });
+    v
+}
+
+fn sentinel() -> Vec<u8> {
+    let mut out = Vec::new();
+    Header {
+        magic: REQUEST_MAGIC,
+        opcode: Noop as u8,
+        opaque: SENTINEL_OPAQUE,
+        ..Header::default()
+    }
+    .encode(&mut out);
+    out
+}
+
+fn answer(server: &Server, case: &Case) -> Vec<u8> {
+    let mut c = server.connect();
+    c.send(&case.bytes);
+    if case.closes {
+        return c.read_to_eof().unwrap_or_else(|got| {
+            panic!(
+                "{}: {:?} did not close; got {}",
+                server.kind().name(),
+                case.name,
+                show_full(&got)
+            )
+        });
+    }
+    c.send(&sentinel());
+    let mut end = sentinel();
+    end[0] = 0x81;
+    match c.try_read_until(&end) {
+        Ok(got) => got,
+        Err((Stop::Eof, got)) => got,
+        Err((Stop::Timeout, got)) => panic!(
+            "{}: {:?} timed out after {}",
+            server.kind().name(),
+            case.name,
+            show_full(&got)
+        ),
+    }
+}
+
+/// Splits responses into packets and masks CAS values and the version.
+fn normalize(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match parse_packet(&bytes[pos..]) {
+            Ok(Some((p, used))) => {
+                let h = p.header;
+                let raw = &bytes[pos..pos + used];
+                let value = if h.opcode == Version as u8 {
+                    "<version>".to_string()
+                } else {
+                    show_full(&raw[p.value.clone()])
+                };
+                out.push(format!(
+                    "op={:02x} status={:x} opaque={:x} cas={} extras={} key={} value={}",
+                    h.opcode,
+                    h.status,
+                    h.opaque,
+                    if h.cas == 0 { "0" } else { "nonzero" },
+                    show_full(&raw[p.extras.clone()]),
+                    show_full(&raw[p.key.clone()]),
+                    value
+                ));
+                pos += used;
+            }
+            _ => {
+                out.push(format!("trailing bytes: {}", show_full(&bytes[pos..])));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn binary_matches_memcached() {
+    let reference = Server::start(Kind::Memcached, &[]);
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    let mut failures = Vec::new();
+    for case in cases() {
+        let want = normalize(&answer(&reference, &case));
+        let got = normalize(&answer(&mnemo, &case));
+        if want != got {
+            failures.push(format!(
+                "case {:?}\n memcached: {:#?}\n mnemo:     {:#?}",
+                case.name, want, got
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// memcached against itself: the masks suffice and every case answers.
+#[test]
+fn harness_is_deterministic() {
+    let a = Server::start(Kind::Memcached, &[]);
+    let b = Server::start(Kind::Memcached, &[]);
+    for case in cases() {
+        let x = normalize(&answer(&a, &case));
+        let y = normalize(&answer(&b, &case));
+        assert_eq!(x, y, "case {:?}", case.name);
+    }
+}
