@@ -17,6 +17,7 @@ use crate::stats::Stats;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use mnemo_client::{Addr, Node, Placement};
+use mnemo_protocol::meta as pmeta;
 use mnemo_protocol::reply::{self, binary, Reply};
 use mnemo_protocol::text::{self, GetKind, Keys, Line, Request};
 use std::collections::VecDeque;
@@ -222,7 +223,7 @@ struct Mirror {
     primary_failed: Option<&'static [u8]>,
     /// A read that may be re-sent to the backup pool if the primary fails:
     /// the request bytes, copied only for pools that have a backup.
-    retry: Option<Vec<u8>>,
+    retry: Option<(Vec<u8>, Vec<u8>)>,
     retry_quiet: Option<MetaCmd>,
     /// For `cas` in a pool with a backup: (key, `set ... noreply` request)
     /// sent to the backup once the primary has said STORED. CAS uniques
@@ -1040,15 +1041,21 @@ impl Worker {
         line: &[u8],
         consumed: usize,
     ) -> Step {
-        if let Some(m) = meta::parse(line) {
-            return match m {
+        let first = line.split(|&c| c == b' ').find(|t| !t.is_empty());
+        if first.and_then(pmeta::command).is_some() {
+            let mut keybuf = [0u8; pmeta::KEY_BUF_LEN];
+            return match pmeta::parse(line, &mut keybuf) {
                 Err(e) => {
-                    let mut v = e.as_bytes().to_vec();
+                    let mut v = e.msg.as_bytes().to_vec();
                     v.extend_from_slice(b"\r\n");
                     self.answer(idx, &v);
+                    // A refused ms loses its data block, as in memcached.
+                    if let Some(c) = self.clients.get_mut(idx) {
+                        c.swallow = e.swallow;
+                    }
                     Step::Consumed(consumed)
                 }
-                Ok(req) => self.meta_request(idx, pool, buf, line, consumed, req),
+                Ok(req) => self.meta_request(idx, pool, buf, line, consumed, &req),
             };
         }
         match text::parse_line(line) {
@@ -1230,16 +1237,16 @@ impl Worker {
         buf: &[u8],
         line: &[u8],
         consumed: usize,
-        req: meta::MetaReq<'_>,
+        req: &pmeta::Request<'_>,
     ) -> Step {
-        let total = match req.cmd {
-            meta::MetaCmd::Set => consumed + req.datalen + 2,
-            _ => consumed,
-        };
         if req.cmd == MetaCmd::Noop {
             self.answer(idx, b"MN\r\n");
             return Step::Consumed(consumed);
         }
+        let total = match req.cmd {
+            MetaCmd::Set => consumed + req.datalen + 2,
+            _ => consumed,
+        };
         if buf.len() < total {
             return Step::NeedMore;
         }
@@ -1248,25 +1255,17 @@ impl Worker {
             return Step::Consumed(total);
         }
         self.count_request(pool, total);
-        let mut decoded = [0u8; 256];
-        let hkey: &[u8] = if req.base64 {
-            match meta::decode_base64(req.key, &mut decoded) {
-                Some(n) => &decoded[..n],
-                None => req.key,
-            }
-        } else {
-            req.key
-        };
-        // The q flag is stripped on the way out and applied here, so every
-        // request has exactly one reply to pair with.
-        let quiet = req.quiet.then_some(req.cmd);
-        if req.quiet {
+        // Keys are hashed decoded (base64 keys arrive decoded from the
+        // parser); the q flag is stripped on the way out and applied here,
+        // so every request has exactly one reply to pair with.
+        let quiet = req.flags.quiet.then_some(req.cmd);
+        if req.flags.quiet {
             let mut stripped = Vec::with_capacity(total);
             meta::push_without_quiet(&mut stripped, line);
             stripped.extend_from_slice(&buf[consumed..total]);
-            self.keyed_meta(idx, pool, hkey, &stripped, req.cmd, quiet);
+            self.keyed_meta(idx, pool, req.key, &stripped, req.cmd, quiet);
         } else {
-            self.keyed_meta(idx, pool, hkey, &buf[..total], req.cmd, quiet);
+            self.keyed_meta(idx, pool, req.key, &buf[..total], req.cmd, quiet);
         }
         Step::Consumed(total)
     }
@@ -1284,7 +1283,7 @@ impl Worker {
             // A read: with a backup pool it may be retried there.
             let retry = self.pools[pool].backup.map(|_| {
                 Box::new(Mirror {
-                    retry: Some(bytes.to_vec()),
+                    retry: Some((hkey.to_vec(), bytes.to_vec())),
                     retry_quiet: quiet,
                     ..Default::default()
                 })
@@ -1516,34 +1515,16 @@ impl Worker {
             Some(_) => {}
             None => return,
         }
-        if let Some((bytes, quiet)) = retry {
+        if let Some(((hkey, bytes), quiet)) = retry {
             if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
-                let line_end = bytes
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .unwrap_or(bytes.len());
-                let line = bytes[..line_end]
-                    .strip_suffix(b"\r")
-                    .unwrap_or(&bytes[..line_end]);
-                if let Some(Ok(req)) = meta::parse(line) {
-                    let mut decoded = [0u8; 256];
-                    let hkey: &[u8] = match req
-                        .base64
-                        .then(|| meta::decode_base64(req.key, &mut decoded))
-                        .flatten()
-                    {
-                        Some(n) => &decoded[..n],
-                        None => req.key,
-                    };
-                    let p = self.pending(idx, cid, seq, What::Single, quiet);
-                    if self
-                        .pick(b, hkey)
-                        .and_then(|s| self.send(b, s, &bytes, Some(p)))
-                        .is_ok()
-                    {
-                        self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
-                        return;
-                    }
+                let p = self.pending(idx, cid, seq, What::Single, quiet);
+                if self
+                    .pick(b, &hkey)
+                    .and_then(|s| self.send(b, s, &bytes, Some(p)))
+                    .is_ok()
+                {
+                    self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
+                    return;
                 }
             }
         }

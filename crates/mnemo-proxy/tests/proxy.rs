@@ -577,6 +577,22 @@ fn malformed_requests_get_memcached_errors_and_never_reach_a_server() {
             .map(str::to_string)
     };
     assert_eq!(before, after, "a malformed request reached the server");
+    // Malformed meta requests: the proxy answers exactly what memcached
+    // answers (a refused ms loses its data block in both).
+    let mut direct = Conn::new(m.port);
+    for bad in [
+        "ms k 2 Mx\r\nhi\r\n",
+        "ms k 2 C1 C2\r\nhi\r\n",
+        "mg k v v\r\n",
+        "ma k Mz\r\n",
+        "md k Q\r\n",
+        "ms k\r\n",
+        "mg\r\n",
+    ] {
+        let a = direct.cmd(bad);
+        assert_eq!(c.cmd(bad), a, "{bad:?}");
+        assert_eq!(c.cmd("mn\r\n"), "MN\r\n", "after {bad:?}");
+    }
     assert_eq!(c.cmd("flush_all\r\n"), "OK\r\n");
     assert_eq!(c.cmd("verbosity 1\r\n"), "OK\r\n");
     c.send(b"stats\r\n");
