@@ -6,6 +6,7 @@
 //! every answer (`c`), compare-and-swap (`C`), counters created with an
 //! initial value (`N`, `J`).
 
+use mnemo_protocol::binary as pbin;
 use mnemo_protocol::reply::binary::{self, status, Opcode};
 use mnemo_protocol::reply::{self, MetaStatus, Reply};
 
@@ -57,6 +58,11 @@ impl BinReq {
 
     fn error(&self, out: &mut Vec<u8>, st: u16, msg: &[u8]) {
         self.respond(out, st, 0, &[], &[], msg);
+    }
+
+    /// An error with memcached's text for the status.
+    fn status(&self, out: &mut Vec<u8>, st: u16) {
+        pbin::encode_error(out, self.opcode, st, self.opaque);
     }
 }
 
@@ -122,20 +128,21 @@ pub fn translate(b: &BinReq, bytes: &[u8], out: &mut Vec<u8>) {
                             (Some(k), true) => k,
                             _ => &[],
                         };
-                        b.respond(out, status::KEY_NOT_FOUND, 0, &[], k, b"Not found");
+                        b.respond(
+                            out,
+                            status::KEY_NOT_FOUND,
+                            0,
+                            &[],
+                            k,
+                            pbin::error_text(status::KEY_NOT_FOUND),
+                        );
                     }
                 }
-                (MetaStatus::En | MetaStatus::Nf, _) => {
-                    b.error(out, status::KEY_NOT_FOUND, b"Not found")
-                }
-                (MetaStatus::Ex, _) => b.error(out, status::KEY_EXISTS, b"Data exists for key."),
-                (MetaStatus::Ns, Some(Add | AddQ)) => {
-                    b.error(out, status::KEY_EXISTS, b"Data exists for key.")
-                }
-                (MetaStatus::Ns, Some(Replace | ReplaceQ)) => {
-                    b.error(out, status::KEY_NOT_FOUND, b"Not found")
-                }
-                (MetaStatus::Ns, _) => b.error(out, status::NOT_STORED, b"Not stored."),
+                (MetaStatus::En | MetaStatus::Nf, _) => b.status(out, status::KEY_NOT_FOUND),
+                (MetaStatus::Ex, _) => b.status(out, status::KEY_EXISTS),
+                (MetaStatus::Ns, Some(Add | AddQ)) => b.status(out, status::KEY_EXISTS),
+                (MetaStatus::Ns, Some(Replace | ReplaceQ)) => b.status(out, status::KEY_NOT_FOUND),
+                (MetaStatus::Ns, _) => b.status(out, status::NOT_STORED),
                 _ => b.error(out, 0x0084, b"Internal error"),
             }
         }
@@ -145,7 +152,10 @@ pub fn translate(b: &BinReq, bytes: &[u8], out: &mut Vec<u8>) {
                 Reply::ClientError(m) | Reply::ServerError(m) => &bytes[m.clone()],
                 _ => b"Unknown command".as_slice(),
             };
-            b.error(out, error_status(&r, msg), msg);
+            match error_status(&r, msg) {
+                status::NON_NUMERIC => b.status(out, status::NON_NUMERIC),
+                st => b.error(out, st, msg),
+            }
         }
         _ => b.error(out, 0x0084, b"Internal error"),
     }
@@ -162,16 +172,6 @@ pub enum Action {
     Local,
     /// Answer, then close the connection.
     Quit,
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-fn be64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_be_bytes(a)
 }
 
 /// Standard padded base64: binary keys may hold any byte, and meta's `b`
@@ -210,7 +210,8 @@ fn meta_head(out: &mut Vec<u8>, cmd: &[u8], key: &[u8]) {
     push_base64(out, key);
 }
 
-/// Translate the binary request `pkt` (bytes `p`) into a meta request in
+/// Translate one validated binary request (`mnemo_protocol::binary`
+/// framed and decoded it, with memcached's checks) into a meta request in
 /// `text` (or `flush_all` for Flush), or a local response in `local`.
 ///
 /// Meta rather than classic text, because it carries everything the binary
@@ -218,99 +219,71 @@ fn meta_head(out: &mut Vec<u8>, cmd: &[u8], key: &[u8]) {
 /// compare-and-swap on every store and delete (`C`), counters created with
 /// an initial value (`N`, `J`).
 pub fn plan(
-    p: &[u8],
-    pkt: &binary::Packet,
+    h: &binary::Header,
+    cmd: &pbin::Cmd,
+    key: &[u8],
+    value: &[u8],
     max_item: usize,
     text: &mut Vec<u8>,
     local: &mut Vec<u8>,
 ) -> (BinReq, Action) {
-    let h = pkt.header;
     let mut b = BinReq {
         opcode: h.opcode,
         opaque: h.opaque,
         key: None,
     };
-    let key = &p[pkt.key.clone()];
-    let ex = &p[pkt.extras.clone()];
-    let value = &p[pkt.value.clone()];
-    let Some(op) = Opcode::from_u8(h.opcode) else {
-        b.error(local, status::UNKNOWN_COMMAND, b"Unknown command");
-        return (b, Action::Local);
-    };
-    use Opcode::*;
-    let keyless = matches!(
-        op,
-        Noop | Version | Quit | QuitQ | Flush | FlushQ | Stat | Verbosity
-    );
-    if !keyless && (key.is_empty() || key.len() > reply::MAX_KEY) {
-        b.error(local, status::INVALID_ARGUMENTS, b"Invalid arguments");
-        return (b, Action::Local);
-    }
-    let invalid = |b: BinReq, local: &mut Vec<u8>| {
-        b.error(local, status::INVALID_ARGUMENTS, b"Invalid arguments");
-        (b, Action::Local)
-    };
-    match op {
-        Get | GetQ | GetK | GetKQ | Gat | GatQ | GatK | GatKQ => {
-            let touch = matches!(op, Gat | GatQ | GatK | GatKQ);
-            if ex.len() != if touch { 4 } else { 0 } || !value.is_empty() {
-                return invalid(b, local);
+    match *cmd {
+        pbin::Cmd::Get { with_key, .. } => {
+            if with_key {
+                b.key = Some(key.into());
             }
-            b.key = Some(key.into());
             meta_head(text, b"mg", key);
-            text.extend_from_slice(b" b v f c");
-            if touch {
-                push_flag(text, b'T', u64::from(be32(ex)));
-            }
-            text.extend_from_slice(b"\r\n");
-            (b, Action::Keyed { read: !touch })
+            text.extend_from_slice(b" b v f c\r\n");
+            (b, Action::Keyed { read: true })
         }
-        Touch => {
-            if ex.len() != 4 {
-                return invalid(b, local);
+        pbin::Cmd::Touch {
+            exptime,
+            with_key,
+            with_value,
+            ..
+        } => {
+            if with_key {
+                b.key = Some(key.into());
             }
             meta_head(text, b"mg", key);
-            text.extend_from_slice(b" b");
-            push_flag(text, b'T', u64::from(be32(ex)));
+            text.extend_from_slice(if with_value { b" b v f c" } else { b" b" });
+            push_flag(text, b'T', u64::from(exptime));
             text.extend_from_slice(b"\r\n");
             (b, Action::Keyed { read: false })
         }
-        Set | SetQ | Add | AddQ | Replace | ReplaceQ | Append | AppendQ | Prepend | PrependQ => {
-            let concat = matches!(op, Append | AppendQ | Prepend | PrependQ);
-            if ex.len() != if concat { 0 } else { 8 } {
-                return invalid(b, local);
-            }
-            if value.len() > max_item {
-                b.error(local, status::VALUE_TOO_LARGE, b"Too large.");
-                return (b, Action::Local);
-            }
-            meta_head(text, b"ms", key);
-            text.push(b' ');
-            reply::push_u64(text, value.len() as u64);
-            text.extend_from_slice(b" b c");
-            if !concat {
-                push_flag(text, b'F', u64::from(be32(&ex[..4])));
-                push_flag(text, b'T', u64::from(be32(&ex[4..])));
-            }
-            if h.cas != 0 {
-                push_flag(text, b'C', h.cas);
-            }
-            text.extend_from_slice(match op {
-                Add | AddQ => b" ME",
-                Replace | ReplaceQ => b" MR",
-                Append | AppendQ => b" MA",
-                Prepend | PrependQ => b" MP",
-                _ => b"",
-            });
-            text.extend_from_slice(b"\r\n");
-            text.extend_from_slice(value);
-            text.extend_from_slice(b"\r\n");
-            (b, Action::Keyed { read: false })
+        pbin::Cmd::Store {
+            kind,
+            flags,
+            exptime,
+            ..
+        } => {
+            let mode: &[u8] = match kind {
+                pbin::StoreKind::Set => b"",
+                pbin::StoreKind::Add => b" ME",
+                pbin::StoreKind::Replace => b" MR",
+            };
+            store(
+                &mut b,
+                h,
+                key,
+                value,
+                Some((flags, exptime)),
+                mode,
+                max_item,
+                text,
+                local,
+            )
         }
-        Delete | DeleteQ => {
-            if !ex.is_empty() || !value.is_empty() {
-                return invalid(b, local);
-            }
+        pbin::Cmd::Concat { append, .. } => {
+            let mode: &[u8] = if append { b" MA" } else { b" MP" };
+            store(&mut b, h, key, value, None, mode, max_item, text, local)
+        }
+        pbin::Cmd::Delete { .. } => {
             meta_head(text, b"md", key);
             text.extend_from_slice(b" b");
             if h.cas != 0 {
@@ -319,22 +292,24 @@ pub fn plan(
             text.extend_from_slice(b"\r\n");
             (b, Action::Keyed { read: false })
         }
-        Increment | IncrementQ | Decrement | DecrementQ => {
-            if ex.len() != 20 || !value.is_empty() {
-                return invalid(b, local);
-            }
-            let exp = be32(&ex[16..]);
+        pbin::Cmd::Arith {
+            incr,
+            delta,
+            initial,
+            exptime,
+            ..
+        } => {
             meta_head(text, b"ma", key);
             text.extend_from_slice(b" b v c");
-            if matches!(op, Decrement | DecrementQ) {
+            if !incr {
                 text.extend_from_slice(b" MD");
             }
-            push_flag(text, b'D', be64(&ex[..8]));
+            push_flag(text, b'D', delta);
             // Expiry 0xffffffff: fail on a missing counter; otherwise create
             // it with the initial value.
-            if exp != u32::MAX {
-                push_flag(text, b'N', u64::from(exp));
-                push_flag(text, b'J', be64(&ex[8..16]));
+            if exptime != u32::MAX {
+                push_flag(text, b'N', u64::from(exptime));
+                push_flag(text, b'J', initial);
             }
             if h.cas != 0 {
                 push_flag(text, b'C', h.cas);
@@ -342,31 +317,74 @@ pub fn plan(
             text.extend_from_slice(b"\r\n");
             (b, Action::Keyed { read: false })
         }
-        Flush | FlushQ => {
+        pbin::Cmd::Flush { exptime, .. } => {
             text.extend_from_slice(b"flush_all");
-            if ex.len() == 4 {
+            if let Some(e) = exptime {
                 text.push(b' ');
-                reply::push_u64(text, u64::from(be32(ex)));
+                reply::push_u64(text, u64::from(e));
             }
             text.extend_from_slice(b"\r\n");
             (b, Action::Flush)
         }
-        Noop | Verbosity => {
+        pbin::Cmd::Noop => {
             b.respond(local, status::OK, 0, &[], &[], &[]);
             (b, Action::Local)
         }
-        Version => {
+        pbin::Cmd::Version => {
             let v = concat!("mnemo-proxy-", env!("CARGO_PKG_VERSION"));
             b.respond(local, status::OK, 0, &[], &[], v.as_bytes());
             (b, Action::Local)
         }
-        Quit => {
-            b.respond(local, status::OK, 0, &[], &[], &[]);
+        pbin::Cmd::Quit { quiet } => {
+            if !quiet {
+                b.respond(local, status::OK, 0, &[], &[], &[]);
+            }
             (b, Action::Quit)
         }
-        QuitQ => (b, Action::Quit),
-        Stat => (b, Action::Local),
+        // Stat is answered from the proxy's counters by the caller.
+        pbin::Cmd::Stat => (b, Action::Local),
+        // SASL is never enabled on the proxy (decode is called without it).
+        pbin::Cmd::SaslListMechs | pbin::Cmd::SaslAuth { .. } => {
+            pbin::encode_error(local, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
+            (b, Action::Local)
+        }
     }
+}
+
+/// `ms` for the store family; `fe` is (flags, exptime) when the opcode has
+/// them.
+#[allow(clippy::too_many_arguments)]
+fn store(
+    b: &mut BinReq,
+    h: &binary::Header,
+    key: &[u8],
+    value: &[u8],
+    fe: Option<(u32, u32)>,
+    mode: &[u8],
+    max_item: usize,
+    text: &mut Vec<u8>,
+    local: &mut Vec<u8>,
+) -> (BinReq, Action) {
+    if value.len() > max_item {
+        pbin::encode_error(local, h.opcode, status::VALUE_TOO_LARGE, h.opaque);
+        return (b.clone(), Action::Local);
+    }
+    meta_head(text, b"ms", key);
+    text.push(b' ');
+    reply::push_u64(text, value.len() as u64);
+    text.extend_from_slice(b" b c");
+    if let Some((flags, exptime)) = fe {
+        push_flag(text, b'F', u64::from(flags));
+        push_flag(text, b'T', u64::from(exptime));
+    }
+    if h.cas != 0 {
+        push_flag(text, b'C', h.cas);
+    }
+    text.extend_from_slice(mode);
+    text.extend_from_slice(b"\r\n");
+    text.extend_from_slice(value);
+    text.extend_from_slice(b"\r\n");
+    (b.clone(), Action::Keyed { read: false })
 }
 
 #[cfg(test)]
@@ -379,7 +397,12 @@ mod tests {
 
     fn plan_of(req: &[u8]) -> (BinReq, Action, Vec<u8>, Vec<u8>) {
         let (mut t, mut l) = (Vec::new(), Vec::new());
-        let (b, a) = plan(req, &pkt(req), 1 << 20, &mut t, &mut l);
+        let pbin::Frame::Packet(pk) = pbin::frame(req) else {
+            panic!("not a packet")
+        };
+        let cmd = pbin::decode(&pk, false).expect("valid request");
+        let value = &req[pk.consumed..pk.consumed + cmd.value_len()];
+        let (b, a) = plan(&pk.header, &cmd, pk.key, value, 1 << 20, &mut t, &mut l);
         (b, a, t, l)
     }
 
@@ -475,16 +498,17 @@ mod tests {
     }
 
     #[test]
-    fn bad_requests_are_answered_locally() {
+    fn sasl_and_oversized_values_are_answered_locally() {
         let mut req = Vec::new();
-        binary::encode_get(&mut req, Opcode::Get, &[b'k'; 251], 1);
-        let (_, a, _, l) = plan_of(&req);
+        binary::encode_store(&mut req, Opcode::Set, b"k", 0, 0, b"abcd", 0, 3);
+        let pbin::Frame::Packet(pk) = pbin::frame(&req) else {
+            panic!()
+        };
+        let cmd = pbin::decode(&pk, false).unwrap();
+        let (mut t, mut l) = (Vec::new(), Vec::new());
+        let (_, a) = plan(&pk.header, &cmd, pk.key, b"abcd", 2, &mut t, &mut l);
         assert!(matches!(a, Action::Local));
-        assert_eq!(pkt(&l).header.status, status::INVALID_ARGUMENTS);
-        req.clear();
-        binary::encode_simple(&mut req, Opcode::Noop, 5);
-        req[1] = 0x77;
-        let (_, _, _, l) = plan_of(&req);
-        assert_eq!(pkt(&l).header.status, status::UNKNOWN_COMMAND);
+        assert!(t.is_empty());
+        assert_eq!(pkt(&l).header.status, status::VALUE_TOO_LARGE);
     }
 }

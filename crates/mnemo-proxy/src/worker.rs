@@ -17,6 +17,7 @@ use crate::stats::Stats;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use mnemo_client::{Addr, Node, Placement};
+use mnemo_protocol::binary as pbin;
 use mnemo_protocol::meta as pmeta;
 use mnemo_protocol::reply::{self, binary, Reply};
 use mnemo_protocol::text::{self, GetKind, Keys, Line, Request};
@@ -944,41 +945,7 @@ impl Worker {
                 None => break,
             };
             if binary {
-                // Refuse an oversized body from its header instead of
-                // buffering it whole: answer, then swallow it.
-                if let Some(h) = binary::Header::decode(buf) {
-                    if h.magic == binary::REQUEST_MAGIC && h.body_len as usize > MAX_ITEM + 512 {
-                        let mut e = Vec::new();
-                        binary::encode_response(
-                            &mut e,
-                            h.opcode,
-                            binary::status::VALUE_TOO_LARGE,
-                            h.opaque,
-                            0,
-                            &[],
-                            &[],
-                            b"Too large.",
-                        );
-                        self.answer(idx, &e);
-                        if let Some(c) = self.clients.get_mut(idx) {
-                            c.swallow = binary::HEADER_LEN + h.body_len as usize;
-                        }
-                        continue;
-                    }
-                }
-                let step = match binary::parse_packet(buf) {
-                    Ok(None) => Step::NeedMore,
-                    Ok(Some((pkt, used))) if pkt.header.magic == binary::REQUEST_MAGIC => {
-                        self.bin_request(idx, pool, &buf[..used], &pkt)
-                    }
-                    // A bad magic or length: memcached closes the connection.
-                    _ => {
-                        if let Some(c) = self.clients.get_mut(idx) {
-                            c.slots.clear();
-                        }
-                        Step::Stop
-                    }
-                };
+                let step = self.bin_frame(idx, pool, buf);
                 match step {
                     Step::Consumed(n) => {
                         rb.consume(n);
@@ -1174,11 +1141,79 @@ impl Worker {
 
     /// One binary request: translated to text for the servers, or answered
     /// here.
-    fn bin_request(&mut self, idx: usize, pool: usize, p: &[u8], pkt: &binary::Packet) -> Step {
+    /// Frame and validate one binary request with `mnemo_protocol::binary`,
+    /// answering refusals as memcached does (bad magic: close; key or extras
+    /// beyond the body: UNKNOWN_COMMAND and close; wrong shape: EINVAL and
+    /// close; unknown opcode: UNKNOWN_COMMAND and skip its body).
+    fn bin_frame(&mut self, idx: usize, pool: usize, buf: &[u8]) -> Step {
+        let pk = match pbin::frame(buf) {
+            pbin::Frame::Incomplete => return Step::NeedMore,
+            pbin::Frame::BadMagic => return Step::Stop,
+            pbin::Frame::Packet(pk) => pk,
+        };
+        let h = pk.header;
+        let refuse = |st: u16| {
+            let mut e = Vec::new();
+            pbin::encode_error(&mut e, h.opcode, st, h.opaque);
+            e
+        };
+        if !pbin::lengths_ok(&h) {
+            self.answer(idx, &refuse(binary::status::UNKNOWN_COMMAND));
+            return Step::Stop;
+        }
+        let cmd = match pbin::decode(&pk, false) {
+            Ok(c) => c,
+            Err(pbin::Reject::Invalid) => {
+                self.answer(idx, &refuse(binary::status::INVALID_ARGUMENTS));
+                return Step::Stop;
+            }
+            Err(pbin::Reject::Unknown { swallow }) => {
+                self.answer(idx, &refuse(binary::status::UNKNOWN_COMMAND));
+                if let Some(c) = self.clients.get_mut(idx) {
+                    c.swallow = swallow;
+                }
+                return Step::Consumed(pk.consumed);
+            }
+        };
+        let vlen = cmd.value_len();
+        if vlen > MAX_ITEM {
+            // Refused from the header instead of buffered whole.
+            self.answer(idx, &refuse(binary::status::VALUE_TOO_LARGE));
+            if let Some(c) = self.clients.get_mut(idx) {
+                c.swallow = vlen;
+            }
+            return Step::Consumed(pk.consumed);
+        }
+        let total = pk.consumed + vlen;
+        if buf.len() < total {
+            return Step::NeedMore;
+        }
+        self.bin_request(
+            idx,
+            pool,
+            &buf[..total],
+            &h,
+            &cmd,
+            pk.key,
+            &buf[pk.consumed..total],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bin_request(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        p: &[u8],
+        h: &binary::Header,
+        cmd: &pbin::Cmd,
+        key: &[u8],
+        value: &[u8],
+    ) -> Step {
         let mut text = std::mem::take(&mut self.bintext);
         text.clear();
         let mut local = Vec::new();
-        let (b, action) = binproto::plan(p, pkt, MAX_ITEM, &mut text, &mut local);
+        let (b, action) = binproto::plan(h, cmd, key, value, MAX_ITEM, &mut text, &mut local);
         self.count_request(pool, p.len());
         let step = match action {
             binproto::Action::Local => {
@@ -1212,7 +1247,7 @@ impl Worker {
                     (false, Some(b"ma")) => MetaCmd::Arith,
                     _ => MetaCmd::Set,
                 };
-                self.keyed_meta(idx, pool, &p[pkt.key.clone()], &text, cmd, None);
+                self.keyed_meta(idx, pool, key, &text, cmd, None);
                 Step::Consumed(p.len())
             }
             binproto::Action::Flush => {

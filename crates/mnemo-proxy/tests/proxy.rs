@@ -878,13 +878,34 @@ fn binary_clients_are_served_through_text_backends() {
         (p.header.opcode, p.header.status, p.header.opaque),
         (Opcode::Noop as u8, 0, 8)
     );
+    // Key length 3, body length 1 (memcached, like the parser, waits for
+    // the key's bytes before judging).
     raw.send(&[
-        0x80, 0x01, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x80, 0x01, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a', b'b',
+        b'c',
     ]);
+    // memcached: UNKNOWN_COMMAND, then the connection is closed.
+    let a = raw.read_until(frame);
+    assert_eq!(
+        binary::parse_packet(&a).unwrap().unwrap().0.header.status,
+        status::UNKNOWN_COMMAND
+    );
     assert!(
         raw.closed(),
         "a body shorter than its key must close the connection"
     );
+    // A bad magic closes silently.
+    let mut raw = Conn::new(lp);
+    raw.send(&[
+        0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    let a = raw.read_until(frame);
+    assert_eq!(
+        binary::parse_packet(&a).unwrap().unwrap().0.header.status,
+        0
+    );
+    raw.send(&[0x42; 24]);
+    assert!(raw.closed());
 }
 
 #[test]
