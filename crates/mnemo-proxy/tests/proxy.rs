@@ -593,6 +593,26 @@ fn malformed_requests_get_memcached_errors_and_never_reach_a_server() {
         assert_eq!(c.cmd(bad), a, "{bad:?}");
         assert_eq!(c.cmd("mn\r\n"), "MN\r\n", "after {bad:?}");
     }
+    // Malformed text requests, likewise.
+    for bad in [
+        "set k 0 0 -1\r\n",
+        "set k 0 0\r\n",
+        "cas k 0 0 1\r\n",
+        "incr k\r\n",
+        "incr k -1\r\n",
+        "decr k 18446744073709551616\r\n",
+        "delete k 5\r\n",
+        "touch k abc\r\n",
+        "gat abc k\r\n",
+        "gets\r\n",
+        "flush_all abc\r\n",
+        "verbosity\r\n",
+        "x\r\n",
+    ] {
+        let a = direct.cmd(bad);
+        assert_eq!(c.cmd(bad), a, "{bad:?}");
+        assert_eq!(c.cmd("mn\r\n"), "MN\r\n", "after {bad:?}");
+    }
     assert_eq!(c.cmd("flush_all\r\n"), "OK\r\n");
     assert_eq!(c.cmd("verbosity 1\r\n"), "OK\r\n");
     c.send(b"stats\r\n");
