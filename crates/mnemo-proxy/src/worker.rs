@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 /// memcached refuses them instead of being forwarded.
 const MAX_ITEM: usize = 1024 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// Longest request line buffered while waiting for its end (a multi-get of
+/// some 4000 maximal keys).
+const MAX_GET_LINE: usize = 1024 * 1024;
 /// A client that does not read its answers stops being read from once this
 /// much is waiting to be written to it...
 const CLIENT_HIGH_WATER: usize = 4 * 1024 * 1024;
@@ -959,6 +962,12 @@ impl Worker {
                 }
             }
             let step = match text::next_line(buf) {
+                // memcached keeps reading an unterminated multi-get; the
+                // proxy must buffer it whole, so it sets a bound.
+                Line::Incomplete if buf.len() > MAX_GET_LINE => {
+                    self.answer(idx, b"CLIENT_ERROR line too long\r\n");
+                    Step::Stop
+                }
                 Line::Incomplete => Step::NeedMore,
                 Line::TooLong => {
                     self.answer(idx, b"CLIENT_ERROR line too long\r\n");

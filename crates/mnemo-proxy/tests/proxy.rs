@@ -620,6 +620,15 @@ fn malformed_requests_get_memcached_errors_and_never_reach_a_server() {
     assert!(String::from_utf8_lossy(&s).contains("STAT p:requests"));
     c.send(b"quit\r\n");
     assert!(c.closed());
+    // An endless get line is cut off instead of buffered without bound.
+    let mut c = Conn::new(lp);
+    let mut line = b"get ".to_vec();
+    while line.len() < 1_200_000 {
+        line.extend_from_slice(b"somekey ");
+    }
+    c.send(&line);
+    assert_eq!(c.line(), "CLIENT_ERROR line too long\r\n");
+    assert!(c.closed());
 }
 
 #[test]
