@@ -22,6 +22,7 @@ pub struct ServerStats {
     pub timeouts: AtomicU64,
     pub eof: AtomicU64,
     pub ejections: AtomicU64,
+    /// Unix time of the last ejection, in microseconds (twemproxy's unit).
     pub ejected_at: AtomicU64,
     pub in_flight: AtomicI64,
     pub connections: AtomicI64,
@@ -130,6 +131,8 @@ impl Stats {
                     ("server_timedout", json!(s.timeouts.load(Relaxed))),
                     ("server_connections", json!(s.connections.load(Relaxed))),
                     ("server_ejected_at", json!(s.ejected_at.load(Relaxed))),
+                    // twemproxy's name for requests awaiting a reply.
+                    ("in_queue", json!(s.in_flight.load(Relaxed))),
                     ("server_ejections", json!(s.ejections.load(Relaxed))),
                     ("requests", json!(s.requests.load(Relaxed))),
                     ("request_bytes", json!(s.request_bytes.load(Relaxed))),
@@ -232,7 +235,7 @@ impl Stats {
                 s.ejections.load(Relaxed) as i64
             }),
             ("ejected_at_seconds", "gauge", |s| {
-                s.ejected_at.load(Relaxed) as i64
+                (s.ejected_at.load(Relaxed) / 1_000_000) as i64
             }),
             ("in_flight", "gauge", |s| s.in_flight.load(Relaxed)),
             ("connections", "gauge", |s| s.connections.load(Relaxed)),

@@ -1965,11 +1965,12 @@ impl Worker {
             ps.server_ejects.fetch_add(1, Relaxed);
             let ss = &ps.servers[server];
             ss.ejections.fetch_add(1, Relaxed);
-            let unix = std::time::SystemTime::now()
+            // Microseconds, as twemproxy reports server_ejected_at.
+            let unix_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
+                .map(|d| d.as_micros() as u64)
                 .unwrap_or(0);
-            ss.ejected_at.store(unix, Relaxed);
+            ss.ejected_at.store(unix_us, Relaxed);
         }
     }
 
