@@ -85,12 +85,19 @@ pub enum Reply {
     },
     /// `END`: closes a retrieval or stats reply.
     End,
+    /// `STORED`: a storage command succeeded.
     Stored,
+    /// `NOT_STORED`: add/replace/append/prepend condition not met.
     NotStored,
+    /// `EXISTS`: cas with a stale unique.
     Exists,
+    /// `NOT_FOUND`: delete/incr/decr/touch/cas on a missing key.
     NotFound,
+    /// `DELETED`.
     Deleted,
+    /// `TOUCHED`.
     Touched,
+    /// `OK`: flush_all, verbosity and other administrative commands.
     Ok,
     /// `RESET`, the answer to `stats reset`.
     Reset,
@@ -423,7 +430,7 @@ pub fn encode_gat<'k>(
     encode_keys(out, keys);
 }
 
-/// The storage commands of the text protocol.
+/// The storage commands of the text protocol (`cas` has its own encoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreCmd {
     Set,
@@ -434,6 +441,7 @@ pub enum StoreCmd {
 }
 
 impl StoreCmd {
+    /// The command word as sent.
     pub fn name(self) -> &'static [u8] {
         match self {
             StoreCmd::Set => b"set",
