@@ -1085,3 +1085,75 @@ fn memccapable_passes_through_the_proxy() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn random_pipelines_answer_like_a_single_memcached() {
+    // The same random pipelined command stream, sent to the proxy over three
+    // servers and to one memcached directly, must get the same bytes back:
+    // each key lives on one server, so splitting is invisible.
+    let m = [memcached(), memcached(), memcached()];
+    let single = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("random");
+    let conf = dir.file(
+        "p.yml",
+        &pool(
+            "p",
+            lp,
+            "",
+            &server_lines(&[(&m[0], 1), (&m[1], 2), (&m[2], 3)]),
+        ),
+    );
+    let _p = proxy(&conf, lp);
+    let mut via = Conn::new(lp);
+    let mut direct = Conn::new(single.port);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for _batch in 0..60 {
+        let mut req = String::new();
+        for _ in 0..40 {
+            let k = format!("r{}", next(25));
+            let v = "v".repeat(next(6) as usize);
+            let cmd = match next(14) {
+                0 => format!("set {k} {} 0 {}\r\n{v}\r\n", next(3), v.len()),
+                1 => format!("add {k} 0 0 {}\r\n{v}\r\n", v.len()),
+                2 => format!("replace {k} 0 0 {}\r\n{v}\r\n", v.len()),
+                3 => format!("append {k} 0 0 {}\r\n{v}\r\n", v.len()),
+                4 => format!("prepend {k} 0 0 {}\r\n{v}\r\n", v.len()),
+                5 => format!("incr {k} {}\r\n", next(5)),
+                6 => format!("decr {k} {}\r\n", next(5)),
+                7 => format!("delete {k}\r\n"),
+                8 => format!("touch {k} 100\r\n"),
+                9 => format!("get {k} r{} {k} r{}\r\n", next(25), next(25)),
+                10 => format!("mg {k} v f k\r\n"),
+                11 => format!("ms {k} {} T0 F4\r\n{v}\r\n", v.len()),
+                12 => format!("md {k} q\r\nmn\r\n"),
+                _ => format!("set {k} 0 0 1 noreply\r\n7\r\nincr {k} 1 noreply\r\n"),
+            };
+            req.push_str(&cmd);
+        }
+        // A closing marker both sides answer the same way.
+        req.push_str("mn\r\n");
+        via.send(req.as_bytes());
+        direct.send(req.as_bytes());
+        let until_mn = |b: &[u8]| b.windows(4).position(|w| w == b"MN\r\n").map(|i| i + 4);
+        // Each batch ends with one or two MN; read through the last one.
+        let count_mn = req.matches("mn\r\n").count();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for _ in 0..count_mn {
+            a.extend(via.read_until(until_mn));
+            b.extend(direct.read_until(until_mn));
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&a),
+            String::from_utf8_lossy(&b),
+            "batch differs"
+        );
+    }
+}
