@@ -434,4 +434,62 @@ mod tests {
             assert_eq!(p.server_for(a.as_bytes()), p.server_for(b"tag"));
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn nodes(ws: &[u32]) -> Vec<Node> {
+            ws.iter()
+                .enumerate()
+                .map(|(i, &w)| Node {
+                    name: format!("10.1.{}.{}:{}", i / 250, i % 250, 11000 + i),
+                    weight: w,
+                })
+                .collect()
+        }
+
+        proptest! {
+            // Every key lands on a live server, whatever the weights, the
+            // distribution and the set of live servers.
+            #[test]
+            fn dispatch_only_to_live_servers(
+                ws in proptest::collection::vec(1u32..1000, 1..12),
+                dead in proptest::collection::vec(any::<bool>(), 12),
+                keys in proptest::collection::vec("[a-z0-9:]{1,40}", 1..50),
+                dist in prop_oneof![Just(Distribution::Ketama), Just(Distribution::Modula), Just(Distribution::Random)],
+            ) {
+                let n = nodes(&ws);
+                let live = |i: usize| !dead[i];
+                let ring = Ring::new(dist, &n, live);
+                let any_live = (0..n.len()).any(live);
+                prop_assert_eq!(ring.is_empty(), !any_live);
+                for k in &keys {
+                    match ring.dispatch(Hash::Md5.hash(k.as_bytes())) {
+                        Some(s) => prop_assert!(s < n.len() && live(s)),
+                        None => prop_assert!(!any_live),
+                    }
+                }
+            }
+
+            // Ketama: each server owns a multiple of 4 points, its share of
+            // 160 points per server rounded down to a multiple of 4.
+            #[test]
+            fn ketama_points_follow_weights(ws in proptest::collection::vec(1u32..100, 2..10)) {
+                let n = nodes(&ws);
+                let ring = Ring::new(Distribution::Ketama, &n, |_| true);
+                let total: u32 = ws.iter().sum();
+                let mut owned = vec![0usize; n.len()];
+                for p in &ring.points {
+                    owned[p.server as usize] += 1;
+                }
+                for (i, &w) in ws.iter().enumerate() {
+                    prop_assert_eq!(owned[i] % 4, 0);
+                    let share = f64::from(w) / f64::from(total) * 160.0 * n.len() as f64;
+                    prop_assert!((owned[i] as f64) <= share + 1e-6 && (owned[i] as f64) > share - 4.0 - 1e-6,
+                        "server {} weight {} owns {} for a share of {}", i, w, owned[i], share);
+                }
+            }
+        }
+    }
 }
