@@ -1,7 +1,8 @@
 #!/bin/sh
 # mnemo-proxy beside nutcracker 0.5.0: same three memcached backends, same
-# load (mnemo-bench compare: A B A B rounds, proxies pinned to core 1, load
-# and backends to core 0).
+# load (mnemo-bench compare: A = mnemo-proxy, B = nutcracker, A B A B rounds,
+# proxies pinned to core 1, load and backends to core 0; the A/B ratios it
+# prints are mnemo-proxy over nutcracker).
 #
 # usage: crates/mnemo-proxy/scripts/bench-vs-nutcracker.sh [mnemo-bench compare flags]
 # e.g.   ... --rounds 2 -D 8 -c 50 -d 8 --fill                  (throughput)
@@ -39,8 +40,8 @@ conf $((BASE + 8)) > "$TMP/mnemo.yml"
 
 exec "$BENCH" compare \
     --backend "memcached -t 1 -m 256 -u root" --backends 3 --backend-ports "$B1,$B2,$B3" \
-    --a "nutcracker -v 0 -o $TMP/nc.log -c $TMP/nutcracker.yml -s $((BASE + 7)) -a 127.0.0.1" \
-    --a-addr "127.0.0.1:$BASE" \
-    --b "$PROXY -v 0 -o $TMP/mp.log -c $TMP/mnemo.yml -s $((BASE + 9)) -a 127.0.0.1" \
-    --b-addr "127.0.0.1:$((BASE + 8))" \
+    --a "$PROXY -v 0 -o $TMP/mp.log -c $TMP/mnemo.yml -s $((BASE + 9)) -a 127.0.0.1" \
+    --a-addr "127.0.0.1:$((BASE + 8))" \
+    --b "nutcracker -v 0 -o $TMP/nc.log -c $TMP/nutcracker.yml -s $((BASE + 7)) -a 127.0.0.1" \
+    --b-addr "127.0.0.1:$BASE" \
     -P text "$@"
