@@ -88,7 +88,9 @@ pub fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usi
             .global
             .record_prefix(key, ctx.shared.settings.prefix_delimiter, PrefixOp::Set);
     }
-    if ctx.shared.engine.item_size_ok(key.len(), flags, bytes) {
+    if ctx.shared.engine.item_size_ok(key.len(), flags, bytes)
+        && memcached_item_fits(&ctx.shared.settings, key.len(), flags, bytes)
+    {
         return None;
     }
     reply(ctx, out, "SERVER_ERROR object too large for cache", noreply);
@@ -101,6 +103,22 @@ pub fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usi
         ctx.shared.engine.delete(key, ctx.ts);
     }
     Some(bytes + 2)
+}
+
+/// memcached's `item_size_ok`: its 48-byte item header, the CAS when
+/// enabled, key + NUL, the flags when non-zero and the value with its
+/// `\r\n` must fit in `-I`. mnemo's items are smaller, but a value
+/// memcached refuses is refused here too, so clients see the same limit.
+fn memcached_item_fits(
+    s: &crate::settings::Settings,
+    nkey: usize,
+    flags: u32,
+    bytes: usize,
+) -> bool {
+    const ITEM_HEADER: usize = 48;
+    let cas = if s.engine.use_cas { 8 } else { 0 };
+    let suffix = if flags == 0 { 0 } else { 4 };
+    ITEM_HEADER + cas + nkey + 1 + suffix + bytes + 2 <= s.engine.item_size_max
 }
 
 /// Completes a storage command once `data` (value plus its two terminator

@@ -554,3 +554,30 @@ fn huge_multiget_output_is_streamed_in_order() {
     assert_eq!(c.read_line(), b"END\r\n");
     assert!(c.read_line().starts_with(b"VERSION "));
 }
+
+#[test]
+fn largest_value_is_memcacheds() {
+    // memcached's limit counts its 48-byte header, the CAS, key + NUL,
+    // non-zero flags and the value's "\r\n" against -I (1 MB here).
+    let s = server();
+    let mut c = s.connect();
+    for (flags, len, want) in [
+        (0u32, 1_048_516usize, &b"STORED\r\n"[..]),
+        (
+            0,
+            1_048_517,
+            &b"SERVER_ERROR object too large for cache\r\n"[..],
+        ),
+        (1, 1_048_512, &b"STORED\r\n"[..]),
+        (
+            1,
+            1_048_513,
+            &b"SERVER_ERROR object too large for cache\r\n"[..],
+        ),
+    ] {
+        let mut req = format!("set k {flags} 0 {len}\r\n").into_bytes();
+        req.extend(std::iter::repeat_n(b'v', len));
+        req.extend_from_slice(b"\r\n");
+        check(&mut c, &req, want);
+    }
+}
