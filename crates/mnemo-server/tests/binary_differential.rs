@@ -103,13 +103,34 @@ fn cases() -> Vec<Case> {
         pkt(b, op(Get), &[], b"d1", &[], 0);
     });
     add("increment and decrement", false, &|b| {
-        pkt(b, op(Increment), &arith_extras(1, 5, 0xffff_ffff), b"n1", &[], 0);
+        pkt(
+            b,
+            op(Increment),
+            &arith_extras(1, 5, 0xffff_ffff),
+            b"n1",
+            &[],
+            0,
+        );
         pkt(b, op(Increment), &arith_extras(1, 5, 0), b"n1", &[], 0);
         pkt(b, op(Increment), &arith_extras(10, 5, 0), b"n1", &[], 0);
         pkt(b, op(Decrement), &arith_extras(100, 5, 0), b"n1", &[], 0);
         pkt(b, op(IncrementQ), &arith_extras(3, 5, 0), b"n1", &[], 0);
-        pkt(b, op(DecrementQ), &arith_extras(3, 5, 0xffff_ffff), b"n1-miss", &[], 0);
-        pkt(b, op(Increment), &arith_extras(1, 0, 0), b"n1", &[], 999_999);
+        pkt(
+            b,
+            op(DecrementQ),
+            &arith_extras(3, 5, 0xffff_ffff),
+            b"n1-miss",
+            &[],
+            0,
+        );
+        pkt(
+            b,
+            op(Increment),
+            &arith_extras(1, 0, 0),
+            b"n1",
+            &[],
+            999_999,
+        );
         pkt(b, op(Set), &se, b"n2", b"abc", 0);
         pkt(b, op(Increment), &arith_extras(1, 0, 0), b"n2", &[], 0);
         pkt(b, op(Get), &[], b"n1", &[], 0);
@@ -173,13 +194,17 @@ fn cases() -> Vec<Case> {
     add("noop with a body closes", true, &|b| {
         pkt(b, op(Noop), &[], b"", b"zz", 0);
     });
-    add("bad magic after a binary request closes silently", true, &|b| {
-        pkt(b, op(Noop), &[], b"", &[], 0);
-        let mut p = Vec::new();
-        pkt(&mut p, op(Noop), &[], b"", &[], 0);
-        p[0] = 0x81;
-        b.extend_from_slice(&p);
-    });
+    add(
+        "bad magic after a binary request closes silently",
+        true,
+        &|b| {
+            pkt(b, op(Noop), &[], b"", &[], 0);
+            let mut p = Vec::new();
+            pkt(&mut p, op(Noop), &[], b"", &[], 0);
+            p[0] = 0x81;
+            b.extend_from_slice(&p);
+        },
+    );
     add("quit answers then closes", true, &|b| {
         pkt(b, op(Quit), &[], b"", &[], 0);
     });

@@ -105,7 +105,8 @@ fn normalize(bytes: &[u8]) -> String {
         let words: Vec<String> = line
             .split(' ')
             .map(|w| {
-                let digits = |rest: &str| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+                let digits =
+                    |rest: &str| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
                 if let Some(rest) = w.strip_prefix('c') {
                     if digits(rest) {
                         return "c<cas>".to_string();
@@ -133,7 +134,11 @@ fn answer(server: &Server, bytes: &[u8]) -> Vec<u8> {
     match c.try_read_until(b"MN\r\n") {
         Ok(got) => got,
         Err((Stop::Eof, got)) => got,
-        Err((Stop::Timeout, got)) => panic!("{}: timed out after {}", server.kind().name(), show_full(&got)),
+        Err((Stop::Timeout, got)) => panic!(
+            "{}: timed out after {}",
+            server.kind().name(),
+            show_full(&got)
+        ),
     }
 }
 
