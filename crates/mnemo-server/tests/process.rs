@@ -334,3 +334,55 @@ fn daemon_mode_writes_and_removes_pid_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Data-carrying TCP segments this socket has received so far
+/// (`tcpi_data_segs_in` of Linux's `struct tcp_info`, at byte 152).
+fn data_segments_in(sock: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 256];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `buf`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt(TCP_INFO)");
+    assert!(len >= 156, "kernel tcp_info too old ({len} bytes)");
+    u32::from_ne_bytes([buf[152], buf[153], buf[154], buf[155]])
+}
+
+#[test]
+fn replies_to_one_read_go_out_in_one_write() {
+    // The server sets TCP_NODELAY, so every write it makes leaves as its own
+    // segment on loopback; counting data segments received counts writes.
+    let s = Server::mnemo(&["-R", "100", "-t", "1"]);
+    let mut c = s.connect();
+    assert_eq!(c.request(b"set k 0 0 1\r\nx\r\n"), b"STORED\r\n");
+    let mut burst = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..50 {
+        if i % 2 == 0 {
+            burst.extend_from_slice(b"get k\r\n");
+            want.extend_from_slice(b"VALUE k 0 1\r\nx\r\nEND\r\n");
+        } else {
+            burst.extend_from_slice(b"incr nope 1\r\n");
+            want.extend_from_slice(b"NOT_FOUND\r\n");
+        }
+    }
+    let before = data_segments_in(c.stream());
+    // One small send on loopback arrives as one read.
+    c.send(&burst);
+    assert_eq!(show(&c.read_exact(want.len())), show(&want));
+    let after = data_segments_in(c.stream());
+    assert_eq!(
+        after - before,
+        1,
+        "50 pipelined replies took {} writes",
+        after - before
+    );
+}
