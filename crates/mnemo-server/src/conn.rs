@@ -26,8 +26,10 @@ use std::sync::Arc;
 pub const READ_BUFFER_SIZE: usize = 16 * 1024;
 /// Longest `get` line we buffer; memcached's is unbounded, ours is not.
 pub const MAX_GET_LINE: usize = 2 * 1024 * 1024;
-/// Buffers bigger than this are given back once empty.
+/// Output buffers bigger than this are given back once flushed.
 const SHRINK_ABOVE: usize = 256 * 1024;
+/// Most idle read buffers a worker keeps for reuse.
+pub const RBUF_POOL_MAX: usize = 256;
 /// A storage command line is at most this long (key + numbers); used to
 /// bound the read buffer while a value is read.
 const MAX_STORE_LINE: usize = 2048;
@@ -126,9 +128,14 @@ impl Conn {
         }
     }
 
-    /// Bytes held in buffers (for the `read_buf_*` stats).
-    pub fn buffer_bytes(&self) -> usize {
-        self.rbuf.capacity() + self.wbuf.capacity()
+    /// Bytes held by the read buffer (for the `read_buf_*` stats).
+    pub fn rbuf_bytes(&self) -> usize {
+        self.rbuf.capacity()
+    }
+
+    /// Bytes held by the output buffer (for the `response_obj_*` stats).
+    pub fn wbuf_bytes(&self) -> usize {
+        self.wbuf.capacity()
     }
 
     /// Whether the connection is between requests (for idle_timeout).
@@ -199,7 +206,7 @@ impl Conn {
             // Read.
             if !self.readable {
                 self.set_state(ConnState::Waiting);
-                self.maybe_shrink();
+                self.release_rbuf(ctx);
                 return Drive::Wait;
             }
             self.set_state(ConnState::Read);
@@ -207,7 +214,7 @@ impl Conn {
                 Ok(Filled::Data) => {}
                 Ok(Filled::WouldBlock) => {
                     self.set_state(ConnState::Waiting);
-                    self.maybe_shrink();
+                    self.release_rbuf(ctx);
                     return Drive::Wait;
                 }
                 Ok(Filled::Eof) | Err(_) => return self.closing(),
@@ -247,13 +254,16 @@ impl Conn {
         Ok(true)
     }
 
-    /// Returns oversized buffers once they are empty.
-    fn maybe_shrink(&mut self) {
+    /// Gives the read buffer back once it is empty, as memcached does, so
+    /// idle connections hold no read memory: standard-size buffers go to
+    /// the worker's pool (reused without allocating), bigger ones are freed.
+    fn release_rbuf(&mut self, ctx: &mut Ctx) {
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
-            if self.rbuf.len() > SHRINK_ABOVE {
-                self.rbuf = Vec::new();
+            let buf = std::mem::take(&mut self.rbuf);
+            if buf.len() == READ_BUFFER_SIZE && ctx.rbuf_pool.len() < RBUF_POOL_MAX {
+                ctx.rbuf_pool.push(buf);
             }
         }
     }
@@ -273,6 +283,11 @@ impl Conn {
             self.rbuf.copy_within(self.rstart..self.rend, 0);
             self.rend -= self.rstart;
             self.rstart = 0;
+        }
+        if self.rbuf.is_empty() {
+            if let Some(buf) = ctx.rbuf_pool.pop() {
+                self.rbuf = buf;
+            }
         }
         if self.rbuf.len() < want.max(READ_BUFFER_SIZE) {
             let limit = match self.input {

@@ -37,6 +37,8 @@ pub struct Ctx<'a> {
     /// Whether replies are already queued ahead of this request
     /// (`lru_crawler metadump` refuses to run behind them).
     pub pending_output: bool,
+    /// The worker's spare read buffers.
+    pub rbuf_pool: &'a mut Vec<Vec<u8>>,
 }
 
 fn line(out: &mut Vec<u8>, s: &str) {
@@ -590,7 +592,7 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "response_obj_bytes", t.response_obj_bytes);
     stat_line(out, "read_buf_count", t.read_buf_count);
     stat_line(out, "read_buf_bytes", t.read_buf_bytes);
-    stat_line(out, "read_buf_bytes_free", 0);
+    stat_line(out, "read_buf_bytes_free", t.read_buf_bytes_free);
     stat_line(out, "read_buf_oom", 0);
     stat_line(out, "reserved_fds", reserved_fds(sh));
     stat_line(out, "cmd_get", t.get_cmds);

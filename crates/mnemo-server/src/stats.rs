@@ -28,6 +28,7 @@ pub struct WorkerStats {
     /// Gauges (not reset): buffers currently held by this worker.
     pub read_buf_count: Counter,
     pub read_buf_bytes: Counter,
+    pub read_buf_bytes_free: Counter,
     pub response_obj_count: Counter,
     pub response_obj_bytes: Counter,
 }
@@ -74,6 +75,7 @@ pub struct Totals {
     pub conn_yields: u64,
     pub read_buf_count: u64,
     pub read_buf_bytes: u64,
+    pub read_buf_bytes_free: u64,
     pub response_obj_count: u64,
     pub response_obj_bytes: u64,
 }
@@ -94,6 +96,7 @@ impl Totals {
         self.conn_yields += w.conn_yields.get();
         self.read_buf_count += w.read_buf_count.get();
         self.read_buf_bytes += w.read_buf_bytes.get();
+        self.read_buf_bytes_free += w.read_buf_bytes_free.get();
         self.response_obj_count += w.response_obj_count.get();
         self.response_obj_bytes += w.response_obj_bytes.get();
     }

@@ -46,6 +46,8 @@ struct Worker {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     yielded: VecDeque<usize>,
+    /// Spare read buffers: connections give theirs back when idle.
+    rbuf_pool: Vec<Vec<u8>>,
 }
 
 /// Starts worker `id`.
@@ -64,6 +66,7 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
         slots: Vec::new(),
         free: Vec::new(),
         yielded: VecDeque::new(),
+        rbuf_pool: Vec::new(),
     };
     let join = std::thread::Builder::new()
         .name(format!("mnemo-worker-{id}"))
@@ -170,6 +173,7 @@ impl Worker {
             ws: &self.ws,
             fd: slot.conn.info.fd,
             pending_output: false,
+            rbuf_pool: &mut self.rbuf_pool,
         };
         match slot.conn.drive(&mut ctx, readable, writable) {
             Drive::Wait => {}
@@ -204,13 +208,15 @@ impl Worker {
     fn housekeeping(&mut self) {
         let idle = self.shared.settings.idle_timeout;
         let now = self.shared.engine.clock().now();
-        let mut count = 0u64;
-        let mut bytes = 0u64;
+        let (mut rcount, mut rbytes, mut wcount, mut wbytes) = (0u64, 0u64, 0u64, 0u64);
         let mut kick = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(slot) = slot else { continue };
-            count += 1;
-            bytes += slot.conn.buffer_bytes() as u64;
+            let (r, w) = (slot.conn.rbuf_bytes() as u64, slot.conn.wbuf_bytes() as u64);
+            rcount += u64::from(r > 0);
+            rbytes += r;
+            wcount += u64::from(w > 0);
+            wbytes += w;
             if idle > 0 && slot.conn.is_idle() {
                 let last = slot.conn.info.last_cmd.load(Relaxed);
                 if now.saturating_sub(last) > idle {
@@ -218,8 +224,14 @@ impl Worker {
                 }
             }
         }
-        self.ws.read_buf_count.set(count);
-        self.ws.read_buf_bytes.set(bytes);
+        let free: u64 = self.rbuf_pool.iter().map(|b| b.capacity() as u64).sum();
+        self.ws
+            .read_buf_count
+            .set(rcount + self.rbuf_pool.len() as u64);
+        self.ws.read_buf_bytes.set(rbytes + free);
+        self.ws.read_buf_bytes_free.set(free);
+        self.ws.response_obj_count.set(wcount);
+        self.ws.response_obj_bytes.set(wbytes);
         for i in kick {
             self.ws.idle_kicks.incr();
             self.close(i);
