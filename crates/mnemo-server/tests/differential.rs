@@ -191,6 +191,21 @@ const STORAGE: &[Case] = &[
     c("prepend", b"prepend a 0 0 3\r\n123\r\nget a\r\n").before(&[SET_A]),
     c("prepend missing", b"prepend k 0 0 1\r\na\r\n"),
     c(
+        "replace noreply",
+        b"replace a 0 0 1 noreply\r\nb\r\nreplace zz 0 0 1 noreply\r\nb\r\nget a zz\r\n",
+    )
+    .before(&[SET_A]),
+    c(
+        "prepend noreply",
+        b"prepend a 0 0 1 noreply\r\n>\r\nprepend zz 0 0 1 noreply\r\nb\r\nget a zz\r\n",
+    )
+    .before(&[SET_A]),
+    c(
+        "cas noreply matching unique",
+        b"cas a 0 0 1 1 noreply\r\nb\r\nget a\r\n",
+    )
+    .before(&[SET_A]),
+    c(
         "append bad data chunk",
         b"append a 0 0 1\r\nxyz\r\nget a\r\n",
     )
@@ -301,6 +316,10 @@ const EXPIRY: &[Case] = &[
     .before(&[SET_A]),
     c("touch bad exptime", b"touch a abc\r\n").before(&[SET_A]),
     c("touch missing args", b"touch a\r\n"),
+    generated("touch key too long", || {
+        format!("touch {} 1\r\n", long_key(251)).into_bytes()
+    }),
+    c("gats many keys", b"gats 100 a zz a\r\n").before(&[SET_A]),
     c("gat hit and miss", b"gat 100 a zz\r\n").before(&[SET_A]),
     c("gats masks cas", b"gats 100 a\r\n").before(&[SET_A]),
     c("gat negative expires", b"gat -1 a\r\nget a\r\n").before(&[SET_A]),
@@ -348,6 +367,14 @@ const ARITHMETIC: &[Case] = &[
     c("incr missing", b"incr zz 1\r\n"),
     c("decr", b"decr n 3\r\nget n\r\n").before(&[SET_N]),
     c("decr missing", b"decr zz 1\r\n"),
+    c(
+        "decr noreply",
+        b"decr n 1 noreply\r\ndecr zz 1 noreply\r\nget n\r\n",
+    )
+    .before(&[SET_N]),
+    generated("incr key too long", || {
+        format!("incr {} 1\r\n", long_key(251)).into_bytes()
+    }),
     c("decr floors at zero", b"decr n 100\r\nget n\r\n").before(&[SET_N]),
     c("incr wraps at 2^64", b"incr n 1\r\nget n\r\n").before(&[SET_BIG_N]),
     c("incr max delta", b"incr n 18446744073709551615\r\n").before(&[SET_N]),
@@ -447,6 +474,7 @@ const ADMIN: &[Case] = &[
     c("verbosity no arg", b"verbosity\r\n"),
     c("verbosity non-numeric", b"verbosity x\r\n"),
     c("verbosity too many args", b"verbosity 1 2 3\r\n"),
+    c("verbosity above max", b"verbosity 99\r\nstats settings\r\n").names_only(),
     c("version", b"version\r\n"),
     c("version with args", b"version x\r\n"),
     c("quit", b"quit\r\n").closes(),
@@ -464,7 +492,10 @@ const ADMIN: &[Case] = &[
     c("cache_memlimit no arg", b"cache_memlimit\r\n"),
     c("idle_timeout closes idle client", b"get a\r\n")
         .args(&["-o", "idle_timeout=1"])
-        .before(&[Step::SleepMs(3500)])
+        // memcached closes after more than idle_timeout whole seconds,
+        // found by a checker thread that can sleep idle_timeout + 1 s and
+        // takes ~1 s per pass: 7 s is past its worst case.
+        .before(&[Step::SleepMs(7000)])
         .closes(),
 ];
 
