@@ -474,7 +474,7 @@ const ADMIN: &[Case] = &[
     c("verbosity no arg", b"verbosity\r\n"),
     c("verbosity non-numeric", b"verbosity x\r\n"),
     c("verbosity too many args", b"verbosity 1 2 3\r\n"),
-    c("verbosity above max", b"verbosity 99\r\nstats settings\r\n").names_only(),
+    c("verbosity above max", b"verbosity 99\r\nstats settings\r\n"),
     c("version", b"version\r\n"),
     c("version with args", b"version x\r\n"),
     c("quit", b"quit\r\n").closes(),
@@ -792,37 +792,47 @@ fn normalize(answer: &[u8], names_only: bool) -> Vec<u8> {
     out
 }
 
-/// The differing protocol lines of two transcripts (compared line by line
-/// by position, so one missing line shows as a shift from there on).
+/// A line diff of two transcripts (longest common subsequence), so a
+/// missing or extra line shows as itself rather than shifting the rest.
 fn first_difference(left: &str, right: &str, a: Kind, b: Kind) -> String {
-    const SHOWN: usize = 12;
+    const SHOWN: usize = 30;
     // Transcripts hold escaped protocol lines and real newlines between
     // their sections; both end a line here.
     let left = left.replace("\\r\\n", "\\r\\n\n");
     let right = right.replace("\\r\\n", "\\r\\n\n");
     let l: Vec<&str> = left.lines().collect();
     let r: Vec<&str> = right.lines().collect();
-    let mut out = String::new();
-    let mut count = 0;
-    for at in 0..l.len().max(r.len()) {
-        let (x, y) = (l.get(at), r.get(at));
-        if x != y {
-            if count < SHOWN {
-                out.push_str(&format!(
-                    "line {at}:\n  {:>9}: {}\n  {:>9}: {}\n",
-                    a.name(),
-                    x.unwrap_or(&"<nothing>"),
-                    b.name(),
-                    y.unwrap_or(&"<nothing>")
-                ));
-            }
-            count += 1;
+    // lcs[i][j]: length of the LCS of l[i..] and r[j..].
+    let mut lcs = vec![vec![0usize; r.len() + 1]; l.len() + 1];
+    for i in (0..l.len()).rev() {
+        for j in (0..r.len()).rev() {
+            lcs[i][j] = if l[i] == r[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
-    if count > SHOWN {
-        out.push_str(&format!("… and {} more differing lines\n", count - SHOWN));
+    let mut lines = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < l.len() || j < r.len() {
+        if i < l.len() && j < r.len() && l[i] == r[j] {
+            i += 1;
+            j += 1;
+        } else if j < r.len() && (i == l.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            lines.push(format!("  only {:>9} (line {j}): {}", b.name(), r[j]));
+            j += 1;
+        } else {
+            lines.push(format!("  only {:>9} (line {i}): {}", a.name(), l[i]));
+            i += 1;
+        }
     }
-    out
+    let hidden = lines.len().saturating_sub(SHOWN);
+    lines.truncate(SHOWN);
+    if hidden > 0 {
+        lines.push(format!("  … and {hidden} more differing lines"));
+    }
+    format!("differences:\n{}", lines.join("\n"))
 }
 
 /// Keeps failure reports readable when answers are large.
