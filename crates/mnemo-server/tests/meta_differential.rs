@@ -116,7 +116,7 @@ fn normalize(bytes: &[u8]) -> String {
                     if digits(rest) {
                         // A TTL read one tick apart may differ by one.
                         let n: u64 = rest.parse().unwrap_or(0);
-                        return format!("t~{}", (n + 1) / 2);
+                        return format!("t~{}", n.div_ceil(2));
                     }
                 }
                 w.to_string()
