@@ -425,6 +425,21 @@ pub fn base64_encode(src: &[u8], out: &mut Vec<u8>) {
 
 // ---- reply encoding ----
 
+/// The decimal digits of `v`, written into `buf` (no allocation: counters
+/// are formatted on the request path).
+pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 /// Appends ` <c><n>`.
 pub fn push_flag_u64(out: &mut Vec<u8>, c: u8, n: u64) {
     out.push(b' ');
@@ -577,6 +592,13 @@ mod tests {
         let mut out = Vec::new();
         push_key(&mut out, b"foo\x00", true);
         assert_eq!(out, b" kZm9vAA== b");
+    }
+
+    #[test]
+    fn decimals() {
+        let mut b = [0u8; 20];
+        assert_eq!(decimal(0, &mut b), b"0");
+        assert_eq!(decimal(u64::MAX, &mut b), b"18446744073709551615");
     }
 
     #[test]
