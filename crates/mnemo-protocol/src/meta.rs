@@ -158,7 +158,11 @@ pub fn parse<'a>(line: &'a [u8], keybuf: &'a mut [u8; KEY_BUF_LEN]) -> Result<Re
         toks,
     };
     match cmd {
-        Cmd::Noop => return Ok(req),
+        // `mn` ignores anything after it.
+        Cmd::Noop => {
+            req.key = &[];
+            return Ok(req);
+        }
         Cmd::Debug => return parse_debug(req, ntokens, keybuf),
         _ => {}
     }
