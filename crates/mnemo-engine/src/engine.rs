@@ -34,6 +34,7 @@ pub struct Engine {
     pub(crate) juggles: AtomicU64,
     pub(crate) crawler: CrawlerState,
     pub(crate) mover: MoverState,
+    pub(crate) tuning: crate::tuning::Tuning,
     pub(crate) stop: AtomicBool,
     /// Wakes background threads early (shutdown, crawl requests).
     pub(crate) wake: (Mutex<()>, Condvar),
@@ -67,6 +68,7 @@ impl Engine {
             juggles: AtomicU64::new(0),
             crawler: CrawlerState::new(&cfg),
             mover: MoverState::new(&cfg),
+            tuning: crate::tuning::Tuning::new(&cfg),
             stop: AtomicBool::new(false),
             wake: (Mutex::new(()), Condvar::new()),
             bg: Mutex::new(Vec::new()),
@@ -125,6 +127,13 @@ impl Engine {
         c.lru_crawler = self.crawler.enabled.load(Relaxed);
         c.lru_crawler_sleep = self.crawler.sleep_us.load(Relaxed);
         c.lru_crawler_tocrawl = self.crawler.tocrawl.load(Relaxed);
+        c.hot_lru_pct = self.tuning.hot_pct.load(Relaxed);
+        c.warm_lru_pct = self.tuning.warm_pct.load(Relaxed);
+        c.hot_max_factor = self.tuning.hot_factor();
+        c.warm_max_factor = self.tuning.warm_factor();
+        c.temp_lru = self.tuning.temp_lru.load(Relaxed);
+        c.temporary_ttl = self.tuning.temp_ttl.load(Relaxed);
+        c.slab_automove_ratio = self.tuning.automove_ratio();
         c
     }
 
@@ -307,7 +316,7 @@ impl Engine {
             (head_id, head)
         };
         raw.set_cas(0);
-        raw.set_exptime(exptime);
+        raw.init_exptime(exptime);
         raw.init_access(self.clock.now());
         if flags != 0 {
             // SAFETY: the flags word follows the header when HAS_FLAGS is set.
@@ -403,9 +412,11 @@ impl Engine {
             }
             None => shard.insert(h, id),
         }
-        let seg = if self.cfg.temp_lru {
+        let seg = if self.tuning.temp_lru.load(Relaxed) {
             let exp = raw.exptime();
-            if exp != 0 && exp.saturating_sub(self.clock.now()) <= self.cfg.temporary_ttl {
+            if exp != 0
+                && exp.saturating_sub(self.clock.now()) <= self.tuning.temp_ttl.load(Relaxed)
+            {
                 Seg::Temp
             } else {
                 Seg::Hot
@@ -721,6 +732,47 @@ impl Engine {
         self.slabs.trim_spare();
         self.wake.1.notify_all();
         Ok(())
+    }
+
+    /// Removes `key` without counting it anywhere (memcached's unlink after
+    /// a failed `set`, which must not leave the old value readable).
+    pub fn unlink_key(&self, key: &[u8]) {
+        let h = hash(key);
+        let mut shard = self.index.lock(h);
+        if let Some(id) = self.find(&shard, h, key) {
+            self.unlink(&mut shard, h, id);
+        }
+    }
+
+    /// `stats cachedump <class> <limit>`: up to `limit` items (0 = all,
+    /// within 2 MB of output) from the head of the class's COLD LRU, as
+    /// `ITEM <key> [<bytes> b; <exptime> s]`, then `END`.
+    pub fn cachedump(&self, class_id: u32, limit: u32, out: &mut Vec<u8>) {
+        const MAX: usize = 2 * 1024 * 1024;
+        let start = out.len();
+        if class_id >= 1 && (class_id as usize) <= self.slabs.classes.len() {
+            let st = self.slabs.classes[class_id as usize - 1].state.lock();
+            let mut id = st.lru[Seg::Cold as usize].head;
+            let mut shown = 0;
+            while id != NIL && (limit == 0 || shown < limit) {
+                let raw = self.slabs.raw(id);
+                let exp = raw.exptime();
+                let exp = if exp == 0 {
+                    0
+                } else {
+                    u64::from(exp) + self.clock.process_started()
+                };
+                let key = String::from_utf8_lossy(raw.key());
+                let line = format!("ITEM {key} [{} b; {exp} s]\r\n", raw.value_len());
+                if out.len() - start + line.len() + 5 > MAX {
+                    break;
+                }
+                out.extend_from_slice(line.as_bytes());
+                shown += 1;
+                id = raw.next();
+            }
+        }
+        out.extend_from_slice(b"END\r\n");
     }
 
     /// Every linked item, by walking the index (tests and consistency checks).

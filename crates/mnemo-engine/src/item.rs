@@ -182,6 +182,11 @@ impl Raw {
     pub fn exptime(&self) -> u32 {
         self.word(self.l.t).load(Relaxed) & TIME_MASK
     }
+    /// A new item's expiry, clearing STALE and WIN_SENT left in the chunk
+    /// by whatever it held before.
+    pub fn init_exptime(&self, t: u32) {
+        self.word(self.l.t).store(t.min(TIME_MASK), Relaxed);
+    }
     pub fn set_exptime(&self, t: u32) {
         let w = self.word(self.l.t);
         w.store((w.load(Relaxed) & !TIME_MASK) | t.min(TIME_MASK), Relaxed);

@@ -29,6 +29,7 @@ mod ops;
 mod slabs;
 mod slot;
 mod stats;
+mod tuning;
 
 pub use clock::Clock;
 pub use config::{Config, ConfigError};

@@ -9,6 +9,8 @@
 //! are capped by their share of the class's items and by age relative to
 //! COLD's tail.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::engine::Engine;
 use crate::item::{ItemId, Seg, ACTIVE, NIL};
 use crate::slabs::{ClassState, Slabs};
@@ -72,8 +74,8 @@ impl Engine {
         if total == 0 {
             return 0;
         }
-        let hot_limit = total * u64::from(self.cfg.hot_lru_pct) / 100;
-        let warm_limit = total * u64::from(self.cfg.warm_lru_pct) / 100;
+        let hot_limit = total * u64::from(self.tuning.hot_pct.load(Relaxed)) / 100;
+        let warm_limit = total * u64::from(self.tuning.warm_pct.load(Relaxed)) / 100;
         let cold_age = self.tail_age(&st, Seg::Cold, now);
         let mut done = 0;
 
@@ -87,7 +89,7 @@ impl Engine {
             }
             let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
             let over_age =
-                cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.cfg.hot_max_factor;
+                cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.hot_factor();
             if l.count <= hot_limit.max(1) && !over_age && !self.is_dead(l.tail, now) {
                 break;
             }
@@ -106,7 +108,7 @@ impl Engine {
             }
             let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
             let over_age =
-                cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.cfg.warm_max_factor;
+                cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.warm_factor();
             if l.count <= warm_limit && !over_age && !self.is_dead(l.tail, now) {
                 break;
             }

@@ -430,7 +430,7 @@ impl Engine {
             .max_by_key(|(_, w)| w.back().map(|s| s.age).unwrap_or(0))
             .map(|(i, w)| (i, w.back().map(|s| s.age).unwrap_or(0)));
         if let (Some((dst, young)), Some((src, old))) = (youngest, oldest) {
-            let ratio = self.cfg.slab_automove_ratio;
+            let ratio = self.tuning.automove_ratio();
             if src != dst && (mode == 2 || f64::from(young) < f64::from(old) * ratio) {
                 for w in win.iter_mut() {
                     w.clear();

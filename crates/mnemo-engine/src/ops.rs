@@ -165,7 +165,7 @@ impl Engine {
         let h = hash(key);
         if !self.item_size_ok(key.len(), flags, value.len()) {
             if mode == StoreMode::Set {
-                self.drop_key(h, key);
+                self.unlink_key(key);
             }
             return StoreOutcome::TooLarge;
         }
@@ -174,15 +174,6 @@ impl Engine {
                 self.store_concat(mode, h, key, value, cas, ts)
             }
             _ => self.store_whole(mode, h, key, flags, exptime, value, cas, ts),
-        }
-    }
-
-    /// Removes a key without counting it (a failed `set` must not leave
-    /// the old value behind, as in memcached).
-    fn drop_key(&self, h: u64, key: &[u8]) {
-        let mut shard = self.index.lock(h);
-        if let Some(id) = self.find(&shard, h, key) {
-            self.unlink(&mut shard, h, id);
         }
     }
 
@@ -203,7 +194,7 @@ impl Engine {
         // eviction happen without blocking readers of this shard.
         let Some(new) = self.alloc_item(key, flags, exp, value.len()) else {
             if mode == StoreMode::Set {
-                self.drop_key(h, key);
+                self.unlink_key(key);
             }
             return StoreOutcome::OutOfMemory;
         };

@@ -575,3 +575,59 @@ fn key_slot_does_compound_meta_steps_atomically() {
     }
     e.check_invariants().unwrap();
 }
+
+#[test]
+fn admin_calls_cachedump_unlink_tune() {
+    let (e, ts) = small();
+    e.start();
+    set(&e, &ts, b"a", b"12345");
+    e.store(StoreMode::Set, b"b", 0, 100, b"x", 0, &ts);
+    // New items sit in HOT; cachedump lists COLD, as memcached's does.
+    let mut out = Vec::new();
+    e.cachedump(1, 0, &mut out);
+    assert_eq!(out, b"END\r\n");
+    e.unlink_key(b"a");
+    assert!(get(&e, &ts, b"a").is_none());
+    assert_eq!(e.stats().delete_hits + e.stats().delete_misses, 0);
+    assert!(e.lru_tune(10, 30, 0.1, 2.0));
+    assert!(!e.lru_tune(50, 40, 0.1, 2.0));
+    assert_eq!((e.config().hot_lru_pct, e.config().warm_lru_pct), (10, 30));
+    e.lru_temp_ttl(30);
+    assert!(e.config().temp_lru);
+    e.flush_all(0);
+    assert!(e.oldest_live() > 0);
+    e.shutdown();
+}
+
+#[test]
+fn cachedump_lists_cold_items() {
+    let (e, ts) = engine(Config {
+        mem_limit: 2 * 1024 * 1024,
+        ..Config::default()
+    });
+    e.start();
+    for i in 0..40_000u32 {
+        set(&e, &ts, format!("key:{i:06}").as_bytes(), b"0123456789");
+    }
+    // The maintainer moves items past HOT's share into COLD.
+    for _ in 0..200 {
+        if e.stats_items()
+            .iter()
+            .any(|(k, v)| k == "items:1:number_cold" && v != "0")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut out = Vec::new();
+    e.cachedump(1, 2, &mut out);
+    let s = String::from_utf8(out).unwrap();
+    let lines: Vec<_> = s.lines().collect();
+    assert_eq!(lines.len(), 3, "{s}");
+    assert!(
+        lines[0].starts_with("ITEM key:") && lines[0].ends_with(" [10 b; 0 s]"),
+        "{s}"
+    );
+    assert_eq!(lines[2], "END");
+    e.shutdown();
+}
