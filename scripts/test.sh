@@ -49,4 +49,6 @@ fi
 memcached -V >&2 || die "memcached is installed but does not run"
 
 cargo build --workspace
-cargo test --workspace
+# --no-fail-fast: one failing test binary must not hide the results of the
+# others; the exit status is still non-zero if anything failed.
+cargo test --workspace --no-fail-fast

@@ -920,6 +920,14 @@ fn cas_round_trip(kind: Kind) -> String {
     ] {
         out.extend(c.request(request.as_bytes()));
     }
+    // A successful cas with noreply answers nothing and stores.
+    match cas_of(&c.request(b"gets a\r\n")) {
+        Some(current) => {
+            out.extend(c.request(format!("cas a 0 0 1 {current} noreply\r\ne\r\n").as_bytes()));
+            out.extend(c.request(b"get a\r\n"));
+        }
+        None => out.extend_from_slice(b"second gets had no unique\r\n"),
+    }
     // Whether touch and append change the unique must match too.
     let before = cas_of(&c.request(b"gets a\r\n"));
     out.extend(c.request(b"touch a 100\r\n"));
