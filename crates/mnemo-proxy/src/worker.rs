@@ -280,6 +280,7 @@ impl MultiGet {
 
     /// Record the items of one part's reply.
     fn absorb(&mut self, part: usize, bytes: &[u8]) {
+        self.data.reserve(bytes.len());
         let mut pos = 0;
         while let Ok(Some((r, used))) = reply::parse_reply(&bytes[pos..]) {
             if let Reply::Value { key, .. } = r {
