@@ -200,6 +200,7 @@ where
 fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
     let mut s = Settings::default();
     let mut slab_chunk_changed = false;
+    let mut protocol_specified = false;
     for (c, v) in opts {
         let v = v.unwrap_or_default();
         match c {
@@ -292,6 +293,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
             'C' => s.engine.use_cas = false,
             'b' => s.backlog = num('b', &v)?,
             'B' => {
+                protocol_specified = true;
                 s.protocol = match v.as_str() {
                     "auto" => Protocol::Auto,
                     "binary" => Protocol::Binary,
@@ -304,11 +306,11 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
                 }
             }
             'I' => s.engine.item_size_max = parse_size('I', &v)?,
-            'S' => return usage_fail("This server is not built with SASL support."),
+            'S' => s.sasl = true,
             'F' => s.flush_enabled = false,
             'X' => s.dump_enabled = false,
             'W' => s.watch_enabled = false,
-            'Y' => return usage_fail("mnemo does not support -Y (ASCII authentication)"),
+            'Y' => s.auth_file = Some(v.clone()),
             'N' => return usage_fail("mnemo does not support -N (NAPI ids)"),
             'o' => {
                 for sub in v.split(',').filter(|x| !x.is_empty()) {
@@ -318,8 +320,33 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
             other => return fail(format!("Illegal argument \"{other}\"")),
         }
     }
+    auth_protocols(&mut s, protocol_specified)?;
     finish(&mut s, slab_chunk_changed)?;
     Ok(Action::Run(Box::new(s)))
+}
+
+/// memcached's rules tying `-S` to the binary protocol and `-Y` to ASCII.
+fn auth_protocols(s: &mut Settings, protocol_specified: bool) -> Result<(), CliError> {
+    if s.sasl {
+        if !protocol_specified {
+            s.protocol = Protocol::Binary;
+        } else if s.protocol != Protocol::Binary {
+            return usage_fail("ERROR: You cannot allow the ASCII protocol while using SASL.");
+        }
+        if s.udp_port != 0 {
+            return usage_fail("ERROR: Cannot enable UDP while using binary SASL authentication.");
+        }
+    }
+    if s.auth_file.is_some() {
+        if !protocol_specified {
+            s.protocol = Protocol::Ascii;
+        } else if s.protocol != Protocol::Ascii {
+            return usage_fail(
+                "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `-I 8m`, `-I 512k`, `-I 2097152`.

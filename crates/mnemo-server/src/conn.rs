@@ -16,7 +16,11 @@
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
+use crate::auth::{self, AuthStep};
+use crate::proto_bin::{self, BinConn};
+use crate::proto_meta;
 use crate::proto_text::{self, Ctx, Next};
+use crate::settings::Protocol;
 use crate::shared::{ConnInfo, ConnState};
 use mnemo_protocol::text::{self, Line, Request};
 use std::io::{self, Read, Write};
@@ -107,6 +111,12 @@ pub struct Conn {
     close_after_write: bool,
     /// Largest value + line the read buffer may have to hold.
     value_limit: usize,
+    /// The protocol this connection speaks, decided by its first byte
+    /// under `-B auto`.
+    proto: Option<Protocol>,
+    bin: BinConn,
+    /// `-Y`: the ASCII token was accepted.
+    ascii_authed: bool,
 }
 
 impl Conn {
@@ -125,6 +135,9 @@ impl Conn {
             write_blocked: false,
             close_after_write: false,
             value_limit: item_size_max + MAX_STORE_LINE + 2,
+            proto: None,
+            bin: BinConn::default(),
+            ascii_authed: false,
         }
     }
 
@@ -360,6 +373,63 @@ impl Conn {
             }
             self.set_state(ConnState::ParseCmd);
             let buf = &self.rbuf[self.rstart..self.rend];
+            if self.proto.is_none() {
+                // -B auto: the first byte of the connection decides.
+                self.proto = Some(match ctx.shared.settings.protocol {
+                    Protocol::Auto if proto_bin::is_binary_start(buf[0]) => Protocol::Binary,
+                    Protocol::Auto => Protocol::Ascii,
+                    p => p,
+                });
+            }
+            if self.proto == Some(Protocol::Binary) {
+                *budget -= 1;
+                ctx.pending_output = self.wpos < self.wbuf.len();
+                match proto_bin::step(ctx, &mut self.bin, buf, &mut self.wbuf) {
+                    proto_bin::Step::Done { used } => {
+                        self.rstart += used;
+                        self.input = Input::Command;
+                    }
+                    proto_bin::Step::NeedInput { need } => {
+                        *budget += 1;
+                        self.input = Input::Value {
+                            need: need.max(buf.len() + 1),
+                        };
+                        return Step::NeedInput;
+                    }
+                    proto_bin::Step::Swallow { used, left } => {
+                        self.rstart += used;
+                        self.input = Input::Swallow { left };
+                    }
+                    proto_bin::Step::CloseAfterWrite { used } => {
+                        self.rstart += used;
+                        return Step::CloseAfterWrite;
+                    }
+                    proto_bin::Step::Close => return Step::Close,
+                }
+                continue;
+            }
+            if let Some(file) = ctx.shared.auth.as_ref().filter(|_| !self.ascii_authed) {
+                *budget -= 1;
+                match auth::ascii_auth(file, buf, &mut self.ascii_authed, &mut self.wbuf) {
+                    AuthStep::Done { used } => {
+                        self.rstart += used;
+                        self.input = Input::Command;
+                    }
+                    AuthStep::NeedInput { need } => {
+                        *budget += 1;
+                        self.input = Input::Value {
+                            need: need.max(buf.len() + 1),
+                        };
+                        return Step::NeedInput;
+                    }
+                    AuthStep::Swallow { used, left } => {
+                        self.rstart += used;
+                        self.input = Input::Swallow { left };
+                    }
+                    AuthStep::Close => return Step::Close,
+                }
+                continue;
+            }
             let (line, consumed) = match text::next_line(buf) {
                 Line::Incomplete => {
                     if buf.len() >= MAX_GET_LINE {
@@ -378,6 +448,28 @@ impl Conn {
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             if ctx.shared.verbose() > 1 {
                 eprintln!("<{} {}", ctx.fd, String::from_utf8_lossy(line));
+            }
+            if proto_meta::is_meta(line) {
+                match proto_meta::run(ctx, line, &buf[consumed..], &mut self.wbuf) {
+                    proto_meta::Step::Done { used } => {
+                        self.rstart += consumed + used;
+                        self.input = Input::Command;
+                    }
+                    proto_meta::Step::NeedData { need } => {
+                        // Keep the line; run it again once the data is here.
+                        *budget += 1;
+                        self.input = Input::Value {
+                            need: consumed + need,
+                        };
+                        self.set_state(ConnState::Nread);
+                        return Step::NeedInput;
+                    }
+                    proto_meta::Step::Swallow { left } => {
+                        self.rstart += consumed;
+                        self.input = Input::Swallow { left };
+                    }
+                }
+                continue;
             }
             let req = text::parse_line(line);
             if let Request::Store { bytes, .. } = req {

@@ -5,14 +5,18 @@
 //! process daemonizes and drops privileges (so low ports and errors still
 //! work), and threads start only after the fork.
 
+mod auth;
 mod cli;
 mod conn;
 mod listener;
+mod proto_bin;
+mod proto_meta;
 mod proto_text;
 mod settings;
 mod shared;
 mod signals;
 mod stats;
+mod udp;
 mod worker;
 
 use mnemo_engine::Engine;
@@ -93,6 +97,17 @@ fn run(settings: Settings) -> i32 {
         Ok(l) => l,
         Err(e) => return die(e, EX_OSERR),
     };
+    let udp_socks = match udp::bind_all(&settings) {
+        Ok(u) => u,
+        Err(e) => return die(e, EX_OSERR),
+    };
+    let auth = match &settings.auth_file {
+        Some(path) => match auth::AuthFile::load(path) {
+            Ok(a) => Some(a),
+            Err(e) => return die(format!("Could not load authfile: {e}"), 1),
+        },
+        None => None,
+    };
     if settings.verbose > 1 {
         for l in &listeners {
             eprintln!(
@@ -147,6 +162,7 @@ fn run(settings: Settings) -> i32 {
         conns: Default::default(),
         stopping: AtomicBool::new(false),
         listeners: AtomicU32::new(0),
+        auth,
         settings,
     });
     let mut handles = Vec::with_capacity(threads);
@@ -163,6 +179,11 @@ fn run(settings: Settings) -> i32 {
     ) {
         Ok(a) => a,
         Err(e) => return die(format!("Can't start the acceptor: {e}"), EX_OSERR),
+    };
+
+    let udp_threads = match udp::spawn_all(udp_socks, &shared) {
+        Ok(t) => t,
+        Err(e) => return die(format!("Can't create thread: {e}"), EX_OSERR),
     };
 
     let why = signals::wait();
@@ -182,6 +203,9 @@ fn run(settings: Settings) -> i32 {
     let _ = acceptor.join.join();
     for h in handles {
         let _ = h.join.join();
+    }
+    for t in udp_threads {
+        let _ = t.join();
     }
     engine.shutdown();
     if shared.settings.daemonize {

@@ -678,8 +678,8 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "cas_enabled", yes(c.use_cas));
     stat_line(out, "tcp_backlog", s.backlog);
     stat_line(out, "binding_protocol", s.protocol.text());
-    stat_line(out, "auth_enabled_sasl", "no");
-    stat_line(out, "auth_enabled_ascii", "no");
+    stat_line(out, "auth_enabled_sasl", yes(s.sasl));
+    stat_line(out, "auth_enabled_ascii", yes(s.auth_file.is_some()));
     stat_line(out, "item_size_max", c.item_size_max);
     stat_line(out, "maxconns_fast", yes(s.maxconns_fast));
     // 0 means "the default", as memcached reports it unless -o hashpower.

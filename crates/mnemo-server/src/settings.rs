@@ -60,6 +60,10 @@ pub struct Settings {
     pub worker_logbuf_size: u32,
     /// Whether `-o hashpower` was given (`stats settings` shows 0 otherwise).
     pub hashpower_set: bool,
+    /// `-S`: binary connections must authenticate with SASL.
+    pub sasl: bool,
+    /// `-Y`: file of ASCII authentication tokens.
+    pub auth_file: Option<String>,
     /// The storage engine's part.
     pub engine: Config,
 }
@@ -98,6 +102,8 @@ impl Default for Settings {
             watcher_logbuf_size: 256 * 1024,
             worker_logbuf_size: 64 * 1024,
             hashpower_set: false,
+            sasl: false,
+            auth_file: None,
             engine: Config::default(),
         }
     }

@@ -28,6 +28,8 @@ pub struct Shared {
     pub crawler_enabled: AtomicBool,
     /// Number of listening sockets (memcached counts them as connections).
     pub listeners: AtomicU32,
+    /// The `-Y` tokens, loaded at start-up.
+    pub auth: Option<crate::auth::AuthFile>,
 }
 
 impl Shared {

@@ -1,7 +1,6 @@
 //! libmemcached's `memccapable` conformance checker against mnemo.
 //!
-//! The ASCII run always executes. The binary-protocol run belongs to issue
-//! #4 and executes only with `MNEMO_TEST_BINARY=1`. The same runner against
+//! Both the ASCII and the binary runs execute. The same runner against
 //! memcached itself proves the runner and its verdict parsing are sound.
 mod support;
 
@@ -112,15 +111,8 @@ fn memccapable_ascii_memcached_reference() {
     run(Kind::Memcached, "-a");
 }
 
-/// Binary protocol is issue #4: runs only with `MNEMO_TEST_BINARY=1`.
+/// The binary protocol (issue #4).
 #[test]
-fn memccapable_binary_issue4() {
-    if std::env::var("MNEMO_TEST_BINARY").as_deref() != Ok("1") {
-        eprintln!(
-            "memccapable_binary_issue4: NOT RUN (binary protocol is issue #4); \
-             set MNEMO_TEST_BINARY=1 to run it"
-        );
-        return;
-    }
+fn memccapable_binary_mnemo() {
     run(Kind::Mnemo, "-b");
 }

@@ -1,0 +1,428 @@
+//! Executes binary-protocol requests against the engine.
+//!
+//! Framing and validation are `mnemo_protocol::binary`'s; this module runs
+//! the commands and writes the response packets, with memcached 1.6.18's
+//! statuses, texts, CAS values and quiet-mode rules (`proto_bin.c`): a quiet
+//! command answers only on error, and a quiet get only on a hit.
+
+use crate::proto_text::{self, Ctx, Next};
+use mnemo_engine::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
+use mnemo_protocol::binary::{
+    self, encode_error, encode_response, status, Cmd, Frame, Packet, Reject, StoreKind,
+};
+use mnemo_protocol::text::{self, Request};
+
+/// Per-connection binary state.
+#[derive(Default)]
+pub struct BinConn {
+    /// SASL authentication succeeded on this connection.
+    pub authenticated: bool,
+    /// End of the replies a NOOP flushed in the current batch: memcached
+    /// writes those out at once, so a later close does not discard them.
+    flush_mark: Option<usize>,
+}
+
+/// What the connection does with its input after one step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A request was handled; `used` bytes of input belong to it.
+    Done { used: usize },
+    /// Not a whole request yet; at least `need` bytes must be buffered
+    /// (0: unknown yet, read more).
+    NeedInput { need: usize },
+    /// Consume `used` bytes, then discard `left` more.
+    Swallow { used: usize, left: usize },
+    /// Consume `used`, flush the replies, close.
+    CloseAfterWrite { used: usize },
+    /// Close at once without a reply.
+    Close,
+}
+
+/// Handles the request at the front of `buf`.
+pub fn step(ctx: &Ctx, bc: &mut BinConn, buf: &[u8], out: &mut Vec<u8>) -> Step {
+    if !ctx.pending_output {
+        bc.flush_mark = None;
+    }
+    let p = match binary::frame(buf) {
+        Frame::Incomplete => {
+            let need = binary::Header::decode(buf)
+                .map(|h| binary::HEADER_LEN + h.extras_len as usize + h.key_len as usize)
+                .unwrap_or(binary::HEADER_LEN);
+            return Step::NeedInput { need };
+        }
+        Frame::BadMagic => {
+            return match bc.flush_mark {
+                Some(mark) => {
+                    out.truncate(mark);
+                    Step::CloseAfterWrite { used: 0 }
+                }
+                None => Step::Close,
+            }
+        }
+        Frame::Packet(p) => p,
+    };
+    let h = p.header;
+    let used = p.consumed;
+    if !binary::lengths_ok(&h) {
+        encode_error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
+        return Step::CloseAfterWrite { used };
+    }
+    let sasl = ctx.shared.settings.sasl;
+    if sasl && !bc.authenticated && !binary::allowed_unauthenticated(h.opcode) {
+        encode_error(out, h.opcode, status::AUTH_ERROR, h.opaque);
+        return Step::CloseAfterWrite { used };
+    }
+    let cmd = match binary::decode(&p, sasl) {
+        Ok(c) => c,
+        Err(Reject::Invalid) => {
+            encode_error(out, h.opcode, status::EINVAL, h.opaque);
+            return Step::CloseAfterWrite { used };
+        }
+        Err(Reject::Unknown { swallow }) => {
+            encode_error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
+            return Step::Swallow {
+                used,
+                left: swallow,
+            };
+        }
+    };
+    let vlen = cmd.value_len();
+    // A value that can never be stored is refused before it is read.
+    if let Cmd::Store { kind, flags, .. } = cmd {
+        if !ctx.shared.engine.item_size_ok(p.key.len(), flags, vlen) {
+            return too_large(ctx, &p, kind == StoreKind::Set, out, vlen);
+        }
+    }
+    if let Cmd::Concat { .. } = cmd {
+        if !ctx.shared.engine.item_size_ok(p.key.len(), 0, vlen) {
+            return too_large(ctx, &p, false, out, vlen);
+        }
+    }
+    if buf.len() < used + vlen {
+        return Step::NeedInput { need: used + vlen };
+    }
+    let value = &buf[used..used + vlen];
+    let used = used + vlen;
+    match run(ctx, bc, &p, cmd, value, out) {
+        Next::Continue => Step::Done { used },
+        Next::CloseAfterWrite => Step::CloseAfterWrite { used },
+        Next::Close => Step::Close,
+    }
+}
+
+fn too_large(ctx: &Ctx, p: &Packet, is_set: bool, out: &mut Vec<u8>, vlen: usize) -> Step {
+    encode_error(out, p.header.opcode, status::E2BIG, p.header.opaque);
+    if is_set {
+        // As memcached: a failed set must not leave the old value readable.
+        let mut slot = ctx.shared.engine.lock_key(p.key, ctx.ts);
+        if slot.exists() {
+            slot.delete();
+        }
+    }
+    Step::Swallow {
+        used: p.consumed,
+        left: vlen,
+    }
+}
+
+/// A success response, unless the command is quiet.
+fn ok(out: &mut Vec<u8>, p: &Packet, quiet: bool, cas: u64, value: &[u8]) {
+    if !quiet {
+        encode_response(
+            out,
+            p.header.opcode,
+            status::OK,
+            p.header.opaque,
+            cas,
+            &[],
+            &[],
+            value,
+        );
+    }
+}
+
+fn err(out: &mut Vec<u8>, p: &Packet, st: u16) {
+    encode_error(out, p.header.opcode, st, p.header.opaque);
+}
+
+fn run(ctx: &Ctx, bc: &mut BinConn, p: &Packet, cmd: Cmd, value: &[u8], out: &mut Vec<u8>) -> Next {
+    let sh = ctx.shared;
+    let engine = &sh.engine;
+    let h = &p.header;
+    let key = p.key;
+    match cmd {
+        Cmd::Get { quiet, with_key } => {
+            ctx.ws.get_cmds.incr();
+            let hit = engine.get(key, GetMode::Get, ctx.ts, |it| {
+                hit_response(out, p, it, with_key, true);
+            });
+            if hit.is_none() {
+                miss(out, p, quiet, with_key);
+            }
+        }
+        Cmd::Touch {
+            exptime,
+            quiet,
+            with_key,
+            with_value,
+        } => {
+            ctx.ws.touch_cmds.incr();
+            let hit = engine.get(key, GetMode::Touch(i64::from(exptime)), ctx.ts, |it| {
+                hit_response(out, p, it, with_key, with_value);
+            });
+            if hit.is_none() {
+                miss(out, p, quiet, with_key);
+            }
+        }
+        Cmd::Store {
+            kind,
+            quiet,
+            flags,
+            exptime,
+            ..
+        } => {
+            let mode = if h.cas != 0 {
+                StoreMode::Cas
+            } else {
+                match kind {
+                    StoreKind::Set => StoreMode::Set,
+                    StoreKind::Add => StoreMode::Add,
+                    StoreKind::Replace => StoreMode::Replace,
+                }
+            };
+            let o = engine.store(mode, key, flags, i64::from(exptime), value, h.cas, ctx.ts);
+            store_reply(out, p, quiet, mode, o);
+        }
+        Cmd::Concat { append, quiet, .. } => {
+            let mode = if append {
+                StoreMode::Append
+            } else {
+                StoreMode::Prepend
+            };
+            let o = engine.store(mode, key, 0, 0, value, h.cas, ctx.ts);
+            store_reply(out, p, quiet, mode, o);
+        }
+        Cmd::Delete { quiet } => {
+            let mut slot = engine.lock_key(key, ctx.ts);
+            match slot.item().map(|it| it.cas()) {
+                Some(cas) if h.cas != 0 && h.cas != cas => err(out, p, status::KEY_EXISTS),
+                _ => {
+                    if slot.delete() {
+                        ok(out, p, quiet, 0, &[]);
+                    } else {
+                        err(out, p, status::KEY_NOT_FOUND);
+                    }
+                }
+            }
+        }
+        Cmd::Arith {
+            incr,
+            quiet,
+            delta,
+            initial,
+            exptime,
+        } => arith(ctx, p, incr, quiet, delta, initial, exptime, out),
+        Cmd::Quit { quiet } => {
+            ok(out, p, quiet, 0, &[]);
+            return Next::CloseAfterWrite;
+        }
+        Cmd::Flush { quiet, exptime } => {
+            if !sh.settings.flush_enabled {
+                err(out, p, status::AUTH_ERROR);
+            } else {
+                engine.flush_all(i64::from(exptime.unwrap_or(0)));
+                ctx.ws.flush_cmds.incr();
+                ok(out, p, quiet, 0, &[]);
+            }
+        }
+        Cmd::Noop => {
+            ok(out, p, false, 0, &[]);
+            bc.flush_mark = Some(out.len());
+        }
+        Cmd::Version => ok(out, p, false, 0, crate::shared::VERSION.as_bytes()),
+        Cmd::Stat => stat(ctx, p, out),
+        Cmd::SaslListMechs => ok(out, p, false, 0, b"PLAIN"),
+        Cmd::SaslAuth { step, .. } => {
+            ctx.ws.auth_cmds.incr();
+            // PLAIN completes in one step; a step without a started
+            // exchange fails, as Cyrus SASL does for memcached.
+            if !step && key == b"PLAIN" && crate::auth::sasl_plain(value) {
+                bc.authenticated = true;
+                ok(out, p, false, 0, b"Authenticated");
+            } else {
+                ctx.ws.auth_errors.incr();
+                err(out, p, status::AUTH_ERROR);
+            }
+        }
+    }
+    Next::Continue
+}
+
+fn hit_response(
+    out: &mut Vec<u8>,
+    p: &Packet,
+    it: &mnemo_engine::ItemRef,
+    with_key: bool,
+    with_value: bool,
+) {
+    let key: &[u8] = if with_key { p.key } else { &[] };
+    let vlen = if with_value { it.value_len() } else { 0 };
+    binary::Header {
+        magic: binary::RESPONSE_MAGIC,
+        opcode: p.header.opcode,
+        key_len: key.len() as u16,
+        extras_len: 4,
+        data_type: 0,
+        status: status::OK,
+        body_len: (4 + key.len() + vlen) as u32,
+        opaque: p.header.opaque,
+        cas: it.cas(),
+    }
+    .encode(out);
+    out.extend_from_slice(&it.flags().to_be_bytes());
+    out.extend_from_slice(key);
+    if with_value {
+        it.write_value(out);
+    }
+}
+
+fn miss(out: &mut Vec<u8>, p: &Packet, quiet: bool, with_key: bool) {
+    if quiet {
+        return;
+    }
+    if with_key {
+        // memcached answers a keyed miss with the key and no text.
+        encode_response(
+            out,
+            p.header.opcode,
+            status::KEY_NOT_FOUND,
+            p.header.opaque,
+            0,
+            &[],
+            p.key,
+            &[],
+        );
+    } else {
+        err(out, p, status::KEY_NOT_FOUND);
+    }
+}
+
+fn store_reply(out: &mut Vec<u8>, p: &Packet, quiet: bool, mode: StoreMode, o: StoreOutcome) {
+    match o {
+        StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &[]),
+        StoreOutcome::Exists => err(out, p, status::KEY_EXISTS),
+        StoreOutcome::NotFound => err(out, p, status::KEY_NOT_FOUND),
+        StoreOutcome::NotStored | StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
+            let st = match mode {
+                StoreMode::Add => status::KEY_EXISTS,
+                StoreMode::Replace => status::KEY_NOT_FOUND,
+                _ => status::NOT_STORED,
+            };
+            err(out, p, st);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn arith(
+    ctx: &Ctx,
+    p: &Packet,
+    incr: bool,
+    quiet: bool,
+    delta: u64,
+    initial: u64,
+    exptime: u32,
+    out: &mut Vec<u8>,
+) {
+    let h = &p.header;
+    let mut slot = ctx.shared.engine.lock_key(p.key, ctx.ts);
+    let mismatch = slot
+        .item()
+        .is_some_and(|it| h.cas != 0 && it.value_len() > 0 && it.cas() != h.cas);
+    if mismatch {
+        err(out, p, status::KEY_EXISTS);
+        return;
+    }
+    if !slot.exists() && exptime != u32::MAX {
+        let mut buf = [0u8; 20];
+        let digits = mnemo_protocol::meta::decimal(initial, &mut buf);
+        match slot.store(StoreMode::Add, 0, i64::from(exptime), digits, 0, None) {
+            StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &initial.to_be_bytes()),
+            StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
+                encode_response(
+                    out,
+                    h.opcode,
+                    status::OUT_OF_MEMORY,
+                    h.opaque,
+                    0,
+                    &[],
+                    &[],
+                    b"Out of memory allocating new item",
+                );
+            }
+            _ => err(out, p, status::NOT_STORED),
+        }
+        return;
+    }
+    match slot.arith(incr, delta, None) {
+        ArithOutcome::Value(v) => {
+            let cas = slot.item().map(|it| it.cas()).unwrap_or(0);
+            ok(out, p, quiet, cas, &v.to_be_bytes());
+        }
+        ArithOutcome::NotFound => err(out, p, status::KEY_NOT_FOUND),
+        ArithOutcome::NonNumeric => err(out, p, status::DELTA_BADVAL),
+        ArithOutcome::OutOfMemory => encode_response(
+            out,
+            h.opcode,
+            status::OUT_OF_MEMORY,
+            h.opaque,
+            0,
+            &[],
+            &[],
+            b"Out of memory incrementing value",
+        ),
+    }
+}
+
+/// `stat [group]`: the text protocol's answer for `stats <group>`, sent as
+/// one packet per STAT line and an empty closing packet.
+fn stat(ctx: &Ctx, p: &Packet, out: &mut Vec<u8>) {
+    let mut line = Vec::with_capacity(6 + p.key.len());
+    line.extend_from_slice(b"stats");
+    if !p.key.is_empty() {
+        line.push(b' ');
+        line.extend_from_slice(p.key);
+    }
+    let req = text::parse_line(&line);
+    if !matches!(req, Request::Stats(_)) {
+        err(out, p, status::KEY_NOT_FOUND);
+        return;
+    }
+    let detail_dump = p.key.starts_with(b"detail dump");
+    let mut textual = Vec::new();
+    let _ = proto_text::execute(ctx, req, &mut textual);
+    let opaque = p.header.opaque;
+    if detail_dump {
+        let body = textual.strip_suffix(b"END\r\n").unwrap_or(&textual);
+        binary::encode_stat(out, opaque, b"detailed", body);
+        binary::encode_stat(out, opaque, &[], &[]);
+        return;
+    }
+    for l in textual.split(|&b| b == b'\n') {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        if let Some(rest) = l.strip_prefix(b"STAT ") {
+            let sp = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            let v = rest.get(sp + 1..).unwrap_or(&[]);
+            binary::encode_stat(out, opaque, &rest[..sp], v);
+        } else if l.starts_with(b"ERROR") || l.starts_with(b"CLIENT_ERROR") {
+            err(out, p, status::KEY_NOT_FOUND);
+            return;
+        }
+    }
+    binary::encode_stat(out, opaque, &[], &[]);
+}
+
+/// Whether the first byte of a connection's input selects binary.
+pub fn is_binary_start(b: u8) -> bool {
+    b == binary::REQUEST_MAGIC
+}

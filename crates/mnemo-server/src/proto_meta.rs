@@ -1,0 +1,471 @@
+//! Executes meta-protocol requests (`mg ms md ma mn me`) against the engine.
+//!
+//! Each request runs under its key's lock ([`mnemo_engine::KeySlot`]) so
+//! that reading the item, deciding on win/stale tokens, TTL and CAS, and
+//! writing back is one atomic step, as it is in memcached. Reply lines and
+//! which of them `q` suppresses are memcached 1.6.18's (`proto_text.c`).
+
+use crate::proto_text::Ctx;
+use mnemo_engine::{ArithOutcome, KeySlot, StoreMode, StoreOutcome};
+use mnemo_protocol::meta::{self, Cmd, Request, SetMode, KEY_BUF_LEN, MAX_OPAQUE};
+use mnemo_protocol::text::push_u64;
+
+const OPAQUE_TOO_LONG: &[u8] = b"CLIENT_ERROR opaque token too long\r\n";
+
+/// Whether `line` is a meta request (its first token is a meta command).
+pub fn is_meta(line: &[u8]) -> bool {
+    let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+    let rest = &line[start..];
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    meta::command(&rest[..end]).is_some()
+}
+
+/// What the connection does with its input after a meta request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Done; `used` input bytes after the line belong to it (an `ms` data
+    /// block).
+    Done { used: usize },
+    /// An `ms` whose data block has not all arrived: `need` bytes after the
+    /// line. The line stays in the buffer and is run again.
+    NeedData { need: usize },
+    /// Refused; discard this many input bytes after the line.
+    Swallow { left: usize },
+}
+
+/// Runs one meta request line; `rest` is the input after the line.
+pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Vec<u8>) -> Step {
+    let mut keybuf = [0u8; KEY_BUF_LEN];
+    let req = match meta::parse(line, &mut keybuf) {
+        Ok(r) => r,
+        Err(e) => {
+            out.extend_from_slice(e.msg.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            return if e.swallow > 0 {
+                Step::Swallow { left: e.swallow }
+            } else {
+                Step::Done { used: 0 }
+            };
+        }
+    };
+    match req.cmd {
+        Cmd::Get => mget(ctx, &req, out),
+        Cmd::Set => return mset(ctx, &req, rest, out),
+        Cmd::Delete => mdelete(ctx, &req, out),
+        Cmd::Arith => marith(ctx, &req, out),
+        Cmd::Noop => out.extend_from_slice(b"MN\r\n"),
+        Cmd::Debug => mdebug(ctx, &req, out),
+    }
+    Step::Done { used: 0 }
+}
+
+/// A newly stored item has neither a stale mark nor a win token. The
+/// engine's allocator keeps those bits of a reused chunk, so they are
+/// cleared here until it starts items clean.
+fn fresh_tokens(slot: &KeySlot) {
+    slot.set_stale(false);
+    slot.set_win_sent(false);
+}
+
+fn too_long(t: &[u8]) -> bool {
+    t[0] == b'O' && t.len() > MAX_OPAQUE
+}
+
+/// Appends ` <opaque>` / ` k<key>` for the flags that echo the request.
+fn echo_flags(req: &Request, key: &[u8], out: &mut Vec<u8>) {
+    for t in req.flag_tokens() {
+        match t[0] {
+            b'O' => meta::push_opaque(out, t),
+            b'k' => meta::push_key(out, key, req.flags.base64),
+            _ => {}
+        }
+    }
+}
+
+fn mget(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
+    let engine = &ctx.shared.engine;
+    let f = &req.flags;
+    let mut slot = engine.lock_key(req.key, ctx.ts);
+    let mut created = false;
+    if !slot.exists() && f.vivify.is_some() {
+        // The placeholder memcached creates: empty value, flags 0; its TTL
+        // is set by the N token below.
+        created = matches!(
+            slot.store(StoreMode::Add, 0, 0, b"", 0, None),
+            StoreOutcome::Stored { .. }
+        );
+        if created {
+            fresh_tokens(&slot);
+        }
+    }
+    let start = out.len();
+    let mut ttl_set = false;
+    let hit = slot.exists();
+    if hit {
+        let mut won = false;
+        let now = slot.now();
+        let Some(len) = slot.item().map(|it| it.value_len()) else {
+            return;
+        };
+        if f.value {
+            out.extend_from_slice(b"VA ");
+            push_u64(out, len as u64);
+        } else {
+            out.extend_from_slice(b"HD");
+        }
+        for t in req.flag_tokens() {
+            let Some(it) = slot.item() else { break };
+            match t[0] {
+                b'T' => {
+                    ttl_set = true;
+                    slot.set_exptime(i64::from(f.ttl.unwrap_or(0)));
+                }
+                b'N' if created => {
+                    slot.set_exptime(i64::from(f.vivify.unwrap_or(0)));
+                    won = true;
+                }
+                b'R' => {
+                    let recache = engine.clock().realtime(i64::from(f.recache.unwrap_or(0)));
+                    if !it.win_sent() && !created && it.exptime() != 0 && it.exptime() < recache {
+                        won = true;
+                    }
+                }
+                b's' => meta::push_flag_u64(out, b's', it.value_len() as u64),
+                b't' => meta::push_ttl(out, it.exptime(), now),
+                b'c' => meta::push_flag_u64(out, b'c', it.cas()),
+                b'f' => meta::push_flag_u64(out, b'f', u64::from(it.flags())),
+                b'l' => {
+                    meta::push_flag_u64(out, b'l', u64::from(now.wrapping_sub(it.last_access())))
+                }
+                b'h' => out.extend_from_slice(if it.fetched() { b" h1" } else { b" h0" }),
+                b'O' => {
+                    if too_long(t) {
+                        out.truncate(start);
+                        out.extend_from_slice(OPAQUE_TOO_LONG);
+                        return;
+                    }
+                    meta::push_opaque(out, t);
+                }
+                b'k' => meta::push_key(out, it.key(), f.base64),
+                _ => {}
+            }
+        }
+        if let Some(it) = slot.item() {
+            // Z before X before W, as memcached writes them.
+            if it.win_sent() {
+                out.extend_from_slice(b" Z");
+            }
+            if it.stale() {
+                out.extend_from_slice(b" X");
+                if !it.win_sent() {
+                    won = true;
+                }
+            }
+            if won {
+                out.extend_from_slice(b" W");
+            }
+            out.extend_from_slice(b"\r\n");
+            if f.value {
+                it.write_value(out);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if won {
+            slot.set_win_sent(true);
+        }
+        if !f.no_update {
+            slot.bump();
+        }
+    } else {
+        for t in req.flag_tokens() {
+            if too_long(t) {
+                out.extend_from_slice(OPAQUE_TOO_LONG);
+                return;
+            }
+        }
+        if !f.quiet {
+            out.extend_from_slice(b"EN");
+            echo_flags(req, req.key, out);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if ttl_set {
+        ctx.ws.touch_cmds.incr();
+        slot.count_touch();
+    } else {
+        ctx.ws.get_cmds.incr();
+        slot.count_get();
+    }
+}
+
+/// `ms`: refused lines swallow their data; otherwise wait for the data
+/// block and store it.
+fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
+    let engine = &ctx.shared.engine;
+    let f = &req.flags;
+    let n = req.datalen;
+    if !engine.item_size_ok(req.key.len(), f.client_flags, n) {
+        out.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
+        ctx.ws.store_too_large.incr();
+        // memcached unlinks the old value so readers never see data the
+        // client meant to replace.
+        let mut slot = engine.lock_key(req.key, ctx.ts);
+        if slot.exists() {
+            slot.delete();
+        }
+        return Step::Swallow { left: n + 2 };
+    }
+    if rest.len() < n + 2 {
+        return Step::NeedData { need: n + 2 };
+    }
+    if &rest[n..n + 2] != b"\r\n" {
+        out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
+        return Step::Done { used: n + 2 };
+    }
+    let value = &rest[..n];
+    let mut mode = match req.set_mode {
+        SetMode::Set => StoreMode::Set,
+        SetMode::Add => StoreMode::Add,
+        SetMode::Append => StoreMode::Append,
+        SetMode::Prepend => StoreMode::Prepend,
+        SetMode::Replace => StoreMode::Replace,
+    };
+    if f.compare_cas.is_some() && matches!(mode, StoreMode::Set | StoreMode::Replace) {
+        mode = StoreMode::Cas;
+    }
+    let cas = f.compare_cas.unwrap_or(0);
+    let exptime = i64::from(f.ttl.unwrap_or(0));
+    let mut slot = engine.lock_key(req.key, ctx.ts);
+    let outcome = match slot.item() {
+        // `I` with an older CAS: the value is replaced but stays stale,
+        // keeping the TTL and any win token already handed out.
+        Some(it) if mode == StoreMode::Cas && f.invalidate && cas != it.cas() && cas < it.cas() => {
+            let old_exp = it.exptime();
+            let old_win = it.win_sent();
+            let now = slot.now();
+            let o = slot.store(StoreMode::Set, f.client_flags, 0, value, 0, f.new_cas);
+            if let StoreOutcome::Stored { .. } = o {
+                if old_exp != 0 {
+                    slot.set_exptime(i64::from(old_exp.saturating_sub(now).max(1)));
+                }
+                slot.set_stale(true);
+                slot.set_win_sent(old_win);
+            }
+            o
+        }
+        _ => {
+            let o = slot.store(mode, f.client_flags, exptime, value, cas, f.new_cas);
+            if matches!(o, StoreOutcome::Stored { .. }) {
+                fresh_tokens(&slot);
+            }
+            o
+        }
+    };
+    let (status, stored_cas): (&[u8], u64) = match outcome {
+        StoreOutcome::Stored { cas } => (b"HD", cas),
+        StoreOutcome::Exists => (b"EX", 0),
+        StoreOutcome::NotFound => (b"NF", 0),
+        StoreOutcome::NotStored => (b"NS", 0),
+        StoreOutcome::TooLarge => {
+            ctx.ws.store_too_large.incr();
+            out.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
+            return Step::Done { used: n + 2 };
+        }
+        StoreOutcome::OutOfMemory => {
+            ctx.ws.store_no_memory.incr();
+            out.extend_from_slice(b"SERVER_ERROR out of memory storing object\r\n");
+            return Step::Done { used: n + 2 };
+        }
+    };
+    if f.quiet && status == b"HD" {
+        return Step::Done { used: n + 2 };
+    }
+    out.extend_from_slice(status);
+    for t in req.flag_tokens() {
+        match t[0] {
+            b'O' => meta::push_opaque(out, t),
+            b'k' => meta::push_key(out, req.key, f.base64),
+            b'c' => meta::push_flag_u64(out, b'c', stored_cas),
+            _ => {}
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    Step::Done { used: n + 2 }
+}
+
+fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
+    let f = &req.flags;
+    let mut slot = ctx.shared.engine.lock_key(req.key, ctx.ts);
+    let status: &[u8] = match slot.item().map(|it| it.cas()) {
+        Some(cas) if f.compare_cas.is_some_and(|c| c != cas) => b"EX",
+        Some(_) if f.invalidate => {
+            if let Some(ttl) = f.ttl {
+                slot.set_exptime(i64::from(ttl));
+            }
+            slot.set_stale(true);
+            // The next reader may win the recache token again.
+            slot.set_win_sent(false);
+            let cas = f.new_cas.unwrap_or_else(|| slot.next_cas());
+            slot.set_cas(cas);
+            b"HD"
+        }
+        Some(_) => {
+            slot.delete();
+            b"HD"
+        }
+        None => b"NF",
+    };
+    if f.quiet && status == b"HD" {
+        return;
+    }
+    out.extend_from_slice(status);
+    echo_flags(req, req.key, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
+    let f = &req.flags;
+    let mut slot = ctx.shared.engine.lock_key(req.key, ctx.ts);
+    let start = out.len();
+    let mut created = false;
+    let mut value = None;
+    let cas_mismatch = match (f.compare_cas, slot.item()) {
+        (Some(c), Some(it)) => c != 0 && it.value_len() > 0 && it.cas() != c,
+        _ => false,
+    };
+    if cas_mismatch {
+        out.extend_from_slice(b"EX");
+    } else if !slot.exists() && f.vivify.is_some() {
+        let initial = f.initial.unwrap_or(0);
+        let mut buf = [0u8; 20];
+        let digits = meta::decimal(initial, &mut buf);
+        match slot.store(StoreMode::Add, 0, 0, digits, 0, f.new_cas) {
+            StoreOutcome::Stored { .. } => {
+                fresh_tokens(&slot);
+                created = true;
+                value = Some(initial);
+            }
+            StoreOutcome::OutOfMemory | StoreOutcome::TooLarge => {
+                out.extend_from_slice(b"SERVER_ERROR Out of memory allocating new item\r\n");
+                return;
+            }
+            _ => out.extend_from_slice(b"NS"),
+        }
+    } else {
+        match slot.arith(req.incr, f.delta.unwrap_or(1), f.new_cas) {
+            ArithOutcome::Value(v) => value = Some(v),
+            ArithOutcome::NotFound => out.extend_from_slice(b"NF"),
+            ArithOutcome::NonNumeric => {
+                out.extend_from_slice(
+                    b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+                );
+                return;
+            }
+            ArithOutcome::OutOfMemory => {
+                out.extend_from_slice(b"SERVER_ERROR out of memory\r\n");
+                return;
+            }
+        }
+    }
+    let Some(v) = value else {
+        for t in req.flag_tokens() {
+            if too_long(t) {
+                out.truncate(start);
+                out.extend_from_slice(OPAQUE_TOO_LONG);
+                return;
+            }
+        }
+        echo_flags(req, req.key, out);
+        out.extend_from_slice(b"\r\n");
+        return;
+    };
+    let mut buf = [0u8; 20];
+    let digits = meta::decimal(v, &mut buf);
+    let nd = digits.len();
+    if f.value {
+        out.extend_from_slice(b"VA ");
+        push_u64(out, nd as u64);
+    } else {
+        out.extend_from_slice(b"HD");
+    }
+    let now = slot.now();
+    for t in req.flag_tokens() {
+        let Some(it) = slot.item() else { break };
+        match t[0] {
+            b'c' => meta::push_flag_u64(out, b'c', it.cas()),
+            b't' => meta::push_ttl(out, it.exptime(), now),
+            b'T' => slot.set_exptime(i64::from(f.ttl.unwrap_or(0))),
+            b'N' if created => slot.set_exptime(i64::from(f.vivify.unwrap_or(0))),
+            b'O' => {
+                if too_long(t) {
+                    out.truncate(start);
+                    out.extend_from_slice(OPAQUE_TOO_LONG);
+                    return;
+                }
+                meta::push_opaque(out, t);
+            }
+            b'k' => meta::push_key(out, req.key, f.base64),
+            _ => {}
+        }
+    }
+    if f.quiet {
+        out.truncate(start);
+        return;
+    }
+    if f.value {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(digits);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `me`: memcached's debug line for one item.
+fn mdebug(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
+    let engine = &ctx.shared.engine;
+    let slot: KeySlot = engine.lock_key(req.key, ctx.ts);
+    ctx.ws.meta_cmds.incr();
+    let Some(it) = slot.item() else {
+        out.extend_from_slice(b"EN\r\n");
+        return;
+    };
+    let now = slot.now();
+    out.extend_from_slice(b"ME ");
+    if req.flags.base64 {
+        meta::base64_encode(it.key(), out);
+    } else {
+        out.extend_from_slice(it.key());
+    }
+    out.extend_from_slice(b" exp=");
+    if it.exptime() == 0 {
+        out.extend_from_slice(b"-1");
+    } else {
+        // memcached prints current_time - exptime as a signed int.
+        let d = now.wrapping_sub(it.exptime()) as i32;
+        if d < 0 {
+            out.push(b'-');
+        }
+        push_u64(out, u64::from(d.unsigned_abs()));
+    }
+    out.extend_from_slice(b" la=");
+    push_u64(out, u64::from(now.wrapping_sub(it.last_access())));
+    out.extend_from_slice(b" cas=");
+    push_u64(out, it.cas());
+    out.extend_from_slice(if it.fetched() {
+        b" fetch=yes cls="
+    } else {
+        b" fetch=no cls="
+    });
+    push_u64(out, u64::from(it.class_id()));
+    out.extend_from_slice(b" size=");
+    // memcached's ITEM_ntotal: header, key + NUL, value + CRLF, the flags
+    // suffix when non-zero and the CAS when enabled.
+    let size = 48
+        + it.key().len()
+        + 1
+        + it.value_len()
+        + 2
+        + if it.flags() != 0 { 4 } else { 0 }
+        + if engine.config().use_cas { 8 } else { 0 };
+    push_u64(out, size as u64);
+    out.extend_from_slice(b"\r\n");
+}
