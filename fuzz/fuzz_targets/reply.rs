@@ -1,0 +1,5 @@
+#![no_main]
+//! cargo-fuzz target: see `mnemo_fuzz::check_reply` for the invariants.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mnemo_fuzz::check_reply(data));
