@@ -319,3 +319,37 @@ fn harness_is_deterministic() {
         assert_eq!(x, y, "case {:?}", case.name);
     }
 }
+
+/// Packets cut at awkward places (inside the header, the key, the value)
+/// and delivered in separate writes get the same answers as in one write.
+#[test]
+fn split_packets_match_whole() {
+    let se = store_extras(3, 0);
+    let mut bytes = Vec::new();
+    pkt(&mut bytes, op(Set), &se, b"split-key", &[b'v'; 3000], 0);
+    pkt(&mut bytes, op(GetK), &[], b"split-key", &[], 0);
+    pkt(&mut bytes, op(AppendQ), &[], b"split-key", b"tail", 0);
+    pkt(&mut bytes, op(Get), &[], b"split-key", &[], 0);
+    let mut cuts = vec![1, 10, 23, 24, 30, 35, 1000, 2999, 3040];
+    let second = 24 + 8 + 9 + 3000;
+    cuts.extend([second + 5, second + 24, second + 26]);
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    let whole = answer(
+        &mnemo,
+        &Case {
+            name: "whole",
+            bytes: bytes.clone(),
+            closes: false,
+        },
+    );
+    let mut c = mnemo.connect();
+    c.send_split(&bytes, &cuts);
+    c.send(&sentinel());
+    let mut end = sentinel();
+    end[0] = 0x81;
+    let split = c
+        .try_read_until(&end)
+        .unwrap_or_else(|(_, got)| panic!("split: {}", show_full(&got)));
+    assert_eq!(normalize(&split), normalize(&whole));
+    assert_eq!(normalize(&whole).len(), 4, "{:#?}", normalize(&whole));
+}

@@ -191,3 +191,22 @@ fn explicit_new_cas() {
         "HD c500\r\nVA 1 c500\r\na\r\nHD c600\r\nHD c700\r\nHD\r\nHD c800 X W\r\nVA 1 c900\r\n6\r\nMN\r\n"
     );
 }
+
+/// A meta pipeline cut inside lines and data blocks, in separate writes,
+/// gets the same answers as in one write.
+#[test]
+fn split_requests_match_whole() {
+    let bytes: &[u8] = b"ms sp1 10 T0 c\r\n0123456789\r\nmg sp1 v s\r\nms sp1 3 MA q\r\nabc\r\nmg sp1 v\r\nma sp2 N0 J7 v\r\nmn\r\n";
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    let whole = answer(&mnemo, bytes);
+    // A fresh server, so the counter starts from J7 again.
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    let mut c = mnemo.connect();
+    c.send_split(bytes, &[2, 9, 17, 20, 29, 31, 45, 60, 62, 70]);
+    let split = c
+        .try_read_until(b"MN\r\n")
+        .unwrap_or_else(|(_, got)| panic!("split: {}", show_full(&got)));
+    // `answer` adds its own mn; the pipeline's ends at the first MN.
+    let first_mn = whole.windows(4).position(|w| w == b"MN\r\n").unwrap_or(0) + 4;
+    assert_eq!(normalize(&split), normalize(&whole[..first_mn]));
+}
