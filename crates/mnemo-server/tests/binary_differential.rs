@@ -9,6 +9,8 @@
 mod support;
 
 use mnemo_protocol::reply::binary::{parse_packet, Header, Opcode, REQUEST_MAGIC};
+use std::time::Duration;
+
 use support::{show_full, Kind, Server, Stop};
 
 const SENTINEL_OPAQUE: u32 = 0xfeed_face;
@@ -352,4 +354,79 @@ fn split_packets_match_whole() {
         .unwrap_or_else(|(_, got)| panic!("split: {}", show_full(&got)));
     assert_eq!(normalize(&split), normalize(&whole));
     assert_eq!(normalize(&whole).len(), 4, "{:#?}", normalize(&whole));
+}
+
+/// Seeded random headers (request magic, any opcode, lengths that may or
+/// may not agree with the body) and random meta lines never bring the
+/// server down; it still answers afterwards.
+#[test]
+fn random_requests_never_kill_the_server() {
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..150 {
+        let mut bytes = Vec::new();
+        if round % 2 == 0 {
+            for _ in 0..(next() % 4 + 1) {
+                let r = next();
+                let key_len = (r % 300) as usize;
+                let ext_len = ((r >> 16) % 24) as usize;
+                let body = (key_len + ext_len) as u32 + ((r >> 24) % 40) as u32;
+                let declared = if r & (1 << 40) != 0 {
+                    body
+                } else {
+                    (r >> 32) as u32 % 400
+                };
+                Header {
+                    magic: REQUEST_MAGIC,
+                    opcode: (r >> 48) as u8 % 0x40,
+                    key_len: key_len as u16,
+                    extras_len: ext_len as u8,
+                    body_len: declared,
+                    opaque: r as u32,
+                    cas: r & 0xff,
+                    ..Header::default()
+                }
+                .encode(&mut bytes);
+                bytes.extend((0..body).map(|i| (r >> (i % 56)) as u8));
+            }
+        } else {
+            let cmds = ["mg", "ms", "md", "ma", "mn", "me"];
+            for _ in 0..(next() % 4 + 1) {
+                let r = next();
+                let mut line = cmds[(r % 6) as usize].as_bytes().to_vec();
+                for i in 0..(r >> 8) % 24 {
+                    line.push(b' ');
+                    let t = next();
+                    line.push(b"bcfhklOqstvuNRTIEDJMCFPLSq0Z="[(t % 29) as usize]);
+                    for j in 0..(t >> 8) % (if i == 0 { 260 } else { 40 }) {
+                        line.push(b"abAZ09+/=-x\x01"[((t >> (j % 48)) % 12) as usize]);
+                    }
+                }
+                line.extend_from_slice(b"\r\n");
+                bytes.extend_from_slice(&line);
+                bytes.extend((0..r % 20).map(|_| b'd'));
+                bytes.extend_from_slice(b"\r\n");
+            }
+        }
+        let mut c = mnemo.connect();
+        let _ = c.try_send(&bytes);
+        // Let the server process it all: it closes once it reads the EOF.
+        c.shutdown_write();
+        c.set_read_timeout(Duration::from_millis(300));
+        let _ = c.read_to_eof();
+    }
+    let mut c = mnemo.connect();
+    assert!(c.request(b"version\r\n").starts_with(b"VERSION "));
+    let mut c = mnemo.connect();
+    assert_eq!(
+        c.request(b"mn\r\n"),
+        b"MN\r\n",
+        "the server must still serve meta requests"
+    );
 }
