@@ -384,21 +384,51 @@ fn arith(
     }
 }
 
-/// `stat [group]`: the text protocol's answer for `stats <group>`, sent as
-/// one packet per STAT line and an empty closing packet.
+/// `stat [group]`: the text protocol's answer for the same group, sent as
+/// one packet per STAT line and an empty closing packet. Groups are matched
+/// as memcached's binary handler matches them: `reset`, `settings` and
+/// `detail ...` by prefix, `items slabs sizes sizes_enable sizes_disable`
+/// exactly; anything else (`conns` included) is not found.
 fn stat(ctx: &Ctx, p: &Packet, out: &mut Vec<u8>) {
-    let mut line = Vec::with_capacity(6 + p.key.len());
+    let key = p.key;
+    let group: &[u8] = if key.is_empty() {
+        b""
+    } else if key.starts_with(b"reset") {
+        b"reset"
+    } else if key.starts_with(b"settings") {
+        b"settings"
+    } else if let Some(rest) = key.strip_prefix(b"detail") {
+        if rest.starts_with(b" dump") {
+            b"detail dump"
+        } else if rest.starts_with(b" on") {
+            b"detail on"
+        } else if rest.starts_with(b" off") {
+            b"detail off"
+        } else {
+            err(out, p, status::KEY_NOT_FOUND);
+            return;
+        }
+    } else if matches!(
+        key,
+        b"items" | b"slabs" | b"sizes" | b"sizes_enable" | b"sizes_disable"
+    ) {
+        key
+    } else {
+        err(out, p, status::KEY_NOT_FOUND);
+        return;
+    };
+    let mut line = Vec::with_capacity(6 + group.len());
     line.extend_from_slice(b"stats");
-    if !p.key.is_empty() {
+    if !group.is_empty() {
         line.push(b' ');
-        line.extend_from_slice(p.key);
+        line.extend_from_slice(group);
     }
     let req = text::parse_line(&line);
     if !matches!(req, Request::Stats(_)) {
         err(out, p, status::KEY_NOT_FOUND);
         return;
     }
-    let detail_dump = p.key.starts_with(b"detail dump");
+    let detail_dump = group == b"detail dump";
     let mut textual = Vec::new();
     let _ = proto_text::execute(ctx, req, &mut textual);
     let opaque = p.header.opaque;

@@ -430,3 +430,54 @@ fn random_requests_never_kill_the_server() {
         "the server must still serve meta requests"
     );
 }
+
+/// `stat` groups: the same statuses and STAT names as memcached (values
+/// differ between two processes and are not compared). `settings` is left
+/// out: mnemo has no extstore or TLS settings to list.
+#[test]
+fn stat_groups_match_memcached() {
+    let groups: [&[u8]; 13] = [
+        b"",
+        b"items",
+        b"slabs",
+        b"sizes",
+        b"reset",
+        b"resetting",
+        b"detail on",
+        b"detail dump",
+        b"detail off",
+        b"detail nope",
+        b"conns",
+        b"items x",
+        b"bogus",
+    ];
+    let names = |server: &Server, group: &[u8]| -> Vec<(u16, Vec<u8>)> {
+        let mut bytes = Vec::new();
+        pkt(&mut bytes, op(Set), &store_extras(0, 0), b"sg", b"v", 0);
+        pkt(&mut bytes, op(Stat), &[], group, &[], 0);
+        let got = answer(
+            server,
+            &Case {
+                name: "stat",
+                bytes,
+                closes: false,
+            },
+        );
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while let Ok(Some((p, used))) = parse_packet(&got[pos..]) {
+            if p.header.opcode == Stat as u8 {
+                out.push((p.header.status, got[pos..][p.key].to_vec()));
+            }
+            pos += used;
+        }
+        out
+    };
+    let reference = Server::start(Kind::Memcached, &[]);
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    for g in groups {
+        let want = names(&reference, g);
+        assert!(!want.is_empty());
+        assert_eq!(names(&mnemo, g), want, "stat {:?}", show_full(g));
+    }
+}
