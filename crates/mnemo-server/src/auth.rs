@@ -65,11 +65,15 @@ impl AuthFile {
     /// Loads the file; an error names what is wrong, for the start-up
     /// message.
     pub fn load(path: &str) -> Result<AuthFile, String> {
-        let data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-        Self::parse(&data)
+        let data = std::fs::read(path).map_err(|e| {
+            format!("Could not open authfile [{path}] for reading, error {e}")
+        })?;
+        Self::parse(&data).map_err(|()| {
+            format!("Authfile [{path}] has a malformed entry. Should be 'user:password'")
+        })
     }
 
-    fn parse(data: &[u8]) -> Result<AuthFile, String> {
+    fn parse(data: &[u8]) -> Result<AuthFile, ()> {
         let mut entries = Vec::new();
         for line in data.split(|&b| b == b'\n') {
             if line.is_empty() {
@@ -77,7 +81,7 @@ impl AuthFile {
             }
             let line = &line[..line.len().min(MAX_ENTRY_LEN - 1)];
             let Some(colon) = line.iter().position(|&b| b == b':') else {
-                return Err("malformed auth file".to_string());
+                return Err(());
             };
             let pass = &line[colon + 1..];
             let pend = pass

@@ -104,7 +104,7 @@ fn run(settings: Settings) -> i32 {
     let auth = match &settings.auth_file {
         Some(path) => match auth::AuthFile::load(path) {
             Ok(a) => Some(a),
-            Err(e) => return die(format!("Could not load authfile: {e}"), 1),
+            Err(e) => return die(e, 1),
         },
         None => None,
     };
