@@ -65,9 +65,8 @@ impl AuthFile {
     /// Loads the file; an error names what is wrong, for the start-up
     /// message.
     pub fn load(path: &str) -> Result<AuthFile, String> {
-        let data = std::fs::read(path).map_err(|e| {
-            format!("Could not open authfile [{path}] for reading, error {e}")
-        })?;
+        let data = std::fs::read(path)
+            .map_err(|e| format!("Could not open authfile [{path}] for reading, error {e}"))?;
         Self::parse(&data).map_err(|()| {
             format!("Authfile [{path}] has a malformed entry. Should be 'user:password'")
         })
