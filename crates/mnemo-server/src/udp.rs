@@ -13,9 +13,10 @@
 //! to TCP in memcached deployments (it is off by default).
 
 use crate::listener::split_host_port;
+use crate::proto_bin::{self, BinConn};
 use crate::proto_meta;
 use crate::proto_text::{self, Ctx};
-use crate::settings::Settings;
+use crate::settings::{Protocol, Settings};
 use crate::shared::Shared;
 use crate::stats::WorkerStats;
 use mnemo_protocol::text::{self, Line, Request};
@@ -131,8 +132,37 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>) {
         let mut send = |reply: &[u8]| {
             send_reply(&sock, peer, req_id, reply, &mut dgram, &ws);
         };
-        run_requests(&ctx, &buf[FRAME_HEADER..n], &mut out, &mut send);
+        let payload = &buf[FRAME_HEADER..n];
+        let binary = match shared.settings.protocol {
+            Protocol::Auto => proto_bin::is_binary_start(payload[0]),
+            p => p == Protocol::Binary,
+        };
+        if binary {
+            run_binary(&ctx, payload, &mut out, &mut send);
+        } else {
+            run_requests(&ctx, payload, &mut out, &mut send);
+        }
     }
+}
+
+/// Runs the binary requests of one datagram, each answered as its own
+/// reply, as memcached does over UDP.
+fn run_binary(ctx: &Ctx, mut input: &[u8], out: &mut Vec<u8>, send: &mut dyn FnMut(&[u8])) {
+    // No SASL over UDP (refused at start-up), so nothing to authenticate.
+    let mut bc = BinConn::default();
+    while !input.is_empty() {
+        out.clear();
+        let step = proto_bin::step(ctx, &mut bc, input, out);
+        send(out);
+        input = match step {
+            proto_bin::Step::Done { used } => &input[used..],
+            proto_bin::Step::Swallow { used, left } => input.get(used + left..).unwrap_or(&[]),
+            proto_bin::Step::NeedInput { .. }
+            | proto_bin::Step::CloseAfterWrite { .. }
+            | proto_bin::Step::Close => break,
+        };
+    }
+    out.clear();
 }
 
 /// Sends one reply as its own numbered sequence of datagrams, as memcached

@@ -117,3 +117,37 @@ fn multi_datagram_requests_are_dropped() {
         assert_eq!(&buf[8..n], b"END\r\n", "{}", kind.name());
     }
 }
+
+/// memcached also serves the binary protocol over UDP: each request of the
+/// datagram gets its own reply datagram.
+#[test]
+fn binary_over_udp_matches_memcached() {
+    use mnemo_protocol::reply::binary::{encode_get, encode_simple, encode_store, Opcode};
+    let mut req = Vec::new();
+    encode_store(&mut req, Opcode::Set, b"ub", 9, 0, b"value", 0, 1);
+    encode_get(&mut req, Opcode::GetK, b"ub", 2);
+    encode_get(&mut req, Opcode::GetQ, b"ub-miss", 3);
+    encode_simple(&mut req, Opcode::Noop, 4);
+    let mut answers = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let (_server, port) = start(kind);
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let d = [&[0u8, 5, 0, 0, 0, 1, 0, 0][..], &req].concat();
+        sock.send_to(&d, ("127.0.0.1", port)).expect("send");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..3 {
+            let (n, _) = sock.recv_from(&mut buf).expect("reply datagram");
+            let mut dgram = buf[..n].to_vec();
+            // CAS values may differ between the two servers.
+            if dgram.len() >= 32 {
+                dgram[24..32].fill(0);
+            }
+            got.push(dgram);
+        }
+        answers.push(got);
+    }
+    assert_eq!(answers[0], answers[1]);
+}
