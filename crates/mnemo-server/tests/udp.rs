@@ -74,6 +74,8 @@ fn get_round_trips_match_memcached() {
         assert_eq!(tcp.request(&big_set), b"STORED\r\n");
         let got = udp_request(port, 0x1234, b"get small\r\n");
         assert_eq!(got, b"VALUE small 5 2\r\nhi\r\nEND\r\n", "{}", kind.name());
+        let got = udp_request(port, 0x1235, b"mg small v f\r\n");
+        assert_eq!(got, b"VA 2 f5\r\nhi\r\n", "{}", kind.name());
         let got = udp_request(port, 7, b"get nothing\r\n");
         assert_eq!(got, b"END\r\n", "{}", kind.name());
         // Stored over UDP, read back over TCP.
