@@ -408,7 +408,8 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             _ => {}
         }
     }
-    if f.quiet {
+    // memcached silences a successful incr/decr, not an autovivify.
+    if f.quiet && !created {
         out.truncate(start);
         return;
     }
