@@ -210,3 +210,81 @@ fn split_requests_match_whole() {
     let first_mn = whole.windows(4).position(|w| w == b"MN\r\n").unwrap_or(0) + 4;
     assert_eq!(normalize(&split), normalize(&whole[..first_mn]));
 }
+
+/// A xorshift generator: the same requests on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    /// Up to `max` flags, at most one per letter (repeats are errors).
+    fn flags(&mut self, flags: &[&str], max: u64) -> String {
+        let mut chosen: Vec<&str> = Vec::new();
+        for _ in 0..self.below(max + 1) {
+            let f = flags[self.below(flags.len() as u64) as usize];
+            if !chosen.iter().any(|c| c.as_bytes()[0] == f.as_bytes()[0]) {
+                chosen.push(f);
+            }
+        }
+        chosen.join(" ")
+    }
+}
+
+/// Seeded random meta (and some text) requests over three keys, one
+/// connection per server: every answer must match memcached's.
+#[test]
+fn seeded_random_meta_matches_memcached() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let get_flags: &[&str] = &[
+        "v", "f", "s", "t", "k", "c", "h", "l", "q", "u", "O1", "N30", "R30", "T60", "T-1",
+    ];
+    let set_flags: &[&str] = &[
+        "T0", "T100", "F7", "c", "k", "q", "I", "C1", "C99999", "MA", "MP", "ME", "MR", "MS", "O5",
+    ];
+    let del_flags: &[&str] = &["q", "I", "T30", "C5", "k", "O2"];
+    let arith_flags: &[&str] = &[
+        "q", "N0", "J5", "D3", "MD", "MI", "v", "t", "c", "k", "T30", "C7",
+    ];
+    let mut requests = Vec::new();
+    for _ in 0..300 {
+        let key = ["ka", "kb", "kc"][rng.below(3) as usize];
+        let req = match rng.below(7) {
+            0 | 1 => format!("mg {key} {}\r\n", rng.flags(get_flags, 5)),
+            2 | 3 => {
+                let v = ["1", "abc", "12", ""][rng.below(4) as usize];
+                format!(
+                    "ms {key} {} {}\r\n{v}\r\n",
+                    v.len(),
+                    rng.flags(set_flags, 3)
+                )
+            }
+            4 => format!("md {key} {}\r\n", rng.flags(del_flags, 3)),
+            5 => format!("ma {key} {}\r\n", rng.flags(arith_flags, 4)),
+            _ => format!(
+                "set {key} 3 0 2\r\n{}\r\n",
+                ["10", "xy"][rng.below(2) as usize]
+            ),
+        };
+        requests.push(req);
+    }
+    let reference = Server::start(Kind::Memcached, &[]);
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    let mut a = reference.connect();
+    let mut b = mnemo.connect();
+    for req in &requests {
+        let mut ask = |c: &mut support::Client| {
+            c.send(req.as_bytes());
+            c.send(b"mn\r\n");
+            c.try_read_until(b"MN\r\n")
+                .unwrap_or_else(|(_, got)| panic!("{req:?}: {}", show_full(&got)))
+        };
+        let want = ask(&mut a);
+        let got = ask(&mut b);
+        assert_eq!(normalize(&got), normalize(&want), "request {req:?}");
+    }
+}
