@@ -277,7 +277,7 @@ fn seeded_random_meta_matches_memcached() {
     let mut a = reference.connect();
     let mut b = mnemo.connect();
     for req in &requests {
-        let mut ask = |c: &mut support::Client| {
+        let ask = |c: &mut support::Client| {
             c.send(req.as_bytes());
             c.send(b"mn\r\n");
             c.try_read_until(b"MN\r\n")
