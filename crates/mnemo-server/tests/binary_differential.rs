@@ -481,3 +481,75 @@ fn stat_groups_match_memcached() {
         assert_eq!(names(&mnemo, g), want, "stat {:?}", show_full(g));
     }
 }
+
+/// Seeded random storage, retrieval, arithmetic and touch packets (quiet
+/// variants and CAS values included) over three keys, one connection per
+/// server: every answer must match memcached's.
+#[test]
+fn seeded_random_packets_match_memcached() {
+    let mut seed: u64 = 0x0123_4567_89ab_cdef;
+    let mut below = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let ops = [
+        Get, GetQ, GetK, GetKQ, Set, SetQ, Add, AddQ, Replace, ReplaceQ, Append, AppendQ, Prepend,
+        PrependQ, Delete, DeleteQ, Increment, IncrementQ, Decrement, DecrementQ, Touch, Gat, GatQ,
+        GatK, GatKQ,
+    ];
+    let mut cases = Vec::new();
+    for _ in 0..400 {
+        let key: &[u8] = [&b"ka"[..], b"kb", b"kc"][below(3) as usize];
+        let o = ops[below(ops.len() as u64) as usize];
+        let cas = [0, 0, 0, 1, 12345][below(5) as usize];
+        let mut b = Vec::new();
+        match o {
+            Set | SetQ | Add | AddQ | Replace | ReplaceQ => {
+                let ex = store_extras([0, 7][below(2) as usize], [0, 100][below(2) as usize]);
+                let v: &[u8] = [&b"5"[..], b"abc", b"", b"99"][below(4) as usize];
+                pkt(&mut b, op(o), &ex, key, v, cas);
+            }
+            Append | AppendQ | Prepend | PrependQ => pkt(
+                &mut b,
+                op(o),
+                &[],
+                key,
+                [b"1", b"x"][below(2) as usize],
+                cas,
+            ),
+            Increment | IncrementQ | Decrement | DecrementQ => {
+                let ex = arith_extras(
+                    [1, 5, u64::MAX][below(3) as usize],
+                    [0, 10][below(2) as usize],
+                    [0, u32::MAX, 100][below(3) as usize],
+                );
+                pkt(&mut b, op(o), &ex, key, &[], cas);
+            }
+            Touch | Gat | GatQ | GatK | GatKQ => {
+                let ex = [0u32, 100][below(2) as usize].to_be_bytes();
+                pkt(&mut b, op(o), &ex, key, &[], 0);
+            }
+            Delete | DeleteQ => pkt(&mut b, op(o), &[], key, &[], cas),
+            _ => pkt(&mut b, op(o), &[], key, &[], 0),
+        }
+        cases.push(b);
+    }
+    let reference = Server::start(Kind::Memcached, &[]);
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    let (mut a, mut m) = (reference.connect(), mnemo.connect());
+    let mut end = sentinel();
+    end[0] = 0x81;
+    for bytes in &cases {
+        let ask = |c: &mut support::Client| {
+            c.send(bytes);
+            c.send(&sentinel());
+            let got = c
+                .try_read_until(&end)
+                .unwrap_or_else(|(_, got)| panic!("{}: {}", show_full(bytes), show_full(&got)));
+            normalize(&got)
+        };
+        assert_eq!(ask(&mut m), ask(&mut a), "request {}", show_full(bytes));
+    }
+}
