@@ -88,6 +88,10 @@ fn cases() -> Vec<Case> {
         ),
         case("noop with arguments", b"mn extra args\r\n"),
         case("debug", b"me\r\nme dbg-miss\r\nme Zm9 b\r\n"),
+        case(
+            "debug lines of items",
+            b"ms dbg1 5 T100 F9\r\nhello\r\nme dbg1\r\nmg dbg1 v\r\nme dbg1\r\nms ZGJn 1 b\r\nx\r\nme ZGJn b\r\nme dbg1 b\r\n",
+        ),
     ]
 }
 
@@ -97,9 +101,23 @@ fn normalize(bytes: &[u8]) -> String {
     let mut out = Vec::new();
     for line in s.split("\r\n") {
         if line.starts_with("ME ") {
-            // exp/la/cas/size depend on timing and the item layout.
-            let key = line.split(' ').nth(1).unwrap_or("");
-            out.push(format!("ME {key} <masked>"));
+            // la and cas depend on timing and history; exp may straddle a
+            // clock tick.
+            let words: Vec<String> = line
+                .split(' ')
+                .map(|w| {
+                    if w.starts_with("la=") || w.starts_with("cas=") {
+                        format!("{}=<masked>", &w[..w.find('=').unwrap_or(0)])
+                    } else if let Some(n) =
+                        w.strip_prefix("exp=-").and_then(|n| n.parse::<u64>().ok())
+                    {
+                        format!("exp~-{}", n.div_ceil(2))
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
+            out.push(words.join(" "));
             continue;
         }
         let words: Vec<String> = line
