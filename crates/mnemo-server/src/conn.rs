@@ -156,6 +156,27 @@ impl Conn {
         self.input == Input::Command && self.rstart == self.rend && self.wpos == self.wbuf.len()
     }
 
+    /// Stopping: writes the replies already queued, reading nothing more.
+    /// `true` once they are written and the peer has acknowledged every
+    /// byte (or the socket failed): closing a socket with unread input
+    /// sends an RST, which would discard whatever the kernel still holds.
+    pub fn stop_flush(&mut self, ctx: &mut Ctx) -> bool {
+        self.write_blocked = false;
+        match self.flush(ctx) {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(_) => return true,
+        }
+        let fd = match &self.stream {
+            Stream::Tcp(s) => std::os::fd::AsRawFd::as_raw_fd(s),
+            Stream::Unix(s) => std::os::fd::AsRawFd::as_raw_fd(s),
+        };
+        let mut unacked: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ on an open socket we own writes one c_int.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) };
+        rc != 0 || unacked == 0
+    }
+
     fn set_state(&self, s: ConnState) {
         self.info.set_state(s);
     }

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 const WAKER: Token = Token(usize::MAX);
 /// How often a worker wakes for housekeeping (idle_timeout, gauges).
 const TICK: Duration = Duration::from_secs(1);
+/// Longest a stopping worker waits for its clients to take their replies.
+const STOP_FLUSH: Duration = Duration::from_secs(2);
 
 /// A socket accepted for a worker, with its `stats conns` entry.
 pub struct NewConn {
@@ -117,11 +119,37 @@ impl Worker {
                 self.housekeeping();
             }
         }
+        self.finish_replies(&mut events);
         let open: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].is_some())
             .collect();
         for i in open {
             self.close(i);
+        }
+    }
+
+    /// SIGTERM/SIGINT: replies already gathered for requests we read are
+    /// delivered before the sockets close (bounded by STOP_FLUSH, so a
+    /// client that never reads cannot hold the exit up).
+    fn finish_replies(&mut self, events: &mut Events) {
+        let deadline = Instant::now() + STOP_FLUSH;
+        loop {
+            let mut pending = false;
+            for slot in self.slots.iter_mut().flatten() {
+                let mut ctx = Ctx {
+                    shared: &self.shared,
+                    ts: &self.ts,
+                    ws: &self.ws,
+                    fd: slot.conn.info.fd,
+                    pending_output: false,
+                    rbuf_pool: &mut self.rbuf_pool,
+                };
+                pending |= !slot.conn.stop_flush(&mut ctx);
+            }
+            if !pending || Instant::now() >= deadline {
+                return;
+            }
+            let _ = self.poll.poll(events, Some(Duration::from_millis(5)));
         }
     }
 
