@@ -1,0 +1,589 @@
+//! Issue #7: hostile clients, bounded memory, backpressure, slow clients
+//! and floods, signals, and what the server listens on.
+//!
+//! Every test starts its own `mnemo` on a loopback port and checks, after
+//! each hostile act, that an ordinary client is still answered correctly
+//! and that the process's RSS (VmRSS) stayed within a generous but
+//! meaningful bound of where it started. Bounds are in MB, never in time:
+//! the only timing is the support client's read timeout, which turns a
+//! server that stopped answering into a failure instead of a hang.
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{Client, Server};
+
+const MB: u64 = 1024 * 1024;
+
+/// VmRSS of `pid` in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    kb * 1024
+}
+
+fn assert_rss_within(server: &Server, base: u64, slack: u64, what: &str) {
+    let now = rss(server.pid());
+    assert!(
+        now <= base + slack,
+        "{what}: RSS grew from {} MB to {} MB (bound +{} MB)",
+        base / MB,
+        now / MB,
+        slack / MB
+    );
+}
+
+/// A normal client: a fresh connection stores and reads back a value.
+fn assert_serves(server: &Server, what: &str) {
+    let mut c = server.connect();
+    let value = format!("alive after {what}");
+    let set = format!("set probe 0 0 {}\r\n{value}\r\n", value.len());
+    assert_eq!(c.request(set.as_bytes()), b"STORED\r\n", "set after {what}");
+    let expect = format!("VALUE probe 0 {}\r\n{value}\r\nEND\r\n", value.len());
+    assert_eq!(
+        support::show(&c.request(b"get probe\r\n")),
+        support::show(expect.as_bytes()),
+        "get after {what}"
+    );
+}
+
+/// splitmix64, so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn raw(server: &Server) -> TcpStream {
+    let s = TcpStream::connect(server.addr()).expect("connect");
+    s.set_read_timeout(Some(support::READ_TIMEOUT)).ok();
+    s.set_write_timeout(Some(support::READ_TIMEOUT)).ok();
+    s
+}
+
+/// Closes with an RST instead of a FIN (SO_LINGER 0), as a crashed client
+/// or a middlebox would.
+fn reset(s: TcpStream) {
+    let sock = socket2::Socket::from(s);
+    sock.set_linger(Some(Duration::ZERO)).ok();
+    drop(sock);
+}
+
+/// Writes as much of `data` as the server takes; stops when the server
+/// closes, resets, or stops reading for the write timeout. Returns bytes sent.
+fn push(s: &mut TcpStream, data: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < data.len() {
+        match s.write(&data[sent..]) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+#[test]
+fn hostile_inputs_leave_the_server_answering_with_bounded_rss() {
+    let server = Server::mnemo(&["-m", "64", "-t", "2"]);
+    assert_serves(&server, "start");
+    let base = rss(server.pid());
+    let slack = 64 * MB;
+
+    // 1. Random bytes, several connections, 1 MB each.
+    let mut rng = Rng(7);
+    for _ in 0..4 {
+        let junk: Vec<u8> = (0..MB).map(|_| rng.next() as u8).collect();
+        let mut s = raw(&server);
+        push(&mut s, &junk);
+        drop(s);
+    }
+    assert_serves(&server, "random bytes");
+    assert_rss_within(&server, base, slack, "random bytes");
+
+    // 2. 10 MB lines without a newline: a plain one (closed after 2048
+    //    bytes) and a get line (buffered up to the get-line bound, then
+    //    closed). Either way the server must close, not buffer 10 MB.
+    for prefix in [&b"xyzzy "[..], &b"get "[..]] {
+        let mut line = prefix.to_vec();
+        line.resize(10 * MB as usize, b'k');
+        let mut s = raw(&server);
+        let sent = push(&mut s, &line);
+        assert!(
+            sent < line.len(),
+            "{:?} line: the server read all 10 MB without a newline",
+            support::show(prefix)
+        );
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert_serves(&server, "a 10 MB line");
+        assert_rss_within(&server, base, slack, "a 10 MB line");
+    }
+
+    // 3. `set` declaring 2 GB. Just under 2^31 parses and is refused as too
+    //    large, its data swallowed as it arrives (we send 256 MB of it);
+    //    2^31 does not parse at all (memcached's 32-bit length).
+    {
+        let mut c = server.connect();
+        c.send(b"set huge 0 0 2147483000\r\n");
+        let line = c.read_line();
+        assert!(
+            line.starts_with(b"SERVER_ERROR"),
+            "2 GB set answered {}",
+            support::show(&line)
+        );
+        let chunk = vec![b'v'; MB as usize];
+        for _ in 0..256 {
+            c.send(&chunk);
+        }
+        assert_rss_within(&server, base, slack, "256 MB of a 2 GB value");
+        reset_client(c);
+        let mut c = server.connect();
+        c.send(b"set huge 0 0 2147483648\r\n");
+        let line = c.read_line();
+        assert!(
+            line.starts_with(b"CLIENT_ERROR"),
+            "2^31 byte set answered {}",
+            support::show(&line)
+        );
+        assert_eq!(c.request(b"get huge\r\n"), b"END\r\n");
+    }
+    assert_serves(&server, "a 2 GB set");
+    assert_rss_within(&server, base, slack, "a 2 GB set");
+
+    // 4. Resets in the middle of a value: nothing partial is stored.
+    for i in 0..50 {
+        let mut s = raw(&server);
+        let n = 512 * 1024;
+        let mut req = format!("set torn{i} 0 0 {n}\r\n").into_bytes();
+        req.resize(req.len() + n / 2 + i * 997, b'a' + (i % 26) as u8);
+        push(&mut s, &req);
+        reset(s);
+    }
+    {
+        let mut c = server.connect();
+        for i in 0..50 {
+            let get = format!("get torn{i}\r\n");
+            assert_eq!(
+                c.request(get.as_bytes()),
+                b"END\r\n",
+                "half a value was stored"
+            );
+        }
+    }
+    assert_serves(&server, "resets mid-value");
+    assert_rss_within(&server, base, slack, "resets mid-value");
+
+    // 5. A multi-get of 100,000 keys, every tenth of them present.
+    {
+        let mut c = server.connect();
+        for i in (0..100_000).step_by(10_000) {
+            let v = format!("v{i}");
+            let set = format!("set mk{i} 0 0 {}\r\n{v}\r\n", v.len());
+            assert_eq!(c.request(set.as_bytes()), b"STORED\r\n");
+        }
+        let mut line = b"get".to_vec();
+        for i in 0..100_000 {
+            line.extend_from_slice(format!(" mk{i}").as_bytes());
+        }
+        line.extend_from_slice(b"\r\n");
+        c.send(&line);
+        let reply = c.read_until(b"END\r\n");
+        let mut expect = Vec::new();
+        for i in (0..100_000).step_by(10_000) {
+            let v = format!("v{i}");
+            expect.extend_from_slice(format!("VALUE mk{i} 0 {}\r\n{v}\r\n", v.len()).as_bytes());
+        }
+        expect.extend_from_slice(b"END\r\n");
+        assert_eq!(support::show(&reply), support::show(&expect));
+    }
+    assert_serves(&server, "a 100,000-key multi-get");
+    assert_rss_within(&server, base, slack, "a 100,000-key multi-get");
+}
+
+fn reset_client(c: Client) {
+    if let Ok(s) = c.stream().try_clone() {
+        reset(s);
+    }
+    drop(c);
+}
+
+/// Fills a connection with pipelined requests it never reads the answers
+/// to, until the server stops taking them; returns how much it took.
+fn flood_unread(server: &Server, one: &[u8], count: usize) -> (TcpStream, usize) {
+    let mut s = raw(server);
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok();
+    let mut batch = Vec::with_capacity(one.len() * 1000);
+    for _ in 0..1000 {
+        batch.extend_from_slice(one);
+    }
+    let mut sent = 0;
+    for _ in 0..count / 1000 {
+        let n = push(&mut s, &batch);
+        sent += n;
+        if n < batch.len() {
+            break;
+        }
+    }
+    (s, sent)
+}
+
+fn bin_get(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    mnemo_protocol::reply::binary::Header {
+        magic: mnemo_protocol::reply::binary::REQUEST_MAGIC,
+        opcode: 0x00,
+        key_len: key.len() as u16,
+        body_len: key.len() as u32,
+        ..Default::default()
+    }
+    .encode(&mut out);
+    out.extend_from_slice(key);
+    out
+}
+
+#[test]
+fn unread_pipelined_gets_of_a_big_value_do_not_grow_rss() {
+    let server = Server::mnemo(&["-m", "64", "-t", "2"]);
+    let value = vec![b'B'; 512 * 1024];
+    {
+        let mut c = server.connect();
+        let mut set = b"set big 0 0 524288\r\n".to_vec();
+        set.extend_from_slice(&value);
+        set.extend_from_slice(b"\r\n");
+        assert_eq!(c.request(&set), b"STORED\r\n");
+    }
+    assert_serves(&server, "start");
+    let base = rss(server.pid());
+    // 100,000 answers of 512 KB are 50 GB: anything but backpressure shows.
+    let slack = 64 * MB;
+
+    let mut multi = b"get".to_vec();
+    for _ in 0..100_000 {
+        multi.extend_from_slice(b" big");
+    }
+    multi.extend_from_slice(b"\r\n");
+    let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+        ("text get", b"get big\r\n".to_vec(), 100_000),
+        ("meta mg", b"mg big v\r\n".to_vec(), 100_000),
+        ("binary GET", bin_get(b"big"), 100_000),
+        ("one 100,000-key multi-get", multi, 1000),
+    ];
+    let mut held = Vec::new();
+    for (what, one, count) in cases {
+        let (s, sent) = flood_unread(&server, &one, count);
+        assert!(sent > 0, "{what}: the server took nothing");
+        assert_rss_within(&server, base, slack, what);
+        // Others are still served while this connection is stuck.
+        assert_serves(&server, what);
+        held.push(s);
+    }
+    assert_rss_within(&server, base, slack, "all four stuck connections");
+    // Dropping the stuck readers must release their output.
+    for s in held {
+        reset(s);
+    }
+    assert_serves(&server, "the stuck readers left");
+}
+
+#[test]
+fn slow_clients_and_a_connection_flood_do_not_starve_a_normal_client() {
+    let server = Server::mnemo(&["-m", "64", "-t", "2", "-c", "128"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = server.addr();
+    let mut threads = Vec::new();
+
+    // 60 connections trickling `get slowkey\r\n` one byte at a time.
+    let trickled = Arc::new(AtomicU64::new(0));
+    for t in 0..3 {
+        let stop = stop.clone();
+        let trickled = trickled.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut conns: Vec<TcpStream> = (0..20)
+                .filter_map(|_| TcpStream::connect(addr).ok())
+                .collect();
+            for c in &conns {
+                c.set_nodelay(true).ok();
+                c.set_nonblocking(true).ok();
+            }
+            let req = b"get slowkey\r\n";
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                let b = req[i % req.len()];
+                for c in &mut conns {
+                    let _ = c.write(&[b]);
+                    let mut sink = [0u8; 256];
+                    let _ = c.read(&mut sink);
+                }
+                trickled.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }));
+    }
+    // A flood of connections past -c: opened and dropped in bursts of 100.
+    let flooded = Arc::new(AtomicU64::new(0));
+    {
+        let stop = stop.clone();
+        let flooded = flooded.clone();
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let burst: Vec<TcpStream> = (0..100)
+                    .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+                    .collect();
+                flooded.fetch_add(burst.len() as u64, Ordering::Relaxed);
+                drop(burst);
+            }
+        }));
+    }
+
+    // The normal client was connected first (memcached's -c would refuse
+    // it otherwise, which is correct but not what this test measures).
+    let mut c = Client::connect(addr);
+    assert_eq!(c.request(b"set fast 0 0 5\r\nhello\r\n"), b"STORED\r\n");
+    let mut worst = Duration::ZERO;
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(3) || rounds < 200 {
+        let t = Instant::now();
+        assert_eq!(
+            c.request(b"get fast\r\n"),
+            b"VALUE fast 0 5\r\nhello\r\nEND\r\n"
+        );
+        worst = worst.max(t.elapsed());
+        rounds += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    assert!(
+        trickled.load(Ordering::Relaxed) > 100 && flooded.load(Ordering::Relaxed) > 100,
+        "the hostile load did not run"
+    );
+    // Generous: a correctness bound, not a benchmark (the box is shared).
+    assert!(
+        worst < Duration::from_millis(500),
+        "a normal get took {worst:?} under slow clients and a flood"
+    );
+    assert_serves(&server, "slow clients and a flood");
+}
+
+#[test]
+fn sigterm_under_load_finishes_in_flight_replies_and_exits_0() {
+    let mut server = Server::mnemo(&["-m", "64", "-t", "2"]);
+    let value: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    {
+        let mut c = server.connect();
+        let mut set = format!("set sig 0 0 {}\r\n", value.len()).into_bytes();
+        set.extend_from_slice(&value);
+        set.extend_from_slice(b"\r\n");
+        assert_eq!(c.request(&set), b"STORED\r\n");
+    }
+    let expect_one = {
+        let mut e = format!("VALUE sig 0 {}\r\n", value.len()).into_bytes();
+        e.extend_from_slice(&value);
+        e.extend_from_slice(b"\r\nEND\r\n");
+        e
+    };
+    let addr: SocketAddr = server.addr();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let expect_one = expect_one.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut w = s.try_clone().expect("clone");
+                let writer = std::thread::spawn(move || {
+                    let batch = b"get sig\r\n".repeat(64);
+                    while w.write_all(&batch).is_ok() {}
+                });
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        // The server closes with our unread requests still
+                        // queued, which the kernel answers with an RST; what
+                        // it sent before is already here.
+                        Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                        Err(e) => {
+                            let _ = s.shutdown(Shutdown::Both);
+                            let _ = writer.join();
+                            return Err(format!("read ended with {e} after {} bytes", got.len()));
+                        }
+                    }
+                }
+                let _ = writer.join();
+                // What arrived must be whole replies, back to back.
+                let whole = got.len() / expect_one.len();
+                if got.len() % expect_one.len() != 0 {
+                    return Err(format!(
+                        "{} bytes is not a whole number of {}-byte replies",
+                        got.len(),
+                        expect_one.len()
+                    ));
+                }
+                for (i, r) in got.chunks(expect_one.len()).enumerate() {
+                    if r != expect_one.as_slice() {
+                        return Err(format!("reply {i} of {whole} is wrong"));
+                    }
+                }
+                Ok(whole)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+    let exit = server.wait_exit(Duration::from_secs(10));
+    let mut answered = 0;
+    for r in readers {
+        match r.join().expect("reader thread") {
+            Ok(n) => answered += n,
+            Err(e) => panic!("a client saw a torn reply stream: {e}"),
+        }
+    }
+    assert!(answered > 0, "no get was answered before SIGTERM");
+    let exit = exit.unwrap_or_else(|| panic!("mnemo did not exit within 10 s of SIGTERM"));
+    assert_eq!(exit.code(), Some(0), "exit status after SIGTERM: {exit}");
+}
+
+#[test]
+fn listens_only_where_told() {
+    let server = Server::mnemo(&["-m", "8"]);
+    let port = server.port();
+    // Bound to 127.0.0.1 only: other loopback addresses are refused.
+    for other in ["127.0.0.2", "[::1]"] {
+        let addr: SocketAddr = format!("{other}:{port}").parse().expect("address");
+        assert!(
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+            "-l 127.0.0.1 also accepts on {addr}"
+        );
+    }
+    // -U 0: no UDP socket bound on the port.
+    let udp = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let hex = format!(":{port:04X} ");
+    assert!(
+        !udp.lines().skip(1).any(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|a| a.ends_with(hex.trim()))),
+        "a UDP socket is bound on {port} despite -U 0"
+    );
+    assert_serves(&server, "start");
+}
+
+#[test]
+fn unix_socket_mask_is_applied_and_tcp_is_off() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (mask, mode) in [("0600", 0o600), ("0660", 0o660), ("0700", 0o700)] {
+        let path = dir.join(format!("hardening-{}-{mask}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let spath = path.to_string_lossy().into_owned();
+        let program = support::Kind::Mnemo.program();
+        let mut child = std::process::Command::new(&program)
+            .args(["-s", &spath, "-a", mask, "-m", "8"])
+            .args(if running_as_root() {
+                &["-u", "root"][..]
+            } else {
+                &[][..]
+            })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn mnemo");
+        let guard = KillOnDrop(&mut child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut conn = None;
+        while Instant::now() < deadline {
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(&path) {
+                conn = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut s = conn.unwrap_or_else(|| panic!("no unix socket at {spath}"));
+        use std::os::unix::fs::PermissionsExt;
+        let perm = std::fs::metadata(&path)
+            .expect("socket metadata")
+            .permissions()
+            .mode();
+        assert_eq!(perm & 0o777, mode, "-a {mask} gave mode {:o}", perm & 0o777);
+        s.set_read_timeout(Some(support::READ_TIMEOUT)).ok();
+        s.write_all(b"version\r\n").expect("write");
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).expect("read");
+        assert!(buf[..n].starts_with(b"VERSION "), "{:?}", &buf[..n]);
+        // With -s, memcached listens on nothing else.
+        assert!(
+            !listening_pid_owns_tcp(guard.0.id()),
+            "-s also opened a TCP listener"
+        );
+        drop(guard);
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Whether the process has any listening TCP socket (its fds against
+/// /proc/net/tcp{,6} listeners).
+fn listening_pid_owns_tcp(pid: u32) -> bool {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|l| l.to_string_lossy().into_owned())
+                .filter_map(|l| {
+                    l.strip_prefix("socket:[")
+                        .map(|s| s.trim_end_matches(']').to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 9 && cols[3] == "0A" && inodes.iter().any(|i| i == cols[9])
+            })
+    })
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
