@@ -114,10 +114,7 @@ fn too_large(ctx: &Ctx, p: &Packet, is_set: bool, out: &mut Vec<u8>, vlen: usize
     encode_error(out, p.header.opcode, status::E2BIG, p.header.opaque);
     if is_set {
         // As memcached: a failed set must not leave the old value readable.
-        let mut slot = ctx.shared.engine.lock_key(p.key, ctx.ts);
-        if slot.exists() {
-            slot.delete();
-        }
+        ctx.shared.engine.unlink_key(p.key);
     }
     Step::Swallow {
         used: p.consumed,

@@ -59,14 +59,6 @@ pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Vec<u8>) -> Step {
     Step::Done { used: 0 }
 }
 
-/// A newly stored item has neither a stale mark nor a win token. The
-/// engine's allocator keeps those bits of a reused chunk, so they are
-/// cleared here until it starts items clean.
-fn fresh_tokens(slot: &KeySlot) {
-    slot.set_stale(false);
-    slot.set_win_sent(false);
-}
-
 fn too_long(t: &[u8]) -> bool {
     t[0] == b'O' && t.len() > MAX_OPAQUE
 }
@@ -94,9 +86,6 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             slot.store(StoreMode::Add, 0, 0, b"", 0, None),
             StoreOutcome::Stored { .. }
         );
-        if created {
-            fresh_tokens(&slot);
-        }
     }
     let start = out.len();
     let mut ttl_set = false;
@@ -209,10 +198,7 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
         ctx.ws.store_too_large.incr();
         // memcached unlinks the old value so readers never see data the
         // client meant to replace.
-        let mut slot = engine.lock_key(req.key, ctx.ts);
-        if slot.exists() {
-            slot.delete();
-        }
+        engine.unlink_key(req.key);
         return Step::Swallow { left: n + 2 };
     }
     if rest.len() < n + 2 {
@@ -253,13 +239,7 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
             }
             o
         }
-        _ => {
-            let o = slot.store(mode, f.client_flags, exptime, value, cas, f.new_cas);
-            if matches!(o, StoreOutcome::Stored { .. }) {
-                fresh_tokens(&slot);
-            }
-            o
-        }
+        _ => slot.store(mode, f.client_flags, exptime, value, cas, f.new_cas),
     };
     let (status, stored_cas): (&[u8], u64) = match outcome {
         StoreOutcome::Stored { cas } => (b"HD", cas),
@@ -341,7 +321,6 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
         let digits = meta::decimal(initial, &mut buf);
         match slot.store(StoreMode::Add, 0, 0, digits, 0, f.new_cas) {
             StoreOutcome::Stored { .. } => {
-                fresh_tokens(&slot);
                 created = true;
                 value = Some(initial);
             }
