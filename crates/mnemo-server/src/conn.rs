@@ -430,6 +430,10 @@ impl Conn {
                 continue;
             }
             if let Some(file) = ctx.shared.auth.as_ref().filter(|_| !self.ascii_authed) {
+                // memcached writes every answer of the handshake into one
+                // response object until it is sent, so within a batch only
+                // the last answer goes out; nothing else is queued here.
+                self.wbuf.truncate(self.wpos);
                 *budget -= 1;
                 match auth::ascii_auth(file, buf, &mut self.ascii_authed, &mut self.wbuf) {
                     AuthStep::Done { used } => {
