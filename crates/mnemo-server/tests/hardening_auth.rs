@@ -173,8 +173,11 @@ fn ascii_auth_cannot_be_bypassed_by_pipelining_or_binary() {
     );
 }
 
-/// Parses response packets: (opcode, status, value).
-fn responses(buf: &[u8]) -> Vec<(u8, u16, Vec<u8>)> {
+/// One binary response: (opcode, status, value).
+type Response = (u8, u16, Vec<u8>);
+
+/// Parses response packets.
+fn responses(buf: &[u8]) -> Vec<Response> {
     let mut out = Vec::new();
     let mut rest = buf;
     while let Ok(Some((p, used))) = parse_packet(rest) {
@@ -192,7 +195,7 @@ fn sasl_server() -> Server {
     Server::start(Kind::Mnemo, &["-S"])
 }
 
-fn send_all(server: &Server, bytes: &[u8]) -> (Vec<(u8, u16, Vec<u8>)>, Vec<u8>) {
+fn send_all(server: &Server, bytes: &[u8]) -> (Vec<Response>, Vec<u8>) {
     let raw = exchange(server, bytes);
     (responses(&raw), raw)
 }
@@ -247,7 +250,7 @@ fn sasl_cannot_be_bypassed_by_pipelining_or_text() {
         assert!(!contains(&raw, SECRET), "{what}: the secret leaked");
         for (op, st, value) in &got {
             assert!(
-                !(*op == 0x00 && *st == 0) && !contains(value, SECRET),
+                !(contains(value, SECRET) || *op == 0x00 && *st == 0),
                 "{what}: a get was answered without authentication: {got:?}"
             );
         }
