@@ -602,6 +602,7 @@ const VOLATILE_STATS: &[&str] = &[
     "moves_to_cold",
     "moves_to_warm",
     "moves_within_lru",
+    "lrutail_reflocked",
     "read_buf_count",
     "read_buf_bytes",
     "read_buf_bytes_free",
@@ -1023,12 +1024,13 @@ fn outcome(kind: Kind, args: &[&str]) -> String {
         full.extend(["-u", "root"]);
     }
     full.extend_from_slice(args);
-    let mut child = std::process::Command::new(kind.program())
+    let mut command = std::process::Command::new(kind.program());
+    command
         .args(&full)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .stderr(std::process::Stdio::null());
+    let mut child = support::spawn_retrying(&mut command)
         .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", kind.name()));
     let deadline = std::time::Instant::now() + Duration::from_millis(1500);
     loop {

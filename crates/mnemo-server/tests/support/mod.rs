@@ -133,12 +133,13 @@ impl Server {
             let log_err = log
                 .try_clone()
                 .unwrap_or_else(|e| panic!("cannot clone server log handle: {e}"));
-            let child = Command::new(program)
+            let mut command = Command::new(program);
+            command
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(log)
-                .stderr(log_err)
-                .spawn()
+                .stderr(log_err);
+            let child = spawn_retrying(&mut command)
                 .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", program.display()));
             let mut server = Server {
                 kind,
@@ -253,6 +254,28 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// Spawns `command`, retrying for a while if the program is missing or
+/// being written: a `cargo build` running beside the tests (another crate's
+/// tests, a developer) replaces the binary in the shared target directory.
+pub fn spawn_retrying(command: &mut Command) -> std::io::Result<Child> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match command.spawn() {
+            Ok(child) => return Ok(child),
+            Err(e)
+                if Instant::now() < deadline
+                    && (e.kind() == ErrorKind::NotFound
+                        // ETXTBSY on Linux: the file is still open for writing.
+                        || e.raw_os_error() == Some(26)
+                        || e.kind() == ErrorKind::PermissionDenied) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
