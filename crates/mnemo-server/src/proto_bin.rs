@@ -98,6 +98,14 @@ pub fn step(ctx: &Ctx, bc: &mut BinConn, buf: &[u8], out: &mut Vec<u8>) -> Step 
             return too_large(ctx, &p, false, out, vlen);
         }
     }
+    if let Cmd::SaslAuth { .. } = cmd {
+        // memcached reads the SASL data into an item; one too big for any
+        // item is refused and discarded rather than buffered.
+        if !ctx.shared.engine.item_size_ok(p.key.len(), 0, vlen) {
+            encode_error(out, h.opcode, status::OUT_OF_MEMORY, h.opaque);
+            return Step::Swallow { used, left: vlen };
+        }
+    }
     if buf.len() < used + vlen {
         return Step::NeedInput { need: used + vlen };
     }

@@ -179,3 +179,17 @@ fn ascii_auth_file() {
         assert_eq!(c.request(b"get k\r\n"), b"VALUE k 0 1\r\nv\r\nEND\r\n");
     }
 }
+
+#[test]
+fn oversized_sasl_data_is_refused_not_buffered() {
+    let server = sasl_server();
+    let mut s = connect(&server);
+    let mut big = pkt(0x21, b"PLAIN", b"");
+    // Declare 8 MB of SASL data (more than any item) and send only some.
+    big[8..12].copy_from_slice(&(5 + 8 * 1024 * 1024u32).to_be_bytes());
+    s.write_all(&big).unwrap();
+    s.write_all(&[0u8; 4096]).unwrap();
+    let (op, st, text) = response(&mut s);
+    assert_eq!((op, st), (0x21, 0x82));
+    assert_eq!(text, b"Out of memory");
+}
