@@ -158,7 +158,10 @@ fn run(settings: Settings) -> i32 {
         crawler_enabled: AtomicBool::new(settings.engine.lru_crawler),
         engine: Arc::clone(&engine),
         global: Default::default(),
-        workers: (0..threads).map(|_| Arc::default()).collect(),
+        // One counter set per worker, then one per UDP thread.
+        workers: (0..threads + udp_socks.len())
+            .map(|_| Arc::default())
+            .collect(),
         conns: Default::default(),
         stopping: AtomicBool::new(false),
         listeners: AtomicU32::new(0),

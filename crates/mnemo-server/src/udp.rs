@@ -69,7 +69,9 @@ pub fn bind_all(s: &Settings) -> Result<Vec<UdpSocket>, String> {
     Ok(out)
 }
 
-/// Starts one serving thread per socket.
+/// Starts one serving thread per socket. Thread `i` writes the counters
+/// `shared.workers[threads + i]` (main allots them), so `stats` includes
+/// UDP traffic while every counter keeps a single writer.
 pub fn spawn_all(
     socks: Vec<UdpSocket>,
     shared: &Arc<Shared>,
@@ -78,19 +80,22 @@ pub fn spawn_all(
     for (i, sock) in socks.into_iter().enumerate() {
         sock.set_read_timeout(Some(STOP_POLL))?;
         let shared = Arc::clone(shared);
+        let ws = shared
+            .workers
+            .get(shared.settings.threads + i)
+            .cloned()
+            .unwrap_or_default();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("mnemo-udp-{i}"))
-                .spawn(move || serve(sock, shared))?,
+                .spawn(move || serve(sock, shared, ws))?,
         );
     }
     Ok(handles)
 }
 
-fn serve(sock: UdpSocket, shared: Arc<Shared>) {
+fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
     let ts = shared.engine.new_thread_stats();
-    // Counters of its own: worker counters have a single writer each.
-    let ws = WorkerStats::default();
     let mut buf = vec![0u8; UDP_READ_BUFFER];
     let mut out = Vec::new();
     let mut dgram = Vec::with_capacity(UDP_MAX_PAYLOAD);

@@ -67,6 +67,7 @@ fn get_round_trips_match_memcached() {
     let mut big_set = b"set big 3 0 5000\r\n".to_vec();
     big_set.extend_from_slice(&big);
     big_set.extend_from_slice(b"\r\n");
+    let mut counters = Vec::new();
     for kind in [Kind::Memcached, Kind::Mnemo] {
         let (server, port) = start(kind);
         let mut tcp = server.connect();
@@ -90,6 +91,17 @@ fn get_round_trips_match_memcached() {
         let mut want = b"VALUE big 3 5000\r\n".to_vec();
         want.extend_from_slice(&big);
         want.extend_from_slice(b"\r\nEND\r\n");
+        // UDP requests count in `stats` like any others.
+        let stats = tcp.request(b"stats\r\n");
+        let stats = String::from_utf8_lossy(&stats).into_owned();
+        for name in ["cmd_get", "get_hits", "get_misses", "cmd_set"] {
+            let line = stats
+                .lines()
+                .find(|l| l.starts_with(&format!("STAT {name} ")))
+                .unwrap_or("")
+                .to_string();
+            counters.push((kind.name(), line));
+        }
         assert!(
             got == want,
             "{}: {}",
@@ -97,6 +109,9 @@ fn get_round_trips_match_memcached() {
             show_full(&got[..got.len().min(80)])
         );
     }
+    let (memcached, mnemo) = counters.split_at(counters.len() / 2);
+    let strip = |v: &[(&str, String)]| v.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
+    assert_eq!(strip(mnemo), strip(memcached));
 }
 
 #[test]
