@@ -293,7 +293,11 @@ fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             slot.delete();
             b"HD"
         }
-        None => b"NF",
+        None => {
+            // Counts the miss (delete_misses), as memcached does.
+            slot.delete();
+            b"NF"
+        }
     };
     if f.quiet && status == b"HD" {
         return;

@@ -259,7 +259,7 @@ impl Rng {
 fn seeded_random_meta_matches_memcached() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let get_flags: &[&str] = &[
-        "v", "f", "s", "t", "k", "c", "h", "l", "q", "u", "O1", "N30", "R30", "T60", "T-1",
+        "v", "f", "s", "t", "k", "c", "h", "l", "q", "u", "O1", "N30", "R30", "T60", "T0",
     ];
     let set_flags: &[&str] = &[
         "T0", "T100", "F7", "c", "k", "q", "I", "C1", "C99999", "MA", "MP", "ME", "MR", "MS", "O5",
