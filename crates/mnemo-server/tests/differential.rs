@@ -863,13 +863,25 @@ fn mask_conns(answer: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Runs the two sides concurrently: each talks to its own server, and the
+/// waits (sentinels, sleeps, grace periods) then overlap.
+fn both<T: Send>(left: impl FnOnce() -> T + Send, right: impl FnOnce() -> T + Send) -> (T, T) {
+    std::thread::scope(|scope| {
+        let right = scope.spawn(right);
+        let left = left();
+        let right = right
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (left, right)
+    })
+}
+
 /// Runs `cases` against `a` and `b` and panics with every disagreement.
 fn compare(group: &str, cases: &[Case], a: Kind, b: Kind) {
     support::require_tool("memcached");
     let mut failures = Vec::new();
     for case in cases {
-        let left = run_case(a, case);
-        let right = run_case(b, case);
+        let (left, right) = both(|| run_case(a, case), || run_case(b, case));
         // For reviewing what the cases exercise: MNEMO_DIFF_SHOW=1.
         if std::env::var_os("MNEMO_DIFF_SHOW").is_some() {
             eprintln!("=== {group} / {}\n{left}", case.name);
@@ -1055,8 +1067,7 @@ fn compare_command_lines(a: Kind, b: Kind) {
     let failures: Vec<String> = COMMAND_LINES
         .iter()
         .filter_map(|args| {
-            let left = outcome(a, args);
-            let right = outcome(b, args);
+            let (left, right) = both(|| outcome(a, args), || outcome(b, args));
             (left != right).then(|| format!("{args:?}: {} {left}, {} {right}", a.name(), b.name()))
         })
         .collect();
@@ -1103,8 +1114,7 @@ fn compare_slab_classes(a: Kind, b: Kind) {
     ];
     let mut failures = Vec::new();
     for args in geometries {
-        let left = slab_classes(a, args);
-        let right = slab_classes(b, args);
+        let (left, right) = both(|| slab_classes(a, args), || slab_classes(b, args));
         if left.is_empty() || left != right {
             failures.push(format!(
                 "{args:?}\n{}:\n{left}\n{}:\n{right}",
