@@ -83,7 +83,7 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
         // The placeholder memcached creates: empty value, flags 0; its TTL
         // is set by the N token below.
         created = matches!(
-            slot.store(StoreMode::Add, 0, 0, b"", 0, None),
+            slot.store(StoreMode::Add, 0, 0, b"", 0, f.new_cas),
             StoreOutcome::Stored { .. }
         );
     }

@@ -202,11 +202,11 @@ fn explicit_new_cas() {
     let mnemo = Server::start(Kind::Mnemo, &[]);
     let got = answer(
         &mnemo,
-        b"ms ek 1 E500 c\r\na\r\nmg ek c v\r\nms ek 1 C500 E600 c\r\nb\r\nma en N0 J5 E700 c\r\nmd ek I E800\r\nmg ek c\r\nma en E900 c v\r\n",
+        b"ms ek 1 E500 c\r\na\r\nmg ek c v\r\nms ek 1 C500 E600 c\r\nb\r\nma en N0 J5 E700 c\r\nmd ek I E800\r\nmg ek c\r\nma en E900 c v\r\nmg ev N30 E1000 c\r\n",
     );
     assert_eq!(
         String::from_utf8_lossy(&got),
-        "HD c500\r\nVA 1 c500\r\na\r\nHD c600\r\nHD c700\r\nHD\r\nHD c800 X W\r\nVA 1 c900\r\n6\r\nMN\r\n"
+        "HD c500\r\nVA 1 c500\r\na\r\nHD c600\r\nHD c700\r\nHD\r\nHD c800 X W\r\nVA 1 c900\r\n6\r\nHD c1000 W\r\nMN\r\n"
     );
 }
 
