@@ -215,6 +215,46 @@ fn hostile_inputs_leave_the_server_answering_with_bounded_rss() {
     }
     assert_serves(&server, "a 100,000-key multi-get");
     assert_rss_within(&server, base, slack, "a 100,000-key multi-get");
+
+    // 6. The same in the other protocols: a binary SET whose body declares
+    //    4 GB (refused, then swallowed: we send 64 MB of it) and a meta set
+    //    declaring 2 GB.
+    {
+        let mut s = raw(&server);
+        let mut head = Vec::new();
+        mnemo_protocol::reply::binary::Header {
+            magic: mnemo_protocol::reply::binary::REQUEST_MAGIC,
+            opcode: 0x01,
+            key_len: 1,
+            extras_len: 8,
+            body_len: u32::MAX,
+            ..Default::default()
+        }
+        .encode(&mut head);
+        head.extend_from_slice(&[0u8; 8]);
+        head.push(b'k');
+        push(&mut s, &head);
+        let chunk = vec![b'v'; MB as usize];
+        for _ in 0..64 {
+            push(&mut s, &chunk);
+        }
+        assert_rss_within(&server, base, slack, "a 4 GB binary body");
+        reset(s);
+        let mut c = server.connect();
+        c.send(b"ms huge 2147483000 T0\r\n");
+        let line = c.read_line();
+        assert!(
+            line.starts_with(b"SERVER_ERROR"),
+            "2 GB ms answered {}",
+            support::show(&line)
+        );
+        for _ in 0..64 {
+            c.send(&chunk);
+        }
+        assert_rss_within(&server, base, slack, "a 2 GB meta value");
+        reset_client(c);
+    }
+    assert_serves(&server, "huge binary and meta values");
 }
 
 fn reset_client(c: Client) {
