@@ -108,15 +108,6 @@ enum Value {
     List(usize, Vec<Scalar>),
 }
 
-impl Value {
-    fn line(&self) -> usize {
-        match self {
-            Value::Scalar(s) => s.line,
-            Value::List(l, _) => *l,
-        }
-    }
-}
-
 struct Reader<'a> {
     lines: Vec<(usize, usize, &'a str)>,
     all: Vec<&'a str>,
@@ -511,7 +502,6 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
                     return Err(err(k.line, text, format!("unknown directive \"{other}\"")));
                 }
             }
-            let _ = v.line();
         }
         if p.servers.is_empty() {
             return Err(err(name.line, r.text(name.line), "pool has no servers"));

@@ -81,6 +81,8 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let args = Args::parse();
+    // -v is accepted so nutcracker command lines work; the proxy logs only
+    // startup, reloads and errors, whatever the level.
     let _ = args.verbose;
     if let Some(o) = &args.output {
         // Logs go where nutcracker's -o sends them: redirect stderr.
