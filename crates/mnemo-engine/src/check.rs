@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::assoc::hash;
 use crate::engine::Engine;
-use crate::item::{Seg, CHAIN_CHUNK, LINKED, NIL};
+use crate::item::{is_chain_chunk, Seg, LINKED, NIL};
 
 impl Engine {
     /// Checks that free lists, LRU lists, the index and the pages agree:
@@ -74,7 +74,7 @@ impl Engine {
                                 return Err(format!("class {ci}: chain chunk {c:#x} used twice"));
                             }
                             let cr = self.slabs.raw(c);
-                            if cr.meta() & CHAIN_CHUNK == 0 || cr.prev() != id {
+                            if !is_chain_chunk(cr.meta()) || cr.prev() != id {
                                 return Err(format!(
                                     "class {ci}: chain chunk {c:#x} not owned by {id:#x}"
                                 ));

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::item::{CHAIN_CHUNK, FETCHED, LINKED};
+use crate::item::{is_chain_chunk, FETCHED, LINKED};
 use crate::slabs::MAX_CLASSES;
 use crate::stats::EngineStats;
 
@@ -225,7 +225,7 @@ impl Engine {
                         for id in self.slabs.chunk_ids(ci, page) {
                             let raw = self.slabs.raw(id);
                             let m = raw.meta();
-                            if m & LINKED != 0 && m & CHAIN_CHUNK == 0 {
+                            if m & LINKED != 0 && !is_chain_chunk(m) {
                                 line(id, ci, out);
                             }
                         }
@@ -256,7 +256,7 @@ impl Engine {
                 let now = self.clock.now();
                 for &id in batch {
                     let m = self.slabs.raw(id).meta();
-                    if m & LINKED == 0 || m & CHAIN_CHUNK != 0 {
+                    if m & LINKED == 0 || is_chain_chunk(m) {
                         continue;
                     }
                     checked += 1;

@@ -509,6 +509,11 @@ impl Engine {
         self.free_item_locked(st, raw, id);
     }
 
+    /// Counts a set in the class of an allocated item.
+    pub(crate) fn ts_count_set_in(&self, id: ItemId, ts: &ThreadStats) {
+        ts.class[self.slabs.class_of(id) + 1].cmd_set.incr();
+    }
+
     /// Finds `key` in a locked shard.
     #[inline]
     pub(crate) fn find(&self, shard: &Shard, h: u64, key: &[u8]) -> Option<ItemId> {

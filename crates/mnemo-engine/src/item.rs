@@ -13,7 +13,8 @@
 //! 16      4     exptime       (30 bits relative time; bit 30 STALE, bit 31 WIN_SENT)
 //! 20      4     last access   (30 bits relative time; bit 30 FETCHED, bit 31 ACTIVE)
 //! 24      4     meta          (bits 0-19 value bytes in this chunk, 20-27 key length,
-//!                              28 HAS_FLAGS, 29 CHAINED, 30 LINKED, 31 CHAIN_CHUNK)
+//!                              28 HAS_FLAGS, 29 CHAINED, 30 LINKED,
+//!                              31 KEY_BINARY on an item, CHAIN_CHUNK on a keyless chunk)
 //! 28     [4]    client flags, only when non-zero (as memcached does)
 //!        nkey   key
 //!        ...    value (no trailing "\r\n": the server adds it on the way out)
@@ -56,7 +57,17 @@ pub const NKEY_SHIFT: u32 = 20;
 pub const HAS_FLAGS: u32 = 1 << 28;
 pub const CHAINED: u32 = 1 << 29;
 pub const LINKED: u32 = 1 << 30;
+/// Bit 31 on a chunk with no key: a chain chunk. Items always have a key,
+/// so on an item the same bit says the key came base64-decoded (meta `b`)
+/// and is shown base64-encoded again, as memcached's ITEM_KEY_BINARY.
 pub const CHAIN_CHUNK: u32 = 1 << 31;
+pub const KEY_BINARY: u32 = 1 << 31;
+
+/// Whether a chunk's meta word marks a chain chunk.
+#[inline]
+pub fn is_chain_chunk(meta: u32) -> bool {
+    meta & CHAIN_CHUNK != 0 && (meta >> NKEY_SHIFT) & 0xFF == 0
+}
 /// Meta of a chunk taken off the free list whose header is not written
 /// yet: not free (0), not linked, so the page mover waits for it.
 pub const RESERVED: u32 = NBYTES_MASK;
@@ -382,6 +393,10 @@ impl<'a> ItemRef<'a> {
     /// Marked stale by a meta invalidation.
     pub fn stale(&self) -> bool {
         self.raw.exp_bits() & STALE != 0
+    }
+    /// The key was stored base64-decoded (meta `b`).
+    pub fn key_binary(&self) -> bool {
+        self.raw.meta() & KEY_BINARY != 0
     }
     /// A recache win token was already handed out for this item.
     pub fn win_sent(&self) -> bool {

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use crate::assoc::hash;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::item::{ItemId, Seg, CHAIN_CHUNK, LINKED, NIL};
+use crate::item::{is_chain_chunk, ItemId, Seg, LINKED, NIL};
 use crate::stats::EngineStats;
 
 /// Why `slabs reassign` was refused; Display is memcached's reply.
@@ -243,7 +243,7 @@ impl Engine {
     fn clear_chunk(&self, st: &mut crate::slabs::ClassState, id: ItemId) -> Clear {
         let raw = self.slabs.raw(id);
         let m = raw.meta();
-        let head_id = if m & CHAIN_CHUNK != 0 { raw.prev() } else { id };
+        let head_id = if is_chain_chunk(m) { raw.prev() } else { id };
         let head = self.slabs.raw(head_id);
         if head.meta() & LINKED == 0 {
             // Being allocated or written by a request: try again shortly.

@@ -163,6 +163,9 @@ impl Engine {
         ts: &ThreadStats,
     ) -> StoreOutcome {
         let h = hash(key);
+        if key.is_empty() {
+            return StoreOutcome::NotStored;
+        }
         if !self.item_size_ok(key.len(), flags, value.len()) {
             if mode == StoreMode::Set {
                 self.unlink_key(key);
@@ -199,6 +202,7 @@ impl Engine {
             return StoreOutcome::OutOfMemory;
         };
         self.fill_value(new.1, &[value]);
+        ts.class[self.slabs.class_of(new.0) + 1].cmd_set.incr();
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
         let old = self.live(&mut shard, h, key, ts, now);
@@ -224,7 +228,6 @@ impl Engine {
     ) -> (StoreOutcome, Option<ItemId>) {
         let _ = key;
         let ci = self.slabs.class_of(new_id);
-        ts.class[ci + 1].cmd_set.incr();
         let outcome = match (mode, old) {
             (StoreMode::Add, Some(old)) => {
                 // memcached bumps an item that an add found present.
@@ -266,7 +269,7 @@ impl Engine {
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
         let old = self.live(&mut shard, h, key, ts, now);
-        self.store_concat_locked(&mut shard, h, key, mode, old, value, cas, None, ts)
+        self.store_concat_locked(&mut shard, h, key, mode, old, value, cas, None)
             .0
     }
 
@@ -282,7 +285,6 @@ impl Engine {
         value: &[u8],
         cas: u64,
         new_cas: Option<u64>,
-        ts: &ThreadStats,
     ) -> (StoreOutcome, Option<ItemId>) {
         let Some(old_id) = old else {
             return (StoreOutcome::NotStored, None);
@@ -313,11 +315,19 @@ impl Engine {
             parts.push(value);
         }
         self.fill_value(raw, &parts);
-        ts.class[self.slabs.class_of(new_id) + 1].cmd_set.incr();
         let c = new_cas.unwrap_or_else(|| self.next_cas());
         raw.set_cas(c);
         self.link(shard, h, new_id, Some(old_id));
         (StoreOutcome::Stored { cas: c }, Some(new_id))
+    }
+
+    /// Counts a storage command in the class its item would take, as
+    /// memcached counts `set_cmds` once the request's item is allocated and
+    /// its data read, whatever the outcome (also for a bad data chunk).
+    pub fn count_set(&self, nkey: usize, flags: u32, nbytes: usize, ts: &ThreadStats) {
+        let size = self.slabs.layout.item_size(nkey, flags, nbytes);
+        let ci = self.slabs.class_for(size).unwrap_or(self.slabs.largest());
+        ts.class[ci + 1].cmd_set.incr();
     }
 
     /// `delete`: true when the key was there.

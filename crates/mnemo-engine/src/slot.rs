@@ -129,27 +129,57 @@ impl<'a> KeySlot<'a> {
         cas: u64,
         new_cas: Option<u64>,
     ) -> StoreOutcome {
+        self.store_inner(mode, flags, exptime, value, cas, new_cas, true)
+    }
+
+    /// Creates an empty item on a miss (meta `N`), which memcached does
+    /// not count as a set.
+    pub fn vivify(&mut self, flags: u32, exptime: i64, new_cas: Option<u64>) -> StoreOutcome {
+        self.store_inner(StoreMode::Add, flags, exptime, b"", 0, new_cas, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_inner(
+        &mut self,
+        mode: StoreMode,
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        cas: u64,
+        new_cas: Option<u64>,
+        counted: bool,
+    ) -> StoreOutcome {
+        if self.key.is_empty() {
+            return StoreOutcome::NotStored;
+        }
         if !self.e.item_size_ok(self.key.len(), flags, value.len()) {
             return StoreOutcome::TooLarge;
         }
         let (outcome, id) = match mode {
-            StoreMode::Append | StoreMode::Prepend => self.e.store_concat_locked(
-                &mut self.shard,
-                self.h,
-                self.key,
-                mode,
-                self.id,
-                value,
-                cas,
-                new_cas,
-                self.ts,
-            ),
+            StoreMode::Append | StoreMode::Prepend => {
+                if counted {
+                    self.e.count_set(self.key.len(), 0, value.len(), self.ts);
+                }
+                self.e.store_concat_locked(
+                    &mut self.shard,
+                    self.h,
+                    self.key,
+                    mode,
+                    self.id,
+                    value,
+                    cas,
+                    new_cas,
+                )
+            }
             _ => {
                 let exp = self.e.clock.realtime(exptime);
                 let Some(new) = self.e.alloc_item(self.key, flags, exp, value.len()) else {
                     return StoreOutcome::OutOfMemory;
                 };
                 self.e.fill_value(new.1, &[value]);
+                if counted {
+                    self.e.ts_count_set_in(new.0, self.ts);
+                }
                 self.e.store_whole_locked(
                     &mut self.shard,
                     self.h,
@@ -165,6 +195,22 @@ impl<'a> KeySlot<'a> {
         };
         self.id = id;
         outcome
+    }
+
+    /// Marks the item's key as stored base64-decoded (meta `b`).
+    pub fn set_key_binary(&self, on: bool) {
+        if let Some(id) = self.id {
+            self.e
+                .slabs
+                .raw(id)
+                .set_meta_bits(crate::item::KEY_BINARY, on);
+        }
+    }
+
+    /// Counts a delete miss (meta `md` refused on a CAS mismatch counts one
+    /// in memcached).
+    pub fn count_delete_miss(&self) {
+        self.ts.delete_misses.incr();
     }
 
     /// Deletes the item; false when there was none.
