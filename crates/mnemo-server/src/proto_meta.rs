@@ -82,10 +82,7 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
     if !slot.exists() && f.vivify.is_some() {
         // The placeholder memcached creates: empty value, flags 0; its TTL
         // is set by the N token below.
-        created = matches!(
-            slot.store(StoreMode::Add, 0, 0, b"", 0, f.new_cas),
-            StoreOutcome::Stored { .. }
-        );
+        created = matches!(slot.vivify(0, 0, f.new_cas), StoreOutcome::Stored { .. });
     }
     let start = out.len();
     let mut ttl_set = false;
@@ -135,7 +132,9 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
                     }
                     meta::push_opaque(out, t);
                 }
-                b'k' => meta::push_key(out, it.key(), f.base64),
+                // The item's own flag decides, as in memcached: a key
+                // stored with `b` comes back base64 even when asked without.
+                b'k' => meta::push_key(out, it.key(), it.key_binary()),
                 _ => {}
             }
         }
@@ -205,6 +204,9 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
         return Step::NeedData { need: n + 2 };
     }
     if &rest[n..n + 2] != b"\r\n" {
+        // memcached counts the set once the item is allocated and read,
+        // before it checks the terminator.
+        engine.count_set(req.key.len(), f.client_flags, n, ctx.ts);
         out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
         return Step::Done { used: n + 2 };
     }
@@ -241,6 +243,15 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
         }
         _ => slot.store(mode, f.client_flags, exptime, value, cas, f.new_cas),
     };
+    // A key that came base64-decoded is echoed base64 later (mg k, me);
+    // memcached marks only the item the request itself allocated, so an
+    // append's combined item does not carry the mark.
+    if f.base64
+        && matches!(outcome, StoreOutcome::Stored { .. })
+        && !matches!(mode, StoreMode::Append | StoreMode::Prepend)
+    {
+        slot.set_key_binary(true);
+    }
     let (status, stored_cas): (&[u8], u64) = match outcome {
         StoreOutcome::Stored { cas } => (b"HD", cas),
         StoreOutcome::Exists => (b"EX", 0),
@@ -277,7 +288,10 @@ fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
     let f = &req.flags;
     let mut slot = ctx.shared.engine.lock_key(req.key, ctx.ts);
     let status: &[u8] = match slot.item().map(|it| it.cas()) {
-        Some(cas) if f.compare_cas.is_some_and(|c| c != cas) => b"EX",
+        Some(cas) if f.compare_cas.is_some_and(|c| c != cas) => {
+            slot.count_delete_miss();
+            b"EX"
+        }
         Some(_) if f.invalidate => {
             if let Some(ttl) = f.ttl {
                 slot.set_exptime(i64::from(ttl));
@@ -414,7 +428,8 @@ fn mdebug(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
     };
     let now = slot.now();
     out.extend_from_slice(b"ME ");
-    if req.flags.base64 {
+    // memcached re-encodes from the item's own mark, not the request's.
+    if it.key_binary() {
         meta::base64_encode(it.key(), out);
     } else {
         out.extend_from_slice(it.key());

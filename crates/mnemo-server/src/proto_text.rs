@@ -139,6 +139,8 @@ pub fn complete_store(ctx: &Ctx, req: &Request, data: &[u8], out: &mut Vec<u8>) 
         return;
     };
     if &data[bytes..bytes + 2] != b"\r\n" {
+        // memcached counts the set before it checks the terminator.
+        ctx.shared.engine.count_set(key.len(), flags, bytes, ctx.ts);
         reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
         return;
     }

@@ -54,6 +54,10 @@ fn cases() -> Vec<Case> {
         case("key too long", &long_key),
         case("key of 250 bytes", &ok_key),
         case(
+            "a key stored with b is echoed base64 even when asked without",
+            b"ms YmluMQ== 1 b\r\nx\r\nmg bin1 k v\r\nme bin1\r\nmg YmluMg== b N30 k\r\nmg bin2 k\r\n",
+        ),
+        case(
             "base64 keys",
             b"ms Zm9v 3 b\r\nbar\r\nmg Zm9v b v k\r\nmg foo v\r\nmg Zm9 b\r\nmg Zm9vYg== b k\r\nmd Zm9v b q\r\nmg foo v\r\n",
         ),
@@ -192,6 +196,36 @@ fn harness_is_deterministic() {
         let y = answer(&b, &case.bytes);
         assert_eq!(normalize(&x), normalize(&y), "case {:?}", case.name);
         assert!(!x.is_empty(), "case {:?} got no answer", case.name);
+    }
+}
+
+/// Counters memcached moves in corners: an `md` refused on its CAS counts
+/// a delete miss, a bad data chunk (meta or text) still counts a set, and
+/// an `mg N` vivify does not count one.
+#[test]
+fn corner_counters_match_memcached() {
+    let stat = |server: &Server, name: &str| -> u64 {
+        let mut c = server.connect();
+        c.send(b"stats\r\n");
+        let text = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}: no {name}", server.kind().name()))
+    };
+    let reference = Server::start(Kind::Memcached, &[]);
+    let mnemo = Server::start(Kind::Mnemo, &[]);
+    for s in [&reference, &mnemo] {
+        answer(
+            s,
+            b"ms dm1 1\r\nx\r\nmd dm1 C1\r\nms dm2 2\r\nxyz\r\nmg dm3 N30\r\n",
+        );
+        let mut c = s.connect();
+        c.send(b"set dm4 0 0 1\r\nxyz\r\n");
+        c.read_until(b"CLIENT_ERROR bad data chunk\r\n");
+    }
+    for name in ["cmd_set", "delete_misses", "delete_hits"] {
+        assert_eq!(stat(&mnemo, name), stat(&reference, name), "{name}");
     }
 }
 
