@@ -3,8 +3,10 @@
 # that compare mnemo with the real memcached 1.6 and run memccapable.
 #
 # Those tests need memcached and memccapable (Debian: memcached,
-# libmemcached-tools). As root this script installs what is missing; as any
-# other user it stops and says what to install. Tests never skip silently.
+# libmemcached-tools); the proxy's need nutcracker; the real-client tests
+# need pylibmc for Debian's python3 (python3-pylibmc) and meta-memcache from
+# PyPI. As root this script installs what is missing; as any other user it
+# stops and says what to install. Tests never skip silently.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,14 +23,19 @@ command -v cargo >/dev/null 2>&1 ||
 declare -A package_of=(
     [memcached]=memcached
     [memccapable]=libmemcached-tools
+    [nutcracker]=nutcracker
     [cc]=gcc
 )
 missing_packages=()
-for tool in memcached memccapable cc; do
-    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/bin/$tool" ]; then
+for tool in memcached memccapable nutcracker cc; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/bin/$tool" ] && [ ! -x "/usr/sbin/$tool" ]; then
         missing_packages+=("${package_of[$tool]}")
     fi
 done
+# The binary-protocol client tests run Debian's python3 with its pylibmc.
+if ! /usr/bin/python3 -c 'import pylibmc' >/dev/null 2>&1; then
+    missing_packages+=(python3-pylibmc)
+fi
 
 if [ "${#missing_packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
@@ -47,6 +54,18 @@ or run this script as root, which installs them."
 fi
 
 memcached -V >&2 || die "memcached is installed but does not run"
+
+# The meta-protocol client test uses meta-memcache from PyPI with the first
+# python3 on PATH.
+if ! python3 -c 'import meta_memcache' >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] || [ -n "${VIRTUAL_ENV:-}" ]; then
+        echo "scripts/test.sh: installing meta-memcache from PyPI" >&2
+        python3 -m pip install --quiet meta-memcache ||
+            die "could not install meta-memcache (python3 -m pip install meta-memcache)"
+    else
+        die "missing the Python package meta-memcache: python3 -m pip install --user meta-memcache"
+    fi
+fi
 
 cargo build --workspace
 # --no-fail-fast: one failing test binary must not hide the results of the
