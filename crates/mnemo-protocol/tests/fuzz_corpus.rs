@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 /// Mutated inputs per target in the random pass: enough to shake out a
 /// shallow regression, small enough for CI's two cores.
-const DEFAULT_ITERS: usize = 20_000;
+const DEFAULT_ITERS: usize = 100_000;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
