@@ -1009,6 +1009,11 @@ fn cas_round_trip_matches_memcached() {
 
 /// Flag sets whose outcome (keeps running, exits 0, exits non-zero) must be
 /// memcached's. Both servers always also get `-l 127.0.0.1 -U 0 -p PORT`.
+///
+/// Left out on purpose: malformed numbers memcached silently reads as 0
+/// (`-U abc`, `-p abc`, `-o slab_automove=abc`), which issue #2 requires
+/// mnemo to reject, and `-o slab_chunk_max=2m`, which crashes memcached
+/// 1.6.18 with SIGFPE.
 const COMMAND_LINES: &[&[&str]] = &[
     &[],
     &["-V"],
@@ -1062,8 +1067,6 @@ const COMMAND_LINES: &[&[&str]] = &[
     &["-l", "127.0.0.1,::1"],
     &["-B", "binary"],
     &["-o", "hot_lru_pct=200"],
-    &["-o", "slab_chunk_max=2m"],
-    &["-o", "slab_automove=abc"],
     &["-I", "129m"],
     &["-I", "0"],
     &["-m", "0"],
@@ -1073,7 +1076,6 @@ const COMMAND_LINES: &[&[&str]] = &[
     &["-R", "abc"],
     &["-n", "abc"],
     &["-p", "-5"],
-    &["-U", "abc"],
 ];
 
 /// How a server process ended up within a short grace period.
