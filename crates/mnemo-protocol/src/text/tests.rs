@@ -52,7 +52,7 @@ fn long_lines_without_newline() {
     let junk = vec![b'x'; MAX_LINE_WITHOUT_NEWLINE + 1];
     assert_eq!(next_line(&junk), Line::TooLong);
     let mut get = b"get ".to_vec();
-    get.extend(std::iter::repeat(b'k').take(5000));
+    get.extend(std::iter::repeat_n(b'k', 5000));
     assert_eq!(next_line(&get), Line::Incomplete);
     let short = vec![b'x'; MAX_LINE_WITHOUT_NEWLINE];
     assert_eq!(next_line(&short), Line::Incomplete);
@@ -378,15 +378,10 @@ proptest! {
     #[test]
     fn never_panics(buf in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut rest: &[u8] = &buf;
-        loop {
-            match next_line(rest) {
-                Line::Complete { line, consumed } => {
-                    prop_assert!(consumed <= rest.len());
-                    let _ = parse_line(line);
-                    rest = &rest[consumed..];
-                }
-                _ => break,
-            }
+        while let Line::Complete { line, consumed } = next_line(rest) {
+            prop_assert!(consumed <= rest.len());
+            let _ = parse_line(line);
+            rest = &rest[consumed..];
         }
     }
 
