@@ -81,6 +81,8 @@ pub(crate) fn parse_u64_value(v: &[u8]) -> Option<u64> {
 
 impl Engine {
     /// Looks `key` up in a locked shard, dropping it if expired or flushed.
+    /// memcached counts those only as get_expired / get_flushed:
+    /// `reclaimed` is for memory reused from expired items at allocation.
     pub(crate) fn live(
         &self,
         shard: &mut Shard,
@@ -94,27 +96,15 @@ impl Engine {
         let exp = raw.exptime();
         if exp != 0 && exp <= now {
             ts.get_expired.incr();
-            self.unlink_expired(shard, h, id);
+            self.unlink(shard, h, id);
             return None;
         }
         if self.is_flushed(raw, now) {
             ts.get_flushed.incr();
-            self.unlink_expired(shard, h, id);
+            self.unlink(shard, h, id);
             return None;
         }
         Some(id)
-    }
-
-    fn unlink_expired(&self, shard: &mut Shard, h: u64, id: ItemId) {
-        let ci = self.slabs.class_of(id);
-        let raw = self.slabs.raw(id);
-        let fetched = raw.access_bits() & crate::item::FETCHED != 0;
-        self.unlink(shard, h, id);
-        let mut st = self.slabs.classes[ci].state.lock();
-        st.c.reclaimed += 1;
-        if !fetched {
-            st.c.expired_unfetched += 1;
-        }
     }
 
     /// Reads `key`. `f` runs while the item is locked and gets what the
@@ -239,7 +229,9 @@ impl Engine {
                 ts.cas_misses.incr();
                 StoreOutcome::NotFound
             }
-            (StoreMode::Cas, Some(old)) if self.slabs.raw(old).cas() != cas => {
+            // A cas of 0 never matches, as in memcached (also under -C,
+            // where every item's CAS is 0).
+            (StoreMode::Cas, Some(old)) if cas == 0 || self.slabs.raw(old).cas() != cas => {
                 ts.class[self.slabs.class_of(old) + 1].cas_badval.incr();
                 StoreOutcome::Exists
             }
