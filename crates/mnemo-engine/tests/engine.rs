@@ -88,6 +88,11 @@ fn add_replace_cas_follow_memcached() {
         e.store(StoreMode::Cas, b"nope", 0, 0, b"6", 1, &ts),
         StoreOutcome::NotFound
     );
+    // A cas of 0 never matches (memcached's CAS_NONE is a bad value for cas).
+    assert_eq!(
+        e.store(StoreMode::Cas, b"k", 0, 0, b"7", 0, &ts),
+        StoreOutcome::Exists
+    );
     assert_eq!(get(&e, &ts, b"k").unwrap().0, b"5");
     let s = e.stats();
     assert_eq!((s.cas_hits, s.cas_badval, s.cas_misses), (1, 3, 1));
