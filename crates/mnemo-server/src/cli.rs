@@ -418,6 +418,16 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
             }
             e.slab_automove_ratio = r;
         }
+        "slab_automove_freeratio" => {
+            let r: f64 = sub_num(
+                name,
+                need(value, "Missing slab_automove_freeratio argument")?,
+            )?;
+            if !(0.0..=1.0).contains(&r) {
+                return fail("slab_automove_freeratio must be between 0 and 1");
+            }
+            s.slab_automove_freeratio = r;
+        }
         "slab_automove_window" => {
             let w: u32 = sub_num(name, need(value, "Missing slab_automove_window argument")?)?;
             if w < 3 {

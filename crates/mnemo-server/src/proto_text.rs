@@ -377,7 +377,7 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
         }
         Request::SlabsAutomove { arg, noreply } => {
             match arg {
-                Automove::Ratio(r) => sh.runtime.automove_ratio_bits.store(r.to_bits(), Relaxed),
+                Automove::Ratio(r) => engine.set_automove_ratio(r),
                 Automove::Level(l) => engine.set_automove(l),
             }
             reply(ctx, out, "OK", noreply);
@@ -506,14 +506,7 @@ fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
                 Ok((class, _)) if class >= MAX_SLAB_CLASSES => {
                     reply(ctx, out, "CLIENT_ERROR Illegal slab id", false)
                 }
-                // The engine API has no cachedump walk; say so rather than
-                // answer with an empty list that would look like no items.
-                Ok(_) => reply(
-                    ctx,
-                    out,
-                    "SERVER_ERROR stats cachedump not supported",
-                    false,
-                ),
+                Ok((class, limit)) => sh.engine.cachedump(class, limit, out),
             }
         }
         StatsCmd::Engine(sub) => match sub {
@@ -657,7 +650,7 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "udpport", s.udp_port);
     stat_line(out, "inter", s.inter.as_deref().unwrap_or("NULL"));
     stat_line(out, "verbosity", sh.verbose());
-    stat_line(out, "oldest", 0);
+    stat_line(out, "oldest", sh.engine.oldest_live());
     stat_line(out, "evictions", if c.evict_to_free { "on" } else { "off" });
     stat_line(
         out,
@@ -695,7 +688,7 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(
         out,
         "slab_automove_ratio",
-        format!("{:.2}", sh.runtime.automove_ratio()),
+        format!("{:.2}", c.slab_automove_ratio),
     );
     stat_line(out, "slab_automove_window", c.slab_automove_window);
     stat_line(out, "slab_chunk_max", c.chunk_max());
@@ -724,6 +717,11 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
         yes(sh.runtime.track_sizes.load(Relaxed)),
     );
     stat_line(out, "inline_ascii_response", "no");
+    stat_line(
+        out,
+        "slab_automove_freeratio",
+        format!("{:.3}", s.slab_automove_freeratio),
+    );
     stat_line(out, "num_napi_ids", "(null)");
     stat_line(out, "memory_file", "(null)");
 }

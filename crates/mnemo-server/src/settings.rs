@@ -58,6 +58,10 @@ pub struct Settings {
     pub read_buf_mem_limit: u32,
     pub watcher_logbuf_size: u32,
     pub worker_logbuf_size: u32,
+    /// `-o slab_automove_freeratio`: memcached uses it only for extstore's
+    /// page mover, which mnemo does not have; accepted and reported so
+    /// command lines and `stats settings` stay memcached's.
+    pub slab_automove_freeratio: f64,
     /// Whether `-o hashpower` was given (`stats settings` shows 0 otherwise).
     pub hashpower_set: bool,
     /// `-S`: binary connections must authenticate with SASL.
@@ -101,6 +105,7 @@ impl Default for Settings {
             read_buf_mem_limit: 0,
             watcher_logbuf_size: 256 * 1024,
             worker_logbuf_size: 64 * 1024,
+            slab_automove_freeratio: 0.01,
             hashpower_set: false,
             sasl: false,
             auth_file: None,
@@ -109,14 +114,12 @@ impl Default for Settings {
     }
 }
 
-/// Settings that commands change at run time (`verbosity`, `stats detail`,
-/// `slabs automove ratio`), readable from every thread.
+/// Settings that commands change at run time (`verbosity`, `stats detail`),
+/// readable from every thread. The engine keeps its own (`slabs automove
+/// ratio`, `lru tune`).
 pub struct Runtime {
     pub verbose: AtomicU32,
     pub detail_enabled: AtomicBool,
-    /// `slabs automove ratio` — kept here because the engine API has no
-    /// setter for it; reported by `stats settings`.
-    pub automove_ratio_bits: std::sync::atomic::AtomicU64,
     /// `stats sizes` histogram on (`-o track_sizes`, `stats sizes_enable`).
     pub track_sizes: AtomicBool,
 }
@@ -126,18 +129,11 @@ impl Runtime {
         Runtime {
             verbose: AtomicU32::new(s.verbose),
             detail_enabled: AtomicBool::new(s.detail_enabled),
-            automove_ratio_bits: std::sync::atomic::AtomicU64::new(
-                s.engine.slab_automove_ratio.to_bits(),
-            ),
             track_sizes: AtomicBool::new(s.track_sizes),
         }
     }
 
     pub fn verbose(&self) -> u32 {
         self.verbose.load(Ordering::Relaxed)
-    }
-
-    pub fn automove_ratio(&self) -> f64 {
-        f64::from_bits(self.automove_ratio_bits.load(Ordering::Relaxed))
     }
 }
