@@ -14,6 +14,15 @@
 //! threads' timing). Cases about STAT *names* (settings, items, slabs) mask
 //! every value.
 //!
+//! Three differences are mnemo's by design and are masked for that reason
+//! alone: its items are smaller (issue #3: a 28-byte header where memcached
+//! spends 56), so byte counts and slab geometry differ ([`GEOMETRY_STATS`];
+//! class ids in `stats items`/`slabs` names are collapsed and the `-vv`
+//! class lines compared by format, mnemo's classes being checked against
+//! `-n`/`-f` on their own); and it is built without extstore and TLS, so
+//! like a memcached built without them it prints no `ext_*`/`ssl_*`
+//! settings (those lines are dropped from both answers).
+//!
 //! `memcached_against_itself` runs the whole table memcached-vs-memcached:
 //! it proves the masks suffice and the harness is deterministic, so a mnemo
 //! failure is a real disagreement.
@@ -272,16 +281,6 @@ const STORAGE: &[Case] = &[
         v.extend_from_slice(b"\r\nget k\r\n");
         v
     }),
-    generated("out of memory with -M", || {
-        let mut v = Vec::new();
-        for i in 0..40 {
-            v.extend_from_slice(format!("set k{i} 0 0 100000\r\n").as_bytes());
-            v.extend(vec![b'v'; 100_000]);
-            v.extend_from_slice(b"\r\n");
-        }
-        v
-    })
-    .args(&["-m", "2", "-M"]),
     generated("item above 1m with -I 2m", || {
         let mut v = b"set big 0 0 1100000\r\n".to_vec();
         v.extend(vec![b'v'; 1_100_000]);
@@ -642,6 +641,34 @@ const VOLATILE_STATS: &[&str] = &[
     "oldest",
 ];
 
+/// STAT values that follow from item and chunk sizes, which mnemo makes
+/// smaller than memcached's on purpose (see the module doc).
+const GEOMETRY_STATS: &[&str] = &[
+    "bytes",
+    "mem_requested",
+    "chunk_size",
+    "chunks_per_page",
+    "total_pages",
+    "total_chunks",
+    "used_chunks",
+    "free_chunks",
+    "free_chunks_end",
+    "total_malloced",
+    "active_slabs",
+];
+
+/// `items:7:number` -> `items:*:number`, `7:chunk_size` -> `*:chunk_size`:
+/// the class an item lands in depends on the slab geometry.
+fn collapse_class_id(name: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = name.split(|&b| b == b':').collect();
+    for p in parts.iter_mut() {
+        if !p.is_empty() && p.iter().all(u8::is_ascii_digit) {
+            *p = b"*";
+        }
+    }
+    parts.join(&b':')
+}
+
 /// A key of `len` bytes (250 is memcached's maximum).
 fn long_key(len: usize) -> String {
     "k".repeat(len)
@@ -801,18 +828,32 @@ fn normalize(answer: &[u8], names_only: bool, mask_cas: bool) -> Vec<u8> {
             }
             Some(b"STAT") if words.len() >= 3 => {
                 let name = words[1];
+                if name.starts_with(b"ext_") || name.starts_with(b"ssl_") {
+                    continue;
+                }
                 // `stats items`/`stats slabs` names embed the slab class id;
                 // the volatile list names the last component.
                 let short = name.rsplit(|&b| b == b':').next().unwrap_or(name);
+                let collapsed = collapse_class_id(name);
+                // Per-class lines depend on which classes items land in,
+                // which is geometry: their values are masked and their
+                // blocks collapse into one. The general block's totals are
+                // still compared exactly.
+                let by_class = collapsed != name;
                 if names_only
+                    || by_class
                     || VOLATILE_STATS
                         .iter()
+                        .chain(GEOMETRY_STATS)
                         .any(|v| v.as_bytes() == name || v.as_bytes() == short)
                 {
-                    out.extend_from_slice(b"STAT ");
-                    out.extend_from_slice(name);
-                    out.extend_from_slice(b" <masked>");
-                    out.extend_from_slice(&line[body.len()..]);
+                    let mut masked = b"STAT ".to_vec();
+                    masked.extend_from_slice(&collapsed);
+                    masked.extend_from_slice(b" <masked>");
+                    masked.extend_from_slice(&line[body.len()..]);
+                    if !(by_class && contains_line(&out, &masked)) {
+                        out.extend_from_slice(&masked);
+                    }
                     continue;
                 }
             }
@@ -821,6 +862,13 @@ fn normalize(answer: &[u8], names_only: bool, mask_cas: bool) -> Vec<u8> {
         out.extend_from_slice(line);
     }
     out
+}
+
+/// Whether `out` already holds `line` (a whole line, terminator included).
+fn contains_line(out: &[u8], line: &[u8]) -> bool {
+    out.windows(line.len())
+        .enumerate()
+        .any(|(i, w)| w == line && (i == 0 || out[i - 1] == b'\n'))
 }
 
 /// A line diff of two transcripts (longest common subsequence), so a
@@ -1185,7 +1233,14 @@ fn compare_slab_classes(a: Kind, b: Kind) {
     ];
     let mut failures = Vec::new();
     for args in geometries {
-        let (left, right) = both(|| slab_classes(a, args), || slab_classes(b, args));
+        let (mut left, mut right) = both(|| slab_classes(a, args), || slab_classes(b, args));
+        if a != b {
+            // mnemo's classes start from its smaller item header, so only
+            // the line format is common; their sizes are checked by
+            // `vv_slab_classes_follow_n_and_f`.
+            left = line_format(&left);
+            right = line_format(&right);
+        }
         if left.is_empty() || left != right {
             failures.push(format!(
                 "{args:?}\n{}:\n{left}\n{}:\n{right}",
@@ -1195,6 +1250,113 @@ fn compare_slab_classes(a: Kind, b: Kind) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `-m 2 -M`, then 40 values of 100 KB: both servers store until memory is
+/// full, then answer `SERVER_ERROR out of memory storing object` to every
+/// further set, and neither evicts. How many fit depends on the slab
+/// geometry (see the module doc): mnemo must hold at least 3/4 of
+/// memcached's count. (memcached also lets a class that has no page take
+/// one past -m; mnemo's -m is a hard limit, so no small item is tried after.)
+#[test]
+fn out_of_memory_with_no_evict_matches_memcached() {
+    fn run(kind: Kind) -> (usize, String) {
+        let server = Server::start(kind, &["-m", "2", "-M"]);
+        let mut c = server.connect();
+        let mut answers = String::new();
+        for i in 0..40 {
+            let mut req = format!("set k{i} 0 0 100000\r\n").into_bytes();
+            req.extend(vec![b'v'; 100_000]);
+            req.extend_from_slice(b"\r\n");
+            c.send(&req);
+            answers.push_str(&String::from_utf8_lossy(&c.read_until(b"\r\n")));
+        }
+        c.send(b"stats\r\n");
+        let stats = String::from_utf8_lossy(&c.read_until(b"END\r\n")).into_owned();
+        assert!(
+            stats.contains("STAT evictions 0\r\n"),
+            "{}: {stats}",
+            kind.name()
+        );
+        let stored = answers.matches("STORED\r\n").count();
+        let expected = "STORED\r\n".repeat(stored)
+            + &"SERVER_ERROR out of memory storing object\r\n".repeat(40 - stored);
+        assert_eq!(answers, expected, "{}", kind.name());
+        (stored, answers)
+    }
+    let ((reference, _), (mnemo, _)) = both(|| run(Kind::Memcached), || run(Kind::Mnemo));
+    assert!(
+        reference > 0 && reference < 40,
+        "memcached stored {reference}"
+    );
+    assert!(
+        mnemo * 4 >= reference * 3,
+        "mnemo {mnemo} vs memcached {reference}"
+    );
+}
+
+/// Numbers masked (with the padding their width decides) and repeated
+/// lines collapsed: what two servers with different slab geometries still
+/// print alike.
+fn line_format(lines: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for l in lines.lines() {
+        let masked = l
+            .split_whitespace()
+            .map(|w| {
+                let digits = w.trim_end_matches(':');
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    if w.ends_with(':') {
+                        "#:"
+                    } else {
+                        "#"
+                    }
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !out.contains(&masked) {
+            out.push(masked);
+        }
+    }
+    out.join("\n")
+}
+
+/// mnemo's `-vv` classes: the first holds its 28-byte header plus `-n`
+/// bytes (rounded up to 8), each next grows by `-f`, the last is
+/// `slab_chunk_max`, and perslab is what fits a 1 MB page.
+#[test]
+fn vv_slab_classes_follow_n_and_f() {
+    for (args, n, f, max) in [
+        (&["-vv"][..], 48usize, 1.25f64, 524_288usize),
+        (&["-vv", "-f", "1.5", "-n", "64"][..], 64, 1.5, 524_288),
+        (&["-vv", "-o", "slab_chunk_max=65536"][..], 48, 1.25, 65_536),
+    ] {
+        let lines = slab_classes(Kind::Mnemo, args);
+        let classes: Vec<(usize, usize)> = lines
+            .lines()
+            .map(|l| {
+                let nums: Vec<usize> = l
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                (nums[1], nums[2])
+            })
+            .collect();
+        assert!(classes.len() > 5, "{args:?}: {lines}");
+        assert_eq!(classes[0].0, (28 + n).div_ceil(8) * 8, "{args:?}: {lines}");
+        for w in classes.windows(2) {
+            let (a, b) = (w[0].0, w[1].0);
+            let grown = ((a as f64 * f) as usize).div_ceil(8) * 8;
+            assert!(b == grown || b == max, "{args:?}: {a} -> {b}\n{lines}");
+        }
+        assert_eq!(classes.last().unwrap().0, max, "{args:?}");
+        for (size, perslab) in &classes {
+            assert_eq!(*perslab, 1_048_576 / size, "{args:?}");
+        }
+    }
 }
 
 #[test]
