@@ -106,6 +106,9 @@ pub struct Conn {
     input: Input,
     /// The socket may still have unread bytes (edge-triggered readiness).
     readable: bool,
+    /// The peer's FIN has been reported: it raises no further edge, so a
+    /// short read must not be taken to mean there is nothing left to read.
+    peer_closed: bool,
     /// The socket refused a write; wait for writability.
     write_blocked: bool,
     close_after_write: bool,
@@ -132,6 +135,7 @@ impl Conn {
             cull_floor: 0,
             input: Input::Command,
             readable: true,
+            peer_closed: false,
             write_blocked: false,
             close_after_write: false,
             value_limit: item_size_max + MAX_STORE_LINE + 2,
@@ -149,6 +153,11 @@ impl Conn {
     /// Bytes held by the output buffer (for the `response_obj_*` stats).
     pub fn wbuf_bytes(&self) -> usize {
         self.wbuf.capacity()
+    }
+
+    /// The worker saw the peer close its side (EPOLLRDHUP/EPOLLHUP).
+    pub fn set_peer_closed(&mut self) {
+        self.peer_closed = true;
     }
 
     /// Whether the connection is between requests (for idle_timeout).
@@ -348,8 +357,9 @@ impl Conn {
                     ctx.ws.bytes_read.add(n as u64);
                     // A short read emptied the socket's queue; new data will
                     // raise a fresh edge, so skip the read that would only
-                    // return EAGAIN.
-                    if n < space {
+                    // return EAGAIN. Not once the FIN is in: the read that
+                    // returns 0 is the only way to learn of it.
+                    if n < space && !self.peer_closed {
                         self.readable = false;
                     }
                     return Ok(Filled::Data);

@@ -99,6 +99,13 @@ impl Worker {
                 }
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                 let writable = ev.is_writable() || ev.is_write_closed();
+                if ev.is_read_closed() || ev.is_error() {
+                    // Request bytes and the FIN can arrive as one edge; the
+                    // connection must read on to the EOF or it is never closed.
+                    if let Some(slot) = self.slots.get_mut(ev.token().0).and_then(Option::as_mut) {
+                        slot.conn.set_peer_closed();
+                    }
+                }
                 self.drive(ev.token().0, readable, writable);
             }
             // Connections that used up their -R budget get another turn
