@@ -402,6 +402,12 @@ impl Conn {
             if *budget == 0 {
                 return Step::Budget;
             }
+            if self.wbuf.len() - self.wpos >= proto_text::GET_PAUSE_BYTES {
+                // Many small requests pile replies up as fast as one big
+                // multi-get: write them before taking the next request, so
+                // a client that does not read holds at most this much.
+                return Step::Drain;
+            }
             self.set_state(ConnState::ParseCmd);
             let buf = &self.rbuf[self.rstart..self.rend];
             if self.proto.is_none() {
