@@ -164,7 +164,7 @@ impl Engine {
         }
         match mode {
             StoreMode::Append | StoreMode::Prepend => {
-                self.store_concat(mode, h, key, value, cas, ts)
+                self.lock_key(key, ts).store(mode, 0, 0, value, cas, None)
             }
             _ => self.store_whole(mode, h, key, flags, exptime, value, cas, ts),
         }
@@ -249,22 +249,6 @@ impl Engine {
         (outcome, old)
     }
 
-    fn store_concat(
-        &self,
-        mode: StoreMode,
-        h: u64,
-        key: &[u8],
-        value: &[u8],
-        cas: u64,
-        ts: &ThreadStats,
-    ) -> StoreOutcome {
-        let now = self.clock.now();
-        let mut shard = self.index.lock(h);
-        let old = self.live(&mut shard, h, key, ts, now);
-        self.store_concat_locked(&mut shard, h, key, mode, old, value, cas, None)
-            .0
-    }
-
     /// append/prepend onto the live item `old`, under its shard lock.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn store_concat_locked(
@@ -324,11 +308,7 @@ impl Engine {
 
     /// `delete`: true when the key was there.
     pub fn delete(&self, key: &[u8], ts: &ThreadStats) -> bool {
-        let h = hash(key);
-        let now = self.clock.now();
-        let mut shard = self.index.lock(h);
-        let id = self.live(&mut shard, h, key, ts, now);
-        self.delete_locked(&mut shard, h, id, ts)
+        self.lock_key(key, ts).delete()
     }
 
     pub(crate) fn delete_locked(
@@ -358,12 +338,7 @@ impl Engine {
 
     /// `incr` / `decr`.
     pub fn arith(&self, key: &[u8], incr: bool, delta: u64, ts: &ThreadStats) -> ArithOutcome {
-        let h = hash(key);
-        let now = self.clock.now();
-        let mut shard = self.index.lock(h);
-        let id = self.live(&mut shard, h, key, ts, now);
-        self.arith_locked(&mut shard, h, key, id, incr, delta, None, ts)
-            .0
+        self.lock_key(key, ts).arith(incr, delta, None)
     }
 
     /// incr/decr on the live item `id`, under its shard lock. Returns the
