@@ -210,11 +210,15 @@ impl Engine {
                 self.slabs.carve(ci, &mut st, page);
                 continue;
             }
+            // memcached's direct_reclaims: a request had to free memory
+            // itself rather than find it free.
             if self.cfg.evict_to_free {
                 if self.evict_one(&mut st, ci, now) {
+                    st.c.direct_reclaims += 1;
                     continue;
                 }
             } else if self.reclaim_dead_tail(&mut st, ci, now) {
+                st.c.direct_reclaims += 1;
                 continue;
             }
             // Nothing of our own to give up: a class that holds no items
@@ -544,6 +548,9 @@ impl Engine {
                 p.cas_hits += c.cas_hits.get();
                 p.cas_badval += c.cas_badval.get();
                 p.touch_hits += c.touch_hits.get();
+                for (sum, h) in p.hits_to.iter_mut().zip(&c.hits_to) {
+                    *sum += h.get();
+                }
             }
         }
         for p in &per {
@@ -595,14 +602,16 @@ impl Engine {
 
     /// `stats items`, in memcached's names and order.
     pub fn stats_items(&self) -> Vec<(String, String)> {
+        let (_, per) = self.sum_threads();
         let now = self.clock.now();
         let mut out = Vec::new();
-        for class in &self.slabs.classes {
+        for (ci, class) in self.slabs.classes.iter().enumerate() {
             let st = class.state.lock();
             let n = st.items();
             if n == 0 && st.pages.is_empty() {
                 continue;
             }
+            let hits_to = per[ci + 1].hits_to;
             let age = |seg: Seg| {
                 let t = st.lru[seg as usize].tail;
                 if t == NIL {
@@ -640,10 +649,10 @@ impl Engine {
             put("moves_to_warm", st.c.moves_to_warm.to_string());
             put("moves_within_lru", st.c.moves_within_lru.to_string());
             put("direct_reclaims", st.c.direct_reclaims.to_string());
-            put("hits_to_hot", "0".to_string());
-            put("hits_to_warm", "0".to_string());
-            put("hits_to_cold", "0".to_string());
-            put("hits_to_temp", "0".to_string());
+            put("hits_to_hot", hits_to[Seg::Hot as usize].to_string());
+            put("hits_to_warm", hits_to[Seg::Warm as usize].to_string());
+            put("hits_to_cold", hits_to[Seg::Cold as usize].to_string());
+            put("hits_to_temp", hits_to[Seg::Temp as usize].to_string());
         }
         out
     }

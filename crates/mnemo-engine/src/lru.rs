@@ -234,3 +234,68 @@ impl Engine {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Engine, GetMode, StoreMode};
+
+    fn count(e: &Engine, name: &str) -> u64 {
+        e.stats_items()
+            .iter()
+            .find(|(k, _)| k == &format!("items:1:{name}"))
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// HOT keeps its share, inactive tails flow to COLD, items read twice
+    /// (active) go to WARM from HOT's tail and from COLD's, and reads are
+    /// counted by the segment they hit.
+    #[test]
+    fn segments_move_as_memcached_describes() {
+        let e = Engine::new(Config {
+            lru_maintainer: false,
+            ..Config::default()
+        })
+        .unwrap();
+        let ts = e.new_thread_stats();
+        for i in 0..100u32 {
+            e.store(
+                StoreMode::Set,
+                format!("k{i:03}").as_bytes(),
+                0,
+                0,
+                b"v",
+                0,
+                &ts,
+            );
+        }
+        assert_eq!(count(&e, "number_hot"), 100);
+        // The two oldest, read twice while still in HOT, are active when
+        // they reach HOT's tail.
+        for k in [b"k000", b"k001"] {
+            for _ in 0..2 {
+                e.get(k, GetMode::Get, &ts, |_| ());
+            }
+        }
+        e.juggle(0, 1000);
+        assert!(count(&e, "number_hot") <= 20, "{}", count(&e, "number_hot"));
+        assert_eq!(count(&e, "number_warm"), 2);
+        assert_eq!(count(&e, "moves_to_warm"), 2);
+        assert!(count(&e, "moves_to_cold") >= 78);
+        assert_eq!(count(&e, "hits_to_hot"), 4);
+        // A COLD item read twice goes to WARM on the next pass.
+        let cold_key = b"k010";
+        for _ in 0..2 {
+            e.get(cold_key, GetMode::Get, &ts, |_| ());
+        }
+        assert_eq!(count(&e, "hits_to_cold"), 2);
+        // Bring it to COLD's tail: everything older than it is already gone
+        // to WARM, so a pass over COLD's tail finds it active.
+        for i in 2..10u32 {
+            e.delete(format!("k{i:03}").as_bytes(), &ts);
+        }
+        e.juggle(0, 1000);
+        assert_eq!(count(&e, "number_warm"), 3);
+        e.check_invariants().unwrap();
+    }
+}

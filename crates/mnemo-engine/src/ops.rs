@@ -128,6 +128,7 @@ impl Engine {
         };
         let raw = self.slabs.raw(id);
         let ci = self.slabs.class_of(id);
+        ts.class[ci + 1].hits_to[raw.seg() as usize].incr();
         match mode {
             GetMode::Get => ts.class[ci + 1].get_hits.incr(),
             GetMode::Touch(exp) => {

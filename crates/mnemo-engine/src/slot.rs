@@ -61,7 +61,11 @@ impl<'a> KeySlot<'a> {
     /// Counts a read as `get` does (hit per class, or miss).
     pub fn count_get(&self) {
         match self.id {
-            Some(id) => self.ts.class[self.e.slabs.class_of(id) + 1].get_hits.incr(),
+            Some(id) => {
+                let c = &self.ts.class[self.e.slabs.class_of(id) + 1];
+                c.hits_to[self.e.slabs.raw(id).seg() as usize].incr();
+                c.get_hits.incr();
+            }
             None => self.ts.get_misses.incr(),
         }
     }

@@ -35,6 +35,8 @@ pub(crate) struct ClassReq {
     pub cas_hits: Counter,
     pub cas_badval: Counter,
     pub touch_hits: Counter,
+    /// Reads that found the item in HOT, WARM, COLD, TEMP.
+    pub hits_to: [Counter; 4],
 }
 
 /// One worker thread's engine counters. Get one from
@@ -77,6 +79,10 @@ impl ThreadStats {
                 &c.cas_hits,
                 &c.cas_badval,
                 &c.touch_hits,
+                &c.hits_to[0],
+                &c.hits_to[1],
+                &c.hits_to[2],
+                &c.hits_to[3],
             ] {
                 x.reset();
             }
@@ -107,6 +113,7 @@ pub(crate) struct ClassReqSum {
     pub cas_hits: u64,
     pub cas_badval: u64,
     pub touch_hits: u64,
+    pub hits_to: [u64; 4],
 }
 
 /// The engine's part of the general `stats` block.

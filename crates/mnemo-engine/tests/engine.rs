@@ -639,3 +639,64 @@ fn cachedump_lists_cold_items() {
     assert_eq!(lines[2], "END");
     e.shutdown();
 }
+
+/// The automover follows a shifting size mix: memory filled with small
+/// items, then the traffic moves to large ones; the large items' class
+/// evicts, and pages move to it from the small items' class, which has
+/// old, untouched items.
+#[test]
+fn automove_gives_pages_to_the_class_that_evicts() {
+    // With the automover off, the large class keeps the one page it took
+    // when it had none; with it on, it gains more.
+    assert_eq!(shift_size_mix(0, 3), 1);
+    assert!(shift_size_mix(2, 20) >= 4, "large class got no pages");
+}
+
+/// Fills memory with small items, then writes large ones for up to
+/// `secs` seconds (or until their class has 4 pages); returns the large
+/// class's page count.
+fn shift_size_mix(automove: u32, secs: u64) -> usize {
+    let (e, ts) = engine(Config {
+        mem_limit: 8 * 1024 * 1024,
+        slab_automove: automove,
+        slab_automove_window: 3,
+        ..Config::default()
+    });
+    e.start();
+    let pages = |e: &Engine, class_of_size: usize| -> usize {
+        let id = e
+            .slab_classes()
+            .iter()
+            .find(|c| c.chunk_size as usize >= class_of_size)
+            .unwrap()
+            .id;
+        e.stats_slabs()
+            .iter()
+            .find(|(k, _)| *k == format!("{id}:total_pages"))
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0)
+    };
+    for i in 0..80_000u32 {
+        set(&e, &ts, format!("s{i:06}").as_bytes(), &[b's'; 60]);
+    }
+    let small_before = pages(&e, 28 + 7 + 60);
+    assert!(small_before >= 6, "{small_before}");
+    let big = vec![b'b'; 4000];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut i = 0u32;
+    while std::time::Instant::now() < deadline && pages(&e, 28 + 7 + 4000) < 4 {
+        for _ in 0..200 {
+            set(&e, &ts, format!("b{i:06}").as_bytes(), &big);
+            i += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let large = pages(&e, 28 + 7 + 4000);
+    if automove > 0 {
+        assert!(pages(&e, 28 + 7 + 60) < small_before);
+        assert!(e.stats().slabs_moved >= 3);
+    }
+    e.shutdown();
+    e.check_invariants().unwrap();
+    large
+}
