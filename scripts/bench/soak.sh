@@ -10,7 +10,7 @@
 # Env: MNEMO, BENCH (binaries; default target/release/*), MEM (64), RATE
 # (requests/s, 20000), KEYS (2000000), TTL (60), THREADS (server -t, 2),
 # SERVER_CPU (1) / BENCH_CPU (0): cores for taskset, OUT
-# (docs/BENCHMARKS-soak.md), WORK (scratch dir for samples and JSON).
+# (default target/soak.md; copy the section into docs/BENCHMARKS.md), WORK (scratch dir for samples and JSON).
 # Needs: cargo build --release -p mnemo-server -p mnemo-bench; python3;
 # taskset. Not a CI test: it takes MINUTES and a core.
 set -euo pipefail
@@ -26,7 +26,7 @@ TTL=${TTL:-60}
 THREADS=${THREADS:-2}
 SERVER_CPU=${SERVER_CPU:-1}
 BENCH_CPU=${BENCH_CPU:-0}
-OUT=${OUT:-docs/BENCHMARKS-soak.md}
+OUT=${OUT:-target/soak.md}
 WORK=${WORK:-$(mktemp -d /tmp/mnemo-soak.XXXXXX)}
 PORT=${PORT:-$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")}
 
