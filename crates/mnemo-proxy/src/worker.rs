@@ -59,6 +59,14 @@ pub struct Reload {
     pub stats: Arc<Stats>,
 }
 
+/// How a `Buf::fill` ended.
+#[derive(PartialEq, Eq)]
+enum Fill {
+    Drained,
+    Eof,
+    Error,
+}
+
 /// A read buffer: bytes live in `data[start..end]`; reads go straight into
 /// the spare tail, so requests and replies are parsed where they landed.
 #[derive(Default)]
@@ -91,6 +99,34 @@ impl Buf {
     }
     fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    /// Reads what the socket has. A short read normally means the socket
+    /// is drained (a new edge comes with new data), so the read that would
+    /// only say EAGAIN is skipped; but once the peer's FIN is reported it
+    /// raises no further edge, and only the read returning 0 shows it, so
+    /// with `peer_closed` the loop reads on to EOF.
+    fn fill(
+        &mut self,
+        peer_closed: bool,
+        mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    ) -> Fill {
+        loop {
+            let spare = self.spare();
+            let room = spare.len();
+            match read(spare) {
+                Ok(0) => return Fill::Eof,
+                Ok(n) => {
+                    self.end += n;
+                    if n < room && !peer_closed {
+                        return Fill::Drained;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Fill::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Fill::Error,
+            }
+        }
     }
     fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
@@ -330,6 +366,8 @@ struct ClientConn {
     base: u64,
     swallow: usize,
     closing: bool,
+    /// The client's FIN was reported (see `Buf::fill`).
+    peer_closed: bool,
     eof: bool,
     paused: bool,
     /// Decided by the first byte the client sends, as memcached does.
@@ -437,6 +475,8 @@ struct Backend {
     sock: Sock,
     pool: usize,
     server: usize,
+    /// The server's FIN was reported (see `Buf::fill`).
+    peer_closed: bool,
     connected: bool,
     connect_deadline: Option<Instant>,
     out: Vec<u8>,
@@ -672,6 +712,11 @@ impl Worker {
                 match kind {
                     LISTENER => self.accept(idx),
                     CLIENT => {
+                        if ev.is_read_closed() {
+                            if let Some(c) = self.clients.get_mut(idx) {
+                                c.peer_closed = true;
+                            }
+                        }
                         if readable {
                             self.client_readable(idx);
                         }
@@ -679,7 +724,14 @@ impl Worker {
                             self.mark_client(idx);
                         }
                     }
-                    BACKEND => self.backend_event(idx, readable, ev.is_writable()),
+                    BACKEND => {
+                        if ev.is_read_closed() {
+                            if let Some(be) = self.backends.get_mut(idx) {
+                                be.peer_closed = true;
+                            }
+                        }
+                        self.backend_event(idx, readable, ev.is_writable())
+                    }
                     _ => {}
                 }
             }
@@ -820,6 +872,7 @@ impl Worker {
                 swallow: 0,
                 closing: false,
                 eof: false,
+                peer_closed: false,
                 paused: false,
                 binary: None,
                 next_bin: None,
@@ -865,30 +918,11 @@ impl Worker {
                 c.paused = true;
                 return;
             }
-            loop {
-                let spare = c.rb.spare();
-                let room = spare.len();
-                match c.sock.read(spare) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        c.rb.end += n;
-                        // A short read emptied the socket; new data will
-                        // raise a new edge, so skip the read that would
-                        // only say EAGAIN.
-                        if n < room {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        err = true;
-                        break;
-                    }
-                }
+            let sock = &mut c.sock;
+            match c.rb.fill(c.peer_closed, |buf| sock.read(buf)) {
+                Fill::Drained => {}
+                Fill::Eof => eof = true,
+                Fill::Error => err = true,
             }
         }
         if let Some(ps) = self
@@ -1915,6 +1949,7 @@ impl Worker {
             pool,
             server,
             connected: false,
+            peer_closed: false,
             connect_deadline: timeout.map(|t| self.now + t),
             out: Vec::new(),
             opos: 0,
@@ -2012,27 +2047,11 @@ impl Worker {
             let Some(be) = self.backends.get_mut(b) else {
                 return;
             };
-            loop {
-                let spare = be.inb.spare();
-                let room = spare.len();
-                match be.sock.read(spare) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        be.inb.end += n;
-                        if n < room {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        err = true;
-                        break;
-                    }
-                }
+            let sock = &mut be.sock;
+            match be.inb.fill(be.peer_closed, |buf| sock.read(buf)) {
+                Fill::Drained => {}
+                Fill::Eof => eof = true,
+                Fill::Error => err = true,
             }
             std::mem::take(&mut be.inb)
         };

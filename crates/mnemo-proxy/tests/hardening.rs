@@ -200,3 +200,43 @@ fn backend_killed_and_restarted_under_pipelined_load() {
         assert_eq!(direct_get(port0, k).as_deref(), Some("again"), "{k}");
     }
 }
+
+/// A client that sends its request and half-closes at once (`nc -N`,
+/// health checks) gets its answer and then the proxy's close, even when the
+/// request and the FIN arrive as one readiness edge (forced with TCP_CORK
+/// on a connection the proxy has already polled). The proxy once took that
+/// short read for "drained" and never saw the EOF, as the server did.
+#[test]
+fn half_closed_clients_are_answered_and_closed() {
+    use std::io::{Read, Write};
+    let mc = memcached();
+    let dir = TempDir::new("halfclose");
+    let lp = free_port();
+    let conf = dir.file(
+        "p.yml",
+        &format!(
+            "p:\n  listen: 127.0.0.1:{lp}\n  hash: md5\n  distribution: ketama\n  timeout: 1000\n  servers:\n{}",
+            server_lines(&[(&mc, 1)])
+        ),
+    );
+    let _proxy = proxy(&conf, lp);
+    for round in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", lp)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        // Let the proxy adopt the socket and find it empty first.
+        std::thread::sleep(Duration::from_millis(20));
+        socket2::SockRef::from(&s).set_cork(true).expect("TCP_CORK");
+        s.write_all(format!("set hc{round} 0 0 2\r\nhi\r\nget hc{round}\r\n").as_bytes())
+            .expect("write");
+        s.shutdown(std::net::Shutdown::Write).expect("half-close");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)
+            .unwrap_or_else(|e| panic!("round {round}: no close after the client's EOF ({e})"));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            format!("STORED\r\nVALUE hc{round} 0 2\r\nhi\r\nEND\r\n"),
+            "round {round}"
+        );
+    }
+}
