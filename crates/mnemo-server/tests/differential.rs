@@ -1128,7 +1128,25 @@ const COMMAND_LINES: &[&[&str]] = &[
 
 /// How a server process ended up within a short grace period.
 fn outcome(kind: Kind, args: &[&str]) -> String {
-    let port = support::free_port().to_string();
+    // The port is free when picked but released before the server binds
+    // it; a parallel test may take it first. A bind failure is that race,
+    // not the outcome of the command line: try again on another port.
+    // Some command lines fail to bind by design (an address that is not
+    // ours): after the retries, that failure is the outcome.
+    let mut result = String::new();
+    for _ in 0..5 {
+        let (r, stderr) = outcome_on(kind, args, support::free_port());
+        result = r;
+        if !(result == "exits non-zero" && stderr.contains("Address already in use")) {
+            break;
+        }
+    }
+    result
+}
+
+fn outcome_on(kind: Kind, args: &[&str], port: u16) -> (String, String) {
+    use std::io::Read;
+    let port = port.to_string();
     let mut full: Vec<&str> = vec!["-l", "127.0.0.1", "-U", "0", "-p", &port];
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -1142,23 +1160,31 @@ fn outcome(kind: Kind, args: &[&str]) -> String {
         .args(&full)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::process::Stdio::piped());
     let mut child = support::spawn_retrying(&mut command)
         .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", kind.name()));
+    let stderr = |child: &mut std::process::Child| {
+        let mut text = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    };
     // Generous: a loaded CI machine must not turn "exits" into "keeps running".
     let deadline = std::time::Instant::now() + Duration::from_millis(2500);
     loop {
         if let Some(status) = child.try_wait().ok().flatten() {
-            return match status.code() {
+            let result = match status.code() {
                 Some(0) => "exits 0".to_string(),
                 Some(_) => "exits non-zero".to_string(),
                 None => format!("killed by signal ({status})"),
             };
+            return (result, stderr(&mut child));
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return "keeps running".to_string();
+            return ("keeps running".to_string(), stderr(&mut child));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
