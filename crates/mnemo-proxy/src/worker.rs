@@ -59,6 +59,38 @@ pub struct Reload {
     pub stats: Arc<Stats>,
 }
 
+/// How a `drain` ended.
+#[derive(PartialEq, Eq)]
+enum Drain {
+    /// Everything written; the buffer is emptied for reuse.
+    Done,
+    Blocked,
+    Failed,
+}
+
+/// Writes `out[*pos..]` until the socket would block or fails; the one
+/// write loop for client and server connections.
+fn drain(
+    out: &mut Vec<u8>,
+    pos: &mut usize,
+    mut write: impl FnMut(&[u8]) -> io::Result<usize>,
+) -> Drain {
+    while *pos < out.len() {
+        match write(&out[*pos..]) {
+            // A socket that takes nothing of a non-empty buffer is gone;
+            // retrying would spin.
+            Ok(0) => return Drain::Failed,
+            Ok(n) => *pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Drain::Failed,
+        }
+    }
+    out.clear();
+    *pos = 0;
+    Drain::Done
+}
+
 /// How a `Buf::fill` ended.
 #[derive(PartialEq, Eq)]
 enum Fill {
@@ -2279,21 +2311,8 @@ impl Worker {
             let mut failed = false;
             if let Some(be) = self.backends.get_mut(b) {
                 be.dirty = false;
-                while be.opos < be.out.len() {
-                    match be.sock.write(&be.out[be.opos..]) {
-                        Ok(n) => be.opos += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => {
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-                if be.opos == be.out.len() {
-                    be.out.clear();
-                    be.opos = 0;
-                }
+                let sock = &mut be.sock;
+                failed = drain(&mut be.out, &mut be.opos, |b| sock.write(b)) == Drain::Failed;
             }
             if failed {
                 self.fail_backend(b, Failure::Error);
@@ -2306,22 +2325,14 @@ impl Worker {
             let mut close = false;
             if let Some(cl) = self.clients.get_mut(c) {
                 cl.dirty = false;
-                while cl.wpos < cl.wbuf.len() {
-                    match cl.sock.write(&cl.wbuf[cl.wpos..]) {
-                        Ok(n) => cl.wpos += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => {
+                let sock = &mut cl.sock;
+                match drain(&mut cl.wbuf, &mut cl.wpos, |b| sock.write(b)) {
+                    Drain::Failed => close = true,
+                    Drain::Blocked => {}
+                    Drain::Done => {
+                        if cl.closing && cl.slots.is_empty() {
                             close = true;
-                            break;
                         }
-                    }
-                }
-                if cl.wpos == cl.wbuf.len() {
-                    cl.wbuf.clear();
-                    cl.wpos = 0;
-                    if cl.closing && cl.slots.is_empty() {
-                        close = true;
                     }
                 }
                 if cl.paused && !cl.over_limits() && !close {
