@@ -45,40 +45,6 @@ pub enum ArithOutcome {
     OutOfMemory,
 }
 
-/// memcached's `safe_strtoull` on a stored value: leading white space,
-/// an optional sign, digits, then white space or the end. A '-' is only
-/// refused when the result would be negative as a signed number, which is
-/// what strtoull's wrap-around plus memcached's check amount to.
-pub(crate) fn parse_u64_value(v: &[u8]) -> Option<u64> {
-    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
-    let mut i = 0;
-    while i < v.len() && is_space(v[i]) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < v.len() && (v[i] == b'+' || v[i] == b'-') {
-        neg = v[i] == b'-';
-        i += 1;
-    }
-    let start = i;
-    let mut n: u64 = 0;
-    while i < v.len() && v[i].is_ascii_digit() {
-        n = n.checked_mul(10)?.checked_add(u64::from(v[i] - b'0'))?;
-        i += 1;
-    }
-    if i == start {
-        return None;
-    }
-    if i < v.len() && !is_space(v[i]) {
-        return None;
-    }
-    let n = if neg { n.wrapping_neg() } else { n };
-    if neg && (n as i64) < 0 {
-        return None;
-    }
-    Some(n)
-}
-
 impl Engine {
     /// Looks `key` up in a locked shard, dropping it if expired or flushed.
     /// memcached counts those only as get_expired / get_flushed:
@@ -371,7 +337,8 @@ impl Engine {
         let len = raw.nbytes_here();
         // SAFETY: an unchained item's value is len bytes after its key.
         let cur = unsafe { std::slice::from_raw_parts(raw.data_ptr(), len) };
-        let Some(v) = parse_u64_value(cur) else {
+        // memcached's safe_strtoull; the value's end stands for its "\r\n".
+        let Some(v) = mnemo_protocol::text::strtoull(cur) else {
             return (ArithOutcome::NonNumeric, Some(id));
         };
         let v = if incr {
@@ -453,17 +420,29 @@ mod tests {
 
     #[test]
     fn value_parsing_matches_safe_strtoull() {
-        assert_eq!(parse_u64_value(b"12"), Some(12));
-        assert_eq!(parse_u64_value(b"12  "), Some(12));
-        assert_eq!(parse_u64_value(b"  12"), Some(12));
-        assert_eq!(parse_u64_value(b"+7"), Some(7));
-        assert_eq!(parse_u64_value(b"-0"), Some(0));
-        assert_eq!(parse_u64_value(b"-1"), None);
-        assert_eq!(parse_u64_value(b"12a"), None);
-        assert_eq!(parse_u64_value(b""), None);
-        assert_eq!(parse_u64_value(b"   "), None);
-        assert_eq!(parse_u64_value(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(parse_u64_value(b"18446744073709551616"), None);
+        assert_eq!(mnemo_protocol::text::strtoull(b"12"), Some(12));
+        assert_eq!(mnemo_protocol::text::strtoull(b"12  "), Some(12));
+        assert_eq!(mnemo_protocol::text::strtoull(b"  12"), Some(12));
+        assert_eq!(mnemo_protocol::text::strtoull(b"+7"), Some(7));
+        assert_eq!(mnemo_protocol::text::strtoull(b"-0"), Some(0));
+        assert_eq!(mnemo_protocol::text::strtoull(b"-1"), None);
+        // A '-' after the number is not its sign (memcached looks only in
+        // the span it parsed).
+        assert_eq!(
+            mnemo_protocol::text::strtoull(b"9223372036854775808 -x"),
+            Some(9223372036854775808)
+        );
+        assert_eq!(mnemo_protocol::text::strtoull(b"12a"), None);
+        assert_eq!(mnemo_protocol::text::strtoull(b""), None);
+        assert_eq!(mnemo_protocol::text::strtoull(b"   "), None);
+        assert_eq!(
+            mnemo_protocol::text::strtoull(b"18446744073709551615"),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            mnemo_protocol::text::strtoull(b"18446744073709551616"),
+            None
+        );
     }
 
     #[test]

@@ -710,7 +710,10 @@ pub fn strtoull(s: &[u8]) -> Option<u64> {
         return None;
     }
     let v = if neg { mag.wrapping_neg() } else { mag };
-    if (v as i64) < 0 && s.contains(&b'-') {
+    // memcached looks for a '-' only in the span strtoull consumed, which
+    // holds one exactly when the sign was '-' (a stored value may have more
+    // text after its trailing spaces).
+    if (v as i64) < 0 && neg {
         return None;
     }
     Some(v)
