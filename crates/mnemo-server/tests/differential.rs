@@ -594,9 +594,11 @@ const PIPELINE: &[Case] = &[
 // ---------------------------------------------------------------- stats
 const STATS: &[Case] = &[
     c("stats general", b"stats\r\n").before(&[SET_FEW]),
+    // After the flush every flushed key is read, so none is left for a
+    // background thread to reclaim at a time that varies from run to run.
     c("stats counters after traffic", b"stats\r\n").before(&[
         SET_FEW,
-        Step::Send(b"get a zz\r\ngets b\r\ntouch a 10\r\ntouch zz 1\r\nincr zz 1\r\ndecr zz 1\r\nincr c 1\r\ndelete zz\r\ndelete c\r\ncas a 0 0 1 999\r\nx\r\ncas zz 0 0 1 1\r\nx\r\nflush_all 0\r\nget a\r\n"),
+        Step::Send(b"get a zz\r\ngets b\r\ntouch a 10\r\ntouch zz 1\r\nincr zz 1\r\ndecr zz 1\r\nincr c 1\r\ndelete zz\r\ndelete c\r\ncas a 0 0 1 999\r\nx\r\ncas zz 0 0 1 1\r\nx\r\nflush_all 0\r\nget a b\r\n"),
     ]),
     c("stats settings names", b"stats settings\r\n").names_only(),
     c("stats settings with flags", b"stats settings\r\n")
@@ -631,6 +633,9 @@ const VOLATILE_STATS: &[&str] = &[
     "moves_to_warm",
     "moves_within_lru",
     "lrutail_reflocked",
+    // How many connection objects exist depends on whether the harness's
+    // previous connection was closed before the next was accepted.
+    "connection_structures",
     "read_buf_count",
     "read_buf_bytes",
     "read_buf_bytes_free",
