@@ -321,9 +321,33 @@ fn hand_off(
 /// reproduced here so `-c N` admits exactly as many clients as memcached
 /// does, independent of how many descriptors mnemo itself uses.
 pub fn client_limit(shared: &Shared) -> u64 {
-    let first_fd =
-        7 + 4 * shared.settings.threads as u64 + u64::from(shared.listeners.load(Relaxed));
-    (shared.settings.maxconns as u64).saturating_sub(1 + first_fd)
+    // memcached refuses a client whose descriptor number reaches -c - 1.
+    // Its own descriptors (3 + 4 per worker + one per listener) and those
+    // it inherited (stdin/out/err and whatever the parent left open) use
+    // numbers below that, so both shrink the number of clients it serves.
+    let own = 3 + 4 * shared.settings.threads as u64 + u64::from(shared.listeners.load(Relaxed));
+    (shared.settings.maxconns as u64).saturating_sub(1 + own + u64::from(shared.inherited_fds))
+}
+
+/// How many descriptors below `limit` the process already has open: call
+/// before opening any, so that `client_limit` counts what memcached would.
+pub fn inherited_fds(limit: u64) -> u32 {
+    let listed: Option<Vec<i32>> = std::fs::read_dir("/proc/self/fd").ok().map(|dir| {
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    });
+    // The directory's own descriptor is listed too; it is closed by now,
+    // so checking each one again drops it.
+    let candidates: Vec<i32> = match listed {
+        Some(fds) => fds,
+        None => (0..limit.min(65_536) as i32).collect(),
+    };
+    candidates
+        .into_iter()
+        .filter(|&fd| (fd as u64) < limit)
+        // SAFETY: F_GETFD only queries the descriptor table.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
+        .count() as u32
 }
 
 /// Workers as the acceptor sees them.

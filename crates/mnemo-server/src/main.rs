@@ -67,6 +67,8 @@ fn die(msg: impl std::fmt::Display, code: i32) -> i32 {
 }
 
 fn run(settings: Settings) -> i32 {
+    // Before anything is opened: what was inherited counts against -c.
+    let inherited_fds = listener::inherited_fds((settings.maxconns as u64).saturating_sub(1));
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if root && settings.user.is_none() {
@@ -165,6 +167,7 @@ fn run(settings: Settings) -> i32 {
         conns: Default::default(),
         stopping: AtomicBool::new(false),
         listeners: AtomicU32::new(0),
+        inherited_fds,
         auth,
         settings,
     });

@@ -28,6 +28,9 @@ pub struct Shared {
     pub crawler_enabled: AtomicBool,
     /// Number of listening sockets (memcached counts them as connections).
     pub listeners: AtomicU32,
+    /// Descriptors open before start-up (stdin/out/err and any inherited)
+    /// that memcached would count against -c; see `listener::client_limit`.
+    pub inherited_fds: u32,
     /// The `-Y` tokens, loaded at start-up.
     pub auth: Option<crate::auth::AuthFile>,
 }

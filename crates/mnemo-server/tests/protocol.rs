@@ -434,13 +434,23 @@ fn stats_general_and_settings() {
         b"set a 0 0 1\r\nx\r\nget a b\r\ntouch a 0\r\n",
         b"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\nTOUCHED\r\n",
     );
-    let stats = String::from_utf8(c.request(b"stats\r\n")).expect("ascii");
-    let get = |name: &str| -> String {
+    // The harness's readiness probe is counted until its worker has seen
+    // the close, which a loaded machine can delay: wait for it, bounded.
+    let stat_of = |stats: &str, name: &str| -> String {
         stats
             .lines()
             .find_map(|l| l.strip_prefix(&format!("STAT {name} ")).map(str::to_string))
             .unwrap_or_else(|| panic!("no {name} in {stats}"))
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stats = loop {
+        let stats = String::from_utf8(c.request(b"stats\r\n")).expect("ascii");
+        if stat_of(&stats, "curr_connections") == "1" || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let get = |name: &str| stat_of(&stats, name);
     assert_eq!(get("cmd_get"), "2");
     assert_eq!(get("get_hits"), "1");
     assert_eq!(get("get_misses"), "1");
