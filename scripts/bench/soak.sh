@@ -78,14 +78,17 @@ done
 RSS0=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
 
 # Sampler: elapsed s, RSS kB, curr_items, evictions, expired_unfetched,
-# reclaimed, every 10 s until the server goes away.
+# reclaimed, then the overhead stats counts (hash_bytes, read_buf_bytes,
+# read_buf_bytes_free, response_obj_bytes), every 10 s until the server
+# goes away.
 START=$(date +%s)
 (
     while kill -0 "$SERVER" 2>/dev/null; do
         rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
         s=$(stats 2>/dev/null || true)
         get() { awk -v k="$1" '$1 == k {print $2}' <<<"$s"; }
-        echo "$(($(date +%s) - START)) $rss $(get curr_items) $(get evictions) $(get expired_unfetched) $(get reclaimed)"
+        echo "$(($(date +%s) - START)) $rss $(get curr_items) $(get evictions) $(get expired_unfetched) $(get reclaimed)" \
+            "$(get hash_bytes) $(get read_buf_bytes) $(get read_buf_bytes_free) $(get response_obj_bytes)"
         sleep 10
     done
 ) >"$WORK/samples.tsv" &
@@ -146,6 +149,20 @@ L.append(f"- RSS: {int(rss0)/1024:.1f} MB at start, peak {peak/1024:.1f} MB, {in
          f"after {settle} s between {min(after)/1024:.1f} and {max(after)/1024:.1f} MB "
          f"(spread {(max(after)-min(after))/1024:.1f} MB). -m is {mem} MB: peak overhead over -m "
          f"{(peak-limit_kb)/1024:+.1f} MB (threads, hash table, buffers, allocator).")
+# Each sample against -m plus the overhead the server reported at that
+# moment (hash table, read and response buffers) plus the idle RSS.
+def over(smp):
+    reported = sum(int(x) for x in smp[6:10]) / 1024
+    return int(smp[1]) - (int(rss0) + limit_kb + reported), reported
+full = [s for s in samples if len(s) >= 10 and all(x.isdigit() for x in s[:10]) and int(s[0]) >= settle]
+if full:
+    worst = max(full, key=lambda smp: over(smp)[0])
+    w_over, w_rep = over(worst)
+    e_over, e_rep = over(full[-1])
+    L.append(f"- RSS against idle RSS ({int(rss0)/1024:.1f} MB) + -m ({mem} MB) + the overhead `stats` reports "
+             f"(hash_bytes + read_buf_bytes + read_buf_bytes_free + response_obj_bytes), sampled together every 10 s "
+             f"after {settle} s: at most **{w_over/1024:+.1f} MB** (t={worst[0]} s, reported overhead {w_rep/1024:.1f} MB); "
+             f"last sample {e_over/1024:+.1f} MB (reported {e_rep/1024:.1f} MB).")
 L.append(f"- Final stats: curr_items {stats.get('curr_items')}, evictions {stats.get('evictions')}, "
          f"expired_unfetched {stats.get('expired_unfetched')}, reclaimed {stats.get('reclaimed')}, "
          f"bytes {stats.get('bytes')} of limit_maxbytes {stats.get('limit_maxbytes')}, "
