@@ -350,6 +350,32 @@ fn error_nr(msg: &'static str, noreply: bool) -> Request<'static> {
 
 /// Parses one request line (as returned by [`next_line`]).
 pub fn parse_line(line: &[u8]) -> Request<'_> {
+    // Gets are most of the traffic and `parse_get` reads their keys from
+    // the line itself, so they skip the general tokenizer (a quarter of a
+    // get's instructions under callgrind).
+    if let Some(kind) = get_command(line) {
+        return parse_get(line, kind);
+    }
+    parse_tokens(line)
+}
+
+/// The get-family command starting `line`, if the line has at least one
+/// more token (what the general path requires before `parse_get`).
+#[inline]
+fn get_command(line: &[u8]) -> Option<GetKind> {
+    let (kind, cmd_len) = match line {
+        [b'g', b'e', b't', b' ', ..] => (GetKind::Get, 3),
+        [b'g', b'e', b't', b's', b' ', ..] => (GetKind::Gets, 4),
+        [b'g', b'a', b't', b' ', ..] => (GetKind::Gat, 3),
+        [b'g', b'a', b't', b's', b' ', ..] => (GetKind::Gats, 4),
+        [b'b', b'g', b'e', b't', b' ', ..] => (GetKind::Get, 4),
+        _ => return None,
+    };
+    line[cmd_len..].iter().any(|&b| b != b' ').then_some(kind)
+}
+
+/// `parse_line` through the general tokenizer.
+fn parse_tokens(line: &[u8]) -> Request<'_> {
     let t = Tokens::new(line);
     if t.is_empty() || t.get(0).len() < 2 {
         return error("ERROR");

@@ -9,12 +9,14 @@
 #        ... --rounds 2 -D 8 -c 20 -m 100 --ratio 0:1 --fill     (100-key gets)
 # Environment: HASH (default md5: spreads the bench's sequential key names
 # over the three servers; fnv1a_64 clusters them), BASE_PORT (23500),
-# BENCH, PROXY.
+# BENCH, PROXY, BACKEND (the backend command, default memcached; both
+# proxies always share the same three).
 set -eu
 
 BENCH=${BENCH:-target/release/mnemo-bench}
 PROXY=${PROXY:-target/release/mnemo-proxy}
 HASH=${HASH:-md5}
+BACKEND=${BACKEND:-memcached -t 1 -m 256 -u root}
 BASE=${BASE_PORT:-23500}
 B1=$((BASE + 1)); B2=$((BASE + 2)); B3=$((BASE + 3))
 
@@ -39,7 +41,7 @@ conf "$BASE" > "$TMP/nutcracker.yml"
 conf $((BASE + 8)) > "$TMP/mnemo.yml"
 
 exec "$BENCH" compare \
-    --backend "memcached -t 1 -m 256 -u root" --backends 3 --backend-ports "$B1,$B2,$B3" \
+    --backend "$BACKEND" --backends 3 --backend-ports "$B1,$B2,$B3" \
     --a "$PROXY -v 0 -o $TMP/mp.log -c $TMP/mnemo.yml -s $((BASE + 9)) -a 127.0.0.1" \
     --a-addr "127.0.0.1:$((BASE + 8))" \
     --b "nutcracker -v 0 -o $TMP/nc.log -c $TMP/nutcracker.yml -s $((BASE + 7)) -a 127.0.0.1" \

@@ -430,6 +430,23 @@ proptest! {
     }
 
     #[test]
+    fn get_fast_path_agrees_with_the_tokenizer(
+        cmd in prop_oneof![
+            Just("get"), Just("gets"), Just("gat"), Just("gats"), Just("bget"),
+            Just("gett"), Just(" get"), Just("ge"),
+        ],
+        rest in "[ a-z0-9\x00\t-]{0,40}",
+        long_key in any::<bool>(),
+    ) {
+        let mut line = format!("{cmd}{rest}");
+        if long_key {
+            line.push(' ');
+            line.push_str(&"k".repeat(251));
+        }
+        prop_assert_eq!(parse_line(line.as_bytes()), parse_tokens(line.as_bytes()), "{:?}", line);
+    }
+
+    #[test]
     fn numbers_round_trip(v in any::<u64>(), i in any::<i64>()) {
         prop_assert_eq!(strtoull(v.to_string().as_bytes()), Some(v));
         prop_assert_eq!(strtoll(i.to_string().as_bytes()), Some(i));
