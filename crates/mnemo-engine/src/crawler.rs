@@ -14,9 +14,10 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, FETCHED, LINKED};
+use crate::item::{is_chain_chunk, ItemId, FETCHED, LINKED, PAGE_SHIFT};
 use crate::slabs::MAX_CLASSES;
 use crate::stats::EngineStats;
+use mnemo_protocol::text::push_u64;
 
 /// Chunks examined per hold of a class lock.
 const BATCH: usize = 64;
@@ -59,6 +60,64 @@ impl MetadumpTarget {
             "hash" => Ok(MetadumpTarget::Hash),
             _ => parse_class_list(s).map(MetadumpTarget::Classes),
         }
+    }
+}
+
+/// Where a paused `lru_crawler metadump` resumes; see
+/// [`Engine::lru_crawler_metadump_step`].
+#[derive(Clone, Debug)]
+pub struct MetadumpCursor {
+    started: bool,
+    pos: Pos,
+}
+
+#[derive(Clone, Debug)]
+enum Pos {
+    /// The next index shard to list.
+    Hash {
+        shard: usize,
+    },
+    /// Class indexes to walk, the one being walked, that class's pages
+    /// (taken when its walk starts) and the next of them to list.
+    Classes {
+        classes: Vec<usize>,
+        class_pos: usize,
+        pages: Option<Vec<u32>>,
+        page_pos: usize,
+    },
+    Done,
+}
+
+impl MetadumpCursor {
+    /// A dump of `target` that has not started yet.
+    pub fn new(target: MetadumpTarget) -> MetadumpCursor {
+        let pos = match target {
+            MetadumpTarget::Hash => Pos::Hash { shard: 0 },
+            MetadumpTarget::All => Pos::Classes {
+                classes: (0..MAX_CLASSES).collect(),
+                class_pos: 0,
+                pages: None,
+                page_pos: 0,
+            },
+            MetadumpTarget::Classes(ids) => Pos::Classes {
+                classes: ids
+                    .iter()
+                    .filter_map(|&id| (id as usize).checked_sub(1))
+                    .collect(),
+                class_pos: 0,
+                pages: None,
+                page_pos: 0,
+            },
+        };
+        MetadumpCursor {
+            started: false,
+            pos,
+        }
+    }
+
+    /// Whether the dump has written its `END`.
+    pub fn is_done(&self) -> bool {
+        matches!(self.pos, Pos::Done)
     }
 }
 
@@ -164,77 +223,156 @@ impl Engine {
         Ok(())
     }
 
-    /// `lru_crawler metadump`: one line per live item, then `END`.
+    /// `lru_crawler metadump`: one line per live item, then `END`, all at
+    /// once. Servers should prefer [`Engine::lru_crawler_metadump_step`],
+    /// which bounds both the output buffered and the time a lock is held.
     pub fn lru_crawler_metadump(
         &self,
         target: MetadumpTarget,
         out: &mut Vec<u8>,
     ) -> Result<(), CrawlerCommandError> {
-        if !self.crawler.enabled.load(Relaxed) {
-            return Err(CrawlerCommandError::Disabled);
-        }
-        let now = self.clock.now();
-        let started = self.clock.process_started();
-        let line = |id: u32, ci: usize, out: &mut Vec<u8>| {
-            let raw = self.slabs.raw(id);
-            if self.is_dead(id, now) {
-                return;
-            }
-            out.extend_from_slice(b"key=");
-            uriencode(raw.key(), out);
-            let exp = raw.exptime();
-            let exp = if exp == 0 {
-                -1
-            } else {
-                (u64::from(exp) + started) as i64
-            };
-            let fetched = if raw.access_bits() & FETCHED != 0 {
-                "yes"
-            } else {
-                "no"
-            };
-            let line = format!(
-                " exp={exp} la={} cas={} fetch={fetched} cls={} size={}\n",
-                u64::from(raw.atime()) + started,
-                raw.cas(),
-                ci + 1,
-                self.charged_size(raw) + 2
-            );
-            out.extend_from_slice(line.as_bytes());
-        };
-        match target {
-            MetadumpTarget::Hash => {
-                for i in 0..self.index.nshards() {
-                    let shard = self.index.lock_shard(i);
-                    for id in shard.ids() {
-                        line(id, self.slabs.class_of(id), out);
-                    }
-                }
-            }
-            MetadumpTarget::All | MetadumpTarget::Classes(_) => {
-                let classes: Vec<usize> = match &target {
-                    MetadumpTarget::Classes(ids) => ids.iter().map(|&id| id as usize - 1).collect(),
-                    _ => (0..self.slabs.classes.len()).collect(),
-                };
-                for ci in classes
-                    .into_iter()
-                    .filter(|&ci| ci < self.slabs.classes.len())
-                {
-                    let st = self.slabs.classes[ci].state.lock();
-                    for &page in &st.pages {
-                        for id in self.slabs.chunk_ids(ci, page) {
-                            let raw = self.slabs.raw(id);
-                            let m = raw.meta();
-                            if m & LINKED != 0 && !is_chain_chunk(m) {
-                                line(id, ci, out);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(b"END\r\n");
+        let mut cursor = MetadumpCursor::new(target);
+        while !self.lru_crawler_metadump_step(&mut cursor, out, usize::MAX)? {}
         Ok(())
+    }
+
+    /// Continues a metadump: walks whole pages (or index shards) until
+    /// `out` holds at least `pause_at` bytes, then returns `Ok(false)`;
+    /// returns `Ok(true)` once `END` is written. At least one page or
+    /// shard is walked per call, so every call makes progress.
+    ///
+    /// A lock is held for one page (or shard) at a time, never across
+    /// calls: items stored or removed between calls may or may not be
+    /// listed, as with memcached, but no chunk is listed twice from one
+    /// visit of a page and only linked, live items are listed.
+    pub fn lru_crawler_metadump_step(
+        &self,
+        cursor: &mut MetadumpCursor,
+        out: &mut Vec<u8>,
+        pause_at: usize,
+    ) -> Result<bool, CrawlerCommandError> {
+        if !cursor.started {
+            // Checked once: disabling the crawler mid-dump must not cut a
+            // reply short without its END.
+            if !self.crawler.enabled.load(Relaxed) {
+                return Err(CrawlerCommandError::Disabled);
+            }
+            cursor.started = true;
+        }
+        loop {
+            let more = match &mut cursor.pos {
+                Pos::Done => return Ok(true),
+                Pos::Hash { shard } => self.metadump_shard(shard, out),
+                Pos::Classes {
+                    classes,
+                    class_pos,
+                    pages,
+                    page_pos,
+                } => self.metadump_page(classes, class_pos, pages, page_pos, out),
+            };
+            if !more {
+                cursor.pos = Pos::Done;
+                out.extend_from_slice(b"END\r\n");
+                return Ok(true);
+            }
+            if out.len() >= pause_at {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Lists the live items of index shard `*shard` and moves on; false
+    /// once every shard is done.
+    fn metadump_shard(&self, shard: &mut usize, out: &mut Vec<u8>) -> bool {
+        if *shard >= self.index.nshards() {
+            return false;
+        }
+        let guard = self.index.lock_shard(*shard);
+        let now = self.clock.now();
+        for id in guard.ids() {
+            self.metadump_line(id, self.slabs.class_of(id), now, out);
+        }
+        drop(guard);
+        *shard += 1;
+        true
+    }
+
+    /// Lists the live items of the next page of the current class and
+    /// moves on; false once every class is done.
+    fn metadump_page(
+        &self,
+        classes: &[usize],
+        class_pos: &mut usize,
+        pages: &mut Option<Vec<u32>>,
+        page_pos: &mut usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Some(&ci) = classes.get(*class_pos) else {
+            return false;
+        };
+        if ci >= self.slabs.classes.len() {
+            // Valid for memcached but beyond this engine's classes: empty.
+            *class_pos += 1;
+            return true;
+        }
+        let st = self.slabs.classes[ci].state.lock();
+        // The class's pages as they are when its walk starts: pages it
+        // gains later hold only items stored after the dump began. The
+        // list is at most one u32 per page of the cache.
+        let list = pages.get_or_insert_with(|| st.pages.clone());
+        let Some(&page) = list.get(*page_pos) else {
+            drop(st);
+            *pages = None;
+            *page_pos = 0;
+            *class_pos += 1;
+            return true;
+        };
+        // The page may have been moved to another class or freed since
+        // the list was taken; its chunks are this class's size only while
+        // it is on this class's list. `pages` keeps its order when a page
+        // leaves it, so the position is usually still right.
+        let owned = st.pages.get(*page_pos) == Some(&page) || st.pages.contains(&page);
+        if owned && self.slabs.class_of(page << PAGE_SHIFT) == ci {
+            let now = self.clock.now();
+            for id in self.slabs.chunk_ids(ci, page) {
+                let m = self.slabs.raw(id).meta();
+                if m & LINKED != 0 && !is_chain_chunk(m) {
+                    self.metadump_line(id, ci, now, out);
+                }
+            }
+        }
+        drop(st);
+        *page_pos += 1;
+        true
+    }
+
+    /// One metadump line for item `id` of class index `ci`, unless dead.
+    fn metadump_line(&self, id: ItemId, ci: usize, now: u32, out: &mut Vec<u8>) {
+        if self.is_dead(id, now) {
+            return;
+        }
+        let raw = self.slabs.raw(id);
+        let started = self.clock.process_started();
+        out.extend_from_slice(b"key=");
+        uriencode(raw.key(), out);
+        out.extend_from_slice(b" exp=");
+        match raw.exptime() {
+            0 => out.extend_from_slice(b"-1"),
+            exp => push_u64(out, u64::from(exp) + started),
+        }
+        out.extend_from_slice(b" la=");
+        push_u64(out, u64::from(raw.atime()) + started);
+        out.extend_from_slice(b" cas=");
+        push_u64(out, raw.cas());
+        out.extend_from_slice(if raw.access_bits() & FETCHED != 0 {
+            b" fetch=yes cls="
+        } else {
+            b" fetch=no cls="
+        });
+        push_u64(out, ci as u64 + 1);
+        out.extend_from_slice(b" size=");
+        push_u64(out, self.charged_size(raw) as u64 + 2);
+        out.push(b'\n');
     }
 
     /// Frees dead items of one class; returns (checked, reclaimed).

@@ -33,7 +33,7 @@ mod tuning;
 
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
-pub use crawler::{CrawlerCommandError, MetadumpTarget};
+pub use crawler::{CrawlerCommandError, MetadumpCursor, MetadumpTarget};
 pub use item::ItemRef;
 pub use mover::ReassignError;
 pub use ops::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
