@@ -22,7 +22,8 @@ use crate::proto_meta;
 use crate::proto_text::{self, Ctx, Next};
 use crate::settings::Protocol;
 use crate::shared::{ConnInfo, ConnState};
-use mnemo_protocol::text::{self, Line, Request};
+use mnemo_engine::MetadumpCursor;
+use mnemo_protocol::text::{self, CrawlerCmd, Line, Request};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -78,6 +79,9 @@ enum Input {
     /// `GET_PAUSE_BYTES`); its keys resume `offset` bytes into the line
     /// once the output has drained.
     GetResume { offset: usize },
+    /// An `lru_crawler metadump` paused the same way; its line is
+    /// consumed and [`Conn::metadump`] holds where it resumes.
+    MetadumpResume,
 }
 
 /// What the worker should do with the connection after [`Conn::drive`].
@@ -120,6 +124,8 @@ pub struct Conn {
     bin: BinConn,
     /// `-Y`: the ASCII token was accepted.
     ascii_authed: bool,
+    /// The paused metadump, while `input` is `MetadumpResume`.
+    metadump: Option<Box<MetadumpCursor>>,
 }
 
 impl Conn {
@@ -142,6 +148,7 @@ impl Conn {
             proto: None,
             bin: BinConn::default(),
             ascii_authed: false,
+            metadump: None,
         }
     }
 
@@ -317,7 +324,7 @@ impl Conn {
         let want = match self.input {
             Input::Value { need } => need.max(pending + 1),
             Input::Swallow { .. } => READ_BUFFER_SIZE,
-            Input::Command | Input::GetResume { .. } => pending + 1,
+            Input::Command | Input::GetResume { .. } | Input::MetadumpResume => pending + 1,
         };
         if self.rstart > 0
             && (self.rbuf.len() - self.rend < READ_BUFFER_SIZE / 4
@@ -392,6 +399,24 @@ impl Conn {
                 Input::Value { need } if self.rend - self.rstart < need => {
                     self.set_state(ConnState::Nread);
                     return Step::NeedInput;
+                }
+                Input::MetadumpResume => {
+                    // Runs whether or not input is buffered: the dump's
+                    // line is gone, and what follows it waits for the END.
+                    // Like a resumed get, it was counted against -R once.
+                    if self.wbuf.len() - self.wpos >= proto_text::GET_PAUSE_BYTES {
+                        return Step::Drain;
+                    }
+                    self.set_state(ConnState::ParseCmd);
+                    match self.metadump.take() {
+                        Some(cursor) => {
+                            if !self.metadump_step(ctx, cursor) {
+                                return Step::Drain;
+                            }
+                        }
+                        None => self.input = Input::Command,
+                    }
+                    continue;
                 }
                 _ => {}
             }
@@ -570,6 +595,15 @@ impl Conn {
                     }
                 }
             }
+            if let Request::LruCrawler(CrawlerCmd::Metadump(classes)) = req {
+                self.rstart += consumed;
+                if let Some(cursor) = proto_text::metadump_start(ctx, classes, &mut self.wbuf) {
+                    if !self.metadump_step(ctx, Box::new(cursor)) {
+                        return Step::Drain;
+                    }
+                }
+                continue;
+            }
             if req == Request::GetKeyTooLong {
                 // memcached culls every reply it has not sent yet before
                 // answering this one; clients see the same bytes from us.
@@ -583,6 +617,28 @@ impl Conn {
                 Next::Close => return Step::Close,
             }
         }
+    }
+
+    /// Runs a metadump until the output is full enough to pause; true,
+    /// with the connection back to reading commands, once it is done.
+    fn metadump_step(&mut self, ctx: &mut Ctx, mut cursor: Box<MetadumpCursor>) -> bool {
+        let done = proto_text::metadump_step(
+            ctx,
+            &mut cursor,
+            &mut self.wbuf,
+            proto_text::GET_PAUSE_BYTES,
+        );
+        if done {
+            self.metadump = None;
+            self.input = Input::Command;
+            // memcached sends the dump as it goes: a later culling get
+            // must not take it back.
+            self.cull_floor = self.wbuf.len();
+        } else {
+            self.metadump = Some(cursor);
+            self.input = Input::MetadumpResume;
+        }
+        done
     }
 }
 

@@ -6,7 +6,9 @@
 
 use crate::shared::{ConnState, Shared, VERSION};
 use crate::stats::{stat_line, PrefixOp, WorkerStats};
-use mnemo_engine::{ArithOutcome, GetMode, MetadumpTarget, StoreMode, StoreOutcome, ThreadStats};
+use mnemo_engine::{
+    ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, StoreMode, StoreOutcome, ThreadStats,
+};
 use mnemo_protocol::text::{
     self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, Request, StatsCmd, StoreKind,
 };
@@ -231,6 +233,58 @@ pub fn get<'a>(
     None
 }
 
+/// `lru_crawler metadump`'s checks: on a refusal writes the reply and
+/// returns `None`, else a cursor for [`metadump_step`]. Runs once per
+/// dump, before its first byte.
+pub fn metadump_start(ctx: &Ctx, classes: &[u8], out: &mut Vec<u8>) -> Option<MetadumpCursor> {
+    let sh = ctx.shared;
+    if !sh.crawler_enabled.load(Relaxed) {
+        reply(ctx, out, "CLIENT_ERROR lru crawler disabled", false);
+        return None;
+    }
+    if !sh.settings.dump_enabled {
+        reply(ctx, out, "ERROR metadump not allowed", false);
+        return None;
+    }
+    if ctx.pending_output {
+        reply(
+            ctx,
+            out,
+            "ERROR cannot pipeline other commands before metadump",
+            false,
+        );
+        return None;
+    }
+    match MetadumpTarget::parse(&String::from_utf8_lossy(classes)) {
+        Ok(target) => Some(MetadumpCursor::new(target)),
+        Err(e) => {
+            reply(ctx, out, &e.to_string(), false);
+            None
+        }
+    }
+}
+
+/// Continues a metadump until `out` holds `pause_at` bytes; true once its
+/// `END` (or the engine's refusal) is written.
+pub fn metadump_step(
+    ctx: &Ctx,
+    cursor: &mut MetadumpCursor,
+    out: &mut Vec<u8>,
+    pause_at: usize,
+) -> bool {
+    match ctx
+        .shared
+        .engine
+        .lru_crawler_metadump_step(cursor, out, pause_at)
+    {
+        Ok(done) => done,
+        Err(e) => {
+            reply(ctx, out, &e.to_string(), false);
+            true
+        }
+    }
+}
+
 /// Runs every request except the data part of storage commands.
 pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
     let sh = ctx.shared;
@@ -414,24 +468,9 @@ fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
             }
         }
         CrawlerCmd::Metadump(classes) => {
-            if !enabled {
-                return reply(ctx, out, "CLIENT_ERROR lru crawler disabled", false);
-            }
-            if !sh.settings.dump_enabled {
-                return reply(ctx, out, "ERROR metadump not allowed", false);
-            }
-            if ctx.pending_output {
-                return reply(
-                    ctx,
-                    out,
-                    "ERROR cannot pipeline other commands before metadump",
-                    false,
-                );
-            }
-            let target = MetadumpTarget::parse(&String::from_utf8_lossy(classes))
-                .and_then(|t| engine.lru_crawler_metadump(t, out));
-            if let Err(e) = target {
-                reply(ctx, out, &e.to_string(), false);
+            if let Some(mut cursor) = metadump_start(ctx, classes, out) {
+                // Not streamed (UDP, a binary-wrapped text command): whole.
+                metadump_step(ctx, &mut cursor, out, usize::MAX);
             }
         }
         CrawlerCmd::Tocrawl(n) => {

@@ -752,3 +752,104 @@ fn half_closed_clients_are_answered_and_closed() {
     }
     assert_serves(&server, "half-closed clients");
 }
+
+/// `lru_crawler metadump` streams like a multi-get: a client that does not
+/// read holds the server to the pause bound, not the whole dump, others
+/// are served meanwhile, and the dump ends complete with what follows it.
+#[test]
+fn unread_metadump_is_streamed_with_bounded_rss() {
+    let server = Server::mnemo(&["-m", "256", "-t", "2"]);
+    const N: usize = 200_000;
+    // Long keys make the dump (about 125 bytes a line) outweigh the bound.
+    let key = |i: usize| format!("metadump-stream-{i:07}-{}", "k".repeat(40));
+    {
+        let mut c = server.connect();
+        let mut batch = Vec::new();
+        for i in 0..N {
+            batch.extend_from_slice(format!("set {} 0 0 1 noreply\r\nx\r\n", key(i)).as_bytes());
+            if batch.len() > 256 * 1024 {
+                c.send(&batch);
+                batch.clear();
+            }
+        }
+        c.send(&batch);
+        assert!(c.request(b"version\r\n").starts_with(b"VERSION "));
+    }
+    assert_serves(&server, "the fill");
+    let base = rss(server.pid());
+
+    let mut dump = server.connect();
+    // The command after the dump must wait for it and then be answered.
+    dump.send(b"lru_crawler metadump all\r\nversion\r\n");
+    let mut slowest = Duration::ZERO;
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let t = Instant::now();
+        assert_serves(&server, "a metadump nobody reads");
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let grown = rss(server.pid()).saturating_sub(base);
+    eprintln!(
+        "metadump unread: RSS {} MB -> +{} KB, slowest other client {:?}",
+        base / MB,
+        grown / 1024,
+        slowest
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "another client waited {slowest:?} during the dump"
+    );
+
+    let started = Instant::now();
+    let body = dump.read_until(b"END\r\n");
+    let version = dump.read_line();
+    assert!(
+        version.starts_with(b"VERSION "),
+        "{}",
+        support::show(&version)
+    );
+    let text = std::str::from_utf8(&body).expect("utf8 dump");
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines().filter(|l| *l != "END") {
+        let k = line
+            .split(' ')
+            .next()
+            .and_then(|f| f.strip_prefix("key="))
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        // The probe key stored meanwhile may or may not be listed.
+        if k != "probe" {
+            assert!(seen.insert(k.to_string()), "{k} listed twice");
+        }
+    }
+    assert_eq!(seen.len(), N, "items listed");
+    assert!(
+        (0..N).all(|i| seen.contains(&key(i))),
+        "a stored key is missing"
+    );
+    assert!(
+        body.len() as u64 > 20 * MB,
+        "dump of {} bytes is too small to test the bound",
+        body.len()
+    );
+    eprintln!(
+        "metadump: {} MB read in {:?}",
+        body.len() as u64 / MB,
+        started.elapsed()
+    );
+    // Without streaming the whole dump sits in the output buffer.
+    assert!(
+        grown < 16 * MB,
+        "RSS grew by {} MB while a {} MB dump went unread",
+        grown / MB,
+        body.len() as u64 / MB
+    );
+    // The checks still run before a dump's first byte.
+    dump.send(b"get nothing\r\nlru_crawler metadump all\r\n");
+    assert_eq!(dump.read_until(b"END\r\n"), b"END\r\n");
+    assert_eq!(
+        support::show(&dump.read_line()),
+        support::show(b"ERROR cannot pipeline other commands before metadump\r\n")
+    );
+    assert_serves(&server, "the dump");
+}
