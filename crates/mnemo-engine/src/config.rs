@@ -39,6 +39,10 @@ pub struct Config {
     pub temp_lru: bool,
     /// `-o lru_maintainer` / `no_lru_maintainer`.
     pub lru_maintainer: bool,
+    /// memcached's `lru_segmented`: HOT/WARM/COLD when true, only COLD
+    /// (its 1.4-style flat LRU) when false. `no_lru_maintainer` and
+    /// `no_modern` turn it off; `lru mode` switches it at run time.
+    pub lru_segmented: bool,
     /// `-o lru_crawler` / `no_lru_crawler`.
     pub lru_crawler: bool,
     /// `-o lru_crawler_sleep` (microseconds between items).
@@ -80,6 +84,7 @@ impl Default for Config {
             temporary_ttl: 61,
             temp_lru: false,
             lru_maintainer: true,
+            lru_segmented: true,
             lru_crawler: true,
             lru_crawler_sleep: 100,
             lru_crawler_tocrawl: 0,

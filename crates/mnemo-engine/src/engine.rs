@@ -133,6 +133,7 @@ impl Engine {
         c.warm_max_factor = self.tuning.warm_factor();
         c.temp_lru = self.tuning.temp_lru.load(Relaxed);
         c.temporary_ttl = self.tuning.temp_ttl.load(Relaxed);
+        c.lru_segmented = self.tuning.segmented();
         c.slab_automove_ratio = self.tuning.automove_ratio();
         c
     }
@@ -202,7 +203,11 @@ impl Engine {
         let class = &self.slabs.classes[ci];
         let mut st = class.state.lock();
         let now = self.clock.now();
+        let flat = !self.tuning.segmented();
         for _ in 0..16 {
+            if flat {
+                self.reclaim_cold_tail(&mut st, ci, now);
+            }
             if let Some(id) = self.slabs.free_pop(&mut st) {
                 return Some(id);
             }
@@ -416,6 +421,12 @@ impl Engine {
             }
             None => shard.insert(h, id),
         }
+        // In flat mode COLD is the only LRU besides TEMP, as in memcached.
+        let plain = if self.tuning.segmented() {
+            Seg::Hot
+        } else {
+            Seg::Cold
+        };
         let seg = if self.tuning.temp_lru.load(Relaxed) {
             let exp = raw.exptime();
             if exp != 0
@@ -423,10 +434,10 @@ impl Engine {
             {
                 Seg::Temp
             } else {
-                Seg::Hot
+                plain
             }
         } else {
-            Seg::Hot
+            plain
         };
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
@@ -600,10 +611,14 @@ impl Engine {
         s
     }
 
-    /// `stats items`, in memcached's names and order.
+    /// `stats items`, in memcached's names and order. Like memcached, the
+    /// per-segment lines appear only with the LRU maintainer, and
+    /// `number_temp` only while the TEMP LRU is on.
     pub fn stats_items(&self) -> Vec<(String, String)> {
         let (_, per) = self.sum_threads();
         let now = self.clock.now();
+        let maintainer = self.cfg.lru_maintainer;
+        let temp_lru = self.tuning.temp_lru.load(Relaxed);
         let mut out = Vec::new();
         for (ci, class) in self.slabs.classes.iter().enumerate() {
             let st = class.state.lock();
@@ -623,11 +638,16 @@ impl Engine {
             let id = class.id;
             let mut put = |k: &str, v: String| out.push((format!("items:{id}:{k}"), v));
             put("number", n.to_string());
-            put("number_hot", st.lru[Seg::Hot as usize].count.to_string());
-            put("number_warm", st.lru[Seg::Warm as usize].count.to_string());
-            put("number_cold", st.lru[Seg::Cold as usize].count.to_string());
-            put("age_hot", age(Seg::Hot).to_string());
-            put("age_warm", age(Seg::Warm).to_string());
+            if maintainer {
+                put("number_hot", st.lru[Seg::Hot as usize].count.to_string());
+                put("number_warm", st.lru[Seg::Warm as usize].count.to_string());
+                put("number_cold", st.lru[Seg::Cold as usize].count.to_string());
+                if temp_lru {
+                    put("number_temp", st.lru[Seg::Temp as usize].count.to_string());
+                }
+                put("age_hot", age(Seg::Hot).to_string());
+                put("age_warm", age(Seg::Warm).to_string());
+            }
             put("age", age(Seg::Cold).to_string());
             put("mem_requested", st.requested.to_string());
             put("evicted", st.c.evicted.to_string());
@@ -638,13 +658,18 @@ impl Engine {
             put("reclaimed", st.c.reclaimed.to_string());
             put("expired_unfetched", st.c.expired_unfetched.to_string());
             put("evicted_unfetched", st.c.evicted_unfetched.to_string());
-            put("evicted_active", st.c.evicted_active.to_string());
+            if maintainer {
+                put("evicted_active", st.c.evicted_active.to_string());
+            }
             put("crawler_reclaimed", st.c.crawler_reclaimed.to_string());
             put(
                 "crawler_items_checked",
                 st.c.crawler_items_checked.to_string(),
             );
             put("lrutail_reflocked", st.c.lrutail_reflocked.to_string());
+            if !maintainer {
+                continue;
+            }
             put("moves_to_cold", st.c.moves_to_cold.to_string());
             put("moves_to_warm", st.c.moves_to_warm.to_string());
             put("moves_within_lru", st.c.moves_within_lru.to_string());

@@ -40,6 +40,7 @@ pub use ops::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
 pub use slabs::SlabClassInfo;
 pub use slot::KeySlot;
 pub use stats::{EngineStats, ThreadStats};
+pub use tuning::LruTuneError;
 
 mod engine;
 pub use engine::Engine;

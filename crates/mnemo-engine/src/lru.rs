@@ -8,11 +8,18 @@
 //! item at COLD's tail goes to WARM instead of being evicted. HOT and WARM
 //! are capped by their share of the class's items and by age relative to
 //! COLD's tail.
+//!
+//! Flat mode (memcached's `lru_segmented = no`, its 1.4-style LRU): new
+//! items enter COLD (TEMP still applies), a read sets only FETCHED and
+//! moves the item to the head of its list at most once per
+//! `item_update_interval`, evictions take COLD's tail whatever its access
+//! bits, and the maintainer drains whatever HOT and WARM still hold into
+//! COLD.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::engine::Engine;
-use crate::item::{ItemId, Seg, ACTIVE, NIL};
+use crate::item::{ItemId, Raw, Seg, ACTIVE, NIL};
 use crate::slabs::{ClassState, Slabs};
 
 impl Slabs {
@@ -74,8 +81,12 @@ impl Engine {
         if total == 0 {
             return 0;
         }
-        let hot_limit = total * u64::from(self.tuning.hot_pct.load(Relaxed)) / 100;
-        let warm_limit = total * u64::from(self.tuning.warm_pct.load(Relaxed)) / 100;
+        if !self.tuning.segmented() {
+            return self.drain_to_cold(&mut st, ci, now, budget);
+        }
+        // `lru tune` takes any u32 whose sum with the other wraps to <= 80.
+        let hot_limit = total.saturating_mul(u64::from(self.tuning.hot_pct.load(Relaxed))) / 100;
+        let warm_limit = total.saturating_mul(u64::from(self.tuning.warm_pct.load(Relaxed))) / 100;
         let cold_age = self.tail_age(&st, Seg::Cold, now);
         let mut done = 0;
 
@@ -137,6 +148,28 @@ impl Engine {
         done
     }
 
+    /// Flat mode's juggle: memcached gives HOT and WARM a max age of 0
+    /// there, so each of their tails goes to COLD (or is reclaimed if
+    /// dead), and COLD is not juggled. memcached would still send a HOT
+    /// tail marked ACTIVE (from before the switch) to WARM first; here
+    /// ACTIVE is ignored, because mnemo's meta reads keep setting it in
+    /// flat mode and WARM would then never empty.
+    fn drain_to_cold(&self, st: &mut ClassState, ci: usize, now: u32, budget: usize) -> usize {
+        let mut done = 0;
+        for seg in [Seg::Hot, Seg::Warm] {
+            for _ in 0..budget {
+                if st.lru[seg as usize].tail == NIL {
+                    break;
+                }
+                match self.tail_step_to(st, ci, seg, now, Some(Seg::Cold)) {
+                    TailAction::Busy => break,
+                    _ => done += 1,
+                }
+            }
+        }
+        done
+    }
+
     fn tail_age(&self, st: &ClassState, seg: Seg, now: u32) -> u32 {
         let t = st.lru[seg as usize].tail;
         if t == NIL {
@@ -154,6 +187,19 @@ impl Engine {
         seg: Seg,
         now: u32,
     ) -> TailAction {
+        self.tail_step_to(st, ci, seg, now, None)
+    }
+
+    /// As `tail_step`; a live tail goes to `forced` when given, whatever
+    /// its access bits, instead of where the segmented rules send it.
+    fn tail_step_to(
+        &self,
+        st: &mut ClassState,
+        ci: usize,
+        seg: Seg,
+        now: u32,
+        forced: Option<Seg>,
+    ) -> TailAction {
         let id = st.lru[seg as usize].tail;
         let raw = self.slabs.raw(id);
         if self.is_dead(id, now) {
@@ -165,7 +211,7 @@ impl Engine {
         }
         let size = self.charged_size(raw) as u64;
         let active = raw.access_bits() & ACTIVE != 0;
-        let to = match (seg, active) {
+        let to = forced.unwrap_or(match (seg, active) {
             (Seg::Hot, true) => Seg::Warm,
             (Seg::Hot, false) => Seg::Cold,
             (Seg::Warm, true) => Seg::Warm,
@@ -173,7 +219,7 @@ impl Engine {
             (Seg::Cold, true) => Seg::Warm,
             (Seg::Cold, false) => Seg::Cold,
             (Seg::Temp, _) => Seg::Temp,
-        };
+        });
         if active {
             raw.clear_active();
         }
@@ -191,12 +237,17 @@ impl Engine {
     /// Frees a chunk from the COLD tail (or HOT when COLD is empty) to make
     /// room in class `ci`. Expired items go first; active COLD items are
     /// moved to WARM rather than evicted. Returns true when a chunk was freed.
+    /// In flat mode only COLD is evicted from and ACTIVE saves nothing, as
+    /// in memcached (which answers out of memory while COLD is empty).
     pub(crate) fn evict_one(&self, st: &mut ClassState, ci: usize, now: u32) -> bool {
+        let flat = !self.tuning.segmented();
         // memcached walks at most a few items up the tail looking for one
         // it can lock; so do we, but across segments in eviction order.
         for _ in 0..32 {
             let seg = if st.lru[Seg::Cold as usize].tail != NIL {
                 Seg::Cold
+            } else if flat {
+                return false;
             } else if st.lru[Seg::Hot as usize].tail != NIL {
                 Seg::Hot
             } else if st.lru[Seg::Warm as usize].tail != NIL {
@@ -212,7 +263,7 @@ impl Engine {
                     if self.reclaim(st, ci, id, true) {
                         return true;
                     }
-                } else if seg == Seg::Cold && raw.access_bits() & ACTIVE != 0 {
+                } else if !flat && seg == Seg::Cold && raw.access_bits() & ACTIVE != 0 {
                     raw.clear_active();
                     let size = self.charged_size(raw) as u64;
                     self.slabs.lru_unlink(st, id, size);
@@ -233,6 +284,48 @@ impl Engine {
         }
         false
     }
+
+    /// Flat mode, before each allocation attempt: memcached pulls COLD's
+    /// tail without evicting, which frees the expired or flushed items
+    /// there (up to five, stepping past ones it cannot lock) and stops at
+    /// the first live one.
+    pub(crate) fn reclaim_cold_tail(&self, st: &mut ClassState, ci: usize, now: u32) {
+        let mut id = st.lru[Seg::Cold as usize].tail;
+        let mut tries = 0;
+        while id != NIL && tries < 5 {
+            let prev = self.slabs.raw(id).prev();
+            if !self.is_dead(id, now) {
+                break;
+            }
+            self.reclaim(st, ci, id, true);
+            id = prev;
+            tries += 1;
+        }
+    }
+
+    /// A read in flat mode, as memcached's `do_item_update`: FETCHED is set
+    /// (never ACTIVE), and an item whose time is older than
+    /// `item_update_interval` takes the current time and goes back to the
+    /// head of its list. Between those moves its time is left alone, so it
+    /// stays the time of the last move, as memcached's does. The caller
+    /// holds the key's shard lock, so the item stays linked.
+    pub(crate) fn touch_flat(&self, id: ItemId, raw: Raw, now: u32) {
+        let old = raw.atime();
+        let was_active = raw.access_bits() & ACTIVE != 0;
+        let relink = old < now.saturating_sub(self.cfg.item_update_interval);
+        raw.touch_access(if relink { now } else { old });
+        if !was_active {
+            raw.clear_active();
+        }
+        if relink {
+            let ci = self.slabs.class_of(id);
+            let mut st = self.slabs.classes[ci].state.lock();
+            let size = self.charged_size(raw) as u64;
+            let seg = raw.seg();
+            self.slabs.lru_unlink(&mut st, id, size);
+            self.slabs.lru_link(&mut st, id, seg, size);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -252,11 +345,9 @@ mod tests {
     /// counted by the segment they hit.
     #[test]
     fn segments_move_as_memcached_describes() {
-        let e = Engine::new(Config {
-            lru_maintainer: false,
-            ..Config::default()
-        })
-        .unwrap();
+        // Never started, so only the test's own juggles move items; the
+        // maintainer setting stays on for `stats items` to show segments.
+        let e = Engine::new(Config::default()).unwrap();
         let ts = e.new_thread_stats();
         for i in 0..100u32 {
             e.store(
@@ -297,5 +388,203 @@ mod tests {
         e.juggle(0, 1000);
         assert_eq!(count(&e, "number_warm"), 3);
         e.check_invariants().unwrap();
+    }
+
+    /// A flat engine whose threads are never started: only the test's own
+    /// juggles run.
+    fn flat(cfg: Config) -> std::sync::Arc<Engine> {
+        Engine::new(Config {
+            lru_segmented: false,
+            ..cfg
+        })
+        .unwrap()
+    }
+
+    fn set(e: &Engine, ts: &crate::ThreadStats, key: &str, exptime: i64) {
+        e.store(StoreMode::Set, key.as_bytes(), 0, exptime, b"v", 0, ts);
+    }
+
+    /// Flat mode: new items go to COLD (short TTLs still to TEMP), reads
+    /// leave them there, and a juggle moves nothing.
+    #[test]
+    fn flat_mode_links_into_cold_and_hits_stay_there() {
+        let e = flat(Config {
+            temp_lru: true,
+            temporary_ttl: 61,
+            ..Config::default()
+        });
+        let ts = e.new_thread_stats();
+        for i in 0..50u32 {
+            set(&e, &ts, &format!("k{i:03}"), 0);
+        }
+        set(&e, &ts, "short", 30);
+        assert_eq!(count(&e, "number"), 51);
+        assert_eq!(count(&e, "number_cold"), 50);
+        assert_eq!(count(&e, "number_hot"), 0);
+        for _ in 0..3 {
+            e.get(b"k000", GetMode::Get, &ts, |_| ());
+        }
+        e.get(b"short", GetMode::Get, &ts, |_| ());
+        assert_eq!(count(&e, "hits_to_cold"), 3);
+        assert_eq!(count(&e, "hits_to_temp"), 1);
+        e.juggle(0, 1000);
+        assert_eq!(count(&e, "number_cold"), 50);
+        assert_eq!(count(&e, "number_warm"), 0);
+        assert_eq!(count(&e, "moves_to_warm"), 0);
+        assert!(!e.config().lru_segmented);
+        e.check_invariants().unwrap();
+    }
+
+    /// `lru mode flat` on a segmented LRU: the next juggle empties HOT and
+    /// WARM into COLD, active items included, and new items go to COLD.
+    #[test]
+    fn switching_to_flat_drains_hot_and_warm_into_cold() {
+        let e = Engine::new(Config::default()).unwrap();
+        let ts = e.new_thread_stats();
+        for i in 0..100u32 {
+            set(&e, &ts, &format!("k{i:03}"), 0);
+        }
+        for k in [b"k000", b"k001", b"k099"] {
+            for _ in 0..2 {
+                e.get(k, GetMode::Get, &ts, |_| ());
+            }
+        }
+        e.juggle(0, 1000);
+        assert_eq!(count(&e, "number_warm"), 2);
+        assert!(count(&e, "number_hot") > 0);
+        e.set_lru_segmented(false);
+        e.juggle(0, 1000);
+        assert_eq!(count(&e, "number_hot"), 0);
+        assert_eq!(count(&e, "number_warm"), 0);
+        assert_eq!(count(&e, "number_cold"), 100);
+        set(&e, &ts, "new", 0);
+        assert_eq!(count(&e, "number_cold"), 101);
+        e.check_invariants().unwrap();
+        // And back: new items enter HOT again.
+        e.set_lru_segmented(true);
+        set(&e, &ts, "newer", 0);
+        assert_eq!(count(&e, "number_hot"), 1);
+        e.check_invariants().unwrap();
+    }
+
+    fn fill_until_evicted(e: &Engine, ts: &crate::ThreadStats) {
+        for i in 0..1_000_000u32 {
+            e.store(
+                StoreMode::Set,
+                format!("f{i:06}").as_bytes(),
+                0,
+                0,
+                &[b'x'; 100],
+                0,
+                ts,
+            );
+            if e.stats().evictions > 0 {
+                return;
+            }
+        }
+        panic!("no eviction");
+    }
+
+    /// Flat eviction takes COLD's tail even when it is ACTIVE (no rescue
+    /// to WARM), and a read of an item older than item_update_interval
+    /// moves it to COLD's head, so the next-oldest goes first. Keys are all
+    /// seven bytes so every item shares one slab class.
+    #[test]
+    fn flat_mode_evicts_cold_tail_and_reads_refresh_position() {
+        let cfg = Config {
+            mem_limit: 1 << 20,
+            ..Config::default()
+        };
+        let big = [b'x'; 100];
+        // An ACTIVE tail (two meta-style reads) is evicted all the same.
+        let e = flat(cfg.clone());
+        let ts = e.new_thread_stats();
+        for k in [b"k00000a", b"k00000b"] {
+            e.store(StoreMode::Set, k, 0, 0, &big, 0, &ts);
+        }
+        for _ in 0..2 {
+            e.lock_key(b"k00000a", &ts).bump();
+        }
+        fill_until_evicted(&e, &ts);
+        assert!(e.get(b"k00000a", GetMode::Get, &ts, |_| ()).is_none());
+        assert!(e.get(b"k00000b", GetMode::Get, &ts, |_| ()).is_some());
+        assert_eq!(count(&e, "moves_to_warm"), 0);
+        e.check_invariants().unwrap();
+
+        // A read after the update interval moves the oldest ahead of the next.
+        let e = flat(cfg);
+        let ts = e.new_thread_stats();
+        for k in [b"k00000a", b"k00000b"] {
+            e.store(StoreMode::Set, k, 0, 0, &big, 0, &ts);
+        }
+        e.clock().advance(61);
+        e.get(b"k00000a", GetMode::Get, &ts, |_| ());
+        fill_until_evicted(&e, &ts);
+        assert!(e.get(b"k00000b", GetMode::Get, &ts, |_| ()).is_none());
+        assert!(e.get(b"k00000a", GetMode::Get, &ts, |_| ()).is_some());
+        e.check_invariants().unwrap();
+    }
+
+    /// Expired items at COLD's tail are reclaimed before a flat-mode
+    /// allocation, even with free memory, as memcached's pull does.
+    #[test]
+    fn flat_mode_reclaims_expired_cold_tail_on_alloc() {
+        let e = flat(Config::default());
+        let ts = e.new_thread_stats();
+        set(&e, &ts, "old", 10);
+        e.clock().advance(11);
+        set(&e, &ts, "new", 0);
+        assert_eq!(count(&e, "reclaimed"), 1);
+        assert_eq!(count(&e, "number"), 1);
+        e.check_invariants().unwrap();
+    }
+
+    /// `stats items` prints the segment lines only with the maintainer,
+    /// and `number_temp` only with the TEMP LRU, as memcached does.
+    #[test]
+    fn stats_items_lines_follow_the_maintainer() {
+        let names = |cfg: Config| -> Vec<String> {
+            let e = Engine::new(cfg).unwrap();
+            let ts = e.new_thread_stats();
+            set(&e, &ts, "k", 0);
+            e.stats_items()
+                .into_iter()
+                .map(|(k, _)| k.trim_start_matches("items:1:").to_string())
+                .collect()
+        };
+        let with = names(Config::default());
+        assert!(with.iter().any(|k| k == "number_cold"));
+        assert!(with.iter().any(|k| k == "hits_to_temp"));
+        assert!(!with.iter().any(|k| k == "number_temp"));
+        let temp = names(Config {
+            temp_lru: true,
+            ..Config::default()
+        });
+        let at = temp.iter().position(|k| k == "number_temp");
+        assert_eq!(at, Some(4), "{temp:?}");
+        let without = names(Config {
+            lru_maintainer: false,
+            lru_segmented: false,
+            ..Config::default()
+        });
+        assert_eq!(
+            without,
+            [
+                "number",
+                "age",
+                "mem_requested",
+                "evicted",
+                "evicted_nonzero",
+                "evicted_time",
+                "outofmemory",
+                "tailrepairs",
+                "reclaimed",
+                "expired_unfetched",
+                "evicted_unfetched",
+                "crawler_reclaimed",
+                "crawler_items_checked",
+                "lrutail_reflocked",
+            ]
+        );
     }
 }

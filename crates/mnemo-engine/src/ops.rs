@@ -103,7 +103,11 @@ impl Engine {
             }
         }
         let item = ItemRef::new(raw, self, ci as u32 + 1);
-        raw.touch_access(now);
+        if self.tuning.segmented() {
+            raw.touch_access(now);
+        } else {
+            self.touch_flat(id, raw, now);
+        }
         Some(f(&item))
     }
 

@@ -1,7 +1,8 @@
-//! Settings that change at run time (`lru tune`, `lru temp_ttl`,
-//! `slabs automove ratio`), read by the background threads and the link
-//! path without a lock.
+//! Settings that change at run time (`lru tune`, `lru mode`, `lru
+//! temp_ttl`, `slabs automove ratio`), read by the background threads and
+//! the link path without a lock.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::config::Config;
@@ -14,6 +15,9 @@ pub(crate) struct Tuning {
     warm_factor: AtomicU64,
     pub temp_lru: AtomicBool,
     pub temp_ttl: AtomicU32,
+    /// memcached's `lru_segmented`: false is its flat ("compat") mode,
+    /// where COLD is the only LRU new items enter.
+    pub segmented: AtomicBool,
     automove_ratio: AtomicU64,
 }
 
@@ -26,6 +30,7 @@ impl Tuning {
             warm_factor: AtomicU64::new(cfg.warm_max_factor.to_bits()),
             temp_lru: AtomicBool::new(cfg.temp_lru),
             temp_ttl: AtomicU32::new(cfg.temporary_ttl),
+            segmented: AtomicBool::new(cfg.lru_segmented),
             automove_ratio: AtomicU64::new(cfg.slab_automove_ratio.to_bits()),
         }
     }
@@ -38,27 +43,70 @@ impl Tuning {
     pub fn automove_ratio(&self) -> f64 {
         f64::from_bits(self.automove_ratio.load(Relaxed))
     }
+    #[inline]
+    pub fn segmented(&self) -> bool {
+        self.segmented.load(Relaxed)
+    }
 }
 
+/// Why `lru tune` refused its arguments, in the order memcached checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LruTuneError {
+    /// The HOT and WARM percentages add up to more than 80.
+    PctsOver80,
+    /// A max-age factor is zero or negative.
+    FactorNotPositive,
+}
+
+impl LruTuneError {
+    /// The line memcached 1.6.18 answers with.
+    pub fn message(self) -> &'static str {
+        match self {
+            LruTuneError::PctsOver80 => "ERROR hot and warm pcts must not exceed 80",
+            LruTuneError::FactorNotPositive => "ERROR hot/warm age factors must be greater than 0",
+        }
+    }
+}
+
+impl fmt::Display for LruTuneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for LruTuneError {}
+
 impl Engine {
-    /// `lru tune <hot pct> <warm pct> <hot max factor> <warm max factor>`.
-    /// Refused (false) when the two percentages pass 80 together, as in
-    /// memcached.
-    pub fn lru_tune(&self, hot_pct: u32, warm_pct: u32, hot_factor: f64, warm_factor: f64) -> bool {
-        if hot_pct == 0
-            || warm_pct == 0
-            || hot_pct + warm_pct > 80
-            || hot_factor <= 0.0
-            || warm_factor <= 0.0
-        {
-            return false;
+    /// `lru tune <hot pct> <warm pct> <hot max factor> <warm max factor>`,
+    /// checked as memcached checks it: a 0 percentage is accepted, and the
+    /// sum is taken in 32 bits (so it wraps, as memcached's does). A NaN
+    /// factor is not "<= 0" and passes, as in memcached.
+    pub fn lru_tune(
+        &self,
+        hot_pct: u32,
+        warm_pct: u32,
+        hot_factor: f64,
+        warm_factor: f64,
+    ) -> Result<(), LruTuneError> {
+        if hot_pct.wrapping_add(warm_pct) > 80 {
+            return Err(LruTuneError::PctsOver80);
+        }
+        if warm_factor <= 0.0 || hot_factor <= 0.0 {
+            return Err(LruTuneError::FactorNotPositive);
         }
         let t = &self.tuning;
         t.hot_pct.store(hot_pct, Relaxed);
         t.warm_pct.store(warm_pct, Relaxed);
         t.hot_factor.store(hot_factor.to_bits(), Relaxed);
         t.warm_factor.store(warm_factor.to_bits(), Relaxed);
-        true
+        Ok(())
+    }
+
+    /// `lru mode segmented|flat`. Switching to flat wakes the maintainer,
+    /// which then drains HOT and WARM into COLD.
+    pub fn set_lru_segmented(&self, segmented: bool) {
+        self.tuning.segmented.store(segmented, Relaxed);
+        self.wake.1.notify_all();
     }
 
     /// `lru temp_ttl <n>`: items with a TTL at or below n go to the TEMP

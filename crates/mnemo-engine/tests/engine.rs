@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use mnemo_engine::{ArithOutcome, Config, Engine, GetMode, StoreMode, StoreOutcome, ThreadStats};
+use mnemo_engine::{
+    ArithOutcome, Config, Engine, GetMode, LruTuneError, StoreMode, StoreOutcome, ThreadStats,
+};
 
 fn engine(cfg: Config) -> (Arc<Engine>, Arc<ThreadStats>) {
     let e = Engine::new(cfg).expect("config");
@@ -597,13 +599,85 @@ fn admin_calls_cachedump_unlink_tune() {
     e.unlink_key(b"a");
     assert!(get(&e, &ts, b"a").is_none());
     assert_eq!(e.stats().delete_hits + e.stats().delete_misses, 0);
-    assert!(e.lru_tune(10, 30, 0.1, 2.0));
-    assert!(!e.lru_tune(50, 40, 0.1, 2.0));
+    assert_eq!(e.lru_tune(10, 30, 0.1, 2.0), Ok(()));
+    assert_eq!(e.lru_tune(50, 40, 0.1, 2.0), Err(LruTuneError::PctsOver80));
     assert_eq!((e.config().hot_lru_pct, e.config().warm_lru_pct), (10, 30));
     e.lru_temp_ttl(30);
     assert!(e.config().temp_lru);
     e.flush_all(0);
     assert!(e.oldest_live() > 0);
+    e.shutdown();
+}
+
+/// `lru tune` checks as memcached's `process_lru_command` does: the sum
+/// first (in 32 bits), then the factors; a 0 percentage is fine; a refused
+/// call changes nothing.
+#[test]
+fn lru_tune_refuses_what_memcached_refuses() {
+    let (e, _ts) = small();
+    let tuned = |e: &Engine| {
+        let c = e.config();
+        (
+            c.hot_lru_pct,
+            c.warm_lru_pct,
+            c.hot_max_factor,
+            c.warm_max_factor,
+        )
+    };
+    assert_eq!(e.lru_tune(0, 0, 0.5, 1.5), Ok(()));
+    assert_eq!(tuned(&e), (0, 0, 0.5, 1.5));
+    assert_eq!(e.lru_tune(40, 40, 1.0, 1.0), Ok(()));
+    assert_eq!(e.lru_tune(41, 40, 1.0, 1.0), Err(LruTuneError::PctsOver80));
+    // The sum is checked before the factors.
+    assert_eq!(e.lru_tune(81, 0, 0.0, -1.0), Err(LruTuneError::PctsOver80));
+    assert_eq!(
+        e.lru_tune(10, 10, 0.0, 1.0),
+        Err(LruTuneError::FactorNotPositive)
+    );
+    assert_eq!(
+        e.lru_tune(10, 10, 1.0, -0.5),
+        Err(LruTuneError::FactorNotPositive)
+    );
+    assert_eq!(tuned(&e), (40, 40, 1.0, 1.0));
+    // memcached adds the two as uint32_t, so this sum wraps to 0.
+    assert_eq!(e.lru_tune(u32::MAX, 1, 1.0, 1.0), Ok(()));
+    assert_eq!(e.config().hot_lru_pct, u32::MAX);
+    assert_eq!(
+        LruTuneError::PctsOver80.message(),
+        "ERROR hot and warm pcts must not exceed 80"
+    );
+    assert_eq!(
+        LruTuneError::FactorNotPositive.message(),
+        "ERROR hot/warm age factors must be greater than 0"
+    );
+    e.check_invariants().unwrap();
+}
+
+/// `lru mode` through the public interface, with the maintainer running:
+/// after a switch to flat, HOT and WARM empty into COLD on their own.
+#[test]
+fn lru_mode_flat_drains_with_the_maintainer() {
+    let (e, ts) = small();
+    e.start();
+    for i in 0..200u32 {
+        set(&e, &ts, format!("m{i:03}").as_bytes(), b"v");
+    }
+    e.set_lru_segmented(false);
+    assert!(!e.config().lru_segmented);
+    let count = |name: &str| -> u64 {
+        e.stats_items()
+            .iter()
+            .find(|(k, _)| k == &format!("items:1:{name}"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count("number_cold") != 200 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(count("number_cold"), 200);
+    assert_eq!(count("number_hot") + count("number_warm"), 0);
+    e.check_invariants().unwrap();
     e.shutdown();
 }
 
