@@ -246,8 +246,8 @@ pub enum Automove {
     Ratio(f64),
 }
 
-/// `lru_crawler ...` variants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `lru_crawler ...` variants, and `lru ...`: the LRU's administration.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum CrawlerCmd<'a> {
     Crawl(&'a [u8]),
     Metadump(&'a [u8]),
@@ -255,6 +255,33 @@ pub enum CrawlerCmd<'a> {
     Sleep(u32),
     Enable,
     Disable,
+    /// `lru tune|mode|temp_ttl ...` with well-formed arguments. It rides
+    /// in this variant rather than its own so that request matches
+    /// outside this crate (the proxy's, which answers all administration
+    /// with `ERROR`) keep compiling unchanged.
+    Lru {
+        cmd: LruCmd,
+        noreply: bool,
+    },
+}
+
+/// `lru ...` variants, arguments read as memcached 1.6.18 reads them. The
+/// checks that need the engine (percentages and factors for `tune`, a
+/// running maintainer for `mode` and `temp_ttl`) are the server's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LruCmd {
+    /// `lru tune <hot pct> <warm pct> <hot max factor> <warm max factor>`.
+    Tune {
+        hot_pct: u32,
+        warm_pct: u32,
+        hot_factor: f64,
+        warm_factor: f64,
+    },
+    /// `lru mode flat|segmented`.
+    Mode { segmented: bool },
+    /// `lru temp_ttl <n>`: negative turns the TEMP LRU off. memcached
+    /// reads it as a `long` and keeps 32 bits of it.
+    TempTtl(i32),
 }
 
 /// One parsed request. Slices point into the read buffer.
@@ -506,6 +533,7 @@ fn parse_tokens(line: &[u8]) -> Request<'_> {
         }
         b"slabs" => parse_slabs(&t),
         b"lru_crawler" => parse_crawler(&t),
+        b"lru" => parse_lru(&t),
         _ => {
             // Unknown commands starting like a known family are plain errors
             // in memcached; only the rest are checked for an HTTP request,
@@ -683,6 +711,45 @@ fn parse_crawler<'a>(t: &Tokens<'a>) -> Request<'a> {
         _ => return error("ERROR"),
     };
     Request::LruCrawler(cmd)
+}
+
+/// memcached's `process_lru_command`, after `WANT_TOKENS_MIN(ntokens, 3)`
+/// (`n` counts real tokens, one fewer than its `ntokens`). noreply is taken
+/// from the last token before anything is checked, so it silences the
+/// errors too.
+fn parse_lru<'a>(t: &Tokens<'a>) -> Request<'a> {
+    let n = t.len();
+    if n < 2 {
+        return error("ERROR");
+    }
+    let noreply = t.noreply();
+    let cmd = match t.get(1) {
+        b"tune" if n >= 6 => match (
+            strtoul32(t.get(2)),
+            strtoul32(t.get(3)),
+            strtod(t.get(4)),
+            strtod(t.get(5)),
+        ) {
+            (Some(hot_pct), Some(warm_pct), Some(hot_factor), Some(warm_factor)) => LruCmd::Tune {
+                hot_pct,
+                warm_pct,
+                hot_factor,
+                warm_factor,
+            },
+            _ => return error_nr("ERROR", noreply),
+        },
+        b"mode" if n >= 3 => match t.get(2) {
+            b"flat" => LruCmd::Mode { segmented: false },
+            b"segmented" => LruCmd::Mode { segmented: true },
+            _ => return error_nr("ERROR", noreply),
+        },
+        b"temp_ttl" if n >= 3 => match strtol32(t.get(2)) {
+            Some(ttl) => LruCmd::TempTtl(ttl),
+            None => return error_nr("ERROR", noreply),
+        },
+        _ => return error_nr("ERROR", noreply),
+    };
+    Request::LruCrawler(CrawlerCmd::Lru { cmd, noreply })
 }
 
 // ---- numbers, the way memcached's safe_strto* read them ----

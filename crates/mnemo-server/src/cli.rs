@@ -471,11 +471,11 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
         }
         "lru_maintainer" => {
             e.lru_maintainer = true;
-            s.lru_segmented = true;
+            e.lru_segmented = true;
         }
         "no_lru_maintainer" => {
             e.lru_maintainer = false;
-            s.lru_segmented = false;
+            e.lru_segmented = false;
         }
         "hot_lru_pct" | "warm_lru_pct" => {
             let v: i64 = sub_num(name, need(value, &format!("Missing {name} argument"))?)?;
@@ -547,7 +547,7 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
             e.slab_reassign = false;
             e.slab_automove = 0;
             s.maxconns_fast = false;
-            s.lru_segmented = false;
+            e.lru_segmented = false;
             s.hash_algorithm = "jenkins";
             e.lru_crawler = false;
             e.lru_maintainer = false;
@@ -758,6 +758,13 @@ mod tests {
         assert_eq!(s.engine.hashpower_init, 20);
         let s = run(&["-o", "no_modern"]);
         assert!(!s.maxconns_fast && !s.engine.slab_reassign);
+        assert!(!s.engine.lru_segmented && !s.engine.lru_maintainer);
+        assert!(!run(&["-o", "no_lru_maintainer"]).engine.lru_segmented);
+        assert!(
+            run(&["-o", "no_lru_maintainer,lru_maintainer"])
+                .engine
+                .lru_segmented
+        );
         let s = run(&[
             "-o",
             "temporary_ttl=30,hot_lru_pct=10,warm_lru_pct=50,tail_repair_time=20",

@@ -10,7 +10,7 @@ use mnemo_engine::{
     ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, StoreMode, StoreOutcome, ThreadStats,
 };
 use mnemo_protocol::text::{
-    self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, Request, StatsCmd, StoreKind,
+    self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, LruCmd, Request, StatsCmd, StoreKind,
 };
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -497,6 +497,34 @@ fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
                 reply(ctx, out, "ERROR failed to stop lru crawler thread", false);
             }
         }
+        CrawlerCmd::Lru { cmd, noreply } => lru(ctx, cmd, noreply, out),
+    }
+}
+
+/// `lru tune|mode|temp_ttl`, as memcached's `process_lru_command`: `mode`
+/// and `temp_ttl` exist only while the LRU maintainer runs.
+fn lru(ctx: &Ctx, cmd: LruCmd, noreply: bool, out: &mut Vec<u8>) {
+    let engine = &ctx.shared.engine;
+    let maintainer = engine.config().lru_maintainer;
+    match cmd {
+        LruCmd::Tune {
+            hot_pct,
+            warm_pct,
+            hot_factor,
+            warm_factor,
+        } => match engine.lru_tune(hot_pct, warm_pct, hot_factor, warm_factor) {
+            Ok(()) => reply(ctx, out, "OK", noreply),
+            Err(e) => reply(ctx, out, e.message(), noreply),
+        },
+        LruCmd::Mode { segmented } if maintainer => {
+            engine.set_lru_segmented(segmented);
+            reply(ctx, out, "OK", noreply);
+        }
+        LruCmd::TempTtl(ttl) if maintainer => {
+            engine.lru_temp_ttl(i64::from(ttl));
+            reply(ctx, out, "OK", noreply);
+        }
+        LruCmd::Mode { .. } | LruCmd::TempTtl(_) => reply(ctx, out, "ERROR", noreply),
     }
 }
 
@@ -739,9 +767,11 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "dump_enabled", yes(s.dump_enabled));
     stat_line(out, "hash_algorithm", s.hash_algorithm);
     stat_line(out, "lru_maintainer_thread", yes(c.lru_maintainer));
-    stat_line(out, "lru_segmented", yes(s.lru_segmented));
-    stat_line(out, "hot_lru_pct", c.hot_lru_pct);
-    stat_line(out, "warm_lru_pct", c.warm_lru_pct);
+    stat_line(out, "lru_segmented", yes(c.lru_segmented));
+    // memcached keeps the percentages in an int and prints them with %d,
+    // so a huge `lru tune` value shows negative there.
+    stat_line(out, "hot_lru_pct", c.hot_lru_pct as i32);
+    stat_line(out, "warm_lru_pct", c.warm_lru_pct as i32);
     stat_line(out, "hot_max_factor", format!("{:.2}", c.hot_max_factor));
     stat_line(out, "warm_max_factor", format!("{:.2}", c.warm_max_factor));
     stat_line(out, "temp_lru", yes(c.temp_lru));

@@ -615,6 +615,72 @@ const STATS: &[Case] = &[
     c("stats empty", b"stats \r\n").before(&[SET_A]),
 ];
 
+// ---------------------------------------------------------------- lru
+// `lru tune|mode|temp_ttl`, each followed by the whole `stats settings`
+// (hot_lru_pct, warm_lru_pct, hot_max_factor, warm_max_factor, temp_lru,
+// temporary_ttl, lru_segmented compared exactly).
+const LRU: &[Case] = &[
+    c("lru tune", b"lru tune 10 30 0.1 2\r\nstats settings\r\n"),
+    c("lru tune zero pcts", b"lru tune 0 0 1 1.005\r\nstats settings\r\n"),
+    c("lru tune extra tokens", b"lru tune 10 10 1 1 extra\r\nstats settings\r\n"),
+    c(
+        "lru tune pcts over 80",
+        b"lru tune 50 31 0.1 2\r\nlru tune 81 0 0 0\r\nlru tune 40 40 0.5 0.5\r\nstats settings\r\n",
+    ),
+    c(
+        "lru tune factors not positive",
+        b"lru tune 10 10 0 1\r\nlru tune 10 10 1 -1\r\nlru tune 10 10 -0.0 1\r\nstats settings\r\n",
+    ),
+    c(
+        "lru tune bad numbers",
+        b"lru tune x 10 1 1\r\nlru tune 10 10 1 1x\r\nlru tune -1 10 1 1\r\nlru tune 10 10 .\r\nlru tune 10 10 1\r\nlru tune\r\nstats settings\r\n",
+    ),
+    c(
+        "lru tune pcts wrap in 32 bits",
+        b"lru tune 4294967295 1 1 1\r\nstats settings\r\nlru tune 4294967296 80 1 1\r\nstats settings\r\n",
+    ),
+    c(
+        "lru tune noreply",
+        b"lru tune 10 30 0.1 2 noreply\r\nlru tune 50 50 1 1 noreply\r\nlru tune 10 10 0 1 noreply\r\nlru tune 10 10 x 1 noreply\r\nstats settings\r\n",
+    ),
+    c(
+        "lru mode",
+        b"lru mode flat\r\nstats settings\r\nlru mode segmented\r\nlru mode bogus\r\nlru mode\r\nstats settings\r\n",
+    ),
+    c(
+        "lru mode noreply",
+        b"lru mode flat noreply\r\nlru mode bogus noreply\r\nstats settings\r\n",
+    ),
+    c(
+        "lru temp_ttl",
+        b"lru temp_ttl 30\r\nstats settings\r\nlru temp_ttl -1\r\nlru temp_ttl x\r\nlru temp_ttl\r\nstats settings\r\n",
+    ),
+    c(
+        "lru temp_ttl keeps 32 bits",
+        b"lru temp_ttl 4294967306\r\nstats settings\r\nlru temp_ttl 2147483648\r\nstats settings\r\n",
+    ),
+    c(
+        "lru temp_ttl noreply",
+        b"lru temp_ttl 0 noreply\r\nlru temp_ttl x noreply\r\nstats settings\r\n",
+    ),
+    c(
+        "lru bad forms",
+        b"lru\r\nlru noreply\r\nlru bogus\r\nlru bogus 1 2 3 4\r\nlru Mode flat\r\nlru  mode  flat\r\n",
+    ),
+    c(
+        "lru without maintainer",
+        b"lru mode flat\r\nlru mode segmented\r\nlru temp_ttl 10\r\nlru mode bogus\r\nlru mode flat noreply\r\nlru tune 10 10 1 1\r\nstats settings\r\n",
+    )
+    .args(&["-o", "no_lru_maintainer"]),
+    c(
+        "lru with no_modern",
+        b"lru mode segmented\r\nlru temp_ttl 5\r\nlru tune 5 5 0.5 0.5\r\nstats settings\r\n",
+    )
+    .args(&["-o", "no_modern"]),
+    c("lru with temporary_ttl", b"lru temp_ttl -5\r\nstats settings\r\n")
+        .args(&["-o", "temporary_ttl=40"]),
+];
+
 /// STAT values that legitimately differ between two servers: process
 /// identity, clocks, CPU usage, buffer pools and counters driven by
 /// background threads (LRU maintainer, crawler) whose timing varies even
@@ -1469,4 +1535,96 @@ groups! {
     ERRORS: errors_matches_memcached, errors_memcached_against_itself;
     PIPELINE: pipeline_matches_memcached, pipeline_memcached_against_itself;
     STATS: stats_matches_memcached, stats_memcached_against_itself;
+    LRU: lru_matches_memcached, lru_memcached_against_itself;
+}
+
+/// `stats items` (class id collapsed; `age*` and the geometry-bound
+/// `mem_requested` masked) and `stats cachedump` of the items' class after
+/// storing 20 items and reading two of them three times. cachedump lists
+/// COLD, so all 20 appear only when new items went to COLD (flat mode);
+/// with the maintainer, `number_cold` says so too.
+fn flat_segments(kind: Kind, args: &[&str], first: &[u8]) -> String {
+    let server = Server::start(kind, args);
+    let mut c = server.connect();
+    let mut out = String::new();
+    let mut take = |bytes: Vec<u8>| out.push_str(&String::from_utf8_lossy(&bytes));
+    if !first.is_empty() {
+        c.send(first);
+        take(c.read_until(b"\r\n"));
+    }
+    for i in 0..20 {
+        c.send(format!("set lru{i:02} 0 0 5\r\nvalue\r\n").as_bytes());
+        take(c.read_until(b"\r\n"));
+    }
+    for _ in 0..3 {
+        c.send(b"get lru00 lru05\r\n");
+        take(c.read_until(b"END\r\n"));
+    }
+    c.send(b"stats items\r\n");
+    let items = String::from_utf8_lossy(&c.read_until(b"END\r\n")).into_owned();
+    let class = items
+        .split(':')
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}: no items: {items}", kind.name()))
+        .to_string();
+    for line in items.lines() {
+        let mut words = line.split(' ');
+        let (Some(_), Some(name), Some(value)) = (words.next(), words.next(), words.next()) else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let stat = name.rsplit(':').next().unwrap_or(name);
+        let value = if stat.starts_with("age") || stat == "mem_requested" {
+            "<masked>"
+        } else {
+            value
+        };
+        out.push_str(&format!("STAT items:*:{stat} {value}\n"));
+    }
+    if items.contains(":number_cold ") {
+        assert!(
+            items.contains(&format!("items:{class}:number_cold 20\r\n")),
+            "{}: not flat: {items}",
+            kind.name()
+        );
+    }
+    c.send(format!("stats cachedump {class} 0\r\n").as_bytes());
+    let dump = String::from_utf8_lossy(&c.read_until(b"END\r\n")).into_owned();
+    assert_eq!(
+        dump.matches("ITEM lru").count(),
+        20,
+        "{}: not all in COLD: {dump}",
+        kind.name()
+    );
+    out + &dump
+}
+
+/// Servers that run flat (`-o no_modern`, `-o no_lru_maintainer`, or
+/// `lru mode flat` at run time) put new items in COLD and keep read ones
+/// there, and print `stats items` as memcached does in each case.
+fn compare_flat_segments(a: Kind, b: Kind) {
+    support::require_tool("memcached");
+    let runs: [(&[&str], &[u8]); 3] = [
+        (&["-o", "no_modern"], b""),
+        (&["-o", "no_lru_maintainer"], b""),
+        (&[], b"lru mode flat\r\n"),
+    ];
+    for (args, first) in runs {
+        let (left, right) = both(
+            || flat_segments(a, args, first),
+            || flat_segments(b, args, first),
+        );
+        assert_eq!(left, right, "args {args:?}, first {}", show(first));
+    }
+}
+
+#[test]
+fn flat_lru_segments_match_memcached() {
+    compare_flat_segments(Kind::Memcached, Kind::Mnemo);
+}
+
+#[test]
+fn flat_lru_segments_memcached_against_itself() {
+    compare_flat_segments(Kind::Memcached, Kind::Memcached);
 }

@@ -345,6 +345,66 @@ fn admin_commands() {
     assert_eq!(parse(b"lru_crawler"), err("ERROR"));
 }
 
+fn lru(cmd: LruCmd, noreply: bool) -> Request<'static> {
+    Request::LruCrawler(CrawlerCmd::Lru { cmd, noreply })
+}
+
+fn err_nr(msg: &'static str) -> Request<'static> {
+    Request::Error { msg, noreply: true }
+}
+
+/// `lru`, as memcached's `process_lru_command` reads it: at least one
+/// argument, `tune` with four, `mode`/`temp_ttl` with one; noreply from the
+/// last token, silencing errors too.
+#[test]
+fn lru_commands() {
+    let tune = |hot_pct, warm_pct, hot_factor, warm_factor| LruCmd::Tune {
+        hot_pct,
+        warm_pct,
+        hot_factor,
+        warm_factor,
+    };
+    assert_eq!(
+        parse(b"lru tune 10 30 0.1 2"),
+        lru(tune(10, 30, 0.1, 2.0), false)
+    );
+    assert_eq!(
+        parse(b"lru tune 10 30 0.1 2 noreply"),
+        lru(tune(10, 30, 0.1, 2.0), true)
+    );
+    // Range checks are the engine's; numbers 2^32 and up keep 32 bits.
+    assert_eq!(
+        parse(b"lru tune 0 4294967296 -1 0"),
+        lru(tune(0, 0, -1.0, 0.0), false)
+    );
+    assert_eq!(parse(b"lru tune 10 30 0.1"), err("ERROR"));
+    assert_eq!(parse(b"lru tune 10 30 0.1 noreply"), err_nr("ERROR"));
+    assert_eq!(parse(b"lru tune -1 30 0.1 2"), err("ERROR"));
+    assert_eq!(parse(b"lru tune 10 30 x 2"), err("ERROR"));
+    assert_eq!(parse(b"lru tune 10 30 0.1 2x"), err("ERROR"));
+    assert_eq!(
+        parse(b"lru mode flat"),
+        lru(LruCmd::Mode { segmented: false }, false)
+    );
+    assert_eq!(
+        parse(b"lru mode segmented noreply"),
+        lru(LruCmd::Mode { segmented: true }, true)
+    );
+    assert_eq!(parse(b"lru mode FLAT"), err("ERROR"));
+    assert_eq!(parse(b"lru mode"), err("ERROR"));
+    assert_eq!(parse(b"lru temp_ttl 30"), lru(LruCmd::TempTtl(30), false));
+    assert_eq!(parse(b"lru temp_ttl -1"), lru(LruCmd::TempTtl(-1), false));
+    assert_eq!(
+        parse(b"lru temp_ttl 4294967295"),
+        lru(LruCmd::TempTtl(-1), false)
+    );
+    assert_eq!(parse(b"lru temp_ttl x"), err("ERROR"));
+    assert_eq!(parse(b"lru temp_ttl noreply"), err_nr("ERROR"));
+    assert_eq!(parse(b"lru"), err("ERROR"));
+    assert_eq!(parse(b"lru noreply"), err_nr("ERROR"));
+    assert_eq!(parse(b"lru bogus 1 2 3 4"), err("ERROR"));
+}
+
 #[test]
 fn numbers_like_libc() {
     assert_eq!(strtoull(b"+5"), Some(5));
@@ -388,7 +448,7 @@ proptest! {
     #[test]
     fn never_panics_on_command_like_input(
         cmd in prop::sample::select(vec!["get", "gets", "gat", "gats", "set", "add", "cas", "incr",
-            "decr", "delete", "touch", "flush_all", "verbosity", "stats", "slabs", "lru_crawler",
+            "decr", "delete", "touch", "flush_all", "verbosity", "stats", "slabs", "lru_crawler", "lru",
             "cache_memlimit", "shutdown"]),
         args in proptest::collection::vec("[ -~]{0,12}", 0..30),
     ) {
