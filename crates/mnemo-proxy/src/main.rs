@@ -178,7 +178,7 @@ fn main() -> ExitCode {
         match load(&args.conf) {
             Ok(new) => {
                 let new = Arc::new(new);
-                let st = Arc::new(stats::Stats::new(&new));
+                let st = Arc::new(stats::Stats::carried_over(&new, &current.read()));
                 *current.write() = st.clone();
                 for (tx, waker) in &workers {
                     let _ = tx.send(worker::Reload {

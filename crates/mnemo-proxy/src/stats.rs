@@ -45,6 +45,10 @@ pub struct PoolStats {
     pub servers: Vec<ServerStats>,
 }
 
+fn copy(from: &AtomicU64, to: &AtomicU64) {
+    to.store(from.load(Relaxed), Relaxed);
+}
+
 #[derive(Debug)]
 pub struct Stats {
     pub started: Instant,
@@ -76,6 +80,58 @@ impl Stats {
             total_connections: AtomicU64::new(0),
             curr_connections: AtomicI64::new(0),
         }
+    }
+
+    /// A reload's counters: uptime, totals and every pool's and server's
+    /// tallies continue from `old` where the name survives, so a SIGHUP
+    /// does not zero what monitoring graphs. Connection gauges start at 0
+    /// because the workers re-add the connections they carry over;
+    /// `in_flight` is carried because requests already sent on a carried
+    /// connection are answered after the switch. Increments made between
+    /// this copy and a worker's switch to the new set are not carried.
+    pub fn carried_over(cfg: &Config, old: &Stats) -> Stats {
+        let mut new = Stats::new(cfg);
+        new.started = old.started;
+        copy(&old.total_connections, &new.total_connections);
+        for np in &mut new.pools {
+            let Some(op) = old.pools.iter().find(|o| o.name == np.name) else {
+                continue;
+            };
+            for (from, to) in [
+                (&op.client_eof, &np.client_eof),
+                (&op.client_err, &np.client_err),
+                (&op.requests, &np.requests),
+                (&op.request_bytes, &np.request_bytes),
+                (&op.responses, &np.responses),
+                (&op.response_bytes, &np.response_bytes),
+                (&op.forward_error, &np.forward_error),
+                (&op.fragments, &np.fragments),
+                (&op.server_ejects, &np.server_ejects),
+                (&op.backup_answers, &np.backup_answers),
+            ] {
+                copy(from, to);
+            }
+            for ns in &mut np.servers {
+                let Some(os) = op.servers.iter().find(|o| o.name == ns.name) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (&os.requests, &ns.requests),
+                    (&os.request_bytes, &ns.request_bytes),
+                    (&os.responses, &ns.responses),
+                    (&os.response_bytes, &ns.response_bytes),
+                    (&os.errors, &ns.errors),
+                    (&os.timeouts, &ns.timeouts),
+                    (&os.eof, &ns.eof),
+                    (&os.ejections, &ns.ejections),
+                    (&os.ejected_at, &ns.ejected_at),
+                ] {
+                    copy(from, to);
+                }
+                ns.in_flight.store(os.in_flight.load(Relaxed), Relaxed);
+            }
+        }
+        new
     }
 
     fn unix_now() -> u64 {

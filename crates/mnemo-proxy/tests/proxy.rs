@@ -753,6 +753,53 @@ fn stats_port_serves_twemproxy_json() {
 }
 
 #[test]
+fn stats_continue_across_a_reload() {
+    let m = memcached();
+    let lp = free_port();
+    let lp2 = free_port();
+    let dir = TempDir::new("stats-reload");
+    let conf = dir.file("p.yml", &pool("alpha", lp, "", &server_lines(&[(&m, 1)])));
+    let p = proxy(&conf, lp);
+    let stats = || -> serde_json::Value {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.stats_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+    let mut c = Conn::new(lp);
+    for i in 0..10 {
+        assert_eq!(c.set(&format!("s{i}"), "v"), "STORED\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let uptime_before = stats()["uptime"].as_u64().unwrap_or(0);
+    // The same pool plus a new one, whose port tells that the reload is in.
+    let text = format!(
+        "{}{}",
+        pool("alpha", lp, "", &server_lines(&[(&m, 1)])),
+        pool("beta", lp2, "", &server_lines(&[(&m, 1)]))
+    );
+    std::fs::write(&conf, text).unwrap();
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(p.proc.child.id() as i32, 1) };
+    wait_port(lp2, "reloaded pool beta");
+    // The carried-over client connection goes on working; its next request
+    // also shows that its worker has switched to the new counters.
+    assert_eq!(c.set("after", "v"), "STORED\r\n");
+    let v = stats();
+    let server = format!("127.0.0.1:{}", m.port);
+    assert_eq!(v["alpha"][&server]["requests"], 11, "{v}");
+    assert_eq!(v["alpha"][&server]["responses"], 11, "{v}");
+    assert_eq!(v["alpha"]["requests"], 11, "{v}");
+    assert_eq!(v["alpha"]["client_connections"], 1, "{v}");
+    assert_eq!(v["beta"][&server]["requests"], 0, "{v}");
+    assert!(
+        v["uptime"].as_u64().unwrap_or(0) >= uptime_before.max(1),
+        "uptime restarted at the reload: {v}"
+    );
+}
+
+#[test]
 fn deep_pipeline_from_a_client_that_reads_late() {
     let m = [memcached(), memcached()];
     let lp = free_port();
