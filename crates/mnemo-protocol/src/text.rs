@@ -246,8 +246,8 @@ pub enum Automove {
     Ratio(f64),
 }
 
-/// `lru_crawler ...` variants, and `lru ...`: the LRU's administration.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// `lru_crawler ...` variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrawlerCmd<'a> {
     Crawl(&'a [u8]),
     Metadump(&'a [u8]),
@@ -255,14 +255,6 @@ pub enum CrawlerCmd<'a> {
     Sleep(u32),
     Enable,
     Disable,
-    /// `lru tune|mode|temp_ttl ...` with well-formed arguments. It rides
-    /// in this variant rather than its own so that request matches
-    /// outside this crate (the proxy's, which answers all administration
-    /// with `ERROR`) keep compiling unchanged.
-    Lru {
-        cmd: LruCmd,
-        noreply: bool,
-    },
 }
 
 /// `lru ...` variants, arguments read as memcached 1.6.18 reads them. The
@@ -351,6 +343,11 @@ pub enum Request<'a> {
         noreply: bool,
     },
     LruCrawler(CrawlerCmd<'a>),
+    /// `lru tune|mode|temp_ttl ...` with well-formed arguments.
+    Lru {
+        cmd: LruCmd,
+        noreply: bool,
+    },
     /// Reply with this line (plus `\r\n`) unless `noreply`.
     Error {
         msg: &'static str,
@@ -749,7 +746,7 @@ fn parse_lru<'a>(t: &Tokens<'a>) -> Request<'a> {
         },
         _ => return error_nr("ERROR", noreply),
     };
-    Request::LruCrawler(CrawlerCmd::Lru { cmd, noreply })
+    Request::Lru { cmd, noreply }
 }
 
 // ---- numbers, the way memcached's safe_strto* read them ----

@@ -1208,7 +1208,8 @@ impl Worker {
             | Request::CacheMemlimit { .. }
             | Request::SlabsReassign(_)
             | Request::SlabsAutomove { .. }
-            | Request::LruCrawler(_) => {
+            | Request::LruCrawler(_)
+            | Request::Lru { .. } => {
                 self.answer(idx, b"ERROR\r\n");
                 Step::Consumed(consumed)
             }

@@ -441,6 +441,10 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
             crawler(ctx, cmd, out);
             Next::Continue
         }
+        Request::Lru { cmd, noreply } => {
+            lru(ctx, cmd, noreply, out);
+            Next::Continue
+        }
         Request::Error { msg, noreply } => {
             reply(ctx, out, msg, noreply);
             Next::Continue
@@ -497,7 +501,6 @@ fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
                 reply(ctx, out, "ERROR failed to stop lru crawler thread", false);
             }
         }
-        CrawlerCmd::Lru { cmd, noreply } => lru(ctx, cmd, noreply, out),
     }
 }
 

@@ -346,7 +346,7 @@ fn admin_commands() {
 }
 
 fn lru(cmd: LruCmd, noreply: bool) -> Request<'static> {
-    Request::LruCrawler(CrawlerCmd::Lru { cmd, noreply })
+    Request::Lru { cmd, noreply }
 }
 
 fn err_nr(msg: &'static str) -> Request<'static> {
