@@ -317,7 +317,8 @@ fn hand_off(
 
 /// How many clients `-c` admits. memcached (maxconns_fast) refuses a
 /// socket whose descriptor number is `>= maxconns - 1`, and its first
-/// client descriptor is `7 + 4 * threads + listeners`; the same count is
+/// client descriptor is `6 + 4 * threads + listeners` when only 0, 1 and 2
+/// were inherited; the same count is
 /// reproduced here so `-c N` admits exactly as many clients as memcached
 /// does, independent of how many descriptors mnemo itself uses.
 pub fn client_limit(shared: &Shared) -> u64 {

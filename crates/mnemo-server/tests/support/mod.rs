@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -139,6 +140,19 @@ impl Server {
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log_err);
+            // -c is counted in descriptor numbers (memcached's and so
+            // mnemo's): whatever the test runner leaks into children
+            // would shift it, so every server starts with 0, 1 and 2 only.
+            // SAFETY: fcntl is async-signal-safe; descriptors Rust itself
+            // needs across exec are already close-on-exec.
+            unsafe {
+                command.pre_exec(|| {
+                    for fd in 3..4096 {
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                    }
+                    Ok(())
+                });
+            }
             let child = spawn_retrying(&mut command)
                 .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", program.display()));
             let mut server = Server {
