@@ -39,6 +39,10 @@ pub struct Engine {
     /// Wakes background threads early (shutdown, crawl requests).
     pub(crate) wake: (Mutex<()>, Condvar),
     bg: Mutex<Vec<JoinHandle<()>>>,
+    /// Items pinned by `ItemRef::pin` right now, all classes.
+    pub(crate) pinned: AtomicU64,
+    /// This engine, for the handles `ItemRef::pin` gives out.
+    pub(crate) this: std::sync::Weak<Engine>,
 }
 
 impl Engine {
@@ -55,7 +59,9 @@ impl Engine {
             cfg.mem_limit,
         );
         let index = Index::new(cfg.shards, cfg.hashpower_init);
-        Ok(Arc::new(Engine {
+        Ok(Arc::new_cyclic(|this| Engine {
+            pinned: AtomicU64::new(0),
+            this: this.clone(),
             clock: Clock::new(),
             slabs,
             index,
@@ -337,7 +343,13 @@ impl Engine {
     }
 
     /// Calls `f` with each stored part of an item's value, in order.
-    pub(crate) fn for_each_value_part(&self, raw: Raw, mut f: impl FnMut(&[u8])) {
+    pub(crate) fn for_each_value_part(&self, raw: Raw, f: impl FnMut(&[u8])) {
+        self.for_each_value_part_raw(raw, f);
+    }
+
+    /// As `for_each_value_part`, for any lifetime the caller can vouch
+    /// for: the item must stay locked or pinned while the slices live.
+    pub(crate) fn for_each_value_part_raw<'a>(&self, raw: Raw, mut f: impl FnMut(&'a [u8])) {
         if !raw.is_chained() {
             // SAFETY: nbytes_here value bytes follow the key.
             f(unsafe { std::slice::from_raw_parts(raw.data_ptr(), raw.nbytes_here()) });
@@ -399,6 +411,13 @@ impl Engine {
     /// As `free_item`, with the item's class already locked. Chain chunks
     /// live in the same (largest) class as their head.
     pub(crate) fn free_item_locked(&self, st: &mut ClassState, raw: Raw, id: ItemId) {
+        if let Some(pin) = st.pins.get_mut(&id) {
+            // A reply still sends these bytes: the chunks stay as they are
+            // (neither free nor linked, so the page mover waits) until the
+            // last `Pinned` is dropped.
+            pin.unlinked = true;
+            return;
+        }
         if raw.is_chained() {
             for i in 0..raw.chain_word(1) as usize {
                 self.slabs.free_push(st, raw.chain_word(2 + i));

@@ -346,6 +346,7 @@ impl Raw {
 
 /// What a reader gets for one item, while the item's shard is locked.
 pub struct ItemRef<'a> {
+    id: ItemId,
     raw: Raw,
     engine: &'a crate::engine::Engine,
     class_id: u32,
@@ -354,9 +355,15 @@ pub struct ItemRef<'a> {
 }
 
 impl<'a> ItemRef<'a> {
-    pub(crate) fn new(raw: Raw, engine: &'a crate::engine::Engine, class_id: u32) -> ItemRef<'a> {
+    pub(crate) fn new(
+        id: ItemId,
+        raw: Raw,
+        engine: &'a crate::engine::Engine,
+        class_id: u32,
+    ) -> ItemRef<'a> {
         let before = raw.atime() | raw.access_bits();
         ItemRef {
+            id,
             raw,
             engine,
             class_id,
@@ -410,5 +417,11 @@ impl<'a> ItemRef<'a> {
     /// Calls `f` with the value's parts in order (one part unless chained).
     pub fn for_each_value_part(&self, f: impl FnMut(&[u8])) {
         self.engine.for_each_value_part(self.raw, f);
+    }
+    /// Holds this item's value for a reply that will send it after the
+    /// key's lock is released, instead of copying it (see `Pinned`).
+    /// `None` only while the engine is being torn down.
+    pub fn pin(&self) -> Option<crate::Pinned> {
+        self.engine.pin(self.id, self.raw)
     }
 }

@@ -245,8 +245,9 @@ impl Engine {
         let m = raw.meta();
         let head_id = if is_chain_chunk(m) { raw.prev() } else { id };
         let head = self.slabs.raw(head_id);
-        if head.meta() & LINKED == 0 {
-            // Being allocated or written by a request: try again shortly.
+        if head.meta() & LINKED == 0 || st.pins.contains_key(&head_id) {
+            // Being allocated or written by a request, or still sent by a
+            // reply (pinned): try again shortly.
             return Clear::Busy;
         }
         let h = hash(head.key());

@@ -102,7 +102,7 @@ impl Engine {
                 ts.class[ci + 1].touch_hits.incr();
             }
         }
-        let item = ItemRef::new(raw, self, ci as u32 + 1);
+        let item = ItemRef::new(id, raw, self, ci as u32 + 1);
         if self.tuning.segmented() {
             raw.touch_access(now);
         } else {
@@ -359,11 +359,12 @@ impl Engine {
         let mut buf = [0u8; 20];
         let digits = fmt_u64(v, &mut buf);
         let cas = new_cas.unwrap_or_else(|| self.next_cas());
-        if digits.len() <= len {
+        if digits.len() <= len && !self.is_pinned(id) {
             // In place, padded with spaces to the old length: memcached's
             // behaviour, visible to clients as trailing spaces.
-            // SAFETY: within the value; we hold the key's shard lock, and
-            // readers copy values only under that lock.
+            // SAFETY: within the value; we hold the key's shard lock,
+            // readers copy values only under that lock, and no reply
+            // references this item (not pinned, checked just above).
             unsafe {
                 std::ptr::copy_nonoverlapping(digits.as_ptr(), raw.data_ptr(), digits.len());
                 std::ptr::write_bytes(raw.data_ptr().add(digits.len()), b' ', len - digits.len());

@@ -89,6 +89,19 @@ pub(crate) struct ClassState {
     pub c: ClassCounters,
     /// Evictions seen by the automover at its last look.
     pub automove_seen_evictions: u64,
+    /// Items of this class whose value a reply still references (see
+    /// `crate::pin`); empty unless large values are in flight.
+    pub pins: std::collections::HashMap<ItemId, Pin>,
+}
+
+/// How an item is held beyond its key's lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Pin {
+    /// Outstanding `Pinned` handles.
+    pub count: u32,
+    /// The item was unlinked meanwhile: its chunks go back to the free
+    /// list when the last handle is dropped.
+    pub unlinked: bool,
 }
 
 impl ClassState {
@@ -189,6 +202,7 @@ impl Slabs {
                 size,
                 perslab: page_size / size,
                 state: Mutex::new(ClassState {
+                    pins: std::collections::HashMap::new(),
                     free_head: NIL,
                     free_count: 0,
                     pages: Vec::new(),

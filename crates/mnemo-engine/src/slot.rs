@@ -49,7 +49,7 @@ impl<'a> KeySlot<'a> {
     pub fn item(&self) -> Option<ItemRef<'_>> {
         self.id.map(|id| {
             let raw = self.e.slabs.raw(id);
-            ItemRef::new(raw, self.e, self.e.slabs.class_of(id) as u32 + 1)
+            ItemRef::new(id, raw, self.e, self.e.slabs.class_of(id) as u32 + 1)
         })
     }
 
