@@ -17,6 +17,7 @@
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
 use crate::auth::{self, AuthStep};
+use crate::out::Out;
 use crate::proto_bin::{self, BinConn};
 use crate::proto_meta;
 use crate::proto_text::{self, Ctx, Next};
@@ -52,17 +53,29 @@ impl Stream {
             Stream::Unix(s) => s.read(buf),
         }
     }
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+}
+
+impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
     }
-    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s,
-            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
         }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -101,8 +114,7 @@ pub struct Conn {
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
-    wbuf: Vec<u8>,
-    wpos: usize,
+    wbuf: Out,
     /// End of the last retrieval reply in `wbuf`. memcached transmits
     /// right after every get, so only replies after this point are still
     /// "unsent" when a later get with an over-long key culls them.
@@ -136,8 +148,7 @@ impl Conn {
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
-            wbuf: Vec::new(),
-            wpos: 0,
+            wbuf: Out::new(true),
             cull_floor: 0,
             input: Input::Command,
             readable: true,
@@ -169,7 +180,7 @@ impl Conn {
 
     /// Whether the connection is between requests (for idle_timeout).
     pub fn is_idle(&self) -> bool {
-        self.input == Input::Command && self.rstart == self.rend && self.wpos == self.wbuf.len()
+        self.input == Input::Command && self.rstart == self.rend && !self.wbuf.has_unsent()
     }
 
     /// Stopping: writes the replies already queued, reading nothing more.
@@ -209,7 +220,7 @@ impl Conn {
         loop {
             // Mwrite: finish what is queued before taking more input, so a
             // slow reader cannot make us buffer without bound.
-            if self.wpos < self.wbuf.len() {
+            if self.wbuf.has_unsent() {
                 if self.write_blocked {
                     return Drive::Wait;
                 }
@@ -232,7 +243,7 @@ impl Conn {
                     continue;
                 }
                 Step::Budget => {
-                    if self.wpos < self.wbuf.len() {
+                    if self.wbuf.has_unsent() {
                         // Flush on yield, as memcached does.
                         self.set_state(ConnState::Mwrite);
                         match self.flush(ctx) {
@@ -248,7 +259,7 @@ impl Conn {
                 Step::NeedInput => {}
                 Step::Drain => continue,
             }
-            if self.wpos < self.wbuf.len() {
+            if self.wbuf.has_unsent() {
                 // Replies gathered from this read go out in one write.
                 continue;
             }
@@ -280,11 +291,10 @@ impl Conn {
 
     /// Writes queued output; `Ok(true)` once all of it is gone.
     fn flush(&mut self, ctx: &mut Ctx) -> io::Result<bool> {
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+        while self.wbuf.has_unsent() {
+            match self.wbuf.write_to(&mut self.stream) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.wpos += n;
                     ctx.ws.bytes_written.add(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -295,12 +305,8 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.wbuf.clear();
-        self.wpos = 0;
+        self.wbuf.reset(SHRINK_ABOVE);
         self.cull_floor = 0;
-        if self.wbuf.capacity() > SHRINK_ABOVE {
-            self.wbuf = Vec::new();
-        }
         Ok(true)
     }
 
@@ -404,7 +410,7 @@ impl Conn {
                     // Runs whether or not input is buffered: the dump's
                     // line is gone, and what follows it waits for the END.
                     // Like a resumed get, it was counted against -R once.
-                    if self.wbuf.len() - self.wpos >= proto_text::GET_PAUSE_BYTES {
+                    if self.wbuf.unsent() >= proto_text::GET_PAUSE_BYTES {
                         return Step::Drain;
                     }
                     self.set_state(ConnState::ParseCmd);
@@ -427,7 +433,7 @@ impl Conn {
             if *budget == 0 {
                 return Step::Budget;
             }
-            if self.wbuf.len() - self.wpos >= proto_text::GET_PAUSE_BYTES {
+            if self.wbuf.unsent() >= proto_text::GET_PAUSE_BYTES {
                 // Many small requests pile replies up as fast as one big
                 // multi-get: write them before taking the next request, so
                 // a client that does not read holds at most this much.
@@ -445,7 +451,7 @@ impl Conn {
             }
             if self.proto == Some(Protocol::Binary) {
                 *budget -= 1;
-                ctx.pending_output = self.wpos < self.wbuf.len();
+                ctx.pending_output = self.wbuf.has_unsent();
                 match proto_bin::step(ctx, &mut self.bin, buf, &mut self.wbuf) {
                     proto_bin::Step::Done { used } => {
                         self.rstart += used;
@@ -474,7 +480,7 @@ impl Conn {
                 // memcached writes every answer of the handshake into one
                 // response object until it is sent, so within a batch only
                 // the last answer goes out; nothing else is queued here.
-                self.wbuf.truncate(self.wpos);
+                self.wbuf.cull_to(0);
                 *budget -= 1;
                 match auth::ascii_auth(file, buf, &mut self.ascii_authed, &mut self.wbuf) {
                     AuthStep::Done { used } => {
@@ -507,7 +513,7 @@ impl Conn {
                 Line::Complete { line, consumed } => (line, consumed),
             };
             *budget -= 1;
-            ctx.pending_output = self.wpos < self.wbuf.len();
+            ctx.pending_output = self.wbuf.has_unsent();
             let now = ctx.shared.engine.clock().now();
             self.info
                 .last_cmd
@@ -607,7 +613,7 @@ impl Conn {
             if req == Request::GetKeyTooLong {
                 // memcached culls every reply it has not sent yet before
                 // answering this one; clients see the same bytes from us.
-                self.wbuf.truncate(self.wpos.max(self.cull_floor));
+                self.wbuf.cull_to(self.cull_floor);
             }
             let next = proto_text::execute(ctx, req, &mut self.wbuf);
             self.rstart += consumed;

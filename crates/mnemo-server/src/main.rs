@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod conn;
 mod listener;
+mod out;
 mod proto_bin;
 mod proto_meta;
 mod proto_text;

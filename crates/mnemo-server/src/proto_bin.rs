@@ -5,6 +5,7 @@
 //! statuses, texts, CAS values and quiet-mode rules (`proto_bin.c`): a quiet
 //! command answers only on error, and a quiet get only on a hit.
 
+use crate::out::Out;
 use crate::proto_text::{self, Ctx, Next};
 use mnemo_engine::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
 use mnemo_protocol::binary::{
@@ -39,7 +40,7 @@ pub enum Step {
 }
 
 /// Handles the request at the front of `buf`.
-pub fn step(ctx: &Ctx, bc: &mut BinConn, buf: &[u8], out: &mut Vec<u8>) -> Step {
+pub fn step(ctx: &Ctx, bc: &mut BinConn, buf: &[u8], out: &mut Out) -> Step {
     if !ctx.pending_output {
         bc.flush_mark = None;
     }
@@ -150,7 +151,7 @@ fn err(out: &mut Vec<u8>, p: &Packet, st: u16) {
     encode_error(out, p.header.opcode, st, p.header.opaque);
 }
 
-fn run(ctx: &Ctx, bc: &mut BinConn, p: &Packet, cmd: Cmd, value: &[u8], out: &mut Vec<u8>) -> Next {
+fn run(ctx: &Ctx, bc: &mut BinConn, p: &Packet, cmd: Cmd, value: &[u8], out: &mut Out) -> Next {
     let sh = ctx.shared;
     let engine = &sh.engine;
     let h = &p.header;
@@ -264,7 +265,7 @@ fn run(ctx: &Ctx, bc: &mut BinConn, p: &Packet, cmd: Cmd, value: &[u8], out: &mu
 }
 
 fn hit_response(
-    out: &mut Vec<u8>,
+    out: &mut Out,
     p: &Packet,
     it: &mnemo_engine::ItemRef,
     with_key: bool,
@@ -287,7 +288,7 @@ fn hit_response(
     out.extend_from_slice(&it.flags().to_be_bytes());
     out.extend_from_slice(key);
     if with_value {
-        it.write_value(out);
+        out.value(it);
     }
 }
 
@@ -434,7 +435,7 @@ fn stat(ctx: &Ctx, p: &Packet, out: &mut Vec<u8>) {
         return;
     }
     let detail_dump = group == b"detail dump";
-    let mut textual = Vec::new();
+    let mut textual = Out::new(false);
     let _ = proto_text::execute(ctx, req, &mut textual);
     let opaque = p.header.opaque;
     if detail_dump {

@@ -5,6 +5,7 @@
 //! writing back is one atomic step, as it is in memcached. Reply lines and
 //! which of them `q` suppresses are memcached 1.6.18's (`proto_text.c`).
 
+use crate::out::Out;
 use crate::proto_text::Ctx;
 use mnemo_engine::{ArithOutcome, KeySlot, StoreMode, StoreOutcome};
 use mnemo_protocol::meta::{self, Cmd, Request, SetMode, KEY_BUF_LEN, MAX_OPAQUE};
@@ -34,7 +35,7 @@ pub enum Step {
 }
 
 /// Runs one meta request line; `rest` is the input after the line.
-pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Vec<u8>) -> Step {
+pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Out) -> Step {
     let mut keybuf = [0u8; KEY_BUF_LEN];
     let req = match meta::parse(line, &mut keybuf) {
         Ok(r) => r,
@@ -74,7 +75,7 @@ fn echo_flags(req: &Request, key: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn mget(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
+fn mget(ctx: &Ctx, req: &Request, out: &mut Out) {
     let engine = &ctx.shared.engine;
     let f = &req.flags;
     let mut slot = engine.lock_key(req.key, ctx.ts);
@@ -154,7 +155,7 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             }
             out.extend_from_slice(b"\r\n");
             if f.value {
-                it.write_value(out);
+                out.value(&it);
                 out.extend_from_slice(b"\r\n");
             }
         }

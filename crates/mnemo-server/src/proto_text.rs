@@ -4,6 +4,7 @@
 //! Reply strings, which errors `noreply` silences, and where the
 //! connection closes are memcached 1.6.18's (`proto_text.c`).
 
+use crate::out::Out;
 use crate::shared::{ConnState, Shared, VERSION};
 use crate::stats::{stat_line, PrefixOp, WorkerStats};
 use mnemo_engine::{
@@ -183,7 +184,7 @@ pub fn get<'a>(
     kind: GetKind,
     exptime: i64,
     mut keys: Keys<'a>,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     pause_at: usize,
 ) -> Option<Keys<'a>> {
     let sh = ctx.shared;
@@ -206,7 +207,7 @@ pub fn get<'a>(
                     it.value_len(),
                     with_cas.then(|| it.cas()),
                 );
-                it.write_value(out);
+                out.value(it);
                 out.extend_from_slice(b"\r\n");
             })
             .is_some();
@@ -222,7 +223,7 @@ pub fn get<'a>(
         if verbose && hit {
             eprintln!(">{} sending key {}", ctx.fd, String::from_utf8_lossy(key));
         }
-        if out.len() >= pause_at && keys.clone().next().is_some() {
+        if out.queued() >= pause_at && keys.clone().next().is_some() {
             return Some(keys);
         }
     }
@@ -286,7 +287,7 @@ pub fn metadump_step(
 }
 
 /// Runs every request except the data part of storage commands.
-pub fn execute(ctx: &Ctx, req: Request, out: &mut Vec<u8>) -> Next {
+pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
     let sh = ctx.shared;
     let engine = &sh.engine;
     match req {

@@ -13,6 +13,7 @@
 //! to TCP in memcached deployments (it is off by default).
 
 use crate::listener::split_host_port;
+use crate::out::Out;
 use crate::proto_bin::{self, BinConn};
 use crate::proto_meta;
 use crate::proto_text::{self, Ctx};
@@ -97,7 +98,8 @@ pub fn spawn_all(
 fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
     let ts = shared.engine.new_thread_stats();
     let mut buf = vec![0u8; UDP_READ_BUFFER];
-    let mut out = Vec::new();
+    // Datagrams are framed from plain bytes: values are copied.
+    let mut out = Out::new(false);
     let mut dgram = Vec::with_capacity(UDP_MAX_PAYLOAD);
     let fd = sock.as_raw_fd();
     // Datagrams are parsed in place from `buf`; the pool stays empty.
@@ -152,7 +154,7 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
 
 /// Runs the binary requests of one datagram, each answered as its own
 /// reply, as memcached does over UDP.
-fn run_binary(ctx: &Ctx, mut input: &[u8], out: &mut Vec<u8>, send: &mut dyn FnMut(&[u8])) {
+fn run_binary(ctx: &Ctx, mut input: &[u8], out: &mut Out, send: &mut dyn FnMut(&[u8])) {
     // No SASL over UDP (refused at start-up), so nothing to authenticate.
     let mut bc = BinConn::default();
     while !input.is_empty() {
@@ -200,7 +202,7 @@ fn send_reply(
 
 /// Runs every complete request of one datagram; a value must be in the
 /// same datagram as its command line.
-fn run_requests(ctx: &Ctx, mut input: &[u8], out: &mut Vec<u8>, send: &mut dyn FnMut(&[u8])) {
+fn run_requests(ctx: &Ctx, mut input: &[u8], out: &mut Out, send: &mut dyn FnMut(&[u8])) {
     while !input.is_empty() {
         send(out);
         out.clear();
@@ -244,7 +246,8 @@ fn run_requests(ctx: &Ctx, mut input: &[u8], out: &mut Vec<u8>, send: &mut dyn F
                     let one = text::Keys::new(key);
                     let _ = proto_text::get(ctx, kind, exptime, one, out, usize::MAX);
                     if keys.peek().is_some() {
-                        out.truncate(out.len() - b"END\r\n".len());
+                        let end = out.len() - b"END\r\n".len();
+                        out.truncate(end);
                         send(out);
                         out.clear();
                     }

@@ -11,6 +11,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use support::{Client, Server};
 
@@ -309,18 +310,44 @@ fn no_buffer_reuse_leaks_bytes_between_keys() {
             assert_eq!(store(&mut c, "set", &key, &v, ""), b"STORED\r\n");
         }
     }
+    // Rewriting keys (same bytes, new items) frees their old chunks for
+    // other keys while readers still send them: a large value goes out
+    // from item memory, so a chunk reused too early would show.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (server, stop) = (server.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = server.connect();
+            let mut rng = Rng(99);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = rng.below(KEYS);
+                let key = format!("pat{i}");
+                let v = blob(&key, i, sizes(i));
+                assert_eq!(store(&mut c, "set", &key, &v, ""), b"STORED\r\n");
+            }
+        })
+    };
     let handles: Vec<_> = (0..4)
         .map(|t| {
             let server = server.clone();
             std::thread::spawn(move || {
-                let mut c = server.connect();
+                // Half the readers are slow: big replies wait in the
+                // server, half written, while the writer reuses memory.
+                let mut c = if t % 2 == 0 {
+                    Client::connect_small_window(server.addr(), 4096)
+                } else {
+                    server.connect()
+                };
                 let mut rng = Rng(t);
                 for _ in 0..300 {
                     let n = 1 + rng.below(8);
                     let keys: Vec<u64> = (0..n).map(|_| rng.below(KEYS + 20)).collect();
                     if rng.below(2) == 0 {
                         let names: Vec<String> = keys.iter().map(|k| format!("pat{k}")).collect();
-                        let reply = c.request(format!("get {}\r\n", names.join(" ")).as_bytes());
+                        let req = format!("get {}\r\n", names.join(" "));
+                        c.send(req.as_bytes());
+                        std::thread::sleep(Duration::from_millis(1));
+                        let reply = c.read_response(support::Shape::UntilEnd);
                         let got = values(&reply);
                         let hits: Vec<&u64> = keys.iter().filter(|&&k| k < KEYS).collect();
                         assert_eq!(got.len(), hits.len(), "wrong number of hits");
@@ -358,4 +385,6 @@ fn no_buffer_reuse_leaks_bytes_between_keys() {
     for h in handles {
         h.join().expect("reader thread");
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer thread");
 }

@@ -333,6 +333,23 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    /// A client whose socket receive buffer is `bytes` (set before the
+    /// handshake, so the window stays that small): a slow reader that
+    /// makes the server's writes stop part way.
+    pub fn connect_small_window(addr: SocketAddr, bytes: usize) -> Client {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .unwrap_or_else(|e| panic!("socket: {e}"));
+        sock.set_recv_buffer_size(bytes)
+            .unwrap_or_else(|e| panic!("SO_RCVBUF: {e}"));
+        sock.connect_timeout(&addr.into(), READ_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        Client::from_stream(sock.into())
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .unwrap_or_else(|e| panic!("cannot set read timeout: {e}"));
