@@ -365,6 +365,21 @@ impl Engine {
         }
     }
 
+    /// Calls `f` with a pointer to and the length of each value part.
+    pub(crate) fn for_each_value_part_ptr(&self, raw: Raw, mut f: impl FnMut(*mut u8, usize)) {
+        if !raw.is_chained() {
+            f(raw.data_ptr(), raw.nbytes_here());
+            return;
+        }
+        f(raw.chained_head_data(), raw.nbytes_here());
+        let h = self.slabs.layout.header();
+        for i in 0..raw.chain_word(1) as usize {
+            let c = self.slabs.raw(raw.chain_word(2 + i));
+            // SAFETY: chain chunk data follows its header.
+            f(unsafe { c.p.add(h) }, c.nbytes_here());
+        }
+    }
+
     /// Writes the concatenation of `sources` into an unlinked item's value.
     pub(crate) fn fill_value(&self, raw: Raw, sources: &[&[u8]]) {
         let mut parts: Vec<(*mut u8, usize)> = Vec::new();

@@ -229,7 +229,7 @@ impl Engine {
         key: &[u8],
         mode: StoreMode,
         old: Option<ItemId>,
-        value: &[u8],
+        value: &[&[u8]],
         cas: u64,
         new_cas: Option<u64>,
     ) -> (StoreOutcome, Option<ItemId>) {
@@ -241,7 +241,7 @@ impl Engine {
             return (StoreOutcome::Exists, Some(old_id));
         }
         let flags = old.flags();
-        let total = old.value_len() + value.len();
+        let total = old.value_len() + value.iter().map(|p| p.len()).sum::<usize>();
         if !self.item_size_ok(key.len(), flags, total) {
             return (StoreOutcome::TooLarge, Some(old_id));
         }
@@ -251,7 +251,7 @@ impl Engine {
         };
         let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
         if mode == StoreMode::Prepend {
-            parts.push(value);
+            parts.extend_from_slice(value);
         }
         self.for_each_value_part(old, |s| {
             // SAFETY: the old item stays linked, its bytes unchanged, while
@@ -259,7 +259,7 @@ impl Engine {
             parts.push(unsafe { std::slice::from_raw_parts(s.as_ptr(), s.len()) })
         });
         if mode == StoreMode::Append {
-            parts.push(value);
+            parts.extend_from_slice(value);
         }
         self.fill_value(raw, &parts);
         let c = new_cas.unwrap_or_else(|| self.next_cas());

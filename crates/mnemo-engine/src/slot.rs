@@ -9,6 +9,7 @@ use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
 use crate::item::{ItemId, ItemRef, STALE, WIN_SENT};
 use crate::ops::{ArithOutcome, StoreMode, StoreOutcome};
+use crate::reserve::{Reserved, Src};
 use crate::stats::ThreadStats;
 
 /// The locked key. Dropping it releases the lock.
@@ -133,13 +134,34 @@ impl<'a> KeySlot<'a> {
         cas: u64,
         new_cas: Option<u64>,
     ) -> StoreOutcome {
-        self.store_inner(mode, flags, exptime, value, cas, new_cas, true)
+        self.store_inner(mode, flags, exptime, Src::Bytes(value), cas, new_cas, true)
+    }
+
+    /// As `store`, with the value already read into a reserved item (whose
+    /// flags and expiry were given to `Engine::reserve`).
+    pub fn store_reserved(
+        &mut self,
+        mode: StoreMode,
+        value: Reserved,
+        cas: u64,
+        new_cas: Option<u64>,
+    ) -> StoreOutcome {
+        let (flags, exptime) = (value.flags(), 0);
+        self.store_inner(mode, flags, exptime, Src::Item(value), cas, new_cas, true)
     }
 
     /// Creates an empty item on a miss (meta `N`), which memcached does
     /// not count as a set.
     pub fn vivify(&mut self, flags: u32, exptime: i64, new_cas: Option<u64>) -> StoreOutcome {
-        self.store_inner(StoreMode::Add, flags, exptime, b"", 0, new_cas, false)
+        self.store_inner(
+            StoreMode::Add,
+            flags,
+            exptime,
+            Src::Bytes(b""),
+            0,
+            new_cas,
+            false,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -148,7 +170,7 @@ impl<'a> KeySlot<'a> {
         mode: StoreMode,
         flags: u32,
         exptime: i64,
-        value: &[u8],
+        value: Src<'_>,
         cas: u64,
         new_cas: Option<u64>,
         counted: bool,
@@ -164,23 +186,35 @@ impl<'a> KeySlot<'a> {
                 if counted {
                     self.e.count_set(self.key.len(), 0, value.len(), self.ts);
                 }
+                let mut parts: Vec<&[u8]> = Vec::with_capacity(2);
+                match &value {
+                    Src::Bytes(b) => parts.push(b),
+                    Src::Item(r) => r.for_each_part(|p| parts.push(p)),
+                }
                 self.e.store_concat_locked(
                     &mut self.shard,
                     self.h,
                     self.key,
                     mode,
                     self.id,
-                    value,
+                    &parts,
                     cas,
                     new_cas,
                 )
+                // A reserved item's bytes were copied; dropping it frees it.
             }
             _ => {
-                let exp = self.e.clock.realtime(exptime);
-                let Some(new) = self.e.alloc_item(self.key, flags, exp, value.len()) else {
-                    return StoreOutcome::OutOfMemory;
+                let new = match value {
+                    Src::Bytes(value) => {
+                        let exp = self.e.clock.realtime(exptime);
+                        let Some(new) = self.e.alloc_item(self.key, flags, exp, value.len()) else {
+                            return StoreOutcome::OutOfMemory;
+                        };
+                        self.e.fill_value(new.1, &[value]);
+                        new
+                    }
+                    Src::Item(r) => r.into_item(),
                 };
-                self.e.fill_value(new.1, &[value]);
                 if counted {
                     self.e.ts_count_set_in(new.0, self.ts);
                 }
