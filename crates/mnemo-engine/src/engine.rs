@@ -234,7 +234,11 @@ impl Engine {
             }
             // Nothing of our own to give up: a class that holds no items
             // would otherwise never store anything once memory is full.
-            if self.cfg.evict_to_free && st.items() == 0 {
+            // Not while values are still arriving in this class: clients
+            // stalling in the middle of large values must not be able to
+            // take every other class's pages (memcached never moves pages
+            // on the request path at all).
+            if self.cfg.evict_to_free && st.items() == 0 && st.reserved == 0 {
                 drop(st);
                 let moved = self.steal_page_for(ci);
                 st = class.state.lock();

@@ -86,6 +86,7 @@ impl Reserved {
 
     /// Hands the filled item to a store, which links or frees it.
     pub(crate) fn into_item(self) -> (ItemId, Raw) {
+        self.engine.count_reserved(self.id, self.raw, false);
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: read once; `this` is never dropped, so the Arc is moved
         // out exactly once and released here.
@@ -96,6 +97,7 @@ impl Reserved {
 
 impl Drop for Reserved {
     fn drop(&mut self) {
+        self.engine.count_reserved(self.id, self.raw, false);
         self.engine.free_item(self.raw, self.id);
     }
 }
@@ -142,6 +144,7 @@ impl Engine {
         let Some((id, raw)) = self.alloc_item(key, flags, exp, nbytes) else {
             return failed(StoreOutcome::OutOfMemory);
         };
+        self.count_reserved(id, raw, true);
         Ok(Reserved {
             engine,
             id,
@@ -149,6 +152,21 @@ impl Engine {
             len: nbytes,
             flags,
         })
+    }
+
+    /// Counts a reservation's chunks in (or out of) its class.
+    fn count_reserved(&self, id: ItemId, raw: Raw, taken: bool) {
+        let chunks = 1 + if raw.is_chained() {
+            u64::from(raw.chain_word(1))
+        } else {
+            0
+        };
+        let mut st = self.slabs.classes[self.slabs.class_of(id)].state.lock();
+        if taken {
+            st.reserved += chunks;
+        } else {
+            st.reserved -= chunks;
+        }
     }
 
     /// Stores a filled reservation: set/add/replace/cas link it as it is;

@@ -92,6 +92,8 @@ pub(crate) struct ClassState {
     /// Items of this class whose value a reply still references (see
     /// `crate::pin`); empty unless large values are in flight.
     pub pins: std::collections::HashMap<ItemId, Pin>,
+    /// Chunks held by reservations (`crate::reserve`) still being filled.
+    pub reserved: u64,
 }
 
 /// How an item is held beyond its key's lock.
@@ -203,6 +205,7 @@ impl Slabs {
                 perslab: page_size / size,
                 state: Mutex::new(ClassState {
                     pins: std::collections::HashMap::new(),
+                    reserved: 0,
                     free_head: NIL,
                     free_count: 0,
                     pages: Vec::new(),
