@@ -23,7 +23,7 @@ use crate::proto_meta;
 use crate::proto_text::{self, Ctx, Next};
 use crate::settings::Protocol;
 use crate::shared::{ConnInfo, ConnState};
-use mnemo_engine::MetadumpCursor;
+use mnemo_engine::{MetadumpCursor, Reserved};
 use mnemo_protocol::text::{self, CrawlerCmd, Line, Request};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -95,6 +95,18 @@ enum Input {
     /// An `lru_crawler metadump` paused the same way; its line is
     /// consumed and [`Conn::metadump`] holds where it resumes.
     MetadumpResume,
+    /// A storage request's value is being read straight into its item
+    /// ([`Conn::direct`]); the first `head` buffered bytes are its line (or
+    /// binary header and key), and `trailer` bytes follow the value.
+    Direct { head: usize, trailer: usize },
+}
+
+/// A value read from the socket into the item that will hold it, as
+/// memcached's `conn_nread` does: it is cache memory (inside `-m`), not
+/// read buffer.
+struct DirectValue {
+    value: Reserved,
+    filled: usize,
 }
 
 /// What the worker should do with the connection after [`Conn::drive`].
@@ -138,6 +150,9 @@ pub struct Conn {
     ascii_authed: bool,
     /// The paused metadump, while `input` is `MetadumpResume`.
     metadump: Option<Box<MetadumpCursor>>,
+    /// The item being filled while `input` is `Direct`, and once it is
+    /// full until its request runs.
+    direct: Option<DirectValue>,
 }
 
 impl Conn {
@@ -160,6 +175,7 @@ impl Conn {
             bin: BinConn::default(),
             ascii_authed: false,
             metadump: None,
+            direct: None,
         }
     }
 
@@ -326,11 +342,17 @@ impl Conn {
 
     /// Reads once into free space, making room first.
     fn fill(&mut self, ctx: &mut Ctx) -> io::Result<Filled> {
+        if let Input::Direct { head, trailer } = self.input {
+            return self.fill_direct(ctx, head, trailer);
+        }
         let pending = self.rend - self.rstart;
         let want = match self.input {
             Input::Value { need } => need.max(pending + 1),
             Input::Swallow { .. } => READ_BUFFER_SIZE,
-            Input::Command | Input::GetResume { .. } | Input::MetadumpResume => pending + 1,
+            Input::Command
+            | Input::GetResume { .. }
+            | Input::MetadumpResume
+            | Input::Direct { .. } => pending + 1,
         };
         if self.rstart > 0
             && (self.rbuf.len() - self.rend < READ_BUFFER_SIZE / 4
@@ -387,6 +409,71 @@ impl Conn {
         }
     }
 
+    /// Reads once into the item of the value being received.
+    fn fill_direct(&mut self, ctx: &mut Ctx, head: usize, trailer: usize) -> io::Result<Filled> {
+        let Some(d) = self.direct.as_mut() else {
+            self.input = Input::Value { need: head };
+            return Ok(Filled::Data);
+        };
+        let dst = d.value.unfilled(d.filled);
+        let space = dst.len();
+        loop {
+            match self.stream.read(dst) {
+                Ok(0) => return Ok(Filled::Eof),
+                Ok(n) => {
+                    d.filled += n;
+                    ctx.ws.bytes_read.add(n as u64);
+                    if n < space && !self.peer_closed {
+                        self.readable = false;
+                    }
+                    if d.filled == d.value.len() {
+                        // The terminator (if any) is read as usual, after
+                        // the line, and the request runs once it is in.
+                        self.input = Input::Value {
+                            need: head + trailer,
+                        };
+                    }
+                    return Ok(Filled::Data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(Filled::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts reading a request's value into `value`: what is buffered
+    /// after its first `head` bytes moves into the item, and the read
+    /// buffer keeps only the head.
+    fn start_direct(&mut self, head: usize, trailer: usize, value: Reserved) {
+        let start = self.rstart + head;
+        let mut d = DirectValue { value, filled: 0 };
+        let mut src = &self.rbuf[start..self.rend];
+        while !src.is_empty() {
+            let dst = d.value.unfilled(d.filled);
+            if dst.is_empty() {
+                break;
+            }
+            let n = dst.len().min(src.len());
+            dst[..n].copy_from_slice(&src[..n]);
+            d.filled += n;
+            src = &src[n..];
+        }
+        debug_assert!(src.is_empty(), "only value bytes were buffered");
+        self.rend = start;
+        self.input = if d.filled == d.value.len() {
+            Input::Value {
+                need: head + trailer,
+            }
+        } else {
+            Input::Direct { head, trailer }
+        };
+        self.direct = Some(d);
+    }
+
     /// Parses and executes buffered requests.
     fn process(&mut self, ctx: &mut Ctx, budget: &mut usize) -> Step {
         loop {
@@ -403,6 +490,10 @@ impl Conn {
                     self.input = Input::Command;
                 }
                 Input::Value { need } if self.rend - self.rstart < need => {
+                    self.set_state(ConnState::Nread);
+                    return Step::NeedInput;
+                }
+                Input::Direct { .. } => {
                     self.set_state(ConnState::Nread);
                     return Step::NeedInput;
                 }
@@ -452,7 +543,8 @@ impl Conn {
             if self.proto == Some(Protocol::Binary) {
                 *budget -= 1;
                 ctx.pending_output = self.wbuf.has_unsent();
-                match proto_bin::step(ctx, &mut self.bin, buf, &mut self.wbuf) {
+                let direct = take_full(&mut self.direct);
+                match proto_bin::step(ctx, &mut self.bin, buf, &mut self.wbuf, direct) {
                     proto_bin::Step::Done { used } => {
                         self.rstart += used;
                         self.input = Input::Command;
@@ -473,6 +565,10 @@ impl Conn {
                         return Step::CloseAfterWrite;
                     }
                     proto_bin::Step::Close => return Step::Close,
+                    proto_bin::Step::Direct { head, value } => {
+                        *budget += 1;
+                        self.start_direct(head, 0, value);
+                    }
                 }
                 continue;
             }
@@ -522,7 +618,8 @@ impl Conn {
                 eprintln!("<{} {}", ctx.fd, String::from_utf8_lossy(line));
             }
             if proto_meta::is_meta(line) {
-                match proto_meta::run(ctx, line, &buf[consumed..], &mut self.wbuf) {
+                let direct = take_full(&mut self.direct);
+                match proto_meta::run(ctx, line, &buf[consumed..], &mut self.wbuf, direct) {
                     proto_meta::Step::Done { used } => {
                         self.rstart += consumed + used;
                         self.input = Input::Command;
@@ -530,6 +627,20 @@ impl Conn {
                     proto_meta::Step::NeedData { need } => {
                         // Keep the line; run it again once the data is here.
                         *budget += 1;
+                        if consumed + need > proto_bin::DIRECT_ABOVE {
+                            match proto_meta::reserve(ctx, line, &mut self.wbuf) {
+                                Some(Ok(value)) => {
+                                    self.start_direct(consumed, 2, value);
+                                    continue;
+                                }
+                                Some(Err(left)) => {
+                                    self.rstart += consumed;
+                                    self.input = Input::Swallow { left };
+                                    continue;
+                                }
+                                None => {}
+                            }
+                        }
                         self.input = Input::Value {
                             need: consumed + need,
                         };
@@ -552,15 +663,27 @@ impl Conn {
                         continue;
                     }
                 }
-                let need = consumed + bytes + 2;
+                let direct = self.direct.is_some();
+                let need = consumed + if direct { 2 } else { bytes + 2 };
                 if buf.len() < need {
                     // Keep the line; parse it again once the value is here.
                     *budget += 1;
+                    if !direct && need > proto_bin::DIRECT_ABOVE {
+                        match proto_text::reserve_store(ctx, &req, &mut self.wbuf) {
+                            Ok(value) => self.start_direct(consumed, 2, value),
+                            Err(left) => {
+                                self.rstart += consumed;
+                                self.input = Input::Swallow { left };
+                            }
+                        }
+                        continue;
+                    }
                     self.input = Input::Value { need };
                     self.set_state(ConnState::Nread);
                     return Step::NeedInput;
                 }
-                proto_text::complete_store(ctx, &req, &buf[consumed..need], &mut self.wbuf);
+                let direct = take_full(&mut self.direct);
+                proto_text::complete_store(ctx, &req, &buf[consumed..need], &mut self.wbuf, direct);
                 self.rstart += need;
                 self.input = Input::Command;
                 continue;
@@ -645,6 +768,17 @@ impl Conn {
             self.input = Input::MetadumpResume;
         }
         done
+    }
+}
+
+/// The filled item of the request about to run, if it was read direct.
+fn take_full(direct: &mut Option<DirectValue>) -> Option<Reserved> {
+    match direct.take() {
+        Some(d) if d.filled == d.value.len() => Some(d.value),
+        other => {
+            *direct = other;
+            None
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::out::Out;
 use crate::proto_text::{self, Ctx, Next};
-use mnemo_engine::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
+use mnemo_engine::{ArithOutcome, GetMode, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::binary::{
     self, encode_error, encode_response, status, Cmd, Frame, Packet, Reject, StoreKind,
 };
@@ -24,7 +24,7 @@ pub struct BinConn {
 }
 
 /// What the connection does with its input after one step.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     /// A request was handled; `used` bytes of input belong to it.
     Done { used: usize },
@@ -35,12 +35,22 @@ pub enum Step {
     Swallow { used: usize, left: usize },
     /// Consume `used`, flush the replies, close.
     CloseAfterWrite { used: usize },
+    /// A store whose value is still arriving: keep the first `head` bytes
+    /// (header, extras, key), read the value into `value`, then call
+    /// `step` again with the head and the filled reservation.
+    Direct { head: usize, value: Reserved },
     /// Close at once without a reply.
     Close,
 }
 
 /// Handles the request at the front of `buf`.
-pub fn step(ctx: &Ctx, bc: &mut BinConn, buf: &[u8], out: &mut Out) -> Step {
+pub fn step(
+    ctx: &Ctx,
+    bc: &mut BinConn,
+    buf: &[u8],
+    out: &mut Out,
+    direct: Option<Reserved>,
+) -> Step {
     if !ctx.pending_output {
         bc.flush_mark = None;
     }
@@ -107,15 +117,83 @@ pub fn step(ctx: &Ctx, bc: &mut BinConn, buf: &[u8], out: &mut Out) -> Step {
             return Step::Swallow { used, left: vlen };
         }
     }
+    if direct.is_some() {
+        // The value is in the item; only the head was kept.
+        return match run(ctx, bc, &p, cmd, &[], out, direct) {
+            Next::Continue => Step::Done { used },
+            Next::CloseAfterWrite => Step::CloseAfterWrite { used },
+            Next::Close => Step::Close,
+        };
+    }
     if buf.len() < used + vlen {
+        if ctx.direct_values && used + vlen > DIRECT_ABOVE {
+            if let Some(step) = reserve(ctx, &p, &cmd, vlen, out) {
+                return step;
+            }
+        }
         return Step::NeedInput { need: used + vlen };
     }
     let value = &buf[used..used + vlen];
     let used = used + vlen;
-    match run(ctx, bc, &p, cmd, value, out) {
+    match run(ctx, bc, &p, cmd, value, out, None) {
         Next::Continue => Step::Done { used },
         Next::CloseAfterWrite => Step::CloseAfterWrite { used },
         Next::Close => Step::Close,
+    }
+}
+
+/// Requests bigger than this whose value is still arriving have it read
+/// straight into its item rather than buffered (the read buffer's size).
+pub const DIRECT_ABOVE: usize = crate::conn::READ_BUFFER_SIZE;
+
+/// Reserves the item a store's value will be read into; `None` when the
+/// command is not a store.
+fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> Option<Step> {
+    let (mode, flags, exptime) = match *cmd {
+        Cmd::Store {
+            kind,
+            flags,
+            exptime,
+            ..
+        } => (store_mode(p, kind), flags, i64::from(exptime)),
+        Cmd::Concat { append: true, .. } => (StoreMode::Append, 0, 0),
+        Cmd::Concat { append: false, .. } => (StoreMode::Prepend, 0, 0),
+        _ => return None,
+    };
+    Some(
+        match ctx.shared.engine.reserve(mode, p.key, flags, exptime, vlen) {
+            Ok(value) => Step::Direct {
+                head: p.consumed,
+                value,
+            },
+            Err(outcome) => {
+                let st = match outcome {
+                    StoreOutcome::TooLarge => status::E2BIG,
+                    StoreOutcome::OutOfMemory => {
+                        ctx.ws.store_no_memory.incr();
+                        status::OUT_OF_MEMORY
+                    }
+                    _ => status::NOT_STORED,
+                };
+                encode_error(out, p.header.opcode, st, p.header.opaque);
+                Step::Swallow {
+                    used: p.consumed,
+                    left: vlen,
+                }
+            }
+        },
+    )
+}
+
+fn store_mode(p: &Packet, kind: StoreKind) -> StoreMode {
+    if p.header.cas != 0 {
+        StoreMode::Cas
+    } else {
+        match kind {
+            StoreKind::Set => StoreMode::Set,
+            StoreKind::Add => StoreMode::Add,
+            StoreKind::Replace => StoreMode::Replace,
+        }
     }
 }
 
@@ -151,7 +229,15 @@ fn err(out: &mut Vec<u8>, p: &Packet, st: u16) {
     encode_error(out, p.header.opcode, st, p.header.opaque);
 }
 
-fn run(ctx: &Ctx, bc: &mut BinConn, p: &Packet, cmd: Cmd, value: &[u8], out: &mut Out) -> Next {
+fn run(
+    ctx: &Ctx,
+    bc: &mut BinConn,
+    p: &Packet,
+    cmd: Cmd,
+    value: &[u8],
+    out: &mut Out,
+    direct: Option<Reserved>,
+) -> Next {
     let sh = ctx.shared;
     let engine = &sh.engine;
     let h = &p.header;
@@ -187,16 +273,11 @@ fn run(ctx: &Ctx, bc: &mut BinConn, p: &Packet, cmd: Cmd, value: &[u8], out: &mu
             exptime,
             ..
         } => {
-            let mode = if h.cas != 0 {
-                StoreMode::Cas
-            } else {
-                match kind {
-                    StoreKind::Set => StoreMode::Set,
-                    StoreKind::Add => StoreMode::Add,
-                    StoreKind::Replace => StoreMode::Replace,
-                }
+            let mode = store_mode(p, kind);
+            let o = match direct {
+                Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
+                None => engine.store(mode, key, flags, i64::from(exptime), value, h.cas, ctx.ts),
             };
-            let o = engine.store(mode, key, flags, i64::from(exptime), value, h.cas, ctx.ts);
             store_reply(out, p, quiet, mode, o);
         }
         Cmd::Concat { append, quiet, .. } => {
@@ -205,7 +286,10 @@ fn run(ctx: &Ctx, bc: &mut BinConn, p: &Packet, cmd: Cmd, value: &[u8], out: &mu
             } else {
                 StoreMode::Prepend
             };
-            let o = engine.store(mode, key, 0, 0, value, h.cas, ctx.ts);
+            let o = match direct {
+                Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
+                None => engine.store(mode, key, 0, 0, value, h.cas, ctx.ts),
+            };
             store_reply(out, p, quiet, mode, o);
         }
         Cmd::Delete { quiet } => {

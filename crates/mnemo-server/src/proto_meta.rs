@@ -7,7 +7,7 @@
 
 use crate::out::Out;
 use crate::proto_text::Ctx;
-use mnemo_engine::{ArithOutcome, KeySlot, StoreMode, StoreOutcome};
+use mnemo_engine::{ArithOutcome, KeySlot, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::meta::{self, Cmd, Request, SetMode, KEY_BUF_LEN, MAX_OPAQUE};
 use mnemo_protocol::text::push_u64;
 
@@ -34,8 +34,57 @@ pub enum Step {
     Swallow { left: usize },
 }
 
-/// Runs one meta request line; `rest` is the input after the line.
-pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Out) -> Step {
+/// For an `ms` whose data block is still arriving (after `run` answered
+/// `NeedData`): reserves the item the data will be read into. `None`: not
+/// an `ms`; `Err(n)`: refused, reply written, swallow `n` bytes.
+pub fn reserve(ctx: &Ctx, line: &[u8], out: &mut Vec<u8>) -> Option<Result<Reserved, usize>> {
+    let mut keybuf = [0u8; KEY_BUF_LEN];
+    let req = meta::parse(line, &mut keybuf).ok()?;
+    if req.cmd != Cmd::Set {
+        return None;
+    }
+    let f = &req.flags;
+    let n = req.datalen;
+    let exptime = i64::from(f.ttl.unwrap_or(0));
+    match ctx.shared.engine.reserve(
+        store_mode(req.set_mode),
+        req.key,
+        f.client_flags,
+        exptime,
+        n,
+    ) {
+        Ok(value) => Some(Ok(value)),
+        Err(outcome) => {
+            out.extend_from_slice(match outcome {
+                StoreOutcome::TooLarge => {
+                    ctx.ws.store_too_large.incr();
+                    b"SERVER_ERROR object too large for cache\r\n"
+                }
+                StoreOutcome::OutOfMemory => {
+                    ctx.ws.store_no_memory.incr();
+                    b"SERVER_ERROR out of memory storing object\r\n"
+                }
+                _ => b"NS\r\n",
+            });
+            Some(Err(n + 2))
+        }
+    }
+}
+
+fn store_mode(m: SetMode) -> StoreMode {
+    match m {
+        SetMode::Set => StoreMode::Set,
+        SetMode::Add => StoreMode::Add,
+        SetMode::Append => StoreMode::Append,
+        SetMode::Prepend => StoreMode::Prepend,
+        SetMode::Replace => StoreMode::Replace,
+    }
+}
+
+/// Runs one meta request line; `rest` is the input after the line. With
+/// `direct`, an `ms` line's data was read into that item and `rest` starts
+/// at its terminator.
+pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Out, direct: Option<Reserved>) -> Step {
     let mut keybuf = [0u8; KEY_BUF_LEN];
     let req = match meta::parse(line, &mut keybuf) {
         Ok(r) => r,
@@ -51,7 +100,7 @@ pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Out) -> Step {
     };
     match req.cmd {
         Cmd::Get => mget(ctx, &req, out),
-        Cmd::Set => return mset(ctx, &req, rest, out),
+        Cmd::Set => return mset(ctx, &req, rest, out, direct),
         Cmd::Delete => mdelete(ctx, &req, out),
         Cmd::Arith => marith(ctx, &req, out),
         Cmd::Noop => out.extend_from_slice(b"MN\r\n"),
@@ -189,7 +238,13 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Out) {
 
 /// `ms`: refused lines swallow their data; otherwise wait for the data
 /// block and store it.
-fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
+fn mset(
+    ctx: &Ctx,
+    req: &Request,
+    rest: &[u8],
+    out: &mut Vec<u8>,
+    direct: Option<Reserved>,
+) -> Step {
     let engine = &ctx.shared.engine;
     let f = &req.flags;
     let n = req.datalen;
@@ -201,24 +256,28 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
         engine.unlink_key(req.key);
         return Step::Swallow { left: n + 2 };
     }
-    if rest.len() < n + 2 {
+    // Input bytes this request takes after its line: the data block, or
+    // only its terminator when the data went straight into `direct`.
+    let (value_len, used) = if direct.is_some() { (0, 2) } else { (n, n + 2) };
+    if rest.len() < used {
+        debug_assert!(
+            direct.is_none(),
+            "the terminator is read before a direct ms runs"
+        );
         return Step::NeedData { need: n + 2 };
     }
-    if &rest[n..n + 2] != b"\r\n" {
+    if &rest[value_len..used] != b"\r\n" {
         // memcached counts the set once the item is allocated and read,
         // before it checks the terminator.
         engine.count_set(req.key.len(), f.client_flags, n, ctx.ts);
         out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
-        return Step::Done { used: n + 2 };
+        return Step::Done { used };
     }
-    let value = &rest[..n];
-    let mut mode = match req.set_mode {
-        SetMode::Set => StoreMode::Set,
-        SetMode::Add => StoreMode::Add,
-        SetMode::Append => StoreMode::Append,
-        SetMode::Prepend => StoreMode::Prepend,
-        SetMode::Replace => StoreMode::Replace,
+    let mut value = match direct {
+        Some(r) => Value::Item(Some(r)),
+        None => Value::Bytes(&rest[..n]),
     };
+    let mut mode = store_mode(req.set_mode);
     if f.compare_cas.is_some() && matches!(mode, StoreMode::Set | StoreMode::Replace) {
         mode = StoreMode::Cas;
     }
@@ -232,7 +291,7 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
             let old_exp = it.exptime();
             let old_win = it.win_sent();
             let now = slot.now();
-            let o = slot.store(StoreMode::Set, f.client_flags, 0, value, 0, f.new_cas);
+            let o = value.store(&mut slot, StoreMode::Set, f.client_flags, 0, 0, f.new_cas);
             if let StoreOutcome::Stored { .. } = o {
                 if old_exp != 0 {
                     slot.set_exptime(i64::from(old_exp.saturating_sub(now).max(1)));
@@ -242,7 +301,7 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
             }
             o
         }
-        _ => slot.store(mode, f.client_flags, exptime, value, cas, f.new_cas),
+        _ => value.store(&mut slot, mode, f.client_flags, exptime, cas, f.new_cas),
     };
     // A key that came base64-decoded is echoed base64 later (mg k, me);
     // memcached marks only the item the request itself allocated, so an
@@ -261,16 +320,16 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
         StoreOutcome::TooLarge => {
             ctx.ws.store_too_large.incr();
             out.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
-            return Step::Done { used: n + 2 };
+            return Step::Done { used };
         }
         StoreOutcome::OutOfMemory => {
             ctx.ws.store_no_memory.incr();
             out.extend_from_slice(b"SERVER_ERROR out of memory storing object\r\n");
-            return Step::Done { used: n + 2 };
+            return Step::Done { used };
         }
     };
     if f.quiet && status == b"HD" {
-        return Step::Done { used: n + 2 };
+        return Step::Done { used };
     }
     out.extend_from_slice(status);
     for t in req.flag_tokens() {
@@ -282,7 +341,43 @@ fn mset(ctx: &Ctx, req: &Request, rest: &[u8], out: &mut Vec<u8>) -> Step {
         }
     }
     out.extend_from_slice(b"\r\n");
-    Step::Done { used: n + 2 }
+    Step::Done { used }
+}
+
+/// An `ms` data block: in the input buffer, or already in its item.
+enum Value<'a> {
+    Bytes(&'a [u8]),
+    Item(Option<Reserved>),
+}
+
+impl Value<'_> {
+    fn store(
+        &mut self,
+        slot: &mut KeySlot<'_>,
+        mode: StoreMode,
+        flags: u32,
+        exptime: i64,
+        cas: u64,
+        new_cas: Option<u64>,
+    ) -> StoreOutcome {
+        match self {
+            Value::Bytes(b) => slot.store(mode, flags, exptime, b, cas, new_cas),
+            Value::Item(r) => match r.take() {
+                Some(r) => {
+                    let o = slot.store_reserved(mode, r, cas, new_cas);
+                    // The reservation took the request's TTL; a caller
+                    // storing with another (the `I` path) gets it here.
+                    if matches!(o, StoreOutcome::Stored { .. })
+                        && !matches!(mode, StoreMode::Append | StoreMode::Prepend)
+                    {
+                        slot.set_exptime(exptime);
+                    }
+                    o
+                }
+                None => StoreOutcome::NotStored,
+            },
+        }
+    }
 }
 
 fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {

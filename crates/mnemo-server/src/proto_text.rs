@@ -8,7 +8,8 @@ use crate::out::Out;
 use crate::shared::{ConnState, Shared, VERSION};
 use crate::stats::{stat_line, PrefixOp, WorkerStats};
 use mnemo_engine::{
-    ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, StoreMode, StoreOutcome, ThreadStats,
+    ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, Reserved, StoreMode, StoreOutcome,
+    ThreadStats,
 };
 use mnemo_protocol::text::{
     self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, LruCmd, Request, StatsCmd, StoreKind,
@@ -42,6 +43,9 @@ pub struct Ctx<'a> {
     pub pending_output: bool,
     /// The worker's spare read buffers.
     pub rbuf_pool: &'a mut Vec<Vec<u8>>,
+    /// A large value still arriving may be read straight into its item
+    /// (a stream connection; a datagram holds its whole request).
+    pub direct_values: bool,
 }
 
 fn line(out: &mut Vec<u8>, s: &str) {
@@ -126,9 +130,56 @@ fn memcached_item_fits(
     ITEM_HEADER + cas + nkey + 1 + suffix + bytes + 2 <= s.engine.item_size_max
 }
 
+/// For a storage command whose value is still arriving: reserves the item
+/// the value will be read into (memcached allocates it at this point too).
+/// `Err(n)`: refused, the reply is written and `n` bytes must be swallowed.
+pub fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Reserved, usize> {
+    let Request::Store {
+        kind,
+        key,
+        flags,
+        exptime,
+        bytes,
+        noreply,
+        ..
+    } = *req
+    else {
+        return Err(0);
+    };
+    match ctx
+        .shared
+        .engine
+        .reserve(store_mode(kind), key, flags, exptime, bytes)
+    {
+        Ok(value) => Ok(value),
+        Err(outcome) => {
+            let msg = match outcome {
+                StoreOutcome::TooLarge => {
+                    ctx.ws.store_too_large.incr();
+                    "SERVER_ERROR object too large for cache"
+                }
+                StoreOutcome::OutOfMemory => {
+                    ctx.ws.store_no_memory.incr();
+                    "SERVER_ERROR out of memory storing object"
+                }
+                _ => "NOT_STORED",
+            };
+            reply(ctx, out, msg, noreply);
+            Err(bytes + 2)
+        }
+    }
+}
+
 /// Completes a storage command once `data` (value plus its two terminator
-/// bytes) is in the buffer.
-pub fn complete_store(ctx: &Ctx, req: &Request, data: &[u8], out: &mut Vec<u8>) {
+/// bytes) is in the buffer; with `direct`, the value was read into that
+/// item and `data` is only the terminator.
+pub fn complete_store(
+    ctx: &Ctx,
+    req: &Request,
+    data: &[u8],
+    out: &mut Vec<u8>,
+    direct: Option<Reserved>,
+) {
     let Request::Store {
         kind,
         key,
@@ -141,21 +192,26 @@ pub fn complete_store(ctx: &Ctx, req: &Request, data: &[u8], out: &mut Vec<u8>) 
     else {
         return;
     };
-    if &data[bytes..bytes + 2] != b"\r\n" {
+    let value_end = if direct.is_some() { 0 } else { bytes };
+    if &data[value_end..value_end + 2] != b"\r\n" {
         // memcached counts the set before it checks the terminator.
         ctx.shared.engine.count_set(key.len(), flags, bytes, ctx.ts);
         reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
         return;
     }
-    let outcome = ctx.shared.engine.store(
-        store_mode(kind),
-        key,
-        flags,
-        exptime,
-        &data[..bytes],
-        cas,
-        ctx.ts,
-    );
+    let engine = &ctx.shared.engine;
+    let outcome = match direct {
+        Some(value) => engine.store_reserved(store_mode(kind), key, value, cas, ctx.ts),
+        None => engine.store(
+            store_mode(kind),
+            key,
+            flags,
+            exptime,
+            &data[..bytes],
+            cas,
+            ctx.ts,
+        ),
+    };
     let msg = match outcome {
         StoreOutcome::Stored { .. } => "STORED",
         StoreOutcome::NotStored => "NOT_STORED",

@@ -135,6 +135,7 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
             fd,
             pending_output: false,
             rbuf_pool: &mut rbuf_pool,
+            direct_values: false,
         };
         let mut send = |reply: &[u8]| {
             send_reply(&sock, peer, req_id, reply, &mut dgram, &ws);
@@ -159,12 +160,13 @@ fn run_binary(ctx: &Ctx, mut input: &[u8], out: &mut Out, send: &mut dyn FnMut(&
     let mut bc = BinConn::default();
     while !input.is_empty() {
         out.clear();
-        let step = proto_bin::step(ctx, &mut bc, input, out);
+        let step = proto_bin::step(ctx, &mut bc, input, out, None);
         send(out);
         input = match step {
             proto_bin::Step::Done { used } => &input[used..],
             proto_bin::Step::Swallow { used, left } => input.get(used + left..).unwrap_or(&[]),
             proto_bin::Step::NeedInput { .. }
+            | proto_bin::Step::Direct { .. }
             | proto_bin::Step::CloseAfterWrite { .. }
             | proto_bin::Step::Close => break,
         };
@@ -211,7 +213,7 @@ fn run_requests(ctx: &Ctx, mut input: &[u8], out: &mut Out, send: &mut dyn FnMut
             _ => break,
         };
         if proto_meta::is_meta(line) {
-            match proto_meta::run(ctx, line, &input[consumed..], out) {
+            match proto_meta::run(ctx, line, &input[consumed..], out, None) {
                 proto_meta::Step::Done { used } => input = &input[consumed + used..],
                 proto_meta::Step::Swallow { left } => {
                     input = input.get(consumed + left..).unwrap_or(&[]);
@@ -231,7 +233,7 @@ fn run_requests(ctx: &Ctx, mut input: &[u8], out: &mut Out, send: &mut dyn FnMut
                 if input.len() < need {
                     break;
                 }
-                proto_text::complete_store(ctx, &req, &input[consumed..need], out);
+                proto_text::complete_store(ctx, &req, &input[consumed..need], out, None);
                 input = &input[need..];
             }
             // Each key of a get is its own reply (a miss sends nothing);

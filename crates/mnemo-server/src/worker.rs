@@ -150,6 +150,7 @@ impl Worker {
                     fd: slot.conn.info.fd,
                     pending_output: false,
                     rbuf_pool: &mut self.rbuf_pool,
+                    direct_values: true,
                 };
                 pending |= !slot.conn.stop_flush(&mut ctx);
             }
@@ -209,6 +210,7 @@ impl Worker {
             fd: slot.conn.info.fd,
             pending_output: false,
             rbuf_pool: &mut self.rbuf_pool,
+            direct_values: true,
         };
         match slot.conn.drive(&mut ctx, readable, writable) {
             Drive::Wait => {}

@@ -857,3 +857,180 @@ fn unread_metadump_is_streamed_with_bounded_rss() {
     );
     assert_serves(&server, "the dump");
 }
+
+/// Many clients each start a 1 MB `set` and stall part way: memcached
+/// reads a value into the item it allocated for it, so values in flight
+/// are cache memory, bounded by `-m`, not buffers outside it. The same
+/// holds here: with `-m 16` and 40 such clients, the ones that fit get
+/// their item and the rest `SERVER_ERROR out of memory storing object`
+/// (memcached 1.6.18: 15 stored, 25 `SERVER_ERROR Out of memory during
+/// read`, since it allocates a large item's chunks as data arrives), and
+/// RSS stays near `-m` instead of growing by 40 MB.
+#[test]
+fn partial_values_are_held_in_cache_memory_not_buffers() {
+    let server = Server::mnemo(&["-m", "16", "-t", "2"]);
+    assert_serves(&server, "start");
+    let mut early = server.connect();
+    assert_eq!(
+        early.request(b"set early 0 0 5\r\nfirst\r\n"),
+        b"STORED\r\n"
+    );
+    let base = rss(server.pid());
+    let n = 1_000_000;
+    let value = |i: usize| -> Vec<u8> { (0..n).map(|j| (i * 31 + j % 251) as u8).collect() };
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let mut s = raw(&server);
+        let mut req = format!("set part{i} 0 0 {n}\r\n").into_bytes();
+        req.extend_from_slice(&value(i)[..900_000]);
+        assert_eq!(push(&mut s, &req), req.len(), "client {i}");
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // -m 16 is 16 pages; 40 values of 1 MB would need 40 more MB.
+    assert_rss_within(&server, base, 16 * MB + 4 * MB, "40 stalled 1 MB values");
+    assert_serves(&server, "40 stalled 1 MB values");
+    // Values in flight took free memory only, not other classes' pages
+    // (as with memcached, whose small items stay readable meanwhile).
+    assert_eq!(
+        early.request(b"get early\r\n"),
+        b"VALUE early 0 5\r\nfirst\r\nEND\r\n"
+    );
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    for (i, mut s) in held.into_iter().enumerate() {
+        let mut rest = value(i)[900_000..].to_vec();
+        rest.extend_from_slice(b"\r\n");
+        push(&mut s, &rest);
+        let mut c = Client::from_tcp(s);
+        match c.read_line().as_slice() {
+            b"STORED\r\n" => stored.push(i),
+            b"SERVER_ERROR out of memory storing object\r\n" => refused += 1,
+            other => panic!("client {i}: {}", support::show(other)),
+        }
+    }
+    assert!(stored.len() >= 8, "only {} of 40 stored", stored.len());
+    assert!(refused >= 20, "only {refused} of 40 refused in 16 MB");
+    let mut c = server.connect();
+    for i in stored {
+        let reply = c.request(format!("get part{i}\r\n").as_bytes());
+        let head = format!("VALUE part{i} 0 {n}\r\n");
+        if reply == b"END\r\n" {
+            continue; // evicted by a later one: allowed, torn is not
+        }
+        assert!(reply.starts_with(head.as_bytes()), "part{i}");
+        assert_eq!(
+            &reply[head.len()..head.len() + n],
+            value(i).as_slice(),
+            "part{i} bytes"
+        );
+    }
+    assert_serves(&server, "completed values");
+}
+
+/// Large values trickled in odd-sized pieces, in all three protocols, with
+/// requests pipelined behind them, come back byte for byte; a bad
+/// terminator after a directly read value is answered as memcached does
+/// and stores nothing.
+#[test]
+fn large_values_trickled_in_pieces_arrive_whole_in_every_protocol() {
+    let server = Server::mnemo(&["-m", "64", "-I", "4m"]);
+    let mut rng = Rng(11);
+    let blob = |seed: u8, n: usize| -> Vec<u8> {
+        (0..n).map(|j| seed.wrapping_add((j % 253) as u8)).collect()
+    };
+    let trickle = |rng: &mut Rng, s: &mut TcpStream, req: &[u8]| {
+        let mut off = 0;
+        while off < req.len() {
+            let n = (1 + rng.next() as usize % 70_000).min(req.len() - off);
+            s.write_all(&req[off..off + n]).expect("send");
+            off += n;
+            if rng.next().is_multiple_of(3) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    for (i, n) in [20_000usize, 300_000, 1_500_000].into_iter().enumerate() {
+        let v = blob(i as u8, n);
+        // Text set, then a get pipelined behind it.
+        let mut s = raw(&server);
+        let mut req = format!("set t{i} 5 0 {n}\r\n").into_bytes();
+        req.extend_from_slice(&v);
+        req.extend_from_slice(format!("\r\nappend t{i} 0 0 3\r\nxyz\r\nget t{i}\r\n").as_bytes());
+        trickle(&mut rng, &mut s, &req);
+        let mut c = Client::from_tcp(s);
+        assert_eq!(c.read_line(), b"STORED\r\n");
+        assert_eq!(c.read_line(), b"STORED\r\n");
+        assert_eq!(
+            c.read_line(),
+            format!("VALUE t{i} 5 {}\r\n", n + 3).into_bytes()
+        );
+        let got = c.read_exact(n + 3 + 2);
+        assert!(got[..n] == v[..] && &got[n..] == b"xyz\r\n", "text {n}");
+        assert_eq!(c.read_line(), b"END\r\n");
+
+        // Meta ms with a base64 key and a TTL, then mg.
+        let mut s = raw(&server);
+        // base64 of "key0", "key1", "key2".
+        let k64 = ["a2V5MA==", "a2V5MQ==", "a2V5Mg=="][i];
+        let mut req = format!("ms {k64} {n} T100 F9 b c\r\n").into_bytes();
+        req.extend_from_slice(&v);
+        req.extend_from_slice(format!("\r\nmg {k64} b v f t\r\n").as_bytes());
+        trickle(&mut rng, &mut s, &req);
+        let mut c = Client::from_tcp(s);
+        let hd = c.read_line();
+        assert!(hd.starts_with(b"HD c"), "{}", support::show(&hd));
+        let va = c.read_line();
+        assert!(
+            va.starts_with(format!("VA {n} f9 t").as_bytes()),
+            "{}",
+            support::show(&va)
+        );
+        let got = c.read_exact(n + 2);
+        assert!(got[..n] == v[..], "meta {n}");
+
+        // Binary set then get.
+        let mut s = raw(&server);
+        let key = format!("b{i}");
+        let mut req = bin_set(key.as_bytes(), 3, &v);
+        req.extend_from_slice(&bin_get(key.as_bytes()));
+        trickle(&mut rng, &mut s, &req);
+        let mut c = Client::from_tcp(s);
+        let set_reply = c.read_exact(24);
+        assert_eq!(&set_reply[6..8], &[0, 0], "binary set status");
+        let head = c.read_exact(24);
+        assert_eq!(&head[6..8], &[0, 0], "binary get status");
+        let body_len = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+        assert_eq!(body_len, 4 + n);
+        let body = c.read_exact(body_len);
+        assert_eq!(&body[..4], &3u32.to_be_bytes());
+        assert!(body[4..] == v[..], "binary {n}");
+    }
+    // A bad data chunk after a direct value: memcached's error, no value.
+    let mut c = server.connect();
+    let mut req = b"set bad 0 0 100000\r\n".to_vec();
+    req.extend_from_slice(&blob(1, 100_000));
+    req.extend_from_slice(b"XXget bad\r\n");
+    c.send(&req);
+    assert_eq!(c.read_line(), b"CLIENT_ERROR bad data chunk\r\n");
+    assert_eq!(c.read_line(), b"END\r\n");
+    assert_serves(&server, "trickled values");
+}
+
+fn bin_set(key: &[u8], flags: u32, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    mnemo_protocol::reply::binary::Header {
+        magic: mnemo_protocol::reply::binary::REQUEST_MAGIC,
+        opcode: 0x01,
+        key_len: key.len() as u16,
+        extras_len: 8,
+        body_len: (8 + key.len() + value.len()) as u32,
+        ..Default::default()
+    }
+    .encode(&mut out);
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    out
+}

@@ -333,7 +333,7 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        Client::from_stream(stream)
+        Client::from_tcp(stream)
     }
 
     /// A client whose socket receive buffer is `bytes` (set before the
@@ -346,10 +346,11 @@ impl Client {
             .unwrap_or_else(|e| panic!("SO_RCVBUF: {e}"));
         sock.connect_timeout(&addr.into(), READ_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        Client::from_stream(sock.into())
+        Client::from_tcp(sock.into())
     }
 
-    fn from_stream(stream: TcpStream) -> Client {
+    /// Wraps a connected socket (read timeout and TCP_NODELAY set).
+    pub fn from_tcp(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .unwrap_or_else(|e| panic!("cannot set read timeout: {e}"));
