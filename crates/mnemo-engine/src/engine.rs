@@ -430,7 +430,10 @@ impl Engine {
     /// As `free_item`, with the item's class already locked. Chain chunks
     /// live in the same (largest) class as their head.
     pub(crate) fn free_item_locked(&self, st: &mut ClassState, raw: Raw, id: ItemId) {
-        if let Some(pin) = st.pins.get_mut(&id) {
+        if let Some(pin) = (!st.pins.is_empty())
+            .then(|| st.pins.get_mut(&id))
+            .flatten()
+        {
             // A reply still sends these bytes: the chunks stay as they are
             // (neither free nor linked, so the page mover waits) until the
             // last `Pinned` is dropped.
