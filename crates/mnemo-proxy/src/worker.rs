@@ -2384,12 +2384,25 @@ impl Worker {
                 np.rebuild();
             }
         }
+        // Backends of servers the new config dropped still carry their old
+        // pool and server indices, which now name other servers: detach
+        // them first, so closing them touches no server's counters (their
+        // own lived in the old stats, which are gone).
+        let removed: Vec<usize> = self
+            .backends
+            .indices()
+            .into_iter()
+            .filter(|&b| !moved.get(b).copied().unwrap_or(false))
+            .collect();
+        for &b in &removed {
+            if let Some(be) = self.backends.get_mut(b) {
+                be.pool = usize::MAX;
+            }
+        }
         self.pools = pools;
         self.stats = r.stats;
-        for b in self.backends.indices() {
-            if !moved.get(b).copied().unwrap_or(false) {
-                self.fail_backend(b, Failure::Removed);
-            }
+        for b in removed {
+            self.fail_backend(b, Failure::Removed);
         }
         // Listeners: keep those whose address survives, drop the others,
         // bind the new ones.

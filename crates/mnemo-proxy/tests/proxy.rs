@@ -799,6 +799,59 @@ fn stats_continue_across_a_reload() {
     );
 }
 
+/// A reload that drops a server closes that server's connections without
+/// touching the counters of the server that takes its place in the list.
+#[test]
+fn a_reload_that_removes_a_server_keeps_the_others_counters() {
+    let m = [memcached(), memcached()];
+    let lp = free_port();
+    let lp2 = free_port();
+    let dir = TempDir::new("stats-remove");
+    let conf = dir.file(
+        "p.yml",
+        &pool("alpha", lp, "", &server_lines(&[(&m[0], 1), (&m[1], 1)])),
+    );
+    let p = proxy(&conf, lp);
+    let stats = || -> serde_json::Value {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.stats_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+    let mut c = Conn::new(lp);
+    // Enough keys that both servers get a connection from this worker.
+    for i in 0..40 {
+        assert_eq!(c.set(&format!("r{i}"), "v"), "STORED\r\n");
+    }
+    let first = format!("127.0.0.1:{}", m[0].port);
+    let second = format!("127.0.0.1:{}", m[1].port);
+    let before = stats();
+    let conns = before["alpha"][&second]["server_connections"].clone();
+    assert!(conns.as_i64().unwrap_or(0) >= 1, "{before}");
+    assert!(
+        before["alpha"][&first]["server_connections"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    );
+    // Only the second server remains; a new pool shows the reload is in.
+    let text = format!(
+        "{}{}",
+        pool("alpha", lp, "", &server_lines(&[(&m[1], 1)])),
+        pool("beta", lp2, "", &server_lines(&[(&m[1], 1)]))
+    );
+    std::fs::write(&conf, text).unwrap();
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(p.proc.child.id() as i32, 1) };
+    wait_port(lp2, "reloaded pool beta");
+    assert_eq!(c.set("after", "v"), "STORED\r\n");
+    let v = stats();
+    assert!(v["alpha"].get(&first).is_none(), "{v}");
+    assert_eq!(v["alpha"][&second]["server_connections"], conns, "{v}");
+    assert_eq!(v["alpha"][&second]["in_flight"], 0, "{v}");
+}
+
 #[test]
 fn deep_pipeline_from_a_client_that_reads_late() {
     let m = [memcached(), memcached()];
