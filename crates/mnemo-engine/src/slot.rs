@@ -84,7 +84,14 @@ impl<'a> KeySlot<'a> {
     /// Records an access now (FETCHED, then ACTIVE), as a get does.
     pub fn bump(&self) {
         if let Some(id) = self.id {
-            self.e.slabs.raw(id).touch_access(self.now());
+            let raw = self.e.slabs.raw(id);
+            // As a plain get does: memcached's do_item_bump only marks
+            // items ACTIVE with the segmented LRU.
+            if self.e.tuning.segmented() {
+                raw.touch_access(self.now());
+            } else {
+                self.e.touch_flat(id, raw, self.now());
+            }
         }
     }
 
