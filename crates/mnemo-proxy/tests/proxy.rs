@@ -752,6 +752,15 @@ fn stats_port_serves_twemproxy_json() {
     assert_eq!(v["alpha"]["client_connections"], 1);
 }
 
+/// The proxy's stats as its stats port serves them (twemproxy's JSON).
+fn stats_json(port: u16) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
 #[test]
 fn stats_continue_across_a_reload() {
     let m = memcached();
@@ -760,13 +769,7 @@ fn stats_continue_across_a_reload() {
     let dir = TempDir::new("stats-reload");
     let conf = dir.file("p.yml", &pool("alpha", lp, "", &server_lines(&[(&m, 1)])));
     let p = proxy(&conf, lp);
-    let stats = || -> serde_json::Value {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.stats_port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        serde_json::from_str(&body).unwrap()
-    };
+    let stats = || stats_json(p.stats_port);
     let mut c = Conn::new(lp);
     for i in 0..10 {
         assert_eq!(c.set(&format!("s{i}"), "v"), "STORED\r\n");
@@ -812,13 +815,7 @@ fn a_reload_that_removes_a_server_keeps_the_others_counters() {
         &pool("alpha", lp, "", &server_lines(&[(&m[0], 1), (&m[1], 1)])),
     );
     let p = proxy(&conf, lp);
-    let stats = || -> serde_json::Value {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.stats_port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        serde_json::from_str(&body).unwrap()
-    };
+    let stats = || stats_json(p.stats_port);
     let mut c = Conn::new(lp);
     // Enough keys that both servers get a connection from this worker.
     for i in 0..40 {

@@ -383,30 +383,19 @@ impl Conn {
         if self.rend == self.rbuf.len() {
             return Ok(Filled::Full);
         }
-        loop {
-            match self.stream.read(&mut self.rbuf[self.rend..]) {
-                Ok(0) => return Ok(Filled::Eof),
-                Ok(n) => {
-                    let space = self.rbuf.len() - self.rend;
-                    self.rend += n;
-                    ctx.ws.bytes_read.add(n as u64);
-                    // A short read emptied the socket's queue; new data will
-                    // raise a fresh edge, so skip the read that would only
-                    // return EAGAIN. Not once the FIN is in: the read that
-                    // returns 0 is the only way to learn of it.
-                    if n < space && !self.peer_closed {
-                        self.readable = false;
-                    }
-                    return Ok(Filled::Data);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return Ok(Filled::WouldBlock);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = match read_once(
+            &mut self.stream,
+            &mut self.rbuf[self.rend..],
+            &mut self.readable,
+            self.peer_closed,
+        )? {
+            Got::Data(n) => n,
+            Got::Eof => return Ok(Filled::Eof),
+            Got::WouldBlock => return Ok(Filled::WouldBlock),
+        };
+        self.rend += n;
+        ctx.ws.bytes_read.add(n as u64);
+        Ok(Filled::Data)
     }
 
     /// Reads once into the item of the value being received.
@@ -416,33 +405,21 @@ impl Conn {
             return Ok(Filled::Data);
         };
         let dst = d.value.unfilled(d.filled);
-        let space = dst.len();
-        loop {
-            match self.stream.read(dst) {
-                Ok(0) => return Ok(Filled::Eof),
-                Ok(n) => {
-                    d.filled += n;
-                    ctx.ws.bytes_read.add(n as u64);
-                    if n < space && !self.peer_closed {
-                        self.readable = false;
-                    }
-                    if d.filled == d.value.len() {
-                        // The terminator (if any) is read as usual, after
-                        // the line, and the request runs once it is in.
-                        self.input = Input::Value {
-                            need: head + trailer,
-                        };
-                    }
-                    return Ok(Filled::Data);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return Ok(Filled::WouldBlock);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let n = match read_once(&mut self.stream, dst, &mut self.readable, self.peer_closed)? {
+            Got::Data(n) => n,
+            Got::Eof => return Ok(Filled::Eof),
+            Got::WouldBlock => return Ok(Filled::WouldBlock),
+        };
+        d.filled += n;
+        ctx.ws.bytes_read.add(n as u64);
+        if d.filled == d.value.len() {
+            // The terminator (if any) is read as usual, after the line,
+            // and the request runs once it is in.
+            self.input = Input::Value {
+                need: head + trailer,
+            };
         }
+        Ok(Filled::Data)
     }
 
     /// Starts reading a request's value into `value`: what is buffered
@@ -768,6 +745,42 @@ impl Conn {
             self.input = Input::MetadumpResume;
         }
         done
+    }
+}
+
+enum Got {
+    Data(usize),
+    Eof,
+    WouldBlock,
+}
+
+/// One read into `dst` (not empty), retried on EINTR.
+fn read_once(
+    stream: &mut Stream,
+    dst: &mut [u8],
+    readable: &mut bool,
+    peer_closed: bool,
+) -> io::Result<Got> {
+    loop {
+        match stream.read(dst) {
+            Ok(0) => return Ok(Got::Eof),
+            Ok(n) => {
+                // A short read emptied the socket's queue; new data will
+                // raise a fresh edge, so skip the read that would only
+                // return EAGAIN. Not once the FIN is in: the read that
+                // returns 0 is the only way to learn of it.
+                if n < dst.len() && !peer_closed {
+                    *readable = false;
+                }
+                return Ok(Got::Data(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                return Ok(Got::WouldBlock);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -153,18 +153,7 @@ pub fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Rese
     {
         Ok(value) => Ok(value),
         Err(outcome) => {
-            let msg = match outcome {
-                StoreOutcome::TooLarge => {
-                    ctx.ws.store_too_large.incr();
-                    "SERVER_ERROR object too large for cache"
-                }
-                StoreOutcome::OutOfMemory => {
-                    ctx.ws.store_no_memory.incr();
-                    "SERVER_ERROR out of memory storing object"
-                }
-                _ => "NOT_STORED",
-            };
-            reply(ctx, out, msg, noreply);
+            reply(ctx, out, store_reply(ctx, outcome), noreply);
             Err(bytes + 2)
         }
     }
@@ -212,7 +201,12 @@ pub fn complete_store(
             ctx.ts,
         ),
     };
-    let msg = match outcome {
+    reply(ctx, out, store_reply(ctx, outcome), noreply);
+}
+
+/// memcached's answer to a storage command's outcome, counting failures.
+fn store_reply(ctx: &Ctx, outcome: StoreOutcome) -> &'static str {
+    match outcome {
         StoreOutcome::Stored { .. } => "STORED",
         StoreOutcome::NotStored => "NOT_STORED",
         StoreOutcome::Exists => "EXISTS",
@@ -225,8 +219,7 @@ pub fn complete_store(
             ctx.ws.store_no_memory.incr();
             "SERVER_ERROR out of memory storing object"
         }
-    };
-    reply(ctx, out, msg, noreply);
+    }
 }
 
 /// Output a get may queue before it pauses to let the buffer drain; a line
