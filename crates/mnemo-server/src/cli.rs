@@ -526,6 +526,9 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
             *slab_chunk_changed = true;
         }
         "track_sizes" => s.track_sizes = true,
+        // mnemo's own: batched socket I/O (see batch.rs), on by default.
+        "io_uring" => s.io_uring = true,
+        "no_io_uring" => s.io_uring = false,
         "no_inline_ascii_resp"
         | "inline_ascii_resp"
         | "modern"
@@ -671,6 +674,8 @@ pub fn usage() -> String {
    - track_sizes:         enable dynamic reports for 'stats sizes' command.
    - modern:              enables options which will be default in future.
    - no_modern:           uses defaults of previous major version (1.4.x)
+   - no_io_uring:         one recv and one send system call per connection
+                          instead of batching them through io_uring (mnemo)
 ",
         ver = env!("CARGO_PKG_VERSION"),
         port = d.port,
@@ -776,6 +781,9 @@ mod tests {
         assert!(err(&["-o", "hot_lru_pct=50,warm_lru_pct=50"])
             .message
             .contains("80%"));
+        assert!(run(&[]).io_uring, "batched socket I/O is the default");
+        assert!(!run(&["-o", "no_io_uring"]).io_uring);
+        assert!(run(&["-o", "no_io_uring,io_uring"]).io_uring);
     }
 
     #[test]

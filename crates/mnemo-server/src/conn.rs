@@ -153,6 +153,12 @@ pub struct Conn {
     /// The item being filled while `input` is `Direct`, and once it is
     /// full until its request runs.
     direct: Option<DirectValue>,
+    /// A batched read (see [`Conn::prefill_target`]) found the end of the
+    /// stream or an error; the next `fill` reports it.
+    prefill_eof: bool,
+    /// The output is handed to the worker's batched send and must not
+    /// change until [`Conn::send_done`].
+    send_deferred: bool,
 }
 
 impl Conn {
@@ -176,6 +182,8 @@ impl Conn {
             ascii_authed: false,
             metadump: None,
             direct: None,
+            prefill_eof: false,
+            send_deferred: false,
         }
     }
 
@@ -210,10 +218,7 @@ impl Conn {
             Ok(false) => return false,
             Err(_) => return true,
         }
-        let fd = match &self.stream {
-            Stream::Tcp(s) => std::os::fd::AsRawFd::as_raw_fd(s),
-            Stream::Unix(s) => std::os::fd::AsRawFd::as_raw_fd(s),
-        };
+        let fd = self.raw_fd();
         let mut unacked: libc::c_int = 0;
         // SAFETY: TIOCOUTQ on an open socket we own writes one c_int.
         let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) };
@@ -259,6 +264,7 @@ impl Conn {
                     continue;
                 }
                 Step::Budget => {
+                    ctx.ws.conn_yields.incr();
                     if self.wbuf.has_unsent() {
                         // Flush on yield, as memcached does.
                         self.set_state(ConnState::Mwrite);
@@ -268,7 +274,6 @@ impl Conn {
                             Err(_) => return self.closing(),
                         }
                     }
-                    ctx.ws.conn_yields.incr();
                     self.set_state(ConnState::NewCmd);
                     return Drive::Yield;
                 }
@@ -307,6 +312,15 @@ impl Conn {
 
     /// Writes queued output; `Ok(true)` once all of it is gone.
     fn flush(&mut self, ctx: &mut Ctx) -> io::Result<bool> {
+        if self.send_deferred {
+            return Ok(false);
+        }
+        if ctx.defer_send && self.wbuf.plain_unsent().is_some() {
+            // The worker sends it with the other connections' replies in
+            // one submission; the connection waits for that.
+            self.send_deferred = true;
+            return Ok(false);
+        }
         while self.wbuf.has_unsent() {
             match self.wbuf.write_to(&mut self.stream) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -342,9 +356,33 @@ impl Conn {
 
     /// Reads once into free space, making room first.
     fn fill(&mut self, ctx: &mut Ctx) -> io::Result<Filled> {
+        if self.prefill_eof {
+            return Ok(Filled::Eof);
+        }
         if let Input::Direct { head, trailer } = self.input {
             return self.fill_direct(ctx, head, trailer);
         }
+        if let Err(f) = self.make_room(ctx) {
+            return Ok(f);
+        }
+        let n = match read_once(
+            &mut self.stream,
+            &mut self.rbuf[self.rend..],
+            &mut self.readable,
+            self.peer_closed,
+        )? {
+            Got::Data(n) => n,
+            Got::Eof => return Ok(Filled::Eof),
+            Got::WouldBlock => return Ok(Filled::WouldBlock),
+        };
+        self.rend += n;
+        ctx.ws.bytes_read.add(n as u64);
+        Ok(Filled::Data)
+    }
+
+    /// Makes free space at `rend` for the next read: compacts, takes a
+    /// pooled buffer, or grows within the input state's limit.
+    fn make_room(&mut self, ctx: &mut Ctx) -> Result<(), Filled> {
         let pending = self.rend - self.rstart;
         let want = match self.input {
             Input::Value { need } => need.max(pending + 1),
@@ -373,7 +411,7 @@ impl Conn {
                 _ => MAX_GET_LINE,
             };
             if want > limit {
-                return Ok(Filled::Full);
+                return Err(Filled::Full);
             }
             let new_len = want
                 .max(READ_BUFFER_SIZE)
@@ -381,21 +419,95 @@ impl Conn {
             self.rbuf.resize(new_len, 0);
         }
         if self.rend == self.rbuf.len() {
-            return Ok(Filled::Full);
+            return Err(Filled::Full);
         }
-        let n = match read_once(
-            &mut self.stream,
-            &mut self.rbuf[self.rend..],
-            &mut self.readable,
-            self.peer_closed,
-        )? {
-            Got::Data(n) => n,
-            Got::Eof => return Ok(Filled::Eof),
-            Got::WouldBlock => return Ok(Filled::WouldBlock),
-        };
-        self.rend += n;
-        ctx.ws.bytes_read.add(n as u64);
-        Ok(Filled::Data)
+        Ok(())
+    }
+
+    /// Batched I/O: the free space the read that [`Conn::drive`] would
+    /// start with goes into, so the worker can issue the reads of every
+    /// ready connection in one submission. `None` when this connection
+    /// must read for itself (output pending, a value read into its item,
+    /// a full buffer).
+    pub fn prefill_target(&mut self, ctx: &mut Ctx) -> Option<(*mut u8, usize)> {
+        self.readable = true;
+        if self.send_deferred
+            || self.prefill_eof
+            || self.close_after_write
+            || self.wbuf.has_unsent()
+            || matches!(self.input, Input::Direct { .. })
+        {
+            return None;
+        }
+        self.make_room(ctx).ok()?;
+        let dst = &mut self.rbuf[self.rend..];
+        Some((dst.as_mut_ptr(), dst.len()))
+    }
+
+    /// The result of the read issued at [`Conn::prefill_target`]: bytes
+    /// read, or a negated errno, as the kernel returns it.
+    pub fn prefill_done(&mut self, ctx: &mut Ctx, res: i32, asked: usize) {
+        match res {
+            n if n > 0 => {
+                let n = n as usize;
+                // As read_once: a short read emptied the socket.
+                if n < asked && !self.peer_closed {
+                    self.readable = false;
+                }
+                self.rend += n;
+                ctx.ws.bytes_read.add(n as u64);
+            }
+            0 => self.prefill_eof = true,
+            e if e == -libc::EAGAIN => self.readable = false,
+            e if e == -libc::EINTR => {}
+            _ => self.prefill_eof = true,
+        }
+    }
+
+    /// Batched I/O: the reply bytes a deferred flush left for the worker.
+    pub fn send_target(&self) -> Option<&[u8]> {
+        if self.send_deferred {
+            self.wbuf.plain_unsent()
+        } else {
+            None
+        }
+    }
+
+    /// The result of the worker's send of [`Conn::send_target`]: bytes
+    /// sent, or a negated errno. `Ok(true)` when everything went and the
+    /// connection should run on; `Ok(false)` when it waits for
+    /// writability.
+    pub fn send_done(&mut self, ctx: &mut Ctx, res: i32) -> io::Result<bool> {
+        self.send_deferred = false;
+        match res {
+            n if n > 0 => {
+                self.wbuf.advance_plain(n as usize);
+                ctx.ws.bytes_written.add(n as u64);
+                if self.wbuf.has_unsent() {
+                    // A short send filled the socket buffer.
+                    self.write_blocked = true;
+                    return Ok(false);
+                }
+                self.wbuf.reset(SHRINK_ABOVE);
+                self.cull_floor = 0;
+                Ok(true)
+            }
+            0 => Err(io::ErrorKind::WriteZero.into()),
+            e if e == -libc::EAGAIN => {
+                self.write_blocked = true;
+                Ok(false)
+            }
+            e if e == -libc::EINTR => Ok(true),
+            e => Err(io::Error::from_raw_os_error(-e)),
+        }
+    }
+
+    /// The raw descriptor, for batched submissions.
+    pub fn raw_fd(&self) -> i32 {
+        match &self.stream {
+            Stream::Tcp(s) => std::os::fd::AsRawFd::as_raw_fd(s),
+            Stream::Unix(s) => std::os::fd::AsRawFd::as_raw_fd(s),
+        }
     }
 
     /// Reads once into the item of the value being received.

@@ -6,6 +6,7 @@
 //! work), and threads start only after the fork.
 
 mod auth;
+mod batch;
 mod cli;
 mod conn;
 mod listener;

@@ -190,6 +190,22 @@ impl Out {
         Ok(n)
     }
 
+    /// What is unsent when it is all plain bytes (no referenced value):
+    /// the one slice a batched send takes.
+    pub fn plain_unsent(&self) -> Option<&[u8]> {
+        if self.refs.is_empty() && self.wpos < self.bytes.len() {
+            Some(&self.bytes[self.wpos..])
+        } else {
+            None
+        }
+    }
+
+    /// `n` bytes of [`Out::plain_unsent`] were written.
+    pub fn advance_plain(&mut self, n: usize) {
+        debug_assert!(self.refs.is_empty() && n <= self.bytes.len() - self.wpos);
+        self.wpos = (self.wpos + n).min(self.bytes.len());
+    }
+
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
             match self.refs.front() {

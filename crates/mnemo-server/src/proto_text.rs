@@ -46,6 +46,9 @@ pub struct Ctx<'a> {
     /// A large value still arriving may be read straight into its item
     /// (a stream connection; a datagram holds its whole request).
     pub direct_values: bool,
+    /// The worker sends replies in one batch after this event round; a
+    /// flush leaves them queued for it.
+    pub defer_send: bool,
 }
 
 fn line(out: &mut Vec<u8>, s: &str) {

@@ -39,6 +39,9 @@ pub struct Settings {
     pub maxconns: usize,
     pub threads: usize,
     pub reqs_per_event: usize,
+    /// Batch each event round's socket reads and replies through
+    /// io_uring where the kernel allows it (`-o no_io_uring` turns it off).
+    pub io_uring: bool,
     pub backlog: i32,
     pub protocol: Protocol,
     pub verbose: u32,
@@ -85,6 +88,7 @@ impl Default for Settings {
             maxconns: 1024,
             threads: 4,
             reqs_per_event: 20,
+            io_uring: true,
             backlog: 1024,
             protocol: Protocol::Auto,
             verbose: 0,

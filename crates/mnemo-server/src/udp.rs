@@ -136,6 +136,7 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
             pending_output: false,
             rbuf_pool: &mut rbuf_pool,
             direct_values: false,
+            defer_send: false,
         };
         let mut send = |reply: &[u8]| {
             send_reply(&sock, peer, req_id, reply, &mut dgram, &ws);

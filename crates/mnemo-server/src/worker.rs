@@ -2,6 +2,7 @@
 //! their whole life. New sockets arrive from the acceptor over a channel,
 //! with a mio `Waker` to interrupt `poll`.
 
+use crate::batch::{Batch, Req};
 use crate::conn::{Conn, Drive, Stream};
 use crate::proto_text::Ctx;
 use crate::shared::{ConnInfo, Shared};
@@ -37,9 +38,14 @@ pub struct WorkerHandle {
 struct Slot {
     conn: Conn,
     queued: bool,
+    /// In `Worker::sends` for this round.
+    send_queued: bool,
+    /// The socket is registered with the worker's ring at this slot.
+    fixed: bool,
 }
 
 struct Worker {
+    id: usize,
     poll: Poll,
     rx: Receiver<NewConn>,
     shared: Arc<Shared>,
@@ -50,6 +56,17 @@ struct Worker {
     yielded: VecDeque<usize>,
     /// Spare read buffers: connections give theirs back when idle.
     rbuf_pool: Vec<Vec<u8>>,
+    /// Batched socket I/O, when the kernel has io_uring and it is wanted.
+    batch: Option<Batch>,
+    /// While set, connections leave their replies for the round's batched
+    /// send instead of writing them.
+    defer_send: bool,
+    /// This round's ready connections: slot, readable, writable.
+    ready: Vec<(usize, bool, bool)>,
+    /// Connections whose replies wait for the round's batched send.
+    sends: Vec<usize>,
+    reqs: Vec<Req>,
+    results: Vec<(usize, i32)>,
 }
 
 /// Starts worker `id`.
@@ -60,6 +77,7 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
     let ws = Arc::clone(&shared.workers[id]);
     let ts = shared.engine.new_thread_stats();
     let mut w = Worker {
+        id,
         poll,
         rx,
         shared,
@@ -69,6 +87,12 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
         free: Vec::new(),
         yielded: VecDeque::new(),
         rbuf_pool: Vec::new(),
+        batch: None,
+        defer_send: false,
+        ready: Vec::new(),
+        sends: Vec::new(),
+        reqs: Vec::new(),
+        results: Vec::new(),
     };
     let join = std::thread::Builder::new()
         .name(format!("mnemo-worker-{id}"))
@@ -78,6 +102,26 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
 
 impl Worker {
     fn run(&mut self) {
+        if self.shared.settings.io_uring {
+            // Made here: the ring belongs to the thread that submits.
+            let table = self.shared.settings.maxconns.min(1 << 16);
+            match Batch::new(table) {
+                Ok(b) => {
+                    if self.shared.verbose() > 1 {
+                        eprintln!("<worker {}: batched socket I/O (io_uring)", self.id);
+                    }
+                    self.batch = Some(b);
+                }
+                Err(e) => {
+                    if self.shared.verbose() > 0 {
+                        eprintln!(
+                            "<worker {}: io_uring unavailable ({e}); one system call per read and write",
+                            self.id
+                        );
+                    }
+                }
+            }
+        }
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         loop {
@@ -92,6 +136,9 @@ impl Worker {
                     break;
                 }
             }
+            let batching = self.batch.is_some();
+            self.defer_send = batching;
+            self.ready.clear();
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     self.adopt();
@@ -106,7 +153,18 @@ impl Worker {
                         slot.conn.set_peer_closed();
                     }
                 }
-                self.drive(ev.token().0, readable, writable);
+                if batching {
+                    self.ready.push((ev.token().0, readable, writable));
+                } else {
+                    self.drive(ev.token().0, readable, writable);
+                }
+            }
+            if batching {
+                self.batched_reads();
+                for k in 0..self.ready.len() {
+                    let (i, readable, writable) = self.ready[k];
+                    self.drive(i, readable, writable);
+                }
             }
             // Connections that used up their -R budget get another turn
             // after everyone with fresh events has had one.
@@ -117,6 +175,9 @@ impl Worker {
                         self.drive(i, false, false);
                     }
                 }
+            }
+            if batching {
+                self.batched_sends();
             }
             if self.shared.stopping.load(Relaxed) {
                 break;
@@ -151,6 +212,7 @@ impl Worker {
                     pending_output: false,
                     rbuf_pool: &mut self.rbuf_pool,
                     direct_values: true,
+                    defer_send: false,
                 };
                 pending |= !slot.conn.stop_flush(&mut ctx);
             }
@@ -188,9 +250,15 @@ impl Worker {
                 nc.info,
                 self.shared.settings.engine.item_size_max,
             );
+            let fixed = match self.batch.as_mut() {
+                Some(b) => b.register(i, conn.raw_fd()),
+                None => false,
+            };
             self.slots[i] = Some(Slot {
                 conn,
                 queued: false,
+                send_queued: false,
+                fixed,
             });
             // The socket may already hold a request; edge-triggered
             // readiness would not report bytes that arrived before
@@ -211,8 +279,14 @@ impl Worker {
             pending_output: false,
             rbuf_pool: &mut self.rbuf_pool,
             direct_values: true,
+            defer_send: self.defer_send,
         };
-        match slot.conn.drive(&mut ctx, readable, writable) {
+        let step = slot.conn.drive(&mut ctx, readable, writable);
+        if !slot.send_queued && slot.conn.send_target().is_some() {
+            slot.send_queued = true;
+            self.sends.push(i);
+        }
+        match step {
             Drive::Wait => {}
             Drive::Yield => {
                 if !slot.queued {
@@ -224,11 +298,140 @@ impl Worker {
         }
     }
 
+    /// Issues the first read of every ready connection in one submission;
+    /// each connection then finds its bytes buffered when it runs. A
+    /// connection that got a read this way is driven as not readable
+    /// unless that read filled its buffer (the socket may hold more).
+    fn batched_reads(&mut self) {
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        self.reqs.clear();
+        for k in 0..self.ready.len() {
+            let (i, readable, writable) = self.ready[k];
+            if !readable {
+                continue;
+            }
+            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                ts: &self.ts,
+                ws: &self.ws,
+                fd: slot.conn.info.fd,
+                pending_output: false,
+                rbuf_pool: &mut self.rbuf_pool,
+                direct_values: true,
+                defer_send: true,
+            };
+            if let Some((ptr, len)) = slot.conn.prefill_target(&mut ctx) {
+                self.reqs.push(Req {
+                    slot: i,
+                    fd: slot.conn.raw_fd(),
+                    addr: ptr as usize,
+                    len,
+                    send: false,
+                    fixed: slot.fixed,
+                });
+                // prefill_target recorded the readiness; the read's result
+                // decides whether the connection reads again.
+                self.ready[k] = (i, false, writable);
+            }
+        }
+        if self.reqs.is_empty() {
+            return;
+        }
+        self.results.clear();
+        if let Err(e) = batch.run(&self.reqs, &mut self.results) {
+            fatal_batch(e);
+        }
+        for &(k, res) in &self.results {
+            let r = &self.reqs[k];
+            let Some(slot) = self.slots.get_mut(r.slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                ts: &self.ts,
+                ws: &self.ws,
+                fd: slot.conn.info.fd,
+                pending_output: false,
+                rbuf_pool: &mut self.rbuf_pool,
+                direct_values: true,
+                defer_send: true,
+            };
+            slot.conn.prefill_done(&mut ctx, res, r.len);
+        }
+    }
+
+    /// Sends the replies the round's connections left queued, in one
+    /// submission, then lets each finished connection run on (it may have
+    /// more buffered requests, or give its read buffer back).
+    fn batched_sends(&mut self) {
+        self.defer_send = false;
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        if self.sends.is_empty() {
+            return;
+        }
+        self.reqs.clear();
+        for &i in &self.sends {
+            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            slot.send_queued = false;
+            if let Some(bytes) = slot.conn.send_target() {
+                self.reqs.push(Req {
+                    slot: i,
+                    fd: slot.conn.raw_fd(),
+                    addr: bytes.as_ptr() as usize,
+                    len: bytes.len(),
+                    send: true,
+                    fixed: slot.fixed,
+                });
+            }
+        }
+        self.sends.clear();
+        self.results.clear();
+        if let Err(e) = batch.run(&self.reqs, &mut self.results) {
+            fatal_batch(e);
+        }
+        for k in 0..self.results.len() {
+            let (r, res) = self.results[k];
+            let i = self.reqs[r].slot;
+            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                ts: &self.ts,
+                ws: &self.ws,
+                fd: slot.conn.info.fd,
+                pending_output: false,
+                rbuf_pool: &mut self.rbuf_pool,
+                direct_values: true,
+                defer_send: false,
+            };
+            match slot.conn.send_done(&mut ctx, res) {
+                Ok(true) => self.drive(i, false, false),
+                Ok(false) => {}
+                Err(_) => self.close(i),
+            }
+        }
+    }
+
     fn close(&mut self, i: usize) {
         let Some(mut slot) = self.slots.get_mut(i).and_then(Option::take) else {
             return;
         };
         let _ = self.poll.registry().deregister(slot.conn.stream.source());
+        if slot.fixed {
+            if let Some(b) = self.batch.as_mut() {
+                b.unregister(i);
+            }
+        }
         if self.shared.verbose() > 1 {
             eprintln!("<{} connection closed.", slot.conn.info.fd);
         }
@@ -274,4 +477,12 @@ impl Worker {
             self.close(i);
         }
     }
+}
+
+/// The ring failed in a way that leaves it unknown whether the kernel
+/// still holds connection buffers; carrying on could let it write into
+/// memory that has been reused.
+fn fatal_batch(e: io::Error) -> ! {
+    eprintln!("mnemo: io_uring submission failed: {e}");
+    std::process::abort();
 }
