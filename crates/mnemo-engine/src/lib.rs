@@ -17,6 +17,7 @@
 //! stats, allocate/store, get, delete, touch, arithmetic, flush) so another
 //! engine could be put behind it.
 
+mod arena;
 mod assoc;
 mod check;
 mod clock;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, O
 
 use parking_lot::Mutex;
 
+use crate::arena::Arena;
 use crate::item::{ItemId, Layout, Raw, Seg, CHUNK_MASK, NIL, PAGE_SHIFT, RESERVED};
 
 /// Page ids must fit the 16 bits left above the chunk index, below NIL.
@@ -130,6 +131,10 @@ pub(crate) struct PagePool {
     pub free_slots: Vec<u32>,
     /// Slots never used yet start here.
     pub next_slot: u32,
+    /// Arena bytes handed out so far (pages are carved in order).
+    pub arena_next: usize,
+    /// Offsets of arena pages given back, for reuse.
+    pub arena_free: Vec<usize>,
 }
 
 pub(crate) struct Slabs {
@@ -140,6 +145,7 @@ pub(crate) struct Slabs {
     pub pool: Mutex<PagePool>,
     pub total_malloced: AtomicU64,
     pub malloc_fails: AtomicU64,
+    arena: Arena,
 }
 
 // SAFETY: page memory is shared between threads on purpose; every access
@@ -228,9 +234,12 @@ impl Slabs {
                 spare: Vec::new(),
                 free_slots: Vec::new(),
                 next_slot: 0,
+                arena_next: 0,
+                arena_free: Vec::new(),
             }),
             total_malloced: AtomicU64::new(0),
             malloc_fails: AtomicU64::new(0),
+            arena: Arena::new((mem_limit / page_size).max(1).saturating_mul(page_size)),
         }
     }
 
@@ -279,6 +288,34 @@ impl Slabs {
         AllocLayout::from_size_align(self.page_size, 4096).expect("valid page layout")
     }
 
+    /// Memory for a new page: from the arena while it has room, else
+    /// from the allocator. Null when neither has any.
+    fn page_alloc(&self, pool: &mut PagePool) -> *mut u8 {
+        if let Some(off) = pool.arena_free.pop() {
+            return self.arena.at(off);
+        }
+        if pool.arena_next + self.page_size <= self.arena.len() {
+            let off = pool.arena_next;
+            pool.arena_next += self.page_size;
+            return self.arena.at(off);
+        }
+        // SAFETY: non-zero size layout.
+        unsafe { alloc(self.alloc_layout()) }
+    }
+
+    /// Returns a page's memory to where `page_alloc` got it.
+    fn page_free(&self, pool: &mut PagePool, mem: *mut u8) {
+        match self.arena.offset_of(mem) {
+            Some(off) => {
+                self.arena.discard(off, self.page_size);
+                pool.arena_free.push(off);
+            }
+            // SAFETY: not an arena page, so it came from `alloc` with this
+            // layout, and the caller took it out of the table.
+            None => unsafe { dealloc(mem, self.alloc_layout()) },
+        }
+    }
+
     /// Takes a page for a class: a spare one, or a new one while under the limit.
     pub fn take_page(&self) -> Option<u32> {
         let mut pool = self.pool.lock();
@@ -296,8 +333,7 @@ impl Slabs {
             }
             None => return None,
         };
-        // SAFETY: non-zero size layout.
-        let mem = unsafe { alloc(self.alloc_layout()) };
+        let mem = self.page_alloc(&mut pool);
         if mem.is_null() {
             pool.free_slots.push(slot);
             self.malloc_fails.fetch_add(1, Relaxed);
@@ -318,8 +354,7 @@ impl Slabs {
             let slot = &self.table[page as usize];
             let mem = slot.base.swap(std::ptr::null_mut(), Relaxed);
             slot.chunk_size.store(0, Relaxed);
-            // SAFETY: mem came from `alloc` with the same layout.
-            unsafe { dealloc(mem, self.alloc_layout()) };
+            self.page_free(&mut pool, mem);
             pool.allocated -= 1;
             self.total_malloced
                 .fetch_sub(self.page_size as u64, Relaxed);
@@ -336,8 +371,7 @@ impl Slabs {
             let Some(page) = pool.spare.pop() else { break };
             let slot = &self.table[page as usize];
             let mem = slot.base.swap(std::ptr::null_mut(), Relaxed);
-            // SAFETY: mem came from `alloc` with the same layout.
-            unsafe { dealloc(mem, self.alloc_layout()) };
+            self.page_free(&mut pool, mem);
             pool.allocated -= 1;
             self.total_malloced
                 .fetch_sub(self.page_size as u64, Relaxed);
@@ -453,8 +487,9 @@ impl Drop for Slabs {
         let layout = self.alloc_layout();
         for slot in self.table.iter() {
             let mem = slot.base.swap(std::ptr::null_mut(), Relaxed);
-            if !mem.is_null() {
-                // SAFETY: allocated with this layout and not freed before.
+            if !mem.is_null() && self.arena.offset_of(mem).is_none() {
+                // SAFETY: allocated with this layout and not freed before;
+                // arena pages go with the arena's mapping.
                 unsafe { dealloc(mem, layout) };
             }
         }
@@ -485,5 +520,57 @@ mod tests {
         let got: Vec<_> = (0..10).filter_map(|_| s.take_page()).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(s.total_malloced.load(Relaxed), 3 << 20);
+    }
+
+    fn base(s: &Slabs, page: u32) -> usize {
+        s.table[page as usize].base.load(Relaxed) as usize
+    }
+
+    #[test]
+    fn pages_come_from_the_arena_in_order_and_are_reused() {
+        let l = Layout::new(true);
+        let mb = 1 << 20;
+        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 4 * mb);
+        let pages: Vec<u32> = (0..4).map(|_| s.take_page().expect("page")).collect();
+        // Consecutive and huge-page aligned from the first.
+        assert_eq!(base(&s, pages[0]) % (2 * mb), 0);
+        for w in pages.windows(2) {
+            assert_eq!(base(&s, w[1]), base(&s, w[0]) + mb);
+        }
+        // Written pages given back to the system read as zeros when the
+        // same memory is handed out again.
+        let second = base(&s, pages[1]);
+        // SAFETY: a page we own, inside the arena.
+        unsafe { (second as *mut u8).write(0xAB) };
+        s.pool.lock().limit = 2;
+        s.release_page(pages[1]);
+        assert_eq!(s.total_malloced.load(Relaxed), 3 * mb as u64);
+        s.pool.lock().limit = 4;
+        let again = s.take_page().expect("page");
+        assert_eq!(base(&s, again), second);
+        // SAFETY: as above.
+        assert_eq!(unsafe { (second as *const u8).read() }, 0);
+    }
+
+    #[test]
+    fn pages_past_the_arena_come_from_the_allocator() {
+        let l = Layout::new(true);
+        let mb = 1 << 20;
+        // The limit raised at run time (cache_memlimit) past the arena
+        // reserved at start.
+        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 2 * mb);
+        s.pool.lock().limit = 5;
+        let pages: Vec<u32> = (0..5).map(|_| s.take_page().expect("page")).collect();
+        let arena = base(&s, pages[0])..base(&s, pages[0]) + 2 * mb;
+        assert!(arena.contains(&base(&s, pages[1])));
+        for &p in &pages[2..] {
+            assert!(!arena.contains(&base(&s, p)), "page {p} inside the arena");
+        }
+        // Both kinds go back to the system when the limit drops.
+        s.pool.lock().limit = 0;
+        for p in pages {
+            s.release_page(p);
+        }
+        assert_eq!(s.total_malloced.load(Relaxed), 0);
     }
 }
