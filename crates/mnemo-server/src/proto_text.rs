@@ -744,8 +744,33 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "time_in_listen_disabled_us", 0);
     stat_line(out, "threads", s.threads);
     stat_line(out, "conn_yields", t.conn_yields);
+    // As memcached: the mover's, crawler's and maintainer's counters are
+    // listed only while that part runs (`-o no_modern` turns all three
+    // off, `lru_crawler disable` the crawler).
+    let cfg = sh.engine.config();
+    let crawler = sh.crawler_enabled.load(Relaxed);
     for (k, v) in e.storage_lines() {
-        stat_line(out, k, v);
+        let shown = if k.starts_with("slab_reassign_") || k == "slabs_moved" {
+            cfg.slab_reassign
+        } else if k.starts_with("lru_crawler_") {
+            crawler
+        } else if matches!(
+            k,
+            "lru_maintainer_juggles"
+                | "evicted_active"
+                | "moves_to_cold"
+                | "moves_to_warm"
+                | "moves_within_lru"
+                | "direct_reclaims"
+                | "lru_bumps_dropped"
+        ) {
+            cfg.lru_maintainer
+        } else {
+            true
+        };
+        if shown {
+            stat_line(out, k, v);
+        }
     }
 }
 

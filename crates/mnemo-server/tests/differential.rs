@@ -594,6 +594,18 @@ const PIPELINE: &[Case] = &[
 // ---------------------------------------------------------------- stats
 const STATS: &[Case] = &[
     c("stats general", b"stats\r\n").before(&[SET_FEW]),
+    // Without the mover, crawler and maintainer their counters are absent.
+    c("stats names with no_modern", b"stats\r\n")
+        .args(&["-o", "no_modern"])
+        .names_only(),
+    c("stats items names with no_modern", b"stats items\r\n")
+        .args(&["-o", "no_modern"])
+        .before(&[SET_FEW])
+        .names_only(),
+    c("stats slabs names with no_modern", b"stats slabs\r\n")
+        .args(&["-o", "no_modern"])
+        .before(&[SET_FEW])
+        .names_only(),
     // After the flush every flushed key is read at once, the sentinel's
     // included, and no sentinel is stored before the stats: otherwise a
     // flushed item is found either by that store (get_flushed) or first
