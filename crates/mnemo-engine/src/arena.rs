@@ -10,6 +10,13 @@
 //! memory still grows with the data (by at most one partly used 2 MB
 //! region more than with small pages).
 //!
+//! Off unless `-o hugepages`: with huge pages every byte of a touched
+//! page is resident, including the tail of each slab page that no chunk
+//! fits in and chunks not yet written, which small pages leave out of RSS.
+//! At `-m 64` with values of 64 B-128 KB that is 6 MB more RSS (69.6 MB
+//! against 63.3 MB after the same fill); the lookup it saves is 31% of
+//! its cost, about 1.4% of the server's CPU on small values.
+//!
 //! The range covers the memory limit at start; pages past it (the limit
 //! raised at run time) come from the allocator as before. A page given
 //! back to the system is discarded with `MADV_DONTNEED` and its place
@@ -75,6 +82,11 @@ impl Arena {
 
     fn empty() -> Arena {
         Arena { base: 0, len: 0 }
+    }
+
+    /// No arena: every page comes from the allocator.
+    pub fn none() -> Arena {
+        Arena::empty()
     }
 
     /// Bytes of address space reserved.

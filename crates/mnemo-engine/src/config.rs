@@ -51,6 +51,11 @@ pub struct Config {
     pub lru_crawler_tocrawl: u32,
     /// `-o slab_reassign`.
     pub slab_reassign: bool,
+    /// `-o hugepages` (mnemo's own): slab pages from one range advised
+    /// for transparent huge pages (see `arena.rs`). Fewer TLB misses per
+    /// lookup, but every byte of a touched page is resident, so RSS grows
+    /// by the unused tails of slab pages: off by default.
+    pub huge_pages: bool,
     /// `-o slab_automove` (0, 1 or 2).
     pub slab_automove: u32,
     /// `-o slab_automove_ratio`.
@@ -89,6 +94,7 @@ impl Default for Config {
             lru_crawler_sleep: 100,
             lru_crawler_tocrawl: 0,
             slab_reassign: true,
+            huge_pages: false,
             slab_automove: 1,
             slab_automove_ratio: 0.8,
             slab_automove_window: 30,

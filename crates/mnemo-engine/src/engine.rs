@@ -57,6 +57,7 @@ impl Engine {
             cfg.chunk_size,
             cfg.chunk_max(),
             cfg.mem_limit,
+            cfg.huge_pages,
         );
         let index = Index::new(cfg.shards, cfg.hashpower_init);
         Ok(Arc::new_cyclic(|this| Engine {

@@ -200,6 +200,7 @@ impl Slabs {
         chunk_size: usize,
         chunk_max: usize,
         mem_limit: usize,
+        huge_pages: bool,
     ) -> Slabs {
         let sizes = class_sizes(layout, chunk_size, factor, chunk_max);
         let classes = sizes
@@ -239,7 +240,11 @@ impl Slabs {
             }),
             total_malloced: AtomicU64::new(0),
             malloc_fails: AtomicU64::new(0),
-            arena: Arena::new((mem_limit / page_size).max(1).saturating_mul(page_size)),
+            arena: if huge_pages {
+                Arena::new((mem_limit / page_size).max(1).saturating_mul(page_size))
+            } else {
+                Arena::none()
+            },
         }
     }
 
@@ -516,7 +521,7 @@ mod tests {
     #[test]
     fn pages_never_exceed_the_limit() {
         let l = Layout::new(true);
-        let s = Slabs::new(l, 1 << 20, 1.25, 48, 1 << 19, 3 << 20);
+        let s = Slabs::new(l, 1 << 20, 1.25, 48, 1 << 19, 3 << 20, false);
         let got: Vec<_> = (0..10).filter_map(|_| s.take_page()).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(s.total_malloced.load(Relaxed), 3 << 20);
@@ -530,7 +535,7 @@ mod tests {
     fn pages_come_from_the_arena_in_order_and_are_reused() {
         let l = Layout::new(true);
         let mb = 1 << 20;
-        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 4 * mb);
+        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 4 * mb, true);
         let pages: Vec<u32> = (0..4).map(|_| s.take_page().expect("page")).collect();
         // Consecutive and huge-page aligned from the first.
         assert_eq!(base(&s, pages[0]) % (2 * mb), 0);
@@ -553,12 +558,29 @@ mod tests {
     }
 
     #[test]
+    fn without_huge_pages_every_page_comes_from_the_allocator() {
+        let l = Layout::new(true);
+        let mb = 1 << 20;
+        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 4 * mb, false);
+        assert_eq!(s.arena.len(), 0);
+        let pages: Vec<u32> = (0..4).map(|_| s.take_page().expect("page")).collect();
+        for &p in &pages {
+            assert!(s.arena.offset_of(base(&s, p) as *mut u8).is_none());
+        }
+        s.pool.lock().limit = 0;
+        for p in pages {
+            s.release_page(p);
+        }
+        assert_eq!(s.total_malloced.load(Relaxed), 0);
+    }
+
+    #[test]
     fn pages_past_the_arena_come_from_the_allocator() {
         let l = Layout::new(true);
         let mb = 1 << 20;
         // The limit raised at run time (cache_memlimit) past the arena
         // reserved at start.
-        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 2 * mb);
+        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 2 * mb, true);
         s.pool.lock().limit = 5;
         let pages: Vec<u32> = (0..5).map(|_| s.take_page().expect("page")).collect();
         let arena = base(&s, pages[0])..base(&s, pages[0]) + 2 * mb;

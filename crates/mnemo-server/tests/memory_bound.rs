@@ -61,3 +61,57 @@ fn rss_stays_within_limit_plus_reported_overhead() {
         "RSS {rss} over idle {idle} + limit {limit} + reported {reported} + 2 MB"
     );
 }
+
+fn anon_huge_bytes(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `-o hugepages`: slab pages come from one range advised for transparent
+/// huge pages. Values must come back intact through evictions, and where
+/// the kernel offers THP (mode `always` or `madvise`) the slabs must really
+/// sit on huge pages.
+#[test]
+fn huge_page_slabs_serve_values_intact_and_use_huge_pages() {
+    let server = Server::start(Kind::Mnemo, &["-m", "16", "-t", "2", "-o", "hugepages"]);
+    let mut c = server.connect();
+    let sizes = [64usize, 512, 4096, 32768, 131072, 700];
+    let value = |i: usize| -> Vec<u8> {
+        let n = sizes[i % sizes.len()];
+        (0..n).map(|j| b'a' + ((i * 7 + j) % 26) as u8).collect()
+    };
+    let total = 6_000;
+    for i in 0..total {
+        let v = value(i);
+        let mut req = format!("set key:{i} {i} 0 {} noreply\r\n", v.len()).into_bytes();
+        req.extend_from_slice(&v);
+        req.extend_from_slice(b"\r\n");
+        c.send(&req);
+    }
+    // The newest keys survive the evictions the older ones caused.
+    for i in total - 50..total {
+        let v = value(i);
+        let mut want = format!("VALUE key:{i} {i} {}\r\n", v.len()).into_bytes();
+        want.extend_from_slice(&v);
+        want.extend_from_slice(b"\r\nEND\r\n");
+        let got = c.request(format!("get key:{i}\r\n").as_bytes());
+        assert!(
+            got == want,
+            "key:{i} came back altered ({} bytes)",
+            got.len()
+        );
+    }
+    let text = String::from_utf8(c.request(b"stats\r\n")).expect("utf8");
+    assert!(stat(&text, "evictions") > 0);
+    let mode =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let thp = mode.contains("[always]") || mode.contains("[madvise]");
+    let huge = anon_huge_bytes(server.pid());
+    eprintln!("THP mode {:?}: {huge} bytes on huge pages", mode.trim());
+    if thp {
+        assert!(huge >= 8 << 20, "only {huge} bytes on huge pages at -m 16");
+    }
+}
