@@ -36,14 +36,14 @@ impl Arena {
     /// empty arena if the system refuses.
     pub fn new(bytes: usize) -> Arena {
         let Some(len) = bytes.checked_next_multiple_of(HUGE) else {
-            return Arena::empty();
+            return Arena::none();
         };
         if len == 0 {
-            return Arena::empty();
+            return Arena::none();
         }
         // One huge page extra, to align the start.
         let Some(span) = len.checked_add(HUGE) else {
-            return Arena::empty();
+            return Arena::none();
         };
         // SAFETY: a fresh private anonymous mapping; nothing else refers to
         // the range. NORESERVE: address space only, committed on touch.
@@ -58,7 +58,7 @@ impl Arena {
             )
         };
         if raw == libc::MAP_FAILED {
-            return Arena::empty();
+            return Arena::none();
         }
         let start = raw as usize;
         let base = start.next_multiple_of(HUGE);
@@ -80,13 +80,9 @@ impl Arena {
         Arena { base, len }
     }
 
-    fn empty() -> Arena {
-        Arena { base: 0, len: 0 }
-    }
-
     /// No arena: every page comes from the allocator.
     pub fn none() -> Arena {
-        Arena::empty()
+        Arena { base: 0, len: 0 }
     }
 
     /// Bytes of address space reserved.

@@ -204,16 +204,14 @@ impl Worker {
         loop {
             let mut pending = false;
             for slot in self.slots.iter_mut().flatten() {
-                let mut ctx = Ctx {
-                    shared: &self.shared,
-                    ts: &self.ts,
-                    ws: &self.ws,
-                    fd: slot.conn.info.fd,
-                    pending_output: false,
-                    rbuf_pool: &mut self.rbuf_pool,
-                    direct_values: true,
-                    defer_send: false,
-                };
+                let mut ctx = conn_ctx(
+                    &self.shared,
+                    &self.ts,
+                    &self.ws,
+                    &mut self.rbuf_pool,
+                    slot.conn.info.fd,
+                    false,
+                );
                 pending |= !slot.conn.stop_flush(&mut ctx);
             }
             if !pending || Instant::now() >= deadline {
@@ -271,16 +269,14 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            ts: &self.ts,
-            ws: &self.ws,
-            fd: slot.conn.info.fd,
-            pending_output: false,
-            rbuf_pool: &mut self.rbuf_pool,
-            direct_values: true,
-            defer_send: self.defer_send,
-        };
+        let mut ctx = conn_ctx(
+            &self.shared,
+            &self.ts,
+            &self.ws,
+            &mut self.rbuf_pool,
+            slot.conn.info.fd,
+            self.defer_send,
+        );
         let step = slot.conn.drive(&mut ctx, readable, writable);
         if !slot.send_queued && slot.conn.send_target().is_some() {
             slot.send_queued = true;
@@ -315,16 +311,14 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            let mut ctx = Ctx {
-                shared: &self.shared,
-                ts: &self.ts,
-                ws: &self.ws,
-                fd: slot.conn.info.fd,
-                pending_output: false,
-                rbuf_pool: &mut self.rbuf_pool,
-                direct_values: true,
-                defer_send: true,
-            };
+            let mut ctx = conn_ctx(
+                &self.shared,
+                &self.ts,
+                &self.ws,
+                &mut self.rbuf_pool,
+                slot.conn.info.fd,
+                true,
+            );
             if let Some((ptr, len)) = slot.conn.prefill_target(&mut ctx) {
                 self.reqs.push(Req {
                     slot: i,
@@ -351,16 +345,14 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(r.slot).and_then(Option::as_mut) else {
                 continue;
             };
-            let mut ctx = Ctx {
-                shared: &self.shared,
-                ts: &self.ts,
-                ws: &self.ws,
-                fd: slot.conn.info.fd,
-                pending_output: false,
-                rbuf_pool: &mut self.rbuf_pool,
-                direct_values: true,
-                defer_send: true,
-            };
+            let mut ctx = conn_ctx(
+                &self.shared,
+                &self.ts,
+                &self.ws,
+                &mut self.rbuf_pool,
+                slot.conn.info.fd,
+                true,
+            );
             slot.conn.prefill_done(&mut ctx, res, r.len);
         }
     }
@@ -404,16 +396,14 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            let mut ctx = Ctx {
-                shared: &self.shared,
-                ts: &self.ts,
-                ws: &self.ws,
-                fd: slot.conn.info.fd,
-                pending_output: false,
-                rbuf_pool: &mut self.rbuf_pool,
-                direct_values: true,
-                defer_send: false,
-            };
+            let mut ctx = conn_ctx(
+                &self.shared,
+                &self.ts,
+                &self.ws,
+                &mut self.rbuf_pool,
+                slot.conn.info.fd,
+                false,
+            );
             match slot.conn.send_done(&mut ctx, res) {
                 Ok(true) => self.drive(i, false, false),
                 Ok(false) => {}
@@ -476,6 +466,28 @@ impl Worker {
             self.ws.idle_kicks.incr();
             self.close(i);
         }
+    }
+}
+
+/// The context a connection runs in: the worker's shared state and
+/// buffers (borrowed field by field, beside the connection's slot).
+fn conn_ctx<'a>(
+    shared: &'a Shared,
+    ts: &'a mnemo_engine::ThreadStats,
+    ws: &'a WorkerStats,
+    rbuf_pool: &'a mut Vec<Vec<u8>>,
+    fd: i32,
+    defer_send: bool,
+) -> Ctx<'a> {
+    Ctx {
+        shared,
+        ts,
+        ws,
+        fd,
+        pending_output: false,
+        rbuf_pool,
+        direct_values: true,
+        defer_send,
     }
 }
 
