@@ -203,16 +203,11 @@ impl Worker {
         let deadline = Instant::now() + STOP_FLUSH;
         loop {
             let mut pending = false;
-            for slot in self.slots.iter_mut().flatten() {
-                let mut ctx = conn_ctx(
-                    &self.shared,
-                    &self.ts,
-                    &self.ws,
-                    &mut self.rbuf_pool,
-                    slot.conn.info.fd,
-                    false,
-                );
-                pending |= !slot.conn.stop_flush(&mut ctx);
+            for i in 0..self.slots.len() {
+                if let Some(done) = self.with_conn(i, false, |slot, ctx| slot.conn.stop_flush(ctx))
+                {
+                    pending |= !done;
+                }
             }
             if !pending || Instant::now() >= deadline {
                 return;
@@ -265,32 +260,62 @@ impl Worker {
         }
     }
 
+    /// Runs `f` on connection `i` with its context; `None` if the slot is
+    /// empty.
+    fn with_conn<R>(
+        &mut self,
+        i: usize,
+        defer_send: bool,
+        f: impl FnOnce(&mut Slot, &mut Ctx) -> R,
+    ) -> Option<R> {
+        let slot = self.slots.get_mut(i)?.as_mut()?;
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            ts: &self.ts,
+            ws: &self.ws,
+            fd: slot.conn.info.fd,
+            pending_output: false,
+            rbuf_pool: &mut self.rbuf_pool,
+            direct_values: true,
+            defer_send,
+        };
+        Some(f(slot, &mut ctx))
+    }
+
     fn drive(&mut self, i: usize, readable: bool, writable: bool) {
-        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+        let defer = self.defer_send;
+        let Some((step, send, yielded)) = self.with_conn(i, defer, |slot, ctx| {
+            let step = slot.conn.drive(ctx, readable, writable);
+            let send = !slot.send_queued && slot.conn.send_target().is_some();
+            slot.send_queued |= send;
+            let yielded = step == Drive::Yield && !slot.queued;
+            slot.queued |= yielded;
+            (step, send, yielded)
+        }) else {
             return;
         };
-        let mut ctx = conn_ctx(
-            &self.shared,
-            &self.ts,
-            &self.ws,
-            &mut self.rbuf_pool,
-            slot.conn.info.fd,
-            self.defer_send,
-        );
-        let step = slot.conn.drive(&mut ctx, readable, writable);
-        if !slot.send_queued && slot.conn.send_target().is_some() {
-            slot.send_queued = true;
+        if send {
             self.sends.push(i);
         }
-        match step {
-            Drive::Wait => {}
-            Drive::Yield => {
-                if !slot.queued {
-                    slot.queued = true;
-                    self.yielded.push_back(i);
-                }
-            }
-            Drive::Close => self.close(i),
+        if yielded {
+            self.yielded.push_back(i);
+        }
+        if step == Drive::Close {
+            self.close(i);
+        }
+    }
+
+    /// Runs the round's `reqs` through the ring into `results`.
+    fn run_batch(&mut self) {
+        self.results.clear();
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        if self.reqs.is_empty() {
+            return;
+        }
+        if let Err(e) = batch.run(&self.reqs, &mut self.results) {
+            fatal_batch(e);
         }
     }
 
@@ -299,61 +324,35 @@ impl Worker {
     /// connection that got a read this way is driven as not readable
     /// unless that read filled its buffer (the socket may hold more).
     fn batched_reads(&mut self) {
-        let Some(batch) = self.batch.as_mut() else {
-            return;
-        };
         self.reqs.clear();
         for k in 0..self.ready.len() {
             let (i, readable, writable) = self.ready[k];
             if !readable {
                 continue;
             }
-            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
-                continue;
-            };
-            let mut ctx = conn_ctx(
-                &self.shared,
-                &self.ts,
-                &self.ws,
-                &mut self.rbuf_pool,
-                slot.conn.info.fd,
-                true,
-            );
-            if let Some((ptr, len)) = slot.conn.prefill_target(&mut ctx) {
-                self.reqs.push(Req {
+            let req = self.with_conn(i, true, |slot, ctx| {
+                let (ptr, len) = slot.conn.prefill_target(ctx)?;
+                Some(Req {
                     slot: i,
                     fd: slot.conn.raw_fd(),
                     addr: ptr as usize,
                     len,
                     send: false,
                     fixed: slot.fixed,
-                });
+                })
+            });
+            if let Some(Some(req)) = req {
+                self.reqs.push(req);
                 // prefill_target recorded the readiness; the read's result
                 // decides whether the connection reads again.
                 self.ready[k] = (i, false, writable);
             }
         }
-        if self.reqs.is_empty() {
-            return;
-        }
-        self.results.clear();
-        if let Err(e) = batch.run(&self.reqs, &mut self.results) {
-            fatal_batch(e);
-        }
-        for &(k, res) in &self.results {
-            let r = &self.reqs[k];
-            let Some(slot) = self.slots.get_mut(r.slot).and_then(Option::as_mut) else {
-                continue;
-            };
-            let mut ctx = conn_ctx(
-                &self.shared,
-                &self.ts,
-                &self.ws,
-                &mut self.rbuf_pool,
-                slot.conn.info.fd,
-                true,
-            );
-            slot.conn.prefill_done(&mut ctx, res, r.len);
+        self.run_batch();
+        for k in 0..self.results.len() {
+            let (r, res) = self.results[k];
+            let (i, len) = (self.reqs[r].slot, self.reqs[r].len);
+            self.with_conn(i, true, |slot, ctx| slot.conn.prefill_done(ctx, res, len));
         }
     }
 
@@ -362,12 +361,6 @@ impl Worker {
     /// more buffered requests, or give its read buffer back).
     fn batched_sends(&mut self) {
         self.defer_send = false;
-        let Some(batch) = self.batch.as_mut() else {
-            return;
-        };
-        if self.sends.is_empty() {
-            return;
-        }
         self.reqs.clear();
         for &i in &self.sends {
             let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
@@ -386,28 +379,14 @@ impl Worker {
             }
         }
         self.sends.clear();
-        self.results.clear();
-        if let Err(e) = batch.run(&self.reqs, &mut self.results) {
-            fatal_batch(e);
-        }
+        self.run_batch();
         for k in 0..self.results.len() {
             let (r, res) = self.results[k];
             let i = self.reqs[r].slot;
-            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
-                continue;
-            };
-            let mut ctx = conn_ctx(
-                &self.shared,
-                &self.ts,
-                &self.ws,
-                &mut self.rbuf_pool,
-                slot.conn.info.fd,
-                false,
-            );
-            match slot.conn.send_done(&mut ctx, res) {
-                Ok(true) => self.drive(i, false, false),
-                Ok(false) => {}
-                Err(_) => self.close(i),
+            match self.with_conn(i, false, |slot, ctx| slot.conn.send_done(ctx, res)) {
+                Some(Ok(true)) => self.drive(i, false, false),
+                Some(Err(_)) => self.close(i),
+                Some(Ok(false)) | None => {}
             }
         }
     }
@@ -466,28 +445,6 @@ impl Worker {
             self.ws.idle_kicks.incr();
             self.close(i);
         }
-    }
-}
-
-/// The context a connection runs in: the worker's shared state and
-/// buffers (borrowed field by field, beside the connection's slot).
-fn conn_ctx<'a>(
-    shared: &'a Shared,
-    ts: &'a mnemo_engine::ThreadStats,
-    ws: &'a WorkerStats,
-    rbuf_pool: &'a mut Vec<Vec<u8>>,
-    fd: i32,
-    defer_send: bool,
-) -> Ctx<'a> {
-    Ctx {
-        shared,
-        ts,
-        ws,
-        fd,
-        pending_output: false,
-        rbuf_pool,
-        direct_values: true,
-        defer_send,
     }
 }
 
