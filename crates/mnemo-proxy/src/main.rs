@@ -9,9 +9,18 @@
 //! - `quit` closes the connection; `shutdown`, `slabs`, `lru_crawler`,
 //!   `cache_memlimit` and `stats <group>` are refused (`ERROR`).
 
+mod backend;
 mod binproto;
+mod client;
 mod config;
 mod meta;
+mod mirror;
+mod multiget;
+mod net;
+mod pool;
+mod reload;
+mod request;
+mod route;
 mod stats;
 mod worker;
 
@@ -181,7 +190,7 @@ fn main() -> ExitCode {
                 let st = Arc::new(stats::Stats::carried_over(&new, &current.read()));
                 *current.write() = st.clone();
                 for (tx, waker) in &workers {
-                    let _ = tx.send(worker::Reload {
+                    let _ = tx.send(reload::Reload {
                         config: new.clone(),
                         stats: st.clone(),
                     });

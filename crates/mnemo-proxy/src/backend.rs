@@ -1,0 +1,379 @@
+//! Connections to servers: opening them (non-blocking), queueing requests,
+//! framing replies as they arrive, timeouts, and failing every request
+//! still outstanding when a connection breaks.
+
+use crate::meta::MetaCmd;
+use crate::net::{Buf, Fill, Sock};
+use crate::worker::{token, Worker, BACKEND};
+use mio::net::{TcpStream, UnixStream};
+use mnemo_client::Addr;
+use mnemo_protocol::reply::{self, Reply};
+use std::collections::VecDeque;
+use std::io;
+use std::net::ToSocketAddrs;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum What {
+    Single,
+    Mirror,
+    GetRaw,
+    GetPart(u32),
+    Fanout,
+}
+
+pub(crate) struct Pending {
+    pub(crate) client: usize,
+    pub(crate) cid: u64,
+    pub(crate) seq: u64,
+    pub(crate) what: What,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) quiet: Option<MetaCmd>,
+}
+
+pub(crate) struct Backend {
+    pub(crate) sock: Sock,
+    pub(crate) pool: usize,
+    pub(crate) server: usize,
+    /// The server's FIN was reported (see `Buf::fill`).
+    pub(crate) peer_closed: bool,
+    pub(crate) connected: bool,
+    pub(crate) connect_deadline: Option<Instant>,
+    pub(crate) out: Vec<u8>,
+    pub(crate) opos: usize,
+    pub(crate) dirty: bool,
+    pub(crate) inb: Buf,
+    pub(crate) scan: usize,
+    pub(crate) pending: VecDeque<Pending>,
+}
+
+/// Why a server connection is being closed.
+#[derive(Clone, Copy)]
+pub(crate) enum Failure {
+    Timeout,
+    Eof,
+    Error,
+    Protocol,
+    Removed,
+}
+
+impl Failure {
+    pub(crate) fn msg(self) -> &'static [u8] {
+        match self {
+            Failure::Timeout => b"SERVER_ERROR Connection timed out\r\n",
+            Failure::Eof => b"SERVER_ERROR Connection closed by server\r\n",
+            Failure::Error => b"SERVER_ERROR Connection refused or reset\r\n",
+            Failure::Protocol => b"SERVER_ERROR Malformed reply from server\r\n",
+            Failure::Removed => b"SERVER_ERROR Server removed by reload\r\n",
+        }
+    }
+}
+
+/// Frame a one-element reply.
+pub(crate) fn single(buf: &[u8]) -> Result<Option<(usize, Reply)>, ()> {
+    match reply::parse_reply(buf) {
+        Ok(Some((r, used))) => match r {
+            Reply::Value { .. } | Reply::Stat { .. } | Reply::End => Err(()),
+            r => Ok(Some((used, r))),
+        },
+        Ok(None) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// Frame a retrieval reply (`VALUE`... `END`, or an error line), resuming
+/// the scan at `*scan` so a large reply arriving in pieces is parsed once.
+pub(crate) fn scan_retrieval(buf: &[u8], scan: &mut usize) -> Result<Option<(usize, Reply)>, ()> {
+    loop {
+        match reply::parse_reply(&buf[*scan..]) {
+            Ok(Some((r, used))) => match r {
+                Reply::Value { .. } => *scan += used,
+                Reply::End => return Ok(Some((*scan + used, Reply::End))),
+                e if e.is_error() => return Ok(Some((*scan + used, e))),
+                _ => return Err(()),
+            },
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+impl Worker {
+    /// Queue `bytes` for server `server` of `pool`, expecting a reply if
+    /// `pending` is given.
+    pub(crate) fn send(
+        &mut self,
+        pool: usize,
+        server: usize,
+        bytes: &[u8],
+        pending: Option<Pending>,
+    ) -> Result<(), &'static [u8]> {
+        let b = self.conn_for(pool, server)?;
+        let timeout = self.pools[pool].conf.timeout;
+        let now = self.now;
+        let Some(be) = self.backends.get_mut(b) else {
+            return Err(Failure::Error.msg());
+        };
+        be.out.extend_from_slice(bytes);
+        let ss = &self.stats.pools[pool].servers[server];
+        if let Some(mut p) = pending {
+            p.deadline = timeout.map(|t| now + t);
+            be.pending.push_back(p);
+            ss.in_flight.fetch_add(1, Relaxed);
+        }
+        ss.requests.fetch_add(1, Relaxed);
+        ss.request_bytes.fetch_add(bytes.len() as u64, Relaxed);
+        self.mark_backend(b);
+        Ok(())
+    }
+
+    /// A connection to the server, round-robin over `server_connections`,
+    /// opened (non-blocking) if needed.
+    pub(crate) fn conn_for(&mut self, pool: usize, server: usize) -> Result<usize, &'static [u8]> {
+        let timeout = self.pools[pool].conf.timeout;
+        let keepalive = self.pools[pool].conf.tcpkeepalive;
+        let s = &mut self.pools[pool].servers[server];
+        let i = s.rr % s.conns.len().max(1);
+        s.rr = s.rr.wrapping_add(1);
+        if let Some(b) = s.conns.get(i).copied().flatten() {
+            if self.backends.get(b).is_some() {
+                return Ok(b);
+            }
+        }
+        let sock = match &s.addr {
+            Addr::Tcp { host, port } => (host.as_str(), *port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unresolved"))
+                .and_then(TcpStream::connect)
+                .map(|t| {
+                    let _ = t.set_nodelay(true);
+                    if keepalive {
+                        let _ = socket2::SockRef::from(&t).set_keepalive(true);
+                    }
+                    Sock::Tcp(t)
+                }),
+            Addr::Unix(p) => UnixStream::connect(p).map(Sock::Unix),
+        };
+        let sock = match sock {
+            Ok(s) => s,
+            Err(_) => {
+                self.server_failed(pool, server);
+                return Err(Failure::Error.msg());
+            }
+        };
+        let b = self.backends.insert(Backend {
+            sock,
+            pool,
+            server,
+            connected: false,
+            peer_closed: false,
+            connect_deadline: timeout.map(|t| self.now + t),
+            out: Vec::new(),
+            opos: 0,
+            dirty: false,
+            inb: Buf::with_capacity(READ_CHUNK),
+            scan: 0,
+            pending: VecDeque::new(),
+        });
+        let reg = self.poll.registry();
+        let ok = self
+            .backends
+            .get_mut(b)
+            .is_some_and(|be| be.sock.register(reg, token(BACKEND, b)).is_ok());
+        if !ok {
+            self.backends.remove(b);
+            self.server_failed(pool, server);
+            return Err(Failure::Error.msg());
+        }
+        if let Some(slot) = self.pools[pool].servers[server].conns.get_mut(i) {
+            *slot = Some(b);
+        }
+        self.stats.pools[pool].servers[server]
+            .connections
+            .fetch_add(1, Relaxed);
+        Ok(b)
+    }
+
+    pub(crate) fn backend_event(&mut self, b: usize, readable: bool, writable: bool) {
+        let Some(be) = self.backends.get_mut(b) else {
+            return;
+        };
+        if !be.connected {
+            match be.sock.take_error() {
+                Ok(None) => {}
+                _ => {
+                    self.fail_backend(b, Failure::Error);
+                    return;
+                }
+            }
+            if !be.sock.connected() {
+                if readable && !writable {
+                    self.fail_backend(b, Failure::Error);
+                }
+                return;
+            }
+            be.connected = true;
+            be.connect_deadline = None;
+            self.mark_backend(b);
+        }
+        if writable {
+            self.mark_backend(b);
+        }
+        if readable {
+            self.backend_read(b);
+        }
+    }
+
+    pub(crate) fn backend_read(&mut self, b: usize) {
+        let mut eof = false;
+        let mut err = false;
+        let mut inb = {
+            let Some(be) = self.backends.get_mut(b) else {
+                return;
+            };
+            let sock = &mut be.sock;
+            match be.inb.fill(be.peer_closed, |buf| sock.read(buf)) {
+                Fill::Drained => {}
+                Fill::Eof => eof = true,
+                Fill::Error => err = true,
+            }
+            std::mem::take(&mut be.inb)
+        };
+        let mut broken = false;
+        loop {
+            let buf = inb.filled();
+            if buf.is_empty() {
+                break;
+            }
+            let Some(be) = self.backends.get_mut(b) else {
+                return;
+            };
+            let Some(what) = be.pending.front().map(|p| p.what) else {
+                // Bytes nobody asked for: the stream cannot be trusted.
+                broken = true;
+                break;
+            };
+            let framed = match what {
+                What::GetRaw | What::GetPart(_) => scan_retrieval(buf, &mut be.scan),
+                _ => single(buf),
+            };
+            match framed {
+                Ok(Some((used, r))) => {
+                    be.scan = 0;
+                    let Some(p) = be.pending.pop_front() else {
+                        break;
+                    };
+                    let (pool, server) = (be.pool, be.server);
+                    if let Some(ss) = self
+                        .stats
+                        .pools
+                        .get(pool)
+                        .and_then(|ps| ps.servers.get(server))
+                    {
+                        ss.in_flight.fetch_sub(1, Relaxed);
+                        ss.responses.fetch_add(1, Relaxed);
+                        ss.response_bytes.fetch_add(used as u64, Relaxed);
+                        if matches!(r, Reply::ServerError(_)) {
+                            ss.errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                    if let Some(s) = self
+                        .pools
+                        .get_mut(pool)
+                        .and_then(|p| p.servers.get_mut(server))
+                    {
+                        s.failures = 0;
+                    }
+                    self.on_reply(p, &buf[..used], &r);
+                    inb.consume(used);
+                }
+                Ok(None) => break,
+                Err(()) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if let Some(be) = self.backends.get_mut(b) {
+            be.inb = inb;
+        }
+        if broken {
+            self.fail_backend(b, Failure::Protocol);
+        } else if err {
+            self.fail_backend(b, Failure::Error);
+        } else if eof {
+            self.fail_backend(b, Failure::Eof);
+        }
+    }
+
+    pub(crate) fn fail_backend(&mut self, b: usize, why: Failure) {
+        let Some(mut be) = self.backends.remove(b) else {
+            return;
+        };
+        be.sock.deregister(self.poll.registry());
+        if let Some(s) = self
+            .pools
+            .get_mut(be.pool)
+            .and_then(|p| p.servers.get_mut(be.server))
+        {
+            for c in &mut s.conns {
+                if *c == Some(b) {
+                    *c = None;
+                }
+            }
+        }
+        if let Some(ss) = self
+            .stats
+            .pools
+            .get(be.pool)
+            .and_then(|p| p.servers.get(be.server))
+        {
+            match why {
+                Failure::Timeout => ss.timeouts.fetch_add(1, Relaxed),
+                Failure::Eof => ss.eof.fetch_add(1, Relaxed),
+                _ => ss.errors.fetch_add(1, Relaxed),
+            };
+            ss.connections.fetch_sub(1, Relaxed);
+            ss.in_flight.fetch_sub(be.pending.len() as i64, Relaxed);
+        }
+        if !matches!(why, Failure::Removed) {
+            self.server_failed(be.pool, be.server);
+        }
+        let msg = why.msg();
+        for p in be.pending.drain(..) {
+            self.pending_failed(p, msg);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_of_server_replies() {
+        let mut scan = 0;
+        let r = b"VALUE k 0 3\r\nabc\r\nVAL";
+        assert_eq!(scan_retrieval(r, &mut scan), Ok(None));
+        assert_eq!(scan, 18, "resumes after the complete item");
+        let r = b"VALUE k 0 3\r\nabc\r\nEND\r\nSTORED\r\n";
+        let (used, end) = scan_retrieval(r, &mut scan).unwrap().unwrap();
+        assert_eq!((used, end), (23, Reply::End));
+        let mut scan = 0;
+        assert!(scan_retrieval(b"STORED\r\n", &mut scan).is_err());
+        assert!(single(b"VALUE k 0 1\r\nx\r\n").is_err());
+        assert_eq!(single(b"STORED\r\n"), Ok(Some((8, Reply::Stored))));
+        assert!(single(b"HELLO\r\n").is_err());
+        let mut scan = 0;
+        let (used, e) = scan_retrieval(b"SERVER_ERROR oom\r\n", &mut scan)
+            .unwrap()
+            .unwrap();
+        assert_eq!(used, 18);
+        assert!(e.is_error());
+    }
+}

@@ -1,0 +1,285 @@
+//! The client side of a worker: accepting and closing client connections,
+//! reading from them, and the per-client queue of slots that puts answers
+//! back in request order however the servers' replies interleave.
+
+use crate::binproto::{self, BinReq};
+use crate::mirror::Mirror;
+use crate::multiget::MultiGet;
+use crate::net::{Buf, Fill, Lsn, Sock};
+use crate::worker::{token, Worker, CLIENT};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// A client that does not read its answers stops being read from once this
+/// much is waiting to be written to it...
+pub(crate) const CLIENT_HIGH_WATER: usize = 4 * 1024 * 1024;
+
+/// ...or once this many of its requests are outstanding, so one client
+/// cannot make the proxy buffer without bound.
+pub(crate) const CLIENT_MAX_OUTSTANDING: usize = 16 * 1024;
+
+/// What a slot waits for.
+pub(crate) enum SlotKind {
+    /// Answered by the worker itself.
+    Local,
+    /// One reply from one server; the Mirror exists only for pools with a
+    /// backup, so the common path allocates nothing.
+    Simple(Option<Box<Mirror>>),
+    /// A multi-key get split over servers.
+    Multi(Box<MultiGet>),
+    /// A command sent to every server (flush_all).
+    Fanout { left: u32, err: Option<Vec<u8>> },
+}
+
+pub(crate) struct Slot {
+    pub(crate) done: bool,
+    pub(crate) out: Vec<u8>,
+    pub(crate) kind: SlotKind,
+    /// Set for binary clients: the text answer is translated on completion.
+    pub(crate) bin: Option<BinReq>,
+}
+
+pub(crate) struct ClientConn {
+    pub(crate) sock: Sock,
+    pub(crate) id: u64,
+    pub(crate) pool: usize,
+    pub(crate) pool_name: String,
+    pub(crate) rb: Buf,
+    pub(crate) wbuf: Vec<u8>,
+    pub(crate) wpos: usize,
+    pub(crate) dirty: bool,
+    pub(crate) slots: VecDeque<Slot>,
+    pub(crate) base: u64,
+    pub(crate) swallow: usize,
+    pub(crate) closing: bool,
+    /// The client's FIN was reported (see `Buf::fill`).
+    pub(crate) peer_closed: bool,
+    pub(crate) eof: bool,
+    pub(crate) paused: bool,
+    /// Decided by the first byte the client sends, as memcached does.
+    pub(crate) binary: Option<bool>,
+    /// The binary request the next slot answers.
+    pub(crate) next_bin: Option<BinReq>,
+    pub(crate) spare_outs: Vec<Vec<u8>>,
+}
+
+impl ClientConn {
+    pub(crate) fn over_limits(&self) -> bool {
+        self.wbuf.len() - self.wpos > CLIENT_HIGH_WATER || self.slots.len() > CLIENT_MAX_OUTSTANDING
+    }
+
+    pub(crate) fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = seq.checked_sub(self.base)?;
+        self.slots.get_mut(i as usize)
+    }
+
+    pub(crate) fn push_slot(&mut self, kind: SlotKind) -> u64 {
+        let seq = self.base + self.slots.len() as u64;
+        let bin = self.next_bin.take();
+        let out = self.spare_outs.pop().unwrap_or_default();
+        self.slots.push_back(Slot {
+            done: false,
+            out,
+            kind,
+            bin,
+        });
+        seq
+    }
+
+    /// Answer slot `seq` with `bytes`; the head slot goes straight to the
+    /// write buffer, others wait their turn.
+    pub(crate) fn complete(&mut self, seq: u64, bytes: &[u8]) {
+        if seq == self.base {
+            if let Some(s) = self.slots.pop_front() {
+                self.base += 1;
+                match &s.bin {
+                    Some(b) => binproto::translate(b, bytes, &mut self.wbuf),
+                    None => self.wbuf.extend_from_slice(bytes),
+                }
+                self.recycle(s.out);
+                self.drain_ready();
+            }
+        } else if let Some(s) = self.slot_mut(seq) {
+            match &s.bin {
+                Some(b) => binproto::translate(b, bytes, &mut s.out),
+                None => s.out.extend_from_slice(bytes),
+            }
+            s.done = true;
+        }
+    }
+
+    pub(crate) fn drain_ready(&mut self) {
+        while self.slots.front().is_some_and(|s| s.done) {
+            if let Some(s) = self.slots.pop_front() {
+                self.base += 1;
+                self.wbuf.extend_from_slice(&s.out);
+                self.recycle(s.out);
+            }
+        }
+    }
+
+    /// Keep a few answer buffers of finished slots: answers that arrive
+    /// out of order wait in them, and reusing them saves an allocation per
+    /// such answer.
+    pub(crate) fn recycle(&mut self, mut out: Vec<u8>) {
+        if out.capacity() > 0 && out.capacity() <= 64 * 1024 && self.spare_outs.len() < 64 {
+            out.clear();
+            self.spare_outs.push(out);
+        }
+    }
+
+    /// Answer a new request immediately (in order).
+    pub(crate) fn answer(&mut self, bytes: &[u8]) {
+        if self.slots.is_empty() {
+            self.wbuf.extend_from_slice(bytes);
+        } else {
+            let seq = self.push_slot(SlotKind::Local);
+            self.complete(seq, bytes);
+        }
+    }
+}
+
+impl Worker {
+    pub(crate) fn accept(&mut self, idx: usize) {
+        loop {
+            let Some(l) = self.listeners.get_mut(idx) else {
+                return;
+            };
+            let pool = l.pool;
+            let res = match &l.lsn {
+                Lsn::Tcp(t) => t.accept().map(|(s, _)| {
+                    // Answers are written whole; Nagle would only delay them.
+                    let _ = s.set_nodelay(true);
+                    Sock::Tcp(s)
+                }),
+                Lsn::Unix(u) => u.accept().map(|(s, _)| Sock::Unix(s)),
+            };
+            let sock = match res {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("mnemo-proxy: accept: {e}");
+                    return;
+                }
+            };
+            let limit = self.pools[pool].conf.client_connections;
+            let ps = &self.stats.pools[pool];
+            if limit > 0 && ps.client_connections.load(Relaxed) >= i64::from(limit) {
+                ps.client_err.fetch_add(1, Relaxed);
+                continue;
+            }
+            let id = self.next_cid;
+            self.next_cid += 1;
+            let cidx = self.clients.insert(ClientConn {
+                sock,
+                id,
+                pool,
+                pool_name: self.pools[pool].conf.name.clone(),
+                rb: Buf::with_capacity(4096),
+                wbuf: Vec::new(),
+                wpos: 0,
+                dirty: false,
+                slots: VecDeque::new(),
+                base: 0,
+                swallow: 0,
+                closing: false,
+                eof: false,
+                peer_closed: false,
+                paused: false,
+                binary: None,
+                next_bin: None,
+                spare_outs: Vec::new(),
+            });
+            let reg = self.poll.registry();
+            let ok = match self.clients.get_mut(cidx) {
+                Some(c) => c.sock.register(reg, token(CLIENT, cidx)).is_ok(),
+                None => false,
+            };
+            if !ok {
+                self.clients.remove(cidx);
+                continue;
+            }
+            ps.client_connections.fetch_add(1, Relaxed);
+            self.stats.total_connections.fetch_add(1, Relaxed);
+            self.stats.curr_connections.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn close_client(&mut self, idx: usize) {
+        if let Some(mut c) = self.clients.remove(idx) {
+            c.sock.deregister(self.poll.registry());
+            if let Some(ps) = self.stats.pools.get(c.pool) {
+                ps.client_connections.fetch_sub(1, Relaxed);
+            }
+            self.stats.curr_connections.fetch_sub(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn client_readable(&mut self, idx: usize) {
+        let mut eof = false;
+        let mut err = false;
+        {
+            let Some(c) = self.clients.get_mut(idx) else {
+                return;
+            };
+            if c.eof {
+                return;
+            }
+            if c.over_limits() {
+                // Resumed from flush() once the client has caught up.
+                c.paused = true;
+                return;
+            }
+            let sock = &mut c.sock;
+            match c.rb.fill(c.peer_closed, |buf| sock.read(buf)) {
+                Fill::Drained => {}
+                Fill::Eof => eof = true,
+                Fill::Error => err = true,
+            }
+        }
+        if let Some(ps) = self
+            .clients
+            .get(idx)
+            .and_then(|c| self.stats.pools.get(c.pool))
+        {
+            if err {
+                ps.client_err.fetch_add(1, Relaxed);
+            } else if eof {
+                ps.client_eof.fetch_add(1, Relaxed);
+            }
+        }
+        if err {
+            self.close_client(idx);
+            return;
+        }
+        self.process_requests(idx);
+        if eof {
+            if let Some(c) = self.clients.get_mut(idx) {
+                // Answer what was asked before the client's EOF, then close.
+                c.eof = true;
+                c.closing = true;
+            }
+            self.mark_client(idx);
+        }
+    }
+
+    pub(crate) fn answer(&mut self, idx: usize, bytes: &[u8]) {
+        if let Some(c) = self.clients.get_mut(idx) {
+            c.answer(bytes);
+        }
+    }
+
+    pub(crate) fn slot_kind(&mut self, idx: usize, cid: u64, seq: u64) -> Option<&mut SlotKind> {
+        let c = self.clients.get_mut(idx).filter(|c| c.id == cid)?;
+        c.slot_mut(seq).map(|s| &mut s.kind)
+    }
+
+    pub(crate) fn complete(&mut self, idx: usize, cid: u64, seq: u64, bytes: &[u8]) {
+        if let Some(c) = self.clients.get_mut(idx).filter(|c| c.id == cid) {
+            c.complete(seq, bytes);
+            self.mark_client(idx);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Pools and their servers as a worker sees them: the key placement,
+//! per-server connection slots, and failure counting with twemproxy's
+//! ejection (`server_failure_limit`, `server_retry_timeout`).
+
+use crate::config::PoolConf;
+use crate::worker::Worker;
+use mnemo_client::{Addr, Node, Placement};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+pub(crate) struct ServerRt {
+    pub(crate) addr: Addr,
+    pub(crate) conns: Vec<Option<usize>>,
+    pub(crate) rr: usize,
+    pub(crate) failures: u32,
+    pub(crate) ejected_until: Option<Instant>,
+}
+
+pub(crate) struct PoolRt {
+    pub(crate) conf: PoolConf,
+    pub(crate) placement: Placement,
+    pub(crate) servers: Vec<ServerRt>,
+    pub(crate) backup: Option<usize>,
+}
+
+impl PoolRt {
+    pub(crate) fn new(conf: &PoolConf, backup: Option<usize>) -> PoolRt {
+        let nodes = conf
+            .servers
+            .iter()
+            .map(|s| Node {
+                name: s.name.clone(),
+                weight: s.weight,
+            })
+            .collect();
+        PoolRt {
+            placement: Placement::new(conf.hash, conf.distribution, conf.hash_tag, nodes),
+            servers: conf
+                .servers
+                .iter()
+                .map(|s| ServerRt {
+                    addr: s.addr.clone(),
+                    conns: vec![None; conf.server_connections as usize],
+                    rr: 0,
+                    failures: 0,
+                    ejected_until: None,
+                })
+                .collect(),
+            backup,
+            conf: conf.clone(),
+        }
+    }
+
+    pub(crate) fn rebuild(&mut self) {
+        let live: Vec<bool> = self
+            .servers
+            .iter()
+            .map(|s| s.ejected_until.is_none())
+            .collect();
+        self.placement.rebuild(|i| live[i]);
+    }
+}
+
+pub(crate) const NO_LIVE: &[u8] = b"SERVER_ERROR No live server for key\r\n";
+
+pub(crate) const EJECTED: &[u8] = b"SERVER_ERROR Server ejected\r\n";
+
+impl Worker {
+    /// The server for `key` in `pool`.
+    pub(crate) fn pick(&self, pool: usize, key: &[u8]) -> Result<usize, &'static [u8]> {
+        let p = &self.pools[pool];
+        let s = p.placement.server_for(key).ok_or(NO_LIVE)?;
+        // Pools with a backup keep ejected servers on the ring so that their
+        // keys fail over to the backup instead of moving to another primary.
+        if p.servers[s].ejected_until.is_some() {
+            return Err(EJECTED);
+        }
+        Ok(s)
+    }
+
+    /// Count a failure of a server; past `server_failure_limit` (with
+    /// `auto_eject_hosts`) it leaves the ring until `server_retry_timeout`.
+    pub(crate) fn server_failed(&mut self, pool: usize, server: usize) {
+        let now = self.now;
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let limit = p.conf.server_failure_limit;
+        let retry = p.conf.server_retry_timeout;
+        let eject = p.conf.auto_eject_hosts;
+        let Some(s) = p.servers.get_mut(server) else {
+            return;
+        };
+        s.failures += 1;
+        if eject && s.failures >= limit && s.ejected_until.is_none() {
+            s.failures = 0;
+            s.ejected_until = Some(now + retry);
+            if p.backup.is_none() {
+                p.rebuild();
+            }
+            let ps = &self.stats.pools[pool];
+            ps.server_ejects.fetch_add(1, Relaxed);
+            let ss = &ps.servers[server];
+            ss.ejections.fetch_add(1, Relaxed);
+            // Microseconds, as twemproxy reports server_ejected_at.
+            let unix_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            ss.ejected_at.store(unix_us, Relaxed);
+        }
+    }
+}

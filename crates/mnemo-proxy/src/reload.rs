@@ -1,0 +1,138 @@
+//! SIGHUP: applying a new configuration in a worker, keeping the
+//! connections and ejection state of servers that survive it.
+
+use crate::backend::Failure;
+use crate::config::Config;
+use crate::net::Lsn;
+use crate::pool::PoolRt;
+use crate::stats::Stats;
+use crate::worker::Worker;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// A new configuration for the workers (SIGHUP).
+pub struct Reload {
+    pub config: Arc<Config>,
+    pub stats: Arc<Stats>,
+}
+
+impl Worker {
+    pub(crate) fn apply_reload(&mut self, r: Reload) {
+        let cfg = r.config;
+        let old = std::mem::take(&mut self.pools);
+        let mut pools: Vec<PoolRt> = (0..cfg.pools.len())
+            .map(|i| PoolRt::new(&cfg.pools[i], cfg.backup_index(i)))
+            .collect();
+        let mut moved = vec![false; self.backends.items.len()];
+        for (npi, np) in pools.iter_mut().enumerate() {
+            let Some(op) = old.iter().find(|o| o.conf.name == np.conf.name) else {
+                continue;
+            };
+            for (nsi, ns) in np.servers.iter_mut().enumerate() {
+                let Some(os) = op.servers.iter().find(|o| o.addr == ns.addr) else {
+                    continue;
+                };
+                ns.failures = os.failures;
+                ns.ejected_until = os.ejected_until;
+                for (k, c) in os.conns.iter().enumerate() {
+                    if let (Some(b), true) = (c, k < ns.conns.len()) {
+                        if let Some(be) = self.backends.get_mut(*b) {
+                            be.pool = npi;
+                            be.server = nsi;
+                            ns.conns[k] = Some(*b);
+                            moved[*b] = true;
+                            r.stats.pools[npi].servers[nsi]
+                                .connections
+                                .fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+            if np.backup.is_none() {
+                np.rebuild();
+            }
+        }
+        // Backends of servers the new config dropped still carry their old
+        // pool and server indices, which now name other servers: detach
+        // them first, so closing them touches no server's counters (their
+        // own lived in the old stats, which are gone).
+        let removed: Vec<usize> = self
+            .backends
+            .indices()
+            .into_iter()
+            .filter(|&b| !moved.get(b).copied().unwrap_or(false))
+            .collect();
+        for &b in &removed {
+            if let Some(be) = self.backends.get_mut(b) {
+                be.pool = usize::MAX;
+            }
+        }
+        self.pools = pools;
+        self.stats = r.stats;
+        for b in removed {
+            self.fail_backend(b, Failure::Removed);
+        }
+        // Listeners: keep those whose address survives, drop the others,
+        // bind the new ones.
+        for l in self.listeners.indices() {
+            let addr = match self.listeners.get(l) {
+                Some(x) => x.addr.clone(),
+                None => continue,
+            };
+            match cfg
+                .pools
+                .iter()
+                .position(|p| p.listen.as_ref() == Some(&addr))
+            {
+                Some(np) => {
+                    if let Some(x) = self.listeners.get_mut(l) {
+                        x.pool = np;
+                    }
+                }
+                None => {
+                    if let Some(mut x) = self.listeners.remove(l) {
+                        let reg = self.poll.registry();
+                        let _ = match &mut x.lsn {
+                            Lsn::Tcp(t) => reg.deregister(t),
+                            Lsn::Unix(u) => reg.deregister(u),
+                        };
+                    }
+                }
+            }
+        }
+        for (i, p) in cfg.pools.iter().enumerate() {
+            if let Some(a) = &p.listen {
+                let exists = self.listeners.items.iter().flatten().any(|l| &l.addr == a);
+                if !exists {
+                    if let Err(e) = self.add_listener(a, i) {
+                        eprintln!("mnemo-proxy: reload: cannot listen on {a}: {e}");
+                    }
+                }
+            }
+        }
+        // Clients follow their pool by name; a pool that is gone closes them.
+        for c in self.clients.indices() {
+            let name = match self.clients.get(c) {
+                Some(x) => x.pool_name.clone(),
+                None => continue,
+            };
+            match cfg.pool_index(&name) {
+                Some(np) => {
+                    if let Some(x) = self.clients.get_mut(c) {
+                        x.pool = np;
+                    }
+                    self.stats.pools[np]
+                        .client_connections
+                        .fetch_add(1, Relaxed);
+                    self.stats.curr_connections.fetch_add(1, Relaxed);
+                }
+                None => {
+                    if let Some(mut x) = self.clients.remove(c) {
+                        x.sock.deregister(self.poll.registry());
+                    }
+                }
+            }
+        }
+        eprintln!("mnemo-proxy: worker {} applied new configuration", self.id);
+    }
+}
