@@ -2,6 +2,7 @@
 //! framing replies as they arrive, timeouts, and failing every request
 //! still outstanding when a connection breaks.
 
+use crate::client::ReplyTo;
 use crate::meta::MetaCmd;
 use crate::net::{Buf, Fill, Sock};
 use crate::worker::{token, Worker, BACKEND};
@@ -16,22 +17,41 @@ use std::time::Instant;
 
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
+/// What a queued request is to the request it serves, which decides how
+/// its reply is framed and where it goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum What {
+    /// The one reply of a single-key request (or its retry on the backup).
     Single,
+    /// The backup pool's copy of a write.
     Mirror,
+    /// A get forwarded whole to the one server all its keys live on.
     GetRaw,
+    /// One server's part of a split multi-get.
     GetPart(u32),
+    /// One server's answer to `flush_all`.
     Fanout,
 }
 
+/// A request queued on a server connection, waiting for its reply.
 pub(crate) struct Pending {
-    pub(crate) client: usize,
-    pub(crate) cid: u64,
-    pub(crate) seq: u64,
+    pub(crate) to: ReplyTo,
     pub(crate) what: What,
+    /// Set when queued, from the pool's `timeout`.
     pub(crate) deadline: Option<Instant>,
+    /// A meta request whose q flag was stripped; its reply may be dropped.
     pub(crate) quiet: Option<MetaCmd>,
+}
+
+impl Pending {
+    pub(crate) fn new(to: ReplyTo, what: What, quiet: Option<MetaCmd>) -> Pending {
+        Pending {
+            to,
+            what,
+            deadline: None,
+            quiet,
+        }
+    }
 }
 
 pub(crate) struct Backend {

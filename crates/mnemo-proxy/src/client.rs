@@ -19,6 +19,16 @@ pub(crate) const CLIENT_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// cannot make the proxy buffer without bound.
 pub(crate) const CLIENT_MAX_OUTSTANDING: usize = 16 * 1024;
 
+/// Where an answer goes: slot `seq` of the client in table entry `client`,
+/// as long as that entry still holds connection `cid` (a closed client's
+/// entry is reused, and late replies for it must be dropped).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ReplyTo {
+    pub(crate) client: usize,
+    pub(crate) cid: u64,
+    pub(crate) seq: u64,
+}
+
 /// What a slot waits for.
 pub(crate) enum SlotKind {
     /// Answered by the worker itself.
@@ -271,15 +281,39 @@ impl Worker {
         }
     }
 
-    pub(crate) fn slot_kind(&mut self, idx: usize, cid: u64, seq: u64) -> Option<&mut SlotKind> {
-        let c = self.clients.get_mut(idx).filter(|c| c.id == cid)?;
-        c.slot_mut(seq).map(|s| &mut s.kind)
+    /// A new slot at the end of client `idx`'s queue, and where its answer
+    /// goes; `None` if the client is gone.
+    pub(crate) fn push_slot(&mut self, idx: usize, kind: SlotKind) -> Option<ReplyTo> {
+        let c = self.clients.get_mut(idx)?;
+        let seq = c.push_slot(kind);
+        Some(ReplyTo {
+            client: idx,
+            cid: c.id,
+            seq,
+        })
     }
 
-    pub(crate) fn complete(&mut self, idx: usize, cid: u64, seq: u64, bytes: &[u8]) {
-        if let Some(c) = self.clients.get_mut(idx).filter(|c| c.id == cid) {
-            c.complete(seq, bytes);
-            self.mark_client(idx);
+    /// The client `to` answers, unless it has closed since.
+    pub(crate) fn client_for(&mut self, to: ReplyTo) -> Option<&mut ClientConn> {
+        self.clients.get_mut(to.client).filter(|c| c.id == to.cid)
+    }
+
+    /// The pool of the client `to` answers.
+    pub(crate) fn client_pool(&self, to: ReplyTo) -> Option<usize> {
+        let c = self.clients.get(to.client).filter(|c| c.id == to.cid)?;
+        Some(c.pool)
+    }
+
+    pub(crate) fn slot_kind(&mut self, to: ReplyTo) -> Option<&mut SlotKind> {
+        let c = self.client_for(to)?;
+        c.slot_mut(to.seq).map(|s| &mut s.kind)
+    }
+
+    /// Answer `to` with `bytes` (written once the slots before it are).
+    pub(crate) fn complete(&mut self, to: ReplyTo, bytes: &[u8]) {
+        if let Some(c) = self.client_for(to) {
+            c.complete(to.seq, bytes);
+            self.mark_client(to.client);
         }
     }
 }

@@ -2,11 +2,11 @@
 //! primary fails, and `cas`, which the primary decides and the backup then
 //! follows.
 
-use crate::backend::What;
-use crate::client::SlotKind;
+use crate::backend::{Pending, What};
+use crate::client::{ReplyTo, SlotKind};
 use crate::meta::MetaCmd;
 use crate::worker::Worker;
-use mnemo_protocol::reply::{self};
+use mnemo_protocol::reply::{self, Reply};
 use mnemo_protocol::text::{self, Request};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -65,14 +65,10 @@ impl Worker {
         let data_start = (line_end + 1).min(bytes.len());
         let data = &bytes[data_start..(data_start + n).min(bytes.len())];
         if noreply {
-            if let Ok(s) = self.pick(pool, hkey) {
-                let _ = self.send(pool, s, bytes, None);
-            }
+            self.forward_noreply(pool, hkey, bytes);
             let mut del = Vec::with_capacity(key.len() + 24);
             reply::encode_delete(&mut del, key, true);
-            if let Ok(s) = self.pick(b, hkey) {
-                let _ = self.send(b, s, &del, None);
-            }
+            self.forward_noreply(b, hkey, &del);
             return;
         }
         let mut set = Vec::with_capacity(data.len() + key.len() + 48);
@@ -85,35 +81,23 @@ impl Worker {
             data,
             true,
         );
-        let Some(c) = self.clients.get_mut(idx) else {
-            return;
-        };
         let mirror = Box::new(Mirror {
             deferred: Some((hkey.to_vec(), set)),
             ..Default::default()
         });
-        let seq = c.push_slot(SlotKind::Simple(Some(mirror)));
-        let cid = c.id;
-        let p = self.pending(idx, cid, seq, What::Single, quiet);
-        if let Err(msg) = self
-            .pick(pool, hkey)
-            .and_then(|s| self.send(pool, s, bytes, Some(p)))
-        {
-            self.primary_failed(idx, cid, seq, msg);
-        }
+        self.single(idx, pool, hkey, bytes, Some(mirror), quiet);
     }
 
     /// The primary server of a single-reply request failed with `msg`:
     /// retry a read on the backup pool, answer a write from its mirror, or
     /// pass the error on.
-    pub(crate) fn primary_failed(&mut self, idx: usize, cid: u64, seq: u64, msg: &'static [u8]) {
-        let pool = match self.clients.get(idx).filter(|c| c.id == cid) {
-            Some(c) => c.pool,
-            None => return,
+    pub(crate) fn primary_failed(&mut self, to: ReplyTo, msg: &'static [u8]) {
+        let Some(pool) = self.client_pool(to) else {
+            return;
         };
         let mut answer: Option<Vec<u8>> = None;
         let mut retry = None;
-        match self.slot_kind(idx, cid, seq) {
+        match self.slot_kind(to) {
             Some(SlotKind::Simple(Some(m))) => {
                 if let Some(r) = m.retry.take() {
                     retry = Some((r, m.retry_quiet));
@@ -129,12 +113,8 @@ impl Worker {
         }
         if let Some(((hkey, bytes), quiet)) = retry {
             if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
-                let p = self.pending(idx, cid, seq, What::Single, quiet);
-                if self
-                    .pick(b, &hkey)
-                    .and_then(|s| self.send(b, s, &bytes, Some(p)))
-                    .is_ok()
-                {
+                let p = Pending::new(to, What::Single, quiet);
+                if self.forward(b, &hkey, &bytes, p).is_ok() {
                     self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
                     return;
                 }
@@ -143,12 +123,88 @@ impl Worker {
         match answer {
             Some(a) => {
                 self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
-                self.complete(idx, cid, seq, &a)
+                self.complete(to, &a)
             }
             None => {
                 self.stats.pools[pool].forward_error.fetch_add(1, Relaxed);
-                self.complete(idx, cid, seq, msg)
+                self.complete(to, msg)
             }
+        }
+    }
+
+    /// Send a write on to the backup pool's server for `hkey`; its answer
+    /// is kept in case the primary fails.
+    pub(crate) fn mirror(
+        &mut self,
+        to: ReplyTo,
+        backup: usize,
+        hkey: &[u8],
+        bytes: &[u8],
+        quiet: Option<MetaCmd>,
+    ) {
+        let p = Pending::new(to, What::Mirror, quiet);
+        if self.forward(backup, hkey, bytes, p).is_ok() {
+            if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(to) {
+                m.pending = true;
+            }
+        }
+    }
+
+    /// The primary answered a single-reply request with `r`: a deferred
+    /// `cas` follow-up goes to the backup once the primary stored it.
+    /// Returns whether the answer is a server error on a read the backup
+    /// may answer instead.
+    pub(crate) fn primary_replied(&mut self, to: ReplyTo, pool: usize, r: &Reply) -> bool {
+        let retryable = matches!(r, Reply::ServerError(_))
+            && matches!(self.slot_kind(to), Some(SlotKind::Simple(Some(m))) if m.retry.is_some());
+        let deferred = match self.slot_kind(to) {
+            Some(SlotKind::Simple(Some(m))) => m.deferred.take(),
+            _ => None,
+        };
+        let stored = matches!(
+            r,
+            Reply::Stored
+                | Reply::Meta {
+                    status: reply::MetaStatus::Hd,
+                    ..
+                }
+        );
+        if let (Some((key, set)), true) = (deferred, stored) {
+            if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
+                self.forward_noreply(b, &key, &set);
+            }
+        }
+        retryable
+    }
+
+    /// The backup answered a mirrored write: the client's answer if the
+    /// primary already failed, else kept for that case.
+    pub(crate) fn mirror_replied(&mut self, to: ReplyTo, pool: usize, out: &[u8]) {
+        let mut answer = false;
+        if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(to) {
+            m.pending = false;
+            if m.primary_failed.take().is_some() {
+                answer = true;
+            } else {
+                m.reply = Some(out.to_vec());
+            }
+        }
+        if answer {
+            self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
+            self.complete(to, out);
+        }
+    }
+
+    /// The mirrored write failed too: if the primary had failed, its error
+    /// is the answer.
+    pub(crate) fn mirror_failed(&mut self, to: ReplyTo) {
+        let mut answer = None;
+        if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(to) {
+            m.pending = false;
+            answer = m.primary_failed.take();
+        }
+        if let Some(a) = answer {
+            self.complete(to, a);
         }
     }
 }

@@ -2,8 +2,8 @@
 //! reassembled in the client's key order (repeats and misses included)
 //! when every part has answered or failed over.
 
-use crate::backend::What;
-use crate::client::SlotKind;
+use crate::backend::{Pending, What};
+use crate::client::{ReplyTo, SlotKind};
 use crate::pool::NO_LIVE;
 use crate::worker::Worker;
 use mnemo_protocol::reply::{self, Reply};
@@ -100,26 +100,21 @@ impl Worker {
         for k in keys {
             servers.push(self.pick(pool, k).unwrap_or(usize::MAX));
         }
-        let Some(cid) = self.clients.get(idx).map(|c| c.id) else {
-            return;
-        };
         let first = servers.first().copied().unwrap_or(usize::MAX);
         if backup.is_none() && servers.iter().all(|&s| s == first) {
             // All keys on one server: forward the line as it came.
-            let c = match self.clients.get_mut(idx) {
-                Some(c) => c,
-                None => return,
-            };
-            let seq = c.push_slot(SlotKind::Simple(None));
             self.scratch = servers;
+            let Some(to) = self.push_slot(idx, SlotKind::Simple(None)) else {
+                return;
+            };
             if first == usize::MAX {
-                self.complete(idx, cid, seq, NO_LIVE);
+                self.complete(to, NO_LIVE);
                 return;
             }
-            let p = self.pending(idx, cid, seq, What::GetRaw, None);
+            let p = Pending::new(to, What::GetRaw, None);
             if let Err(msg) = self.send(pool, first, line, Some(p)) {
                 self.stats.pools[pool].forward_error.fetch_add(1, Relaxed);
-                self.complete(idx, cid, seq, msg);
+                self.complete(to, msg);
             }
             return;
         }
@@ -159,19 +154,18 @@ impl Worker {
                 .fragments
                 .fetch_add(nparts as u64, Relaxed);
         }
-        let Some(c) = self.clients.get_mut(idx) else {
+        let Some(to) = self.push_slot(idx, SlotKind::Multi(Box::new(mg))) else {
             return;
         };
-        let seq = c.push_slot(SlotKind::Multi(Box::new(mg)));
         for part in 0..nparts {
-            self.send_part(idx, cid, seq, pool, part);
+            self.send_part(to, pool, part);
         }
     }
 
     /// Send part `part` of a multi-get to its server (in `pool`).
-    pub(crate) fn send_part(&mut self, idx: usize, cid: u64, seq: u64, pool: usize, part: usize) {
+    pub(crate) fn send_part(&mut self, to: ReplyTo, pool: usize, part: usize) {
         let mut req = Vec::new();
-        let server = match self.slot_kind(idx, cid, seq) {
+        let server = match self.slot_kind(to) {
             Some(SlotKind::Multi(mg)) => {
                 mg.encode_part(part, &mut req);
                 mg.parts[part].server
@@ -181,31 +175,26 @@ impl Worker {
         let res = if server == usize::MAX {
             Err(NO_LIVE)
         } else {
-            let p = self.pending(idx, cid, seq, What::GetPart(part as u32), None);
+            let p = Pending::new(to, What::GetPart(part as u32), None);
             self.send(pool, server, &req, Some(p))
         };
         if let Err(msg) = res {
-            self.part_failed(idx, cid, seq, part, msg);
+            self.part_failed(to, part, msg);
         }
     }
 
     /// A part of a multi-get failed: its keys go to the backup pool if
     /// there is one and they were not already there; otherwise the whole
     /// get answers with the error.
-    pub(crate) fn part_failed(&mut self, idx: usize, cid: u64, seq: u64, part: usize, msg: &[u8]) {
-        let Some(pool) = self
-            .clients
-            .get(idx)
-            .filter(|c| c.id == cid)
-            .map(|c| c.pool)
-        else {
+    pub(crate) fn part_failed(&mut self, to: ReplyTo, part: usize, msg: &[u8]) {
+        let Some(pool) = self.client_pool(to) else {
             return;
         };
         let backup = self.pools.get(pool).and_then(|p| p.backup);
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut new_parts = Vec::new();
         {
-            let Some(SlotKind::Multi(mg)) = self.slot_kind(idx, cid, seq) else {
+            let Some(SlotKind::Multi(mg)) = self.slot_kind(to) else {
                 return;
             };
             let p = &mg.parts[part];
@@ -226,7 +215,7 @@ impl Worker {
                 .collect();
             let mut first_new = 0;
             let mut added = 0;
-            if let Some(SlotKind::Multi(mg)) = self.slot_kind(idx, cid, seq) {
+            if let Some(SlotKind::Multi(mg)) = self.slot_kind(to) {
                 first_new = mg.parts.len();
                 for (i, &ki) in new_parts.iter().enumerate() {
                     let s = servers[i];
@@ -245,14 +234,17 @@ impl Worker {
             }
             self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
             for np in first_new..first_new + added {
-                self.send_part(idx, cid, seq, b, np);
+                self.send_part(to, b, np);
             }
         }
-        self.part_done(idx, cid, seq);
+        self.part_done(to);
     }
 
-    pub(crate) fn part_done(&mut self, idx: usize, cid: u64, seq: u64) {
-        let Some(c) = self.clients.get_mut(idx).filter(|c| c.id == cid) else {
+    /// One part of the multi-get `to` answered or failed over; the last
+    /// one assembles the reply in key order.
+    pub(crate) fn part_done(&mut self, to: ReplyTo) {
+        let seq = to.seq;
+        let Some(c) = self.client_for(to) else {
             return;
         };
         let Some(slot) = c.slot_mut(seq) else { return };
@@ -281,7 +273,7 @@ impl Worker {
             }
             slot.done = true;
         }
-        self.mark_client(idx);
+        self.mark_client(to.client);
     }
 }
 

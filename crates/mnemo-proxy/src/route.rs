@@ -2,7 +2,7 @@
 //! server for `flush_all`), and which request a server's reply belongs to.
 
 use crate::backend::{Pending, What};
-use crate::client::SlotKind;
+use crate::client::{ReplyTo, SlotKind};
 use crate::meta::{self, MetaCmd};
 use crate::mirror::Mirror;
 use crate::worker::Worker;
@@ -40,18 +40,7 @@ impl Worker {
                     ..Default::default()
                 })
             });
-            let Some(c) = self.clients.get_mut(idx) else {
-                return;
-            };
-            let seq = c.push_slot(SlotKind::Simple(retry));
-            let cid = c.id;
-            let p = self.pending(idx, cid, seq, What::Single, quiet);
-            if let Err(msg) = self
-                .pick(pool, hkey)
-                .and_then(|s| self.send(pool, s, bytes, Some(p)))
-            {
-                self.primary_failed(idx, cid, seq, msg);
-            }
+            self.single(idx, pool, hkey, bytes, retry, quiet);
         } else if cmd == MetaCmd::Set
             && self.pools[pool].backup.is_some()
             && meta_compares_cas(bytes)
@@ -64,48 +53,57 @@ impl Worker {
                 reply::encode_delete(&mut del, hkey, true);
                 (hkey.to_vec(), del)
             });
-            let Some(c) = self.clients.get_mut(idx) else {
-                return;
-            };
             let mirror = Box::new(Mirror {
                 deferred,
                 ..Default::default()
             });
-            let seq = c.push_slot(SlotKind::Simple(Some(mirror)));
-            let cid = c.id;
-            let p = self.pending(idx, cid, seq, What::Single, quiet);
-            if let Err(msg) = self
-                .pick(pool, hkey)
-                .and_then(|s| self.send(pool, s, bytes, Some(p)))
-            {
-                self.primary_failed(idx, cid, seq, msg);
-            }
+            self.single(idx, pool, hkey, bytes, Some(mirror), quiet);
         } else {
             self.keyed(idx, pool, hkey, bytes, false, quiet);
         }
     }
 
-    pub(crate) fn pending(
-        &self,
-        client: usize,
-        cid: u64,
-        seq: u64,
-        what: What,
+    /// A request with one reply from `hkey`'s server in `pool` and nothing
+    /// sent to the backup up front (`mirror` holds what may follow there).
+    pub(crate) fn single(
+        &mut self,
+        idx: usize,
+        pool: usize,
+        hkey: &[u8],
+        bytes: &[u8],
+        mirror: Option<Box<Mirror>>,
         quiet: Option<MetaCmd>,
-    ) -> Pending {
-        Pending {
-            client,
-            cid,
-            seq,
-            what,
-            deadline: None,
-            quiet,
+    ) {
+        let Some(to) = self.push_slot(idx, SlotKind::Simple(mirror)) else {
+            return;
+        };
+        if let Err(msg) = self.forward(pool, hkey, bytes, Pending::new(to, What::Single, quiet)) {
+            self.primary_failed(to, msg);
+        }
+    }
+
+    /// Queue `bytes` for `hkey`'s server in `pool`, its reply going where
+    /// `p` says.
+    pub(crate) fn forward(
+        &mut self,
+        pool: usize,
+        hkey: &[u8],
+        bytes: &[u8],
+        p: Pending,
+    ) -> Result<(), &'static [u8]> {
+        self.pick(pool, hkey)
+            .and_then(|s| self.send(pool, s, bytes, Some(p)))
+    }
+
+    /// Queue `bytes` for `hkey`'s server in `pool` with no reply expected.
+    pub(crate) fn forward_noreply(&mut self, pool: usize, hkey: &[u8], bytes: &[u8]) {
+        if let Ok(s) = self.pick(pool, hkey) {
+            let _ = self.send(pool, s, bytes, None);
         }
     }
 
     /// A single-key command other than a read: sent to the key's server and
     /// mirrored to the backup pool's server for the key when there is one.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn keyed(
         &mut self,
         idx: usize,
@@ -121,40 +119,22 @@ impl Worker {
             return;
         }
         if noreply {
-            if let Ok(s) = self.pick(pool, hkey) {
-                let _ = self.send(pool, s, bytes, None);
-            }
+            self.forward_noreply(pool, hkey, bytes);
             if let Some(b) = backup {
-                if let Ok(s) = self.pick(b, hkey) {
-                    let _ = self.send(b, s, bytes, None);
-                }
+                self.forward_noreply(b, hkey, bytes);
             }
             return;
         }
-        let Some(c) = self.clients.get_mut(idx) else {
+        let mirror = backup.map(|_| Box::default());
+        let Some(to) = self.push_slot(idx, SlotKind::Simple(mirror)) else {
             return;
         };
-        let mirror = backup.map(|_| Box::default());
-        let seq = c.push_slot(SlotKind::Simple(mirror));
-        let cid = c.id;
-        let p = self.pending(idx, cid, seq, What::Single, quiet);
-        let primary = self
-            .pick(pool, hkey)
-            .and_then(|s| self.send(pool, s, bytes, Some(p)));
+        let primary = self.forward(pool, hkey, bytes, Pending::new(to, What::Single, quiet));
         if let Some(b) = backup {
-            let p = self.pending(idx, cid, seq, What::Mirror, quiet);
-            if self
-                .pick(b, hkey)
-                .and_then(|s| self.send(b, s, bytes, Some(p)))
-                .is_ok()
-            {
-                if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(idx, cid, seq) {
-                    m.pending = true;
-                }
-            }
+            self.mirror(to, b, hkey, bytes, quiet);
         }
         if let Err(msg) = primary {
-            self.primary_failed(idx, cid, seq, msg);
+            self.primary_failed(to, msg);
         }
     }
 
@@ -172,24 +152,23 @@ impl Worker {
             }
             return;
         }
-        let Some(c) = self.clients.get_mut(idx) else {
-            return;
-        };
-        let cid = c.id;
-        let seq = c.push_slot(SlotKind::Fanout {
+        let kind = SlotKind::Fanout {
             left: targets.len() as u32,
             err: None,
-        });
+        };
+        let Some(to) = self.push_slot(idx, kind) else {
+            return;
+        };
         for (p, s) in targets {
-            let pend = self.pending(idx, cid, seq, What::Fanout, None);
+            let pend = Pending::new(to, What::Fanout, None);
             if let Err(msg) = self.send(p, s, bytes, Some(pend)) {
-                self.fanout_reply(idx, cid, seq, Some(msg));
+                self.fanout_reply(to, Some(msg));
             }
         }
     }
 
-    pub(crate) fn fanout_reply(&mut self, idx: usize, cid: u64, seq: u64, err: Option<&[u8]>) {
-        let done = match self.slot_kind(idx, cid, seq) {
+    pub(crate) fn fanout_reply(&mut self, to: ReplyTo, err: Option<&[u8]>) {
+        let done = match self.slot_kind(to) {
             Some(SlotKind::Fanout { left, err: e }) => {
                 *left = left.saturating_sub(1);
                 if let (Some(m), None) = (err, &e) {
@@ -204,18 +183,14 @@ impl Worker {
             _ => None,
         };
         if let Some(a) = done {
-            self.complete(idx, cid, seq, &a);
+            self.complete(to, &a);
         }
     }
 
+    /// A server answered `p`: hand the reply to what the request was.
     pub(crate) fn on_reply(&mut self, p: Pending, bytes: &[u8], r: &Reply) {
-        let (idx, cid, seq) = (p.client, p.cid, p.seq);
-        let Some(pool) = self
-            .clients
-            .get(idx)
-            .filter(|c| c.id == cid)
-            .map(|c| c.pool)
-        else {
+        let to = p.to;
+        let Some(pool) = self.client_pool(to) else {
             return;
         };
         if let Some(ps) = self.stats.pools.get(pool) {
@@ -229,62 +204,22 @@ impl Worker {
         let out: &[u8] = if suppressed { b"" } else { bytes };
         match p.what {
             What::Single => {
-                let retryable = matches!(r, Reply::ServerError(_))
-                    && matches!(self.slot_kind(idx, cid, seq), Some(SlotKind::Simple(Some(m))) if m.retry.is_some());
-                let deferred = match self.slot_kind(idx, cid, seq) {
-                    Some(SlotKind::Simple(Some(m))) => m.deferred.take(),
-                    _ => None,
-                };
-                let stored = matches!(
-                    r,
-                    Reply::Stored
-                        | Reply::Meta {
-                            status: reply::MetaStatus::Hd,
-                            ..
-                        }
-                );
-                if let (Some((key, set)), true) = (deferred, stored) {
-                    if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
-                        if let Ok(s) = self.pick(b, &key) {
-                            let _ = self.send(b, s, &set, None);
-                        }
-                    }
-                }
-                if retryable {
-                    self.primary_failed(
-                        idx,
-                        cid,
-                        seq,
-                        b"SERVER_ERROR server error, no backup answer\r\n",
-                    );
+                if self.primary_replied(to, pool, r) {
+                    self.primary_failed(to, b"SERVER_ERROR server error, no backup answer\r\n");
                 } else {
-                    self.complete(idx, cid, seq, out);
+                    self.complete(to, out);
                 }
             }
-            What::Mirror => {
-                let mut answer = false;
-                if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(idx, cid, seq) {
-                    m.pending = false;
-                    if m.primary_failed.take().is_some() {
-                        answer = true;
-                    } else {
-                        m.reply = Some(out.to_vec());
-                    }
-                }
-                if answer {
-                    self.stats.pools[pool].backup_answers.fetch_add(1, Relaxed);
-                    self.complete(idx, cid, seq, out);
-                }
-            }
-            What::GetRaw => self.complete(idx, cid, seq, bytes),
+            What::Mirror => self.mirror_replied(to, pool, out),
+            What::GetRaw => self.complete(to, bytes),
             What::GetPart(part) => {
                 if r.is_error() {
-                    self.part_failed(idx, cid, seq, part as usize, bytes);
+                    self.part_failed(to, part as usize, bytes);
                 } else {
-                    if let Some(SlotKind::Multi(mg)) = self.slot_kind(idx, cid, seq) {
+                    if let Some(SlotKind::Multi(mg)) = self.slot_kind(to) {
                         mg.absorb(part as usize, bytes);
                     }
-                    self.part_done(idx, cid, seq);
+                    self.part_done(to);
                 }
             }
             What::Fanout => {
@@ -293,28 +228,20 @@ impl Worker {
                 } else {
                     Some(bytes)
                 };
-                self.fanout_reply(idx, cid, seq, e);
+                self.fanout_reply(to, e);
             }
         }
     }
 
+    /// The connection `p` was queued on failed with `msg` before answering.
     pub(crate) fn pending_failed(&mut self, p: Pending, msg: &'static [u8]) {
-        let (idx, cid, seq) = (p.client, p.cid, p.seq);
+        let to = p.to;
         match p.what {
-            What::Single => self.primary_failed(idx, cid, seq, msg),
-            What::Mirror => {
-                let mut answer = None;
-                if let Some(SlotKind::Simple(Some(m))) = self.slot_kind(idx, cid, seq) {
-                    m.pending = false;
-                    answer = m.primary_failed.take();
-                }
-                if let Some(a) = answer {
-                    self.complete(idx, cid, seq, a);
-                }
-            }
-            What::GetRaw => self.complete(idx, cid, seq, msg),
-            What::GetPart(part) => self.part_failed(idx, cid, seq, part as usize, msg),
-            What::Fanout => self.fanout_reply(idx, cid, seq, Some(msg)),
+            What::Single => self.primary_failed(to, msg),
+            What::Mirror => self.mirror_failed(to),
+            What::GetRaw => self.complete(to, msg),
+            What::GetPart(part) => self.part_failed(to, part as usize, msg),
+            What::Fanout => self.fanout_reply(to, Some(msg)),
         }
     }
 }
