@@ -10,6 +10,49 @@ use mnemo_protocol::reply::{self, Reply};
 use mnemo_protocol::text::{self, Request};
 use std::sync::atomic::Ordering::Relaxed;
 
+/// What the backup pool gets after a `cas` (`bytes`: the whole request):
+/// the primary decides, since CAS uniques differ between the pools. With a
+/// reply, a plain `set ... noreply` of the new value, sent once the primary
+/// said STORED; with `noreply` the outcome is never known, so an
+/// invalidating `delete ... noreply`, sent at once. `None` if `bytes` is
+/// not a storage request.
+pub(crate) fn cas_follow_up(bytes: &[u8], noreply: bool) -> Option<Vec<u8>> {
+    let line_end = bytes
+        .iter()
+        .position(|&c| c == b'\n')
+        .unwrap_or(bytes.len());
+    let line = &bytes[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Request::Store {
+        key,
+        flags,
+        exptime,
+        bytes: n,
+        ..
+    } = text::parse_line(line)
+    else {
+        return None;
+    };
+    if noreply {
+        let mut del = Vec::with_capacity(key.len() + 24);
+        reply::encode_delete(&mut del, key, true);
+        return Some(del);
+    }
+    let data_start = (line_end + 1).min(bytes.len());
+    let data = &bytes[data_start..(data_start + n).min(bytes.len())];
+    let mut set = Vec::with_capacity(data.len() + key.len() + 48);
+    reply::encode_store(
+        &mut set,
+        reply::StoreCmd::Set,
+        key,
+        flags,
+        exptime,
+        data,
+        true,
+    );
+    Some(set)
+}
+
 /// State of a request that may fall back on the backup pool.
 #[derive(Default)]
 pub(crate) struct Mirror {
@@ -30,64 +73,6 @@ pub(crate) struct Mirror {
 }
 
 impl Worker {
-    /// `cas` in a pool with a backup: the primary decides; the backup gets
-    /// the new value as a plain `set` once the primary stored it (or an
-    /// invalidating `delete` when the client asked for no reply and the
-    /// outcome is unknown).
-    pub(crate) fn keyed_cas(
-        &mut self,
-        idx: usize,
-        pool: usize,
-        hkey: &[u8],
-        bytes: &[u8],
-        noreply: bool,
-        quiet: Option<MetaCmd>,
-    ) {
-        let Some(b) = self.pools[pool].backup else {
-            return;
-        };
-        let line_end = bytes
-            .iter()
-            .position(|&c| c == b'\n')
-            .unwrap_or(bytes.len());
-        let line = &bytes[..line_end];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Request::Store {
-            key,
-            flags,
-            exptime,
-            bytes: n,
-            ..
-        } = text::parse_line(line)
-        else {
-            return;
-        };
-        let data_start = (line_end + 1).min(bytes.len());
-        let data = &bytes[data_start..(data_start + n).min(bytes.len())];
-        if noreply {
-            self.forward_noreply(pool, hkey, bytes);
-            let mut del = Vec::with_capacity(key.len() + 24);
-            reply::encode_delete(&mut del, key, true);
-            self.forward_noreply(b, hkey, &del);
-            return;
-        }
-        let mut set = Vec::with_capacity(data.len() + key.len() + 48);
-        reply::encode_store(
-            &mut set,
-            reply::StoreCmd::Set,
-            key,
-            flags,
-            exptime,
-            data,
-            true,
-        );
-        let mirror = Box::new(Mirror {
-            deferred: Some((hkey.to_vec(), set)),
-            ..Default::default()
-        });
-        self.single(idx, pool, hkey, bytes, Some(mirror), quiet);
-    }
-
     /// The primary server of a single-reply request failed with `msg`:
     /// retry a read on the backup pool, answer a write from its mirror, or
     /// pass the error on.

@@ -18,6 +18,18 @@ pub(crate) const MAX_ITEM: usize = 1024 * 1024;
 /// some 4000 maximal keys).
 pub(crate) const MAX_GET_LINE: usize = 1024 * 1024;
 
+/// One complete text request line at the front of a client's buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Framed<'a> {
+    /// Everything buffered from the request's first byte on (a data block
+    /// may follow the line).
+    pub(crate) buf: &'a [u8],
+    /// The line, without its terminator.
+    pub(crate) line: &'a [u8],
+    /// What the line takes of `buf`, terminator included.
+    pub(crate) consumed: usize,
+}
+
 /// Outcome of handling one client request.
 pub(crate) enum Step {
     Consumed(usize),
@@ -83,7 +95,15 @@ impl Worker {
                     self.answer(idx, b"CLIENT_ERROR line too long\r\n");
                     Step::Stop
                 }
-                Line::Complete { line, consumed } => self.request(idx, pool, buf, line, consumed),
+                Line::Complete { line, consumed } => self.request(
+                    idx,
+                    pool,
+                    Framed {
+                        buf,
+                        line,
+                        consumed,
+                    },
+                ),
             };
             match step {
                 Step::Consumed(n) => rb.consume(n),
@@ -113,14 +133,12 @@ impl Worker {
     }
 
     /// Handle one complete request line (`consumed` bytes of `buf`).
-    pub(crate) fn request(
-        &mut self,
-        idx: usize,
-        pool: usize,
-        buf: &[u8],
-        line: &[u8],
-        consumed: usize,
-    ) -> Step {
+    pub(crate) fn request(&mut self, idx: usize, pool: usize, f: Framed<'_>) -> Step {
+        let Framed {
+            buf,
+            line,
+            consumed,
+        } = f;
         let first = line.split(|&c| c == b' ').find(|t| !t.is_empty());
         if first.and_then(pmeta::command).is_some() {
             let mut keybuf = [0u8; pmeta::KEY_BUF_LEN];
@@ -135,7 +153,7 @@ impl Worker {
                     }
                     Step::Consumed(consumed)
                 }
-                Ok(req) => self.meta_request(idx, pool, buf, line, consumed, &req),
+                Ok(req) => self.meta_request(idx, pool, f, &req),
             };
         }
         match text::parse_line(line) {
@@ -383,11 +401,14 @@ impl Worker {
         &mut self,
         idx: usize,
         pool: usize,
-        buf: &[u8],
-        line: &[u8],
-        consumed: usize,
+        f: Framed<'_>,
         req: &pmeta::Request<'_>,
     ) -> Step {
+        let Framed {
+            buf,
+            line,
+            consumed,
+        } = f;
         if req.cmd == MetaCmd::Noop {
             self.answer(idx, b"MN\r\n");
             return Step::Consumed(consumed);

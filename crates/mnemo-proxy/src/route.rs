@@ -4,7 +4,7 @@
 use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
 use crate::meta::{self, MetaCmd};
-use crate::mirror::Mirror;
+use crate::mirror::{cas_follow_up, Mirror};
 use crate::worker::Worker;
 use mnemo_protocol::reply::{self, Reply};
 use std::sync::atomic::Ordering::Relaxed;
@@ -114,8 +114,20 @@ impl Worker {
         quiet: Option<MetaCmd>,
     ) {
         let backup = self.pools[pool].backup;
-        if backup.is_some() && bytes.starts_with(b"cas ") {
-            self.keyed_cas(idx, pool, hkey, bytes, noreply, quiet);
+        if let Some(b) = backup.filter(|_| bytes.starts_with(b"cas ")) {
+            let Some(then) = cas_follow_up(bytes, noreply) else {
+                return;
+            };
+            if noreply {
+                self.forward_noreply(pool, hkey, bytes);
+                self.forward_noreply(b, hkey, &then);
+            } else {
+                let mirror = Box::new(Mirror {
+                    deferred: Some((hkey.to_vec(), then)),
+                    ..Default::default()
+                });
+                self.single(idx, pool, hkey, bytes, Some(mirror), quiet);
+            }
             return;
         }
         if noreply {
