@@ -5,10 +5,9 @@
 use crate::binproto::{self, BinReq};
 use crate::mirror::Mirror;
 use crate::multiget::MultiGet;
-use crate::net::{Buf, Fill, Lsn, Sock};
+use crate::net::{Buf, Fill, Sock};
 use crate::worker::{token, Worker, CLIENT};
 use std::collections::VecDeque;
-use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// A client that does not read its answers stops being read from once this
@@ -151,70 +150,52 @@ impl ClientConn {
 }
 
 impl Worker {
-    pub(crate) fn accept(&mut self, idx: usize) {
-        loop {
-            let Some(l) = self.listeners.get_mut(idx) else {
-                return;
-            };
-            let pool = l.pool;
-            let res = match &l.lsn {
-                Lsn::Tcp(t) => t.accept().map(|(s, _)| {
-                    // Answers are written whole; Nagle would only delay them.
-                    let _ = s.set_nodelay(true);
-                    Sock::Tcp(s)
-                }),
-                Lsn::Unix(u) => u.accept().map(|(s, _)| Sock::Unix(s)),
-            };
-            let sock = match res {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("mnemo-proxy: accept: {e}");
-                    return;
-                }
-            };
-            let limit = self.pools[pool].conf.client_connections;
-            let ps = &self.stats.pools[pool];
-            if limit > 0 && ps.client_connections.load(Relaxed) >= i64::from(limit) {
-                ps.client_err.fetch_add(1, Relaxed);
-                continue;
-            }
-            let id = self.next_cid;
-            self.next_cid += 1;
-            let cidx = self.clients.insert(ClientConn {
-                sock,
-                id,
-                pool,
-                pool_name: self.pools[pool].conf.name.clone(),
-                rb: Buf::with_capacity(4096),
-                wbuf: Vec::new(),
-                wpos: 0,
-                dirty: false,
-                slots: VecDeque::new(),
-                base: 0,
-                swallow: 0,
-                closing: false,
-                eof: false,
-                peer_closed: false,
-                paused: false,
-                binary: None,
-                next_bin: None,
-                spare_outs: Vec::new(),
-            });
-            let reg = self.poll.registry();
-            let ok = match self.clients.get_mut(cidx) {
-                Some(c) => c.sock.register(reg, token(CLIENT, cidx)).is_ok(),
-                None => false,
-            };
-            if !ok {
-                self.clients.remove(cidx);
-                continue;
-            }
-            ps.client_connections.fetch_add(1, Relaxed);
-            self.stats.total_connections.fetch_add(1, Relaxed);
-            self.stats.curr_connections.fetch_add(1, Relaxed);
+    /// A client the acceptor handed over: counted against the pool's
+    /// `client_connections` and registered, or closed.
+    pub(crate) fn admit(&mut self, sock: Sock, pool: usize) {
+        let Some(p) = self.pools.get(pool) else {
+            return;
+        };
+        let limit = p.conf.client_connections;
+        let ps = &self.stats.pools[pool];
+        if limit > 0 && ps.client_connections.load(Relaxed) >= i64::from(limit) {
+            ps.client_err.fetch_add(1, Relaxed);
+            return;
         }
+        let id = self.next_cid;
+        self.next_cid += 1;
+        let cidx = self.clients.insert(ClientConn {
+            sock,
+            id,
+            pool,
+            pool_name: p.conf.name.clone(),
+            rb: Buf::with_capacity(4096),
+            wbuf: Vec::new(),
+            wpos: 0,
+            dirty: false,
+            slots: VecDeque::new(),
+            base: 0,
+            swallow: 0,
+            closing: false,
+            eof: false,
+            peer_closed: false,
+            paused: false,
+            binary: None,
+            next_bin: None,
+            spare_outs: Vec::new(),
+        });
+        let reg = self.poll.registry();
+        let ok = match self.clients.get_mut(cidx) {
+            Some(c) => c.sock.register(reg, token(CLIENT, cidx)).is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.clients.remove(cidx);
+            return;
+        }
+        ps.client_connections.fetch_add(1, Relaxed);
+        self.stats.total_connections.fetch_add(1, Relaxed);
+        self.stats.curr_connections.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn close_client(&mut self, idx: usize) {

@@ -9,6 +9,7 @@
 //! - `quit` closes the connection; `shutdown`, `slabs`, `lru_crawler`,
 //!   `cache_memlimit` and `stats <group>` are refused (`ERROR`).
 
+mod acceptor;
 mod backend;
 mod binproto;
 mod client;
@@ -173,14 +174,23 @@ fn main() -> ExitCode {
             .spawn(move || w.run())
             .map_err(|e| eprintln!("mnemo-proxy: thread: {e}"))
             .ok();
-        workers.push((tx, waker));
+        workers.push(acceptor::WorkerHandle { tx, waker });
     }
+    // The main thread accepts for every pool and hands clients out; it
+    // also watches for SIGHUP, which interrupts its wait.
+    let mut acceptor = match acceptor::Acceptor::new(&cfg, workers) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mnemo-proxy: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!(
         "mnemo-proxy: running with {threads} worker(s), {} pool(s)",
         cfg.pools.len()
     );
     loop {
-        std::thread::sleep(Duration::from_millis(50));
+        acceptor.run_for(Duration::from_millis(50));
         if !HUP.swap(false, Ordering::Relaxed) {
             continue;
         }
@@ -189,13 +199,7 @@ fn main() -> ExitCode {
                 let new = Arc::new(new);
                 let st = Arc::new(stats::Stats::carried_over(&new, &current.read()));
                 *current.write() = st.clone();
-                for (tx, waker) in &workers {
-                    let _ = tx.send(reload::Reload {
-                        config: new.clone(),
-                        stats: st.clone(),
-                    });
-                    let _ = waker.wake();
-                }
+                acceptor.reload(new, st);
                 eprintln!("mnemo-proxy: reloaded '{}'", args.conf);
             }
             Err(e) => {

@@ -215,9 +215,9 @@ pub(crate) enum Lsn {
     Unix(UnixListener),
 }
 
-/// Bind a listening socket. TCP listeners use SO_REUSEPORT so that every
-/// worker can own one on the same address; unix sockets are bound by worker
-/// 0 only.
+/// Bind a listening socket (for the acceptor, the only thread that
+/// accepts: no SO_REUSEPORT, so a second proxy on the same address fails
+/// to start instead of sharing its clients).
 pub(crate) fn bind(addr: &Addr, backlog: i32) -> io::Result<Lsn> {
     match addr {
         Addr::Tcp { host, port } => {
@@ -231,7 +231,6 @@ pub(crate) fn bind(addr: &Addr, backlog: i32) -> io::Result<Lsn> {
                 None,
             )?;
             s.set_reuse_address(true)?;
-            s.set_reuse_port(true)?;
             s.set_nonblocking(true)?;
             s.bind(&sa.into())?;
             s.listen(backlog.max(1))?;

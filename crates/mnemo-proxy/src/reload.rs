@@ -3,7 +3,6 @@
 
 use crate::backend::Failure;
 use crate::config::Config;
-use crate::net::Lsn;
 use crate::pool::PoolRt;
 use crate::stats::Stats;
 use crate::worker::Worker;
@@ -71,44 +70,6 @@ impl Worker {
         self.stats = r.stats;
         for b in removed {
             self.fail_backend(b, Failure::Removed);
-        }
-        // Listeners: keep those whose address survives, drop the others,
-        // bind the new ones.
-        for l in self.listeners.indices() {
-            let addr = match self.listeners.get(l) {
-                Some(x) => x.addr.clone(),
-                None => continue,
-            };
-            match cfg
-                .pools
-                .iter()
-                .position(|p| p.listen.as_ref() == Some(&addr))
-            {
-                Some(np) => {
-                    if let Some(x) = self.listeners.get_mut(l) {
-                        x.pool = np;
-                    }
-                }
-                None => {
-                    if let Some(mut x) = self.listeners.remove(l) {
-                        let reg = self.poll.registry();
-                        let _ = match &mut x.lsn {
-                            Lsn::Tcp(t) => reg.deregister(t),
-                            Lsn::Unix(u) => reg.deregister(u),
-                        };
-                    }
-                }
-            }
-        }
-        for (i, p) in cfg.pools.iter().enumerate() {
-            if let Some(a) = &p.listen {
-                let exists = self.listeners.items.iter().flatten().any(|l| &l.addr == a);
-                if !exists {
-                    if let Err(e) = self.add_listener(a, i) {
-                        eprintln!("mnemo-proxy: reload: cannot listen on {a}: {e}");
-                    }
-                }
-            }
         }
         // Clients follow their pool by name; a pool that is gone closes them.
         for c in self.clients.indices() {

@@ -16,15 +16,14 @@
 //! order, so pipelined requests are answered in the order sent even when
 //! they went to different servers.
 
+use crate::acceptor::Msg;
 use crate::backend::{Backend, Failure};
 use crate::client::ClientConn;
 use crate::config::Config;
-use crate::net::{bind, drain, Drain, Lsn, Slab};
+use crate::net::{drain, Drain, Slab};
 use crate::pool::PoolRt;
-use crate::reload::Reload;
 use crate::stats::Stats;
-use mio::{Events, Interest, Poll, Token, Waker};
-use mnemo_client::Addr;
+use mio::{Events, Poll, Token, Waker};
 use std::io;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -32,7 +31,6 @@ use std::time::{Duration, Instant};
 
 /// A token's top bits say which table its index is in.
 pub(crate) const KIND_SHIFT: u32 = 60;
-pub(crate) const LISTENER: usize = 1;
 pub(crate) const CLIENT: usize = 2;
 pub(crate) const BACKEND: usize = 3;
 pub const WAKER: Token = Token(usize::MAX);
@@ -41,21 +39,15 @@ pub(crate) fn token(kind: usize, idx: usize) -> Token {
     Token((kind << KIND_SHIFT) | idx)
 }
 
-pub(crate) struct Listener {
-    pub(crate) lsn: Lsn,
-    pub(crate) addr: Addr,
-    pub(crate) pool: usize,
-}
-
 pub struct Worker {
     pub(crate) id: usize,
     pub(crate) poll: Poll,
     pub(crate) pools: Vec<PoolRt>,
-    pub(crate) listeners: Slab<Listener>,
     pub(crate) clients: Slab<ClientConn>,
     pub(crate) backends: Slab<Backend>,
     pub(crate) stats: Arc<Stats>,
-    pub(crate) reloads: Receiver<Reload>,
+    /// New clients and configurations from the acceptor.
+    pub(crate) inbox: Receiver<Msg>,
     pub(crate) next_cid: u64,
     pub(crate) now: Instant,
     pub(crate) dirty_clients: Vec<usize>,
@@ -70,7 +62,7 @@ impl Worker {
         id: usize,
         cfg: &Config,
         stats: Arc<Stats>,
-        reloads: Receiver<Reload>,
+        inbox: Receiver<Msg>,
     ) -> io::Result<(Worker, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -78,11 +70,10 @@ impl Worker {
             id,
             poll,
             pools: Vec::new(),
-            listeners: Slab::new(),
             clients: Slab::new(),
             backends: Slab::new(),
             stats,
-            reloads,
+            inbox,
             next_cid: 1,
             now: Instant::now(),
             dirty_clients: Vec::new(),
@@ -94,11 +85,6 @@ impl Worker {
         w.pools = (0..cfg.pools.len())
             .map(|i| PoolRt::new(&cfg.pools[i], cfg.backup_index(i)))
             .collect();
-        for i in 0..w.pools.len() {
-            if let Some(a) = w.pools[i].conf.listen.clone() {
-                w.add_listener(&a, i)?;
-            }
-        }
         for p in 0..w.pools.len() {
             if w.pools[p].conf.preconnect {
                 for s in 0..w.pools[p].servers.len() {
@@ -107,31 +93,6 @@ impl Worker {
             }
         }
         Ok((w, waker))
-    }
-
-    pub(crate) fn add_listener(&mut self, addr: &Addr, pool: usize) -> io::Result<()> {
-        if matches!(addr, Addr::Unix(_)) && self.id != 0 {
-            return Ok(());
-        }
-        let lsn = bind(addr, self.pools[pool].conf.backlog)?;
-        let idx = self.listeners.insert(Listener {
-            lsn,
-            addr: addr.clone(),
-            pool,
-        });
-        let t = token(LISTENER, idx);
-        let reg = self.poll.registry();
-        if let Some(l) = self.listeners.get_mut(idx) {
-            let r = match &mut l.lsn {
-                Lsn::Tcp(x) => reg.register(x, t, Interest::READABLE),
-                Lsn::Unix(x) => reg.register(x, t, Interest::READABLE),
-            };
-            if let Err(e) = r {
-                self.listeners.remove(idx);
-                return Err(e);
-            }
-        }
-        Ok(())
     }
 
     pub fn run(mut self) {
@@ -154,7 +115,6 @@ impl Worker {
                 let idx = t.0 & ((1 << KIND_SHIFT) - 1);
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                 match kind {
-                    LISTENER => self.accept(idx),
                     CLIENT => {
                         if ev.is_read_closed() {
                             if let Some(c) = self.clients.get_mut(idx) {
@@ -187,8 +147,11 @@ impl Worker {
                 }
                 self.flush();
             }
-            while let Ok(r) = self.reloads.try_recv() {
-                self.apply_reload(r);
+            while let Ok(m) = self.inbox.try_recv() {
+                match m {
+                    Msg::Client { sock, pool } => self.admit(sock, pool),
+                    Msg::Reload(r) => self.apply_reload(r),
+                }
             }
         }
     }
