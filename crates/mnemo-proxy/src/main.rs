@@ -81,13 +81,18 @@ fn load(path: &str) -> Result<config::Config, String> {
 fn main() -> ExitCode {
     // Before anything listens: a SIGHUP that arrives once clients can
     // connect must reload, not kill (SIGHUP's default action).
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe.
+    // SAFETY: installing a handler is sound when the handler is
+    // async-signal-safe: `on_hup` only stores to an atomic.
     unsafe {
         libc::signal(
             libc::SIGHUP,
             on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t,
         );
+    }
+    // A write to a client or server that has gone must fail with EPIPE,
+    // which the event loops handle, not kill the process.
+    // SAFETY: SIG_IGN runs no code in the signal context.
+    unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let args = Args::parse();

@@ -1,15 +1,15 @@
-//! One event loop (mio) per thread. Each worker owns its listeners (bound
-//! with SO_REUSEPORT so the kernel spreads clients), its client connections
-//! and its own connections to every server, so the request path takes no
-//! lock: requests are parsed in place from the client's read buffer, queued
-//! on server connections, and answers are gathered per client into one write
+//! One event loop (mio) per worker thread. A worker owns the client
+//! connections the acceptor hands it (see `acceptor`) and its own
+//! connections to every server, so the request path takes no lock:
+//! requests are parsed in place from the client's read buffer, queued on
+//! server connections, and answers are gathered per client into one write
 //! per loop iteration.
 //!
 //! The loop itself lives here; what it calls is split by concern:
 //! `client` (connections and reply order), `request` (parsing), `route`
 //! (where a request goes and where its reply belongs), `multiget`,
 //! `mirror` (the backup pool), `pool` (placement and ejection), `backend`
-//! (server connections) and `reload`.
+//! (server connections) and `reload`; `net` holds the socket plumbing.
 //!
 //! Ordering: every client request that expects an answer gets a slot in the
 //! client's queue; answers fill slots in any order and are written in slot
@@ -106,6 +106,15 @@ impl Worker {
                 }
             }
             self.now = Instant::now();
+            // The inbox first: a reload the acceptor sent before a client's
+            // request must apply to that request, whatever order this
+            // batch of events is in.
+            while let Ok(m) = self.inbox.try_recv() {
+                match m {
+                    Msg::Client { sock, pool } => self.admit(sock, pool),
+                    Msg::Reload(r) => self.apply_reload(r),
+                }
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
@@ -147,12 +156,6 @@ impl Worker {
                 }
                 self.flush();
             }
-            while let Ok(m) = self.inbox.try_recv() {
-                match m {
-                    Msg::Client { sock, pool } => self.admit(sock, pool),
-                    Msg::Reload(r) => self.apply_reload(r),
-                }
-            }
         }
     }
 
@@ -179,8 +182,8 @@ impl Worker {
                 }
             }
         }
-        // Wake at least once a second so reloads are seen even without
-        // traffic.
+        // The waker brings new clients and reloads; waking at least once a
+        // second is only a backstop.
         let cap = Duration::from_secs(1);
         let now = Instant::now();
         Some(next.map_or(cap, |n| n.saturating_duration_since(now).min(cap)))
