@@ -5,7 +5,8 @@
 //! scratch buffer, values are slices of one shared filler buffer, and requests
 //! are appended to a reused `Vec<u8>` whose capacity settles after warm-up.
 
-use mnemo_protocol::reply::{self, StoreCmd};
+use mnemo_protocol::client::{self, StoreCmd};
+use mnemo_protocol::{text, MAX_KEY_LEN};
 use std::fmt;
 use std::str::FromStr;
 
@@ -296,7 +297,7 @@ impl Spec {
             return Err("--keys must be at least 1".into());
         }
         let need = digits(self.key_count - 1);
-        if self.key_size > 250 {
+        if self.key_size > MAX_KEY_LEN {
             return Err("--key-size over 250 (memcached's key limit)".into());
         }
         if self.key_size < self.key_prefix.len() + need {
@@ -372,7 +373,7 @@ impl Gen {
                 Vec::new()
             } else {
                 let mut f = b"T".to_vec();
-                reply::push_u64(&mut f, spec.ttl as u64);
+                text::push_u64(&mut f, spec.ttl as u64);
                 f
             },
             set_threshold: spec.ratio.sets as u64,
@@ -443,9 +444,9 @@ impl Gen {
         let value = &self.filler[..len];
         match proto {
             Protocol::Text => {
-                reply::encode_store(out, StoreCmd::Set, key, 0, ttl as i64, value, false);
+                client::encode_store(out, StoreCmd::Set, key, 0, ttl as i64, value, false);
             }
-            Protocol::Meta => reply::encode_meta_set(out, key, value, &self.meta_set_flags),
+            Protocol::Meta => client::encode_meta_set(out, key, value, &self.meta_set_flags),
             Protocol::Binary => {
                 let body = 8 + key.len() + len;
                 bin_header(out, 0x01, key.len() as u16, 8, body as u32);
@@ -474,7 +475,7 @@ impl Gen {
                 out.extend_from_slice(key);
             }
             // Quiet mode hides misses so a multi-get ends with one MN.
-            Protocol::Meta => reply::encode_meta_get(out, key, if multi { b"v q" } else { b"v" }),
+            Protocol::Meta => client::encode_meta_get(out, key, if multi { b"v q" } else { b"v" }),
             Protocol::Binary => {
                 // GETKQ answers only hits; the trailing NOOP closes the batch.
                 let op = if multi { 0x0d } else { 0x00 };
@@ -487,7 +488,7 @@ impl Gen {
     fn encode_get_end(&mut self, out: &mut Vec<u8>, n: u16) {
         match self.spec.protocol {
             Protocol::Text => out.extend_from_slice(b"\r\n"),
-            Protocol::Meta if n > 1 => reply::encode_meta_noop(out),
+            Protocol::Meta if n > 1 => client::encode_meta_noop(out),
             Protocol::Binary if n > 1 => bin_header(out, 0x0a, 0, 0, 0),
             _ => {}
         }

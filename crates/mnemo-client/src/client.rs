@@ -5,7 +5,8 @@ use crate::conn::{Addr, Conn};
 use crate::hash::Hash;
 use crate::ring::{ketama_name, Distribution, Node, Placement};
 use crate::Error;
-use mnemo_protocol::reply::{self, binary, MetaStatus, Reply, StoreCmd};
+use mnemo_protocol::binary::Opcode;
+use mnemo_protocol::client::{self, binary, MetaStatus, Reply, StoreCmd};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -118,7 +119,7 @@ pub struct MetaReply {
 impl MetaReply {
     /// The value of one return flag, e.g. `flag(b'c')` for the CAS.
     pub fn flag(&self, f: u8) -> Option<&[u8]> {
-        reply::meta_flag(&self.flags, f)
+        client::meta_flag(&self.flags, f)
     }
 }
 
@@ -279,7 +280,7 @@ impl Client {
         key: &[u8],
         f: impl FnOnce(&mut Conn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        if !reply::valid_key(key) {
+        if !client::valid_key(key) {
             return Err(Error::BadKey);
         }
         let i = self.server_for(key)?;
@@ -309,7 +310,7 @@ impl Client {
             return self.get(key);
         }
         self.keyed(key, |c| {
-            reply::encode_gets(c.out(), [key]);
+            client::encode_gets(c.out(), [key]);
             c.flush()?;
             let mut items = read_values(c)?;
             Ok(items.pop())
@@ -320,7 +321,7 @@ impl Client {
     /// is read; the answer lists the keys in the order asked, None for
     /// misses.
     pub fn get_multi(&self, keys: &[&[u8]]) -> Result<Vec<Option<Item>>, Error> {
-        if keys.iter().any(|k| !reply::valid_key(k)) {
+        if keys.iter().any(|k| !client::valid_key(k)) {
             return Err(Error::BadKey);
         }
         let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); self.servers.len()];
@@ -336,7 +337,7 @@ impl Client {
             if self.binary() {
                 crate::bin::encode_multi(c.out(), kis.iter().map(|&ki| keys[ki]));
             } else {
-                reply::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
+                client::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
             }
             if let Err(e) = c.flush() {
                 self.failed(si);
@@ -394,7 +395,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_store(c, cmd, 0);
             }
-            reply::encode_store(c.out(), cmd, key, flags, exptime, value, false);
+            client::encode_store(c.out(), cmd, key, flags, exptime, value, false);
             c.flush()?;
             read_stored(c)
         })
@@ -437,7 +438,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_store(c, StoreCmd::Set, cas);
             }
-            reply::encode_cas(c.out(), key, flags, exptime, value, cas, false);
+            client::encode_cas(c.out(), key, flags, exptime, value, cas, false);
             c.flush()?;
             read_stored(c)
         })
@@ -448,11 +449,11 @@ impl Client {
         let bin = self.binary();
         self.keyed(key, |c| {
             if bin {
-                binary::encode_delete(c.out(), binary::Opcode::Delete, key, 0, 0);
+                binary::encode_delete(c.out(), Opcode::Delete, key, 0, 0);
                 c.flush()?;
                 return crate::bin::read_found(c);
             }
-            reply::encode_delete(c.out(), key, false);
+            client::encode_delete(c.out(), key, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Deleted, _) => Ok(true),
@@ -477,7 +478,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_arith(c);
             }
-            reply::encode_arith(c.out(), incr, key, delta, false);
+            client::encode_arith(c.out(), incr, key, delta, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Number(n), _) => Ok(Some(n)),
@@ -496,7 +497,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_found(c);
             }
-            reply::encode_touch(c.out(), key, exptime, false);
+            client::encode_touch(c.out(), key, exptime, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Touched, _) => Ok(true),
@@ -514,7 +515,7 @@ impl Client {
                     if self.binary() {
                         return crate::bin::version(c);
                     }
-                    reply::encode_version(c.out());
+                    client::encode_version(c.out());
                     c.flush()?;
                     match c.next_reply()? {
                         (Reply::Version(v), b) => Ok(String::from_utf8_lossy(&b[v]).into_owned()),
@@ -532,7 +533,7 @@ impl Client {
                 if self.binary() {
                     return crate::bin::flush_all(c);
                 }
-                reply::encode_flush_all(c.out(), None, false);
+                client::encode_flush_all(c.out(), None, false);
                 c.flush()?;
                 match c.next_reply()? {
                     (Reply::Ok, _) => Ok(()),
@@ -552,7 +553,7 @@ impl Client {
             if self.binary() {
                 return crate::bin::stats(c);
             }
-            reply::encode_stats(c.out(), None);
+            client::encode_stats(c.out(), None);
             c.flush()?;
             let mut v = Vec::new();
             loop {
@@ -572,7 +573,7 @@ impl Client {
     pub fn meta_get(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_get(c.out(), key, flags);
+            client::encode_meta_get(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -582,7 +583,7 @@ impl Client {
     pub fn meta_set(&self, key: &[u8], value: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_set(c.out(), key, value, flags);
+            client::encode_meta_set(c.out(), key, value, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -592,7 +593,7 @@ impl Client {
     pub fn meta_delete(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_delete(c.out(), key, flags);
+            client::encode_meta_delete(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -602,7 +603,7 @@ impl Client {
     pub fn meta_arith(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_arith(c.out(), key, flags);
+            client::encode_meta_arith(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -673,7 +674,7 @@ impl Pipeline<'_> {
         let mut results: Vec<Option<Result<OpResult, Error>>> = vec![None; self.ops.len()];
         let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); c.servers.len()];
         for (i, op) in self.ops.iter().enumerate() {
-            if !reply::valid_key(op.key()) {
+            if !client::valid_key(op.key()) {
                 results[i] = Some(Err(Error::BadKey));
                 continue;
             }
@@ -736,17 +737,17 @@ impl Pipeline<'_> {
 
 fn encode_op(out: &mut Vec<u8>, op: &Op) {
     match op {
-        Op::Get(k) => reply::encode_get(out, [k.as_slice()]),
+        Op::Get(k) => client::encode_get(out, [k.as_slice()]),
         Op::Set {
             key,
             value,
             flags,
             exptime,
-        } => reply::encode_store(out, StoreCmd::Set, key, *flags, *exptime, value, false),
-        Op::Delete(k) => reply::encode_delete(out, k, false),
-        Op::Incr(k, d) => reply::encode_arith(out, true, k, *d, false),
-        Op::Decr(k, d) => reply::encode_arith(out, false, k, *d, false),
-        Op::Touch(k, e) => reply::encode_touch(out, k, *e, false),
+        } => client::encode_store(out, StoreCmd::Set, key, *flags, *exptime, value, false),
+        Op::Delete(k) => client::encode_delete(out, k, false),
+        Op::Incr(k, d) => client::encode_arith(out, true, k, *d, false),
+        Op::Decr(k, d) => client::encode_arith(out, false, k, *d, false),
+        Op::Touch(k, e) => client::encode_touch(out, k, *e, false),
     }
 }
 

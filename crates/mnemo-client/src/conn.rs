@@ -3,7 +3,7 @@
 //! (pipelining); replies are parsed in place from the read buffer.
 
 use crate::Error;
-use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::client::{self, Reply};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -68,7 +68,7 @@ impl Stream {
 const READ_CHUNK: usize = 16 * 1024;
 
 /// A connection. Queue requests with [`Conn::buffer`] (or the encoders in
-/// `mnemo_protocol::reply` on [`Conn::out`]), send them with
+/// `mnemo_protocol::client` on [`Conn::out`]), send them with
 /// [`Conn::flush`], then read one reply element at a time with
 /// [`Conn::next_reply`].
 pub struct Conn {
@@ -134,7 +134,7 @@ impl Conn {
         })
     }
 
-    /// The output buffer, for the `mnemo_protocol::reply::encode_*` helpers.
+    /// The output buffer, for the `mnemo_protocol::client::encode_*` helpers.
     pub fn out(&mut self) -> &mut Vec<u8> {
         &mut self.out
     }
@@ -158,7 +158,7 @@ impl Conn {
     /// returned alongside it, which stays valid until the next call.
     pub fn next_reply(&mut self) -> Result<(Reply, &[u8]), Error> {
         loop {
-            match reply::parse_reply(&self.rbuf[self.rpos..]) {
+            match client::parse_reply(&self.rbuf[self.rpos..]) {
                 Ok(Some((r, used))) => {
                     let start = self.rpos;
                     self.rpos += used;
@@ -172,9 +172,9 @@ impl Conn {
 
     /// Read the next binary packet; like [`Conn::next_reply`] for
     /// connections speaking the binary protocol.
-    pub fn next_packet(&mut self) -> Result<(reply::binary::Packet, &[u8]), Error> {
+    pub fn next_packet(&mut self) -> Result<(client::binary::Packet, &[u8]), Error> {
         loop {
-            match reply::binary::parse_packet(&self.rbuf[self.rpos..]) {
+            match client::binary::parse_packet(&self.rbuf[self.rpos..]) {
                 Ok(Some((p, used))) => {
                     let start = self.rpos;
                     self.rpos += used;
