@@ -14,9 +14,10 @@ use crate::timer::Timer;
 use crate::workload::{Gen, Kind, Protocol, Spec};
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
+use mnemo_net::{BlockingStream, Fill, ReadBuf, Stream};
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -411,41 +412,11 @@ impl Source for WorkSource<'_> {
     }
 }
 
-enum Stream {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
-
-impl Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Stream::Tcp(s) => s,
-            Stream::Unix(s) => s,
-        }
-    }
-}
-
 struct Conn {
     stream: Stream,
     out: Vec<u8>,
     out_pos: usize,
-    inb: Vec<u8>,
-    in_start: usize,
-    in_end: usize,
+    inb: ReadBuf,
     /// (what was asked, send or intended time in ns since the phase epoch)
     ring: VecDeque<(Kind, u64)>,
     dead: bool,
@@ -479,23 +450,21 @@ impl Worker {
         let mut conns = Vec::with_capacity(n);
         for i in 0..n {
             let err = |e: io::Error| format!("connecting to {}: {e}", cfg.target);
-            let mut stream = match &cfg.target {
+            let blocking = match &cfg.target {
                 Target::Tcp(addr) => {
                     let s = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(3))
                         .map_err(err)?;
                     s.set_nodelay(true).map_err(err)?;
-                    s.set_nonblocking(true).map_err(err)?;
-                    Stream::Tcp(mio::net::TcpStream::from_std(s))
+                    BlockingStream::Tcp(s)
                 }
                 Target::Unix(p) => {
-                    let s = std::os::unix::net::UnixStream::connect(p).map_err(err)?;
-                    s.set_nonblocking(true).map_err(err)?;
-                    Stream::Unix(mio::net::UnixStream::from_std(s))
+                    BlockingStream::Unix(std::os::unix::net::UnixStream::connect(p).map_err(err)?)
                 }
             };
+            let mut stream = blocking.into_nonblocking().map_err(err)?;
             poll.registry()
                 .register(
-                    stream.source(),
+                    &mut stream,
                     Token(i),
                     Interest::READABLE | Interest::WRITABLE,
                 )
@@ -504,9 +473,7 @@ impl Worker {
                 stream,
                 out: Vec::with_capacity(64 * 1024),
                 out_pos: 0,
-                inb: vec![0; READ_BUF],
-                in_start: 0,
-                in_end: 0,
+                inb: ReadBuf::with_capacity(READ_BUF),
                 ring: VecDeque::with_capacity(ring_cap),
                 dead: false,
                 queued: false,
@@ -799,39 +766,31 @@ impl Worker {
         let protocol = self.protocol;
         loop {
             let c = &mut self.conns[i];
-            if c.in_end == c.inb.len() {
-                if c.in_start > 0 {
-                    c.inb.copy_within(c.in_start..c.in_end, 0);
-                    c.in_end -= c.in_start;
-                    c.in_start = 0;
-                } else {
-                    // One reply bigger than the buffer (large multi-get).
-                    let n = c.inb.len() * 2;
-                    c.inb.resize(n, 0);
-                }
-            }
-            let n = match c.stream.read(&mut c.inb[c.in_end..]) {
-                Ok(0) => {
+            // No limit: one reply bigger than the buffer (a large
+            // multi-get) doubles it.
+            let drained = match c.inb.fill_from(&mut c.stream, 1, usize::MAX) {
+                // A short read drained the socket; with edge-triggered epoll
+                // later bytes raise a new event, so skip the EAGAIN read.
+                // (Not after a hangup: read on to see the EOF.)
+                Ok(Fill::Data { short, .. }) => !hup && short,
+                Ok(Fill::Eof) => {
                     let msg = "server closed the connection".to_string();
                     self.fail(i, msg, st, inflight);
                     return;
                 }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Fill::WouldBlock) => return,
+                Ok(Fill::Full) => {
+                    self.fail(i, "reply too large".into(), st, inflight);
+                    return;
+                }
                 Err(e) => {
                     self.fail(i, format!("read: {e}"), st, inflight);
                     return;
                 }
             };
-            // A short read drained the socket; with edge-triggered epoll any
-            // later bytes raise a new event, so skip the EAGAIN read.
-            // (Not after a hangup: read on to see the EOF.)
-            let drained = !hup && c.in_end + n < c.inb.len();
-            c.in_end += n;
             let now_ns = epoch.elapsed().as_nanos() as u64;
             while let Some(&(kind, t)) = c.ring.front() {
-                match scan(protocol, &c.inb[c.in_start..c.in_end], kind) {
+                match scan(protocol, c.inb.filled(), kind) {
                     Scan::Incomplete => break,
                     Scan::Reply {
                         len,
@@ -839,7 +798,7 @@ impl Worker {
                         misses,
                         error,
                     } => {
-                        c.in_start += len;
+                        c.inb.consume(len);
                         c.ring.pop_front();
                         *inflight -= 1;
                         st.responses += 1;
@@ -856,10 +815,7 @@ impl Worker {
                     }
                 }
             }
-            if c.in_start == c.in_end {
-                c.in_start = 0;
-                c.in_end = 0;
-            } else if c.ring.is_empty() {
+            if !c.inb.is_empty() && c.ring.is_empty() {
                 self.fail(i, "reply with no request outstanding".into(), st, inflight);
                 return;
             }
@@ -878,7 +834,7 @@ impl Worker {
         *inflight -= n;
         st.failed_connections += 1;
         // Best effort: the fd is closed when the worker drops anyway.
-        let _ = self.poll.registry().deregister(c.stream.source());
+        let _ = self.poll.registry().deregister(&mut c.stream);
         if st.first_failure.is_none() {
             st.first_failure = Some(why);
         }
