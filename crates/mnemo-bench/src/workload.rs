@@ -5,6 +5,7 @@
 //! scratch buffer, values are slices of one shared filler buffer, and requests
 //! are appended to a reused `Vec<u8>` whose capacity settles after warm-up.
 
+use mnemo_protocol::binary::Opcode;
 use mnemo_protocol::client::{self, StoreCmd};
 use mnemo_protocol::{text, MAX_KEY_LEN};
 use std::fmt;
@@ -298,7 +299,9 @@ impl Spec {
         }
         let need = digits(self.key_count - 1);
         if self.key_size > MAX_KEY_LEN {
-            return Err("--key-size over 250 (memcached's key limit)".into());
+            return Err(format!(
+                "--key-size over {MAX_KEY_LEN} (memcached's key limit)"
+            ));
         }
         if self.key_size < self.key_prefix.len() + need {
             return Err(format!(
@@ -448,12 +451,7 @@ impl Gen {
             }
             Protocol::Meta => client::encode_meta_set(out, key, value, &self.meta_set_flags),
             Protocol::Binary => {
-                let body = 8 + key.len() + len;
-                bin_header(out, 0x01, key.len() as u16, 8, body as u32);
-                out.extend_from_slice(&0u32.to_be_bytes());
-                out.extend_from_slice(&ttl.to_be_bytes());
-                out.extend_from_slice(key);
-                out.extend_from_slice(value);
+                client::binary::encode_store(out, Opcode::Set, key, 0, ttl, value, 0, 0);
             }
         }
     }
@@ -478,9 +476,8 @@ impl Gen {
             Protocol::Meta => client::encode_meta_get(out, key, if multi { b"v q" } else { b"v" }),
             Protocol::Binary => {
                 // GETKQ answers only hits; the trailing NOOP closes the batch.
-                let op = if multi { 0x0d } else { 0x00 };
-                bin_header(out, op, key.len() as u16, 0, key.len() as u32);
-                out.extend_from_slice(key);
+                let op = if multi { Opcode::GetKQ } else { Opcode::Get };
+                client::binary::encode_get(out, op, key, 0);
             }
         }
     }
@@ -489,22 +486,10 @@ impl Gen {
         match self.spec.protocol {
             Protocol::Text => out.extend_from_slice(b"\r\n"),
             Protocol::Meta if n > 1 => client::encode_meta_noop(out),
-            Protocol::Binary if n > 1 => bin_header(out, 0x0a, 0, 0, 0),
+            Protocol::Binary if n > 1 => client::binary::encode_simple(out, Opcode::Noop, 0),
             _ => {}
         }
     }
-}
-
-fn bin_header(out: &mut Vec<u8>, opcode: u8, keylen: u16, extlen: u8, body: u32) {
-    out.push(0x80);
-    out.push(opcode);
-    out.extend_from_slice(&keylen.to_be_bytes());
-    out.push(extlen);
-    out.push(0); // data type
-    out.extend_from_slice(&[0, 0]); // vbucket
-    out.extend_from_slice(&body.to_be_bytes());
-    out.extend_from_slice(&[0; 4]); // opaque
-    out.extend_from_slice(&[0; 8]); // cas
 }
 
 #[cfg(test)]
