@@ -8,7 +8,7 @@ use crate::net::{Buf, Fill, Sock};
 use crate::worker::{token, Worker, BACKEND};
 use mio::net::{TcpStream, UnixStream};
 use mnemo_client::Addr;
-use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::client::{self as pclient, Reply};
 use std::collections::VecDeque;
 use std::io;
 use std::net::ToSocketAddrs;
@@ -94,7 +94,7 @@ impl Failure {
 
 /// Frame a one-element reply.
 pub(crate) fn single(buf: &[u8]) -> Result<Option<(usize, Reply)>, ()> {
-    match reply::parse_reply(buf) {
+    match pclient::parse_reply(buf) {
         Ok(Some((r, used))) => match r {
             Reply::Value { .. } | Reply::Stat { .. } | Reply::End => Err(()),
             r => Ok(Some((used, r))),
@@ -108,7 +108,7 @@ pub(crate) fn single(buf: &[u8]) -> Result<Option<(usize, Reply)>, ()> {
 /// the scan at `*scan` so a large reply arriving in pieces is parsed once.
 pub(crate) fn scan_retrieval(buf: &[u8], scan: &mut usize) -> Result<Option<(usize, Reply)>, ()> {
     loop {
-        match reply::parse_reply(&buf[*scan..]) {
+        match pclient::parse_reply(&buf[*scan..]) {
             Ok(Some((r, used))) => match r {
                 Reply::Value { .. } => *scan += used,
                 Reply::End => return Ok(Some((*scan + used, Reply::End))),

@@ -6,7 +6,7 @@ use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
 use crate::meta::MetaCmd;
 use crate::worker::Worker;
-use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::client::{self as pclient, Reply};
 use mnemo_protocol::text::{self, Request};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -35,15 +35,15 @@ pub(crate) fn cas_follow_up(bytes: &[u8], noreply: bool) -> Option<Vec<u8>> {
     };
     if noreply {
         let mut del = Vec::with_capacity(key.len() + 24);
-        reply::encode_delete(&mut del, key, true);
+        pclient::encode_delete(&mut del, key, true);
         return Some(del);
     }
     let data_start = (line_end + 1).min(bytes.len());
     let data = &bytes[data_start..(data_start + n).min(bytes.len())];
     let mut set = Vec::with_capacity(data.len() + key.len() + 48);
-    reply::encode_store(
+    pclient::encode_store(
         &mut set,
-        reply::StoreCmd::Set,
+        pclient::StoreCmd::Set,
         key,
         flags,
         exptime,
@@ -150,7 +150,7 @@ impl Worker {
             r,
             Reply::Stored
                 | Reply::Meta {
-                    status: reply::MetaStatus::Hd,
+                    status: pclient::MetaStatus::Hd,
                     ..
                 }
         );

@@ -6,7 +6,7 @@ use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
 use crate::pool::NO_LIVE;
 use crate::worker::Worker;
-use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::client::{self as pclient, Reply};
 use mnemo_protocol::text::{GetKind, Keys};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -38,10 +38,10 @@ impl MultiGet {
     pub(crate) fn encode_part(&self, part: usize, out: &mut Vec<u8>) {
         let keys = self.parts[part].keys.iter().map(|&k| self.key(k));
         match self.kind {
-            GetKind::Get => reply::encode_get(out, keys),
-            GetKind::Gets => reply::encode_gets(out, keys),
-            GetKind::Gat => reply::encode_gat(out, false, self.exptime, keys),
-            GetKind::Gats => reply::encode_gat(out, true, self.exptime, keys),
+            GetKind::Get => pclient::encode_get(out, keys),
+            GetKind::Gets => pclient::encode_gets(out, keys),
+            GetKind::Gat => pclient::encode_gat(out, false, self.exptime, keys),
+            GetKind::Gats => pclient::encode_gat(out, true, self.exptime, keys),
         }
     }
 
@@ -49,7 +49,7 @@ impl MultiGet {
     pub(crate) fn absorb(&mut self, part: usize, bytes: &[u8]) {
         self.data.reserve(bytes.len());
         let mut pos = 0;
-        while let Ok(Some((r, used))) = reply::parse_reply(&bytes[pos..]) {
+        while let Ok(Some((r, used))) = pclient::parse_reply(&bytes[pos..]) {
             if let Reply::Value { key, .. } = r {
                 let k = &bytes[pos + key.start..pos + key.end];
                 let p = &self.parts[part];

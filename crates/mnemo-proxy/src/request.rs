@@ -6,7 +6,6 @@ use crate::meta::{self, MetaCmd};
 use crate::worker::Worker;
 use mnemo_protocol::binary as pbin;
 use mnemo_protocol::meta as pmeta;
-use mnemo_protocol::reply::binary;
 use mnemo_protocol::text::{self, Line, Request};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -66,7 +65,7 @@ impl Worker {
                 }
             }
             let binary = match self.clients.get_mut(idx) {
-                Some(c) => *c.binary.get_or_insert(buf[0] == binary::REQUEST_MAGIC),
+                Some(c) => *c.binary.get_or_insert(buf[0] == pbin::REQUEST_MAGIC),
                 None => break,
             };
             if binary {
@@ -288,17 +287,17 @@ impl Worker {
             e
         };
         if !pbin::lengths_ok(&h) {
-            self.answer(idx, &refuse(binary::status::UNKNOWN_COMMAND));
+            self.answer(idx, &refuse(pbin::status::UNKNOWN_COMMAND));
             return Step::Stop;
         }
         let cmd = match pbin::decode(&pk, false) {
             Ok(c) => c,
             Err(pbin::Reject::Invalid) => {
-                self.answer(idx, &refuse(binary::status::INVALID_ARGUMENTS));
+                self.answer(idx, &refuse(pbin::status::INVALID_ARGUMENTS));
                 return Step::Stop;
             }
             Err(pbin::Reject::Unknown { swallow }) => {
-                self.answer(idx, &refuse(binary::status::UNKNOWN_COMMAND));
+                self.answer(idx, &refuse(pbin::status::UNKNOWN_COMMAND));
                 if let Some(c) = self.clients.get_mut(idx) {
                     c.swallow = swallow;
                 }
@@ -308,7 +307,7 @@ impl Worker {
         let vlen = cmd.value_len();
         if vlen > MAX_ITEM {
             // Refused from the header instead of buffered whole.
-            self.answer(idx, &refuse(binary::status::VALUE_TOO_LARGE));
+            self.answer(idx, &refuse(pbin::status::VALUE_TOO_LARGE));
             if let Some(c) = self.clients.get_mut(idx) {
                 c.swallow = vlen;
             }
@@ -337,7 +336,7 @@ impl Worker {
         idx: usize,
         pool: usize,
         p: &[u8],
-        h: &binary::Header,
+        h: &pbin::Header,
         cmd: &pbin::Cmd,
         key: &[u8],
         value: &[u8],
@@ -349,7 +348,7 @@ impl Worker {
         self.count_request(pool, p.len());
         let step = match action {
             binproto::Action::Local => {
-                if b.opcode == binary::Opcode::Stat as u8 {
+                if b.opcode == pbin::Opcode::Stat as u8 {
                     let mut lines = Vec::new();
                     self.stats.stat_lines(&mut lines);
                     for l in lines.split(|&c| c == b'\n') {
@@ -357,10 +356,10 @@ impl Worker {
                         if let Some(rest) = l.strip_prefix(b"STAT ") {
                             let sp = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
                             let v = rest.get(sp + 1..).unwrap_or(&[]);
-                            b.respond(&mut local, binary::status::OK, 0, &[], &rest[..sp], v);
+                            b.respond(&mut local, pbin::status::OK, 0, &[], &rest[..sp], v);
                         }
                     }
-                    b.respond(&mut local, binary::status::OK, 0, &[], &[], &[]);
+                    b.respond(&mut local, pbin::status::OK, 0, &[], &[], &[]);
                 }
                 self.answer(idx, &local);
                 Step::Consumed(p.len())

@@ -6,7 +6,7 @@ use crate::client::{ReplyTo, SlotKind};
 use crate::meta::{self, MetaCmd};
 use crate::mirror::{cas_follow_up, Mirror};
 use crate::worker::Worker;
-use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::client::{self as pclient, Reply};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Whether an `ms` request line carries a compare-CAS flag (`C<n>`).
@@ -48,9 +48,9 @@ impl Worker {
             // Like text cas: the primary decides (its CAS uniques are the
             // ones the client holds); the backup's copy is then invalidated
             // rather than mirrored, since the same compare would fail there.
-            let deferred = reply::valid_key(hkey).then(|| {
+            let deferred = pclient::valid_key(hkey).then(|| {
                 let mut del = Vec::with_capacity(hkey.len() + 24);
-                reply::encode_delete(&mut del, hkey, true);
+                pclient::encode_delete(&mut del, hkey, true);
                 (hkey.to_vec(), del)
             });
             let mirror = Box::new(Mirror {
