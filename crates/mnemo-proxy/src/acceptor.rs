@@ -6,11 +6,11 @@
 //! worker after the configuration its pool index refers to.
 
 use crate::config::Config;
-use crate::net::{bind, Lsn, Slab, Sock};
+use crate::net::bind;
 use crate::reload::Reload;
 use crate::stats::Stats;
-use mio::{Events, Interest, Poll, Token, Waker};
-use mnemo_client::Addr;
+use mio::{Events, Interest, Poll, Waker};
+use mnemo_net::{Addr, Key, Listener, Slots, Stream};
 use std::io;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub enum Msg {
     /// A new client of pool `pool` (an index into the configuration the
     /// worker was last sent).
     Client {
-        sock: Sock,
+        sock: Stream,
         pool: usize,
     },
     Reload(Reload),
@@ -43,8 +43,9 @@ impl WorkerHandle {
     }
 }
 
-struct Listener {
-    lsn: Lsn,
+/// A listening socket and the pool it serves.
+struct Bound {
+    lsn: Listener,
     addr: Addr,
     pool: usize,
 }
@@ -52,7 +53,7 @@ struct Listener {
 pub struct Acceptor {
     poll: Poll,
     events: Events,
-    listeners: Slab<Listener>,
+    listeners: Slots<Bound>,
     workers: Vec<WorkerHandle>,
     next: usize,
 }
@@ -63,7 +64,7 @@ impl Acceptor {
         let mut a = Acceptor {
             poll: Poll::new()?,
             events: Events::with_capacity(64),
-            listeners: Slab::new(),
+            listeners: Slots::new(),
             workers,
             next: 0,
         };
@@ -77,19 +78,15 @@ impl Acceptor {
 
     fn listen(&mut self, addr: &Addr, pool: usize, backlog: i32) -> io::Result<()> {
         let lsn = bind(addr, backlog)?;
-        let idx = self.listeners.insert(Listener {
+        let key = self.listeners.insert(Bound {
             lsn,
             addr: addr.clone(),
             pool,
         });
         let reg = self.poll.registry();
-        if let Some(l) = self.listeners.get_mut(idx) {
-            let r = match &mut l.lsn {
-                Lsn::Tcp(x) => reg.register(x, Token(idx), Interest::READABLE),
-                Lsn::Unix(x) => reg.register(x, Token(idx), Interest::READABLE),
-            };
-            if let Err(e) = r {
-                self.listeners.remove(idx);
+        if let Some(l) = self.listeners.get_mut(key) {
+            if let Err(e) = reg.register(&mut l.lsn, key.to_token(), Interest::READABLE) {
+                self.listeners.remove(key);
                 return Err(e);
             }
         }
@@ -107,26 +104,28 @@ impl Acceptor {
             }
             return;
         }
-        let ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
-        for idx in ready {
-            self.accept(idx);
+        let ready: Vec<Key> = self
+            .events
+            .iter()
+            .filter_map(|e| Key::from_token(e.token()))
+            .collect();
+        for key in ready {
+            self.accept(key);
         }
     }
 
-    fn accept(&mut self, idx: usize) {
+    fn accept(&mut self, key: Key) {
         loop {
-            let Some(l) = self.listeners.get_mut(idx) else {
+            let Some(l) = self.listeners.get_mut(key) else {
                 return;
             };
             let pool = l.pool;
-            let res = match &l.lsn {
-                Lsn::Tcp(t) => t.accept().map(|(s, _)| {
+            let res = l.lsn.accept().inspect(|s| {
+                if let Stream::Tcp(t) = s {
                     // Answers are written whole; Nagle would only delay them.
-                    let _ = s.set_nodelay(true);
-                    Sock::Tcp(s)
-                }),
-                Lsn::Unix(u) => u.accept().map(|(s, _)| Sock::Unix(s)),
-            };
+                    let _ = t.set_nodelay(true);
+                }
+            });
             let sock = match res {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -156,7 +155,7 @@ impl Acceptor {
                 stats: stats.clone(),
             }));
         }
-        for l in self.listeners.indices() {
+        for l in self.listeners.keys() {
             let addr = match self.listeners.get(l) {
                 Some(x) => x.addr.clone(),
                 None => continue,
@@ -173,18 +172,14 @@ impl Acceptor {
                 }
                 None => {
                     if let Some(mut x) = self.listeners.remove(l) {
-                        let reg = self.poll.registry();
-                        let _ = match &mut x.lsn {
-                            Lsn::Tcp(t) => reg.deregister(t),
-                            Lsn::Unix(u) => reg.deregister(u),
-                        };
+                        let _ = self.poll.registry().deregister(&mut x.lsn);
                     }
                 }
             }
         }
         for (i, p) in cfg.pools.iter().enumerate() {
             if let Some(a) = &p.listen {
-                let exists = self.listeners.items.iter().flatten().any(|l| &l.addr == a);
+                let exists = self.listeners.iter().any(|(_, l)| &l.addr == a);
                 if !exists {
                     if let Err(e) = self.listen(a, i, p.backlog) {
                         eprintln!("mnemo-proxy: reload: cannot listen on {a}: {e}");

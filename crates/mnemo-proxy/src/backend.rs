@@ -4,14 +4,11 @@
 
 use crate::client::ReplyTo;
 use crate::meta::MetaCmd;
-use crate::net::{Buf, Fill, Sock};
-use crate::worker::{token, Worker, BACKEND};
-use mio::net::{TcpStream, UnixStream};
-use mnemo_client::Addr;
+use crate::net::{fill, Fill};
+use crate::worker::{token, Worker, BACKEND, READ_WRITE};
+use mnemo_net::{Key, ReadBuf, Stream};
 use mnemo_protocol::client::{self as pclient, Reply};
 use std::collections::VecDeque;
-use std::io;
-use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
@@ -55,17 +52,17 @@ impl Pending {
 }
 
 pub(crate) struct Backend {
-    pub(crate) sock: Sock,
+    pub(crate) sock: Stream,
     pub(crate) pool: usize,
     pub(crate) server: usize,
-    /// The server's FIN was reported (see `Buf::fill`).
+    /// The server's FIN was reported (see `net::fill`).
     pub(crate) peer_closed: bool,
     pub(crate) connected: bool,
     pub(crate) connect_deadline: Option<Instant>,
     pub(crate) out: Vec<u8>,
     pub(crate) opos: usize,
     pub(crate) dirty: bool,
-    pub(crate) inb: Buf,
+    pub(crate) inb: ReadBuf,
     pub(crate) scan: usize,
     pub(crate) pending: VecDeque<Pending>,
 }
@@ -152,7 +149,7 @@ impl Worker {
 
     /// A connection to the server, round-robin over `server_connections`,
     /// opened (non-blocking) if needed.
-    pub(crate) fn conn_for(&mut self, pool: usize, server: usize) -> Result<usize, &'static [u8]> {
+    pub(crate) fn conn_for(&mut self, pool: usize, server: usize) -> Result<Key, &'static [u8]> {
         let timeout = self.pools[pool].conf.timeout;
         let keepalive = self.pools[pool].conf.tcpkeepalive;
         let s = &mut self.pools[pool].servers[server];
@@ -163,22 +160,12 @@ impl Worker {
                 return Ok(b);
             }
         }
-        let sock = match &s.addr {
-            Addr::Tcp { host, port } => (host.as_str(), *port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unresolved"))
-                .and_then(TcpStream::connect)
-                .map(|t| {
-                    let _ = t.set_nodelay(true);
-                    if keepalive {
-                        let _ = socket2::SockRef::from(&t).set_keepalive(true);
-                    }
-                    Sock::Tcp(t)
-                }),
-            Addr::Unix(p) => UnixStream::connect(p).map(Sock::Unix),
-        };
+        // TCP gets TCP_NODELAY from `connect`.
+        let sock = Stream::connect(&s.addr).inspect(|t| {
+            if keepalive {
+                let _ = t.set_keepalive(true);
+            }
+        });
         let sock = match sock {
             Ok(s) => s,
             Err(_) => {
@@ -196,15 +183,15 @@ impl Worker {
             out: Vec::new(),
             opos: 0,
             dirty: false,
-            inb: Buf::with_capacity(READ_CHUNK),
+            inb: ReadBuf::with_capacity(READ_CHUNK),
             scan: 0,
             pending: VecDeque::new(),
         });
         let reg = self.poll.registry();
-        let ok = self
-            .backends
-            .get_mut(b)
-            .is_some_and(|be| be.sock.register(reg, token(BACKEND, b)).is_ok());
+        let ok = self.backends.get_mut(b).is_some_and(|be| {
+            reg.register(&mut be.sock, token(BACKEND, b), READ_WRITE)
+                .is_ok()
+        });
         if !ok {
             self.backends.remove(b);
             self.server_failed(pool, server);
@@ -219,7 +206,7 @@ impl Worker {
         Ok(b)
     }
 
-    pub(crate) fn backend_event(&mut self, b: usize, readable: bool, writable: bool) {
+    pub(crate) fn backend_event(&mut self, b: Key, readable: bool, writable: bool) {
         let Some(be) = self.backends.get_mut(b) else {
             return;
         };
@@ -231,7 +218,7 @@ impl Worker {
                     return;
                 }
             }
-            if !be.sock.connected() {
+            if !be.sock.is_connected() {
                 if readable && !writable {
                     self.fail_backend(b, Failure::Error);
                 }
@@ -249,15 +236,14 @@ impl Worker {
         }
     }
 
-    pub(crate) fn backend_read(&mut self, b: usize) {
+    pub(crate) fn backend_read(&mut self, b: Key) {
         let mut eof = false;
         let mut err = false;
         let mut inb = {
             let Some(be) = self.backends.get_mut(b) else {
                 return;
             };
-            let sock = &mut be.sock;
-            match be.inb.fill(be.peer_closed, |buf| sock.read(buf)) {
+            match fill(&mut be.inb, &mut be.sock, be.peer_closed) {
                 Fill::Drained => {}
                 Fill::Eof => eof = true,
                 Fill::Error => err = true,
@@ -307,7 +293,7 @@ impl Worker {
                         .get_mut(pool)
                         .and_then(|p| p.servers.get_mut(server))
                     {
-                        s.failures = 0;
+                        s.health.succeeded();
                     }
                     self.on_reply(p, &buf[..used], &r);
                     inb.consume(used);
@@ -331,11 +317,11 @@ impl Worker {
         }
     }
 
-    pub(crate) fn fail_backend(&mut self, b: usize, why: Failure) {
+    pub(crate) fn fail_backend(&mut self, b: Key, why: Failure) {
         let Some(mut be) = self.backends.remove(b) else {
             return;
         };
-        be.sock.deregister(self.poll.registry());
+        let _ = self.poll.registry().deregister(&mut be.sock);
         if let Some(s) = self
             .pools
             .get_mut(be.pool)

@@ -5,8 +5,9 @@
 use crate::binproto::{self, BinReq};
 use crate::mirror::Mirror;
 use crate::multiget::MultiGet;
-use crate::net::{Buf, Fill, Sock};
-use crate::worker::{token, Worker, CLIENT};
+use crate::net::{fill, Fill};
+use crate::worker::{token, Worker, CLIENT, READ_WRITE};
+use mnemo_net::{Key, ReadBuf, Stream};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -18,13 +19,12 @@ pub(crate) const CLIENT_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// cannot make the proxy buffer without bound.
 pub(crate) const CLIENT_MAX_OUTSTANDING: usize = 16 * 1024;
 
-/// Where an answer goes: slot `seq` of the client in table entry `client`,
-/// as long as that entry still holds connection `cid` (a closed client's
-/// entry is reused, and late replies for it must be dropped).
+/// Where an answer goes: slot `seq` of client `client`. The key is
+/// generational, so once that client has closed (and its entry is reused)
+/// late replies for it find nothing and are dropped.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct ReplyTo {
-    pub(crate) client: usize,
-    pub(crate) cid: u64,
+    pub(crate) client: Key,
     pub(crate) seq: u64,
 }
 
@@ -50,11 +50,10 @@ pub(crate) struct Slot {
 }
 
 pub(crate) struct ClientConn {
-    pub(crate) sock: Sock,
-    pub(crate) id: u64,
+    pub(crate) sock: Stream,
     pub(crate) pool: usize,
     pub(crate) pool_name: String,
-    pub(crate) rb: Buf,
+    pub(crate) rb: ReadBuf,
     pub(crate) wbuf: Vec<u8>,
     pub(crate) wpos: usize,
     pub(crate) dirty: bool,
@@ -62,7 +61,7 @@ pub(crate) struct ClientConn {
     pub(crate) base: u64,
     pub(crate) swallow: usize,
     pub(crate) closing: bool,
-    /// The client's FIN was reported (see `Buf::fill`).
+    /// The client's FIN was reported (see `net::fill`).
     pub(crate) peer_closed: bool,
     pub(crate) eof: bool,
     pub(crate) paused: bool,
@@ -152,7 +151,7 @@ impl ClientConn {
 impl Worker {
     /// A client the acceptor handed over: counted against the pool's
     /// `client_connections` and registered, or closed.
-    pub(crate) fn admit(&mut self, sock: Sock, pool: usize) {
+    pub(crate) fn admit(&mut self, sock: Stream, pool: usize) {
         let Some(p) = self.pools.get(pool) else {
             return;
         };
@@ -162,14 +161,11 @@ impl Worker {
             ps.client_err.fetch_add(1, Relaxed);
             return;
         }
-        let id = self.next_cid;
-        self.next_cid += 1;
         let cidx = self.clients.insert(ClientConn {
             sock,
-            id,
             pool,
             pool_name: p.conf.name.clone(),
-            rb: Buf::with_capacity(4096),
+            rb: ReadBuf::with_capacity(4096),
             wbuf: Vec::new(),
             wpos: 0,
             dirty: false,
@@ -186,7 +182,9 @@ impl Worker {
         });
         let reg = self.poll.registry();
         let ok = match self.clients.get_mut(cidx) {
-            Some(c) => c.sock.register(reg, token(CLIENT, cidx)).is_ok(),
+            Some(c) => reg
+                .register(&mut c.sock, token(CLIENT, cidx), READ_WRITE)
+                .is_ok(),
             None => false,
         };
         if !ok {
@@ -198,9 +196,9 @@ impl Worker {
         self.stats.curr_connections.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn close_client(&mut self, idx: usize) {
+    pub(crate) fn close_client(&mut self, idx: Key) {
         if let Some(mut c) = self.clients.remove(idx) {
-            c.sock.deregister(self.poll.registry());
+            let _ = self.poll.registry().deregister(&mut c.sock);
             if let Some(ps) = self.stats.pools.get(c.pool) {
                 ps.client_connections.fetch_sub(1, Relaxed);
             }
@@ -208,7 +206,7 @@ impl Worker {
         }
     }
 
-    pub(crate) fn client_readable(&mut self, idx: usize) {
+    pub(crate) fn client_readable(&mut self, idx: Key) {
         let mut eof = false;
         let mut err = false;
         {
@@ -223,8 +221,7 @@ impl Worker {
                 c.paused = true;
                 return;
             }
-            let sock = &mut c.sock;
-            match c.rb.fill(c.peer_closed, |buf| sock.read(buf)) {
+            match fill(&mut c.rb, &mut c.sock, c.peer_closed) {
                 Fill::Drained => {}
                 Fill::Eof => eof = true,
                 Fill::Error => err = true,
@@ -256,7 +253,7 @@ impl Worker {
         }
     }
 
-    pub(crate) fn answer(&mut self, idx: usize, bytes: &[u8]) {
+    pub(crate) fn answer(&mut self, idx: Key, bytes: &[u8]) {
         if let Some(c) = self.clients.get_mut(idx) {
             c.answer(bytes);
         }
@@ -264,25 +261,20 @@ impl Worker {
 
     /// A new slot at the end of client `idx`'s queue, and where its answer
     /// goes; `None` if the client is gone.
-    pub(crate) fn push_slot(&mut self, idx: usize, kind: SlotKind) -> Option<ReplyTo> {
+    pub(crate) fn push_slot(&mut self, idx: Key, kind: SlotKind) -> Option<ReplyTo> {
         let c = self.clients.get_mut(idx)?;
         let seq = c.push_slot(kind);
-        Some(ReplyTo {
-            client: idx,
-            cid: c.id,
-            seq,
-        })
+        Some(ReplyTo { client: idx, seq })
     }
 
     /// The client `to` answers, unless it has closed since.
     pub(crate) fn client_for(&mut self, to: ReplyTo) -> Option<&mut ClientConn> {
-        self.clients.get_mut(to.client).filter(|c| c.id == to.cid)
+        self.clients.get_mut(to.client)
     }
 
     /// The pool of the client `to` answers.
     pub(crate) fn client_pool(&self, to: ReplyTo) -> Option<usize> {
-        let c = self.clients.get(to.client).filter(|c| c.id == to.cid)?;
-        Some(c.pool)
+        self.clients.get(to.client).map(|c| c.pool)
     }
 
     pub(crate) fn slot_kind(&mut self, to: ReplyTo) -> Option<&mut SlotKind> {

@@ -6,6 +6,7 @@ use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
 use crate::pool::NO_LIVE;
 use crate::worker::Worker;
+use mnemo_net::Key;
 use mnemo_protocol::client::{self as pclient, Reply};
 use mnemo_protocol::text::{GetKind, Keys};
 use std::sync::atomic::Ordering::Relaxed;
@@ -87,7 +88,7 @@ impl MultiGet {
 impl Worker {
     pub(crate) fn get_request(
         &mut self,
-        idx: usize,
+        idx: Key,
         pool: usize,
         line: &[u8],
         kind: GetKind,

@@ -1,19 +1,20 @@
 //! Pools and their servers as a worker sees them: the key placement,
-//! per-server connection slots, and failure counting with twemproxy's
-//! ejection (`server_failure_limit`, `server_retry_timeout`).
+//! per-server connection slots, and each server's `mnemo_net::Health`
+//! under twemproxy's ejection rules (`auto_eject_hosts`,
+//! `server_failure_limit`, `server_retry_timeout`).
 
 use crate::config::PoolConf;
 use crate::worker::Worker;
-use mnemo_client::{Addr, Node, Placement};
+use mnemo_client::{Node, Placement};
+use mnemo_net::{Addr, Health, HealthPolicy, Key};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 pub(crate) struct ServerRt {
     pub(crate) addr: Addr,
-    pub(crate) conns: Vec<Option<usize>>,
+    pub(crate) conns: Vec<Option<Key>>,
     pub(crate) rr: usize,
-    pub(crate) failures: u32,
-    pub(crate) ejected_until: Option<Instant>,
+    pub(crate) health: Health,
 }
 
 pub(crate) struct PoolRt {
@@ -21,6 +22,7 @@ pub(crate) struct PoolRt {
     pub(crate) placement: Placement,
     pub(crate) servers: Vec<ServerRt>,
     pub(crate) backup: Option<usize>,
+    pub(crate) health: HealthPolicy,
 }
 
 impl PoolRt {
@@ -42,11 +44,18 @@ impl PoolRt {
                     addr: s.addr.clone(),
                     conns: vec![None; conf.server_connections as usize],
                     rr: 0,
-                    failures: 0,
-                    ejected_until: None,
+                    health: Health::new(),
                 })
                 .collect(),
             backup,
+            health: HealthPolicy {
+                auto_eject: conf.auto_eject_hosts,
+                failure_limit: conf.server_failure_limit,
+                retry_timeout: conf.server_retry_timeout,
+                // twemproxy counts failures of an ejected server without
+                // putting its return off.
+                extend_ejection: false,
+            },
             conf: conf.clone(),
         }
     }
@@ -55,9 +64,21 @@ impl PoolRt {
         let live: Vec<bool> = self
             .servers
             .iter()
-            .map(|s| s.ejected_until.is_none())
+            .map(|s| !s.health.is_ejected())
             .collect();
         self.placement.rebuild(|i| live[i]);
+    }
+
+    /// Servers whose retry time has come go back on the ring.
+    pub(crate) fn readmit_due(&mut self, now: Instant) {
+        let mut readmit = false;
+        for s in &mut self.servers {
+            readmit |= s.health.readmit_if_due(now);
+        }
+        // Pools with a backup never took them off (see `pick`).
+        if readmit && self.backup.is_none() {
+            self.rebuild();
+        }
     }
 }
 
@@ -72,7 +93,7 @@ impl Worker {
         let s = p.placement.server_for(key).ok_or(NO_LIVE)?;
         // Pools with a backup keep ejected servers on the ring so that their
         // keys fail over to the backup instead of moving to another primary.
-        if p.servers[s].ejected_until.is_some() {
+        if p.servers[s].health.is_ejected() {
             return Err(EJECTED);
         }
         Ok(s)
@@ -85,16 +106,11 @@ impl Worker {
         let Some(p) = self.pools.get_mut(pool) else {
             return;
         };
-        let limit = p.conf.server_failure_limit;
-        let retry = p.conf.server_retry_timeout;
-        let eject = p.conf.auto_eject_hosts;
+        let policy = p.health;
         let Some(s) = p.servers.get_mut(server) else {
             return;
         };
-        s.failures += 1;
-        if eject && s.failures >= limit && s.ejected_until.is_none() {
-            s.failures = 0;
-            s.ejected_until = Some(now + retry);
+        if s.health.failed(&policy, now) {
             if p.backup.is_none() {
                 p.rebuild();
             }

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::pool::PoolRt;
 use crate::stats::Stats;
 use crate::worker::Worker;
+use mnemo_net::Key;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ impl Worker {
         let mut pools: Vec<PoolRt> = (0..cfg.pools.len())
             .map(|i| PoolRt::new(&cfg.pools[i], cfg.backup_index(i)))
             .collect();
-        let mut moved = vec![false; self.backends.items.len()];
+        let mut moved = vec![false; self.backends.index_bound()];
         for (npi, np) in pools.iter_mut().enumerate() {
             let Some(op) = old.iter().find(|o| o.conf.name == np.conf.name) else {
                 continue;
@@ -31,15 +32,14 @@ impl Worker {
                 let Some(os) = op.servers.iter().find(|o| o.addr == ns.addr) else {
                     continue;
                 };
-                ns.failures = os.failures;
-                ns.ejected_until = os.ejected_until;
+                ns.health = os.health;
                 for (k, c) in os.conns.iter().enumerate() {
                     if let (Some(b), true) = (c, k < ns.conns.len()) {
                         if let Some(be) = self.backends.get_mut(*b) {
                             be.pool = npi;
                             be.server = nsi;
                             ns.conns[k] = Some(*b);
-                            moved[*b] = true;
+                            moved[b.index()] = true;
                             r.stats.pools[npi].servers[nsi]
                                 .connections
                                 .fetch_add(1, Relaxed);
@@ -55,11 +55,11 @@ impl Worker {
         // pool and server indices, which now name other servers: detach
         // them first, so closing them touches no server's counters (their
         // own lived in the old stats, which are gone).
-        let removed: Vec<usize> = self
+        let removed: Vec<Key> = self
             .backends
-            .indices()
+            .keys()
             .into_iter()
-            .filter(|&b| !moved.get(b).copied().unwrap_or(false))
+            .filter(|b| !moved.get(b.index()).copied().unwrap_or(false))
             .collect();
         for &b in &removed {
             if let Some(be) = self.backends.get_mut(b) {
@@ -72,7 +72,7 @@ impl Worker {
             self.fail_backend(b, Failure::Removed);
         }
         // Clients follow their pool by name; a pool that is gone closes them.
-        for c in self.clients.indices() {
+        for c in self.clients.keys() {
             let name = match self.clients.get(c) {
                 Some(x) => x.pool_name.clone(),
                 None => continue,
@@ -89,7 +89,7 @@ impl Worker {
                 }
                 None => {
                     if let Some(mut x) = self.clients.remove(c) {
-                        x.sock.deregister(self.poll.registry());
+                        let _ = self.poll.registry().deregister(&mut x.sock);
                     }
                 }
             }

@@ -4,6 +4,7 @@
 use crate::binproto::{self};
 use crate::meta::{self, MetaCmd};
 use crate::worker::Worker;
+use mnemo_net::Key;
 use mnemo_protocol::binary as pbin;
 use mnemo_protocol::meta as pmeta;
 use mnemo_protocol::text::{self, Line, Request};
@@ -37,7 +38,7 @@ pub(crate) enum Step {
 }
 
 impl Worker {
-    pub(crate) fn process_requests(&mut self, idx: usize) {
+    pub(crate) fn process_requests(&mut self, idx: Key) {
         let (mut rb, pool) = match self.clients.get_mut(idx) {
             Some(c) if c.closing => {
                 c.rb.clear();
@@ -132,7 +133,7 @@ impl Worker {
     }
 
     /// Handle one complete request line (`consumed` bytes of `buf`).
-    pub(crate) fn request(&mut self, idx: usize, pool: usize, f: Framed<'_>) -> Step {
+    pub(crate) fn request(&mut self, idx: Key, pool: usize, f: Framed<'_>) -> Step {
         let Framed {
             buf,
             line,
@@ -274,7 +275,7 @@ impl Worker {
     /// answering refusals as memcached does (bad magic: close; key or extras
     /// beyond the body: UNKNOWN_COMMAND and close; wrong shape: EINVAL and
     /// close; unknown opcode: UNKNOWN_COMMAND and skip its body).
-    pub(crate) fn bin_frame(&mut self, idx: usize, pool: usize, buf: &[u8]) -> Step {
+    pub(crate) fn bin_frame(&mut self, idx: Key, pool: usize, buf: &[u8]) -> Step {
         let pk = match pbin::frame(buf) {
             pbin::Frame::Incomplete => return Step::NeedMore,
             pbin::Frame::BadMagic => return Step::Stop,
@@ -333,7 +334,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn bin_request(
         &mut self,
-        idx: usize,
+        idx: Key,
         pool: usize,
         p: &[u8],
         h: &pbin::Header,
@@ -398,7 +399,7 @@ impl Worker {
 
     pub(crate) fn meta_request(
         &mut self,
-        idx: usize,
+        idx: Key,
         pool: usize,
         f: Framed<'_>,
         req: &pmeta::Request<'_>,

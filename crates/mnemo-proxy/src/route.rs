@@ -6,6 +6,7 @@ use crate::client::{ReplyTo, SlotKind};
 use crate::meta::{self, MetaCmd};
 use crate::mirror::{cas_follow_up, Mirror};
 use crate::worker::Worker;
+use mnemo_net::Key;
 use mnemo_protocol::client::{self as pclient, Reply};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -24,7 +25,7 @@ pub(crate) fn meta_compares_cas(bytes: &[u8]) -> bool {
 impl Worker {
     pub(crate) fn keyed_meta(
         &mut self,
-        idx: usize,
+        idx: Key,
         pool: usize,
         hkey: &[u8],
         bytes: &[u8],
@@ -67,7 +68,7 @@ impl Worker {
     /// sent to the backup up front (`mirror` holds what may follow there).
     pub(crate) fn single(
         &mut self,
-        idx: usize,
+        idx: Key,
         pool: usize,
         hkey: &[u8],
         bytes: &[u8],
@@ -106,7 +107,7 @@ impl Worker {
     /// mirrored to the backup pool's server for the key when there is one.
     pub(crate) fn keyed(
         &mut self,
-        idx: usize,
+        idx: Key,
         pool: usize,
         hkey: &[u8],
         bytes: &[u8],
@@ -151,7 +152,7 @@ impl Worker {
     }
 
     /// flush_all: to every server of the pool and of its backup.
-    pub(crate) fn fanout(&mut self, idx: usize, pool: usize, bytes: &[u8], noreply: bool) {
+    pub(crate) fn fanout(&mut self, idx: Key, pool: usize, bytes: &[u8], noreply: bool) {
         let mut targets = Vec::new();
         for p in std::iter::once(pool).chain(self.pools[pool].backup) {
             for s in 0..self.pools[p].servers.len() {

@@ -20,10 +20,11 @@ use crate::acceptor::Msg;
 use crate::backend::{Backend, Failure};
 use crate::client::ClientConn;
 use crate::config::Config;
-use crate::net::{drain, Drain, Slab};
+use crate::net::{drain, Drain};
 use crate::pool::PoolRt;
 use crate::stats::Stats;
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
+use mnemo_net::{Key, Slots};
 use std::io;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -35,24 +36,28 @@ pub(crate) const CLIENT: usize = 2;
 pub(crate) const BACKEND: usize = 3;
 pub const WAKER: Token = Token(usize::MAX);
 
-pub(crate) fn token(kind: usize, idx: usize) -> Token {
-    Token((kind << KIND_SHIFT) | idx)
+/// A connection's mio token: its slot key, tagged in the top bits (which
+/// keys leave free) with the table it is in.
+pub(crate) fn token(kind: usize, key: Key) -> Token {
+    Token((kind << KIND_SHIFT) | key.to_usize())
 }
+
+/// Connections are registered for both, edge-triggered, once.
+pub(crate) const READ_WRITE: Interest = Interest::READABLE.add(Interest::WRITABLE);
 
 pub struct Worker {
     pub(crate) id: usize,
     pub(crate) poll: Poll,
     pub(crate) pools: Vec<PoolRt>,
-    pub(crate) clients: Slab<ClientConn>,
-    pub(crate) backends: Slab<Backend>,
+    pub(crate) clients: Slots<ClientConn>,
+    pub(crate) backends: Slots<Backend>,
     pub(crate) stats: Arc<Stats>,
     /// New clients and configurations from the acceptor.
     pub(crate) inbox: Receiver<Msg>,
-    pub(crate) next_cid: u64,
     pub(crate) now: Instant,
-    pub(crate) dirty_clients: Vec<usize>,
-    pub(crate) dirty_backends: Vec<usize>,
-    pub(crate) resume: Vec<usize>,
+    pub(crate) dirty_clients: Vec<Key>,
+    pub(crate) dirty_backends: Vec<Key>,
+    pub(crate) resume: Vec<Key>,
     pub(crate) scratch: Vec<usize>,
     pub(crate) bintext: Vec<u8>,
 }
@@ -70,11 +75,10 @@ impl Worker {
             id,
             poll,
             pools: Vec::new(),
-            clients: Slab::new(),
-            backends: Slab::new(),
+            clients: Slots::new(),
+            backends: Slots::new(),
             stats,
             inbox,
-            next_cid: 1,
             now: Instant::now(),
             dirty_clients: Vec::new(),
             dirty_backends: Vec::new(),
@@ -121,7 +125,9 @@ impl Worker {
                     continue;
                 }
                 let kind = t.0 >> KIND_SHIFT;
-                let idx = t.0 & ((1 << KIND_SHIFT) - 1);
+                let Some(idx) = Key::from_usize(t.0 & ((1 << KIND_SHIFT) - 1)) else {
+                    continue;
+                };
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                 match kind {
                     CLIENT => {
@@ -167,7 +173,7 @@ impl Worker {
                 _ => t,
             })
         };
-        for b in self.backends.items.iter().flatten() {
+        for (_, b) in self.backends.iter() {
             if let Some(d) = b.connect_deadline {
                 consider(d);
             }
@@ -177,7 +183,7 @@ impl Worker {
         }
         for p in &self.pools {
             for s in &p.servers {
-                if let Some(t) = s.ejected_until {
+                if let Some(t) = s.health.ejected_until() {
                     consider(t);
                 }
             }
@@ -191,7 +197,7 @@ impl Worker {
 
     pub(crate) fn timers(&mut self) {
         let now = self.now;
-        for b in 0..self.backends.items.len() {
+        for b in self.backends.keys() {
             let Some(be) = self.backends.get(b) else {
                 continue;
             };
@@ -205,21 +211,12 @@ impl Worker {
                 self.fail_backend(b, Failure::Timeout);
             }
         }
-        for p in 0..self.pools.len() {
-            let mut readmit = false;
-            for s in &mut self.pools[p].servers {
-                if s.ejected_until.is_some_and(|t| t <= now) {
-                    s.ejected_until = None;
-                    readmit = true;
-                }
-            }
-            if readmit && self.pools[p].backup.is_none() {
-                self.pools[p].rebuild();
-            }
+        for p in &mut self.pools {
+            p.readmit_due(now);
         }
     }
 
-    pub(crate) fn mark_client(&mut self, idx: usize) {
+    pub(crate) fn mark_client(&mut self, idx: Key) {
         if let Some(c) = self.clients.get_mut(idx) {
             if !c.dirty {
                 c.dirty = true;
@@ -228,7 +225,7 @@ impl Worker {
         }
     }
 
-    pub(crate) fn mark_backend(&mut self, idx: usize) {
+    pub(crate) fn mark_backend(&mut self, idx: Key) {
         if let Some(b) = self.backends.get_mut(idx) {
             if !b.dirty && b.connected {
                 b.dirty = true;
@@ -245,8 +242,7 @@ impl Worker {
             let mut failed = false;
             if let Some(be) = self.backends.get_mut(b) {
                 be.dirty = false;
-                let sock = &mut be.sock;
-                failed = drain(&mut be.out, &mut be.opos, |b| sock.write(b)) == Drain::Failed;
+                failed = drain(&mut be.out, &mut be.opos, &mut be.sock) == Drain::Failed;
             }
             if failed {
                 self.fail_backend(b, Failure::Error);
@@ -259,8 +255,7 @@ impl Worker {
             let mut close = false;
             if let Some(cl) = self.clients.get_mut(c) {
                 cl.dirty = false;
-                let sock = &mut cl.sock;
-                match drain(&mut cl.wbuf, &mut cl.wpos, |b| sock.write(b)) {
+                match drain(&mut cl.wbuf, &mut cl.wpos, &mut cl.sock) {
                     Drain::Failed => close = true,
                     Drain::Blocked => {}
                     Drain::Done => {
