@@ -16,15 +16,10 @@
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
-use crate::auth::{self, AuthStep};
+use crate::dispatch::{self, Ctx, Outcome, Resume, Session, GET_PAUSE_BYTES};
 use crate::out::Out;
-use crate::proto_bin::{self, BinConn};
-use crate::proto_meta;
-use crate::proto_text::{self, Ctx, Next};
-use crate::settings::Protocol;
 use crate::shared::{ConnInfo, ConnState};
 use mnemo_engine::{MetadumpCursor, Reserved};
-use mnemo_protocol::text::{self, CrawlerCmd, Line, Request};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -109,6 +104,17 @@ struct DirectValue {
     filled: usize,
 }
 
+/// What a connection borrows from its worker while it runs.
+pub struct Env<'a> {
+    /// What its requests run with.
+    pub ctx: Ctx<'a>,
+    /// The worker's spare read buffers.
+    pub rbuf_pool: &'a mut Vec<Vec<u8>>,
+    /// The worker sends replies in one batch after this event round; a
+    /// flush leaves them queued for it.
+    pub defer_send: bool,
+}
+
 /// What the worker should do with the connection after [`Conn::drive`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drive {
@@ -127,10 +133,8 @@ pub struct Conn {
     rstart: usize,
     rend: usize,
     wbuf: Out,
-    /// End of the last retrieval reply in `wbuf`. memcached transmits
-    /// right after every get, so only replies after this point are still
-    /// "unsent" when a later get with an over-long key culls them.
-    cull_floor: usize,
+    /// The protocol state the requests of this connection run with.
+    sess: Session,
     input: Input,
     /// The socket may still have unread bytes (edge-triggered readiness).
     readable: bool,
@@ -142,12 +146,6 @@ pub struct Conn {
     close_after_write: bool,
     /// Largest value + line the read buffer may have to hold.
     value_limit: usize,
-    /// The protocol this connection speaks, decided by its first byte
-    /// under `-B auto`.
-    proto: Option<Protocol>,
-    bin: BinConn,
-    /// `-Y`: the ASCII token was accepted.
-    ascii_authed: bool,
     /// The paused metadump, while `input` is `MetadumpResume`.
     metadump: Option<Box<MetadumpCursor>>,
     /// The item being filled while `input` is `Direct`, and once it is
@@ -165,21 +163,18 @@ impl Conn {
     pub fn new(stream: Stream, info: Arc<ConnInfo>, item_size_max: usize) -> Conn {
         Conn {
             stream,
+            sess: Session::stream(Arc::clone(&info)),
             info,
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
             wbuf: Out::new(true),
-            cull_floor: 0,
             input: Input::Command,
             readable: true,
             peer_closed: false,
             write_blocked: false,
             close_after_write: false,
             value_limit: item_size_max + MAX_STORE_LINE + 2,
-            proto: None,
-            bin: BinConn::default(),
-            ascii_authed: false,
             metadump: None,
             direct: None,
             prefill_eof: false,
@@ -211,9 +206,9 @@ impl Conn {
     /// `true` once they are written and the peer has acknowledged every
     /// byte (or the socket failed): closing a socket with unread input
     /// sends an RST, which would discard whatever the kernel still holds.
-    pub fn stop_flush(&mut self, ctx: &mut Ctx) -> bool {
+    pub fn stop_flush(&mut self, env: &mut Env) -> bool {
         self.write_blocked = false;
-        match self.flush(ctx) {
+        match self.flush(env) {
             Ok(true) => {}
             Ok(false) => return false,
             Err(_) => return true,
@@ -230,14 +225,14 @@ impl Conn {
     }
 
     /// Runs the state machine until it must wait, yield or close.
-    pub fn drive(&mut self, ctx: &mut Ctx, readable: bool, writable: bool) -> Drive {
+    pub fn drive(&mut self, env: &mut Env, readable: bool, writable: bool) -> Drive {
         if readable {
             self.readable = true;
         }
         if writable {
             self.write_blocked = false;
         }
-        let mut budget = ctx.shared.settings.reqs_per_event;
+        let mut budget = env.ctx.shared.settings.reqs_per_event;
         loop {
             // Mwrite: finish what is queued before taking more input, so a
             // slow reader cannot make us buffer without bound.
@@ -246,7 +241,7 @@ impl Conn {
                     return Drive::Wait;
                 }
                 self.set_state(ConnState::Mwrite);
-                match self.flush(ctx) {
+                match self.flush(env) {
                     Ok(true) => {}
                     Ok(false) => return Drive::Wait,
                     Err(_) => return self.closing(),
@@ -257,18 +252,18 @@ impl Conn {
             }
 
             // ParseCmd / Nread / Swallow on what is buffered.
-            match self.process(ctx, &mut budget) {
+            match self.process(env, &mut budget) {
                 Step::Close => return self.closing(),
                 Step::CloseAfterWrite => {
                     self.close_after_write = true;
                     continue;
                 }
                 Step::Budget => {
-                    ctx.ws.conn_yields.incr();
+                    env.ctx.ws.conn_yields.incr();
                     if self.wbuf.has_unsent() {
                         // Flush on yield, as memcached does.
                         self.set_state(ConnState::Mwrite);
-                        match self.flush(ctx) {
+                        match self.flush(env) {
                             Ok(true) => {}
                             Ok(false) => return Drive::Wait,
                             Err(_) => return self.closing(),
@@ -288,15 +283,15 @@ impl Conn {
             // Read.
             if !self.readable {
                 self.set_state(ConnState::Waiting);
-                self.release_rbuf(ctx);
+                self.release_rbuf(env);
                 return Drive::Wait;
             }
             self.set_state(ConnState::Read);
-            match self.fill(ctx) {
+            match self.fill(env) {
                 Ok(Filled::Data) => {}
                 Ok(Filled::WouldBlock) => {
                     self.set_state(ConnState::Waiting);
-                    self.release_rbuf(ctx);
+                    self.release_rbuf(env);
                     return Drive::Wait;
                 }
                 Ok(Filled::Eof) | Err(_) => return self.closing(),
@@ -311,11 +306,11 @@ impl Conn {
     }
 
     /// Writes queued output; `Ok(true)` once all of it is gone.
-    fn flush(&mut self, ctx: &mut Ctx) -> io::Result<bool> {
+    fn flush(&mut self, env: &mut Env) -> io::Result<bool> {
         if self.send_deferred {
             return Ok(false);
         }
-        if ctx.defer_send && self.wbuf.plain_unsent().is_some() {
+        if env.defer_send && self.wbuf.plain_unsent().is_some() {
             // The worker sends it with the other connections' replies in
             // one submission; the connection waits for that.
             self.send_deferred = true;
@@ -325,7 +320,7 @@ impl Conn {
             match self.wbuf.write_to(&mut self.stream) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    ctx.ws.bytes_written.add(n as u64);
+                    env.ctx.ws.bytes_written.add(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;
@@ -336,33 +331,33 @@ impl Conn {
             }
         }
         self.wbuf.reset(SHRINK_ABOVE);
-        self.cull_floor = 0;
+        self.sess.cull_floor = 0;
         Ok(true)
     }
 
     /// Gives the read buffer back once it is empty, as memcached does, so
     /// idle connections hold no read memory: standard-size buffers go to
     /// the worker's pool (reused without allocating), bigger ones are freed.
-    fn release_rbuf(&mut self, ctx: &mut Ctx) {
+    fn release_rbuf(&mut self, env: &mut Env) {
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
             let buf = std::mem::take(&mut self.rbuf);
-            if buf.len() == READ_BUFFER_SIZE && ctx.rbuf_pool.len() < RBUF_POOL_MAX {
-                ctx.rbuf_pool.push(buf);
+            if buf.len() == READ_BUFFER_SIZE && env.rbuf_pool.len() < RBUF_POOL_MAX {
+                env.rbuf_pool.push(buf);
             }
         }
     }
 
     /// Reads once into free space, making room first.
-    fn fill(&mut self, ctx: &mut Ctx) -> io::Result<Filled> {
+    fn fill(&mut self, env: &mut Env) -> io::Result<Filled> {
         if self.prefill_eof {
             return Ok(Filled::Eof);
         }
         if let Input::Direct { head, trailer } = self.input {
-            return self.fill_direct(ctx, head, trailer);
+            return self.fill_direct(env, head, trailer);
         }
-        if let Err(f) = self.make_room(ctx) {
+        if let Err(f) = self.make_room(env) {
             return Ok(f);
         }
         let n = match read_once(
@@ -376,13 +371,13 @@ impl Conn {
             Got::WouldBlock => return Ok(Filled::WouldBlock),
         };
         self.rend += n;
-        ctx.ws.bytes_read.add(n as u64);
+        env.ctx.ws.bytes_read.add(n as u64);
         Ok(Filled::Data)
     }
 
     /// Makes free space at `rend` for the next read: compacts, takes a
     /// pooled buffer, or grows within the input state's limit.
-    fn make_room(&mut self, ctx: &mut Ctx) -> Result<(), Filled> {
+    fn make_room(&mut self, env: &mut Env) -> Result<(), Filled> {
         let pending = self.rend - self.rstart;
         let want = match self.input {
             Input::Value { need } => need.max(pending + 1),
@@ -401,7 +396,7 @@ impl Conn {
             self.rstart = 0;
         }
         if self.rbuf.is_empty() {
-            if let Some(buf) = ctx.rbuf_pool.pop() {
+            if let Some(buf) = env.rbuf_pool.pop() {
                 self.rbuf = buf;
             }
         }
@@ -429,7 +424,7 @@ impl Conn {
     /// ready connection in one submission. `None` when this connection
     /// must read for itself (output pending, a value read into its item,
     /// a full buffer).
-    pub fn prefill_target(&mut self, ctx: &mut Ctx) -> Option<(*mut u8, usize)> {
+    pub fn prefill_target(&mut self, env: &mut Env) -> Option<(*mut u8, usize)> {
         self.readable = true;
         if self.send_deferred
             || self.prefill_eof
@@ -439,14 +434,14 @@ impl Conn {
         {
             return None;
         }
-        self.make_room(ctx).ok()?;
+        self.make_room(env).ok()?;
         let dst = &mut self.rbuf[self.rend..];
         Some((dst.as_mut_ptr(), dst.len()))
     }
 
     /// The result of the read issued at [`Conn::prefill_target`]: bytes
     /// read, or a negated errno, as the kernel returns it.
-    pub fn prefill_done(&mut self, ctx: &mut Ctx, res: i32, asked: usize) {
+    pub fn prefill_done(&mut self, env: &mut Env, res: i32, asked: usize) {
         match res {
             n if n > 0 => {
                 let n = n as usize;
@@ -455,7 +450,7 @@ impl Conn {
                     self.readable = false;
                 }
                 self.rend += n;
-                ctx.ws.bytes_read.add(n as u64);
+                env.ctx.ws.bytes_read.add(n as u64);
             }
             0 => self.prefill_eof = true,
             e if e == -libc::EAGAIN => self.readable = false,
@@ -477,19 +472,19 @@ impl Conn {
     /// sent, or a negated errno. `Ok(true)` when everything went and the
     /// connection should run on; `Ok(false)` when it waits for
     /// writability.
-    pub fn send_done(&mut self, ctx: &mut Ctx, res: i32) -> io::Result<bool> {
+    pub fn send_done(&mut self, env: &mut Env, res: i32) -> io::Result<bool> {
         self.send_deferred = false;
         match res {
             n if n > 0 => {
                 self.wbuf.advance_plain(n as usize);
-                ctx.ws.bytes_written.add(n as u64);
+                env.ctx.ws.bytes_written.add(n as u64);
                 if self.wbuf.has_unsent() {
                     // A short send filled the socket buffer.
                     self.write_blocked = true;
                     return Ok(false);
                 }
                 self.wbuf.reset(SHRINK_ABOVE);
-                self.cull_floor = 0;
+                self.sess.cull_floor = 0;
                 Ok(true)
             }
             0 => Err(io::ErrorKind::WriteZero.into()),
@@ -511,7 +506,7 @@ impl Conn {
     }
 
     /// Reads once into the item of the value being received.
-    fn fill_direct(&mut self, ctx: &mut Ctx, head: usize, trailer: usize) -> io::Result<Filled> {
+    fn fill_direct(&mut self, env: &mut Env, head: usize, trailer: usize) -> io::Result<Filled> {
         let Some(d) = self.direct.as_mut() else {
             self.input = Input::Value { need: head };
             return Ok(Filled::Data);
@@ -523,7 +518,7 @@ impl Conn {
             Got::WouldBlock => return Ok(Filled::WouldBlock),
         };
         d.filled += n;
-        ctx.ws.bytes_read.add(n as u64);
+        env.ctx.ws.bytes_read.add(n as u64);
         if d.filled == d.value.len() {
             // The terminator (if any) is read as usual, after the line,
             // and the request runs once it is in.
@@ -563,8 +558,9 @@ impl Conn {
         self.direct = Some(d);
     }
 
-    /// Parses and executes buffered requests.
-    fn process(&mut self, ctx: &mut Ctx, budget: &mut usize) -> Step {
+    /// Runs the buffered requests through [`dispatch::step`] and moves the
+    /// buffer and input state as each [`Outcome`] says.
+    fn process(&mut self, env: &mut Env, budget: &mut usize) -> Step {
         loop {
             match self.input {
                 Input::Swallow { left } => {
@@ -590,13 +586,13 @@ impl Conn {
                     // Runs whether or not input is buffered: the dump's
                     // line is gone, and what follows it waits for the END.
                     // Like a resumed get, it was counted against -R once.
-                    if self.wbuf.unsent() >= proto_text::GET_PAUSE_BYTES {
+                    if self.wbuf.unsent() >= GET_PAUSE_BYTES {
                         return Step::Drain;
                     }
                     self.set_state(ConnState::ParseCmd);
                     match self.metadump.take() {
                         Some(cursor) => {
-                            if !self.metadump_step(ctx, cursor) {
+                            if !self.metadump_step(env, cursor) {
                                 return Step::Drain;
                             }
                         }
@@ -613,245 +609,86 @@ impl Conn {
             if *budget == 0 {
                 return Step::Budget;
             }
-            if self.wbuf.unsent() >= proto_text::GET_PAUSE_BYTES {
+            if self.wbuf.unsent() >= GET_PAUSE_BYTES {
                 // Many small requests pile replies up as fast as one big
                 // multi-get: write them before taking the next request, so
                 // a client that does not read holds at most this much.
                 return Step::Drain;
             }
             self.set_state(ConnState::ParseCmd);
-            let buf = &self.rbuf[self.rstart..self.rend];
-            if self.proto.is_none() {
-                // -B auto: the first byte of the connection decides.
-                self.proto = Some(match ctx.shared.settings.protocol {
-                    Protocol::Auto if proto_bin::is_binary_start(buf[0]) => Protocol::Binary,
-                    Protocol::Auto => Protocol::Ascii,
-                    p => p,
-                });
-            }
-            if self.proto == Some(Protocol::Binary) {
-                *budget -= 1;
-                ctx.pending_output = self.wbuf.has_unsent();
-                let direct = take_full(&mut self.direct);
-                match proto_bin::step(ctx, &mut self.bin, buf, &mut self.wbuf, direct) {
-                    proto_bin::Step::Done { used } => {
-                        self.rstart += used;
-                        self.input = Input::Command;
-                    }
-                    proto_bin::Step::NeedInput { need } => {
-                        *budget += 1;
-                        self.input = Input::Value {
-                            need: need.max(buf.len() + 1),
-                        };
-                        return Step::NeedInput;
-                    }
-                    proto_bin::Step::Swallow { used, left } => {
-                        self.rstart += used;
-                        self.input = Input::Swallow { left };
-                    }
-                    proto_bin::Step::CloseAfterWrite { used } => {
-                        self.rstart += used;
-                        return Step::CloseAfterWrite;
-                    }
-                    proto_bin::Step::Close => return Step::Close,
-                    proto_bin::Step::Direct { head, value } => {
-                        *budget += 1;
-                        self.start_direct(head, 0, value);
-                    }
-                }
-                continue;
-            }
-            if let Some(file) = ctx.shared.auth.as_ref().filter(|_| !self.ascii_authed) {
-                // memcached writes every answer of the handshake into one
-                // response object until it is sent, so within a batch only
-                // the last answer goes out; nothing else is queued here.
-                self.wbuf.cull_to(0);
-                *budget -= 1;
-                match auth::ascii_auth(file, buf, &mut self.ascii_authed, &mut self.wbuf) {
-                    AuthStep::Done { used } => {
-                        self.rstart += used;
-                        self.input = Input::Command;
-                    }
-                    AuthStep::NeedInput { need } => {
-                        *budget += 1;
-                        self.input = Input::Value {
-                            need: need.max(buf.len() + 1),
-                        };
-                        return Step::NeedInput;
-                    }
-                    AuthStep::Swallow { used, left } => {
-                        self.rstart += used;
-                        self.input = Input::Swallow { left };
-                    }
-                    AuthStep::Close => return Step::Close,
-                }
-                continue;
-            }
-            let (line, consumed) = match text::next_line(buf) {
-                Line::Incomplete => {
-                    if buf.len() >= MAX_GET_LINE {
-                        return Step::Close;
-                    }
-                    return Step::NeedInput;
-                }
-                Line::TooLong => return Step::Close,
-                Line::Complete { line, consumed } => (line, consumed),
+            let resume = match self.input {
+                Input::Value { .. } => Resume::Value,
+                Input::GetResume { offset } => Resume::Get { offset },
+                _ => Resume::Fresh,
             };
-            *budget -= 1;
-            ctx.pending_output = self.wbuf.has_unsent();
-            let now = ctx.shared.engine.clock().now();
-            self.info
-                .last_cmd
-                .store(now, std::sync::atomic::Ordering::Relaxed);
-            if ctx.shared.verbose() > 1 {
-                eprintln!("<{} {}", ctx.fd, String::from_utf8_lossy(line));
+            let buf = &self.rbuf[self.rstart..self.rend];
+            let buffered = buf.len();
+            let direct = take_full(&mut self.direct);
+            let outcome = dispatch::step(
+                &mut env.ctx,
+                &mut self.sess,
+                buf,
+                &mut self.wbuf,
+                resume,
+                direct,
+            );
+            // A request counts against -R once, when it is answered: not
+            // while it waits for input, nor when a paused get resumes.
+            if !matches!(outcome, Outcome::NeedMore { .. } | Outcome::Direct { .. })
+                && !matches!(resume, Resume::Get { .. })
+            {
+                *budget -= 1;
             }
-            if proto_meta::is_meta(line) {
-                let direct = take_full(&mut self.direct);
-                match proto_meta::run(ctx, line, &buf[consumed..], &mut self.wbuf, direct) {
-                    proto_meta::Step::Done { used } => {
-                        self.rstart += consumed + used;
-                        self.input = Input::Command;
-                    }
-                    proto_meta::Step::NeedData { need } => {
-                        // Keep the line; run it again once the data is here.
-                        *budget += 1;
-                        if consumed + need > proto_bin::DIRECT_ABOVE {
-                            match proto_meta::reserve(ctx, line, &mut self.wbuf) {
-                                Some(Ok(value)) => {
-                                    self.start_direct(consumed, 2, value);
-                                    continue;
-                                }
-                                Some(Err(left)) => {
-                                    self.rstart += consumed;
-                                    self.input = Input::Swallow { left };
-                                    continue;
-                                }
-                                None => {}
-                            }
-                        }
-                        self.input = Input::Value {
-                            need: consumed + need,
-                        };
-                        self.set_state(ConnState::Nread);
-                        return Step::NeedInput;
-                    }
-                    proto_meta::Step::Swallow { left } => {
-                        self.rstart += consumed;
-                        self.input = Input::Swallow { left };
-                    }
+            match outcome {
+                Outcome::Done { used } => {
+                    self.rstart += used;
+                    self.input = Input::Command;
                 }
-                continue;
-            }
-            let req = text::parse_line(line);
-            if let Request::Store { bytes, .. } = req {
-                if self.input == Input::Command {
-                    if let Some(n) = proto_text::precheck_store(ctx, &req, &mut self.wbuf) {
-                        self.rstart += consumed;
-                        self.input = Input::Swallow { left: n };
-                        continue;
-                    }
-                }
-                let direct = self.direct.is_some();
-                let need = consumed + if direct { 2 } else { bytes + 2 };
-                if buf.len() < need {
-                    // Keep the line; parse it again once the value is here.
-                    *budget += 1;
-                    if !direct && need > proto_bin::DIRECT_ABOVE {
-                        match proto_text::reserve_store(ctx, &req, &mut self.wbuf) {
-                            Ok(value) => self.start_direct(consumed, 2, value),
-                            Err(left) => {
-                                self.rstart += consumed;
-                                self.input = Input::Swallow { left };
-                            }
-                        }
-                        continue;
-                    }
-                    self.input = Input::Value { need };
+                Outcome::NeedMore { need: 0 } => return Step::NeedInput,
+                Outcome::NeedMore { need } => {
+                    // Keep the request; run it again once `need` is here.
+                    self.input = Input::Value {
+                        need: need.max(buffered + 1),
+                    };
                     self.set_state(ConnState::Nread);
                     return Step::NeedInput;
                 }
-                let direct = take_full(&mut self.direct);
-                proto_text::complete_store(ctx, &req, &buf[consumed..need], &mut self.wbuf, direct);
-                self.rstart += need;
-                self.input = Input::Command;
-                continue;
-            }
-            if let Request::Get {
-                kind,
-                exptime,
-                keys,
-            } = req
-            {
-                let keys = match self.input {
-                    Input::GetResume { offset } if offset <= line.len() => {
-                        // This line was counted against -R when it started.
-                        *budget += 1;
-                        text::Keys::new(&line[offset..])
-                    }
-                    _ => keys,
-                };
-                let paused = proto_text::get(
-                    ctx,
-                    kind,
-                    exptime,
-                    keys,
-                    &mut self.wbuf,
-                    proto_text::GET_PAUSE_BYTES,
-                );
-                match paused {
-                    Some(rest) => {
-                        let offset = rest.remaining().as_ptr() as usize - line.as_ptr() as usize;
-                        self.input = Input::GetResume { offset };
-                        return Step::Drain;
-                    }
-                    None => {
-                        self.input = Input::Command;
-                        self.rstart += consumed;
-                        self.cull_floor = self.wbuf.len();
-                        continue;
-                    }
+                Outcome::Swallow { used, left } => {
+                    self.rstart += used;
+                    self.input = Input::Swallow { left };
                 }
-            }
-            if let Request::LruCrawler(CrawlerCmd::Metadump(classes)) = req {
-                self.rstart += consumed;
-                if let Some(cursor) = proto_text::metadump_start(ctx, classes, &mut self.wbuf) {
-                    if !self.metadump_step(ctx, Box::new(cursor)) {
+                Outcome::Direct {
+                    head,
+                    trailer,
+                    value,
+                } => self.start_direct(head, trailer, value),
+                Outcome::GetPaused { offset } => {
+                    self.input = Input::GetResume { offset };
+                    return Step::Drain;
+                }
+                Outcome::Metadump { used, cursor } => {
+                    self.rstart += used;
+                    self.input = Input::Command;
+                    if !self.metadump_step(env, cursor) {
                         return Step::Drain;
                     }
                 }
-                continue;
-            }
-            if req == Request::GetKeyTooLong {
-                // memcached culls every reply it has not sent yet before
-                // answering this one; clients see the same bytes from us.
-                self.wbuf.cull_to(self.cull_floor);
-            }
-            let next = proto_text::execute(ctx, req, &mut self.wbuf);
-            self.rstart += consumed;
-            match next {
-                Next::Continue => {}
-                Next::CloseAfterWrite => return Step::CloseAfterWrite,
-                Next::Close => return Step::Close,
+                Outcome::CloseAfterWrite { used } => {
+                    self.rstart += used;
+                    return Step::CloseAfterWrite;
+                }
+                Outcome::Close => return Step::Close,
             }
         }
     }
 
     /// Runs a metadump until the output is full enough to pause; true,
     /// with the connection back to reading commands, once it is done.
-    fn metadump_step(&mut self, ctx: &mut Ctx, mut cursor: Box<MetadumpCursor>) -> bool {
-        let done = proto_text::metadump_step(
-            ctx,
-            &mut cursor,
-            &mut self.wbuf,
-            proto_text::GET_PAUSE_BYTES,
-        );
+    fn metadump_step(&mut self, env: &mut Env, mut cursor: Box<MetadumpCursor>) -> bool {
+        let done = dispatch::metadump_step(&env.ctx, &mut self.sess, &mut cursor, &mut self.wbuf);
         if done {
             self.metadump = None;
             self.input = Input::Command;
-            // memcached sends the dump as it goes: a later culling get
-            // must not take it back.
-            self.cull_floor = self.wbuf.len();
         } else {
             self.metadump = Some(cursor);
             self.input = Input::MetadumpResume;

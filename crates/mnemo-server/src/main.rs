@@ -9,6 +9,7 @@ mod auth;
 mod batch;
 mod cli;
 mod conn;
+mod dispatch;
 mod listener;
 mod out;
 mod proto_bin;

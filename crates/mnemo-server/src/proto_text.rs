@@ -1,20 +1,22 @@
-//! Executes parsed text-protocol requests against the engine and appends
-//! the replies to the connection's output buffer.
+//! The text protocol: frames a request line, parses it, executes it
+//! against the engine and appends the reply to the output. Meta commands
+//! share the framing and go on to `proto_meta`.
 //!
 //! Reply strings, which errors `noreply` silences, and where the
 //! connection closes are memcached 1.6.18's (`proto_text.c`).
 
+use crate::conn::MAX_GET_LINE;
+use crate::dispatch::{Ctx, Outcome, Resume, Session, DIRECT_ABOVE};
 use crate::out::Out;
-use crate::shared::{Shared, VERSION};
-use crate::stats::{
-    conns_stats, general_stats, pairs, settings_stats, stat_line, PrefixOp, WorkerStats,
-};
+use crate::proto_meta;
+use crate::shared::VERSION;
+use crate::stats::{conns_stats, general_stats, pairs, settings_stats, stat_line, PrefixOp};
 use mnemo_engine::{
     ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, Reserved, StoreMode, StoreOutcome,
-    ThreadStats,
 };
 use mnemo_protocol::text::{
-    self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, LruCmd, Request, StatsCmd, StoreKind,
+    self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, Line, LruCmd, Request, StatsCmd,
+    StoreKind,
 };
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -23,34 +25,55 @@ const MAX_VERBOSITY: u32 = 2;
 /// memcached's MAX_NUMBER_OF_SLAB_CLASSES (for `stats cachedump`).
 const MAX_SLAB_CLASSES: u32 = 64;
 
-/// What the connection does after a request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Next {
-    Continue,
-    /// Flush what is queued, then close (`quit`).
-    CloseAfterWrite,
-    /// Close at once, dropping queued output (HTTP request, `shutdown`).
-    Close,
+/// Frames the line at the front of `input` and runs it: a meta command
+/// through `proto_meta`, anything else through [`execute`].
+#[inline]
+pub fn step(
+    ctx: &Ctx,
+    sess: &mut Session,
+    input: &[u8],
+    out: &mut Out,
+    resume: Resume,
+    direct: Option<Reserved>,
+) -> Outcome {
+    let (line, consumed) = match text::next_line(input) {
+        Line::Incomplete if input.len() >= MAX_GET_LINE => return Outcome::Close,
+        Line::Incomplete => return Outcome::NeedMore { need: 0 },
+        Line::TooLong => return Outcome::Close,
+        Line::Complete { line, consumed } => (line, consumed),
+    };
+    if let Some(info) = sess.info() {
+        let now = ctx.shared.engine.clock().now();
+        info.last_cmd.store(now, Relaxed);
+        if ctx.shared.verbose() > 1 {
+            eprintln!("<{} {}", ctx.fd, String::from_utf8_lossy(line));
+        }
+    }
+    if proto_meta::is_meta(line) {
+        let stream = sess.is_stream();
+        return proto_meta::step(ctx, stream, line, consumed, input, out, direct);
+    }
+    let at = At {
+        input,
+        line,
+        consumed,
+        resume,
+        direct,
+    };
+    execute(ctx, sess, text::parse_line(line), at, out)
 }
 
-/// Per-thread handles a request needs.
-pub struct Ctx<'a> {
-    pub shared: &'a Shared,
-    pub ts: &'a ThreadStats,
-    pub ws: &'a WorkerStats,
-    /// File descriptor, for `-vv` logging.
-    pub fd: i32,
-    /// Whether replies are already queued ahead of this request
-    /// (`lru_crawler metadump` refuses to run behind them).
-    pub pending_output: bool,
-    /// The worker's spare read buffers.
-    pub rbuf_pool: &'a mut Vec<Vec<u8>>,
-    /// A large value still arriving may be read straight into its item
-    /// (a stream connection; a datagram holds its whole request).
-    pub direct_values: bool,
-    /// The worker sends replies in one batch after this event round; a
-    /// flush leaves them queued for it.
-    pub defer_send: bool,
+/// Where the request being executed stands in its input.
+struct At<'a> {
+    /// All buffered input, from the request's first byte.
+    input: &'a [u8],
+    /// The request line, without its terminator.
+    line: &'a [u8],
+    /// Length of the line with its terminator.
+    consumed: usize,
+    resume: Resume,
+    /// The value, when it was read straight into its item.
+    direct: Option<Reserved>,
 }
 
 fn line(out: &mut Vec<u8>, s: &str) {
@@ -83,9 +106,43 @@ fn store_mode(k: StoreKind) -> StoreMode {
     }
 }
 
+/// A storage command: refused before its data is read when the item can
+/// never fit, run once the value is buffered, or (a large value still
+/// arriving over a stream) given an item to read the value into.
+/// `bytes` is the request's value length.
+fn store(ctx: &Ctx, sess: &Session, req: &Request, bytes: usize, at: At, out: &mut Out) -> Outcome {
+    let head = at.consumed;
+    if at.resume == Resume::Fresh {
+        if let Some(n) = precheck_store(ctx, req, out) {
+            return Outcome::Swallow {
+                used: head,
+                left: n,
+            };
+        }
+    }
+    // With the value in its item, only the terminator follows the line.
+    let direct = at.direct.is_some();
+    let need = head + if direct { 2 } else { bytes + 2 };
+    if at.input.len() < need {
+        if !direct && need > DIRECT_ABOVE && sess.is_stream() {
+            return match reserve_store(ctx, req, out) {
+                Ok(value) => Outcome::Direct {
+                    head,
+                    trailer: 2,
+                    value,
+                },
+                Err(left) => Outcome::Swallow { used: head, left },
+            };
+        }
+        return Outcome::NeedMore { need };
+    }
+    complete_store(ctx, req, &at.input[head..need], out, at.direct);
+    Outcome::Done { used: need }
+}
+
 /// Called for a storage line before its data is read: `Some(n)` when the
 /// item can never fit and the `n` data bytes must be swallowed.
-pub fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usize> {
+fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usize> {
     let Request::Store {
         kind,
         key,
@@ -138,7 +195,7 @@ fn memcached_item_fits(
 /// For a storage command whose value is still arriving: reserves the item
 /// the value will be read into (memcached allocates it at this point too).
 /// `Err(n)`: refused, the reply is written and `n` bytes must be swallowed.
-pub fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Reserved, usize> {
+fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Reserved, usize> {
     let Request::Store {
         kind,
         key,
@@ -167,7 +224,7 @@ pub fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Rese
 /// Completes a storage command once `data` (value plus its two terminator
 /// bytes) is in the buffer; with `direct`, the value was read into that
 /// item and `data` is only the terminator.
-pub fn complete_store(
+fn complete_store(
     ctx: &Ctx,
     req: &Request,
     data: &[u8],
@@ -226,10 +283,6 @@ fn store_reply(ctx: &Ctx, outcome: StoreOutcome) -> &'static str {
         }
     }
 }
-
-/// Output a get may queue before it pauses to let the buffer drain; a line
-/// naming one large item many times must not grow memory without bound.
-pub const GET_PAUSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Runs a retrieval command. Returns the keys not yet served when the
 /// output passed `pause_at` bytes (no `END` written yet), else `None`.
@@ -340,22 +393,45 @@ pub fn metadump_step(
     }
 }
 
-/// Runs every request except the data part of storage commands.
-pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
+/// Runs one parsed request.
+fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -> Outcome {
     let sh = ctx.shared;
     let engine = &sh.engine;
+    let used = at.consumed;
     match req {
         Request::Get {
             kind,
             exptime,
             keys,
         } => {
-            // Unbounded here: callers that care about output size use `get`.
-            let _ = get(ctx, kind, exptime, keys, out, usize::MAX);
-            Next::Continue
+            let keys = match at.resume {
+                Resume::Get { offset } if offset <= at.line.len() => Keys::new(&at.line[offset..]),
+                _ => keys,
+            };
+            match get(ctx, kind, exptime, keys, out, sess.get_pause()) {
+                Some(rest) => Outcome::GetPaused {
+                    offset: rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize,
+                },
+                None => {
+                    sess.cull_floor = out.len();
+                    Outcome::Done { used }
+                }
+            }
         }
-        // Storage commands are split into precheck/complete by the caller.
-        Request::Store { .. } => Next::Continue,
+        Request::Store { bytes, .. } => store(ctx, sess, &req, bytes, at, out),
+        // Streamed over a connection, pausing as the output fills.
+        Request::LruCrawler(CrawlerCmd::Metadump(classes)) if sess.is_stream() => {
+            match metadump_start(ctx, classes, out) {
+                Some(cursor) => Outcome::Metadump {
+                    used,
+                    cursor: Box::new(cursor),
+                },
+                None => Outcome::Done { used },
+            }
+        }
+        // No connection to close or shut down over UDP: the rest of the
+        // datagram is dropped.
+        Request::Quit | Request::Shutdown { .. } if !sess.is_stream() => Outcome::Close,
         Request::Delete { key, noreply } => {
             if sh.runtime.detail_enabled.load(Relaxed) {
                 sh.global
@@ -367,7 +443,7 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "NOT_FOUND"
             };
             reply(ctx, out, msg, noreply);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::Arith {
             incr,
@@ -394,7 +470,7 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 ),
                 ArithOutcome::OutOfMemory => reply(ctx, out, "SERVER_ERROR out of memory", noreply),
             }
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::Touch {
             key,
@@ -408,35 +484,35 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "NOT_FOUND"
             };
             reply(ctx, out, msg, noreply);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::FlushAll { delay, noreply } => {
             ctx.ws.flush_cmds.incr();
             if !sh.settings.flush_enabled {
                 reply(ctx, out, "CLIENT_ERROR flush_all not allowed", noreply);
-                return Next::Continue;
+                return Outcome::Done { used };
             }
             engine.flush_all(delay.max(0));
             reply(ctx, out, "OK", noreply);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::Version => {
             reply(ctx, out, &format!("VERSION {VERSION}"), false);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::Verbosity { level, noreply } => {
             sh.runtime.verbose.store(level.min(MAX_VERBOSITY), Relaxed);
             reply(ctx, out, "OK", noreply);
-            Next::Continue
+            Outcome::Done { used }
         }
-        Request::Quit => Next::CloseAfterWrite,
+        Request::Quit => Outcome::CloseAfterWrite { used },
         Request::Shutdown { graceful } => {
             if !sh.settings.shutdown_command {
                 reply(ctx, out, "ERROR: shutdown not enabled", false);
-                return Next::Continue;
+                return Outcome::Done { used };
             }
             crate::signals::request_stop(graceful);
-            Next::Close
+            Outcome::Close
         }
         Request::ShutdownBadMode => {
             let msg = if sh.settings.shutdown_command {
@@ -445,11 +521,11 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "ERROR: shutdown not enabled"
             };
             reply(ctx, out, msg, false);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::Stats(cmd) => {
             stats(ctx, cmd, out);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::CacheMemlimit { megabytes, noreply } => {
             let msg = if megabytes < 8 {
@@ -468,12 +544,12 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust"
             };
             reply(ctx, out, msg, noreply);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::SlabsReassign(args) => {
             if !engine.config().slab_reassign {
                 reply(ctx, out, "CLIENT_ERROR slab reassignment disabled", false);
-                return Next::Continue;
+                return Outcome::Done { used };
             }
             match args {
                 None => reply(ctx, out, text::BAD_FORMAT, false),
@@ -482,7 +558,7 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                     Err(e) => reply(ctx, out, &e.to_string(), false),
                 },
             }
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::SlabsAutomove { arg, noreply } => {
             match arg {
@@ -490,24 +566,27 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 Automove::Level(l) => engine.set_automove(l),
             }
             reply(ctx, out, "OK", noreply);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::LruCrawler(cmd) => {
             crawler(ctx, cmd, out);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::Lru { cmd, noreply } => {
             lru(ctx, cmd, noreply, out);
-            Next::Continue
+            Outcome::Done { used }
         }
         Request::Error { msg, noreply } => {
             reply(ctx, out, msg, noreply);
-            Next::Continue
+            Outcome::Done { used }
         }
-        Request::Close => Next::Close,
+        Request::Close => Outcome::Close,
         Request::GetKeyTooLong => {
+            // memcached culls every reply it has not sent yet before
+            // answering this one; clients see the same bytes from us.
+            out.cull_to(sess.cull_floor);
             reply(ctx, out, text::BAD_FORMAT, false);
-            Next::Continue
+            Outcome::Done { used }
         }
     }
 }
@@ -586,7 +665,7 @@ fn lru(ctx: &Ctx, cmd: LruCmd, noreply: bool, out: &mut Vec<u8>) {
     }
 }
 
-fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
+pub fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
     let sh = ctx.shared;
     match cmd {
         StatsCmd::General => {

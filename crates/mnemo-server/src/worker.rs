@@ -3,8 +3,8 @@
 //! with a mio `Waker` to interrupt `poll`.
 
 use crate::batch::{Batch, Req};
-use crate::conn::{Conn, Drive, Stream};
-use crate::proto_text::Ctx;
+use crate::conn::{Conn, Drive, Env, Stream};
+use crate::dispatch::Ctx;
 use crate::shared::{ConnInfo, Shared};
 use crate::stats::WorkerStats;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -260,26 +260,27 @@ impl Worker {
         }
     }
 
-    /// Runs `f` on connection `i` with its context; `None` if the slot is
-    /// empty.
+    /// Runs `f` on connection `i` with what it borrows from the worker;
+    /// `None` if the slot is empty.
     fn with_conn<R>(
         &mut self,
         i: usize,
         defer_send: bool,
-        f: impl FnOnce(&mut Slot, &mut Ctx) -> R,
+        f: impl FnOnce(&mut Slot, &mut Env) -> R,
     ) -> Option<R> {
         let slot = self.slots.get_mut(i)?.as_mut()?;
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            ts: &self.ts,
-            ws: &self.ws,
-            fd: slot.conn.info.fd,
-            pending_output: false,
+        let mut env = Env {
+            ctx: Ctx {
+                shared: &self.shared,
+                ts: &self.ts,
+                ws: &self.ws,
+                fd: slot.conn.info.fd,
+                pending_output: false,
+            },
             rbuf_pool: &mut self.rbuf_pool,
-            direct_values: true,
             defer_send,
         };
-        Some(f(slot, &mut ctx))
+        Some(f(slot, &mut env))
     }
 
     fn drive(&mut self, i: usize, readable: bool, writable: bool) {
