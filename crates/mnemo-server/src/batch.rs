@@ -30,7 +30,8 @@ pub struct Req {
     pub slot: usize,
     pub fd: i32,
     /// The buffer's address (an integer so that the worker's reusable
-    /// list of requests stays `Send`; it is empty between rounds).
+    /// list of requests stays `Send`; it is empty between rounds). Only
+    /// [`Batch::run`]'s caller vouches for it.
     pub addr: usize,
     pub len: usize,
     pub send: bool,
@@ -97,9 +98,16 @@ impl Batch {
 
     /// Runs `reqs`, appending `(index in reqs, result)` to `results` for
     /// each, the result being bytes moved or a negated errno as the
-    /// kernel returns it. Every buffer in `reqs` must stay valid and
-    /// unaliased for the duration of the call; none is touched after it.
-    pub fn run(&mut self, reqs: &[Req], results: &mut Vec<(usize, i32)>) -> io::Result<()> {
+    /// kernel returns it. The kernel touches no buffer after this returns
+    /// (every operation has completed by then, see the module docs).
+    ///
+    /// # Safety
+    /// For the whole call, every request's `addr..addr + len` must be one
+    /// live allocation: for a receive, writable and neither read nor
+    /// written through any other path (no two receives may overlap); for
+    /// a send, readable and not written. The kernel writes received bytes
+    /// there; nothing checks the addresses.
+    pub unsafe fn run(&mut self, reqs: &[Req], results: &mut Vec<(usize, i32)>) -> io::Result<()> {
         let mut base = 0;
         for chunk in reqs.chunks(ENTRIES as usize) {
             {
@@ -129,10 +137,12 @@ impl Batch {
                         }
                     };
                     let entry = entry.user_data((base + k) as u64);
-                    // SAFETY: the caller keeps every buffer valid until this
-                    // function returns, and it returns only once each entry
-                    // has completed. The queue has room: it is drained after
-                    // each chunk of at most ENTRIES.
+                    // SAFETY: the entry's buffer is valid and unaliased
+                    // until this function returns (the caller's contract),
+                    // and it returns only once every entry has completed,
+                    // so the kernel never holds it longer. The queue has
+                    // room: it is drained after each chunk of at most
+                    // ENTRIES.
                     unsafe { push(&mut sq, &entry)? };
                 }
             }

@@ -16,7 +16,7 @@
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
-use crate::dispatch::{self, Ctx, Outcome, Resume, Session, GET_PAUSE_BYTES};
+use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTES};
 use crate::out::Out;
 use crate::shared::{ConnInfo, ConnState};
 use mnemo_engine::{MetadumpCursor, Reserved};
@@ -424,7 +424,12 @@ impl Conn {
     /// ready connection in one submission. `None` when this connection
     /// must read for itself (output pending, a value read into its item,
     /// a full buffer).
-    pub fn prefill_target(&mut self, env: &mut Env) -> Option<(*mut u8, usize)> {
+    ///
+    /// The space stays where it is, and nothing else reads or writes it,
+    /// until the next call that takes the connection `&mut` (the buffer
+    /// moves only in `make_room`); the worker's read into it must complete
+    /// before then and be reported through [`Conn::prefill_done`].
+    pub fn prefill_target(&mut self, env: &mut Env) -> Option<&mut [u8]> {
         self.readable = true;
         if self.send_deferred
             || self.prefill_eof
@@ -435,8 +440,7 @@ impl Conn {
             return None;
         }
         self.make_room(env).ok()?;
-        let dst = &mut self.rbuf[self.rend..];
-        Some((dst.as_mut_ptr(), dst.len()))
+        Some(&mut self.rbuf[self.rend..])
     }
 
     /// The result of the read issued at [`Conn::prefill_target`]: bytes
@@ -624,14 +628,12 @@ impl Conn {
             let buf = &self.rbuf[self.rstart..self.rend];
             let buffered = buf.len();
             let direct = take_full(&mut self.direct);
-            let outcome = dispatch::step(
-                &mut env.ctx,
-                &mut self.sess,
-                buf,
-                &mut self.wbuf,
+            let front = Front {
+                input: buf,
                 resume,
                 direct,
-            );
+            };
+            let outcome = dispatch::step(&mut env.ctx, &mut self.sess, front, &mut self.wbuf);
             // A request counts against -R once, when it is answered: not
             // while it waits for input, nor when a paused get resumes.
             if !matches!(outcome, Outcome::NeedMore { .. } | Outcome::Direct { .. })

@@ -164,17 +164,19 @@ pub enum Outcome {
     Close,
 }
 
-/// Runs the request at the front of `input` (not empty). `direct` is the
-/// filled item of a request that answered [`Outcome::Direct`] before.
+/// The request at the front of the input, as the caller hands it over.
+pub struct Front<'a> {
+    /// The buffered input, from the request's first byte (not empty).
+    pub input: &'a [u8],
+    pub resume: Resume,
+    /// The filled item of a request that answered [`Outcome::Direct`].
+    pub direct: Option<Reserved>,
+}
+
+/// Runs the request at the front of the input.
 #[inline]
-pub fn step(
-    ctx: &mut Ctx,
-    sess: &mut Session,
-    input: &[u8],
-    out: &mut Out,
-    resume: Resume,
-    direct: Option<Reserved>,
-) -> Outcome {
+pub fn step(ctx: &mut Ctx, sess: &mut Session, front: Front, out: &mut Out) -> Outcome {
+    let input = front.input;
     ctx.pending_output = out.has_unsent();
     let proto = match sess.proto {
         Some(p) => p,
@@ -192,7 +194,7 @@ pub fn step(
     let ctx = &*ctx;
     if proto == Protocol::Binary {
         let stream = sess.is_stream();
-        return proto_bin::step(ctx, &mut sess.bin, stream, input, out, direct);
+        return proto_bin::step(ctx, &mut sess.bin, stream, input, out, front.direct);
     }
     if !sess.ascii_authed && sess.is_stream() {
         if let Some(file) = ctx.shared.auth.as_ref() {
@@ -203,7 +205,7 @@ pub fn step(
             return auth::ascii_auth(file, input, &mut sess.ascii_authed, out);
         }
     }
-    proto_text::step(ctx, sess, input, out, resume, direct)
+    proto_text::step(ctx, sess, front, out)
 }
 
 /// Continues a metadump until the output holds [`GET_PAUSE_BYTES`]; true
@@ -230,7 +232,12 @@ pub fn run_datagram(ctx: &mut Ctx, mut input: &[u8], out: &mut Out, mut send: im
     let mut resume = Resume::Fresh;
     while !input.is_empty() {
         out.clear();
-        let outcome = step(ctx, &mut sess, input, out, resume, None);
+        let front = Front {
+            input,
+            resume,
+            direct: None,
+        };
+        let outcome = step(ctx, &mut sess, front, out);
         send(out);
         resume = Resume::Fresh;
         input = match outcome {

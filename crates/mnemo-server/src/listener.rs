@@ -89,6 +89,32 @@ pub fn split_host_port(entry: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
+/// The `-l` entries, or memcached's default of every IPv4 and IPv6
+/// interface; TCP and UDP listen on the same ones.
+pub fn interfaces(s: &Settings) -> Vec<String> {
+    match &s.inter {
+        Some(list) => list
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        None => vec!["0.0.0.0".into(), "::".into()],
+    }
+}
+
+/// The addresses one `-l` host stands for: an IP literal as it is, a name
+/// through the resolver (each address it gives is bound, as memcached's
+/// getaddrinfo loop does).
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(vec![SocketAddr::new(ip, port)]),
+        Err(_) => Ok((host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("getaddrinfo(): {e} ({host})"))?
+            .collect()),
+    }
+}
+
 fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -129,25 +155,10 @@ pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
     if s.port == 0 {
         return Ok(out);
     }
-    let entries: Vec<String> = match &s.inter {
-        Some(list) => list
-            .split(',')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect(),
-        None => vec!["0.0.0.0".into(), "::".into()],
-    };
-    for entry in &entries {
+    for entry in &interfaces(s) {
         let (host, port) = split_host_port(entry)?;
         let port = port.unwrap_or(s.port);
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => (host.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|e| format!("getaddrinfo(): {e} ({host})"))?
-                .collect(),
-        };
-        for a in addrs {
+        for a in resolve(&host, port)? {
             match bind_tcp(a, s.backlog) {
                 Ok(l) => out.push(Listener::Tcp(l)),
                 // The default "::" is best effort, as on hosts without IPv6.

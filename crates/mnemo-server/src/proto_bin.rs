@@ -121,20 +121,25 @@ pub fn step(
     }
 }
 
-/// Reserves the item a store's value will be read into; `None` when the
-/// command is not a store.
-fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> Option<Outcome> {
-    let (mode, flags, exptime) = match *cmd {
+/// A storage command's mode, flags and expiry; `None` for any other.
+fn store_args(p: &Packet, cmd: &Cmd) -> Option<(StoreMode, u32, i64)> {
+    match *cmd {
         Cmd::Store {
             kind,
             flags,
             exptime,
             ..
-        } => (store_mode(p, kind), flags, i64::from(exptime)),
-        Cmd::Concat { append: true, .. } => (StoreMode::Append, 0, 0),
-        Cmd::Concat { append: false, .. } => (StoreMode::Prepend, 0, 0),
-        _ => return None,
-    };
+        } => Some((store_mode(p, kind), flags, i64::from(exptime))),
+        Cmd::Concat { append: true, .. } => Some((StoreMode::Append, 0, 0)),
+        Cmd::Concat { append: false, .. } => Some((StoreMode::Prepend, 0, 0)),
+        _ => None,
+    }
+}
+
+/// Reserves the item a store's value will be read into; `None` when the
+/// command is not a store.
+fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> Option<Outcome> {
+    let (mode, flags, exptime) = store_args(p, cmd)?;
     Some(
         match ctx.shared.engine.reserve(mode, p.key, flags, exptime, vlen) {
             Ok(value) => Outcome::Direct {
@@ -221,54 +226,24 @@ fn run(
     let h = &p.header;
     let key = p.key;
     match cmd {
-        Cmd::Get { quiet, with_key } => {
-            ctx.ws.get_cmds.incr();
-            let hit = engine.get(key, GetMode::Get, ctx.ts, |it| {
-                hit_response(out, p, it, with_key, true);
-            });
-            if hit.is_none() {
-                miss(out, p, quiet, with_key);
-            }
-        }
+        Cmd::Get { quiet, with_key } => retrieve(ctx, p, GetMode::Get, quiet, with_key, true, out),
         Cmd::Touch {
             exptime,
             quiet,
             with_key,
             with_value,
         } => {
-            ctx.ws.touch_cmds.incr();
-            let hit = engine.get(key, GetMode::Touch(i64::from(exptime)), ctx.ts, |it| {
-                hit_response(out, p, it, with_key, with_value);
-            });
-            if hit.is_none() {
-                miss(out, p, quiet, with_key);
+            let mode = GetMode::Touch(i64::from(exptime));
+            retrieve(ctx, p, mode, quiet, with_key, with_value, out);
+        }
+        Cmd::Store { quiet, .. } | Cmd::Concat { quiet, .. } => {
+            if let Some((mode, flags, exptime)) = store_args(p, &cmd) {
+                let o = match direct {
+                    Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
+                    None => engine.store(mode, key, flags, exptime, value, h.cas, ctx.ts),
+                };
+                store_reply(out, p, quiet, mode, o);
             }
-        }
-        Cmd::Store {
-            kind,
-            quiet,
-            flags,
-            exptime,
-            ..
-        } => {
-            let mode = store_mode(p, kind);
-            let o = match direct {
-                Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
-                None => engine.store(mode, key, flags, i64::from(exptime), value, h.cas, ctx.ts),
-            };
-            store_reply(out, p, quiet, mode, o);
-        }
-        Cmd::Concat { append, quiet, .. } => {
-            let mode = if append {
-                StoreMode::Append
-            } else {
-                StoreMode::Prepend
-            };
-            let o = match direct {
-                Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
-                None => engine.store(mode, key, 0, 0, value, h.cas, ctx.ts),
-            };
-            store_reply(out, p, quiet, mode, o);
         }
         Cmd::Delete { quiet } => {
             let mut slot = engine.lock_key(key, ctx.ts);
@@ -324,6 +299,29 @@ fn run(
         }
     }
     false
+}
+
+/// GET and TOUCH (and their quiet and keyed forms).
+#[inline]
+fn retrieve(
+    ctx: &Ctx,
+    p: &Packet,
+    mode: GetMode,
+    quiet: bool,
+    with_key: bool,
+    with_value: bool,
+    out: &mut Out,
+) {
+    match mode {
+        GetMode::Get => ctx.ws.get_cmds.incr(),
+        _ => ctx.ws.touch_cmds.incr(),
+    }
+    let hit = ctx.shared.engine.get(p.key, mode, ctx.ts, |it| {
+        hit_response(out, p, it, with_key, with_value);
+    });
+    if hit.is_none() {
+        miss(out, p, quiet, with_key);
+    }
 }
 
 fn hit_response(
@@ -417,16 +415,7 @@ fn arith(
         match slot.store(StoreMode::Add, 0, i64::from(exptime), digits, 0, None) {
             StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &initial.to_be_bytes()),
             StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
-                encode_response(
-                    out,
-                    h.opcode,
-                    status::OUT_OF_MEMORY,
-                    h.opaque,
-                    0,
-                    &[],
-                    &[],
-                    b"Out of memory allocating new item",
-                );
+                out_of_memory(out, p, b"Out of memory allocating new item")
             }
             _ => err(out, p, status::NOT_STORED),
         }
@@ -439,17 +428,23 @@ fn arith(
         }
         ArithOutcome::NotFound => err(out, p, status::KEY_NOT_FOUND),
         ArithOutcome::NonNumeric => err(out, p, status::DELTA_BADVAL),
-        ArithOutcome::OutOfMemory => encode_response(
-            out,
-            h.opcode,
-            status::OUT_OF_MEMORY,
-            h.opaque,
-            0,
-            &[],
-            &[],
-            b"Out of memory incrementing value",
-        ),
+        ArithOutcome::OutOfMemory => out_of_memory(out, p, b"Out of memory incrementing value"),
     }
+}
+
+/// An OUT_OF_MEMORY response with memcached's text for what failed.
+fn out_of_memory(out: &mut Vec<u8>, p: &Packet, text: &[u8]) {
+    let h = &p.header;
+    encode_response(
+        out,
+        h.opcode,
+        status::OUT_OF_MEMORY,
+        h.opaque,
+        0,
+        &[],
+        &[],
+        text,
+    );
 }
 
 /// `stat [group]`: the text protocol's answer for the same group, sent as

@@ -115,6 +115,18 @@ fn too_long(t: &[u8]) -> bool {
     t[0] == b'O' && t.len() > MAX_OPAQUE
 }
 
+/// Appends the ` O<opaque>` token `t` to a reply begun at `start`; an
+/// opaque too long replaces the whole reply with the error (false).
+fn opaque(out: &mut Vec<u8>, t: &[u8], start: usize) -> bool {
+    if too_long(t) {
+        out.truncate(start);
+        out.extend_from_slice(OPAQUE_TOO_LONG);
+        return false;
+    }
+    meta::push_opaque(out, t);
+    true
+}
+
 /// Appends ` <opaque>` / ` k<key>` for the flags that echo the request.
 fn echo_flags(req: &Request, key: &[u8], out: &mut Vec<u8>) {
     for t in req.flag_tokens() {
@@ -177,12 +189,10 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Out) {
                 }
                 b'h' => out.extend_from_slice(if it.fetched() { b" h1" } else { b" h0" }),
                 b'O' => {
-                    if too_long(t) {
-                        out.truncate(start);
-                        out.extend_from_slice(OPAQUE_TOO_LONG);
+                    let fits = opaque(out, t, start);
+                    if !fits {
                         return;
                     }
-                    meta::push_opaque(out, t);
                 }
                 // The item's own flag decides, as in memcached: a key
                 // stored with `b` comes back base64 even when asked without.
@@ -503,12 +513,10 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             b'T' => slot.set_exptime(i64::from(f.ttl.unwrap_or(0))),
             b'N' if created => slot.set_exptime(i64::from(f.vivify.unwrap_or(0))),
             b'O' => {
-                if too_long(t) {
-                    out.truncate(start);
-                    out.extend_from_slice(OPAQUE_TOO_LONG);
+                let fits = opaque(out, t, start);
+                if !fits {
                     return;
                 }
-                meta::push_opaque(out, t);
             }
             b'k' => meta::push_key(out, req.key, f.base64),
             _ => {}

@@ -6,7 +6,7 @@
 //! connection closes are memcached 1.6.18's (`proto_text.c`).
 
 use crate::conn::MAX_GET_LINE;
-use crate::dispatch::{Ctx, Outcome, Resume, Session, DIRECT_ABOVE};
+use crate::dispatch::{Ctx, Front, Outcome, Resume, Session, DIRECT_ABOVE};
 use crate::out::Out;
 use crate::proto_meta;
 use crate::shared::VERSION;
@@ -28,14 +28,8 @@ const MAX_SLAB_CLASSES: u32 = 64;
 /// Frames the line at the front of `input` and runs it: a meta command
 /// through `proto_meta`, anything else through [`execute`].
 #[inline]
-pub fn step(
-    ctx: &Ctx,
-    sess: &mut Session,
-    input: &[u8],
-    out: &mut Out,
-    resume: Resume,
-    direct: Option<Reserved>,
-) -> Outcome {
+pub fn step(ctx: &Ctx, sess: &mut Session, front: Front, out: &mut Out) -> Outcome {
+    let input = front.input;
     let (line, consumed) = match text::next_line(input) {
         Line::Incomplete if input.len() >= MAX_GET_LINE => return Outcome::Close,
         Line::Incomplete => return Outcome::NeedMore { need: 0 },
@@ -51,14 +45,14 @@ pub fn step(
     }
     if proto_meta::is_meta(line) {
         let stream = sess.is_stream();
-        return proto_meta::step(ctx, stream, line, consumed, input, out, direct);
+        return proto_meta::step(ctx, stream, line, consumed, input, out, front.direct);
     }
     let at = At {
         input,
         line,
         consumed,
-        resume,
-        direct,
+        resume: front.resume,
+        direct: front.direct,
     };
     execute(ctx, sess, text::parse_line(line), at, out)
 }
@@ -106,14 +100,26 @@ fn store_mode(k: StoreKind) -> StoreMode {
     }
 }
 
+/// A storage command's fields (`Request::Store`'s).
+struct StoreReq<'a> {
+    kind: StoreKind,
+    key: &'a [u8],
+    flags: u32,
+    exptime: i64,
+    /// The value's length.
+    bytes: usize,
+    cas: u64,
+    noreply: bool,
+}
+
 /// A storage command: refused before its data is read when the item can
 /// never fit, run once the value is buffered, or (a large value still
 /// arriving over a stream) given an item to read the value into.
-/// `bytes` is the request's value length.
-fn store(ctx: &Ctx, sess: &Session, req: &Request, bytes: usize, at: At, out: &mut Out) -> Outcome {
+fn store(ctx: &Ctx, sess: &Session, st: StoreReq, at: At, out: &mut Out) -> Outcome {
     let head = at.consumed;
+    let st = &st;
     if at.resume == Resume::Fresh {
-        if let Some(n) = precheck_store(ctx, req, out) {
+        if let Some(n) = precheck_store(ctx, st, out) {
             return Outcome::Swallow {
                 used: head,
                 left: n,
@@ -122,10 +128,10 @@ fn store(ctx: &Ctx, sess: &Session, req: &Request, bytes: usize, at: At, out: &m
     }
     // With the value in its item, only the terminator follows the line.
     let direct = at.direct.is_some();
-    let need = head + if direct { 2 } else { bytes + 2 };
+    let need = head + if direct { 2 } else { st.bytes + 2 };
     if at.input.len() < need {
         if !direct && need > DIRECT_ABOVE && sess.is_stream() {
-            return match reserve_store(ctx, req, out) {
+            return match reserve_store(ctx, st, out) {
                 Ok(value) => Outcome::Direct {
                     head,
                     trailer: 2,
@@ -136,24 +142,14 @@ fn store(ctx: &Ctx, sess: &Session, req: &Request, bytes: usize, at: At, out: &m
         }
         return Outcome::NeedMore { need };
     }
-    complete_store(ctx, req, &at.input[head..need], out, at.direct);
+    complete_store(ctx, st, &at.input[head..need], out, at.direct);
     Outcome::Done { used: need }
 }
 
 /// Called for a storage line before its data is read: `Some(n)` when the
 /// item can never fit and the `n` data bytes must be swallowed.
-fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usize> {
-    let Request::Store {
-        kind,
-        key,
-        flags,
-        bytes,
-        noreply,
-        ..
-    } = *req
-    else {
-        return None;
-    };
+fn precheck_store(ctx: &Ctx, st: &StoreReq, out: &mut Vec<u8>) -> Option<usize> {
+    let (key, flags, bytes) = (st.key, st.flags, st.bytes);
     if ctx.shared.runtime.detail_enabled.load(Relaxed) {
         ctx.shared
             .global
@@ -164,9 +160,14 @@ fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usize> 
     {
         return None;
     }
-    reply(ctx, out, "SERVER_ERROR object too large for cache", noreply);
+    reply(
+        ctx,
+        out,
+        "SERVER_ERROR object too large for cache",
+        st.noreply,
+    );
     ctx.ws.store_too_large.incr();
-    if kind == StoreKind::Set {
+    if st.kind == StoreKind::Set {
         // memcached drops the old value when a set fails, so a reader never
         // sees data the client meant to replace. The engine API has no
         // stat-free unlink yet, so this shows in delete_hits/delete_misses,
@@ -195,28 +196,13 @@ fn memcached_item_fits(
 /// For a storage command whose value is still arriving: reserves the item
 /// the value will be read into (memcached allocates it at this point too).
 /// `Err(n)`: refused, the reply is written and `n` bytes must be swallowed.
-fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Reserved, usize> {
-    let Request::Store {
-        kind,
-        key,
-        flags,
-        exptime,
-        bytes,
-        noreply,
-        ..
-    } = *req
-    else {
-        return Err(0);
-    };
-    match ctx
-        .shared
-        .engine
-        .reserve(store_mode(kind), key, flags, exptime, bytes)
-    {
+fn reserve_store(ctx: &Ctx, st: &StoreReq, out: &mut Vec<u8>) -> Result<Reserved, usize> {
+    let mode = store_mode(st.kind);
+    match (ctx.shared.engine).reserve(mode, st.key, st.flags, st.exptime, st.bytes) {
         Ok(value) => Ok(value),
         Err(outcome) => {
-            reply(ctx, out, store_reply(ctx, outcome), noreply);
-            Err(bytes + 2)
+            reply(ctx, out, store_reply(ctx, outcome), st.noreply);
+            Err(st.bytes + 2)
         }
     }
 }
@@ -226,44 +212,36 @@ fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Reserved
 /// item and `data` is only the terminator.
 fn complete_store(
     ctx: &Ctx,
-    req: &Request,
+    st: &StoreReq,
     data: &[u8],
     out: &mut Vec<u8>,
     direct: Option<Reserved>,
 ) {
-    let Request::Store {
-        kind,
-        key,
-        flags,
-        exptime,
-        bytes,
-        cas,
-        noreply,
-    } = *req
-    else {
-        return;
-    };
+    let (key, bytes) = (st.key, st.bytes);
     let value_end = if direct.is_some() { 0 } else { bytes };
     if &data[value_end..value_end + 2] != b"\r\n" {
         // memcached counts the set before it checks the terminator.
-        ctx.shared.engine.count_set(key.len(), flags, bytes, ctx.ts);
-        reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
+        ctx.shared
+            .engine
+            .count_set(key.len(), st.flags, bytes, ctx.ts);
+        reply(ctx, out, "CLIENT_ERROR bad data chunk", st.noreply);
         return;
     }
     let engine = &ctx.shared.engine;
+    let mode = store_mode(st.kind);
     let outcome = match direct {
-        Some(value) => engine.store_reserved(store_mode(kind), key, value, cas, ctx.ts),
+        Some(value) => engine.store_reserved(mode, key, value, st.cas, ctx.ts),
         None => engine.store(
-            store_mode(kind),
+            mode,
             key,
-            flags,
-            exptime,
+            st.flags,
+            st.exptime,
             &data[..bytes],
-            cas,
+            st.cas,
             ctx.ts,
         ),
     };
-    reply(ctx, out, store_reply(ctx, outcome), noreply);
+    reply(ctx, out, store_reply(ctx, outcome), st.noreply);
 }
 
 /// memcached's answer to a storage command's outcome, counting failures.
@@ -408,30 +386,42 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 Resume::Get { offset } if offset <= at.line.len() => Keys::new(&at.line[offset..]),
                 _ => keys,
             };
-            match get(ctx, kind, exptime, keys, out, sess.get_pause()) {
-                Some(rest) => Outcome::GetPaused {
-                    offset: rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize,
-                },
-                None => {
-                    sess.cull_floor = out.len();
-                    Outcome::Done { used }
-                }
+            if let Some(rest) = get(ctx, kind, exptime, keys, out, sess.get_pause()) {
+                let offset = rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize;
+                return Outcome::GetPaused { offset };
             }
+            sess.cull_floor = out.len();
         }
-        Request::Store { bytes, .. } => store(ctx, sess, &req, bytes, at, out),
+        Request::Store {
+            kind,
+            key,
+            flags,
+            exptime,
+            bytes,
+            cas,
+            noreply,
+        } => {
+            let st = StoreReq {
+                bytes,
+                kind,
+                key,
+                flags,
+                exptime,
+                cas,
+                noreply,
+            };
+            return store(ctx, sess, st, at, out);
+        }
         // Streamed over a connection, pausing as the output fills.
         Request::LruCrawler(CrawlerCmd::Metadump(classes)) if sess.is_stream() => {
-            match metadump_start(ctx, classes, out) {
-                Some(cursor) => Outcome::Metadump {
-                    used,
-                    cursor: Box::new(cursor),
-                },
-                None => Outcome::Done { used },
+            if let Some(cursor) = metadump_start(ctx, classes, out) {
+                let cursor = Box::new(cursor);
+                return Outcome::Metadump { used, cursor };
             }
         }
         // No connection to close or shut down over UDP: the rest of the
         // datagram is dropped.
-        Request::Quit | Request::Shutdown { .. } if !sess.is_stream() => Outcome::Close,
+        Request::Quit | Request::Shutdown { .. } if !sess.is_stream() => return Outcome::Close,
         Request::Delete { key, noreply } => {
             if sh.runtime.detail_enabled.load(Relaxed) {
                 sh.global
@@ -443,35 +433,31 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 "NOT_FOUND"
             };
             reply(ctx, out, msg, noreply);
-            Outcome::Done { used }
         }
         Request::Arith {
             incr,
             key,
             delta,
             noreply,
-        } => {
-            match engine.arith(key, incr, delta, ctx.ts) {
-                ArithOutcome::Value(v) => {
-                    if sh.verbose() > 1 {
-                        eprintln!(">{} {v}", ctx.fd);
-                    }
-                    if !noreply {
-                        text::push_u64(out, v);
-                        out.extend_from_slice(b"\r\n");
-                    }
+        } => match engine.arith(key, incr, delta, ctx.ts) {
+            ArithOutcome::Value(v) => {
+                if sh.verbose() > 1 {
+                    eprintln!(">{} {v}", ctx.fd);
                 }
-                ArithOutcome::NotFound => reply(ctx, out, "NOT_FOUND", noreply),
-                ArithOutcome::NonNumeric => reply(
-                    ctx,
-                    out,
-                    "CLIENT_ERROR cannot increment or decrement non-numeric value",
-                    noreply,
-                ),
-                ArithOutcome::OutOfMemory => reply(ctx, out, "SERVER_ERROR out of memory", noreply),
+                if !noreply {
+                    text::push_u64(out, v);
+                    out.extend_from_slice(b"\r\n");
+                }
             }
-            Outcome::Done { used }
-        }
+            ArithOutcome::NotFound => reply(ctx, out, "NOT_FOUND", noreply),
+            ArithOutcome::NonNumeric => reply(
+                ctx,
+                out,
+                "CLIENT_ERROR cannot increment or decrement non-numeric value",
+                noreply,
+            ),
+            ArithOutcome::OutOfMemory => reply(ctx, out, "SERVER_ERROR out of memory", noreply),
+        },
         Request::Touch {
             key,
             exptime,
@@ -484,35 +470,30 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 "NOT_FOUND"
             };
             reply(ctx, out, msg, noreply);
-            Outcome::Done { used }
         }
         Request::FlushAll { delay, noreply } => {
             ctx.ws.flush_cmds.incr();
-            if !sh.settings.flush_enabled {
+            if sh.settings.flush_enabled {
+                engine.flush_all(delay.max(0));
+                reply(ctx, out, "OK", noreply);
+            } else {
                 reply(ctx, out, "CLIENT_ERROR flush_all not allowed", noreply);
-                return Outcome::Done { used };
             }
-            engine.flush_all(delay.max(0));
-            reply(ctx, out, "OK", noreply);
-            Outcome::Done { used }
         }
         Request::Version => {
             reply(ctx, out, &format!("VERSION {VERSION}"), false);
-            Outcome::Done { used }
         }
         Request::Verbosity { level, noreply } => {
             sh.runtime.verbose.store(level.min(MAX_VERBOSITY), Relaxed);
             reply(ctx, out, "OK", noreply);
-            Outcome::Done { used }
         }
-        Request::Quit => Outcome::CloseAfterWrite { used },
+        Request::Quit => return Outcome::CloseAfterWrite { used },
         Request::Shutdown { graceful } => {
-            if !sh.settings.shutdown_command {
-                reply(ctx, out, "ERROR: shutdown not enabled", false);
-                return Outcome::Done { used };
+            if sh.settings.shutdown_command {
+                crate::signals::request_stop(graceful);
+                return Outcome::Close;
             }
-            crate::signals::request_stop(graceful);
-            Outcome::Close
+            reply(ctx, out, "ERROR: shutdown not enabled", false);
         }
         Request::ShutdownBadMode => {
             let msg = if sh.settings.shutdown_command {
@@ -521,11 +502,9 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 "ERROR: shutdown not enabled"
             };
             reply(ctx, out, msg, false);
-            Outcome::Done { used }
         }
         Request::Stats(cmd) => {
             stats(ctx, cmd, out);
-            Outcome::Done { used }
         }
         Request::CacheMemlimit { megabytes, noreply } => {
             let msg = if megabytes < 8 {
@@ -544,51 +523,40 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust"
             };
             reply(ctx, out, msg, noreply);
-            Outcome::Done { used }
         }
-        Request::SlabsReassign(args) => {
-            if !engine.config().slab_reassign {
-                reply(ctx, out, "CLIENT_ERROR slab reassignment disabled", false);
-                return Outcome::Done { used };
-            }
-            match args {
-                None => reply(ctx, out, text::BAD_FORMAT, false),
-                Some((src, dst)) => match engine.slabs_reassign(src, dst) {
-                    Ok(()) => reply(ctx, out, "OK", false),
-                    Err(e) => reply(ctx, out, &e.to_string(), false),
-                },
-            }
-            Outcome::Done { used }
-        }
+        Request::SlabsReassign(args) => match (engine.config().slab_reassign, args) {
+            (false, _) => reply(ctx, out, "CLIENT_ERROR slab reassignment disabled", false),
+            (true, None) => reply(ctx, out, text::BAD_FORMAT, false),
+            (true, Some((src, dst))) => match engine.slabs_reassign(src, dst) {
+                Ok(()) => reply(ctx, out, "OK", false),
+                Err(e) => reply(ctx, out, &e.to_string(), false),
+            },
+        },
         Request::SlabsAutomove { arg, noreply } => {
             match arg {
                 Automove::Ratio(r) => engine.set_automove_ratio(r),
                 Automove::Level(l) => engine.set_automove(l),
             }
             reply(ctx, out, "OK", noreply);
-            Outcome::Done { used }
         }
         Request::LruCrawler(cmd) => {
             crawler(ctx, cmd, out);
-            Outcome::Done { used }
         }
         Request::Lru { cmd, noreply } => {
             lru(ctx, cmd, noreply, out);
-            Outcome::Done { used }
         }
         Request::Error { msg, noreply } => {
             reply(ctx, out, msg, noreply);
-            Outcome::Done { used }
         }
-        Request::Close => Outcome::Close,
+        Request::Close => return Outcome::Close,
         Request::GetKeyTooLong => {
             // memcached culls every reply it has not sent yet before
             // answering this one; clients see the same bytes from us.
             out.cull_to(sess.cull_floor);
             reply(ctx, out, text::BAD_FORMAT, false);
-            Outcome::Done { used }
         }
     }
+    Outcome::Done { used }
 }
 
 fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
@@ -619,23 +587,28 @@ fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
             engine.lru_crawler_set_sleep(us);
             reply(ctx, out, "OK", false);
         }
-        CrawlerCmd::Enable => {
-            if engine.lru_crawler_enable() {
-                sh.crawler_enabled.store(true, Relaxed);
-                reply(ctx, out, "OK", false);
-            } else {
-                reply(ctx, out, "ERROR failed to start lru crawler thread", false);
-            }
-        }
-        CrawlerCmd::Disable => {
-            if engine.lru_crawler_disable() {
-                sh.crawler_enabled.store(false, Relaxed);
-                reply(ctx, out, "OK", false);
-            } else {
-                reply(ctx, out, "ERROR failed to stop lru crawler thread", false);
-            }
-        }
+        CrawlerCmd::Enable => switch_crawler(ctx, true, out),
+        CrawlerCmd::Disable => switch_crawler(ctx, false, out),
     }
+}
+
+/// `lru_crawler enable|disable`: the flag `stats` shows follows the thread.
+fn switch_crawler(ctx: &Ctx, on: bool, out: &mut Vec<u8>) {
+    let engine = &ctx.shared.engine;
+    let switched = if on {
+        engine.lru_crawler_enable()
+    } else {
+        engine.lru_crawler_disable()
+    };
+    let msg = match (switched, on) {
+        (true, _) => {
+            ctx.shared.crawler_enabled.store(on, Relaxed);
+            "OK"
+        }
+        (false, true) => "ERROR failed to start lru crawler thread",
+        (false, false) => "ERROR failed to stop lru crawler thread",
+    };
+    reply(ctx, out, msg, false);
 }
 
 /// `lru tune|mode|temp_ttl`, as memcached's `process_lru_command`: `mode`

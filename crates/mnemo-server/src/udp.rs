@@ -13,13 +13,13 @@
 //! to TCP in memcached deployments (it is off by default).
 
 use crate::dispatch::{self, Ctx};
-use crate::listener::split_host_port;
+use crate::listener::{interfaces, resolve, split_host_port};
 use crate::out::Out;
 use crate::settings::Settings;
 use crate::shared::Shared;
 use crate::stats::WorkerStats;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -39,24 +39,9 @@ pub fn bind_all(s: &Settings) -> Result<Vec<UdpSocket>, String> {
     if s.udp_port == 0 || s.socket_path.is_some() {
         return Ok(out);
     }
-    let entries: Vec<String> = match &s.inter {
-        Some(list) => list
-            .split(',')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect(),
-        None => vec!["0.0.0.0".into(), "::".into()],
-    };
-    for entry in &entries {
+    for entry in &interfaces(s) {
         let (host, _) = split_host_port(entry)?;
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, s.udp_port)],
-            Err(_) => (host.as_str(), s.udp_port)
-                .to_socket_addrs()
-                .map_err(|e| format!("getaddrinfo(): {e} ({host})"))?
-                .collect(),
-        };
-        for a in addrs {
+        for a in resolve(&host, s.udp_port)? {
             match UdpSocket::bind(a) {
                 Ok(sock) => out.push(sock),
                 Err(_) if s.inter.is_none() && a.is_ipv6() => {}

@@ -204,7 +204,7 @@ impl Worker {
         loop {
             let mut pending = false;
             for i in 0..self.slots.len() {
-                if let Some(done) = self.with_conn(i, false, |slot, ctx| slot.conn.stop_flush(ctx))
+                if let Some(done) = self.with_conn(i, false, |slot, env| slot.conn.stop_flush(env))
                 {
                     pending |= !done;
                 }
@@ -285,8 +285,8 @@ impl Worker {
 
     fn drive(&mut self, i: usize, readable: bool, writable: bool) {
         let defer = self.defer_send;
-        let Some((step, send, yielded)) = self.with_conn(i, defer, |slot, ctx| {
-            let step = slot.conn.drive(ctx, readable, writable);
+        let Some((step, send, yielded)) = self.with_conn(i, defer, |slot, env| {
+            let step = slot.conn.drive(env, readable, writable);
             let send = !slot.send_queued && slot.conn.send_target().is_some();
             slot.send_queued |= send;
             let yielded = step == Drive::Yield && !slot.queued;
@@ -315,7 +315,16 @@ impl Worker {
         if self.reqs.is_empty() {
             return;
         }
-        if let Err(e) = batch.run(&self.reqs, &mut self.results) {
+        // SAFETY: every request was made this round, just before this
+        // call, from a connection in `self.slots`: a receive into the free
+        // tail of its read buffer (`Conn::prefill_target`), a send of its
+        // queued reply bytes (`Conn::send_target`). Each connection is in
+        // the list at most once (epoll reports a descriptor once per wait;
+        // `send_queued` keeps a connection out of `sends` twice), and none
+        // runs, closes or touches its buffers between then and the end of
+        // `run`. The buffers are heap allocations of the connections, so
+        // they stay put even if the slot table grows.
+        if let Err(e) = unsafe { batch.run(&self.reqs, &mut self.results) } {
             fatal_batch(e);
         }
     }
@@ -331,13 +340,14 @@ impl Worker {
             if !readable {
                 continue;
             }
-            let req = self.with_conn(i, true, |slot, ctx| {
-                let (ptr, len) = slot.conn.prefill_target(ctx)?;
+            let req = self.with_conn(i, true, |slot, env| {
+                let fd = slot.conn.raw_fd();
+                let dst = slot.conn.prefill_target(env)?;
                 Some(Req {
                     slot: i,
-                    fd: slot.conn.raw_fd(),
-                    addr: ptr as usize,
-                    len,
+                    fd,
+                    addr: dst.as_mut_ptr() as usize,
+                    len: dst.len(),
                     send: false,
                     fixed: slot.fixed,
                 })
@@ -353,7 +363,7 @@ impl Worker {
         for k in 0..self.results.len() {
             let (r, res) = self.results[k];
             let (i, len) = (self.reqs[r].slot, self.reqs[r].len);
-            self.with_conn(i, true, |slot, ctx| slot.conn.prefill_done(ctx, res, len));
+            self.with_conn(i, true, |slot, env| slot.conn.prefill_done(env, res, len));
         }
     }
 
@@ -384,7 +394,7 @@ impl Worker {
         for k in 0..self.results.len() {
             let (r, res) = self.results[k];
             let i = self.reqs[r].slot;
-            match self.with_conn(i, false, |slot, ctx| slot.conn.send_done(ctx, res)) {
+            match self.with_conn(i, false, |slot, env| slot.conn.send_done(env, res)) {
                 Some(Ok(true)) => self.drive(i, false, false),
                 Some(Err(_)) => self.close(i),
                 Some(Ok(false)) | None => {}
