@@ -5,9 +5,9 @@ use crate::conn::{Addr, Conn};
 use crate::hash::Hash;
 use crate::ring::{ketama_name, Distribution, Node, Placement};
 use crate::Error;
+use mnemo_net::{Health, HealthPolicy};
 use mnemo_protocol::reply::{self, binary, MetaStatus, Reply, StoreCmd};
 use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// One server of a client.
@@ -125,9 +125,9 @@ impl MetaReply {
 struct Server {
     spec: ServerSpec,
     idle: Mutex<Vec<Conn>>,
-    failures: AtomicU32,
-    /// Until when the server is out of the ring (auto_eject only).
-    ejected_until: Mutex<Option<Instant>>,
+    /// Failures and ejection (auto_eject only); locked briefly, never
+    /// across I/O or while another server's is held.
+    health: Mutex<Health>,
 }
 
 /// A memcached client over several servers. Cheap to share between threads
@@ -157,8 +157,7 @@ impl Client {
                 .map(|spec| Server {
                     spec,
                     idle: Mutex::new(Vec::new()),
-                    failures: AtomicU32::new(0),
-                    ejected_until: Mutex::new(None),
+                    health: Mutex::new(Health::new()),
                 })
                 .collect(),
             placement: RwLock::new(placement),
@@ -189,11 +188,7 @@ impl Client {
         let now = Instant::now();
         let mut due = false;
         for s in &self.servers {
-            let mut e = s.ejected_until.lock();
-            if matches!(*e, Some(t) if t <= now) {
-                *e = None;
-                due = true;
-            }
+            due |= s.health.lock().readmit_if_due(now);
         }
         if due {
             self.rebuild();
@@ -204,7 +199,7 @@ impl Client {
         let live: Vec<bool> = self
             .servers
             .iter()
-            .map(|s| s.ejected_until.lock().is_none())
+            .map(|s| !s.health.lock().is_ejected())
             .collect();
         self.placement.write().rebuild(|i| live[i]);
     }
@@ -229,7 +224,7 @@ impl Client {
 
     fn checkin(&self, i: usize, c: Conn) {
         let s = &self.servers[i];
-        s.failures.store(0, Ordering::Relaxed);
+        s.health.lock().succeeded();
         if !c.is_idle() {
             return;
         }
@@ -239,13 +234,24 @@ impl Client {
         }
     }
 
+    fn health_policy(&self) -> HealthPolicy {
+        HealthPolicy {
+            auto_eject: self.opts.auto_eject,
+            failure_limit: self.opts.failure_limit,
+            retry_timeout: self.opts.retry_timeout,
+            // As twemproxy: a server failing again while out (direct calls
+            // such as `stats` still reach it) waits a full retry again.
+            extend_ejection: true,
+        }
+    }
+
     /// Count a failure; past the limit, eject the server from the ring.
     fn failed(&self, i: usize) {
-        let s = &self.servers[i];
-        let n = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.opts.auto_eject && n >= self.opts.failure_limit {
-            s.failures.store(0, Ordering::Relaxed);
-            *s.ejected_until.lock() = Some(Instant::now() + self.opts.retry_timeout);
+        let ejected = self.servers[i]
+            .health
+            .lock()
+            .failed(&self.health_policy(), Instant::now());
+        if ejected {
             self.rebuild();
         }
     }
