@@ -19,6 +19,7 @@
 //! does the per-connection system calls as before.
 
 use io_uring::{opcode, squeue, types, IoUring};
+use mnemo_net::Key;
 use std::io;
 
 /// Submission queue size; bigger rounds go in several submissions.
@@ -26,8 +27,9 @@ const ENTRIES: u32 = 256;
 
 /// One socket operation of a round.
 pub struct Req {
-    /// The worker's slot of the connection, handed back with the result.
-    pub slot: usize,
+    /// The worker's key of the connection; its index is the socket's slot
+    /// in the ring's registered-file table when `fixed`.
+    pub conn: Key,
     pub fd: i32,
     /// The buffer's address (an integer so that the worker's reusable
     /// list of requests stays `Send`; it is empty between rounds). Only
@@ -35,7 +37,7 @@ pub struct Req {
     pub addr: usize,
     pub len: usize,
     pub send: bool,
-    /// `fd` is registered with the ring at index `slot` (see
+    /// `fd` is registered with the ring at `conn.index()` (see
     /// [`Batch::register`]): the kernel skips the descriptor lookup.
     pub fixed: bool,
 }
@@ -120,21 +122,25 @@ impl Batch {
                                 .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
                                 .build()
                         }
-                        (true, true) => {
-                            opcode::Send::new(types::Fixed(r.slot as u32), r.addr as *const u8, len)
-                                .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-                                .build()
-                        }
+                        (true, true) => opcode::Send::new(
+                            types::Fixed(r.conn.index() as u32),
+                            r.addr as *const u8,
+                            len,
+                        )
+                        .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                        .build(),
                         (false, false) => {
                             opcode::Recv::new(types::Fd(r.fd), r.addr as *mut u8, len)
                                 .flags(libc::MSG_DONTWAIT)
                                 .build()
                         }
-                        (false, true) => {
-                            opcode::Recv::new(types::Fixed(r.slot as u32), r.addr as *mut u8, len)
-                                .flags(libc::MSG_DONTWAIT)
-                                .build()
-                        }
+                        (false, true) => opcode::Recv::new(
+                            types::Fixed(r.conn.index() as u32),
+                            r.addr as *mut u8,
+                            len,
+                        )
+                        .flags(libc::MSG_DONTWAIT)
+                        .build(),
                     };
                     let entry = entry.user_data((base + k) as u64);
                     // SAFETY: the entry's buffer is valid and unaliased

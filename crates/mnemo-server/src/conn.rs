@@ -20,7 +20,9 @@ use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTE
 use crate::out::Out;
 use crate::shared::{ConnInfo, ConnState};
 use mnemo_engine::{MetadumpCursor, Reserved};
-use std::io::{self, Read, Write};
+use mnemo_net::Stream;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 /// Initial read buffer (memcached's READ_BUFFER_SIZE).
@@ -34,45 +36,6 @@ pub const RBUF_POOL_MAX: usize = 256;
 /// A storage command line is at most this long (key + numbers); used to
 /// bound the read buffer while a value is read.
 const MAX_STORE_LINE: usize = 2048;
-
-/// The socket under a connection.
-pub enum Stream {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
-
-impl Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-    pub fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Stream::Tcp(s) => s,
-            Stream::Unix(s) => s,
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
-            Stream::Unix(s) => s.write_vectored(bufs),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Where input processing is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -503,10 +466,7 @@ impl Conn {
 
     /// The raw descriptor, for batched submissions.
     pub fn raw_fd(&self) -> i32 {
-        match &self.stream {
-            Stream::Tcp(s) => std::os::fd::AsRawFd::as_raw_fd(s),
-            Stream::Unix(s) => std::os::fd::AsRawFd::as_raw_fd(s),
-        }
+        self.stream.as_raw_fd()
     }
 
     /// Reads once into the item of the value being received.

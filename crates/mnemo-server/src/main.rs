@@ -131,7 +131,7 @@ fn run(settings: Settings) -> i32 {
         for l in &listeners {
             eprintln!(
                 "<{} server listening ({})",
-                l.fd(),
+                std::os::fd::AsRawFd::as_raw_fd(l),
                 settings.protocol.text()
             );
         }

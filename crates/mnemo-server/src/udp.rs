@@ -13,11 +13,12 @@
 //! to TCP in memcached deployments (it is off by default).
 
 use crate::dispatch::{self, Ctx};
-use crate::listener::{interfaces, resolve, split_host_port};
+use crate::listener::resolve;
 use crate::out::Out;
 use crate::settings::Settings;
 use crate::shared::Shared;
 use crate::stats::WorkerStats;
+use mnemo_net::addr::{listen_entries, split_host_port};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -39,7 +40,7 @@ pub fn bind_all(s: &Settings) -> Result<Vec<UdpSocket>, String> {
     if s.udp_port == 0 || s.socket_path.is_some() {
         return Ok(out);
     }
-    for entry in &interfaces(s) {
+    for entry in &listen_entries(s.inter.as_deref()) {
         let (host, _) = split_host_port(entry)?;
         for a in resolve(&host, s.udp_port)? {
             match UdpSocket::bind(a) {
