@@ -20,7 +20,7 @@ use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTE
 use crate::out::Out;
 use crate::shared::{ConnInfo, ConnState};
 use mnemo_engine::{MetadumpCursor, Reserved};
-use mnemo_net::Stream;
+use mnemo_net::{ReadBuf, Stream};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -92,9 +92,9 @@ pub enum Drive {
 pub struct Conn {
     pub stream: Stream,
     pub info: Arc<ConnInfo>,
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
+    /// Requests are parsed in place here; its policy (pooling, when to
+    /// compact and how far to grow) is this module's.
+    rbuf: ReadBuf,
     wbuf: Out,
     /// The protocol state the requests of this connection run with.
     sess: Session,
@@ -128,9 +128,7 @@ impl Conn {
             stream,
             sess: Session::stream(Arc::clone(&info)),
             info,
-            rbuf: Vec::new(),
-            rstart: 0,
-            rend: 0,
+            rbuf: ReadBuf::new(),
             wbuf: Out::new(true),
             input: Input::Command,
             readable: true,
@@ -162,7 +160,7 @@ impl Conn {
 
     /// Whether the connection is between requests (for idle_timeout).
     pub fn is_idle(&self) -> bool {
-        self.input == Input::Command && self.rstart == self.rend && !self.wbuf.has_unsent()
+        self.input == Input::Command && self.rbuf.is_empty() && !self.wbuf.has_unsent()
     }
 
     /// Stopping: writes the replies already queued, reading nothing more.
@@ -302,10 +300,8 @@ impl Conn {
     /// idle connections hold no read memory: standard-size buffers go to
     /// the worker's pool (reused without allocating), bigger ones are freed.
     fn release_rbuf(&mut self, env: &mut Env) {
-        if self.rstart == self.rend {
-            self.rstart = 0;
-            self.rend = 0;
-            let buf = std::mem::take(&mut self.rbuf);
+        if self.rbuf.is_empty() {
+            let buf = self.rbuf.take_storage();
             if buf.len() == READ_BUFFER_SIZE && env.rbuf_pool.len() < RBUF_POOL_MAX {
                 env.rbuf_pool.push(buf);
             }
@@ -325,7 +321,7 @@ impl Conn {
         }
         let n = match read_once(
             &mut self.stream,
-            &mut self.rbuf[self.rend..],
+            self.rbuf.spare_mut(),
             &mut self.readable,
             self.peer_closed,
         )? {
@@ -333,15 +329,16 @@ impl Conn {
             Got::Eof => return Ok(Filled::Eof),
             Got::WouldBlock => return Ok(Filled::WouldBlock),
         };
-        self.rend += n;
+        self.rbuf.commit(n);
         env.ctx.ws.bytes_read.add(n as u64);
         Ok(Filled::Data)
     }
 
-    /// Makes free space at `rend` for the next read: compacts, takes a
-    /// pooled buffer, or grows within the input state's limit.
+    /// Makes free space after the buffered bytes for the next read:
+    /// compacts, takes a pooled buffer, or grows within the input state's
+    /// limit.
     fn make_room(&mut self, env: &mut Env) -> Result<(), Filled> {
-        let pending = self.rend - self.rstart;
+        let pending = self.rbuf.len();
         let want = match self.input {
             Input::Value { need } => need.max(pending + 1),
             Input::Swallow { .. } => READ_BUFFER_SIZE,
@@ -350,20 +347,18 @@ impl Conn {
             | Input::MetadumpResume
             | Input::Direct { .. } => pending + 1,
         };
-        if self.rstart > 0
-            && (self.rbuf.len() - self.rend < READ_BUFFER_SIZE / 4
-                || self.rbuf.len() - self.rstart < want)
+        let rb = &mut self.rbuf;
+        if rb.start() > 0
+            && (rb.spare_len() < READ_BUFFER_SIZE / 4 || rb.spare_len() + pending < want)
         {
-            self.rbuf.copy_within(self.rstart..self.rend, 0);
-            self.rend -= self.rstart;
-            self.rstart = 0;
+            rb.compact();
         }
-        if self.rbuf.is_empty() {
+        if rb.capacity() == 0 {
             if let Some(buf) = env.rbuf_pool.pop() {
-                self.rbuf = buf;
+                *rb = ReadBuf::from_storage(buf);
             }
         }
-        if self.rbuf.len() < want.max(READ_BUFFER_SIZE) {
+        if rb.capacity() < want.max(READ_BUFFER_SIZE) {
             let limit = match self.input {
                 Input::Value { .. } => self.value_limit.max(MAX_GET_LINE),
                 _ => MAX_GET_LINE,
@@ -373,10 +368,10 @@ impl Conn {
             }
             let new_len = want
                 .max(READ_BUFFER_SIZE)
-                .max((self.rbuf.len() * 2).min(limit));
-            self.rbuf.resize(new_len, 0);
+                .max((rb.capacity() * 2).min(limit));
+            rb.grow_to(new_len);
         }
-        if self.rend == self.rbuf.len() {
+        if rb.spare_len() == 0 {
             return Err(Filled::Full);
         }
         Ok(())
@@ -403,7 +398,7 @@ impl Conn {
             return None;
         }
         self.make_room(env).ok()?;
-        Some(&mut self.rbuf[self.rend..])
+        Some(self.rbuf.spare_mut())
     }
 
     /// The result of the read issued at [`Conn::prefill_target`]: bytes
@@ -416,7 +411,7 @@ impl Conn {
                 if n < asked && !self.peer_closed {
                     self.readable = false;
                 }
-                self.rend += n;
+                self.rbuf.commit(n);
                 env.ctx.ws.bytes_read.add(n as u64);
             }
             0 => self.prefill_eof = true,
@@ -497,9 +492,8 @@ impl Conn {
     /// after its first `head` bytes moves into the item, and the read
     /// buffer keeps only the head.
     fn start_direct(&mut self, head: usize, trailer: usize, value: Reserved) {
-        let start = self.rstart + head;
         let mut d = DirectValue { value, filled: 0 };
-        let mut src = &self.rbuf[start..self.rend];
+        let mut src = &self.rbuf.filled()[head..];
         while !src.is_empty() {
             let dst = d.value.unfilled(d.filled);
             if dst.is_empty() {
@@ -511,7 +505,7 @@ impl Conn {
             src = &src[n..];
         }
         debug_assert!(src.is_empty(), "only value bytes were buffered");
-        self.rend = start;
+        self.rbuf.truncate(head);
         self.input = if d.filled == d.value.len() {
             Input::Value {
                 need: head + trailer,
@@ -529,16 +523,15 @@ impl Conn {
             match self.input {
                 Input::Swallow { left } => {
                     self.set_state(ConnState::Swallow);
-                    let avail = self.rend - self.rstart;
-                    let take = avail.min(left);
-                    self.rstart += take;
+                    let take = self.rbuf.len().min(left);
+                    self.rbuf.consume(take);
                     if take < left {
                         self.input = Input::Swallow { left: left - take };
                         return Step::NeedInput;
                     }
                     self.input = Input::Command;
                 }
-                Input::Value { need } if self.rend - self.rstart < need => {
+                Input::Value { need } if self.rbuf.len() < need => {
                     self.set_state(ConnState::Nread);
                     return Step::NeedInput;
                 }
@@ -566,7 +559,7 @@ impl Conn {
                 }
                 _ => {}
             }
-            if self.rstart == self.rend {
+            if self.rbuf.is_empty() {
                 self.input = Input::Command;
                 return Step::NeedInput;
             }
@@ -585,7 +578,7 @@ impl Conn {
                 Input::GetResume { offset } => Resume::Get { offset },
                 _ => Resume::Fresh,
             };
-            let buf = &self.rbuf[self.rstart..self.rend];
+            let buf = self.rbuf.filled();
             let buffered = buf.len();
             let direct = take_full(&mut self.direct);
             let front = Front {
@@ -603,7 +596,7 @@ impl Conn {
             }
             match outcome {
                 Outcome::Done { used } => {
-                    self.rstart += used;
+                    self.rbuf.consume(used);
                     self.input = Input::Command;
                 }
                 Outcome::NeedMore { need: 0 } => return Step::NeedInput,
@@ -616,7 +609,7 @@ impl Conn {
                     return Step::NeedInput;
                 }
                 Outcome::Swallow { used, left } => {
-                    self.rstart += used;
+                    self.rbuf.consume(used);
                     self.input = Input::Swallow { left };
                 }
                 Outcome::Direct {
@@ -629,14 +622,14 @@ impl Conn {
                     return Step::Drain;
                 }
                 Outcome::Metadump { used, cursor } => {
-                    self.rstart += used;
+                    self.rbuf.consume(used);
                     self.input = Input::Command;
                     if !self.metadump_step(env, cursor) {
                         return Step::Drain;
                     }
                 }
                 Outcome::CloseAfterWrite { used } => {
-                    self.rstart += used;
+                    self.rbuf.consume(used);
                     return Step::CloseAfterWrite;
                 }
                 Outcome::Close => return Step::Close,
