@@ -6,7 +6,8 @@ use crate::hash::Hash;
 use crate::ring::{ketama_name, Distribution, Node, Placement};
 use crate::Error;
 use mnemo_net::{Health, HealthPolicy};
-use mnemo_protocol::reply::{self, binary, MetaStatus, Reply, StoreCmd};
+use mnemo_protocol::binary::Opcode;
+use mnemo_protocol::client::{self, binary, MetaStatus, Reply, StoreCmd};
 use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -118,7 +119,7 @@ pub struct MetaReply {
 impl MetaReply {
     /// The value of one return flag, e.g. `flag(b'c')` for the CAS.
     pub fn flag(&self, f: u8) -> Option<&[u8]> {
-        reply::meta_flag(&self.flags, f)
+        client::meta_flag(&self.flags, f)
     }
 }
 
@@ -285,7 +286,7 @@ impl Client {
         key: &[u8],
         f: impl FnOnce(&mut Conn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        if !reply::valid_key(key) {
+        if !client::valid_key(key) {
             return Err(Error::BadKey);
         }
         let i = self.server_for(key)?;
@@ -315,7 +316,7 @@ impl Client {
             return self.get(key);
         }
         self.keyed(key, |c| {
-            reply::encode_gets(c.out(), [key]);
+            client::encode_gets(c.out(), [key]);
             c.flush()?;
             let mut items = read_values(c)?;
             Ok(items.pop())
@@ -326,7 +327,7 @@ impl Client {
     /// is read; the answer lists the keys in the order asked, None for
     /// misses.
     pub fn get_multi(&self, keys: &[&[u8]]) -> Result<Vec<Option<Item>>, Error> {
-        if keys.iter().any(|k| !reply::valid_key(k)) {
+        if keys.iter().any(|k| !client::valid_key(k)) {
             return Err(Error::BadKey);
         }
         let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); self.servers.len()];
@@ -342,7 +343,7 @@ impl Client {
             if self.binary() {
                 crate::bin::encode_multi(c.out(), kis.iter().map(|&ki| keys[ki]));
             } else {
-                reply::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
+                client::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
             }
             if let Err(e) = c.flush() {
                 self.failed(si);
@@ -400,7 +401,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_store(c, cmd, 0);
             }
-            reply::encode_store(c.out(), cmd, key, flags, exptime, value, false);
+            client::encode_store(c.out(), cmd, key, flags, exptime, value, false);
             c.flush()?;
             read_stored(c)
         })
@@ -443,7 +444,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_store(c, StoreCmd::Set, cas);
             }
-            reply::encode_cas(c.out(), key, flags, exptime, value, cas, false);
+            client::encode_cas(c.out(), key, flags, exptime, value, cas, false);
             c.flush()?;
             read_stored(c)
         })
@@ -454,11 +455,11 @@ impl Client {
         let bin = self.binary();
         self.keyed(key, |c| {
             if bin {
-                binary::encode_delete(c.out(), binary::Opcode::Delete, key, 0, 0);
+                binary::encode_delete(c.out(), Opcode::Delete, key, 0, 0);
                 c.flush()?;
                 return crate::bin::read_found(c);
             }
-            reply::encode_delete(c.out(), key, false);
+            client::encode_delete(c.out(), key, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Deleted, _) => Ok(true),
@@ -483,7 +484,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_arith(c);
             }
-            reply::encode_arith(c.out(), incr, key, delta, false);
+            client::encode_arith(c.out(), incr, key, delta, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Number(n), _) => Ok(Some(n)),
@@ -502,7 +503,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_found(c);
             }
-            reply::encode_touch(c.out(), key, exptime, false);
+            client::encode_touch(c.out(), key, exptime, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Touched, _) => Ok(true),
@@ -520,7 +521,7 @@ impl Client {
                     if self.binary() {
                         return crate::bin::version(c);
                     }
-                    reply::encode_version(c.out());
+                    client::encode_version(c.out());
                     c.flush()?;
                     match c.next_reply()? {
                         (Reply::Version(v), b) => Ok(String::from_utf8_lossy(&b[v]).into_owned()),
@@ -538,7 +539,7 @@ impl Client {
                 if self.binary() {
                     return crate::bin::flush_all(c);
                 }
-                reply::encode_flush_all(c.out(), None, false);
+                client::encode_flush_all(c.out(), None, false);
                 c.flush()?;
                 match c.next_reply()? {
                     (Reply::Ok, _) => Ok(()),
@@ -558,7 +559,7 @@ impl Client {
             if self.binary() {
                 return crate::bin::stats(c);
             }
-            reply::encode_stats(c.out(), None);
+            client::encode_stats(c.out(), None);
             c.flush()?;
             let mut v = Vec::new();
             loop {
@@ -578,7 +579,7 @@ impl Client {
     pub fn meta_get(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_get(c.out(), key, flags);
+            client::encode_meta_get(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -588,7 +589,7 @@ impl Client {
     pub fn meta_set(&self, key: &[u8], value: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_set(c.out(), key, value, flags);
+            client::encode_meta_set(c.out(), key, value, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -598,7 +599,7 @@ impl Client {
     pub fn meta_delete(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_delete(c.out(), key, flags);
+            client::encode_meta_delete(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -608,7 +609,7 @@ impl Client {
     pub fn meta_arith(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_arith(c.out(), key, flags);
+            client::encode_meta_arith(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -679,7 +680,7 @@ impl Pipeline<'_> {
         let mut results: Vec<Option<Result<OpResult, Error>>> = vec![None; self.ops.len()];
         let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); c.servers.len()];
         for (i, op) in self.ops.iter().enumerate() {
-            if !reply::valid_key(op.key()) {
+            if !client::valid_key(op.key()) {
                 results[i] = Some(Err(Error::BadKey));
                 continue;
             }
@@ -742,17 +743,17 @@ impl Pipeline<'_> {
 
 fn encode_op(out: &mut Vec<u8>, op: &Op) {
     match op {
-        Op::Get(k) => reply::encode_get(out, [k.as_slice()]),
+        Op::Get(k) => client::encode_get(out, [k.as_slice()]),
         Op::Set {
             key,
             value,
             flags,
             exptime,
-        } => reply::encode_store(out, StoreCmd::Set, key, *flags, *exptime, value, false),
-        Op::Delete(k) => reply::encode_delete(out, k, false),
-        Op::Incr(k, d) => reply::encode_arith(out, true, k, *d, false),
-        Op::Decr(k, d) => reply::encode_arith(out, false, k, *d, false),
-        Op::Touch(k, e) => reply::encode_touch(out, k, *e, false),
+        } => client::encode_store(out, StoreCmd::Set, key, *flags, *exptime, value, false),
+        Op::Delete(k) => client::encode_delete(out, k, false),
+        Op::Incr(k, d) => client::encode_arith(out, true, k, *d, false),
+        Op::Decr(k, d) => client::encode_arith(out, false, k, *d, false),
+        Op::Touch(k, e) => client::encode_touch(out, k, *e, false),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::Error;
 use mnemo_net::{BlockingStream, Fill, ReadBuf};
-use mnemo_protocol::reply::{self, Reply};
+use mnemo_protocol::client::{self, Reply};
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ pub use mnemo_net::Addr;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// A connection. Queue requests with [`Conn::buffer`] (or the encoders in
-/// `mnemo_protocol::reply` on [`Conn::out`]), send them with
+/// `mnemo_protocol::client` on [`Conn::out`]), send them with
 /// [`Conn::flush`], then read one reply element at a time with
 /// [`Conn::next_reply`].
 pub struct Conn {
@@ -39,7 +39,7 @@ impl Conn {
         })
     }
 
-    /// The output buffer, for the `mnemo_protocol::reply::encode_*` helpers.
+    /// The output buffer, for the `mnemo_protocol::client::encode_*` helpers.
     pub fn out(&mut self) -> &mut Vec<u8> {
         &mut self.out
     }
@@ -63,7 +63,7 @@ impl Conn {
     /// returned alongside it, which stays valid until the next call.
     pub fn next_reply(&mut self) -> Result<(Reply, &[u8]), Error> {
         loop {
-            match reply::parse_reply(self.rbuf.filled()) {
+            match client::parse_reply(self.rbuf.filled()) {
                 Ok(Some((r, used))) => return Ok((r, self.rbuf.take(used))),
                 Ok(None) => self.fill()?,
                 Err(e) => return Err(Error::Protocol(e)),
@@ -73,9 +73,9 @@ impl Conn {
 
     /// Read the next binary packet; like [`Conn::next_reply`] for
     /// connections speaking the binary protocol.
-    pub fn next_packet(&mut self) -> Result<(reply::binary::Packet, &[u8]), Error> {
+    pub fn next_packet(&mut self) -> Result<(client::binary::Packet, &[u8]), Error> {
         loop {
-            match reply::binary::parse_packet(self.rbuf.filled()) {
+            match client::binary::parse_packet(self.rbuf.filled()) {
                 Ok(Some((p, used))) => return Ok((p, self.rbuf.take(used))),
                 Ok(None) => self.fill()?,
                 Err(e) => return Err(Error::Protocol(e)),
