@@ -12,6 +12,11 @@
 //! - `Mwrite`: write the gathered replies (one `write` per batch).
 //! - `Closing`: done; the worker drops the connection.
 //!
+//! What the bytes mean is not decided here: `ParseCmd` hands the front of
+//! the read buffer to [`dispatch::step`] and applies the [`Outcome`] it
+//! returns (consume, wait for `need` bytes, read a value into its item,
+//! swallow, pause for output to drain, close).
+//!
 //! Buffers are bounded: the read buffer grows past its 16 KB start only for
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
@@ -292,7 +297,7 @@ impl Conn {
             }
         }
         self.wbuf.reset(SHRINK_ABOVE);
-        self.sess.cull_floor = 0;
+        self.sess.output_sent();
         Ok(true)
     }
 
@@ -446,7 +451,7 @@ impl Conn {
                     return Ok(false);
                 }
                 self.wbuf.reset(SHRINK_ABOVE);
-                self.sess.cull_floor = 0;
+                self.sess.output_sent();
                 Ok(true)
             }
             0 => Err(io::ErrorKind::WriteZero.into()),

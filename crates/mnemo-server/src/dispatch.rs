@@ -60,8 +60,8 @@ pub struct Session {
     pub ascii_authed: bool,
     /// End of the last retrieval reply in the output. memcached transmits
     /// right after every get, so only replies after this point are still
-    /// "unsent" when a later get with an over-long key culls them. The
-    /// owner of the output sets it back to 0 once the output is written.
+    /// "unsent" when a later get with an over-long key culls them.
+    /// [`Session::output_sent`] resets it.
     pub cull_floor: usize,
     /// The connection's `stats conns` entry; `None` for a datagram.
     info: Option<Arc<ConnInfo>>,
@@ -88,6 +88,13 @@ impl Session {
             cull_floor: 0,
             info: None,
         }
+    }
+
+    /// The output was written: replies before this point can no longer
+    /// be culled, so nothing can.
+    #[inline]
+    pub fn output_sent(&mut self) {
+        self.cull_floor = 0;
     }
 
     /// A stream (not a datagram): values may be read into their items,

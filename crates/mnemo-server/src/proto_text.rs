@@ -100,56 +100,81 @@ fn store_mode(k: StoreKind) -> StoreMode {
     }
 }
 
-/// A storage command's fields (`Request::Store`'s).
-struct StoreReq<'a> {
-    kind: StoreKind,
-    key: &'a [u8],
-    flags: u32,
-    exptime: i64,
-    /// The value's length.
-    bytes: usize,
-    cas: u64,
-    noreply: bool,
-}
-
-/// A storage command: refused before its data is read when the item can
-/// never fit, run once the value is buffered, or (a large value still
-/// arriving over a stream) given an item to read the value into.
-fn store(ctx: &Ctx, sess: &Session, st: StoreReq, at: At, out: &mut Out) -> Outcome {
+/// A storage command (`req` is a `Request::Store`): refused before its
+/// data is read when the item can never fit, run once the value is
+/// buffered, or (a large value still arriving over a stream) given the
+/// item its value is read into.
+fn store(ctx: &Ctx, sess: &Session, req: &Request, at: At, out: &mut Out) -> Outcome {
     let head = at.consumed;
-    let st = &st;
+    let Request::Store {
+        kind,
+        key,
+        flags,
+        exptime,
+        bytes,
+        cas,
+        noreply,
+    } = *req
+    else {
+        // execute() hands nothing else here.
+        return Outcome::Done { used: head };
+    };
     if at.resume == Resume::Fresh {
-        if let Some(n) = precheck_store(ctx, st, out) {
-            return Outcome::Swallow {
-                used: head,
-                left: n,
-            };
+        if let Some(left) = precheck_store(ctx, kind, key, flags, bytes, noreply, out) {
+            return Outcome::Swallow { used: head, left };
         }
     }
+    let engine = &ctx.shared.engine;
+    let mode = store_mode(kind);
     // With the value in its item, only the terminator follows the line.
-    let direct = at.direct.is_some();
-    let need = head + if direct { 2 } else { st.bytes + 2 };
+    let value_len = if at.direct.is_some() { 0 } else { bytes };
+    let need = head + value_len + 2;
     if at.input.len() < need {
-        if !direct && need > DIRECT_ABOVE && sess.is_stream() {
-            return match reserve_store(ctx, st, out) {
+        if at.direct.is_none() && need > DIRECT_ABOVE && sess.is_stream() {
+            // memcached allocates the item at this point too.
+            return match engine.reserve(mode, key, flags, exptime, bytes) {
                 Ok(value) => Outcome::Direct {
                     head,
                     trailer: 2,
                     value,
                 },
-                Err(left) => Outcome::Swallow { used: head, left },
+                Err(outcome) => {
+                    reply(ctx, out, store_reply(ctx, outcome), noreply);
+                    Outcome::Swallow {
+                        used: head,
+                        left: bytes + 2,
+                    }
+                }
             };
         }
         return Outcome::NeedMore { need };
     }
-    complete_store(ctx, st, &at.input[head..need], out, at.direct);
+    let data = &at.input[head..need];
+    if &data[value_len..] != b"\r\n" {
+        // memcached counts the set before it checks the terminator.
+        engine.count_set(key.len(), flags, bytes, ctx.ts);
+        reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
+        return Outcome::Done { used: need };
+    }
+    let outcome = match at.direct {
+        Some(value) => engine.store_reserved(mode, key, value, cas, ctx.ts),
+        None => engine.store(mode, key, flags, exptime, &data[..bytes], cas, ctx.ts),
+    };
+    reply(ctx, out, store_reply(ctx, outcome), noreply);
     Outcome::Done { used: need }
 }
 
 /// Called for a storage line before its data is read: `Some(n)` when the
 /// item can never fit and the `n` data bytes must be swallowed.
-fn precheck_store(ctx: &Ctx, st: &StoreReq, out: &mut Vec<u8>) -> Option<usize> {
-    let (key, flags, bytes) = (st.key, st.flags, st.bytes);
+fn precheck_store(
+    ctx: &Ctx,
+    kind: StoreKind,
+    key: &[u8],
+    flags: u32,
+    bytes: usize,
+    noreply: bool,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     if ctx.shared.runtime.detail_enabled.load(Relaxed) {
         ctx.shared
             .global
@@ -160,14 +185,9 @@ fn precheck_store(ctx: &Ctx, st: &StoreReq, out: &mut Vec<u8>) -> Option<usize> 
     {
         return None;
     }
-    reply(
-        ctx,
-        out,
-        "SERVER_ERROR object too large for cache",
-        st.noreply,
-    );
+    reply(ctx, out, "SERVER_ERROR object too large for cache", noreply);
     ctx.ws.store_too_large.incr();
-    if st.kind == StoreKind::Set {
+    if kind == StoreKind::Set {
         // memcached drops the old value when a set fails, so a reader never
         // sees data the client meant to replace. The engine API has no
         // stat-free unlink yet, so this shows in delete_hits/delete_misses,
@@ -191,57 +211,6 @@ fn memcached_item_fits(
     let cas = if s.engine.use_cas { 8 } else { 0 };
     let suffix = if flags == 0 { 0 } else { 4 };
     ITEM_HEADER + cas + nkey + 1 + suffix + bytes + 2 <= s.engine.item_size_max
-}
-
-/// For a storage command whose value is still arriving: reserves the item
-/// the value will be read into (memcached allocates it at this point too).
-/// `Err(n)`: refused, the reply is written and `n` bytes must be swallowed.
-fn reserve_store(ctx: &Ctx, st: &StoreReq, out: &mut Vec<u8>) -> Result<Reserved, usize> {
-    let mode = store_mode(st.kind);
-    match (ctx.shared.engine).reserve(mode, st.key, st.flags, st.exptime, st.bytes) {
-        Ok(value) => Ok(value),
-        Err(outcome) => {
-            reply(ctx, out, store_reply(ctx, outcome), st.noreply);
-            Err(st.bytes + 2)
-        }
-    }
-}
-
-/// Completes a storage command once `data` (value plus its two terminator
-/// bytes) is in the buffer; with `direct`, the value was read into that
-/// item and `data` is only the terminator.
-fn complete_store(
-    ctx: &Ctx,
-    st: &StoreReq,
-    data: &[u8],
-    out: &mut Vec<u8>,
-    direct: Option<Reserved>,
-) {
-    let (key, bytes) = (st.key, st.bytes);
-    let value_end = if direct.is_some() { 0 } else { bytes };
-    if &data[value_end..value_end + 2] != b"\r\n" {
-        // memcached counts the set before it checks the terminator.
-        ctx.shared
-            .engine
-            .count_set(key.len(), st.flags, bytes, ctx.ts);
-        reply(ctx, out, "CLIENT_ERROR bad data chunk", st.noreply);
-        return;
-    }
-    let engine = &ctx.shared.engine;
-    let mode = store_mode(st.kind);
-    let outcome = match direct {
-        Some(value) => engine.store_reserved(mode, key, value, st.cas, ctx.ts),
-        None => engine.store(
-            mode,
-            key,
-            st.flags,
-            st.exptime,
-            &data[..bytes],
-            st.cas,
-            ctx.ts,
-        ),
-    };
-    reply(ctx, out, store_reply(ctx, outcome), st.noreply);
 }
 
 /// memcached's answer to a storage command's outcome, counting failures.
@@ -392,26 +361,7 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             }
             sess.cull_floor = out.len();
         }
-        Request::Store {
-            kind,
-            key,
-            flags,
-            exptime,
-            bytes,
-            cas,
-            noreply,
-        } => {
-            let st = StoreReq {
-                bytes,
-                kind,
-                key,
-                flags,
-                exptime,
-                cas,
-                noreply,
-            };
-            return store(ctx, sess, st, at, out);
-        }
+        Request::Store { .. } => return store(ctx, sess, &req, at, out),
         // Streamed over a connection, pausing as the output fills.
         Request::LruCrawler(CrawlerCmd::Metadump(classes)) if sess.is_stream() => {
             if let Some(cursor) = metadump_start(ctx, classes, out) {
