@@ -10,7 +10,9 @@
 //!
 //! One thread per bound socket serves all datagrams: each is independent,
 //! so there is no connection state to share, and UDP traffic is rare next
-//! to TCP in memcached deployments (it is off by default).
+//! to TCP in memcached deployments (it is off by default). The requests in
+//! a datagram run through the same dispatch as a connection's
+//! ([`dispatch::run_datagram`]); this module only frames and sends.
 
 use crate::dispatch::{self, Ctx};
 use crate::listener::resolve;
