@@ -76,41 +76,49 @@ impl ReadBuf {
     }
 
     /// Bytes read and not yet consumed.
+    #[inline]
     pub fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
 
     /// The unconsumed bytes, writable (for callers that rewrite in place).
+    #[inline]
     pub fn filled_mut(&mut self) -> &mut [u8] {
         &mut self.data[self.start..self.end]
     }
 
     /// Number of unconsumed bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.end - self.start
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// Bytes of storage.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.data.len()
     }
 
     /// Offset of the first unconsumed byte in the storage.
+    #[inline]
     pub fn start(&self) -> usize {
         self.start
     }
 
     /// Room left after the filled bytes, without compacting or growing.
+    #[inline]
     pub fn spare_len(&self) -> usize {
         self.data.len() - self.end
     }
 
     /// Drops the first `n` unconsumed bytes (all of them if fewer). Once
     /// everything is consumed the next read starts at the front again.
+    #[inline]
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
@@ -126,6 +134,14 @@ impl ReadBuf {
         let n = n.min(self.len());
         self.consume(n);
         &self.data[s..s + n]
+    }
+
+    /// Keeps only the first `n` unconsumed bytes (all of them if fewer);
+    /// the next read lands right after them. For a caller that moved the
+    /// rest elsewhere (the server reads a large value into its item).
+    #[inline]
+    pub fn truncate(&mut self, n: usize) {
+        self.end = self.start + n.min(self.len());
     }
 
     /// Forgets all unconsumed bytes; keeps the storage.
@@ -152,11 +168,13 @@ impl ReadBuf {
 
     /// The free tail, for callers that read into it themselves (e.g. an
     /// io_uring read); report what arrived with [`ReadBuf::commit`].
+    #[inline]
     pub fn spare_mut(&mut self) -> &mut [u8] {
         &mut self.data[self.end..]
     }
 
     /// Marks `n` bytes of the spare tail as filled.
+    #[inline]
     pub fn commit(&mut self, n: usize) {
         debug_assert!(n <= self.spare_len());
         self.end = (self.end + n).min(self.data.len());
@@ -227,6 +245,20 @@ mod tests {
                 Err(e) => Err(e),
             }
         }
+    }
+
+    #[test]
+    fn truncate_keeps_the_front() {
+        let mut b = ReadBuf::with_capacity(8);
+        let mut r = Script(vec![Ok(b"headval".to_vec()), Ok(b"!".to_vec())]);
+        b.fill_from(&mut r, 1, 8).unwrap();
+        b.consume(1);
+        b.truncate(3);
+        assert_eq!(b.filled(), b"ead");
+        b.fill_from(&mut r, 1, 8).unwrap();
+        assert_eq!(b.filled(), b"ead!");
+        b.truncate(9);
+        assert_eq!(b.filled(), b"ead!");
     }
 
     #[test]

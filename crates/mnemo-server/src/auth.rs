@@ -2,6 +2,7 @@
 //! against the `user:password` file named by `MEMCACHED_SASL_PWDB`) and
 //! memcached's ASCII authentication tokens (`-Y authfile`).
 
+use crate::dispatch::Outcome;
 use std::io::{BufRead, BufReader};
 
 /// memcached's MAX_ENTRY_LEN for password-file lines.
@@ -103,19 +104,6 @@ impl AuthFile {
     }
 }
 
-/// What the connection does after [`ascii_auth`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum AuthStep {
-    /// More input is needed (at least `need` bytes buffered, 0: unknown).
-    NeedInput { need: usize },
-    /// `used` bytes were handled (and answered).
-    Done { used: usize },
-    /// Answered; consume `used` bytes and discard `left` more.
-    Swallow { used: usize, left: usize },
-    /// Junk without a newline: close.
-    Close,
-}
-
 /// A token bigger than this cannot name a user and password from the file
 /// (memcached's entries are at most 256 bytes); its bytes are discarded
 /// rather than buffered.
@@ -123,13 +111,13 @@ const MAX_TOKEN_DATA: usize = 4096;
 
 /// memcached's `try_read_command_asciiauth`: until authenticated, the only
 /// request is `set <any> <any> <any> <len>` whose data is `user pass`.
-pub fn ascii_auth(file: &AuthFile, buf: &[u8], authed: &mut bool, out: &mut Vec<u8>) -> AuthStep {
+pub fn ascii_auth(file: &AuthFile, buf: &[u8], authed: &mut bool, out: &mut Vec<u8>) -> Outcome {
     use mnemo_protocol::text::{strtoul32, Tokens};
     let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
         return if buf.len() > 2048 {
-            AuthStep::Close
+            Outcome::Close
         } else {
-            AuthStep::NeedInput { need: 0 }
+            Outcome::NeedMore { need: 0 }
         };
     };
     let line = &buf[..nl];
@@ -139,24 +127,24 @@ pub fn ascii_auth(file: &AuthFile, buf: &[u8], authed: &mut bool, out: &mut Vec<
         Some(n) if t.len() >= 5 && t.get(0) == b"set" => n as usize,
         _ => {
             out.extend_from_slice(b"CLIENT_ERROR unauthenticated\r\n");
-            return AuthStep::Done { used: nl + 1 };
+            return Outcome::Done { used: nl + 1 };
         }
     };
     if size > MAX_TOKEN_DATA {
         out.extend_from_slice(b"CLIENT_ERROR authentication failure\r\n");
-        return AuthStep::Swallow {
+        return Outcome::Swallow {
             used: nl + 1,
             left: size + 2,
         };
     }
     let need = nl + 1 + size + 2;
     if buf.len() < need {
-        return AuthStep::NeedInput { need };
+        return Outcome::NeedMore { need };
     }
     let data = &buf[nl + 1..need];
     if &data[size..] != b"\r\n" {
         out.extend_from_slice(b"CLIENT_ERROR bad command line termination\r\n");
-        return AuthStep::Done { used: need };
+        return Outcome::Done { used: need };
     }
     let data = &data[..size];
     let data = &data[..data.iter().position(|&b| b == 0).unwrap_or(data.len())];
@@ -169,7 +157,7 @@ pub fn ascii_auth(file: &AuthFile, buf: &[u8], authed: &mut bool, out: &mut Vec<
     } else {
         out.extend_from_slice(b"CLIENT_ERROR authentication failure\r\n");
     }
-    AuthStep::Done { used: need }
+    Outcome::Done { used: need }
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -206,21 +194,21 @@ mod tests {
         let f = AuthFile::parse(b"u1:p1\n").unwrap();
         let mut authed = false;
         let mut out = Vec::new();
-        assert_eq!(
+        assert!(matches!(
             ascii_auth(&f, b"get foo\r\n", &mut authed, &mut out),
-            AuthStep::Done { used: 9 }
-        );
+            Outcome::Done { used: 9 }
+        ));
         assert_eq!(out, b"CLIENT_ERROR unauthenticated\r\n");
         out.clear();
         let req = b"set x 0 0 5\r\nu1 p1\r\n";
-        assert_eq!(
+        assert!(matches!(
             ascii_auth(&f, &req[..15], &mut authed, &mut out),
-            AuthStep::NeedInput { need: 20 }
-        );
-        assert_eq!(
+            Outcome::NeedMore { need: 20 }
+        ));
+        assert!(matches!(
             ascii_auth(&f, req, &mut authed, &mut out),
-            AuthStep::Done { used: 20 }
-        );
+            Outcome::Done { used: 20 }
+        ));
         assert_eq!(out, b"STORED\r\n");
         assert!(authed);
     }

@@ -19,6 +19,7 @@
 //! does the per-connection system calls as before.
 
 use io_uring::{opcode, squeue, types, IoUring};
+use mnemo_net::Key;
 use std::io;
 
 /// Submission queue size; bigger rounds go in several submissions.
@@ -26,15 +27,17 @@ const ENTRIES: u32 = 256;
 
 /// One socket operation of a round.
 pub struct Req {
-    /// The worker's slot of the connection, handed back with the result.
-    pub slot: usize,
+    /// The worker's key of the connection; its index is the socket's slot
+    /// in the ring's registered-file table when `fixed`.
+    pub conn: Key,
     pub fd: i32,
     /// The buffer's address (an integer so that the worker's reusable
-    /// list of requests stays `Send`; it is empty between rounds).
+    /// list of requests stays `Send`; it is empty between rounds). Only
+    /// [`Batch::run`]'s caller vouches for it.
     pub addr: usize,
     pub len: usize,
     pub send: bool,
-    /// `fd` is registered with the ring at index `slot` (see
+    /// `fd` is registered with the ring at `conn.index()` (see
     /// [`Batch::register`]): the kernel skips the descriptor lookup.
     pub fixed: bool,
 }
@@ -97,9 +100,16 @@ impl Batch {
 
     /// Runs `reqs`, appending `(index in reqs, result)` to `results` for
     /// each, the result being bytes moved or a negated errno as the
-    /// kernel returns it. Every buffer in `reqs` must stay valid and
-    /// unaliased for the duration of the call; none is touched after it.
-    pub fn run(&mut self, reqs: &[Req], results: &mut Vec<(usize, i32)>) -> io::Result<()> {
+    /// kernel returns it. The kernel touches no buffer after this returns
+    /// (every operation has completed by then, see the module docs).
+    ///
+    /// # Safety
+    /// For the whole call, every request's `addr..addr + len` must be one
+    /// live allocation: for a receive, writable and neither read nor
+    /// written through any other path (no two receives may overlap); for
+    /// a send, readable and not written. The kernel writes received bytes
+    /// there; nothing checks the addresses.
+    pub unsafe fn run(&mut self, reqs: &[Req], results: &mut Vec<(usize, i32)>) -> io::Result<()> {
         let mut base = 0;
         for chunk in reqs.chunks(ENTRIES as usize) {
             {
@@ -112,27 +122,33 @@ impl Batch {
                                 .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
                                 .build()
                         }
-                        (true, true) => {
-                            opcode::Send::new(types::Fixed(r.slot as u32), r.addr as *const u8, len)
-                                .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-                                .build()
-                        }
+                        (true, true) => opcode::Send::new(
+                            types::Fixed(r.conn.index() as u32),
+                            r.addr as *const u8,
+                            len,
+                        )
+                        .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                        .build(),
                         (false, false) => {
                             opcode::Recv::new(types::Fd(r.fd), r.addr as *mut u8, len)
                                 .flags(libc::MSG_DONTWAIT)
                                 .build()
                         }
-                        (false, true) => {
-                            opcode::Recv::new(types::Fixed(r.slot as u32), r.addr as *mut u8, len)
-                                .flags(libc::MSG_DONTWAIT)
-                                .build()
-                        }
+                        (false, true) => opcode::Recv::new(
+                            types::Fixed(r.conn.index() as u32),
+                            r.addr as *mut u8,
+                            len,
+                        )
+                        .flags(libc::MSG_DONTWAIT)
+                        .build(),
                     };
                     let entry = entry.user_data((base + k) as u64);
-                    // SAFETY: the caller keeps every buffer valid until this
-                    // function returns, and it returns only once each entry
-                    // has completed. The queue has room: it is drained after
-                    // each chunk of at most ENTRIES.
+                    // SAFETY: the entry's buffer is valid and unaliased
+                    // until this function returns (the caller's contract),
+                    // and it returns only once every entry has completed,
+                    // so the kernel never holds it longer. The queue has
+                    // room: it is drained after each chunk of at most
+                    // ENTRIES.
                     unsafe { push(&mut sq, &entry)? };
                 }
             }

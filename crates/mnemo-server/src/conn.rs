@@ -12,20 +12,22 @@
 //! - `Mwrite`: write the gathered replies (one `write` per batch).
 //! - `Closing`: done; the worker drops the connection.
 //!
+//! What the bytes mean is not decided here: `ParseCmd` hands the front of
+//! the read buffer to [`dispatch::step`] and applies the [`Outcome`] it
+//! returns (consume, wait for `need` bytes, read a value into its item,
+//! swallow, pause for output to drain, close).
+//!
 //! Buffers are bounded: the read buffer grows past its 16 KB start only for
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
-use crate::auth::{self, AuthStep};
+use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTES};
 use crate::out::Out;
-use crate::proto_bin::{self, BinConn};
-use crate::proto_meta;
-use crate::proto_text::{self, Ctx, Next};
-use crate::settings::Protocol;
 use crate::shared::{ConnInfo, ConnState};
 use mnemo_engine::{MetadumpCursor, Reserved};
-use mnemo_protocol::text::{self, CrawlerCmd, Line, Request};
-use std::io::{self, Read, Write};
+use mnemo_net::{ReadBuf, Stream};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 /// Initial read buffer (memcached's READ_BUFFER_SIZE).
@@ -39,45 +41,6 @@ pub const RBUF_POOL_MAX: usize = 256;
 /// A storage command line is at most this long (key + numbers); used to
 /// bound the read buffer while a value is read.
 const MAX_STORE_LINE: usize = 2048;
-
-/// The socket under a connection.
-pub enum Stream {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
-
-impl Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-    pub fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Stream::Tcp(s) => s,
-            Stream::Unix(s) => s,
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
-            Stream::Unix(s) => s.write_vectored(bufs),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Where input processing is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +72,17 @@ struct DirectValue {
     filled: usize,
 }
 
+/// What a connection borrows from its worker while it runs.
+pub struct Env<'a> {
+    /// What its requests run with.
+    pub ctx: Ctx<'a>,
+    /// The worker's spare read buffers.
+    pub rbuf_pool: &'a mut Vec<Vec<u8>>,
+    /// The worker sends replies in one batch after this event round; a
+    /// flush leaves them queued for it.
+    pub defer_send: bool,
+}
+
 /// What the worker should do with the connection after [`Conn::drive`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drive {
@@ -123,14 +97,12 @@ pub enum Drive {
 pub struct Conn {
     pub stream: Stream,
     pub info: Arc<ConnInfo>,
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
+    /// Requests are parsed in place here; its policy (pooling, when to
+    /// compact and how far to grow) is this module's.
+    rbuf: ReadBuf,
     wbuf: Out,
-    /// End of the last retrieval reply in `wbuf`. memcached transmits
-    /// right after every get, so only replies after this point are still
-    /// "unsent" when a later get with an over-long key culls them.
-    cull_floor: usize,
+    /// The protocol state the requests of this connection run with.
+    sess: Session,
     input: Input,
     /// The socket may still have unread bytes (edge-triggered readiness).
     readable: bool,
@@ -142,12 +114,6 @@ pub struct Conn {
     close_after_write: bool,
     /// Largest value + line the read buffer may have to hold.
     value_limit: usize,
-    /// The protocol this connection speaks, decided by its first byte
-    /// under `-B auto`.
-    proto: Option<Protocol>,
-    bin: BinConn,
-    /// `-Y`: the ASCII token was accepted.
-    ascii_authed: bool,
     /// The paused metadump, while `input` is `MetadumpResume`.
     metadump: Option<Box<MetadumpCursor>>,
     /// The item being filled while `input` is `Direct`, and once it is
@@ -165,21 +131,16 @@ impl Conn {
     pub fn new(stream: Stream, info: Arc<ConnInfo>, item_size_max: usize) -> Conn {
         Conn {
             stream,
+            sess: Session::stream(Arc::clone(&info)),
             info,
-            rbuf: Vec::new(),
-            rstart: 0,
-            rend: 0,
+            rbuf: ReadBuf::new(),
             wbuf: Out::new(true),
-            cull_floor: 0,
             input: Input::Command,
             readable: true,
             peer_closed: false,
             write_blocked: false,
             close_after_write: false,
             value_limit: item_size_max + MAX_STORE_LINE + 2,
-            proto: None,
-            bin: BinConn::default(),
-            ascii_authed: false,
             metadump: None,
             direct: None,
             prefill_eof: false,
@@ -204,16 +165,16 @@ impl Conn {
 
     /// Whether the connection is between requests (for idle_timeout).
     pub fn is_idle(&self) -> bool {
-        self.input == Input::Command && self.rstart == self.rend && !self.wbuf.has_unsent()
+        self.input == Input::Command && self.rbuf.is_empty() && !self.wbuf.has_unsent()
     }
 
     /// Stopping: writes the replies already queued, reading nothing more.
     /// `true` once they are written and the peer has acknowledged every
     /// byte (or the socket failed): closing a socket with unread input
     /// sends an RST, which would discard whatever the kernel still holds.
-    pub fn stop_flush(&mut self, ctx: &mut Ctx) -> bool {
+    pub fn stop_flush(&mut self, env: &mut Env) -> bool {
         self.write_blocked = false;
-        match self.flush(ctx) {
+        match self.flush(env) {
             Ok(true) => {}
             Ok(false) => return false,
             Err(_) => return true,
@@ -230,14 +191,14 @@ impl Conn {
     }
 
     /// Runs the state machine until it must wait, yield or close.
-    pub fn drive(&mut self, ctx: &mut Ctx, readable: bool, writable: bool) -> Drive {
+    pub fn drive(&mut self, env: &mut Env, readable: bool, writable: bool) -> Drive {
         if readable {
             self.readable = true;
         }
         if writable {
             self.write_blocked = false;
         }
-        let mut budget = ctx.shared.settings.reqs_per_event;
+        let mut budget = env.ctx.shared.settings.reqs_per_event;
         loop {
             // Mwrite: finish what is queued before taking more input, so a
             // slow reader cannot make us buffer without bound.
@@ -246,7 +207,7 @@ impl Conn {
                     return Drive::Wait;
                 }
                 self.set_state(ConnState::Mwrite);
-                match self.flush(ctx) {
+                match self.flush(env) {
                     Ok(true) => {}
                     Ok(false) => return Drive::Wait,
                     Err(_) => return self.closing(),
@@ -257,18 +218,18 @@ impl Conn {
             }
 
             // ParseCmd / Nread / Swallow on what is buffered.
-            match self.process(ctx, &mut budget) {
+            match self.process(env, &mut budget) {
                 Step::Close => return self.closing(),
                 Step::CloseAfterWrite => {
                     self.close_after_write = true;
                     continue;
                 }
                 Step::Budget => {
-                    ctx.ws.conn_yields.incr();
+                    env.ctx.ws.conn_yields.incr();
                     if self.wbuf.has_unsent() {
                         // Flush on yield, as memcached does.
                         self.set_state(ConnState::Mwrite);
-                        match self.flush(ctx) {
+                        match self.flush(env) {
                             Ok(true) => {}
                             Ok(false) => return Drive::Wait,
                             Err(_) => return self.closing(),
@@ -288,15 +249,15 @@ impl Conn {
             // Read.
             if !self.readable {
                 self.set_state(ConnState::Waiting);
-                self.release_rbuf(ctx);
+                self.release_rbuf(env);
                 return Drive::Wait;
             }
             self.set_state(ConnState::Read);
-            match self.fill(ctx) {
+            match self.fill(env) {
                 Ok(Filled::Data) => {}
                 Ok(Filled::WouldBlock) => {
                     self.set_state(ConnState::Waiting);
-                    self.release_rbuf(ctx);
+                    self.release_rbuf(env);
                     return Drive::Wait;
                 }
                 Ok(Filled::Eof) | Err(_) => return self.closing(),
@@ -311,11 +272,11 @@ impl Conn {
     }
 
     /// Writes queued output; `Ok(true)` once all of it is gone.
-    fn flush(&mut self, ctx: &mut Ctx) -> io::Result<bool> {
+    fn flush(&mut self, env: &mut Env) -> io::Result<bool> {
         if self.send_deferred {
             return Ok(false);
         }
-        if ctx.defer_send && self.wbuf.plain_unsent().is_some() {
+        if env.defer_send && self.wbuf.plain_unsent().is_some() {
             // The worker sends it with the other connections' replies in
             // one submission; the connection waits for that.
             self.send_deferred = true;
@@ -325,7 +286,7 @@ impl Conn {
             match self.wbuf.write_to(&mut self.stream) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    ctx.ws.bytes_written.add(n as u64);
+                    env.ctx.ws.bytes_written.add(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;
@@ -336,38 +297,36 @@ impl Conn {
             }
         }
         self.wbuf.reset(SHRINK_ABOVE);
-        self.cull_floor = 0;
+        self.sess.output_sent();
         Ok(true)
     }
 
     /// Gives the read buffer back once it is empty, as memcached does, so
     /// idle connections hold no read memory: standard-size buffers go to
     /// the worker's pool (reused without allocating), bigger ones are freed.
-    fn release_rbuf(&mut self, ctx: &mut Ctx) {
-        if self.rstart == self.rend {
-            self.rstart = 0;
-            self.rend = 0;
-            let buf = std::mem::take(&mut self.rbuf);
-            if buf.len() == READ_BUFFER_SIZE && ctx.rbuf_pool.len() < RBUF_POOL_MAX {
-                ctx.rbuf_pool.push(buf);
+    fn release_rbuf(&mut self, env: &mut Env) {
+        if self.rbuf.is_empty() {
+            let buf = self.rbuf.take_storage();
+            if buf.len() == READ_BUFFER_SIZE && env.rbuf_pool.len() < RBUF_POOL_MAX {
+                env.rbuf_pool.push(buf);
             }
         }
     }
 
     /// Reads once into free space, making room first.
-    fn fill(&mut self, ctx: &mut Ctx) -> io::Result<Filled> {
+    fn fill(&mut self, env: &mut Env) -> io::Result<Filled> {
         if self.prefill_eof {
             return Ok(Filled::Eof);
         }
         if let Input::Direct { head, trailer } = self.input {
-            return self.fill_direct(ctx, head, trailer);
+            return self.fill_direct(env, head, trailer);
         }
-        if let Err(f) = self.make_room(ctx) {
+        if let Err(f) = self.make_room(env) {
             return Ok(f);
         }
         let n = match read_once(
             &mut self.stream,
-            &mut self.rbuf[self.rend..],
+            self.rbuf.spare_mut(),
             &mut self.readable,
             self.peer_closed,
         )? {
@@ -375,15 +334,16 @@ impl Conn {
             Got::Eof => return Ok(Filled::Eof),
             Got::WouldBlock => return Ok(Filled::WouldBlock),
         };
-        self.rend += n;
-        ctx.ws.bytes_read.add(n as u64);
+        self.rbuf.commit(n);
+        env.ctx.ws.bytes_read.add(n as u64);
         Ok(Filled::Data)
     }
 
-    /// Makes free space at `rend` for the next read: compacts, takes a
-    /// pooled buffer, or grows within the input state's limit.
-    fn make_room(&mut self, ctx: &mut Ctx) -> Result<(), Filled> {
-        let pending = self.rend - self.rstart;
+    /// Makes free space after the buffered bytes for the next read:
+    /// compacts, takes a pooled buffer, or grows within the input state's
+    /// limit.
+    fn make_room(&mut self, env: &mut Env) -> Result<(), Filled> {
+        let pending = self.rbuf.len();
         let want = match self.input {
             Input::Value { need } => need.max(pending + 1),
             Input::Swallow { .. } => READ_BUFFER_SIZE,
@@ -392,20 +352,18 @@ impl Conn {
             | Input::MetadumpResume
             | Input::Direct { .. } => pending + 1,
         };
-        if self.rstart > 0
-            && (self.rbuf.len() - self.rend < READ_BUFFER_SIZE / 4
-                || self.rbuf.len() - self.rstart < want)
+        let rb = &mut self.rbuf;
+        if rb.start() > 0
+            && (rb.spare_len() < READ_BUFFER_SIZE / 4 || rb.spare_len() + pending < want)
         {
-            self.rbuf.copy_within(self.rstart..self.rend, 0);
-            self.rend -= self.rstart;
-            self.rstart = 0;
+            rb.compact();
         }
-        if self.rbuf.is_empty() {
-            if let Some(buf) = ctx.rbuf_pool.pop() {
-                self.rbuf = buf;
+        if rb.capacity() == 0 {
+            if let Some(buf) = env.rbuf_pool.pop() {
+                *rb = ReadBuf::from_storage(buf);
             }
         }
-        if self.rbuf.len() < want.max(READ_BUFFER_SIZE) {
+        if rb.capacity() < want.max(READ_BUFFER_SIZE) {
             let limit = match self.input {
                 Input::Value { .. } => self.value_limit.max(MAX_GET_LINE),
                 _ => MAX_GET_LINE,
@@ -415,10 +373,10 @@ impl Conn {
             }
             let new_len = want
                 .max(READ_BUFFER_SIZE)
-                .max((self.rbuf.len() * 2).min(limit));
-            self.rbuf.resize(new_len, 0);
+                .max((rb.capacity() * 2).min(limit));
+            rb.grow_to(new_len);
         }
-        if self.rend == self.rbuf.len() {
+        if rb.spare_len() == 0 {
             return Err(Filled::Full);
         }
         Ok(())
@@ -429,7 +387,12 @@ impl Conn {
     /// ready connection in one submission. `None` when this connection
     /// must read for itself (output pending, a value read into its item,
     /// a full buffer).
-    pub fn prefill_target(&mut self, ctx: &mut Ctx) -> Option<(*mut u8, usize)> {
+    ///
+    /// The space stays where it is, and nothing else reads or writes it,
+    /// until the next call that takes the connection `&mut` (the buffer
+    /// moves only in `make_room`); the worker's read into it must complete
+    /// before then and be reported through [`Conn::prefill_done`].
+    pub fn prefill_target(&mut self, env: &mut Env) -> Option<&mut [u8]> {
         self.readable = true;
         if self.send_deferred
             || self.prefill_eof
@@ -439,14 +402,13 @@ impl Conn {
         {
             return None;
         }
-        self.make_room(ctx).ok()?;
-        let dst = &mut self.rbuf[self.rend..];
-        Some((dst.as_mut_ptr(), dst.len()))
+        self.make_room(env).ok()?;
+        Some(self.rbuf.spare_mut())
     }
 
     /// The result of the read issued at [`Conn::prefill_target`]: bytes
     /// read, or a negated errno, as the kernel returns it.
-    pub fn prefill_done(&mut self, ctx: &mut Ctx, res: i32, asked: usize) {
+    pub fn prefill_done(&mut self, env: &mut Env, res: i32, asked: usize) {
         match res {
             n if n > 0 => {
                 let n = n as usize;
@@ -454,8 +416,8 @@ impl Conn {
                 if n < asked && !self.peer_closed {
                     self.readable = false;
                 }
-                self.rend += n;
-                ctx.ws.bytes_read.add(n as u64);
+                self.rbuf.commit(n);
+                env.ctx.ws.bytes_read.add(n as u64);
             }
             0 => self.prefill_eof = true,
             e if e == -libc::EAGAIN => self.readable = false,
@@ -477,19 +439,19 @@ impl Conn {
     /// sent, or a negated errno. `Ok(true)` when everything went and the
     /// connection should run on; `Ok(false)` when it waits for
     /// writability.
-    pub fn send_done(&mut self, ctx: &mut Ctx, res: i32) -> io::Result<bool> {
+    pub fn send_done(&mut self, env: &mut Env, res: i32) -> io::Result<bool> {
         self.send_deferred = false;
         match res {
             n if n > 0 => {
                 self.wbuf.advance_plain(n as usize);
-                ctx.ws.bytes_written.add(n as u64);
+                env.ctx.ws.bytes_written.add(n as u64);
                 if self.wbuf.has_unsent() {
                     // A short send filled the socket buffer.
                     self.write_blocked = true;
                     return Ok(false);
                 }
                 self.wbuf.reset(SHRINK_ABOVE);
-                self.cull_floor = 0;
+                self.sess.output_sent();
                 Ok(true)
             }
             0 => Err(io::ErrorKind::WriteZero.into()),
@@ -504,14 +466,11 @@ impl Conn {
 
     /// The raw descriptor, for batched submissions.
     pub fn raw_fd(&self) -> i32 {
-        match &self.stream {
-            Stream::Tcp(s) => std::os::fd::AsRawFd::as_raw_fd(s),
-            Stream::Unix(s) => std::os::fd::AsRawFd::as_raw_fd(s),
-        }
+        self.stream.as_raw_fd()
     }
 
     /// Reads once into the item of the value being received.
-    fn fill_direct(&mut self, ctx: &mut Ctx, head: usize, trailer: usize) -> io::Result<Filled> {
+    fn fill_direct(&mut self, env: &mut Env, head: usize, trailer: usize) -> io::Result<Filled> {
         let Some(d) = self.direct.as_mut() else {
             self.input = Input::Value { need: head };
             return Ok(Filled::Data);
@@ -523,7 +482,7 @@ impl Conn {
             Got::WouldBlock => return Ok(Filled::WouldBlock),
         };
         d.filled += n;
-        ctx.ws.bytes_read.add(n as u64);
+        env.ctx.ws.bytes_read.add(n as u64);
         if d.filled == d.value.len() {
             // The terminator (if any) is read as usual, after the line,
             // and the request runs once it is in.
@@ -538,9 +497,8 @@ impl Conn {
     /// after its first `head` bytes moves into the item, and the read
     /// buffer keeps only the head.
     fn start_direct(&mut self, head: usize, trailer: usize, value: Reserved) {
-        let start = self.rstart + head;
         let mut d = DirectValue { value, filled: 0 };
-        let mut src = &self.rbuf[start..self.rend];
+        let mut src = &self.rbuf.filled()[head..];
         while !src.is_empty() {
             let dst = d.value.unfilled(d.filled);
             if dst.is_empty() {
@@ -552,7 +510,7 @@ impl Conn {
             src = &src[n..];
         }
         debug_assert!(src.is_empty(), "only value bytes were buffered");
-        self.rend = start;
+        self.rbuf.truncate(head);
         self.input = if d.filled == d.value.len() {
             Input::Value {
                 need: head + trailer,
@@ -563,22 +521,22 @@ impl Conn {
         self.direct = Some(d);
     }
 
-    /// Parses and executes buffered requests.
-    fn process(&mut self, ctx: &mut Ctx, budget: &mut usize) -> Step {
+    /// Runs the buffered requests through [`dispatch::step`] and moves the
+    /// buffer and input state as each [`Outcome`] says.
+    fn process(&mut self, env: &mut Env, budget: &mut usize) -> Step {
         loop {
             match self.input {
                 Input::Swallow { left } => {
                     self.set_state(ConnState::Swallow);
-                    let avail = self.rend - self.rstart;
-                    let take = avail.min(left);
-                    self.rstart += take;
+                    let take = self.rbuf.len().min(left);
+                    self.rbuf.consume(take);
                     if take < left {
                         self.input = Input::Swallow { left: left - take };
                         return Step::NeedInput;
                     }
                     self.input = Input::Command;
                 }
-                Input::Value { need } if self.rend - self.rstart < need => {
+                Input::Value { need } if self.rbuf.len() < need => {
                     self.set_state(ConnState::Nread);
                     return Step::NeedInput;
                 }
@@ -590,13 +548,13 @@ impl Conn {
                     // Runs whether or not input is buffered: the dump's
                     // line is gone, and what follows it waits for the END.
                     // Like a resumed get, it was counted against -R once.
-                    if self.wbuf.unsent() >= proto_text::GET_PAUSE_BYTES {
+                    if self.wbuf.unsent() >= GET_PAUSE_BYTES {
                         return Step::Drain;
                     }
                     self.set_state(ConnState::ParseCmd);
                     match self.metadump.take() {
                         Some(cursor) => {
-                            if !self.metadump_step(ctx, cursor) {
+                            if !self.metadump_step(env, cursor) {
                                 return Step::Drain;
                             }
                         }
@@ -606,252 +564,91 @@ impl Conn {
                 }
                 _ => {}
             }
-            if self.rstart == self.rend {
+            if self.rbuf.is_empty() {
                 self.input = Input::Command;
                 return Step::NeedInput;
             }
             if *budget == 0 {
                 return Step::Budget;
             }
-            if self.wbuf.unsent() >= proto_text::GET_PAUSE_BYTES {
+            if self.wbuf.unsent() >= GET_PAUSE_BYTES {
                 // Many small requests pile replies up as fast as one big
                 // multi-get: write them before taking the next request, so
                 // a client that does not read holds at most this much.
                 return Step::Drain;
             }
             self.set_state(ConnState::ParseCmd);
-            let buf = &self.rbuf[self.rstart..self.rend];
-            if self.proto.is_none() {
-                // -B auto: the first byte of the connection decides.
-                self.proto = Some(match ctx.shared.settings.protocol {
-                    Protocol::Auto if proto_bin::is_binary_start(buf[0]) => Protocol::Binary,
-                    Protocol::Auto => Protocol::Ascii,
-                    p => p,
-                });
-            }
-            if self.proto == Some(Protocol::Binary) {
-                *budget -= 1;
-                ctx.pending_output = self.wbuf.has_unsent();
-                let direct = take_full(&mut self.direct);
-                match proto_bin::step(ctx, &mut self.bin, buf, &mut self.wbuf, direct) {
-                    proto_bin::Step::Done { used } => {
-                        self.rstart += used;
-                        self.input = Input::Command;
-                    }
-                    proto_bin::Step::NeedInput { need } => {
-                        *budget += 1;
-                        self.input = Input::Value {
-                            need: need.max(buf.len() + 1),
-                        };
-                        return Step::NeedInput;
-                    }
-                    proto_bin::Step::Swallow { used, left } => {
-                        self.rstart += used;
-                        self.input = Input::Swallow { left };
-                    }
-                    proto_bin::Step::CloseAfterWrite { used } => {
-                        self.rstart += used;
-                        return Step::CloseAfterWrite;
-                    }
-                    proto_bin::Step::Close => return Step::Close,
-                    proto_bin::Step::Direct { head, value } => {
-                        *budget += 1;
-                        self.start_direct(head, 0, value);
-                    }
-                }
-                continue;
-            }
-            if let Some(file) = ctx.shared.auth.as_ref().filter(|_| !self.ascii_authed) {
-                // memcached writes every answer of the handshake into one
-                // response object until it is sent, so within a batch only
-                // the last answer goes out; nothing else is queued here.
-                self.wbuf.cull_to(0);
-                *budget -= 1;
-                match auth::ascii_auth(file, buf, &mut self.ascii_authed, &mut self.wbuf) {
-                    AuthStep::Done { used } => {
-                        self.rstart += used;
-                        self.input = Input::Command;
-                    }
-                    AuthStep::NeedInput { need } => {
-                        *budget += 1;
-                        self.input = Input::Value {
-                            need: need.max(buf.len() + 1),
-                        };
-                        return Step::NeedInput;
-                    }
-                    AuthStep::Swallow { used, left } => {
-                        self.rstart += used;
-                        self.input = Input::Swallow { left };
-                    }
-                    AuthStep::Close => return Step::Close,
-                }
-                continue;
-            }
-            let (line, consumed) = match text::next_line(buf) {
-                Line::Incomplete => {
-                    if buf.len() >= MAX_GET_LINE {
-                        return Step::Close;
-                    }
-                    return Step::NeedInput;
-                }
-                Line::TooLong => return Step::Close,
-                Line::Complete { line, consumed } => (line, consumed),
+            let resume = match self.input {
+                Input::Value { .. } => Resume::Value,
+                Input::GetResume { offset } => Resume::Get { offset },
+                _ => Resume::Fresh,
             };
-            *budget -= 1;
-            ctx.pending_output = self.wbuf.has_unsent();
-            let now = ctx.shared.engine.clock().now();
-            self.info
-                .last_cmd
-                .store(now, std::sync::atomic::Ordering::Relaxed);
-            if ctx.shared.verbose() > 1 {
-                eprintln!("<{} {}", ctx.fd, String::from_utf8_lossy(line));
+            let buf = self.rbuf.filled();
+            let buffered = buf.len();
+            let direct = take_full(&mut self.direct);
+            let front = Front {
+                input: buf,
+                resume,
+                direct,
+            };
+            let outcome = dispatch::step(&mut env.ctx, &mut self.sess, front, &mut self.wbuf);
+            // A request counts against -R once, when it is answered: not
+            // while it waits for input, nor when a paused get resumes.
+            if !matches!(outcome, Outcome::NeedMore { .. } | Outcome::Direct { .. })
+                && !matches!(resume, Resume::Get { .. })
+            {
+                *budget -= 1;
             }
-            if proto_meta::is_meta(line) {
-                let direct = take_full(&mut self.direct);
-                match proto_meta::run(ctx, line, &buf[consumed..], &mut self.wbuf, direct) {
-                    proto_meta::Step::Done { used } => {
-                        self.rstart += consumed + used;
-                        self.input = Input::Command;
-                    }
-                    proto_meta::Step::NeedData { need } => {
-                        // Keep the line; run it again once the data is here.
-                        *budget += 1;
-                        if consumed + need > proto_bin::DIRECT_ABOVE {
-                            match proto_meta::reserve(ctx, line, &mut self.wbuf) {
-                                Some(Ok(value)) => {
-                                    self.start_direct(consumed, 2, value);
-                                    continue;
-                                }
-                                Some(Err(left)) => {
-                                    self.rstart += consumed;
-                                    self.input = Input::Swallow { left };
-                                    continue;
-                                }
-                                None => {}
-                            }
-                        }
-                        self.input = Input::Value {
-                            need: consumed + need,
-                        };
-                        self.set_state(ConnState::Nread);
-                        return Step::NeedInput;
-                    }
-                    proto_meta::Step::Swallow { left } => {
-                        self.rstart += consumed;
-                        self.input = Input::Swallow { left };
-                    }
+            match outcome {
+                Outcome::Done { used } => {
+                    self.rbuf.consume(used);
+                    self.input = Input::Command;
                 }
-                continue;
-            }
-            let req = text::parse_line(line);
-            if let Request::Store { bytes, .. } = req {
-                if self.input == Input::Command {
-                    if let Some(n) = proto_text::precheck_store(ctx, &req, &mut self.wbuf) {
-                        self.rstart += consumed;
-                        self.input = Input::Swallow { left: n };
-                        continue;
-                    }
-                }
-                let direct = self.direct.is_some();
-                let need = consumed + if direct { 2 } else { bytes + 2 };
-                if buf.len() < need {
-                    // Keep the line; parse it again once the value is here.
-                    *budget += 1;
-                    if !direct && need > proto_bin::DIRECT_ABOVE {
-                        match proto_text::reserve_store(ctx, &req, &mut self.wbuf) {
-                            Ok(value) => self.start_direct(consumed, 2, value),
-                            Err(left) => {
-                                self.rstart += consumed;
-                                self.input = Input::Swallow { left };
-                            }
-                        }
-                        continue;
-                    }
-                    self.input = Input::Value { need };
+                Outcome::NeedMore { need: 0 } => return Step::NeedInput,
+                Outcome::NeedMore { need } => {
+                    // Keep the request; run it again once `need` is here.
+                    self.input = Input::Value {
+                        need: need.max(buffered + 1),
+                    };
                     self.set_state(ConnState::Nread);
                     return Step::NeedInput;
                 }
-                let direct = take_full(&mut self.direct);
-                proto_text::complete_store(ctx, &req, &buf[consumed..need], &mut self.wbuf, direct);
-                self.rstart += need;
-                self.input = Input::Command;
-                continue;
-            }
-            if let Request::Get {
-                kind,
-                exptime,
-                keys,
-            } = req
-            {
-                let keys = match self.input {
-                    Input::GetResume { offset } if offset <= line.len() => {
-                        // This line was counted against -R when it started.
-                        *budget += 1;
-                        text::Keys::new(&line[offset..])
-                    }
-                    _ => keys,
-                };
-                let paused = proto_text::get(
-                    ctx,
-                    kind,
-                    exptime,
-                    keys,
-                    &mut self.wbuf,
-                    proto_text::GET_PAUSE_BYTES,
-                );
-                match paused {
-                    Some(rest) => {
-                        let offset = rest.remaining().as_ptr() as usize - line.as_ptr() as usize;
-                        self.input = Input::GetResume { offset };
-                        return Step::Drain;
-                    }
-                    None => {
-                        self.input = Input::Command;
-                        self.rstart += consumed;
-                        self.cull_floor = self.wbuf.len();
-                        continue;
-                    }
+                Outcome::Swallow { used, left } => {
+                    self.rbuf.consume(used);
+                    self.input = Input::Swallow { left };
                 }
-            }
-            if let Request::LruCrawler(CrawlerCmd::Metadump(classes)) = req {
-                self.rstart += consumed;
-                if let Some(cursor) = proto_text::metadump_start(ctx, classes, &mut self.wbuf) {
-                    if !self.metadump_step(ctx, Box::new(cursor)) {
+                Outcome::Direct {
+                    head,
+                    trailer,
+                    value,
+                } => self.start_direct(head, trailer, value),
+                Outcome::GetPaused { offset } => {
+                    self.input = Input::GetResume { offset };
+                    return Step::Drain;
+                }
+                Outcome::Metadump { used, cursor } => {
+                    self.rbuf.consume(used);
+                    self.input = Input::Command;
+                    if !self.metadump_step(env, cursor) {
                         return Step::Drain;
                     }
                 }
-                continue;
-            }
-            if req == Request::GetKeyTooLong {
-                // memcached culls every reply it has not sent yet before
-                // answering this one; clients see the same bytes from us.
-                self.wbuf.cull_to(self.cull_floor);
-            }
-            let next = proto_text::execute(ctx, req, &mut self.wbuf);
-            self.rstart += consumed;
-            match next {
-                Next::Continue => {}
-                Next::CloseAfterWrite => return Step::CloseAfterWrite,
-                Next::Close => return Step::Close,
+                Outcome::CloseAfterWrite { used } => {
+                    self.rbuf.consume(used);
+                    return Step::CloseAfterWrite;
+                }
+                Outcome::Close => return Step::Close,
             }
         }
     }
 
     /// Runs a metadump until the output is full enough to pause; true,
     /// with the connection back to reading commands, once it is done.
-    fn metadump_step(&mut self, ctx: &mut Ctx, mut cursor: Box<MetadumpCursor>) -> bool {
-        let done = proto_text::metadump_step(
-            ctx,
-            &mut cursor,
-            &mut self.wbuf,
-            proto_text::GET_PAUSE_BYTES,
-        );
+    fn metadump_step(&mut self, env: &mut Env, mut cursor: Box<MetadumpCursor>) -> bool {
+        let done = dispatch::metadump_step(&env.ctx, &mut self.sess, &mut cursor, &mut self.wbuf);
         if done {
             self.metadump = None;
             self.input = Input::Command;
-            // memcached sends the dump as it goes: a later culling get
-            // must not take it back.
-            self.cull_floor = self.wbuf.len();
         } else {
             self.metadump = Some(cursor);
             self.input = Input::MetadumpResume;

@@ -4,53 +4,34 @@
 //! socket, round-robin, to a worker through a channel plus a mio `Waker`.
 //! See docs/ARCHITECTURE.md for why this and not SO_REUSEPORT per worker.
 
-use crate::conn::Stream;
 use crate::settings::Settings;
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::worker::{NewConn, WorkerHandle};
-use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
-use socket2::{Domain, Socket, Type};
+use mnemo_net::addr::{
+    bind_tcp, bind_unix, listen_entries, resolve_host, split_host_port, ListenOpts, StaleSocket,
+};
+pub use mnemo_net::{Listener, Stream};
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-impl Listener {
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Listener::Tcp(l) => l,
-            Listener::Unix(l) => l,
-        }
-    }
-
-    pub fn fd(&self) -> i32 {
-        match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l) => l.as_raw_fd(),
-        }
-    }
-
-    /// memcached's `stats conns` spelling of the local address.
-    pub fn describe(&self) -> String {
-        match self {
-            Listener::Tcp(l) => l
-                .local_addr()
-                .map(|a| tcp_text(&a))
-                .unwrap_or_else(|_| "tcp:?".into()),
-            Listener::Unix(l) => l
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
-                .unwrap_or_else(|| "unix:?".into()),
-        }
+/// memcached's `stats conns` spelling of a listener's local address.
+pub fn describe(l: &Listener) -> String {
+    match l {
+        Listener::Tcp(l) => l
+            .local_addr()
+            .map(|a| tcp_text(&a))
+            .unwrap_or_else(|_| "tcp:?".into()),
+        Listener::Unix(l) => l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+            .unwrap_or_else(|| "unix:?".into()),
     }
 }
 
@@ -61,50 +42,22 @@ fn tcp_text(a: &SocketAddr) -> String {
     }
 }
 
-/// Splits one `-l` entry into host and optional port:
-/// `1.2.3.4`, `1.2.3.4:11211`, `[::1]`, `[::1]:11211`, `::1`, `localhost`.
-pub fn split_host_port(entry: &str) -> Result<(String, Option<u16>), String> {
-    let bad = || format!("Invalid listen address \"{entry}\"");
-    if let Some(rest) = entry.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match tail {
-            "" => None,
-            t => Some(
-                t.strip_prefix(':')
-                    .ok_or_else(bad)?
-                    .parse()
-                    .map_err(|_| bad())?,
-            ),
-        };
-        return Ok((host.to_string(), port));
-    }
-    match entry.matches(':').count() {
-        0 => Ok((entry.to_string(), None)),
-        1 => {
-            let (h, p) = entry.split_once(':').ok_or_else(bad)?;
-            Ok((h.to_string(), Some(p.parse().map_err(|_| bad())?)))
-        }
-        // A bare IPv6 address.
-        _ => Ok((entry.to_string(), None)),
+/// memcached's listening-socket options: IPv6 sockets only IPv6 (so `::`
+/// and `0.0.0.0` bind side by side), TCP_NODELAY inherited by clients, one
+/// acceptor (no SO_REUSEPORT).
+fn listen_opts(s: &Settings) -> ListenOpts {
+    ListenOpts {
+        backlog: s.backlog,
+        reuse_port: false,
+        v6_only: true,
+        nodelay: true,
     }
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let s = Socket::new(domain, Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_nodelay(true)?;
-    s.bind(&addr.into())?;
-    s.listen(backlog)?;
-    s.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(s.into()))
+/// The addresses one `-l` host stands for, with memcached's message when
+/// the resolver fails.
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    resolve_host(host, port).map_err(|e| format!("getaddrinfo(): {e} ({host})"))
 }
 
 /// Opens every listening socket the settings ask for.
@@ -112,13 +65,7 @@ pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
     let mut out = Vec::new();
     if let Some(path) = &s.socket_path {
         // memcached removes a stale socket file, never a regular file.
-        if let Ok(md) = std::fs::symlink_metadata(path) {
-            use std::os::unix::fs::FileTypeExt;
-            if md.file_type().is_socket() {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        let l = UnixListener::bind(path)
+        let l = bind_unix(Path::new(path), StaleSocket::SocketOnly)
             .map_err(|e| format!("failed to listen on UNIX socket \"{path}\": {e}"))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(s.access & 0o777))
@@ -129,26 +76,12 @@ pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
     if s.port == 0 {
         return Ok(out);
     }
-    let entries: Vec<String> = match &s.inter {
-        Some(list) => list
-            .split(',')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect(),
-        None => vec!["0.0.0.0".into(), "::".into()],
-    };
-    for entry in &entries {
+    let opts = listen_opts(s);
+    for entry in &listen_entries(s.inter.as_deref()) {
         let (host, port) = split_host_port(entry)?;
         let port = port.unwrap_or(s.port);
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => (host.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|e| format!("getaddrinfo(): {e} ({host})"))?
-                .collect(),
-        };
-        for a in addrs {
-            match bind_tcp(a, s.backlog) {
+        for a in resolve(&host, port)? {
+            match bind_tcp(a, &opts) {
                 Ok(l) => out.push(Listener::Tcp(l)),
                 // The default "::" is best effort, as on hosts without IPv6.
                 Err(_) if s.inter.is_none() && a.is_ipv6() => {}
@@ -180,10 +113,10 @@ pub fn spawn_acceptor(
     let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
     let now = shared.engine.clock().now();
     for (i, l) in listeners.iter_mut().enumerate() {
-        poll.registry()
-            .register(l.source(), Token(i), Interest::READABLE)?;
-        let info = ConnInfo::new(l.fd(), l.describe(), None, ConnState::Listening, now);
-        shared.conns.lock().insert(l.fd(), Arc::new(info));
+        poll.registry().register(l, Token(i), Interest::READABLE)?;
+        let fd = l.as_raw_fd();
+        let info = ConnInfo::new(fd, describe(l), None, ConnState::Listening, now);
+        shared.conns.lock().insert(fd, Arc::new(info));
     }
     shared.listeners.store(listeners.len() as u32, Relaxed);
     // memcached counts its listening sockets as connections.
@@ -287,19 +220,13 @@ fn hand_off(
     if g.curr_conns.load(Relaxed) >= client_limit(shared) {
         // memcached (maxconns_fast) answers and closes at once.
         g.rejected_conns.fetch_add(1, Relaxed);
-        let _ = match &mut stream {
-            Stream::Tcp(s) => s.write(b"ERROR Too many open connections\r\n"),
-            Stream::Unix(s) => s.write(b"ERROR Too many open connections\r\n"),
-        };
+        let _ = stream.write(b"ERROR Too many open connections\r\n");
         return;
     }
     let curr = g.curr_conns.fetch_add(1, Relaxed) + 1;
     g.total_conns.fetch_add(1, Relaxed);
     g.conn_structs.fetch_max(curr, Relaxed);
-    let fd = match &stream {
-        Stream::Tcp(s) => s.as_raw_fd(),
-        Stream::Unix(s) => s.as_raw_fd(),
-    };
+    let fd = stream.as_raw_fd();
     let now = shared.engine.clock().now();
     let info = Arc::new(ConnInfo::new(fd, peer, Some(local), ConnState::NewCmd, now));
     shared.conns.lock().insert(fd, Arc::clone(&info));
@@ -359,26 +286,4 @@ pub fn worker_ends(
         .iter()
         .map(|h| (h.tx.clone(), Arc::clone(&h.waker)))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_host_port;
-
-    #[test]
-    fn listen_entries() {
-        assert_eq!(
-            split_host_port("127.0.0.1").unwrap(),
-            ("127.0.0.1".into(), None)
-        );
-        assert_eq!(
-            split_host_port("127.0.0.1:99").unwrap(),
-            ("127.0.0.1".into(), Some(99))
-        );
-        assert_eq!(split_host_port("[::1]:7").unwrap(), ("::1".into(), Some(7)));
-        assert_eq!(split_host_port("[::1]").unwrap(), ("::1".into(), None));
-        assert_eq!(split_host_port("::1").unwrap(), ("::1".into(), None));
-        assert!(split_host_port("[::1").is_err());
-        assert!(split_host_port("h:x").is_err());
-    }
 }

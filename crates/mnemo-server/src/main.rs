@@ -9,6 +9,7 @@ mod auth;
 mod batch;
 mod cli;
 mod conn;
+mod dispatch;
 mod listener;
 mod out;
 mod proto_bin;
@@ -130,7 +131,7 @@ fn run(settings: Settings) -> i32 {
         for l in &listeners {
             eprintln!(
                 "<{} server listening ({})",
-                l.fd(),
+                std::os::fd::AsRawFd::as_raw_fd(l),
                 settings.protocol.text()
             );
         }

@@ -5,8 +5,9 @@
 //! statuses, texts, CAS values and quiet-mode rules (`proto_bin.c`): a quiet
 //! command answers only on error, and a quiet get only on a hit.
 
+use crate::dispatch::{Ctx, Outcome, DIRECT_ABOVE};
 use crate::out::Out;
-use crate::proto_text::{self, Ctx, Next};
+use crate::proto_text;
 use mnemo_engine::{ArithOutcome, GetMode, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::binary::{
     self, encode_error, encode_response, status, Cmd, Frame, Packet, Reject, StoreKind,
@@ -23,34 +24,17 @@ pub struct BinConn {
     flush_mark: Option<usize>,
 }
 
-/// What the connection does with its input after one step.
-#[derive(Debug)]
-pub enum Step {
-    /// A request was handled; `used` bytes of input belong to it.
-    Done { used: usize },
-    /// Not a whole request yet; at least `need` bytes must be buffered
-    /// (0: unknown yet, read more).
-    NeedInput { need: usize },
-    /// Consume `used` bytes, then discard `left` more.
-    Swallow { used: usize, left: usize },
-    /// Consume `used`, flush the replies, close.
-    CloseAfterWrite { used: usize },
-    /// A store whose value is still arriving: keep the first `head` bytes
-    /// (header, extras, key), read the value into `value`, then call
-    /// `step` again with the head and the filled reservation.
-    Direct { head: usize, value: Reserved },
-    /// Close at once without a reply.
-    Close,
-}
-
-/// Handles the request at the front of `buf`.
+/// Handles the request at the front of `buf`. `stream`: a value still
+/// arriving may be read into its item. With `direct`, the value was read
+/// into that item and `buf` holds the header and key.
 pub fn step(
     ctx: &Ctx,
     bc: &mut BinConn,
+    stream: bool,
     buf: &[u8],
     out: &mut Out,
     direct: Option<Reserved>,
-) -> Step {
+) -> Outcome {
     if !ctx.pending_output {
         bc.flush_mark = None;
     }
@@ -59,15 +43,15 @@ pub fn step(
             let need = binary::Header::decode(buf)
                 .map(|h| binary::HEADER_LEN + h.extras_len as usize + h.key_len as usize)
                 .unwrap_or(binary::HEADER_LEN);
-            return Step::NeedInput { need };
+            return Outcome::NeedMore { need };
         }
         Frame::BadMagic => {
             return match bc.flush_mark {
                 Some(mark) => {
                     out.truncate(mark);
-                    Step::CloseAfterWrite { used: 0 }
+                    Outcome::CloseAfterWrite { used: 0 }
                 }
-                None => Step::Close,
+                None => Outcome::Close,
             }
         }
         Frame::Packet(p) => p,
@@ -76,22 +60,22 @@ pub fn step(
     let used = p.consumed;
     if !binary::lengths_ok(&h) {
         encode_error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
-        return Step::CloseAfterWrite { used };
+        return Outcome::CloseAfterWrite { used };
     }
     let sasl = ctx.shared.settings.sasl;
     if sasl && !bc.authenticated && !binary::allowed_unauthenticated(h.opcode) {
         encode_error(out, h.opcode, status::AUTH_ERROR, h.opaque);
-        return Step::CloseAfterWrite { used };
+        return Outcome::CloseAfterWrite { used };
     }
     let cmd = match binary::decode(&p, sasl) {
         Ok(c) => c,
         Err(Reject::Invalid) => {
             encode_error(out, h.opcode, status::EINVAL, h.opaque);
-            return Step::CloseAfterWrite { used };
+            return Outcome::CloseAfterWrite { used };
         }
         Err(Reject::Unknown { swallow }) => {
             encode_error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
-            return Step::Swallow {
+            return Outcome::Swallow {
                 used,
                 left: swallow,
             };
@@ -114,56 +98,53 @@ pub fn step(
         // item is refused and discarded rather than buffered.
         if !ctx.shared.engine.item_size_ok(p.key.len(), 0, vlen) {
             encode_error(out, h.opcode, status::OUT_OF_MEMORY, h.opaque);
-            return Step::Swallow { used, left: vlen };
+            return Outcome::Swallow { used, left: vlen };
         }
     }
-    if direct.is_some() {
-        // The value is in the item; only the head was kept.
-        return match run(ctx, bc, &p, cmd, &[], out, direct) {
-            Next::Continue => Step::Done { used },
-            Next::CloseAfterWrite => Step::CloseAfterWrite { used },
-            Next::Close => Step::Close,
-        };
-    }
-    if buf.len() < used + vlen {
-        if ctx.direct_values && used + vlen > DIRECT_ABOVE {
-            if let Some(step) = reserve(ctx, &p, &cmd, vlen, out) {
-                return step;
+    // With the value in its item, only the head was kept.
+    let (value, used) = match direct {
+        Some(_) => (&[][..], used),
+        None if buf.len() < used + vlen => {
+            if stream && used + vlen > DIRECT_ABOVE {
+                if let Some(outcome) = reserve(ctx, &p, &cmd, vlen, out) {
+                    return outcome;
+                }
             }
+            return Outcome::NeedMore { need: used + vlen };
         }
-        return Step::NeedInput { need: used + vlen };
-    }
-    let value = &buf[used..used + vlen];
-    let used = used + vlen;
-    match run(ctx, bc, &p, cmd, value, out, None) {
-        Next::Continue => Step::Done { used },
-        Next::CloseAfterWrite => Step::CloseAfterWrite { used },
-        Next::Close => Step::Close,
+        None => (&buf[used..used + vlen], used + vlen),
+    };
+    if run(ctx, bc, &p, cmd, value, out, direct) {
+        Outcome::CloseAfterWrite { used }
+    } else {
+        Outcome::Done { used }
     }
 }
 
-/// Requests bigger than this whose value is still arriving have it read
-/// straight into its item rather than buffered (the read buffer's size).
-pub const DIRECT_ABOVE: usize = crate::conn::READ_BUFFER_SIZE;
-
-/// Reserves the item a store's value will be read into; `None` when the
-/// command is not a store.
-fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> Option<Step> {
-    let (mode, flags, exptime) = match *cmd {
+/// A storage command's mode, flags and expiry; `None` for any other.
+fn store_args(p: &Packet, cmd: &Cmd) -> Option<(StoreMode, u32, i64)> {
+    match *cmd {
         Cmd::Store {
             kind,
             flags,
             exptime,
             ..
-        } => (store_mode(p, kind), flags, i64::from(exptime)),
-        Cmd::Concat { append: true, .. } => (StoreMode::Append, 0, 0),
-        Cmd::Concat { append: false, .. } => (StoreMode::Prepend, 0, 0),
-        _ => return None,
-    };
+        } => Some((store_mode(p, kind), flags, i64::from(exptime))),
+        Cmd::Concat { append: true, .. } => Some((StoreMode::Append, 0, 0)),
+        Cmd::Concat { append: false, .. } => Some((StoreMode::Prepend, 0, 0)),
+        _ => None,
+    }
+}
+
+/// Reserves the item a store's value will be read into; `None` when the
+/// command is not a store.
+fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> Option<Outcome> {
+    let (mode, flags, exptime) = store_args(p, cmd)?;
     Some(
         match ctx.shared.engine.reserve(mode, p.key, flags, exptime, vlen) {
-            Ok(value) => Step::Direct {
+            Ok(value) => Outcome::Direct {
                 head: p.consumed,
+                trailer: 0,
                 value,
             },
             Err(outcome) => {
@@ -176,7 +157,7 @@ fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> 
                     _ => status::NOT_STORED,
                 };
                 encode_error(out, p.header.opcode, st, p.header.opaque);
-                Step::Swallow {
+                Outcome::Swallow {
                     used: p.consumed,
                     left: vlen,
                 }
@@ -197,13 +178,13 @@ fn store_mode(p: &Packet, kind: StoreKind) -> StoreMode {
     }
 }
 
-fn too_large(ctx: &Ctx, p: &Packet, is_set: bool, out: &mut Vec<u8>, vlen: usize) -> Step {
+fn too_large(ctx: &Ctx, p: &Packet, is_set: bool, out: &mut Vec<u8>, vlen: usize) -> Outcome {
     encode_error(out, p.header.opcode, status::E2BIG, p.header.opaque);
     if is_set {
         // As memcached: a failed set must not leave the old value readable.
         ctx.shared.engine.unlink_key(p.key);
     }
-    Step::Swallow {
+    Outcome::Swallow {
         used: p.consumed,
         left: vlen,
     }
@@ -229,6 +210,8 @@ fn err(out: &mut Vec<u8>, p: &Packet, st: u16) {
     encode_error(out, p.header.opcode, st, p.header.opaque);
 }
 
+/// Runs a decoded command; true when the connection closes after the
+/// reply (`quit`).
 fn run(
     ctx: &Ctx,
     bc: &mut BinConn,
@@ -237,60 +220,30 @@ fn run(
     value: &[u8],
     out: &mut Out,
     direct: Option<Reserved>,
-) -> Next {
+) -> bool {
     let sh = ctx.shared;
     let engine = &sh.engine;
     let h = &p.header;
     let key = p.key;
     match cmd {
-        Cmd::Get { quiet, with_key } => {
-            ctx.ws.get_cmds.incr();
-            let hit = engine.get(key, GetMode::Get, ctx.ts, |it| {
-                hit_response(out, p, it, with_key, true);
-            });
-            if hit.is_none() {
-                miss(out, p, quiet, with_key);
-            }
-        }
+        Cmd::Get { quiet, with_key } => retrieve(ctx, p, GetMode::Get, quiet, with_key, true, out),
         Cmd::Touch {
             exptime,
             quiet,
             with_key,
             with_value,
         } => {
-            ctx.ws.touch_cmds.incr();
-            let hit = engine.get(key, GetMode::Touch(i64::from(exptime)), ctx.ts, |it| {
-                hit_response(out, p, it, with_key, with_value);
-            });
-            if hit.is_none() {
-                miss(out, p, quiet, with_key);
+            let mode = GetMode::Touch(i64::from(exptime));
+            retrieve(ctx, p, mode, quiet, with_key, with_value, out);
+        }
+        Cmd::Store { quiet, .. } | Cmd::Concat { quiet, .. } => {
+            if let Some((mode, flags, exptime)) = store_args(p, &cmd) {
+                let o = match direct {
+                    Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
+                    None => engine.store(mode, key, flags, exptime, value, h.cas, ctx.ts),
+                };
+                store_reply(out, p, quiet, mode, o);
             }
-        }
-        Cmd::Store {
-            kind,
-            quiet,
-            flags,
-            exptime,
-            ..
-        } => {
-            let mode = store_mode(p, kind);
-            let o = match direct {
-                Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
-                None => engine.store(mode, key, flags, i64::from(exptime), value, h.cas, ctx.ts),
-            };
-            store_reply(out, p, quiet, mode, o);
-        }
-        Cmd::Concat { append, quiet, .. } => {
-            let mode = if append {
-                StoreMode::Append
-            } else {
-                StoreMode::Prepend
-            };
-            let o = match direct {
-                Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
-                None => engine.store(mode, key, 0, 0, value, h.cas, ctx.ts),
-            };
-            store_reply(out, p, quiet, mode, o);
         }
         Cmd::Delete { quiet } => {
             let mut slot = engine.lock_key(key, ctx.ts);
@@ -314,7 +267,7 @@ fn run(
         } => arith(ctx, p, incr, quiet, delta, initial, exptime, out),
         Cmd::Quit { quiet } => {
             ok(out, p, quiet, 0, &[]);
-            return Next::CloseAfterWrite;
+            return true;
         }
         Cmd::Flush { quiet, exptime } => {
             if !sh.settings.flush_enabled {
@@ -345,7 +298,30 @@ fn run(
             }
         }
     }
-    Next::Continue
+    false
+}
+
+/// GET and TOUCH (and their quiet and keyed forms).
+#[inline]
+fn retrieve(
+    ctx: &Ctx,
+    p: &Packet,
+    mode: GetMode,
+    quiet: bool,
+    with_key: bool,
+    with_value: bool,
+    out: &mut Out,
+) {
+    match mode {
+        GetMode::Get => ctx.ws.get_cmds.incr(),
+        _ => ctx.ws.touch_cmds.incr(),
+    }
+    let hit = ctx.shared.engine.get(p.key, mode, ctx.ts, |it| {
+        hit_response(out, p, it, with_key, with_value);
+    });
+    if hit.is_none() {
+        miss(out, p, quiet, with_key);
+    }
 }
 
 fn hit_response(
@@ -439,16 +415,7 @@ fn arith(
         match slot.store(StoreMode::Add, 0, i64::from(exptime), digits, 0, None) {
             StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &initial.to_be_bytes()),
             StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
-                encode_response(
-                    out,
-                    h.opcode,
-                    status::OUT_OF_MEMORY,
-                    h.opaque,
-                    0,
-                    &[],
-                    &[],
-                    b"Out of memory allocating new item",
-                );
+                out_of_memory(out, p, b"Out of memory allocating new item")
             }
             _ => err(out, p, status::NOT_STORED),
         }
@@ -461,17 +428,23 @@ fn arith(
         }
         ArithOutcome::NotFound => err(out, p, status::KEY_NOT_FOUND),
         ArithOutcome::NonNumeric => err(out, p, status::DELTA_BADVAL),
-        ArithOutcome::OutOfMemory => encode_response(
-            out,
-            h.opcode,
-            status::OUT_OF_MEMORY,
-            h.opaque,
-            0,
-            &[],
-            &[],
-            b"Out of memory incrementing value",
-        ),
+        ArithOutcome::OutOfMemory => out_of_memory(out, p, b"Out of memory incrementing value"),
     }
+}
+
+/// An OUT_OF_MEMORY response with memcached's text for what failed.
+fn out_of_memory(out: &mut Vec<u8>, p: &Packet, text: &[u8]) {
+    let h = &p.header;
+    encode_response(
+        out,
+        h.opcode,
+        status::OUT_OF_MEMORY,
+        h.opaque,
+        0,
+        &[],
+        &[],
+        text,
+    );
 }
 
 /// `stat [group]`: the text protocol's answer for the same group, sent as
@@ -513,14 +486,13 @@ fn stat(ctx: &Ctx, p: &Packet, out: &mut Vec<u8>) {
         line.push(b' ');
         line.extend_from_slice(group);
     }
-    let req = text::parse_line(&line);
-    if !matches!(req, Request::Stats(_)) {
+    let Request::Stats(cmd) = text::parse_line(&line) else {
         err(out, p, status::KEY_NOT_FOUND);
         return;
-    }
+    };
     let detail_dump = group == b"detail dump";
     let mut textual = Out::new(false);
-    let _ = proto_text::execute(ctx, req, &mut textual);
+    proto_text::stats(ctx, cmd, &mut textual);
     let opaque = p.header.opaque;
     if detail_dump {
         let body = textual.strip_suffix(b"END\r\n").unwrap_or(&textual);

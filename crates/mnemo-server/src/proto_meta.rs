@@ -5,8 +5,8 @@
 //! writing back is one atomic step, as it is in memcached. Reply lines and
 //! which of them `q` suppresses are memcached 1.6.18's (`proto_text.c`).
 
+use crate::dispatch::{Ctx, Outcome, DIRECT_ABOVE};
 use crate::out::Out;
-use crate::proto_text::Ctx;
 use mnemo_engine::{ArithOutcome, KeySlot, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::meta::{self, Cmd, Request, SetMode, KEY_BUF_LEN, MAX_OPAQUE};
 use mnemo_protocol::text::{decimal, push_u64};
@@ -21,28 +21,10 @@ pub fn is_meta(line: &[u8]) -> bool {
     meta::command(&rest[..end]).is_some()
 }
 
-/// What the connection does with its input after a meta request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Done; `used` input bytes after the line belong to it (an `ms` data
-    /// block).
-    Done { used: usize },
-    /// An `ms` whose data block has not all arrived: `need` bytes after the
-    /// line. The line stays in the buffer and is run again.
-    NeedData { need: usize },
-    /// Refused; discard this many input bytes after the line.
-    Swallow { left: usize },
-}
-
-/// For an `ms` whose data block is still arriving (after `run` answered
-/// `NeedData`): reserves the item the data will be read into. `None`: not
-/// an `ms`; `Err(n)`: refused, reply written, swallow `n` bytes.
-pub fn reserve(ctx: &Ctx, line: &[u8], out: &mut Vec<u8>) -> Option<Result<Reserved, usize>> {
-    let mut keybuf = [0u8; KEY_BUF_LEN];
-    let req = meta::parse(line, &mut keybuf).ok()?;
-    if req.cmd != Cmd::Set {
-        return None;
-    }
+/// Reserves the item an `ms` data block still arriving over a stream will
+/// be read into (memcached allocates it at this point too); refused, the
+/// reply is written and the line and block are swallowed.
+fn reserve(ctx: &Ctx, req: &Request, head: usize, out: &mut Vec<u8>) -> Outcome {
     let f = &req.flags;
     let n = req.datalen;
     let exptime = i64::from(f.ttl.unwrap_or(0));
@@ -53,7 +35,11 @@ pub fn reserve(ctx: &Ctx, line: &[u8], out: &mut Vec<u8>) -> Option<Result<Reser
         exptime,
         n,
     ) {
-        Ok(value) => Some(Ok(value)),
+        Ok(value) => Outcome::Direct {
+            head,
+            trailer: 2,
+            value,
+        },
         Err(outcome) => {
             out.extend_from_slice(match outcome {
                 StoreOutcome::TooLarge => {
@@ -66,7 +52,10 @@ pub fn reserve(ctx: &Ctx, line: &[u8], out: &mut Vec<u8>) -> Option<Result<Reser
                 }
                 _ => b"NS\r\n",
             });
-            Some(Err(n + 2))
+            Outcome::Swallow {
+                used: head,
+                left: n + 2,
+            }
         }
     }
 }
@@ -81,10 +70,20 @@ fn store_mode(m: SetMode) -> StoreMode {
     }
 }
 
-/// Runs one meta request line; `rest` is the input after the line. With
-/// `direct`, an `ms` line's data was read into that item and `rest` starts
-/// at its terminator.
-pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Out, direct: Option<Reserved>) -> Step {
+/// Runs one meta request `line`, framed by the text protocol: `head`
+/// bytes of `input` are the line with its terminator. With `direct`, an
+/// `ms` line's data was read into that item and only its terminator
+/// follows the line. `stream`: a data block still arriving may be read
+/// into its item.
+pub fn step(
+    ctx: &Ctx,
+    stream: bool,
+    line: &[u8],
+    head: usize,
+    input: &[u8],
+    out: &mut Out,
+    direct: Option<Reserved>,
+) -> Outcome {
     let mut keybuf = [0u8; KEY_BUF_LEN];
     let req = match meta::parse(line, &mut keybuf) {
         Ok(r) => r,
@@ -92,25 +91,40 @@ pub fn run(ctx: &Ctx, line: &[u8], rest: &[u8], out: &mut Out, direct: Option<Re
             out.extend_from_slice(e.msg.as_bytes());
             out.extend_from_slice(b"\r\n");
             return if e.swallow > 0 {
-                Step::Swallow { left: e.swallow }
+                Outcome::Swallow {
+                    used: head,
+                    left: e.swallow,
+                }
             } else {
-                Step::Done { used: 0 }
+                Outcome::Done { used: head }
             };
         }
     };
     match req.cmd {
         Cmd::Get => mget(ctx, &req, out),
-        Cmd::Set => return mset(ctx, &req, rest, out, direct),
+        Cmd::Set => return mset(ctx, stream, &req, head, input, out, direct),
         Cmd::Delete => mdelete(ctx, &req, out),
         Cmd::Arith => marith(ctx, &req, out),
         Cmd::Noop => out.extend_from_slice(b"MN\r\n"),
         Cmd::Debug => mdebug(ctx, &req, out),
     }
-    Step::Done { used: 0 }
+    Outcome::Done { used: head }
 }
 
 fn too_long(t: &[u8]) -> bool {
     t[0] == b'O' && t.len() > MAX_OPAQUE
+}
+
+/// Appends the ` O<opaque>` token `t` to a reply begun at `start`; an
+/// opaque too long replaces the whole reply with the error (false).
+fn opaque(out: &mut Vec<u8>, t: &[u8], start: usize) -> bool {
+    if too_long(t) {
+        out.truncate(start);
+        out.extend_from_slice(OPAQUE_TOO_LONG);
+        return false;
+    }
+    meta::push_opaque(out, t);
+    true
 }
 
 /// Appends ` <opaque>` / ` k<key>` for the flags that echo the request.
@@ -175,12 +189,10 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Out) {
                 }
                 b'h' => out.extend_from_slice(if it.fetched() { b" h1" } else { b" h0" }),
                 b'O' => {
-                    if too_long(t) {
-                        out.truncate(start);
-                        out.extend_from_slice(OPAQUE_TOO_LONG);
+                    let fits = opaque(out, t, start);
+                    if !fits {
                         return;
                     }
-                    meta::push_opaque(out, t);
                 }
                 // The item's own flag decides, as in memcached: a key
                 // stored with `b` comes back base64 even when asked without.
@@ -237,14 +249,17 @@ fn mget(ctx: &Ctx, req: &Request, out: &mut Out) {
 }
 
 /// `ms`: refused lines swallow their data; otherwise wait for the data
-/// block and store it.
+/// block (after the `head` bytes of the line) and store it.
 fn mset(
     ctx: &Ctx,
+    stream: bool,
     req: &Request,
-    rest: &[u8],
+    head: usize,
+    input: &[u8],
     out: &mut Vec<u8>,
     direct: Option<Reserved>,
-) -> Step {
+) -> Outcome {
+    let rest = &input[head..];
     let engine = &ctx.shared.engine;
     let f = &req.flags;
     let n = req.datalen;
@@ -254,24 +269,32 @@ fn mset(
         // memcached unlinks the old value so readers never see data the
         // client meant to replace.
         engine.unlink_key(req.key);
-        return Step::Swallow { left: n + 2 };
+        return Outcome::Swallow {
+            used: head,
+            left: n + 2,
+        };
     }
     // Input bytes this request takes after its line: the data block, or
     // only its terminator when the data went straight into `direct`.
-    let (value_len, used) = if direct.is_some() { (0, 2) } else { (n, n + 2) };
-    if rest.len() < used {
+    let (value_len, after) = if direct.is_some() { (0, 2) } else { (n, n + 2) };
+    let used = head + after;
+    if rest.len() < after {
         debug_assert!(
             direct.is_none(),
             "the terminator is read before a direct ms runs"
         );
-        return Step::NeedData { need: n + 2 };
+        let need = head + n + 2;
+        if stream && need > DIRECT_ABOVE {
+            return reserve(ctx, req, head, out);
+        }
+        return Outcome::NeedMore { need };
     }
-    if &rest[value_len..used] != b"\r\n" {
+    if &rest[value_len..after] != b"\r\n" {
         // memcached counts the set once the item is allocated and read,
         // before it checks the terminator.
         engine.count_set(req.key.len(), f.client_flags, n, ctx.ts);
         out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
-        return Step::Done { used };
+        return Outcome::Done { used };
     }
     let mut value = match direct {
         Some(r) => Value::Item(Some(r)),
@@ -320,16 +343,16 @@ fn mset(
         StoreOutcome::TooLarge => {
             ctx.ws.store_too_large.incr();
             out.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
-            return Step::Done { used };
+            return Outcome::Done { used };
         }
         StoreOutcome::OutOfMemory => {
             ctx.ws.store_no_memory.incr();
             out.extend_from_slice(b"SERVER_ERROR out of memory storing object\r\n");
-            return Step::Done { used };
+            return Outcome::Done { used };
         }
     };
     if f.quiet && status == b"HD" {
-        return Step::Done { used };
+        return Outcome::Done { used };
     }
     out.extend_from_slice(status);
     for t in req.flag_tokens() {
@@ -341,7 +364,7 @@ fn mset(
         }
     }
     out.extend_from_slice(b"\r\n");
-    Step::Done { used }
+    Outcome::Done { used }
 }
 
 /// An `ms` data block: in the input buffer, or already in its item.
@@ -490,12 +513,10 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             b'T' => slot.set_exptime(i64::from(f.ttl.unwrap_or(0))),
             b'N' if created => slot.set_exptime(i64::from(f.vivify.unwrap_or(0))),
             b'O' => {
-                if too_long(t) {
-                    out.truncate(start);
-                    out.extend_from_slice(OPAQUE_TOO_LONG);
+                let fits = opaque(out, t, start);
+                if !fits {
                     return;
                 }
-                meta::push_opaque(out, t);
             }
             b'k' => meta::push_key(out, req.key, f.base64),
             _ => {}

@@ -1,18 +1,22 @@
-//! Executes parsed text-protocol requests against the engine and appends
-//! the replies to the connection's output buffer.
+//! The text protocol: frames a request line, parses it, executes it
+//! against the engine and appends the reply to the output. Meta commands
+//! share the framing and go on to `proto_meta`.
 //!
 //! Reply strings, which errors `noreply` silences, and where the
 //! connection closes are memcached 1.6.18's (`proto_text.c`).
 
+use crate::conn::MAX_GET_LINE;
+use crate::dispatch::{Ctx, Front, Outcome, Resume, Session, DIRECT_ABOVE};
 use crate::out::Out;
-use crate::shared::{ConnState, Shared, VERSION};
-use crate::stats::{stat_line, PrefixOp, WorkerStats};
+use crate::proto_meta;
+use crate::shared::VERSION;
+use crate::stats::{conns_stats, general_stats, pairs, settings_stats, stat_line, PrefixOp};
 use mnemo_engine::{
     ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, Reserved, StoreMode, StoreOutcome,
-    ThreadStats,
 };
 use mnemo_protocol::text::{
-    self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, LruCmd, Request, StatsCmd, StoreKind,
+    self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, Line, LruCmd, Request, StatsCmd,
+    StoreKind,
 };
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -21,34 +25,49 @@ const MAX_VERBOSITY: u32 = 2;
 /// memcached's MAX_NUMBER_OF_SLAB_CLASSES (for `stats cachedump`).
 const MAX_SLAB_CLASSES: u32 = 64;
 
-/// What the connection does after a request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Next {
-    Continue,
-    /// Flush what is queued, then close (`quit`).
-    CloseAfterWrite,
-    /// Close at once, dropping queued output (HTTP request, `shutdown`).
-    Close,
+/// Frames the line at the front of `input` and runs it: a meta command
+/// through `proto_meta`, anything else through [`execute`].
+#[inline]
+pub fn step(ctx: &Ctx, sess: &mut Session, front: Front, out: &mut Out) -> Outcome {
+    let input = front.input;
+    let (line, consumed) = match text::next_line(input) {
+        Line::Incomplete if input.len() >= MAX_GET_LINE => return Outcome::Close,
+        Line::Incomplete => return Outcome::NeedMore { need: 0 },
+        Line::TooLong => return Outcome::Close,
+        Line::Complete { line, consumed } => (line, consumed),
+    };
+    if let Some(info) = sess.info() {
+        let now = ctx.shared.engine.clock().now();
+        info.last_cmd.store(now, Relaxed);
+        if ctx.shared.verbose() > 1 {
+            eprintln!("<{} {}", ctx.fd, String::from_utf8_lossy(line));
+        }
+    }
+    if proto_meta::is_meta(line) {
+        let stream = sess.is_stream();
+        return proto_meta::step(ctx, stream, line, consumed, input, out, front.direct);
+    }
+    let at = At {
+        input,
+        line,
+        consumed,
+        resume: front.resume,
+        direct: front.direct,
+    };
+    execute(ctx, sess, text::parse_line(line), at, out)
 }
 
-/// Per-thread handles a request needs.
-pub struct Ctx<'a> {
-    pub shared: &'a Shared,
-    pub ts: &'a ThreadStats,
-    pub ws: &'a WorkerStats,
-    /// File descriptor, for `-vv` logging.
-    pub fd: i32,
-    /// Whether replies are already queued ahead of this request
-    /// (`lru_crawler metadump` refuses to run behind them).
-    pub pending_output: bool,
-    /// The worker's spare read buffers.
-    pub rbuf_pool: &'a mut Vec<Vec<u8>>,
-    /// A large value still arriving may be read straight into its item
-    /// (a stream connection; a datagram holds its whole request).
-    pub direct_values: bool,
-    /// The worker sends replies in one batch after this event round; a
-    /// flush leaves them queued for it.
-    pub defer_send: bool,
+/// Where the request being executed stands in its input.
+struct At<'a> {
+    /// All buffered input, from the request's first byte.
+    input: &'a [u8],
+    /// The request line, without its terminator.
+    line: &'a [u8],
+    /// Length of the line with its terminator.
+    consumed: usize,
+    resume: Resume,
+    /// The value, when it was read straight into its item.
+    direct: Option<Reserved>,
 }
 
 fn line(out: &mut Vec<u8>, s: &str) {
@@ -81,20 +100,81 @@ fn store_mode(k: StoreKind) -> StoreMode {
     }
 }
 
-/// Called for a storage line before its data is read: `Some(n)` when the
-/// item can never fit and the `n` data bytes must be swallowed.
-pub fn precheck_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<usize> {
+/// A storage command (`req` is a `Request::Store`): refused before its
+/// data is read when the item can never fit, run once the value is
+/// buffered, or (a large value still arriving over a stream) given the
+/// item its value is read into.
+fn store(ctx: &Ctx, sess: &Session, req: &Request, at: At, out: &mut Out) -> Outcome {
+    let head = at.consumed;
     let Request::Store {
         kind,
         key,
         flags,
+        exptime,
         bytes,
+        cas,
         noreply,
-        ..
     } = *req
     else {
-        return None;
+        // execute() hands nothing else here.
+        return Outcome::Done { used: head };
     };
+    if at.resume == Resume::Fresh {
+        if let Some(left) = precheck_store(ctx, kind, key, flags, bytes, noreply, out) {
+            return Outcome::Swallow { used: head, left };
+        }
+    }
+    let engine = &ctx.shared.engine;
+    let mode = store_mode(kind);
+    // With the value in its item, only the terminator follows the line.
+    let value_len = if at.direct.is_some() { 0 } else { bytes };
+    let need = head + value_len + 2;
+    if at.input.len() < need {
+        if at.direct.is_none() && need > DIRECT_ABOVE && sess.is_stream() {
+            // memcached allocates the item at this point too.
+            return match engine.reserve(mode, key, flags, exptime, bytes) {
+                Ok(value) => Outcome::Direct {
+                    head,
+                    trailer: 2,
+                    value,
+                },
+                Err(outcome) => {
+                    reply(ctx, out, store_reply(ctx, outcome), noreply);
+                    Outcome::Swallow {
+                        used: head,
+                        left: bytes + 2,
+                    }
+                }
+            };
+        }
+        return Outcome::NeedMore { need };
+    }
+    let data = &at.input[head..need];
+    if &data[value_len..] != b"\r\n" {
+        // memcached counts the set before it checks the terminator.
+        engine.count_set(key.len(), flags, bytes, ctx.ts);
+        reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
+        return Outcome::Done { used: need };
+    }
+    let outcome = match at.direct {
+        Some(value) => engine.store_reserved(mode, key, value, cas, ctx.ts),
+        None => engine.store(mode, key, flags, exptime, &data[..bytes], cas, ctx.ts),
+    };
+    reply(ctx, out, store_reply(ctx, outcome), noreply);
+    Outcome::Done { used: need }
+}
+
+/// Called for a storage line before its data is read: `Some(n)` when the
+/// item can never fit and the `n` data bytes must be swallowed.
+fn precheck_store(
+    ctx: &Ctx,
+    kind: StoreKind,
+    key: &[u8],
+    flags: u32,
+    bytes: usize,
+    noreply: bool,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     if ctx.shared.runtime.detail_enabled.load(Relaxed) {
         ctx.shared
             .global
@@ -133,80 +213,6 @@ fn memcached_item_fits(
     ITEM_HEADER + cas + nkey + 1 + suffix + bytes + 2 <= s.engine.item_size_max
 }
 
-/// For a storage command whose value is still arriving: reserves the item
-/// the value will be read into (memcached allocates it at this point too).
-/// `Err(n)`: refused, the reply is written and `n` bytes must be swallowed.
-pub fn reserve_store(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Result<Reserved, usize> {
-    let Request::Store {
-        kind,
-        key,
-        flags,
-        exptime,
-        bytes,
-        noreply,
-        ..
-    } = *req
-    else {
-        return Err(0);
-    };
-    match ctx
-        .shared
-        .engine
-        .reserve(store_mode(kind), key, flags, exptime, bytes)
-    {
-        Ok(value) => Ok(value),
-        Err(outcome) => {
-            reply(ctx, out, store_reply(ctx, outcome), noreply);
-            Err(bytes + 2)
-        }
-    }
-}
-
-/// Completes a storage command once `data` (value plus its two terminator
-/// bytes) is in the buffer; with `direct`, the value was read into that
-/// item and `data` is only the terminator.
-pub fn complete_store(
-    ctx: &Ctx,
-    req: &Request,
-    data: &[u8],
-    out: &mut Vec<u8>,
-    direct: Option<Reserved>,
-) {
-    let Request::Store {
-        kind,
-        key,
-        flags,
-        exptime,
-        bytes,
-        cas,
-        noreply,
-    } = *req
-    else {
-        return;
-    };
-    let value_end = if direct.is_some() { 0 } else { bytes };
-    if &data[value_end..value_end + 2] != b"\r\n" {
-        // memcached counts the set before it checks the terminator.
-        ctx.shared.engine.count_set(key.len(), flags, bytes, ctx.ts);
-        reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
-        return;
-    }
-    let engine = &ctx.shared.engine;
-    let outcome = match direct {
-        Some(value) => engine.store_reserved(store_mode(kind), key, value, cas, ctx.ts),
-        None => engine.store(
-            store_mode(kind),
-            key,
-            flags,
-            exptime,
-            &data[..bytes],
-            cas,
-            ctx.ts,
-        ),
-    };
-    reply(ctx, out, store_reply(ctx, outcome), noreply);
-}
-
 /// memcached's answer to a storage command's outcome, counting failures.
 fn store_reply(ctx: &Ctx, outcome: StoreOutcome) -> &'static str {
     match outcome {
@@ -224,10 +230,6 @@ fn store_reply(ctx: &Ctx, outcome: StoreOutcome) -> &'static str {
         }
     }
 }
-
-/// Output a get may queue before it pauses to let the buffer drain; a line
-/// naming one large item many times must not grow memory without bound.
-pub const GET_PAUSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Runs a retrieval command. Returns the keys not yet served when the
 /// output passed `pause_at` bytes (no `END` written yet), else `None`.
@@ -338,22 +340,38 @@ pub fn metadump_step(
     }
 }
 
-/// Runs every request except the data part of storage commands.
-pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
+/// Runs one parsed request.
+fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -> Outcome {
     let sh = ctx.shared;
     let engine = &sh.engine;
+    let used = at.consumed;
     match req {
         Request::Get {
             kind,
             exptime,
             keys,
         } => {
-            // Unbounded here: callers that care about output size use `get`.
-            let _ = get(ctx, kind, exptime, keys, out, usize::MAX);
-            Next::Continue
+            let keys = match at.resume {
+                Resume::Get { offset } if offset <= at.line.len() => Keys::new(&at.line[offset..]),
+                _ => keys,
+            };
+            if let Some(rest) = get(ctx, kind, exptime, keys, out, sess.get_pause()) {
+                let offset = rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize;
+                return Outcome::GetPaused { offset };
+            }
+            sess.cull_floor = out.len();
         }
-        // Storage commands are split into precheck/complete by the caller.
-        Request::Store { .. } => Next::Continue,
+        Request::Store { .. } => return store(ctx, sess, &req, at, out),
+        // Streamed over a connection, pausing as the output fills.
+        Request::LruCrawler(CrawlerCmd::Metadump(classes)) if sess.is_stream() => {
+            if let Some(cursor) = metadump_start(ctx, classes, out) {
+                let cursor = Box::new(cursor);
+                return Outcome::Metadump { used, cursor };
+            }
+        }
+        // No connection to close or shut down over UDP: the rest of the
+        // datagram is dropped.
+        Request::Quit | Request::Shutdown { .. } if !sess.is_stream() => return Outcome::Close,
         Request::Delete { key, noreply } => {
             if sh.runtime.detail_enabled.load(Relaxed) {
                 sh.global
@@ -365,35 +383,31 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "NOT_FOUND"
             };
             reply(ctx, out, msg, noreply);
-            Next::Continue
         }
         Request::Arith {
             incr,
             key,
             delta,
             noreply,
-        } => {
-            match engine.arith(key, incr, delta, ctx.ts) {
-                ArithOutcome::Value(v) => {
-                    if sh.verbose() > 1 {
-                        eprintln!(">{} {v}", ctx.fd);
-                    }
-                    if !noreply {
-                        text::push_u64(out, v);
-                        out.extend_from_slice(b"\r\n");
-                    }
+        } => match engine.arith(key, incr, delta, ctx.ts) {
+            ArithOutcome::Value(v) => {
+                if sh.verbose() > 1 {
+                    eprintln!(">{} {v}", ctx.fd);
                 }
-                ArithOutcome::NotFound => reply(ctx, out, "NOT_FOUND", noreply),
-                ArithOutcome::NonNumeric => reply(
-                    ctx,
-                    out,
-                    "CLIENT_ERROR cannot increment or decrement non-numeric value",
-                    noreply,
-                ),
-                ArithOutcome::OutOfMemory => reply(ctx, out, "SERVER_ERROR out of memory", noreply),
+                if !noreply {
+                    text::push_u64(out, v);
+                    out.extend_from_slice(b"\r\n");
+                }
             }
-            Next::Continue
-        }
+            ArithOutcome::NotFound => reply(ctx, out, "NOT_FOUND", noreply),
+            ArithOutcome::NonNumeric => reply(
+                ctx,
+                out,
+                "CLIENT_ERROR cannot increment or decrement non-numeric value",
+                noreply,
+            ),
+            ArithOutcome::OutOfMemory => reply(ctx, out, "SERVER_ERROR out of memory", noreply),
+        },
         Request::Touch {
             key,
             exptime,
@@ -406,35 +420,30 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "NOT_FOUND"
             };
             reply(ctx, out, msg, noreply);
-            Next::Continue
         }
         Request::FlushAll { delay, noreply } => {
             ctx.ws.flush_cmds.incr();
-            if !sh.settings.flush_enabled {
+            if sh.settings.flush_enabled {
+                engine.flush_all(delay.max(0));
+                reply(ctx, out, "OK", noreply);
+            } else {
                 reply(ctx, out, "CLIENT_ERROR flush_all not allowed", noreply);
-                return Next::Continue;
             }
-            engine.flush_all(delay.max(0));
-            reply(ctx, out, "OK", noreply);
-            Next::Continue
         }
         Request::Version => {
             reply(ctx, out, &format!("VERSION {VERSION}"), false);
-            Next::Continue
         }
         Request::Verbosity { level, noreply } => {
             sh.runtime.verbose.store(level.min(MAX_VERBOSITY), Relaxed);
             reply(ctx, out, "OK", noreply);
-            Next::Continue
         }
-        Request::Quit => Next::CloseAfterWrite,
+        Request::Quit => return Outcome::CloseAfterWrite { used },
         Request::Shutdown { graceful } => {
-            if !sh.settings.shutdown_command {
-                reply(ctx, out, "ERROR: shutdown not enabled", false);
-                return Next::Continue;
+            if sh.settings.shutdown_command {
+                crate::signals::request_stop(graceful);
+                return Outcome::Close;
             }
-            crate::signals::request_stop(graceful);
-            Next::Close
+            reply(ctx, out, "ERROR: shutdown not enabled", false);
         }
         Request::ShutdownBadMode => {
             let msg = if sh.settings.shutdown_command {
@@ -443,11 +452,9 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "ERROR: shutdown not enabled"
             };
             reply(ctx, out, msg, false);
-            Next::Continue
         }
         Request::Stats(cmd) => {
             stats(ctx, cmd, out);
-            Next::Continue
         }
         Request::CacheMemlimit { megabytes, noreply } => {
             let msg = if megabytes < 8 {
@@ -466,48 +473,40 @@ pub fn execute(ctx: &Ctx, req: Request, out: &mut Out) -> Next {
                 "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust"
             };
             reply(ctx, out, msg, noreply);
-            Next::Continue
         }
-        Request::SlabsReassign(args) => {
-            if !engine.config().slab_reassign {
-                reply(ctx, out, "CLIENT_ERROR slab reassignment disabled", false);
-                return Next::Continue;
-            }
-            match args {
-                None => reply(ctx, out, text::BAD_FORMAT, false),
-                Some((src, dst)) => match engine.slabs_reassign(src, dst) {
-                    Ok(()) => reply(ctx, out, "OK", false),
-                    Err(e) => reply(ctx, out, &e.to_string(), false),
-                },
-            }
-            Next::Continue
-        }
+        Request::SlabsReassign(args) => match (engine.config().slab_reassign, args) {
+            (false, _) => reply(ctx, out, "CLIENT_ERROR slab reassignment disabled", false),
+            (true, None) => reply(ctx, out, text::BAD_FORMAT, false),
+            (true, Some((src, dst))) => match engine.slabs_reassign(src, dst) {
+                Ok(()) => reply(ctx, out, "OK", false),
+                Err(e) => reply(ctx, out, &e.to_string(), false),
+            },
+        },
         Request::SlabsAutomove { arg, noreply } => {
             match arg {
                 Automove::Ratio(r) => engine.set_automove_ratio(r),
                 Automove::Level(l) => engine.set_automove(l),
             }
             reply(ctx, out, "OK", noreply);
-            Next::Continue
         }
         Request::LruCrawler(cmd) => {
             crawler(ctx, cmd, out);
-            Next::Continue
         }
         Request::Lru { cmd, noreply } => {
             lru(ctx, cmd, noreply, out);
-            Next::Continue
         }
         Request::Error { msg, noreply } => {
             reply(ctx, out, msg, noreply);
-            Next::Continue
         }
-        Request::Close => Next::Close,
+        Request::Close => return Outcome::Close,
         Request::GetKeyTooLong => {
+            // memcached culls every reply it has not sent yet before
+            // answering this one; clients see the same bytes from us.
+            out.cull_to(sess.cull_floor);
             reply(ctx, out, text::BAD_FORMAT, false);
-            Next::Continue
         }
     }
+    Outcome::Done { used }
 }
 
 fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
@@ -538,23 +537,28 @@ fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {
             engine.lru_crawler_set_sleep(us);
             reply(ctx, out, "OK", false);
         }
-        CrawlerCmd::Enable => {
-            if engine.lru_crawler_enable() {
-                sh.crawler_enabled.store(true, Relaxed);
-                reply(ctx, out, "OK", false);
-            } else {
-                reply(ctx, out, "ERROR failed to start lru crawler thread", false);
-            }
-        }
-        CrawlerCmd::Disable => {
-            if engine.lru_crawler_disable() {
-                sh.crawler_enabled.store(false, Relaxed);
-                reply(ctx, out, "OK", false);
-            } else {
-                reply(ctx, out, "ERROR failed to stop lru crawler thread", false);
-            }
-        }
+        CrawlerCmd::Enable => switch_crawler(ctx, true, out),
+        CrawlerCmd::Disable => switch_crawler(ctx, false, out),
     }
+}
+
+/// `lru_crawler enable|disable`: the flag `stats` shows follows the thread.
+fn switch_crawler(ctx: &Ctx, on: bool, out: &mut Vec<u8>) {
+    let engine = &ctx.shared.engine;
+    let switched = if on {
+        engine.lru_crawler_enable()
+    } else {
+        engine.lru_crawler_disable()
+    };
+    let msg = match (switched, on) {
+        (true, _) => {
+            ctx.shared.crawler_enabled.store(on, Relaxed);
+            "OK"
+        }
+        (false, true) => "ERROR failed to start lru crawler thread",
+        (false, false) => "ERROR failed to stop lru crawler thread",
+    };
+    reply(ctx, out, msg, false);
 }
 
 /// `lru tune|mode|temp_ttl`, as memcached's `process_lru_command`: `mode`
@@ -584,14 +588,7 @@ fn lru(ctx: &Ctx, cmd: LruCmd, noreply: bool, out: &mut Vec<u8>) {
     }
 }
 
-fn pairs(out: &mut Vec<u8>, lines: Vec<(String, String)>) {
-    for (k, v) in lines {
-        stat_line(out, &k, v);
-    }
-    out.extend_from_slice(b"END\r\n");
-}
-
-fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
+pub fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
     let sh = ctx.shared;
     match cmd {
         StatsCmd::General => {
@@ -655,243 +652,5 @@ fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
             }
             _ => reply(ctx, out, "ERROR", false),
         },
-    }
-}
-
-/// getrusage(RUSAGE_SELF) user and system times as `sec.usec`.
-fn rusage() -> (String, String) {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a properly sized rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    (
-        format!("{}.{:06}", ru.ru_utime.tv_sec, ru.ru_utime.tv_usec),
-        format!("{}.{:06}", ru.ru_stime.tv_sec, ru.ru_stime.tv_usec),
-    )
-}
-
-/// The general `stats` block, in memcached 1.6.18's order.
-pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
-    let e = sh.engine.stats();
-    let t = sh.global.totals(&sh.workers);
-    let clock = sh.engine.clock();
-    let now = clock.now();
-    let (ru_user, ru_sys) = rusage();
-    let s = &sh.settings;
-    let g = &sh.global;
-    let listeners = sh.listeners.load(Relaxed) as u64;
-    stat_line(out, "pid", std::process::id());
-    stat_line(out, "uptime", now.saturating_sub(60));
-    stat_line(out, "time", clock.process_started() + u64::from(now));
-    stat_line(out, "version", VERSION);
-    stat_line(out, "libevent", "mio");
-    stat_line(out, "pointer_size", 8 * std::mem::size_of::<usize>());
-    stat_line(out, "rusage_user", ru_user);
-    stat_line(out, "rusage_system", ru_sys);
-    stat_line(out, "max_connections", s.maxconns);
-    // memcached counts its listening sockets as connections and subtracts
-    // one (the asking client, as it documents it).
-    stat_line(
-        out,
-        "curr_connections",
-        (g.curr_conns.load(Relaxed) + listeners).saturating_sub(1),
-    );
-    stat_line(out, "total_connections", g.total_conns.load(Relaxed));
-    if s.maxconns_fast {
-        stat_line(out, "rejected_connections", g.rejected_conns.load(Relaxed));
-    }
-    stat_line(
-        out,
-        "connection_structures",
-        g.conn_structs.load(Relaxed) + listeners,
-    );
-    stat_line(out, "response_obj_oom", 0);
-    stat_line(out, "response_obj_count", t.response_obj_count);
-    stat_line(out, "response_obj_bytes", t.response_obj_bytes);
-    stat_line(out, "read_buf_count", t.read_buf_count);
-    stat_line(out, "read_buf_bytes", t.read_buf_bytes);
-    stat_line(out, "read_buf_bytes_free", t.read_buf_bytes_free);
-    stat_line(out, "read_buf_oom", 0);
-    stat_line(out, "reserved_fds", reserved_fds(sh));
-    stat_line(out, "cmd_get", t.get_cmds);
-    stat_line(out, "cmd_set", e.cmd_set);
-    stat_line(out, "cmd_flush", t.flush_cmds);
-    stat_line(out, "cmd_touch", t.touch_cmds);
-    stat_line(out, "cmd_meta", t.meta_cmds);
-    for (k, v) in e.request_lines() {
-        stat_line(out, k, v);
-    }
-    stat_line(out, "store_too_large", t.store_too_large);
-    stat_line(out, "store_no_memory", t.store_no_memory);
-    stat_line(out, "auth_cmds", t.auth_cmds);
-    stat_line(out, "auth_errors", t.auth_errors);
-    if s.idle_timeout > 0 {
-        stat_line(out, "idle_kicks", t.idle_kicks);
-    }
-    stat_line(out, "bytes_read", t.bytes_read);
-    stat_line(out, "bytes_written", t.bytes_written);
-    stat_line(out, "limit_maxbytes", e.limit_maxbytes);
-    stat_line(
-        out,
-        "accepting_conns",
-        u32::from(g.accepting_conns.load(Relaxed)),
-    );
-    stat_line(
-        out,
-        "listen_disabled_num",
-        g.listen_disabled_num.load(Relaxed),
-    );
-    stat_line(out, "time_in_listen_disabled_us", 0);
-    stat_line(out, "threads", s.threads);
-    stat_line(out, "conn_yields", t.conn_yields);
-    // As memcached: the mover's, crawler's and maintainer's counters are
-    // listed only while that part runs (`-o no_modern` turns all three
-    // off, `lru_crawler disable` the crawler).
-    let cfg = sh.engine.config();
-    let crawler = sh.crawler_enabled.load(Relaxed);
-    for (k, v) in e.storage_lines() {
-        let shown = if k.starts_with("slab_reassign_") || k == "slabs_moved" {
-            cfg.slab_reassign
-        } else if k.starts_with("lru_crawler_") {
-            crawler
-        } else if matches!(
-            k,
-            "lru_maintainer_juggles"
-                | "evicted_active"
-                | "moves_to_cold"
-                | "moves_to_warm"
-                | "moves_within_lru"
-                | "direct_reclaims"
-                | "lru_bumps_dropped"
-        ) {
-            cfg.lru_maintainer
-        } else {
-            true
-        };
-        if shown {
-            stat_line(out, k, v);
-        }
-    }
-}
-
-/// memcached's accounting of descriptors kept back from clients: five per
-/// worker thread. Reported the same way so capacity dashboards agree.
-pub fn reserved_fds(sh: &Shared) -> u64 {
-    5 * sh.settings.threads as u64
-}
-
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-/// `stats settings`, in memcached 1.6.18's order.
-pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
-    let s = &sh.settings;
-    let c = sh.engine.config();
-    stat_line(out, "maxbytes", c.mem_limit);
-    stat_line(out, "maxconns", s.maxconns);
-    stat_line(out, "tcpport", s.port);
-    stat_line(out, "udpport", s.udp_port);
-    stat_line(out, "inter", s.inter.as_deref().unwrap_or("NULL"));
-    stat_line(out, "verbosity", sh.verbose());
-    stat_line(out, "oldest", sh.engine.oldest_live());
-    stat_line(out, "evictions", if c.evict_to_free { "on" } else { "off" });
-    stat_line(
-        out,
-        "domain_socket",
-        s.socket_path.as_deref().unwrap_or("NULL"),
-    );
-    stat_line(out, "umask", format!("{:o}", s.access));
-    stat_line(out, "shutdown_command", yes(s.shutdown_command));
-    stat_line(out, "growth_factor", format!("{:.2}", c.growth_factor));
-    stat_line(out, "chunk_size", c.chunk_size);
-    stat_line(out, "num_threads", s.threads);
-    stat_line(out, "num_threads_per_udp", s.threads);
-    stat_line(out, "stat_key_prefix", s.prefix_delimiter as char);
-    stat_line(
-        out,
-        "detail_enabled",
-        yes(sh.runtime.detail_enabled.load(Relaxed)),
-    );
-    stat_line(out, "reqs_per_event", s.reqs_per_event);
-    stat_line(out, "cas_enabled", yes(c.use_cas));
-    stat_line(out, "tcp_backlog", s.backlog);
-    stat_line(out, "binding_protocol", s.protocol.text());
-    stat_line(out, "auth_enabled_sasl", yes(s.sasl));
-    stat_line(out, "auth_enabled_ascii", yes(s.auth_file.is_some()));
-    stat_line(out, "item_size_max", c.item_size_max);
-    stat_line(out, "maxconns_fast", yes(s.maxconns_fast));
-    // 0 means "the default", as memcached reports it unless -o hashpower.
-    stat_line(
-        out,
-        "hashpower_init",
-        if s.hashpower_set { c.hashpower_init } else { 0 },
-    );
-    stat_line(out, "slab_reassign", yes(c.slab_reassign));
-    stat_line(out, "slab_automove", c.slab_automove);
-    stat_line(
-        out,
-        "slab_automove_ratio",
-        format!("{:.2}", c.slab_automove_ratio),
-    );
-    stat_line(out, "slab_automove_window", c.slab_automove_window);
-    stat_line(out, "slab_chunk_max", c.chunk_max());
-    stat_line(out, "lru_crawler", yes(sh.crawler_enabled.load(Relaxed)));
-    stat_line(out, "lru_crawler_sleep", c.lru_crawler_sleep);
-    stat_line(out, "lru_crawler_tocrawl", c.lru_crawler_tocrawl);
-    stat_line(out, "tail_repair_time", c.tail_repair_time);
-    stat_line(out, "flush_enabled", yes(s.flush_enabled));
-    stat_line(out, "dump_enabled", yes(s.dump_enabled));
-    stat_line(out, "hash_algorithm", s.hash_algorithm);
-    stat_line(out, "lru_maintainer_thread", yes(c.lru_maintainer));
-    stat_line(out, "lru_segmented", yes(c.lru_segmented));
-    // memcached keeps the percentages in an int and prints them with %d,
-    // so a huge `lru tune` value shows negative there.
-    stat_line(out, "hot_lru_pct", c.hot_lru_pct as i32);
-    stat_line(out, "warm_lru_pct", c.warm_lru_pct as i32);
-    stat_line(out, "hot_max_factor", format!("{:.2}", c.hot_max_factor));
-    stat_line(out, "warm_max_factor", format!("{:.2}", c.warm_max_factor));
-    stat_line(out, "temp_lru", yes(c.temp_lru));
-    stat_line(out, "temporary_ttl", c.temporary_ttl);
-    stat_line(out, "idle_timeout", s.idle_timeout);
-    stat_line(out, "watcher_logbuf_size", s.watcher_logbuf_size);
-    stat_line(out, "worker_logbuf_size", s.worker_logbuf_size);
-    stat_line(out, "read_buf_mem_limit", s.read_buf_mem_limit);
-    stat_line(
-        out,
-        "track_sizes",
-        yes(sh.runtime.track_sizes.load(Relaxed)),
-    );
-    stat_line(out, "inline_ascii_response", "no");
-    stat_line(
-        out,
-        "slab_automove_freeratio",
-        format!("{:.3}", s.slab_automove_freeratio),
-    );
-    stat_line(out, "num_napi_ids", "(null)");
-    stat_line(out, "memory_file", "(null)");
-}
-
-/// `stats conns`: listeners and clients, by file descriptor.
-pub fn conns_stats(sh: &Shared, out: &mut Vec<u8>) {
-    let now = sh.engine.clock().now();
-    for (fd, info) in sh.conns.lock().iter() {
-        stat_line(out, &format!("{fd}:addr"), &info.addr);
-        if let Some(l) = &info.listen_addr {
-            stat_line(out, &format!("{fd}:listen_addr"), l);
-        }
-        let state = info.state();
-        stat_line(out, &format!("{fd}:state"), state.text());
-        let last = info.last_cmd.load(Relaxed);
-        let secs = if state == ConnState::Listening {
-            now.wrapping_sub(last) as i32
-        } else {
-            now.saturating_sub(last) as i32
-        };
-        stat_line(out, &format!("{fd}:secs_since_last_cmd"), secs);
     }
 }

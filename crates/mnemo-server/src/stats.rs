@@ -5,7 +5,11 @@
 //! readers on other threads load the values relaxed. `stats reset` cannot
 //! zero another thread's counters without racing its writes, so it records
 //! a baseline and reports differences instead.
+//!
+//! The text of the `stats`, `stats settings` and `stats conns` blocks is
+//! written here too, so every protocol that lists them shares one order.
 
+use crate::shared::{ConnState, Shared, VERSION};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -223,6 +227,252 @@ pub fn stat_line(out: &mut Vec<u8>, name: &str, value: impl std::fmt::Display) {
     use std::io::Write;
     // Writing into a Vec cannot fail.
     let _ = write!(out, "STAT {name} {value}\r\n");
+}
+
+/// Every `STAT` line of an engine group, then `END`.
+pub fn pairs(out: &mut Vec<u8>, lines: Vec<(String, String)>) {
+    for (k, v) in lines {
+        stat_line(out, &k, v);
+    }
+    out.extend_from_slice(b"END\r\n");
+}
+
+/// getrusage(RUSAGE_SELF) user and system times as `sec.usec`.
+fn rusage() -> (String, String) {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a properly sized rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (
+        format!("{}.{:06}", ru.ru_utime.tv_sec, ru.ru_utime.tv_usec),
+        format!("{}.{:06}", ru.ru_stime.tv_sec, ru.ru_stime.tv_usec),
+    )
+}
+
+/// The general `stats` block, in memcached 1.6.18's order.
+pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
+    let e = sh.engine.stats();
+    let t = sh.global.totals(&sh.workers);
+    let clock = sh.engine.clock();
+    let now = clock.now();
+    let (ru_user, ru_sys) = rusage();
+    let s = &sh.settings;
+    let g = &sh.global;
+    let listeners = sh.listeners.load(Relaxed) as u64;
+    stat_line(out, "pid", std::process::id());
+    stat_line(out, "uptime", now.saturating_sub(60));
+    stat_line(out, "time", clock.process_started() + u64::from(now));
+    stat_line(out, "version", VERSION);
+    stat_line(out, "libevent", "mio");
+    stat_line(out, "pointer_size", 8 * std::mem::size_of::<usize>());
+    stat_line(out, "rusage_user", ru_user);
+    stat_line(out, "rusage_system", ru_sys);
+    stat_line(out, "max_connections", s.maxconns);
+    // memcached counts its listening sockets as connections and subtracts
+    // one (the asking client, as it documents it).
+    stat_line(
+        out,
+        "curr_connections",
+        (g.curr_conns.load(Relaxed) + listeners).saturating_sub(1),
+    );
+    stat_line(out, "total_connections", g.total_conns.load(Relaxed));
+    if s.maxconns_fast {
+        stat_line(out, "rejected_connections", g.rejected_conns.load(Relaxed));
+    }
+    stat_line(
+        out,
+        "connection_structures",
+        g.conn_structs.load(Relaxed) + listeners,
+    );
+    stat_line(out, "response_obj_oom", 0);
+    stat_line(out, "response_obj_count", t.response_obj_count);
+    stat_line(out, "response_obj_bytes", t.response_obj_bytes);
+    stat_line(out, "read_buf_count", t.read_buf_count);
+    stat_line(out, "read_buf_bytes", t.read_buf_bytes);
+    stat_line(out, "read_buf_bytes_free", t.read_buf_bytes_free);
+    stat_line(out, "read_buf_oom", 0);
+    stat_line(out, "reserved_fds", reserved_fds(sh));
+    stat_line(out, "cmd_get", t.get_cmds);
+    stat_line(out, "cmd_set", e.cmd_set);
+    stat_line(out, "cmd_flush", t.flush_cmds);
+    stat_line(out, "cmd_touch", t.touch_cmds);
+    stat_line(out, "cmd_meta", t.meta_cmds);
+    for (k, v) in e.request_lines() {
+        stat_line(out, k, v);
+    }
+    stat_line(out, "store_too_large", t.store_too_large);
+    stat_line(out, "store_no_memory", t.store_no_memory);
+    stat_line(out, "auth_cmds", t.auth_cmds);
+    stat_line(out, "auth_errors", t.auth_errors);
+    if s.idle_timeout > 0 {
+        stat_line(out, "idle_kicks", t.idle_kicks);
+    }
+    stat_line(out, "bytes_read", t.bytes_read);
+    stat_line(out, "bytes_written", t.bytes_written);
+    stat_line(out, "limit_maxbytes", e.limit_maxbytes);
+    stat_line(
+        out,
+        "accepting_conns",
+        u32::from(g.accepting_conns.load(Relaxed)),
+    );
+    stat_line(
+        out,
+        "listen_disabled_num",
+        g.listen_disabled_num.load(Relaxed),
+    );
+    stat_line(out, "time_in_listen_disabled_us", 0);
+    stat_line(out, "threads", s.threads);
+    stat_line(out, "conn_yields", t.conn_yields);
+    // As memcached: the mover's, crawler's and maintainer's counters are
+    // listed only while that part runs (`-o no_modern` turns all three
+    // off, `lru_crawler disable` the crawler).
+    let cfg = sh.engine.config();
+    let crawler = sh.crawler_enabled.load(Relaxed);
+    for (k, v) in e.storage_lines() {
+        let shown = if k.starts_with("slab_reassign_") || k == "slabs_moved" {
+            cfg.slab_reassign
+        } else if k.starts_with("lru_crawler_") {
+            crawler
+        } else if matches!(
+            k,
+            "lru_maintainer_juggles"
+                | "evicted_active"
+                | "moves_to_cold"
+                | "moves_to_warm"
+                | "moves_within_lru"
+                | "direct_reclaims"
+                | "lru_bumps_dropped"
+        ) {
+            cfg.lru_maintainer
+        } else {
+            true
+        };
+        if shown {
+            stat_line(out, k, v);
+        }
+    }
+}
+
+/// memcached's accounting of descriptors kept back from clients: five per
+/// worker thread. Reported the same way so capacity dashboards agree.
+pub fn reserved_fds(sh: &Shared) -> u64 {
+    5 * sh.settings.threads as u64
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `stats settings`, in memcached 1.6.18's order.
+pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
+    let s = &sh.settings;
+    let c = sh.engine.config();
+    stat_line(out, "maxbytes", c.mem_limit);
+    stat_line(out, "maxconns", s.maxconns);
+    stat_line(out, "tcpport", s.port);
+    stat_line(out, "udpport", s.udp_port);
+    stat_line(out, "inter", s.inter.as_deref().unwrap_or("NULL"));
+    stat_line(out, "verbosity", sh.verbose());
+    stat_line(out, "oldest", sh.engine.oldest_live());
+    stat_line(out, "evictions", if c.evict_to_free { "on" } else { "off" });
+    stat_line(
+        out,
+        "domain_socket",
+        s.socket_path.as_deref().unwrap_or("NULL"),
+    );
+    stat_line(out, "umask", format!("{:o}", s.access));
+    stat_line(out, "shutdown_command", yes(s.shutdown_command));
+    stat_line(out, "growth_factor", format!("{:.2}", c.growth_factor));
+    stat_line(out, "chunk_size", c.chunk_size);
+    stat_line(out, "num_threads", s.threads);
+    stat_line(out, "num_threads_per_udp", s.threads);
+    stat_line(out, "stat_key_prefix", s.prefix_delimiter as char);
+    stat_line(
+        out,
+        "detail_enabled",
+        yes(sh.runtime.detail_enabled.load(Relaxed)),
+    );
+    stat_line(out, "reqs_per_event", s.reqs_per_event);
+    stat_line(out, "cas_enabled", yes(c.use_cas));
+    stat_line(out, "tcp_backlog", s.backlog);
+    stat_line(out, "binding_protocol", s.protocol.text());
+    stat_line(out, "auth_enabled_sasl", yes(s.sasl));
+    stat_line(out, "auth_enabled_ascii", yes(s.auth_file.is_some()));
+    stat_line(out, "item_size_max", c.item_size_max);
+    stat_line(out, "maxconns_fast", yes(s.maxconns_fast));
+    // 0 means "the default", as memcached reports it unless -o hashpower.
+    stat_line(
+        out,
+        "hashpower_init",
+        if s.hashpower_set { c.hashpower_init } else { 0 },
+    );
+    stat_line(out, "slab_reassign", yes(c.slab_reassign));
+    stat_line(out, "slab_automove", c.slab_automove);
+    stat_line(
+        out,
+        "slab_automove_ratio",
+        format!("{:.2}", c.slab_automove_ratio),
+    );
+    stat_line(out, "slab_automove_window", c.slab_automove_window);
+    stat_line(out, "slab_chunk_max", c.chunk_max());
+    stat_line(out, "lru_crawler", yes(sh.crawler_enabled.load(Relaxed)));
+    stat_line(out, "lru_crawler_sleep", c.lru_crawler_sleep);
+    stat_line(out, "lru_crawler_tocrawl", c.lru_crawler_tocrawl);
+    stat_line(out, "tail_repair_time", c.tail_repair_time);
+    stat_line(out, "flush_enabled", yes(s.flush_enabled));
+    stat_line(out, "dump_enabled", yes(s.dump_enabled));
+    stat_line(out, "hash_algorithm", s.hash_algorithm);
+    stat_line(out, "lru_maintainer_thread", yes(c.lru_maintainer));
+    stat_line(out, "lru_segmented", yes(c.lru_segmented));
+    // memcached keeps the percentages in an int and prints them with %d,
+    // so a huge `lru tune` value shows negative there.
+    stat_line(out, "hot_lru_pct", c.hot_lru_pct as i32);
+    stat_line(out, "warm_lru_pct", c.warm_lru_pct as i32);
+    stat_line(out, "hot_max_factor", format!("{:.2}", c.hot_max_factor));
+    stat_line(out, "warm_max_factor", format!("{:.2}", c.warm_max_factor));
+    stat_line(out, "temp_lru", yes(c.temp_lru));
+    stat_line(out, "temporary_ttl", c.temporary_ttl);
+    stat_line(out, "idle_timeout", s.idle_timeout);
+    stat_line(out, "watcher_logbuf_size", s.watcher_logbuf_size);
+    stat_line(out, "worker_logbuf_size", s.worker_logbuf_size);
+    stat_line(out, "read_buf_mem_limit", s.read_buf_mem_limit);
+    stat_line(
+        out,
+        "track_sizes",
+        yes(sh.runtime.track_sizes.load(Relaxed)),
+    );
+    stat_line(out, "inline_ascii_response", "no");
+    stat_line(
+        out,
+        "slab_automove_freeratio",
+        format!("{:.3}", s.slab_automove_freeratio),
+    );
+    stat_line(out, "num_napi_ids", "(null)");
+    stat_line(out, "memory_file", "(null)");
+}
+
+/// `stats conns`: listeners and clients, by file descriptor.
+pub fn conns_stats(sh: &Shared, out: &mut Vec<u8>) {
+    let now = sh.engine.clock().now();
+    for (fd, info) in sh.conns.lock().iter() {
+        stat_line(out, &format!("{fd}:addr"), &info.addr);
+        if let Some(l) = &info.listen_addr {
+            stat_line(out, &format!("{fd}:listen_addr"), l);
+        }
+        let state = info.state();
+        stat_line(out, &format!("{fd}:state"), state.text());
+        let last = info.last_cmd.load(Relaxed);
+        let secs = if state == ConnState::Listening {
+            now.wrapping_sub(last) as i32
+        } else {
+            now.saturating_sub(last) as i32
+        };
+        stat_line(out, &format!("{fd}:secs_since_last_cmd"), secs);
+    }
 }
 
 #[cfg(test)]

@@ -10,19 +10,19 @@
 //!
 //! One thread per bound socket serves all datagrams: each is independent,
 //! so there is no connection state to share, and UDP traffic is rare next
-//! to TCP in memcached deployments (it is off by default).
+//! to TCP in memcached deployments (it is off by default). The requests in
+//! a datagram run through the same dispatch as a connection's
+//! ([`dispatch::run_datagram`]); this module only frames and sends.
 
-use crate::listener::split_host_port;
+use crate::dispatch::{self, Ctx};
+use crate::listener::resolve;
 use crate::out::Out;
-use crate::proto_bin::{self, BinConn};
-use crate::proto_meta;
-use crate::proto_text::{self, Ctx};
-use crate::settings::{Protocol, Settings};
+use crate::settings::Settings;
 use crate::shared::Shared;
 use crate::stats::WorkerStats;
-use mnemo_protocol::text::{self, Line, Request};
+use mnemo_net::addr::{listen_entries, split_host_port};
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -42,24 +42,9 @@ pub fn bind_all(s: &Settings) -> Result<Vec<UdpSocket>, String> {
     if s.udp_port == 0 || s.socket_path.is_some() {
         return Ok(out);
     }
-    let entries: Vec<String> = match &s.inter {
-        Some(list) => list
-            .split(',')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect(),
-        None => vec!["0.0.0.0".into(), "::".into()],
-    };
-    for entry in &entries {
+    for entry in &listen_entries(s.inter.as_deref()) {
         let (host, _) = split_host_port(entry)?;
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, s.udp_port)],
-            Err(_) => (host.as_str(), s.udp_port)
-                .to_socket_addrs()
-                .map_err(|e| format!("getaddrinfo(): {e} ({host})"))?
-                .collect(),
-        };
-        for a in addrs {
+        for a in resolve(&host, s.udp_port)? {
             match UdpSocket::bind(a) {
                 Ok(sock) => out.push(sock),
                 Err(_) if s.inter.is_none() && a.is_ipv6() => {}
@@ -102,8 +87,6 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
     let mut out = Out::new(false);
     let mut dgram = Vec::with_capacity(UDP_MAX_PAYLOAD);
     let fd = sock.as_raw_fd();
-    // Datagrams are parsed in place from `buf`; the pool stays empty.
-    let mut rbuf_pool = Vec::new();
     while !shared.stopping.load(Relaxed) {
         let (n, peer) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
@@ -128,51 +111,17 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
             continue;
         }
         let req_id = [buf[0], buf[1]];
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             shared: &shared,
             ts: &ts,
             ws: &ws,
             fd,
             pending_output: false,
-            rbuf_pool: &mut rbuf_pool,
-            direct_values: false,
-            defer_send: false,
         };
-        let mut send = |reply: &[u8]| {
+        dispatch::run_datagram(&mut ctx, &buf[FRAME_HEADER..n], &mut out, |reply| {
             send_reply(&sock, peer, req_id, reply, &mut dgram, &ws);
-        };
-        let payload = &buf[FRAME_HEADER..n];
-        let binary = match shared.settings.protocol {
-            Protocol::Auto => proto_bin::is_binary_start(payload[0]),
-            p => p == Protocol::Binary,
-        };
-        if binary {
-            run_binary(&ctx, payload, &mut out, &mut send);
-        } else {
-            run_requests(&ctx, payload, &mut out, &mut send);
-        }
+        });
     }
-}
-
-/// Runs the binary requests of one datagram, each answered as its own
-/// reply, as memcached does over UDP.
-fn run_binary(ctx: &Ctx, mut input: &[u8], out: &mut Out, send: &mut dyn FnMut(&[u8])) {
-    // No SASL over UDP (refused at start-up), so nothing to authenticate.
-    let mut bc = BinConn::default();
-    while !input.is_empty() {
-        out.clear();
-        let step = proto_bin::step(ctx, &mut bc, input, out, None);
-        send(out);
-        input = match step {
-            proto_bin::Step::Done { used } => &input[used..],
-            proto_bin::Step::Swallow { used, left } => input.get(used + left..).unwrap_or(&[]),
-            proto_bin::Step::NeedInput { .. }
-            | proto_bin::Step::Direct { .. }
-            | proto_bin::Step::CloseAfterWrite { .. }
-            | proto_bin::Step::Close => break,
-        };
-    }
-    out.clear();
 }
 
 /// Sends one reply as its own numbered sequence of datagrams, as memcached
@@ -201,70 +150,4 @@ fn send_reply(
             ws.bytes_written.add(w as u64);
         }
     }
-}
-
-/// Runs every complete request of one datagram; a value must be in the
-/// same datagram as its command line.
-fn run_requests(ctx: &Ctx, mut input: &[u8], out: &mut Out, send: &mut dyn FnMut(&[u8])) {
-    while !input.is_empty() {
-        send(out);
-        out.clear();
-        let (line, consumed) = match text::next_line(input) {
-            Line::Complete { line, consumed } => (line, consumed),
-            _ => break,
-        };
-        if proto_meta::is_meta(line) {
-            match proto_meta::run(ctx, line, &input[consumed..], out, None) {
-                proto_meta::Step::Done { used } => input = &input[consumed + used..],
-                proto_meta::Step::Swallow { left } => {
-                    input = input.get(consumed + left..).unwrap_or(&[]);
-                }
-                proto_meta::Step::NeedData { .. } => break,
-            }
-            continue;
-        }
-        let req = text::parse_line(line);
-        match req {
-            Request::Store { bytes, .. } => {
-                if let Some(n) = proto_text::precheck_store(ctx, &req, out) {
-                    input = input.get(consumed + n..).unwrap_or(&[]);
-                    continue;
-                }
-                let need = consumed + bytes + 2;
-                if input.len() < need {
-                    break;
-                }
-                proto_text::complete_store(ctx, &req, &input[consumed..need], out, None);
-                input = &input[need..];
-            }
-            // Each key of a get is its own reply (a miss sends nothing);
-            // the last one carries the END.
-            Request::Get {
-                kind,
-                exptime,
-                keys,
-            } => {
-                let mut keys = keys.peekable();
-                while let Some(key) = keys.next() {
-                    let one = text::Keys::new(key);
-                    let _ = proto_text::get(ctx, kind, exptime, one, out, usize::MAX);
-                    if keys.peek().is_some() {
-                        let end = out.len() - b"END\r\n".len();
-                        out.truncate(end);
-                        send(out);
-                        out.clear();
-                    }
-                }
-                input = &input[consumed..];
-            }
-            // No connection to close or shut down over UDP.
-            Request::Quit | Request::Shutdown { .. } => break,
-            req => {
-                let _ = proto_text::execute(ctx, req, out);
-                input = &input[consumed..];
-            }
-        }
-    }
-    send(out);
-    out.clear();
 }

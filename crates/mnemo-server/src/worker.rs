@@ -3,11 +3,12 @@
 //! with a mio `Waker` to interrupt `poll`.
 
 use crate::batch::{Batch, Req};
-use crate::conn::{Conn, Drive, Stream};
-use crate::proto_text::Ctx;
+use crate::conn::{Conn, Drive, Env};
+use crate::dispatch::Ctx;
 use crate::shared::{ConnInfo, Shared};
 use crate::stats::WorkerStats;
 use mio::{Events, Interest, Poll, Token, Waker};
+use mnemo_net::{Key, Slots, Stream};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
@@ -40,7 +41,8 @@ struct Slot {
     queued: bool,
     /// In `Worker::sends` for this round.
     send_queued: bool,
-    /// The socket is registered with the worker's ring at this slot.
+    /// The socket is registered with the worker's ring at this slot's
+    /// index.
     fixed: bool,
 }
 
@@ -51,9 +53,10 @@ struct Worker {
     shared: Arc<Shared>,
     ws: Arc<WorkerStats>,
     ts: Arc<mnemo_engine::ThreadStats>,
-    slots: Vec<Option<Slot>>,
-    free: Vec<usize>,
-    yielded: VecDeque<usize>,
+    /// Connections, keyed by their mio token: an event left over from a
+    /// closed connection cannot reach the one that reuses its slot.
+    slots: Slots<Slot>,
+    yielded: VecDeque<Key>,
     /// Spare read buffers: connections give theirs back when idle.
     rbuf_pool: Vec<Vec<u8>>,
     /// Batched socket I/O, when the kernel has io_uring and it is wanted.
@@ -61,10 +64,10 @@ struct Worker {
     /// While set, connections leave their replies for the round's batched
     /// send instead of writing them.
     defer_send: bool,
-    /// This round's ready connections: slot, readable, writable.
-    ready: Vec<(usize, bool, bool)>,
+    /// This round's ready connections: key, readable, writable.
+    ready: Vec<(Key, bool, bool)>,
     /// Connections whose replies wait for the round's batched send.
-    sends: Vec<usize>,
+    sends: Vec<Key>,
     reqs: Vec<Req>,
     results: Vec<(usize, i32)>,
 }
@@ -83,8 +86,7 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
         shared,
         ws,
         ts,
-        slots: Vec::new(),
-        free: Vec::new(),
+        slots: Slots::new(),
         yielded: VecDeque::new(),
         rbuf_pool: Vec::new(),
         batch: None,
@@ -144,19 +146,22 @@ impl Worker {
                     self.adopt();
                     continue;
                 }
+                let Some(k) = Key::from_token(ev.token()) else {
+                    continue;
+                };
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                 let writable = ev.is_writable() || ev.is_write_closed();
                 if ev.is_read_closed() || ev.is_error() {
                     // Request bytes and the FIN can arrive as one edge; the
                     // connection must read on to the EOF or it is never closed.
-                    if let Some(slot) = self.slots.get_mut(ev.token().0).and_then(Option::as_mut) {
+                    if let Some(slot) = self.slots.get_mut(k) {
                         slot.conn.set_peer_closed();
                     }
                 }
                 if batching {
-                    self.ready.push((ev.token().0, readable, writable));
+                    self.ready.push((k, readable, writable));
                 } else {
-                    self.drive(ev.token().0, readable, writable);
+                    self.drive(k, readable, writable);
                 }
             }
             if batching {
@@ -169,10 +174,10 @@ impl Worker {
             // Connections that used up their -R budget get another turn
             // after everyone with fresh events has had one.
             for _ in 0..self.yielded.len() {
-                if let Some(i) = self.yielded.pop_front() {
-                    if let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) {
+                if let Some(k) = self.yielded.pop_front() {
+                    if let Some(slot) = self.slots.get_mut(k) {
                         slot.queued = false;
-                        self.drive(i, false, false);
+                        self.drive(k, false, false);
                     }
                 }
             }
@@ -188,11 +193,8 @@ impl Worker {
             }
         }
         self.finish_replies(&mut events);
-        let open: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].is_some())
-            .collect();
-        for i in open {
-            self.close(i);
+        for k in self.slots.keys() {
+            self.close(k);
         }
     }
 
@@ -203,8 +205,11 @@ impl Worker {
         let deadline = Instant::now() + STOP_FLUSH;
         loop {
             let mut pending = false;
-            for i in 0..self.slots.len() {
-                if let Some(done) = self.with_conn(i, false, |slot, ctx| slot.conn.stop_flush(ctx))
+            for i in 0..self.slots.index_bound() {
+                let Some(k) = self.slots.key_at(i) else {
+                    continue;
+                };
+                if let Some(done) = self.with_conn(k, false, |slot, env| slot.conn.stop_flush(env))
                 {
                     pending |= !done;
                 }
@@ -219,19 +224,17 @@ impl Worker {
     /// Takes the sockets the acceptor queued for us.
     fn adopt(&mut self) {
         while let Ok(mut nc) = self.rx.try_recv() {
-            let i = self.free.pop().unwrap_or_else(|| {
-                self.slots.push(None);
-                self.slots.len() - 1
-            });
+            // Registered under the key the slot will have, before the
+            // connection exists: a failure leaves the table untouched.
+            let key = self.slots.vacant_key();
             if let Err(e) = self.poll.registry().register(
-                nc.stream.source(),
-                Token(i),
+                &mut nc.stream,
+                key.to_token(),
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 if self.shared.verbose() > 0 {
                     eprintln!("mnemo: cannot register connection: {e}");
                 }
-                self.free.push(i);
                 self.forget(&nc.info);
                 continue;
             }
@@ -244,48 +247,50 @@ impl Worker {
                 self.shared.settings.engine.item_size_max,
             );
             let fixed = match self.batch.as_mut() {
-                Some(b) => b.register(i, conn.raw_fd()),
+                Some(b) => b.register(key.index(), conn.raw_fd()),
                 None => false,
             };
-            self.slots[i] = Some(Slot {
+            let k = self.slots.insert(Slot {
                 conn,
                 queued: false,
                 send_queued: false,
                 fixed,
             });
+            debug_assert_eq!(k, key, "insert fills the vacant slot");
             // The socket may already hold a request; edge-triggered
             // readiness would not report bytes that arrived before
             // registration on every platform, so try at once.
-            self.drive(i, true, true);
+            self.drive(k, true, true);
         }
     }
 
-    /// Runs `f` on connection `i` with its context; `None` if the slot is
-    /// empty.
+    /// Runs `f` on connection `k` with what it borrows from the worker;
+    /// `None` if it is gone.
     fn with_conn<R>(
         &mut self,
-        i: usize,
+        k: Key,
         defer_send: bool,
-        f: impl FnOnce(&mut Slot, &mut Ctx) -> R,
+        f: impl FnOnce(&mut Slot, &mut Env) -> R,
     ) -> Option<R> {
-        let slot = self.slots.get_mut(i)?.as_mut()?;
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            ts: &self.ts,
-            ws: &self.ws,
-            fd: slot.conn.info.fd,
-            pending_output: false,
+        let slot = self.slots.get_mut(k)?;
+        let mut env = Env {
+            ctx: Ctx {
+                shared: &self.shared,
+                ts: &self.ts,
+                ws: &self.ws,
+                fd: slot.conn.info.fd,
+                pending_output: false,
+            },
             rbuf_pool: &mut self.rbuf_pool,
-            direct_values: true,
             defer_send,
         };
-        Some(f(slot, &mut ctx))
+        Some(f(slot, &mut env))
     }
 
-    fn drive(&mut self, i: usize, readable: bool, writable: bool) {
+    fn drive(&mut self, i: Key, readable: bool, writable: bool) {
         let defer = self.defer_send;
-        let Some((step, send, yielded)) = self.with_conn(i, defer, |slot, ctx| {
-            let step = slot.conn.drive(ctx, readable, writable);
+        let Some((step, send, yielded)) = self.with_conn(i, defer, |slot, env| {
+            let step = slot.conn.drive(env, readable, writable);
             let send = !slot.send_queued && slot.conn.send_target().is_some();
             slot.send_queued |= send;
             let yielded = step == Drive::Yield && !slot.queued;
@@ -314,7 +319,16 @@ impl Worker {
         if self.reqs.is_empty() {
             return;
         }
-        if let Err(e) = batch.run(&self.reqs, &mut self.results) {
+        // SAFETY: every request was made this round, just before this
+        // call, from a connection in `self.slots`: a receive into the free
+        // tail of its read buffer (`Conn::prefill_target`), a send of its
+        // queued reply bytes (`Conn::send_target`). Each connection is in
+        // the list at most once (epoll reports a descriptor once per wait;
+        // `send_queued` keeps a connection out of `sends` twice), and none
+        // runs, closes or touches its buffers between then and the end of
+        // `run`. The buffers are heap allocations of the connections, so
+        // they stay put even if the slot table grows.
+        if let Err(e) = unsafe { batch.run(&self.reqs, &mut self.results) } {
             fatal_batch(e);
         }
     }
@@ -330,13 +344,14 @@ impl Worker {
             if !readable {
                 continue;
             }
-            let req = self.with_conn(i, true, |slot, ctx| {
-                let (ptr, len) = slot.conn.prefill_target(ctx)?;
+            let req = self.with_conn(i, true, |slot, env| {
+                let fd = slot.conn.raw_fd();
+                let dst = slot.conn.prefill_target(env)?;
                 Some(Req {
-                    slot: i,
-                    fd: slot.conn.raw_fd(),
-                    addr: ptr as usize,
-                    len,
+                    conn: i,
+                    fd,
+                    addr: dst.as_mut_ptr() as usize,
+                    len: dst.len(),
                     send: false,
                     fixed: slot.fixed,
                 })
@@ -351,8 +366,8 @@ impl Worker {
         self.run_batch();
         for k in 0..self.results.len() {
             let (r, res) = self.results[k];
-            let (i, len) = (self.reqs[r].slot, self.reqs[r].len);
-            self.with_conn(i, true, |slot, ctx| slot.conn.prefill_done(ctx, res, len));
+            let (i, len) = (self.reqs[r].conn, self.reqs[r].len);
+            self.with_conn(i, true, |slot, env| slot.conn.prefill_done(env, res, len));
         }
     }
 
@@ -363,13 +378,13 @@ impl Worker {
         self.defer_send = false;
         self.reqs.clear();
         for &i in &self.sends {
-            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            let Some(slot) = self.slots.get_mut(i) else {
                 continue;
             };
             slot.send_queued = false;
             if let Some(bytes) = slot.conn.send_target() {
                 self.reqs.push(Req {
-                    slot: i,
+                    conn: i,
                     fd: slot.conn.raw_fd(),
                     addr: bytes.as_ptr() as usize,
                     len: bytes.len(),
@@ -382,8 +397,8 @@ impl Worker {
         self.run_batch();
         for k in 0..self.results.len() {
             let (r, res) = self.results[k];
-            let i = self.reqs[r].slot;
-            match self.with_conn(i, false, |slot, ctx| slot.conn.send_done(ctx, res)) {
+            let i = self.reqs[r].conn;
+            match self.with_conn(i, false, |slot, env| slot.conn.send_done(env, res)) {
                 Some(Ok(true)) => self.drive(i, false, false),
                 Some(Err(_)) => self.close(i),
                 Some(Ok(false)) | None => {}
@@ -391,21 +406,20 @@ impl Worker {
         }
     }
 
-    fn close(&mut self, i: usize) {
-        let Some(mut slot) = self.slots.get_mut(i).and_then(Option::take) else {
+    fn close(&mut self, i: Key) {
+        let Some(mut slot) = self.slots.remove(i) else {
             return;
         };
-        let _ = self.poll.registry().deregister(slot.conn.stream.source());
+        let _ = self.poll.registry().deregister(&mut slot.conn.stream);
         if slot.fixed {
             if let Some(b) = self.batch.as_mut() {
-                b.unregister(i);
+                b.unregister(i.index());
             }
         }
         if self.shared.verbose() > 1 {
             eprintln!("<{} connection closed.", slot.conn.info.fd);
         }
         self.forget(&slot.conn.info);
-        self.free.push(i);
     }
 
     fn forget(&self, info: &ConnInfo) {
@@ -419,8 +433,7 @@ impl Worker {
         let now = self.shared.engine.clock().now();
         let (mut rcount, mut rbytes, mut wcount, mut wbytes) = (0u64, 0u64, 0u64, 0u64);
         let mut kick = Vec::new();
-        for (i, slot) in self.slots.iter().enumerate() {
-            let Some(slot) = slot else { continue };
+        for (i, slot) in self.slots.iter() {
             let (r, w) = (slot.conn.rbuf_bytes() as u64, slot.conn.wbuf_bytes() as u64);
             rcount += u64::from(r > 0);
             rbytes += r;
