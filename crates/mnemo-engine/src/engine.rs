@@ -825,37 +825,6 @@ impl Engine {
         }
     }
 
-    /// `stats cachedump <class> <limit>`: up to `limit` items (0 = all,
-    /// within 2 MB of output) from the head of the class's COLD LRU, as
-    /// `ITEM <key> [<bytes> b; <exptime> s]`, then `END`.
-    pub fn cachedump(&self, class_id: u32, limit: u32, out: &mut Vec<u8>) {
-        const MAX: usize = 2 * 1024 * 1024;
-        let start = out.len();
-        if class_id >= 1 && (class_id as usize) <= self.slabs.classes.len() {
-            let st = self.slabs.classes[class_id as usize - 1].state.lock();
-            let mut id = st.lru[Seg::Cold as usize].head;
-            let mut shown = 0;
-            while id != NIL && (limit == 0 || shown < limit) {
-                let raw = self.slabs.raw(id);
-                let exp = raw.exptime();
-                let exp = if exp == 0 {
-                    0
-                } else {
-                    u64::from(exp) + self.clock.process_started()
-                };
-                let key = String::from_utf8_lossy(raw.key());
-                let line = format!("ITEM {key} [{} b; {exp} s]\r\n", raw.value_len());
-                if out.len() - start + line.len() + 5 > MAX {
-                    break;
-                }
-                out.extend_from_slice(line.as_bytes());
-                shown += 1;
-                id = raw.next();
-            }
-        }
-        out.extend_from_slice(b"END\r\n");
-    }
-
     /// Every linked item, by walking the index (tests and consistency checks).
     #[doc(hidden)]
     pub fn count_linked(&self) -> u64 {

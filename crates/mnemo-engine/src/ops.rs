@@ -342,7 +342,7 @@ impl Engine {
         // SAFETY: an unchained item's value is len bytes after its key.
         let cur = unsafe { std::slice::from_raw_parts(raw.data_ptr(), len) };
         // memcached's safe_strtoull; the value's end stands for its "\r\n".
-        let Some(v) = mnemo_protocol::text::strtoull(cur) else {
+        let Some(v) = crate::numeric::parse_u64(cur) else {
             return (ArithOutcome::NonNumeric, Some(id));
         };
         let v = if incr {
@@ -357,7 +357,7 @@ impl Engine {
             ts.class[ci + 1].decr_hits.incr();
         }
         let mut buf = [0u8; 20];
-        let digits = fmt_u64(v, &mut buf);
+        let digits = crate::numeric::format_u64(v, &mut buf);
         let cas = new_cas.unwrap_or_else(|| self.next_cas());
         if digits.len() <= len && !self.is_pinned(id) {
             // In place, padded with spaces to the old length: memcached's
@@ -402,59 +402,5 @@ impl Engine {
         } else {
             self.oldest_live.store(new_oldest, Relaxed);
         }
-    }
-}
-
-/// Formats `v` in decimal into `buf`, returning the digits.
-fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_parsing_matches_safe_strtoull() {
-        assert_eq!(mnemo_protocol::text::strtoull(b"12"), Some(12));
-        assert_eq!(mnemo_protocol::text::strtoull(b"12  "), Some(12));
-        assert_eq!(mnemo_protocol::text::strtoull(b"  12"), Some(12));
-        assert_eq!(mnemo_protocol::text::strtoull(b"+7"), Some(7));
-        assert_eq!(mnemo_protocol::text::strtoull(b"-0"), Some(0));
-        assert_eq!(mnemo_protocol::text::strtoull(b"-1"), None);
-        // A '-' after the number is not its sign (memcached looks only in
-        // the span it parsed).
-        assert_eq!(
-            mnemo_protocol::text::strtoull(b"9223372036854775808 -x"),
-            Some(9223372036854775808)
-        );
-        assert_eq!(mnemo_protocol::text::strtoull(b"12a"), None);
-        assert_eq!(mnemo_protocol::text::strtoull(b""), None);
-        assert_eq!(mnemo_protocol::text::strtoull(b"   "), None);
-        assert_eq!(
-            mnemo_protocol::text::strtoull(b"18446744073709551615"),
-            Some(u64::MAX)
-        );
-        assert_eq!(
-            mnemo_protocol::text::strtoull(b"18446744073709551616"),
-            None
-        );
-    }
-
-    #[test]
-    fn formats_decimal() {
-        let mut b = [0u8; 20];
-        assert_eq!(fmt_u64(0, &mut b), b"0");
-        let mut b = [0u8; 20];
-        assert_eq!(fmt_u64(u64::MAX, &mut b), b"18446744073709551615");
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod batch;
 mod cli;
 mod conn;
+mod dump;
 mod listener;
 mod out;
 mod proto_bin;
