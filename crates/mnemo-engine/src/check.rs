@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use crate::assoc::hash;
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, Seg, LINKED, NIL};
+use crate::item::{is_chain_chunk, Seg, LINKED};
+use crate::slabs::ChunkId;
 
 impl Engine {
     /// Checks that free lists, LRU lists, the index and the pages agree:
@@ -22,7 +23,7 @@ impl Engine {
             pages_total += st.pages.len();
             let mut free = HashSet::new();
             let mut id = st.free_head;
-            while id != NIL {
+            while id != ChunkId::NIL {
                 if self.slabs.class_of(id) != ci {
                     return Err(format!(
                         "class {ci}: free chunk {id:#x} in a page of another class"
@@ -48,9 +49,9 @@ impl Engine {
                 let l = st.lru[seg as usize];
                 let mut n = 0u64;
                 let mut bytes = 0u64;
-                let mut prev = NIL;
+                let mut prev = ChunkId::NIL;
                 let mut id = l.head;
-                while id != NIL {
+                while id != ChunkId::NIL {
                     let raw = self.slabs.raw(id);
                     if raw.prev() != prev {
                         return Err(format!("class {ci} {seg:?}: bad prev link at {id:#x}"));
@@ -68,8 +69,8 @@ impl Engine {
                         return Err(format!("class {ci}: chunk {id:#x} used twice"));
                     }
                     if raw.is_chained() {
-                        for i in 0..raw.chain_word(1) as usize {
-                            let c = raw.chain_word(2 + i);
+                        for i in 0..raw.chain_len() {
+                            let c = raw.chain_id(i);
                             if free.contains(&c) || !lru_ids.insert(c) {
                                 return Err(format!("class {ci}: chain chunk {c:#x} used twice"));
                             }

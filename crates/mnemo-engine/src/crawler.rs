@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::item::{is_chain_chunk, LINKED};
-use crate::slabs::MAX_CLASSES;
+use crate::slabs::{ChunkId, MAX_CLASSES};
 use crate::stats::EngineStats;
 
 /// Chunks examined per hold of a class lock.
@@ -144,7 +144,7 @@ impl Engine {
         let (mut checked, mut reclaimed) = (0u64, 0u64);
         let mut since_sleep = 0usize;
         for page in pages {
-            let ids: Vec<u32> = self.slabs.chunk_ids(ci, page).collect();
+            let ids: Vec<ChunkId> = self.slabs.chunk_ids(ci, page).collect();
             for batch in ids.chunks(BATCH) {
                 if self.stop.load(Relaxed) || (limit != 0 && checked >= u64::from(limit)) {
                     return (checked, reclaimed);

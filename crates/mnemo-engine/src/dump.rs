@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::crawler::{parse_class_list, CrawlerCommandError};
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, ItemId, Seg, FETCHED, LINKED, NIL, PAGE_SHIFT};
+use crate::item::{is_chain_chunk, Seg, FETCHED, LINKED};
+use crate::slabs::ChunkId;
 use crate::slabs::MAX_CLASSES;
 
 /// One item as the dump commands show it. Times are absolute (unix
@@ -122,7 +123,7 @@ impl Engine {
         let st = self.slabs.classes[ci].state.lock();
         let mut id = st.lru[Seg::Cold as usize].head;
         let mut shown = 0;
-        while id != NIL && (limit == 0 || shown < limit) {
+        while id != ChunkId::NIL && (limit == 0 || shown < limit) {
             if !f(&self.record(id, ci)) {
                 break;
             }
@@ -235,7 +236,7 @@ impl Engine {
         // it is on this class's list. `pages` keeps its order when a page
         // leaves it, so the position is usually still right.
         let owned = st.pages.get(*page_pos) == Some(&page) || st.pages.contains(&page);
-        if owned && self.slabs.class_of(page << PAGE_SHIFT) == ci {
+        if owned && self.slabs.class_of_page(page) == ci {
             let now = self.clock.now();
             for id in self.slabs.chunk_ids(ci, page) {
                 let m = self.slabs.raw(id).meta();
@@ -250,7 +251,7 @@ impl Engine {
     }
 
     /// The record of linked item `id` of class index `ci`.
-    fn record(&self, id: ItemId, ci: usize) -> ItemRecord<'_> {
+    fn record(&self, id: ChunkId, ci: usize) -> ItemRecord<'_> {
         let raw = self.slabs.raw(id);
         let started = self.clock.process_started();
         ItemRecord {

@@ -13,10 +13,10 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crawler::CrawlerState;
 use crate::item::{
-    ItemId, Layout, Raw, Seg, ACTIVE, CHAINED, CHAIN_CHUNK, FETCHED, HAS_FLAGS, LINKED, NIL,
-    NKEY_SHIFT,
+    Layout, Raw, Seg, ACTIVE, CHAINED, CHAIN_CHUNK, FETCHED, HAS_FLAGS, LINKED, NKEY_SHIFT,
 };
 use crate::mover::MoverState;
+use crate::slabs::ChunkId;
 use crate::slabs::{ClassState, SlabClassInfo, Slabs};
 use crate::stats::{ClassReqSum, EngineStats, ThreadStats};
 
@@ -174,7 +174,7 @@ impl Engine {
 
     /// Expired, or invalidated by `flush_all`.
     #[inline]
-    pub(crate) fn is_dead(&self, id: ItemId, now: u32) -> bool {
+    pub(crate) fn is_dead(&self, id: ChunkId, now: u32) -> bool {
         let raw = self.slabs.raw(id);
         let exp = raw.exptime();
         (exp != 0 && exp <= now) || self.is_flushed(raw, now)
@@ -206,7 +206,7 @@ impl Engine {
 
     /// A chunk of class `ci`: from its free list, a new page, an eviction,
     /// or a page taken from another class. None means out of memory.
-    pub(crate) fn alloc_chunk(&self, ci: usize) -> Option<ItemId> {
+    pub(crate) fn alloc_chunk(&self, ci: usize) -> Option<ChunkId> {
         let class = &self.slabs.classes[ci];
         let mut st = class.state.lock();
         let now = self.clock.now();
@@ -258,7 +258,7 @@ impl Engine {
         for seg in [Seg::Cold, Seg::Hot, Seg::Warm, Seg::Temp] {
             let mut id = st.lru[seg as usize].tail;
             let mut n = 0;
-            while id != NIL && n < 5 {
+            while id != ChunkId::NIL && n < 5 {
                 let prev = self.slabs.raw(id).prev();
                 if self.is_dead(id, now) && self.reclaim(st, ci, id, true) {
                     return true;
@@ -278,7 +278,7 @@ impl Engine {
         flags: u32,
         exptime: u32,
         nbytes: usize,
-    ) -> Option<(ItemId, Raw)> {
+    ) -> Option<(ChunkId, Raw)> {
         let l = self.slabs.layout;
         let size = l.item_size(key.len(), flags, nbytes);
         let chunk_max = self.cfg.chunk_max();
@@ -331,7 +331,7 @@ impl Engine {
             head.set_chain_word(0, nbytes as u32);
             head.set_chain_word(1, n as u32);
             for (i, id) in ids.iter().enumerate() {
-                head.set_chain_word(2 + i, *id);
+                head.set_chain_id(i, *id);
             }
             (head_id, head)
         };
@@ -364,8 +364,8 @@ impl Engine {
         // part follows its header; lengths were set at allocation.
         f(unsafe { std::slice::from_raw_parts(raw.chained_head_data(), raw.nbytes_here()) });
         let h = self.slabs.layout.header();
-        for i in 0..raw.chain_word(1) as usize {
-            let c = self.slabs.raw(raw.chain_word(2 + i));
+        for i in 0..raw.chain_len() {
+            let c = self.slabs.raw(raw.chain_id(i));
             f(unsafe { std::slice::from_raw_parts(c.p.add(h), c.nbytes_here()) });
         }
     }
@@ -378,8 +378,8 @@ impl Engine {
         }
         f(raw.chained_head_data(), raw.nbytes_here());
         let h = self.slabs.layout.header();
-        for i in 0..raw.chain_word(1) as usize {
-            let c = self.slabs.raw(raw.chain_word(2 + i));
+        for i in 0..raw.chain_len() {
+            let c = self.slabs.raw(raw.chain_id(i));
             // SAFETY: chain chunk data follows its header.
             f(unsafe { c.p.add(h) }, c.nbytes_here());
         }
@@ -392,8 +392,8 @@ impl Engine {
         let dest: &mut [(*mut u8, usize)] = if raw.is_chained() {
             parts.push((raw.chained_head_data(), raw.nbytes_here()));
             let h = self.slabs.layout.header();
-            for i in 0..raw.chain_word(1) as usize {
-                let c = self.slabs.raw(raw.chain_word(2 + i));
+            for i in 0..raw.chain_len() {
+                let c = self.slabs.raw(raw.chain_id(i));
                 // SAFETY: chain chunk data follows its header.
                 parts.push((unsafe { c.p.add(h) }, c.nbytes_here()));
             }
@@ -422,7 +422,7 @@ impl Engine {
     }
 
     /// Returns an unlinked item's chunks to their class.
-    pub(crate) fn free_item(&self, raw: Raw, id: ItemId) {
+    pub(crate) fn free_item(&self, raw: Raw, id: ChunkId) {
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         self.free_item_locked(&mut st, raw, id);
@@ -430,7 +430,7 @@ impl Engine {
 
     /// As `free_item`, with the item's class already locked. Chain chunks
     /// live in the same (largest) class as their head.
-    pub(crate) fn free_item_locked(&self, st: &mut ClassState, raw: Raw, id: ItemId) {
+    pub(crate) fn free_item_locked(&self, st: &mut ClassState, raw: Raw, id: ChunkId) {
         if let Some(pin) = (!st.pins.is_empty())
             .then(|| st.pins.get_mut(&id))
             .flatten()
@@ -442,8 +442,8 @@ impl Engine {
             return;
         }
         if raw.is_chained() {
-            for i in 0..raw.chain_word(1) as usize {
-                self.slabs.free_push(st, raw.chain_word(2 + i));
+            for i in 0..raw.chain_len() {
+                self.slabs.free_push(st, raw.chain_id(i));
             }
         }
         self.slabs.free_push(st, id);
@@ -453,7 +453,7 @@ impl Engine {
 
     /// Links a filled item into the index (replacing `old` if given) and
     /// the LRU. The caller holds the key's shard lock.
-    pub(crate) fn link(&self, shard: &mut Shard, h: u64, id: ItemId, old: Option<ItemId>) {
+    pub(crate) fn link(&self, shard: &mut Shard, h: u64, id: ChunkId, old: Option<ChunkId>) {
         let raw = self.slabs.raw(id);
         let size = self.charged_size(raw) as u64;
         match old {
@@ -492,12 +492,12 @@ impl Engine {
 
     /// Takes an item out of the index and frees it. The caller holds the
     /// key's shard lock.
-    pub(crate) fn unlink(&self, shard: &mut Shard, h: u64, id: ItemId) {
+    pub(crate) fn unlink(&self, shard: &mut Shard, h: u64, id: ChunkId) {
         shard.remove(h, id);
         self.unlink_from_lru_and_free(id);
     }
 
-    fn unlink_from_lru_and_free(&self, id: ItemId) {
+    fn unlink_from_lru_and_free(&self, id: ChunkId) {
         let raw = self.slabs.raw(id);
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
@@ -510,7 +510,13 @@ impl Engine {
 
     /// From a class-side walk: removes an expired or flushed item if its
     /// shard can be locked without waiting.
-    pub(crate) fn reclaim(&self, st: &mut ClassState, _ci: usize, id: ItemId, _tail: bool) -> bool {
+    pub(crate) fn reclaim(
+        &self,
+        st: &mut ClassState,
+        _ci: usize,
+        id: ChunkId,
+        _tail: bool,
+    ) -> bool {
         let raw = self.slabs.raw(id);
         let h = hash(raw.key());
         let Some(mut shard) = self.index.try_lock(h) else {
@@ -527,7 +533,7 @@ impl Engine {
 
     /// From a class-side walk: evicts a live item if its shard can be
     /// locked without waiting.
-    pub(crate) fn evict(&self, st: &mut ClassState, _ci: usize, id: ItemId, now: u32) -> bool {
+    pub(crate) fn evict(&self, st: &mut ClassState, _ci: usize, id: ChunkId, now: u32) -> bool {
         let raw = self.slabs.raw(id);
         let h = hash(raw.key());
         let Some(mut shard) = self.index.try_lock(h) else {
@@ -555,7 +561,7 @@ impl Engine {
         shard: &mut Shard,
         st: &mut ClassState,
         h: u64,
-        id: ItemId,
+        id: ChunkId,
     ) {
         let raw = self.slabs.raw(id);
         shard.remove(h, id);
@@ -567,13 +573,13 @@ impl Engine {
     }
 
     /// Counts a set in the class of an allocated item.
-    pub(crate) fn ts_count_set_in(&self, id: ItemId, ts: &ThreadStats) {
+    pub(crate) fn ts_count_set_in(&self, id: ChunkId, ts: &ThreadStats) {
         ts.class[self.slabs.class_of(id) + 1].cmd_set.incr();
     }
 
     /// Finds `key` in a locked shard.
     #[inline]
-    pub(crate) fn find(&self, shard: &Shard, h: u64, key: &[u8]) -> Option<ItemId> {
+    pub(crate) fn find(&self, shard: &Shard, h: u64, key: &[u8]) -> Option<ChunkId> {
         shard.find(h, |id| self.slabs.raw(id).key() == key)
     }
 
@@ -671,7 +677,7 @@ impl Engine {
             let hits_to = per[ci + 1].hits_to;
             let age = |seg: Seg| {
                 let t = st.lru[seg as usize].tail;
-                if t == NIL {
+                if t == ChunkId::NIL {
                     0
                 } else {
                     now.saturating_sub(self.slabs.raw(t).atime())
@@ -772,7 +778,7 @@ impl Engine {
             let st = class.state.lock();
             for seg in Seg::ALL {
                 let mut id = st.lru[seg as usize].head;
-                while id != NIL {
+                while id != ChunkId::NIL {
                     let raw = self.slabs.raw(id);
                     let size = self.charged_size(raw) + 2;
                     *hist.entry(size.div_ceil(32) * 32).or_default() += 1;

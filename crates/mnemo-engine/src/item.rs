@@ -35,12 +35,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-/// Chunk id: page index in the high bits, chunk index within the page low.
-pub type ItemId = u32;
+use crate::slabs::ChunkId;
 
-pub const NIL: ItemId = 0x7FFF_FFFF;
-pub const PAGE_SHIFT: u32 = 15;
-pub const CHUNK_MASK: u32 = (1 << PAGE_SHIFT) - 1;
 const ID_MASK: u32 = 0x7FFF_FFFF;
 const SEG_BIT: u32 = 0x8000_0000;
 
@@ -141,22 +137,25 @@ impl Raw {
     }
 
     #[inline]
-    pub fn prev(&self) -> ItemId {
-        self.word(0).load(Relaxed) & ID_MASK
+    pub fn prev(&self) -> ChunkId {
+        // SAFETY: link words are written only by set_prev/set_next (from a
+        // ChunkId) and by the allocator when it carves the chunk.
+        unsafe { ChunkId::from_word(self.word(0).load(Relaxed) & ID_MASK) }
     }
     #[inline]
-    pub fn next(&self) -> ItemId {
-        self.word(4).load(Relaxed) & ID_MASK
+    pub fn next(&self) -> ChunkId {
+        // SAFETY: as in `prev`.
+        unsafe { ChunkId::from_word(self.word(4).load(Relaxed) & ID_MASK) }
     }
     #[inline]
-    pub fn set_prev(&self, id: ItemId) {
+    pub fn set_prev(&self, id: ChunkId) {
         let w = self.word(0);
-        w.store((w.load(Relaxed) & SEG_BIT) | id, Relaxed);
+        w.store((w.load(Relaxed) & SEG_BIT) | id.to_word(), Relaxed);
     }
     #[inline]
-    pub fn set_next(&self, id: ItemId) {
+    pub fn set_next(&self, id: ChunkId) {
         let w = self.word(4);
-        w.store((w.load(Relaxed) & SEG_BIT) | id, Relaxed);
+        w.store((w.load(Relaxed) & SEG_BIT) | id.to_word(), Relaxed);
     }
     pub fn seg(&self) -> Seg {
         let b0 = self.word(0).load(Relaxed) >> 31;
@@ -336,6 +335,18 @@ impl Raw {
         // SAFETY: as in chain_word; written only while the item is private.
         unsafe { (self.data_ptr().add(i * 4) as *mut u32).write_unaligned(v) }
     }
+    /// Number of further chunks of a chained head.
+    pub fn chain_len(&self) -> usize {
+        self.chain_word(1) as usize
+    }
+    /// Id of further chunk `i` of a chained head.
+    pub fn chain_id(&self, i: usize) -> ChunkId {
+        // SAFETY: table entries 2.. are written only by `set_chain_id`.
+        unsafe { ChunkId::from_word(self.chain_word(2 + i)) }
+    }
+    pub fn set_chain_id(&self, i: usize, id: ChunkId) {
+        self.set_chain_word(2 + i, id.to_word());
+    }
     /// Start of the value bytes inside a chained head (after its table).
     pub fn chained_head_data(&self) -> *mut u8 {
         let n = self.chain_word(1) as usize;
@@ -346,7 +357,7 @@ impl Raw {
 
 /// What a reader gets for one item, while the item's shard is locked.
 pub struct ItemRef<'a> {
-    id: ItemId,
+    id: ChunkId,
     raw: Raw,
     engine: &'a crate::engine::Engine,
     class_id: u32,
@@ -356,7 +367,7 @@ pub struct ItemRef<'a> {
 
 impl<'a> ItemRef<'a> {
     pub(crate) fn new(
-        id: ItemId,
+        id: ChunkId,
         raw: Raw,
         engine: &'a crate::engine::Engine,
         class_id: u32,

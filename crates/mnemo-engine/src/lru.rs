@@ -19,45 +19,46 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::engine::Engine;
-use crate::item::{ItemId, Raw, Seg, ACTIVE, NIL};
+use crate::item::{Raw, Seg, ACTIVE};
+use crate::slabs::ChunkId;
 use crate::slabs::{ClassState, Slabs};
 
 impl Slabs {
-    pub(crate) fn lru_link(&self, st: &mut ClassState, id: ItemId, seg: Seg, size: u64) {
+    pub(crate) fn lru_link(&self, st: &mut ClassState, id: ChunkId, seg: Seg, size: u64) {
         let raw = self.raw(id);
         let l = &mut st.lru[seg as usize];
         raw.set_seg(seg);
-        raw.set_prev(NIL);
+        raw.set_prev(ChunkId::NIL);
         raw.set_next(l.head);
-        if l.head != NIL {
+        if l.head != ChunkId::NIL {
             self.raw(l.head).set_prev(id);
         }
         l.head = id;
-        if l.tail == NIL {
+        if l.tail == ChunkId::NIL {
             l.tail = id;
         }
         l.count += 1;
         l.bytes += size;
     }
 
-    pub(crate) fn lru_unlink(&self, st: &mut ClassState, id: ItemId, size: u64) {
+    pub(crate) fn lru_unlink(&self, st: &mut ClassState, id: ChunkId, size: u64) {
         let raw = self.raw(id);
         let l = &mut st.lru[raw.seg() as usize];
         let (prev, next) = (raw.prev(), raw.next());
-        if prev != NIL {
+        if prev != ChunkId::NIL {
             self.raw(prev).set_next(next);
         } else {
             l.head = next;
         }
-        if next != NIL {
+        if next != ChunkId::NIL {
             self.raw(next).set_prev(prev);
         } else {
             l.tail = prev;
         }
         l.count -= 1;
         l.bytes -= size;
-        raw.set_prev(NIL);
-        raw.set_next(NIL);
+        raw.set_prev(ChunkId::NIL);
+        raw.set_next(ChunkId::NIL);
     }
 }
 
@@ -95,7 +96,7 @@ impl Engine {
         while tries < budget {
             tries += 1;
             let l = st.lru[Seg::Hot as usize];
-            if l.tail == NIL {
+            if l.tail == ChunkId::NIL {
                 break;
             }
             let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
@@ -114,7 +115,7 @@ impl Engine {
         while tries < budget {
             tries += 1;
             let l = st.lru[Seg::Warm as usize];
-            if l.tail == NIL {
+            if l.tail == ChunkId::NIL {
                 break;
             }
             let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
@@ -133,7 +134,7 @@ impl Engine {
         while tries < budget {
             tries += 1;
             let tail = st.lru[Seg::Cold as usize].tail;
-            if tail == NIL {
+            if tail == ChunkId::NIL {
                 break;
             }
             let raw = self.slabs.raw(tail);
@@ -158,7 +159,7 @@ impl Engine {
         let mut done = 0;
         for seg in [Seg::Hot, Seg::Warm] {
             for _ in 0..budget {
-                if st.lru[seg as usize].tail == NIL {
+                if st.lru[seg as usize].tail == ChunkId::NIL {
                     break;
                 }
                 match self.tail_step_to(st, ci, seg, now, Some(Seg::Cold)) {
@@ -172,7 +173,7 @@ impl Engine {
 
     fn tail_age(&self, st: &ClassState, seg: Seg, now: u32) -> u32 {
         let t = st.lru[seg as usize].tail;
-        if t == NIL {
+        if t == ChunkId::NIL {
             0
         } else {
             now.saturating_sub(self.slabs.raw(t).atime())
@@ -244,20 +245,20 @@ impl Engine {
         // memcached walks at most a few items up the tail looking for one
         // it can lock; so do we, but across segments in eviction order.
         for _ in 0..32 {
-            let seg = if st.lru[Seg::Cold as usize].tail != NIL {
+            let seg = if st.lru[Seg::Cold as usize].tail != ChunkId::NIL {
                 Seg::Cold
             } else if flat {
                 return false;
-            } else if st.lru[Seg::Hot as usize].tail != NIL {
+            } else if st.lru[Seg::Hot as usize].tail != ChunkId::NIL {
                 Seg::Hot
-            } else if st.lru[Seg::Warm as usize].tail != NIL {
+            } else if st.lru[Seg::Warm as usize].tail != ChunkId::NIL {
                 Seg::Warm
             } else {
                 return false;
             };
             let mut id = st.lru[seg as usize].tail;
             let mut walked = 0;
-            while id != NIL && walked < 5 {
+            while id != ChunkId::NIL && walked < 5 {
                 let raw = self.slabs.raw(id);
                 if self.is_dead(id, now) {
                     if self.reclaim(st, ci, id, true) {
@@ -292,7 +293,7 @@ impl Engine {
     pub(crate) fn reclaim_cold_tail(&self, st: &mut ClassState, ci: usize, now: u32) {
         let mut id = st.lru[Seg::Cold as usize].tail;
         let mut tries = 0;
-        while id != NIL && tries < 5 {
+        while id != ChunkId::NIL && tries < 5 {
             let prev = self.slabs.raw(id).prev();
             if !self.is_dead(id, now) {
                 break;
@@ -309,7 +310,7 @@ impl Engine {
     /// head of its list. Between those moves its time is left alone, so it
     /// stays the time of the last move, as memcached's does. The caller
     /// holds the key's shard lock, so the item stays linked.
-    pub(crate) fn touch_flat(&self, id: ItemId, raw: Raw, now: u32) {
+    pub(crate) fn touch_flat(&self, id: ChunkId, raw: Raw, now: u32) {
         let old = raw.atime();
         let was_active = raw.access_bits() & ACTIVE != 0;
         let relink = old < now.saturating_sub(self.cfg.item_update_interval);

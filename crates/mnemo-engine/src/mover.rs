@@ -14,7 +14,8 @@ use parking_lot::Mutex;
 use crate::assoc::hash;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, ItemId, Seg, LINKED, NIL};
+use crate::item::{is_chain_chunk, Seg, LINKED};
+use crate::slabs::ChunkId;
 use crate::stats::EngineStats;
 
 /// Why `slabs reassign` was refused; Display is memcached's reply.
@@ -189,7 +190,7 @@ impl Engine {
             };
             page
         };
-        let ids: Vec<ItemId> = self.slabs.chunk_ids(si, page).collect();
+        let ids: Vec<ChunkId> = self.slabs.chunk_ids(si, page).collect();
         {
             let mut st = class.state.lock();
             if !st.pages.contains(&page) {
@@ -240,7 +241,7 @@ impl Engine {
 
     /// Rescues (copies to a free chunk of the same class elsewhere) or
     /// evicts the item in chunk `id`.
-    fn clear_chunk(&self, st: &mut crate::slabs::ClassState, id: ItemId) -> Clear {
+    fn clear_chunk(&self, st: &mut crate::slabs::ClassState, id: ChunkId) -> Clear {
         let raw = self.slabs.raw(id);
         let m = raw.meta();
         let head_id = if is_chain_chunk(m) { raw.prev() } else { id };
@@ -381,7 +382,7 @@ impl Engine {
             let evicted = st.c.evicted - st.automove_seen_evictions;
             st.automove_seen_evictions = st.c.evicted;
             let tail = st.lru[Seg::Cold as usize].tail;
-            let age = if tail == NIL {
+            let age = if tail == ChunkId::NIL {
                 0
             } else {
                 now.saturating_sub(self.slabs.raw(tail).atime())

@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
-use crate::item::{ItemId, ItemRef, Raw};
+use crate::item::{ItemRef, Raw};
+use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
 /// How a read treats the item.
@@ -56,7 +57,7 @@ impl Engine {
         key: &[u8],
         ts: &ThreadStats,
         now: u32,
-    ) -> Option<ItemId> {
+    ) -> Option<ChunkId> {
         let id = self.find(shard, h, key)?;
         let raw = self.slabs.raw(id);
         let exp = raw.exptime();
@@ -181,12 +182,12 @@ impl Engine {
         h: u64,
         key: &[u8],
         mode: StoreMode,
-        old: Option<ItemId>,
-        (new_id, raw): (ItemId, Raw),
+        old: Option<ChunkId>,
+        (new_id, raw): (ChunkId, Raw),
         cas: u64,
         new_cas: Option<u64>,
         ts: &ThreadStats,
-    ) -> (StoreOutcome, Option<ItemId>) {
+    ) -> (StoreOutcome, Option<ChunkId>) {
         let _ = key;
         let ci = self.slabs.class_of(new_id);
         let outcome = match (mode, old) {
@@ -228,11 +229,11 @@ impl Engine {
         h: u64,
         key: &[u8],
         mode: StoreMode,
-        old: Option<ItemId>,
+        old: Option<ChunkId>,
         value: &[&[u8]],
         cas: u64,
         new_cas: Option<u64>,
-    ) -> (StoreOutcome, Option<ItemId>) {
+    ) -> (StoreOutcome, Option<ChunkId>) {
         let Some(old_id) = old else {
             return (StoreOutcome::NotStored, None);
         };
@@ -286,7 +287,7 @@ impl Engine {
         &self,
         shard: &mut Shard,
         h: u64,
-        id: Option<ItemId>,
+        id: Option<ChunkId>,
         ts: &ThreadStats,
     ) -> bool {
         match id {
@@ -320,12 +321,12 @@ impl Engine {
         shard: &mut Shard,
         h: u64,
         key: &[u8],
-        id: Option<ItemId>,
+        id: Option<ChunkId>,
         incr: bool,
         delta: u64,
         new_cas: Option<u64>,
         ts: &ThreadStats,
-    ) -> (ArithOutcome, Option<ItemId>) {
+    ) -> (ArithOutcome, Option<ChunkId>) {
         let Some(id) = id else {
             if incr {
                 ts.incr_misses.incr();

@@ -18,12 +18,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::item::{ItemId, Raw};
+use crate::item::Raw;
+use crate::slabs::ChunkId;
 
 /// An item's value, held for a reply. Dropping it releases the item.
 pub struct Pinned {
     engine: Arc<Engine>,
-    id: ItemId,
+    id: ChunkId,
     raw: Raw,
     len: usize,
 }
@@ -67,7 +68,7 @@ impl std::fmt::Debug for Pinned {
 
 impl Engine {
     /// Pins linked item `id`; the caller holds its shard lock.
-    pub(crate) fn pin(&self, id: ItemId, raw: Raw) -> Option<Pinned> {
+    pub(crate) fn pin(&self, id: ChunkId, raw: Raw) -> Option<Pinned> {
         let engine = self.this.upgrade()?;
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
@@ -82,7 +83,7 @@ impl Engine {
         })
     }
 
-    fn unpin(&self, id: ItemId, raw: Raw) {
+    fn unpin(&self, id: ChunkId, raw: Raw) {
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         let Some(pin) = st.pins.get_mut(&id) else {
@@ -103,7 +104,7 @@ impl Engine {
 
     /// Whether a reply references item `id`. The caller holds its shard
     /// lock, so no new pin can appear meanwhile.
-    pub(crate) fn is_pinned(&self, id: ItemId) -> bool {
+    pub(crate) fn is_pinned(&self, id: ChunkId) -> bool {
         if self.pinned.load(Relaxed) == 0 {
             return false;
         }

@@ -12,14 +12,15 @@
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::item::{ItemId, Raw};
+use crate::item::Raw;
 use crate::ops::{StoreMode, StoreOutcome};
+use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
 /// An allocated, unlinked item waiting for its value.
 pub struct Reserved {
     engine: Arc<Engine>,
-    id: ItemId,
+    id: ChunkId,
     raw: Raw,
     len: usize,
     flags: u32,
@@ -85,7 +86,7 @@ impl Reserved {
     }
 
     /// Hands the filled item to a store, which links or frees it.
-    pub(crate) fn into_item(self) -> (ItemId, Raw) {
+    pub(crate) fn into_item(self) -> (ChunkId, Raw) {
         self.engine.count_reserved(self.id, self.raw, false);
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: read once; `this` is never dropped, so the Arc is moved
@@ -155,7 +156,7 @@ impl Engine {
     }
 
     /// Counts a reservation's chunks in (or out of) its class.
-    fn count_reserved(&self, id: ItemId, raw: Raw, taken: bool) {
+    fn count_reserved(&self, id: ChunkId, raw: Raw, taken: bool) {
         let chunks = 1 + if raw.is_chained() {
             u64::from(raw.chain_word(1))
         } else {

@@ -13,15 +13,79 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, O
 use parking_lot::Mutex;
 
 use crate::arena::Arena;
-use crate::item::{ItemId, Layout, Raw, Seg, CHUNK_MASK, NIL, PAGE_SHIFT, RESERVED};
+use crate::item::{Layout, Raw, Seg, RESERVED};
 
-/// Page ids must fit the 16 bits left above the chunk index, below NIL.
-pub const MAX_PAGES: usize = (NIL >> PAGE_SHIFT) as usize;
+/// Page ids must fit the 16 bits left above the chunk index, below ChunkId::NIL.
+pub const MAX_PAGES: usize = (ChunkId::NIL.0 >> PAGE_SHIFT) as usize;
 /// memcached's MAX_NUMBER_OF_SLAB_CLASSES is 64, ids 1..=63.
 pub const MAX_CLASSES: usize = 64;
 /// No chunk smaller than this: keeps chunk indexes within 15 bits at 1 MB pages.
 const MIN_CHUNK: usize = 32;
 const ALIGN: usize = 8;
+
+/// Bits of a chunk id below the page index: the chunk's index in its page.
+const PAGE_SHIFT: u32 = 15;
+const CHUNK_MASK: u32 = (1 << PAGE_SHIFT) - 1;
+
+/// A chunk of slab memory: page index in the high bits, chunk index
+/// within the page low, 31 bits in all (item headers keep a segment bit
+/// beside each link).
+///
+/// Only the allocator makes ids, when it carves a page (and the mover,
+/// which walks a page's chunks through it), so an id names a chunk that
+/// was carved. It is stored as a plain `u32` word in item headers, chain
+/// tables and index slots, and read back only from there
+/// ([`ChunkId::from_word`]). Whether the chunk still holds the item the
+/// holder thinks it does is not the id's business: that is what the
+/// locks, pins and reservations are for (see `Raw`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub(crate) struct ChunkId(u32);
+
+impl ChunkId {
+    /// No chunk: the end of a list. Its page index is past the page table.
+    pub const NIL: ChunkId = ChunkId(0x7FFF_FFFF);
+
+    /// The id of chunk `idx` of page `page`.
+    fn new(page: u32, idx: u32) -> ChunkId {
+        debug_assert!((page as usize) < MAX_PAGES && idx <= CHUNK_MASK);
+        ChunkId((page << PAGE_SHIFT) | idx)
+    }
+
+    /// The word stored for this id in headers, chain tables and index slots.
+    #[inline]
+    pub fn to_word(self) -> u32 {
+        self.0
+    }
+
+    /// The id a stored word holds.
+    ///
+    /// # Safety
+    /// `w` must have been produced by [`ChunkId::to_word`] (read back from
+    /// an item's link word, a chain table or an index slot that was written
+    /// with an id), so that it names a carved chunk or is `NIL`.
+    #[inline]
+    pub unsafe fn from_word(w: u32) -> ChunkId {
+        ChunkId(w)
+    }
+
+    /// Index of the page holding this chunk.
+    #[inline]
+    pub fn page(self) -> u32 {
+        self.0 >> PAGE_SHIFT
+    }
+
+    #[inline]
+    fn index(self) -> usize {
+        (self.0 & CHUNK_MASK) as usize
+    }
+}
+
+impl std::fmt::LowerHex for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
 
 /// One class, as `-vv` and `stats slabs` report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,16 +107,16 @@ pub(crate) struct PageSlot {
 /// Doubly linked list of items in one LRU segment.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct List {
-    pub head: ItemId,
-    pub tail: ItemId,
+    pub head: ChunkId,
+    pub tail: ChunkId,
     pub count: u64,
     pub bytes: u64,
 }
 
 impl List {
     const EMPTY: List = List {
-        head: NIL,
-        tail: NIL,
+        head: ChunkId::NIL,
+        tail: ChunkId::NIL,
         count: 0,
         bytes: 0,
     };
@@ -81,7 +145,7 @@ pub(crate) struct ClassCounters {
 
 /// What a class lock protects.
 pub(crate) struct ClassState {
-    pub free_head: ItemId,
+    pub free_head: ChunkId,
     pub free_count: u64,
     pub pages: Vec<u32>,
     pub lru: [List; 4],
@@ -92,7 +156,7 @@ pub(crate) struct ClassState {
     pub automove_seen_evictions: u64,
     /// Items of this class whose value a reply still references (see
     /// `crate::pin`); empty unless large values are in flight.
-    pub pins: std::collections::HashMap<ItemId, Pin>,
+    pub pins: std::collections::HashMap<ChunkId, Pin>,
     /// Chunks held by reservations (`crate::reserve`) still being filled.
     pub reserved: u64,
 }
@@ -213,7 +277,7 @@ impl Slabs {
                 state: Mutex::new(ClassState {
                     pins: std::collections::HashMap::new(),
                     reserved: 0,
-                    free_head: NIL,
+                    free_head: ChunkId::NIL,
                     free_count: 0,
                     pages: Vec::new(),
                     lru: [List::EMPTY; 4],
@@ -270,21 +334,27 @@ impl Slabs {
     }
 
     #[inline]
-    pub fn raw(&self, id: ItemId) -> Raw {
-        let slot = &self.table[(id >> PAGE_SHIFT) as usize];
+    pub fn raw(&self, id: ChunkId) -> Raw {
+        let slot = &self.table[id.page() as usize];
         let base = slot.base.load(Relaxed);
         let size = slot.chunk_size.load(Relaxed) as usize;
         // SAFETY: ids handed out point inside a live page (see crate docs).
         Raw {
-            p: unsafe { base.add((id & CHUNK_MASK) as usize * size) },
+            p: unsafe { base.add(id.index() * size) },
             l: self.layout,
         }
     }
 
     /// The class index of the page holding `id`.
     #[inline]
-    pub fn class_of(&self, id: ItemId) -> usize {
-        self.table[(id >> PAGE_SHIFT) as usize].class.load(Relaxed) as usize
+    pub fn class_of(&self, id: ChunkId) -> usize {
+        self.class_of_page(id.page())
+    }
+
+    /// The class index of `page` (`u8::MAX` while it belongs to none).
+    #[inline]
+    pub fn class_of_page(&self, page: u32) -> usize {
+        self.table[page as usize].class.load(Relaxed) as usize
     }
 
     fn alloc_layout(&self) -> AllocLayout {
@@ -424,66 +494,66 @@ impl Slabs {
         st.pages.push(page);
         // Pushed in reverse so chunks are handed out in address order.
         for idx in (0..class.perslab as u32).rev() {
-            let id = (page << PAGE_SHIFT) | idx;
+            let id = ChunkId::new(page, idx);
             let raw = self.raw(id);
             raw.set_meta(0);
             self.free_push(st, id);
         }
     }
 
-    pub fn free_push(&self, st: &mut ClassState, id: ItemId) {
+    pub fn free_push(&self, st: &mut ClassState, id: ChunkId) {
         let raw = self.raw(id);
         raw.set_meta(0);
-        if self.is_draining(id >> PAGE_SHIFT) {
+        if self.is_draining(id.page()) {
             return;
         }
         raw.set_seg(Seg::Hot);
-        raw.set_prev(NIL);
+        raw.set_prev(ChunkId::NIL);
         raw.set_next(st.free_head);
-        if st.free_head != NIL {
+        if st.free_head != ChunkId::NIL {
             self.raw(st.free_head).set_prev(id);
         }
         st.free_head = id;
         st.free_count += 1;
     }
 
-    pub fn free_pop(&self, st: &mut ClassState) -> Option<ItemId> {
+    pub fn free_pop(&self, st: &mut ClassState) -> Option<ChunkId> {
         let id = st.free_head;
-        if id == NIL {
+        if id == ChunkId::NIL {
             return None;
         }
         let raw = self.raw(id);
         let next = raw.next();
-        if next != NIL {
-            self.raw(next).set_prev(NIL);
+        if next != ChunkId::NIL {
+            self.raw(next).set_prev(ChunkId::NIL);
         }
         st.free_head = next;
         st.free_count -= 1;
-        raw.set_prev(NIL);
-        raw.set_next(NIL);
+        raw.set_prev(ChunkId::NIL);
+        raw.set_next(ChunkId::NIL);
         raw.set_meta(RESERVED);
         Some(id)
     }
 
     /// Takes one specific free chunk off the free list (page mover).
-    pub fn free_unlink(&self, st: &mut ClassState, id: ItemId) {
+    pub fn free_unlink(&self, st: &mut ClassState, id: ChunkId) {
         let raw = self.raw(id);
         let (prev, next) = (raw.prev(), raw.next());
-        if prev != NIL {
+        if prev != ChunkId::NIL {
             self.raw(prev).set_next(next);
         } else {
             st.free_head = next;
         }
-        if next != NIL {
+        if next != ChunkId::NIL {
             self.raw(next).set_prev(prev);
         }
         st.free_count -= 1;
     }
 
     /// Number of chunks in a page of class `ci`.
-    pub fn chunk_ids(&self, ci: usize, page: u32) -> impl Iterator<Item = ItemId> {
+    pub fn chunk_ids(&self, ci: usize, page: u32) -> impl Iterator<Item = ChunkId> {
         let n = self.classes[ci].perslab as u32;
-        (0..n).map(move |i| (page << PAGE_SHIFT) | i)
+        (0..n).map(move |i| ChunkId::new(page, i))
     }
 }
 

@@ -7,9 +7,10 @@ use parking_lot::MutexGuard;
 
 use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
-use crate::item::{ItemId, ItemRef, STALE, WIN_SENT};
+use crate::item::{ItemRef, STALE, WIN_SENT};
 use crate::ops::{ArithOutcome, StoreMode, StoreOutcome};
 use crate::reserve::{Reserved, Src};
+use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
 /// The locked key. Dropping it releases the lock.
@@ -18,7 +19,7 @@ pub struct KeySlot<'a> {
     shard: MutexGuard<'a, Shard>,
     h: u64,
     key: &'a [u8],
-    id: Option<ItemId>,
+    id: Option<ChunkId>,
     ts: &'a ThreadStats,
 }
 
