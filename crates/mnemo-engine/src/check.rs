@@ -32,10 +32,12 @@ impl Engine {
                 if !free.insert(id) {
                     return Err(format!("class {ci}: free list loops at {id:#x}"));
                 }
-                if self.slabs.raw(id).meta() != 0 {
+                // SAFETY: `id` is on this class's free list; class lock (`st`) held.
+                if unsafe { self.slabs.raw(id) }.meta() != 0 {
                     return Err(format!("class {ci}: free chunk {id:#x} has meta set"));
                 }
-                id = self.slabs.raw(id).next();
+                // SAFETY: as above.
+                id = unsafe { self.slabs.raw(id) }.next();
             }
             if free.len() as u64 != st.free_count {
                 return Err(format!(
@@ -52,7 +54,8 @@ impl Engine {
                 let mut prev = ChunkId::NIL;
                 let mut id = l.head;
                 while id != ChunkId::NIL {
-                    let raw = self.slabs.raw(id);
+                    // SAFETY: `id` is on this class's LRU; class lock (`st`) held.
+                    let raw = unsafe { self.slabs.raw(id) };
                     if raw.prev() != prev {
                         return Err(format!("class {ci} {seg:?}: bad prev link at {id:#x}"));
                     }
@@ -74,7 +77,8 @@ impl Engine {
                             if free.contains(&c) || !lru_ids.insert(c) {
                                 return Err(format!("class {ci}: chain chunk {c:#x} used twice"));
                             }
-                            let cr = self.slabs.raw(c);
+                            // SAFETY: a chain chunk of an item on this class's LRU; class lock held.
+                            let cr = unsafe { self.slabs.raw(c) };
                             if !is_chain_chunk(cr.meta()) || cr.prev() != id {
                                 return Err(format!(
                                     "class {ci}: chain chunk {c:#x} not owned by {id:#x}"
@@ -125,7 +129,8 @@ impl Engine {
                 if !lru_ids.contains(&id) {
                     return Err(format!("index holds {id:#x}, which no LRU holds"));
                 }
-                let raw = self.slabs.raw(id);
+                // SAFETY: `id` is in the locked shard `shard`, so linked.
+                let raw = unsafe { self.slabs.raw(id) };
                 let h = hash(raw.key());
                 if self.index.shard_of(h) != i || shard.find(h, |x| x == id).is_none() {
                     return Err(format!("item {id:#x} is not found by its own key"));

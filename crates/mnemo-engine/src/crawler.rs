@@ -156,7 +156,9 @@ impl Engine {
                 }
                 let now = self.clock.now();
                 for &id in batch {
-                    let m = self.slabs.raw(id).meta();
+                    // SAFETY: `id` is a chunk of `page`, still this class's (checked just
+                    // above) with its class lock (`st`) held.
+                    let m = unsafe { self.slabs.raw(id) }.meta();
                     if m & LINKED == 0 || is_chain_chunk(m) {
                         continue;
                     }

@@ -128,7 +128,8 @@ impl Engine {
                 break;
             }
             shown += 1;
-            id = self.slabs.raw(id).next();
+            // SAFETY: `id` is on this class's COLD LRU; class lock (`st`) held.
+            id = unsafe { self.slabs.raw(id) }.next();
         }
     }
 
@@ -239,7 +240,9 @@ impl Engine {
         if owned && self.slabs.class_of_page(page) == ci {
             let now = self.clock.now();
             for id in self.slabs.chunk_ids(ci, page) {
-                let m = self.slabs.raw(id).meta();
+                // SAFETY: a chunk of `page`, owned by class `ci` (checked just above),
+                // whose lock (`st`) is held.
+                let m = unsafe { self.slabs.raw(id) }.meta();
                 if m & LINKED != 0 && !is_chain_chunk(m) && !self.is_dead(id, now) {
                     f(&self.record(id, ci));
                 }
@@ -252,7 +255,10 @@ impl Engine {
 
     /// The record of linked item `id` of class index `ci`.
     fn record(&self, id: ChunkId, ci: usize) -> ItemRecord<'_> {
-        let raw = self.slabs.raw(id);
+        // SAFETY: callers hold the class lock with `id` linked in one of its
+        // pages, or the shard lock with `id` in that shard; the record (and the
+        // key it borrows) is handed to the caller's closure only while they do.
+        let raw = unsafe { self.slabs.raw(id) };
         let started = self.clock.process_started();
         ItemRecord {
             key: raw.key(),

@@ -175,13 +175,17 @@ impl Engine {
     /// Expired, or invalidated by `flush_all`.
     #[inline]
     pub(crate) fn is_dead(&self, id: ChunkId, now: u32) -> bool {
-        let raw = self.slabs.raw(id);
+        // SAFETY: fresh from `alloc_chunk`: unlinked and ours alone until linked or freed.
+        // SAFETY: every caller holds either the shard lock under which
+        // `id` is live or the class lock of `id`'s class with `id` on its LRU or
+        // in its page: either keeps the chunk allocated for this call.
+        let raw = unsafe { self.slabs.raw(id) };
         let exp = raw.exptime();
         (exp != 0 && exp <= now) || self.is_flushed(raw, now)
     }
 
     #[inline]
-    pub(crate) fn is_flushed(&self, raw: Raw, now: u32) -> bool {
+    pub(crate) fn is_flushed(&self, raw: Raw<'_>, now: u32) -> bool {
         let oldest = self.oldest_live.load(Relaxed);
         if oldest == 0 || oldest > now {
             return false;
@@ -192,7 +196,7 @@ impl Engine {
     }
 
     /// Bytes an item is charged in `bytes` and `mem_requested`.
-    pub(crate) fn charged_size(&self, raw: Raw) -> usize {
+    pub(crate) fn charged_size(&self, raw: Raw<'_>) -> usize {
         let l = self.slabs.layout;
         let base = l.item_size(raw.nkey(), raw.flags(), 0);
         if raw.is_chained() {
@@ -259,7 +263,8 @@ impl Engine {
             let mut id = st.lru[seg as usize].tail;
             let mut n = 0;
             while id != ChunkId::NIL && n < 5 {
-                let prev = self.slabs.raw(id).prev();
+                // SAFETY: `id` is on this class's LRU and its class lock (`st`) is held.
+                let prev = unsafe { self.slabs.raw(id) }.prev();
                 if self.is_dead(id, now) && self.reclaim(st, ci, id, true) {
                     return true;
                 }
@@ -278,7 +283,7 @@ impl Engine {
         flags: u32,
         exptime: u32,
         nbytes: usize,
-    ) -> Option<(ChunkId, Raw)> {
+    ) -> Option<(ChunkId, Raw<'_>)> {
         let l = self.slabs.layout;
         let size = l.item_size(key.len(), flags, nbytes);
         let chunk_max = self.cfg.chunk_max();
@@ -287,7 +292,9 @@ impl Engine {
         let (id, raw) = if size <= chunk_max {
             let ci = self.slabs.class_for(size)?;
             let id = self.alloc_chunk(ci)?;
-            let raw = self.slabs.raw(id);
+            // SAFETY: fresh from `alloc_chunk`: unlinked and ours alone until the
+            // caller links or frees it.
+            let raw = unsafe { self.slabs.raw(id) };
             raw.set_meta(nbytes as u32 | nkey_bits | flags_bits);
             (id, raw)
         } else {
@@ -305,7 +312,8 @@ impl Engine {
             }
             let head_room = chunk_max - fixed - 4 * n;
             let head_id = self.alloc_chunk(ci)?;
-            let head = self.slabs.raw(head_id);
+            // SAFETY: fresh from `alloc_chunk`: unlinked and ours alone.
+            let head = unsafe { self.slabs.raw(head_id) };
             head.set_meta(nkey_bits | flags_bits | CHAINED | nbytes.min(head_room) as u32);
             let mut ids = Vec::with_capacity(n);
             let mut left = nbytes.saturating_sub(head_room);
@@ -318,7 +326,8 @@ impl Engine {
                     self.slabs.free_push(&mut st, head_id);
                     return None;
                 };
-                let c = self.slabs.raw(cid);
+                // SAFETY: fresh from `alloc_chunk`: ours alone, like its head.
+                let c = unsafe { self.slabs.raw(cid) };
                 let here = left.min(per_chunk);
                 left -= here;
                 c.set_prev(head_id);
@@ -339,98 +348,70 @@ impl Engine {
         raw.init_exptime(exptime);
         raw.init_access(self.clock.now());
         if flags != 0 {
-            // SAFETY: the flags word follows the header when HAS_FLAGS is set.
-            unsafe { (raw.p.add(l.header()) as *mut u32).write(flags) };
+            raw.init_flags(flags);
         }
         // SAFETY: the chunk is ours until linked; room for the key checked.
         unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), raw.key_ptr(), key.len()) };
         Some((id, raw))
     }
 
-    /// Calls `f` with each stored part of an item's value, in order.
-    pub(crate) fn for_each_value_part(&self, raw: Raw, f: impl FnMut(&[u8])) {
-        self.for_each_value_part_raw(raw, f);
-    }
-
-    /// As `for_each_value_part`, for any lifetime the caller can vouch
-    /// for: the item must stay locked or pinned while the slices live.
-    pub(crate) fn for_each_value_part_raw<'a>(&self, raw: Raw, mut f: impl FnMut(&'a [u8])) {
-        if !raw.is_chained() {
-            // SAFETY: nbytes_here value bytes follow the key.
-            f(unsafe { std::slice::from_raw_parts(raw.data_ptr(), raw.nbytes_here()) });
-            return;
-        }
-        // SAFETY: the head's part follows its table; each chain chunk's
-        // part follows its header; lengths were set at allocation.
-        f(unsafe { std::slice::from_raw_parts(raw.chained_head_data(), raw.nbytes_here()) });
-        let h = self.slabs.layout.header();
-        for i in 0..raw.chain_len() {
-            let c = self.slabs.raw(raw.chain_id(i));
-            f(unsafe { std::slice::from_raw_parts(c.p.add(h), c.nbytes_here()) });
+    /// Calls `f` with each stored part of an item's value, in order; the
+    /// parts live as long as the item's view.
+    pub(crate) fn for_each_value_part<'g>(&self, raw: Raw<'g>, mut f: impl FnMut(&'g [u8])) {
+        f(raw.value_part());
+        if raw.is_chained() {
+            for i in 0..raw.chain_len() {
+                f(self.slabs.chain_chunk(raw, i).value_part());
+            }
         }
     }
 
     /// Calls `f` with a pointer to and the length of each value part.
-    pub(crate) fn for_each_value_part_ptr(&self, raw: Raw, mut f: impl FnMut(*mut u8, usize)) {
-        if !raw.is_chained() {
-            f(raw.data_ptr(), raw.nbytes_here());
-            return;
-        }
-        f(raw.chained_head_data(), raw.nbytes_here());
-        let h = self.slabs.layout.header();
-        for i in 0..raw.chain_len() {
-            let c = self.slabs.raw(raw.chain_id(i));
-            // SAFETY: chain chunk data follows its header.
-            f(unsafe { c.p.add(h) }, c.nbytes_here());
+    pub(crate) fn for_each_value_part_ptr(&self, raw: Raw<'_>, mut f: impl FnMut(*mut u8, usize)) {
+        let (p, n) = raw.value_part_ptr();
+        f(p, n);
+        if raw.is_chained() {
+            for i in 0..raw.chain_len() {
+                let (p, n) = self.slabs.chain_chunk(raw, i).value_part_ptr();
+                f(p, n);
+            }
         }
     }
 
     /// Writes the concatenation of `sources` into an unlinked item's value.
-    pub(crate) fn fill_value(&self, raw: Raw, sources: &[&[u8]]) {
-        let mut parts: Vec<(*mut u8, usize)> = Vec::new();
-        let mut single = [(std::ptr::null_mut(), 0usize)];
-        let dest: &mut [(*mut u8, usize)] = if raw.is_chained() {
-            parts.push((raw.chained_head_data(), raw.nbytes_here()));
-            let h = self.slabs.layout.header();
-            for i in 0..raw.chain_len() {
-                let c = self.slabs.raw(raw.chain_id(i));
-                // SAFETY: chain chunk data follows its header.
-                parts.push((unsafe { c.p.add(h) }, c.nbytes_here()));
-            }
-            &mut parts
-        } else {
-            single[0] = (raw.data_ptr(), raw.nbytes_here());
-            &mut single
-        };
-        let mut di = 0;
-        let mut doff = 0;
-        for src in sources {
-            let mut s: &[u8] = src;
-            while !s.is_empty() && di < dest.len() {
-                let (p, len) = dest[di];
-                let n = (len - doff).min(s.len());
-                // SAFETY: within the destination part's length.
-                unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), p.add(doff), n) };
-                s = &s[n..];
-                doff += n;
-                if doff == len {
-                    di += 1;
-                    doff = 0;
+    pub(crate) fn fill_value(&self, raw: Raw<'_>, sources: &[&[u8]]) {
+        let mut sources = sources.iter().copied();
+        let mut src: &[u8] = sources.next().unwrap_or(&[]);
+        self.for_each_value_part_ptr(raw, |p, len| {
+            let mut off = 0;
+            while off < len {
+                while src.is_empty() {
+                    match sources.next() {
+                        Some(s) => src = s,
+                        None => return,
+                    }
                 }
+                let n = (len - off).min(src.len());
+                // SAFETY: `off + n <= len`, inside this part of an item that
+                // is unlinked and private to the caller; `src` is another
+                // allocation (a client's bytes or another item's value).
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p.add(off), n) };
+                src = &src[n..];
+                off += n;
             }
-        }
+        });
     }
 
     /// Returns an unlinked item's chunks to their class.
-    pub(crate) fn free_item(&self, raw: Raw, id: ChunkId) {
+    pub(crate) fn free_item(&self, id: ChunkId) {
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
-        self.free_item_locked(&mut st, raw, id);
+        self.free_item_locked(&mut st, id);
     }
 
     /// As `free_item`, with the item's class already locked. Chain chunks
     /// live in the same (largest) class as their head.
-    pub(crate) fn free_item_locked(&self, st: &mut ClassState, raw: Raw, id: ChunkId) {
+    pub(crate) fn free_item_locked(&self, st: &mut ClassState, id: ChunkId) {
         if let Some(pin) = (!st.pins.is_empty())
             .then(|| st.pins.get_mut(&id))
             .flatten()
@@ -441,6 +422,9 @@ impl Engine {
             pin.unlinked = true;
             return;
         }
+        // SAFETY: the caller holds the class lock (`st`) and the item is
+        // unlinked and now unreferenced: nothing else reads its chunks.
+        let raw = unsafe { self.slabs.raw(id) };
         if raw.is_chained() {
             for i in 0..raw.chain_len() {
                 self.slabs.free_push(st, raw.chain_id(i));
@@ -454,7 +438,9 @@ impl Engine {
     /// Links a filled item into the index (replacing `old` if given) and
     /// the LRU. The caller holds the key's shard lock.
     pub(crate) fn link(&self, shard: &mut Shard, h: u64, id: ChunkId, old: Option<ChunkId>) {
-        let raw = self.slabs.raw(id);
+        // SAFETY: the item is filled and unlinked, ours until this call
+        // publishes it under the shard lock the caller holds.
+        let raw = unsafe { self.slabs.raw(id) };
         let size = self.charged_size(raw) as u64;
         match old {
             Some(o) => {
@@ -498,14 +484,15 @@ impl Engine {
     }
 
     fn unlink_from_lru_and_free(&self, id: ChunkId) {
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` is linked under the shard lock the caller holds.
+        let raw = unsafe { self.slabs.raw(id) };
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         let size = self.charged_size(raw) as u64;
         self.slabs.lru_unlink(&mut st, id, size);
         st.requested -= size;
         raw.set_meta_bits(LINKED, false);
-        self.free_item_locked(&mut st, raw, id);
+        self.free_item_locked(&mut st, id);
     }
 
     /// From a class-side walk: removes an expired or flushed item if its
@@ -517,7 +504,10 @@ impl Engine {
         id: ChunkId,
         _tail: bool,
     ) -> bool {
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` is on this class's LRU (or page) and its class lock (`st`)
+        // is held, so the chunk stays allocated; the key is read before the
+        // shard is locked, which is fine: it cannot change while allocated.
+        let raw = unsafe { self.slabs.raw(id) };
         let h = hash(raw.key());
         let Some(mut shard) = self.index.try_lock(h) else {
             return false;
@@ -534,7 +524,8 @@ impl Engine {
     /// From a class-side walk: evicts a live item if its shard can be
     /// locked without waiting.
     pub(crate) fn evict(&self, st: &mut ClassState, _ci: usize, id: ChunkId, now: u32) -> bool {
-        let raw = self.slabs.raw(id);
+        // SAFETY: as in `reclaim`: on this class's LRU, class lock held.
+        let raw = unsafe { self.slabs.raw(id) };
         let h = hash(raw.key());
         let Some(mut shard) = self.index.try_lock(h) else {
             return false;
@@ -563,13 +554,15 @@ impl Engine {
         h: u64,
         id: ChunkId,
     ) {
-        let raw = self.slabs.raw(id);
+        // SAFETY: the caller holds the item's shard lock (`shard`) and its class
+        // lock (`st`), and the item is linked.
+        let raw = unsafe { self.slabs.raw(id) };
         shard.remove(h, id);
         let size = self.charged_size(raw) as u64;
         self.slabs.lru_unlink(st, id, size);
         st.requested -= size;
         raw.set_meta_bits(LINKED, false);
-        self.free_item_locked(st, raw, id);
+        self.free_item_locked(st, id);
     }
 
     /// Counts a set in the class of an allocated item.
@@ -580,7 +573,9 @@ impl Engine {
     /// Finds `key` in a locked shard.
     #[inline]
     pub(crate) fn find(&self, shard: &Shard, h: u64, key: &[u8]) -> Option<ChunkId> {
-        shard.find(h, |id| self.slabs.raw(id).key() == key)
+        // SAFETY: ids in a locked shard (`&Shard` exists only under its guard)
+        // are linked items, allocated while the lock is held.
+        shard.find(h, |id| unsafe { self.slabs.raw(id) }.key() == key)
     }
 
     // ---- stats ------------------------------------------------------------
@@ -680,7 +675,8 @@ impl Engine {
                 if t == ChunkId::NIL {
                     0
                 } else {
-                    now.saturating_sub(self.slabs.raw(t).atime())
+                    // SAFETY: the tail of one of this class's LRUs, class lock (`st`) held.
+                    now.saturating_sub(unsafe { self.slabs.raw(t) }.atime())
                 }
             };
             let id = class.id;
@@ -779,7 +775,8 @@ impl Engine {
             for seg in Seg::ALL {
                 let mut id = st.lru[seg as usize].head;
                 while id != ChunkId::NIL {
-                    let raw = self.slabs.raw(id);
+                    // SAFETY: on this class's LRU, class lock (`st`) held.
+                    let raw = unsafe { self.slabs.raw(id) };
                     let size = self.charged_size(raw) + 2;
                     *hist.entry(size.div_ceil(32) * 32).or_default() += 1;
                     id = raw.next();

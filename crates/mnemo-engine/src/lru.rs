@@ -25,13 +25,16 @@ use crate::slabs::{ClassState, Slabs};
 
 impl Slabs {
     pub(crate) fn lru_link(&self, st: &mut ClassState, id: ChunkId, seg: Seg, size: u64) {
-        let raw = self.raw(id);
+        // SAFETY: `id` is an item of this class being linked by a holder of
+        // its class lock (`st`); free list and LRU words change only under it.
+        let raw = unsafe { self.raw(id) };
         let l = &mut st.lru[seg as usize];
         raw.set_seg(seg);
         raw.set_prev(ChunkId::NIL);
         raw.set_next(l.head);
         if l.head != ChunkId::NIL {
-            self.raw(l.head).set_prev(id);
+            // SAFETY: the list's head, an item of this class; class lock held.
+            unsafe { self.raw(l.head) }.set_prev(id);
         }
         l.head = id;
         if l.tail == ChunkId::NIL {
@@ -42,16 +45,19 @@ impl Slabs {
     }
 
     pub(crate) fn lru_unlink(&self, st: &mut ClassState, id: ChunkId, size: u64) {
-        let raw = self.raw(id);
+        // SAFETY: `id` is on one of this class's LRUs; class lock (`st`) held.
+        let raw = unsafe { self.raw(id) };
         let l = &mut st.lru[raw.seg() as usize];
         let (prev, next) = (raw.prev(), raw.next());
         if prev != ChunkId::NIL {
-            self.raw(prev).set_next(next);
+            // SAFETY: its LRU neighbour, same class, class lock held.
+            unsafe { self.raw(prev) }.set_next(next);
         } else {
             l.head = next;
         }
         if next != ChunkId::NIL {
-            self.raw(next).set_prev(prev);
+            // SAFETY: its LRU neighbour, same class, class lock held.
+            unsafe { self.raw(next) }.set_prev(prev);
         } else {
             l.tail = prev;
         }
@@ -99,7 +105,8 @@ impl Engine {
             if l.tail == ChunkId::NIL {
                 break;
             }
-            let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
+            // SAFETY: HOT's tail, an item of this class; class lock (`st`) held.
+            let age = now.saturating_sub(unsafe { self.slabs.raw(l.tail) }.atime());
             let over_age =
                 cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.hot_factor();
             if l.count <= hot_limit.max(1) && !over_age && !self.is_dead(l.tail, now) {
@@ -118,7 +125,8 @@ impl Engine {
             if l.tail == ChunkId::NIL {
                 break;
             }
-            let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
+            // SAFETY: WARM's tail, an item of this class; class lock (`st`) held.
+            let age = now.saturating_sub(unsafe { self.slabs.raw(l.tail) }.atime());
             let over_age =
                 cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.warm_factor();
             if l.count <= warm_limit && !over_age && !self.is_dead(l.tail, now) {
@@ -137,7 +145,8 @@ impl Engine {
             if tail == ChunkId::NIL {
                 break;
             }
-            let raw = self.slabs.raw(tail);
+            // SAFETY: COLD's tail, an item of this class; class lock (`st`) held.
+            let raw = unsafe { self.slabs.raw(tail) };
             if raw.access_bits() & ACTIVE == 0 && !self.is_dead(tail, now) {
                 break;
             }
@@ -176,7 +185,8 @@ impl Engine {
         if t == ChunkId::NIL {
             0
         } else {
-            now.saturating_sub(self.slabs.raw(t).atime())
+            // SAFETY: a tail of this class's LRU; class lock (`st`) held.
+            now.saturating_sub(unsafe { self.slabs.raw(t) }.atime())
         }
     }
 
@@ -202,7 +212,8 @@ impl Engine {
         forced: Option<Seg>,
     ) -> TailAction {
         let id = st.lru[seg as usize].tail;
-        let raw = self.slabs.raw(id);
+        // SAFETY: `seg`'s tail, an item of this class; class lock (`st`) held.
+        let raw = unsafe { self.slabs.raw(id) };
         if self.is_dead(id, now) {
             return if self.reclaim(st, ci, id, true) {
                 TailAction::Reclaimed
@@ -259,7 +270,8 @@ impl Engine {
             let mut id = st.lru[seg as usize].tail;
             let mut walked = 0;
             while id != ChunkId::NIL && walked < 5 {
-                let raw = self.slabs.raw(id);
+                // SAFETY: on this class's LRU (walking up from a tail); class lock held.
+                let raw = unsafe { self.slabs.raw(id) };
                 if self.is_dead(id, now) {
                     if self.reclaim(st, ci, id, true) {
                         return true;
@@ -294,7 +306,8 @@ impl Engine {
         let mut id = st.lru[Seg::Cold as usize].tail;
         let mut tries = 0;
         while id != ChunkId::NIL && tries < 5 {
-            let prev = self.slabs.raw(id).prev();
+            // SAFETY: on COLD's LRU of this class; class lock (`st`) held.
+            let prev = unsafe { self.slabs.raw(id) }.prev();
             if !self.is_dead(id, now) {
                 break;
             }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
-use crate::item::{ItemRef, Raw};
+use crate::item::ItemRef;
 use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
@@ -59,7 +59,9 @@ impl Engine {
         now: u32,
     ) -> Option<ChunkId> {
         let id = self.find(shard, h, key)?;
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` was just found in the locked `shard`: linked, so allocated
+        // and unchanged while the caller holds that lock.
+        let raw = unsafe { self.slabs.raw(id) };
         let exp = raw.exptime();
         if exp != 0 && exp <= now {
             ts.get_expired.incr();
@@ -93,7 +95,9 @@ impl Engine {
             }
             return None;
         };
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` is live in the locked `shard`; the view (and the
+        // ItemRef built on it) borrows the guard, so it cannot outlive the lock.
+        let raw = unsafe { self.slabs.raw_held(id, &*shard) };
         let ci = self.slabs.class_of(id);
         ts.class[ci + 1].hits_to[raw.seg() as usize].incr();
         match mode {
@@ -168,7 +172,7 @@ impl Engine {
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
         let old = self.live(&mut shard, h, key, ts, now);
-        self.store_whole_locked(&mut shard, h, key, mode, old, new, cas, None, ts)
+        self.store_whole_locked(&mut shard, h, key, mode, old, new.0, cas, None, ts)
             .0
     }
 
@@ -183,17 +187,25 @@ impl Engine {
         key: &[u8],
         mode: StoreMode,
         old: Option<ChunkId>,
-        (new_id, raw): (ChunkId, Raw),
+        new_id: ChunkId,
         cas: u64,
         new_cas: Option<u64>,
         ts: &ThreadStats,
     ) -> (StoreOutcome, Option<ChunkId>) {
         let _ = key;
+        // SAFETY: the new item is filled but unlinked: it is this call's
+        // alone until `link` publishes it or `free_item` takes it back.
+        let raw = unsafe { self.slabs.raw(new_id) };
         let ci = self.slabs.class_of(new_id);
+        // SAFETY: `old` is the live item found under the caller's shard
+        // lock, which is held throughout this call.
+        let old_raw = old.map(|o| unsafe { self.slabs.raw(o) });
         let outcome = match (mode, old) {
-            (StoreMode::Add, Some(old)) => {
+            (StoreMode::Add, Some(_)) => {
                 // memcached bumps an item that an add found present.
-                self.slabs.raw(old).set_atime(self.clock.now());
+                if let Some(o) = old_raw {
+                    o.set_atime(self.clock.now());
+                }
                 StoreOutcome::NotStored
             }
             (StoreMode::Replace, None) => StoreOutcome::NotStored,
@@ -203,7 +215,7 @@ impl Engine {
             }
             // A cas of 0 never matches, as in memcached (also under -C,
             // where every item's CAS is 0).
-            (StoreMode::Cas, Some(old)) if cas == 0 || self.slabs.raw(old).cas() != cas => {
+            (StoreMode::Cas, Some(old)) if cas == 0 || old_raw.map_or(0, |o| o.cas()) != cas => {
                 ts.class[self.slabs.class_of(old) + 1].cas_badval.incr();
                 StoreOutcome::Exists
             }
@@ -217,7 +229,7 @@ impl Engine {
                 return (StoreOutcome::Stored { cas: c }, Some(new_id));
             }
         };
-        self.free_item(raw, new_id);
+        self.free_item(new_id);
         (outcome, old)
     }
 
@@ -237,7 +249,9 @@ impl Engine {
         let Some(old_id) = old else {
             return (StoreOutcome::NotStored, None);
         };
-        let old = self.slabs.raw(old_id);
+        // SAFETY: `old_id` is the live item under the caller's shard lock;
+        // the new item is built and linked before that lock is released.
+        let old = unsafe { self.slabs.raw(old_id) };
         if cas != 0 && old.cas() != cas {
             return (StoreOutcome::Exists, Some(old_id));
         }
@@ -254,11 +268,7 @@ impl Engine {
         if mode == StoreMode::Prepend {
             parts.extend_from_slice(value);
         }
-        self.for_each_value_part(old, |s| {
-            // SAFETY: the old item stays linked, its bytes unchanged, while
-            // we hold its shard lock, which outlives `parts`.
-            parts.push(unsafe { std::slice::from_raw_parts(s.as_ptr(), s.len()) })
-        });
+        self.for_each_value_part(old, |s| parts.push(s));
         if mode == StoreMode::Append {
             parts.extend_from_slice(value);
         }
@@ -335,13 +345,14 @@ impl Engine {
             }
             return (ArithOutcome::NotFound, None);
         };
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` is the live item under the caller's shard lock, held
+        // for the whole operation (including the in-place write below).
+        let raw = unsafe { self.slabs.raw(id) };
         if raw.is_chained() || raw.value_len() == 0 {
             return (ArithOutcome::NonNumeric, Some(id));
         }
         let len = raw.nbytes_here();
-        // SAFETY: an unchained item's value is len bytes after its key.
-        let cur = unsafe { std::slice::from_raw_parts(raw.data_ptr(), len) };
+        let cur = raw.value_part();
         // memcached's safe_strtoull; the value's end stands for its "\r\n".
         let Some(v) = crate::numeric::parse_u64(cur) else {
             return (ArithOutcome::NonNumeric, Some(id));

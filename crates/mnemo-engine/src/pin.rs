@@ -18,14 +18,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::item::Raw;
 use crate::slabs::ChunkId;
 
 /// An item's value, held for a reply. Dropping it releases the item.
 pub struct Pinned {
     engine: Arc<Engine>,
     id: ChunkId,
-    raw: Raw,
     len: usize,
 }
 
@@ -46,14 +44,17 @@ impl Pinned {
 
     /// Calls `f` with the value's parts in order (one part unless chained).
     pub fn for_each_part<'s>(&'s self, f: impl FnMut(&'s [u8])) {
-        // SAFETY (of the lifetime): the parts stay valid while `self` does.
-        self.engine.for_each_value_part_raw(self.raw, f);
+        // SAFETY: this handle's pin keeps the item's chunks allocated and
+        // its bytes unchanged until it is dropped (see the module doc), so
+        // for as long as `self` is borrowed.
+        let raw = unsafe { self.engine.slabs.raw(self.id) };
+        self.engine.for_each_value_part(raw, f);
     }
 }
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        self.engine.unpin(self.id, self.raw);
+        self.engine.unpin(self.id);
     }
 }
 
@@ -67,23 +68,19 @@ impl std::fmt::Debug for Pinned {
 }
 
 impl Engine {
-    /// Pins linked item `id`; the caller holds its shard lock.
-    pub(crate) fn pin(&self, id: ChunkId, raw: Raw) -> Option<Pinned> {
+    /// Pins linked item `id`, whose value is `len` bytes; the caller holds
+    /// its shard lock.
+    pub(crate) fn pin(&self, id: ChunkId, len: usize) -> Option<Pinned> {
         let engine = self.this.upgrade()?;
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         st.pins.entry(id).or_default().count += 1;
         drop(st);
         self.pinned.fetch_add(1, Relaxed);
-        Some(Pinned {
-            len: raw.value_len(),
-            engine,
-            id,
-            raw,
-        })
+        Some(Pinned { len, engine, id })
     }
 
-    fn unpin(&self, id: ChunkId, raw: Raw) {
+    fn unpin(&self, id: ChunkId) {
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         let Some(pin) = st.pins.get_mut(&id) else {
@@ -95,7 +92,7 @@ impl Engine {
             let unlinked = pin.unlinked;
             st.pins.remove(&id);
             if unlinked {
-                self.free_item_locked(&mut st, raw, id);
+                self.free_item_locked(&mut st, id);
             }
         }
         drop(st);

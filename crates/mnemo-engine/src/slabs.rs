@@ -8,6 +8,7 @@
 //! so the page mover can take a page's free chunks out in O(chunks).
 
 use std::alloc::{alloc, dealloc, Layout as AllocLayout};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use parking_lot::Mutex;
@@ -215,6 +216,7 @@ pub(crate) struct Slabs {
 // SAFETY: page memory is shared between threads on purpose; every access
 // goes through the locking rules in the crate docs.
 unsafe impl Send for Slabs {}
+// SAFETY: as for Send.
 unsafe impl Sync for Slabs {}
 
 /// The page table, allocated zeroed: the kernel hands out zero pages
@@ -333,16 +335,58 @@ impl Slabs {
         self.classes.len() - 1
     }
 
+    /// Address of chunk `id`.
+    ///
+    /// # Safety
+    /// `id`'s page is allocated (owned by a class, or being drained or
+    /// carved by the caller), so the address is inside it.
     #[inline]
-    pub fn raw(&self, id: ChunkId) -> Raw {
+    unsafe fn chunk_ptr(&self, id: ChunkId) -> NonNull<u8> {
         let slot = &self.table[id.page() as usize];
         let base = slot.base.load(Relaxed);
         let size = slot.chunk_size.load(Relaxed) as usize;
-        // SAFETY: ids handed out point inside a live page (see crate docs).
-        Raw {
-            p: unsafe { base.add(id.index() * size) },
-            l: self.layout,
-        }
+        debug_assert!(!base.is_null(), "chunk {id:#x} in a freed page");
+        // SAFETY: the page is allocated (the contract), so `base` is not
+        // null and chunk index * chunk size stays inside it: ChunkId::new
+        // made the id for a page of this chunk size.
+        unsafe { NonNull::new_unchecked(base.add(id.index() * size)) }
+    }
+
+    /// A view of chunk `id`, for no longer than `self` is borrowed.
+    ///
+    /// # Safety
+    /// As [`Raw::new`]: for as long as the view is used, `id`'s page stays
+    /// allocated and the caller holds the lock (shard lock of the item's
+    /// key with the item linked, or the class lock of the page's class),
+    /// pin or reservation that the fields it touches need.
+    #[inline]
+    pub unsafe fn raw(&self, id: ChunkId) -> Raw<'_> {
+        // SAFETY: the caller's contract is `chunk_ptr`'s and `Raw::new`'s.
+        unsafe { Raw::new(self.chunk_ptr(id), self.layout) }
+    }
+
+    /// As [`Slabs::raw`], for no longer than `held` (the guard of the lock
+    /// that keeps the item) is borrowed, so the view cannot outlive it.
+    ///
+    /// # Safety
+    /// As [`Slabs::raw`], with `held` that lock's guard.
+    #[inline]
+    pub unsafe fn raw_held<'g, G: ?Sized>(&'g self, id: ChunkId, held: &'g G) -> Raw<'g> {
+        let _ = held;
+        // SAFETY: the caller's contract, for the guard's borrow.
+        unsafe { self.raw(id) }
+    }
+
+    /// Further chunk `i` of the chained item `head`, valid as long as the
+    /// head's view: a chain's chunks are allocated and freed with its head.
+    #[inline]
+    pub fn chain_chunk<'g>(&self, head: Raw<'g>, i: usize) -> Raw<'g> {
+        debug_assert!(head.is_chained() && i < head.chain_len());
+        // SAFETY: the chain table holds ids of chunks allocated with the
+        // head and freed only with it (`Engine::free_item_locked`), so they
+        // are allocated while `head`'s view is valid ('g), under the same
+        // lock, pin or reservation.
+        unsafe { Raw::new(self.chunk_ptr(head.chain_id(i)), self.layout) }
     }
 
     /// The class index of the page holding `id`.
@@ -464,7 +508,9 @@ impl Slabs {
     pub fn set_draining(&self, ci: usize, st: &mut ClassState, page: u32, on: bool) {
         if on {
             for id in self.chunk_ids(ci, page) {
-                if self.raw(id).meta() == 0 {
+                // SAFETY: `id` is a chunk of `page`, a page of class `ci` whose lock
+                // (`st`) is held; the mover owns the page while it drains.
+                if unsafe { self.raw(id) }.meta() == 0 {
                     self.free_unlink(st, id);
                 }
             }
@@ -472,7 +518,8 @@ impl Slabs {
         } else {
             self.table[page as usize].draining.store(false, Relaxed);
             for id in self.chunk_ids(ci, page) {
-                if self.raw(id).meta() == 0 {
+                // SAFETY: as above: a chunk of `page`, class lock held.
+                if unsafe { self.raw(id) }.meta() == 0 {
                     self.free_push(st, id);
                 }
             }
@@ -495,14 +542,18 @@ impl Slabs {
         // Pushed in reverse so chunks are handed out in address order.
         for idx in (0..class.perslab as u32).rev() {
             let id = ChunkId::new(page, idx);
-            let raw = self.raw(id);
+            // SAFETY: `page` was just taken for class `ci` (allocated, ours) and
+            // its class lock (`st`) is held.
+            let raw = unsafe { self.raw(id) };
             raw.set_meta(0);
             self.free_push(st, id);
         }
     }
 
     pub fn free_push(&self, st: &mut ClassState, id: ChunkId) {
-        let raw = self.raw(id);
+        // SAFETY: `id` is a chunk of this class (freed by its holder, or carved),
+        // and its class lock (`st`) is held.
+        let raw = unsafe { self.raw(id) };
         raw.set_meta(0);
         if self.is_draining(id.page()) {
             return;
@@ -511,7 +562,8 @@ impl Slabs {
         raw.set_prev(ChunkId::NIL);
         raw.set_next(st.free_head);
         if st.free_head != ChunkId::NIL {
-            self.raw(st.free_head).set_prev(id);
+            // SAFETY: the free list's head is a free chunk of this class, class lock held.
+            unsafe { self.raw(st.free_head) }.set_prev(id);
         }
         st.free_head = id;
         st.free_count += 1;
@@ -522,10 +574,12 @@ impl Slabs {
         if id == ChunkId::NIL {
             return None;
         }
-        let raw = self.raw(id);
+        // SAFETY: the free list's head, a free chunk of this class; class lock held.
+        let raw = unsafe { self.raw(id) };
         let next = raw.next();
         if next != ChunkId::NIL {
-            self.raw(next).set_prev(ChunkId::NIL);
+            // SAFETY: the next free chunk of this class, class lock held.
+            unsafe { self.raw(next) }.set_prev(ChunkId::NIL);
         }
         st.free_head = next;
         st.free_count -= 1;
@@ -537,15 +591,19 @@ impl Slabs {
 
     /// Takes one specific free chunk off the free list (page mover).
     pub fn free_unlink(&self, st: &mut ClassState, id: ChunkId) {
-        let raw = self.raw(id);
+        // SAFETY: a free chunk of this class (the mover's draining page), class
+        // lock held.
+        let raw = unsafe { self.raw(id) };
         let (prev, next) = (raw.prev(), raw.next());
         if prev != ChunkId::NIL {
-            self.raw(prev).set_next(next);
+            // SAFETY: its free-list neighbour, same class, class lock held.
+            unsafe { self.raw(prev) }.set_next(next);
         } else {
             st.free_head = next;
         }
         if next != ChunkId::NIL {
-            self.raw(next).set_prev(prev);
+            // SAFETY: its free-list neighbour, same class, class lock held.
+            unsafe { self.raw(next) }.set_prev(prev);
         }
         st.free_count -= 1;
     }

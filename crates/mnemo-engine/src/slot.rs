@@ -7,7 +7,7 @@ use parking_lot::MutexGuard;
 
 use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
-use crate::item::{ItemRef, STALE, WIN_SENT};
+use crate::item::{ItemRef, Raw, STALE, WIN_SENT};
 use crate::ops::{ArithOutcome, StoreMode, StoreOutcome};
 use crate::reserve::{Reserved, Src};
 use crate::slabs::ChunkId;
@@ -43,16 +43,25 @@ impl Engine {
 }
 
 impl<'a> KeySlot<'a> {
+    /// The live item under the key, viewed for as long as `self` (which
+    /// owns the shard guard) is borrowed.
+    fn raw(&self) -> Option<Raw<'_>> {
+        let id = self.id?;
+        // SAFETY: `self.id` is only ever the live item found, stored or
+        // kept under this slot's shard lock, whose guard `self` owns: the
+        // item stays linked, and its chunks allocated, while it is held.
+        Some(unsafe { self.e.slabs.raw_held(id, &*self.shard) })
+    }
+
     pub fn exists(&self) -> bool {
         self.id.is_some()
     }
 
     /// The item as it is now (before any bump this slot makes).
     pub fn item(&self) -> Option<ItemRef<'_>> {
-        self.id.map(|id| {
-            let raw = self.e.slabs.raw(id);
-            ItemRef::new(id, raw, self.e, self.e.slabs.class_of(id) as u32 + 1)
-        })
+        let raw = self.raw()?;
+        self.id
+            .map(|id| ItemRef::new(id, raw, self.e, self.e.slabs.class_of(id) as u32 + 1))
     }
 
     /// Relative time now.
@@ -65,7 +74,9 @@ impl<'a> KeySlot<'a> {
         match self.id {
             Some(id) => {
                 let c = &self.ts.class[self.e.slabs.class_of(id) + 1];
-                c.hits_to[self.e.slabs.raw(id).seg() as usize].incr();
+                if let Some(raw) = self.raw() {
+                    c.hits_to[raw.seg() as usize].incr();
+                }
                 c.get_hits.incr();
             }
             None => self.ts.get_misses.incr(),
@@ -84,8 +95,7 @@ impl<'a> KeySlot<'a> {
 
     /// Records an access now (FETCHED, then ACTIVE), as a get does.
     pub fn bump(&self) {
-        if let Some(id) = self.id {
-            let raw = self.e.slabs.raw(id);
+        if let (Some(id), Some(raw)) = (self.id, self.raw()) {
             // As a plain get does: memcached's do_item_bump only marks
             // items ACTIVE with the segmented LRU.
             if self.e.tuning.segmented() {
@@ -99,29 +109,26 @@ impl<'a> KeySlot<'a> {
     /// Sets the expiry from a client exptime (0 never, negative expired,
     /// over 30 days absolute).
     pub fn set_exptime(&self, exptime: i64) {
-        if let Some(id) = self.id {
-            self.e
-                .slabs
-                .raw(id)
-                .set_exptime(self.e.clock.realtime(exptime));
+        if let Some(raw) = self.raw() {
+            raw.set_exptime(self.e.clock.realtime(exptime));
         }
     }
 
     pub fn set_stale(&self, on: bool) {
-        if let Some(id) = self.id {
-            self.e.slabs.raw(id).set_exp_bits(STALE, on);
+        if let Some(raw) = self.raw() {
+            raw.set_exp_bits(STALE, on);
         }
     }
 
     pub fn set_win_sent(&self, on: bool) {
-        if let Some(id) = self.id {
-            self.e.slabs.raw(id).set_exp_bits(WIN_SENT, on);
+        if let Some(raw) = self.raw() {
+            raw.set_exp_bits(WIN_SENT, on);
         }
     }
 
     pub fn set_cas(&self, cas: u64) {
-        if let Some(id) = self.id {
-            self.e.slabs.raw(id).set_cas(cas);
+        if let Some(raw) = self.raw() {
+            raw.set_cas(cas);
         }
     }
 
@@ -219,12 +226,12 @@ impl<'a> KeySlot<'a> {
                             return StoreOutcome::OutOfMemory;
                         };
                         self.e.fill_value(new.1, &[value]);
-                        new
+                        new.0
                     }
                     Src::Item(r) => r.into_item(),
                 };
                 if counted {
-                    self.e.ts_count_set_in(new.0, self.ts);
+                    self.e.ts_count_set_in(new, self.ts);
                 }
                 self.e.store_whole_locked(
                     &mut self.shard,
@@ -245,11 +252,8 @@ impl<'a> KeySlot<'a> {
 
     /// Marks the item's key as stored base64-decoded (meta `b`).
     pub fn set_key_binary(&self, on: bool) {
-        if let Some(id) = self.id {
-            self.e
-                .slabs
-                .raw(id)
-                .set_meta_bits(crate::item::KEY_BINARY, on);
+        if let Some(raw) = self.raw() {
+            raw.set_meta_bits(crate::item::KEY_BINARY, on);
         }
     }
 
