@@ -27,11 +27,6 @@ pub struct Pinned {
     len: usize,
 }
 
-// SAFETY: the chunk memory a `Pinned` points at stays allocated and
-// unchanged until the pin is released (see the module doc), whichever
-// thread holds it; the engine itself is Sync.
-unsafe impl Send for Pinned {}
-
 impl Pinned {
     /// Total value bytes.
     pub fn len(&self) -> usize {

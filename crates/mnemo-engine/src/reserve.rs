@@ -24,10 +24,6 @@ pub struct Reserved {
     flags: u32,
 }
 
-// SAFETY: the chunks belong to this handle alone until it is stored or
-// dropped; the engine is Sync.
-unsafe impl Send for Reserved {}
-
 /// A value as a store takes it.
 pub(crate) enum Src<'v> {
     Bytes(&'v [u8]),

@@ -213,10 +213,14 @@ pub(crate) struct Slabs {
     arena: Arena,
 }
 
-// SAFETY: page memory is shared between threads on purpose; every access
-// goes through the locking rules in the crate docs.
+// SAFETY: the only non-Send field is the arena's base pointer (a mapping
+// this value owns and unmaps on drop); page pointers live in atomics. A
+// Slabs may be dropped on any thread.
 unsafe impl Send for Slabs {}
-// SAFETY: as for Send.
+// SAFETY: shared access to pages goes through atomics (the page table,
+// item header words) or through `Slabs::raw`, whose callers hold the shard
+// or class lock the chunk's fields need; the page pool and class states
+// are behind mutexes.
 unsafe impl Sync for Slabs {}
 
 /// The page table, allocated zeroed: the kernel hands out zero pages
@@ -418,7 +422,8 @@ impl Slabs {
             pool.arena_next += self.page_size;
             return self.arena.at(off);
         }
-        // SAFETY: non-zero size layout.
+        // SAFETY: the layout has a non-zero size (page_size, validated by
+        // Config); a null result is handled by the caller.
         unsafe { alloc(self.alloc_layout()) }
     }
 
@@ -681,7 +686,7 @@ mod tests {
         s.pool.lock().limit = 4;
         let again = s.take_page().expect("page");
         assert_eq!(base(&s, again), second);
-        // SAFETY: as above.
+        // SAFETY: the page was handed out again, so it is mapped and ours.
         assert_eq!(unsafe { (second as *const u8).read() }, 0);
     }
 
