@@ -627,18 +627,7 @@ impl Engine {
             let st = class.state.lock();
             s.curr_items += st.items();
             s.bytes += st.lru.iter().map(|l| l.bytes).sum::<u64>();
-            s.evictions += st.c.evicted;
-            s.reclaimed += st.c.reclaimed;
-            s.expired_unfetched += st.c.expired_unfetched;
-            s.evicted_unfetched += st.c.evicted_unfetched;
-            s.evicted_active += st.c.evicted_active;
-            s.crawler_reclaimed += st.c.crawler_reclaimed;
-            s.crawler_items_checked += st.c.crawler_items_checked;
-            s.lrutail_reflocked += st.c.lrutail_reflocked;
-            s.moves_to_cold += st.c.moves_to_cold;
-            s.moves_to_warm += st.c.moves_to_warm;
-            s.moves_within_lru += st.c.moves_within_lru;
-            s.direct_reclaims += st.c.direct_reclaims;
+            s.items.add(&st.c);
         }
         let (slots, _) = self.index.size();
         s.hash_power_level = usize::BITS - 1 - slots.leading_zeros();

@@ -47,7 +47,7 @@ pub use pin::Pinned;
 pub use reserve::Reserved;
 pub use slabs::SlabClassInfo;
 pub use slot::KeySlot;
-pub use stats::{EngineStats, ThreadStats};
+pub use stats::{EngineStats, ItemCounters, ThreadStats};
 pub use tuning::LruTuneError;
 
 mod engine;

@@ -492,7 +492,7 @@ mod tests {
                 0,
                 ts,
             );
-            if e.stats().evictions > 0 {
+            if e.stats().items.evicted > 0 {
                 return;
             }
         }

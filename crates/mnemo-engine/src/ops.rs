@@ -138,26 +138,9 @@ impl Engine {
             }
             return StoreOutcome::TooLarge;
         }
-        match mode {
-            StoreMode::Append | StoreMode::Prepend => {
-                self.lock_key(key, ts).store(mode, 0, 0, value, cas, None)
-            }
-            _ => self.store_whole(mode, h, key, flags, exptime, value, cas, ts),
+        if matches!(mode, StoreMode::Append | StoreMode::Prepend) {
+            return self.lock_key(key, ts).store(mode, 0, 0, value, cas, None);
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn store_whole(
-        &self,
-        mode: StoreMode,
-        h: u64,
-        key: &[u8],
-        flags: u32,
-        exptime: i64,
-        value: &[u8],
-        cas: u64,
-        ts: &ThreadStats,
-    ) -> StoreOutcome {
         let exp = self.clock.realtime(exptime);
         // Allocate and fill before taking the shard lock: the copy and any
         // eviction happen without blocking readers of this shard.
@@ -169,114 +152,8 @@ impl Engine {
         };
         self.fill_value(new.1, &[value]);
         ts.class[self.slabs.class_of(new.0) + 1].cmd_set.incr();
-        let now = self.clock.now();
-        let mut shard = self.index.lock(h);
-        let old = self.live(&mut shard, h, key, ts, now);
-        self.store_whole_locked(&mut shard, h, key, mode, old, new.0, cas, None, ts)
-            .0
-    }
-
-    /// Decides a set/add/replace/cas against the live item `old`, with the
-    /// new item already filled. Links it or frees it. Returns the outcome
-    /// and the id now under the key.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn store_whole_locked(
-        &self,
-        shard: &mut Shard,
-        h: u64,
-        key: &[u8],
-        mode: StoreMode,
-        old: Option<ChunkId>,
-        new_id: ChunkId,
-        cas: u64,
-        new_cas: Option<u64>,
-        ts: &ThreadStats,
-    ) -> (StoreOutcome, Option<ChunkId>) {
-        let _ = key;
-        // SAFETY: the new item is filled but unlinked: it is this call's
-        // alone until `link` publishes it or `free_item` takes it back.
-        let raw = unsafe { self.slabs.raw(new_id) };
-        let ci = self.slabs.class_of(new_id);
-        // SAFETY: `old` is the live item found under the caller's shard
-        // lock, which is held throughout this call.
-        let old_raw = old.map(|o| unsafe { self.slabs.raw(o) });
-        let outcome = match (mode, old) {
-            (StoreMode::Add, Some(_)) => {
-                // memcached bumps an item that an add found present.
-                if let Some(o) = old_raw {
-                    o.set_atime(self.clock.now());
-                }
-                StoreOutcome::NotStored
-            }
-            (StoreMode::Replace, None) => StoreOutcome::NotStored,
-            (StoreMode::Cas, None) => {
-                ts.cas_misses.incr();
-                StoreOutcome::NotFound
-            }
-            // A cas of 0 never matches, as in memcached (also under -C,
-            // where every item's CAS is 0).
-            (StoreMode::Cas, Some(old)) if cas == 0 || old_raw.map_or(0, |o| o.cas()) != cas => {
-                ts.class[self.slabs.class_of(old) + 1].cas_badval.incr();
-                StoreOutcome::Exists
-            }
-            (_, old) => {
-                if mode == StoreMode::Cas {
-                    ts.class[ci + 1].cas_hits.incr();
-                }
-                let c = new_cas.unwrap_or_else(|| self.next_cas());
-                raw.set_cas(c);
-                self.link(shard, h, new_id, old);
-                return (StoreOutcome::Stored { cas: c }, Some(new_id));
-            }
-        };
-        self.free_item(new_id);
-        (outcome, old)
-    }
-
-    /// append/prepend onto the live item `old`, under its shard lock.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn store_concat_locked(
-        &self,
-        shard: &mut Shard,
-        h: u64,
-        key: &[u8],
-        mode: StoreMode,
-        old: Option<ChunkId>,
-        value: &[&[u8]],
-        cas: u64,
-        new_cas: Option<u64>,
-    ) -> (StoreOutcome, Option<ChunkId>) {
-        let Some(old_id) = old else {
-            return (StoreOutcome::NotStored, None);
-        };
-        // SAFETY: `old_id` is the live item under the caller's shard lock;
-        // the new item is built and linked before that lock is released.
-        let old = unsafe { self.slabs.raw(old_id) };
-        if cas != 0 && old.cas() != cas {
-            return (StoreOutcome::Exists, Some(old_id));
-        }
-        let flags = old.flags();
-        let total = old.value_len() + value.iter().map(|p| p.len()).sum::<usize>();
-        if !self.item_size_ok(key.len(), flags, total) {
-            return (StoreOutcome::TooLarge, Some(old_id));
-        }
-        // The new item keeps the old one's flags and expiry, as memcached's.
-        let Some((new_id, raw)) = self.alloc_item(key, flags, old.exptime(), total) else {
-            return (StoreOutcome::OutOfMemory, Some(old_id));
-        };
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
-        if mode == StoreMode::Prepend {
-            parts.extend_from_slice(value);
-        }
-        self.for_each_value_part(old, |s| parts.push(s));
-        if mode == StoreMode::Append {
-            parts.extend_from_slice(value);
-        }
-        self.fill_value(raw, &parts);
-        let c = new_cas.unwrap_or_else(|| self.next_cas());
-        raw.set_cas(c);
-        self.link(shard, h, new_id, Some(old_id));
-        (StoreOutcome::Stored { cas: c }, Some(new_id))
+        self.lock_hashed(key, h, ts)
+            .link_whole(mode, new.0, cas, None)
     }
 
     /// Counts a storage command in the class its item would take, as

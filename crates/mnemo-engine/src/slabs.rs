@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::arena::Arena;
 use crate::item::{Layout, Raw, Seg, RESERVED};
+use crate::stats::ItemCounters;
 
 /// Page ids must fit the 16 bits left above the chunk index, below ChunkId::NIL.
 pub const MAX_PAGES: usize = (ChunkId::NIL.0 >> PAGE_SHIFT) as usize;
@@ -123,27 +124,6 @@ impl List {
     };
 }
 
-/// Per-class counters `stats items` reports; protected by the class lock.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ClassCounters {
-    pub evicted: u64,
-    pub evicted_nonzero: u64,
-    pub evicted_time: u32,
-    pub outofmemory: u64,
-    pub tailrepairs: u64,
-    pub reclaimed: u64,
-    pub expired_unfetched: u64,
-    pub evicted_unfetched: u64,
-    pub evicted_active: u64,
-    pub crawler_reclaimed: u64,
-    pub crawler_items_checked: u64,
-    pub lrutail_reflocked: u64,
-    pub moves_to_cold: u64,
-    pub moves_to_warm: u64,
-    pub moves_within_lru: u64,
-    pub direct_reclaims: u64,
-}
-
 /// What a class lock protects.
 pub(crate) struct ClassState {
     pub free_head: ChunkId,
@@ -152,7 +132,8 @@ pub(crate) struct ClassState {
     pub lru: [List; 4],
     /// Sum of the bytes items in this class asked for.
     pub requested: u64,
-    pub c: ClassCounters,
+    /// Item events, as `stats items` reports them.
+    pub c: ItemCounters,
     /// Evictions seen by the automover at its last look.
     pub automove_seen_evictions: u64,
     /// Items of this class whose value a reply still references (see
@@ -288,7 +269,7 @@ impl Slabs {
                     pages: Vec::new(),
                     lru: [List::EMPTY; 4],
                     requested: 0,
-                    c: ClassCounters::default(),
+                    c: ItemCounters::default(),
                     automove_seen_evictions: 0,
                 }),
             })

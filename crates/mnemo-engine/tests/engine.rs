@@ -171,7 +171,7 @@ fn expiry_rules_relative_absolute_negative() {
     let s = e.stats();
     assert!(s.get_expired >= 3);
     // Lazily dropped items are not "reclaimed" (memory reused at allocation).
-    assert_eq!(s.reclaimed, 0);
+    assert_eq!(s.items.reclaimed, 0);
     e.check_invariants().unwrap();
 }
 
@@ -254,7 +254,7 @@ fn memory_stays_within_the_limit_and_evicts_old_items() {
     }
     let s = e.stats();
     assert!(s.total_malloced <= 4 * 1024 * 1024, "{}", s.total_malloced);
-    assert!(s.evictions > 0);
+    assert!(s.items.evicted > 0);
     assert!(
         s.curr_items > 20_000 && s.curr_items < 200_000,
         "{}",
@@ -287,7 +287,7 @@ fn no_evict_mode_answers_out_of_memory() {
         }
     }
     assert!(oom);
-    assert_eq!(e.stats().evictions, 0);
+    assert_eq!(e.stats().items.evicted, 0);
     assert!(get(&e, &ts, b"k0").is_some());
     e.check_invariants().unwrap();
 }
@@ -407,7 +407,7 @@ fn crawler_reclaims_expired_items() {
     }
     let s = e.stats();
     assert_eq!(s.curr_items, 0);
-    assert_eq!(s.crawler_reclaimed, 1000);
+    assert_eq!(s.items.crawler_reclaimed, 1000);
     e.check_invariants().unwrap();
     e.shutdown();
 }
