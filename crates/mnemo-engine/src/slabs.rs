@@ -632,6 +632,18 @@ mod tests {
         assert!(s.len() < MAX_CLASSES);
     }
 
+    /// Typed ids cost nothing: a ChunkId is the u32 word headers, chain
+    /// tables and index slots store, and the header stays 28 bytes with
+    /// CAS (20 without), so items per MB do not change.
+    #[test]
+    fn chunk_ids_and_headers_keep_their_size() {
+        assert_eq!(std::mem::size_of::<ChunkId>(), 4);
+        assert_eq!(std::mem::size_of::<List>(), 24);
+        assert_eq!(Layout::new(true).header(), 28);
+        assert_eq!(Layout::new(false).header(), 20);
+        assert_eq!(Layout::new(true).item_size(10, 0, 10), 48);
+    }
+
     #[test]
     fn pages_never_exceed_the_limit() {
         let l = Layout::new(true);
