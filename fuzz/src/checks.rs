@@ -6,7 +6,7 @@
 //! the same way by both. Every check panics on a violation; "no panic" on
 //! hostile bytes is itself the first invariant.
 
-use mnemo_protocol::{binary, meta, reply, text};
+use mnemo_protocol::{binary, client, meta, text, MAX_KEY_LEN};
 
 /// True when `inner` lies entirely within `outer` (the parsers return
 /// slices of their input, never copies or other memory).
@@ -66,7 +66,7 @@ fn check_request(line: &[u8], req: text::Request<'_>) {
     let key_ok = |key: &[u8]| {
         assert!(within(line, key), "key outside its line");
         assert!(!key.is_empty(), "empty key accepted");
-        assert!(key.len() <= text::KEY_MAX_LENGTH, "over-long key accepted");
+        assert!(key.len() <= MAX_KEY_LEN, "over-long key accepted");
         assert!(!key.contains(&b' '), "key holds a space");
     };
     match req {
@@ -119,7 +119,7 @@ pub fn check_meta(data: &[u8]) {
                     "plain meta key outside its line"
                 );
                 if !req.flags.base64 {
-                    assert!(req.key.len() <= text::KEY_MAX_LENGTH, "over-long meta key");
+                    assert!(req.key.len() <= MAX_KEY_LEN, "over-long meta key");
                 }
                 for tok in req.flag_tokens() {
                     assert!(within(line, tok), "meta flag token outside its line");
@@ -173,10 +173,7 @@ pub fn check_binary(data: &[u8]) {
         for sasl in [false, true] {
             match binary::decode(&p, sasl) {
                 Ok(cmd) => {
-                    assert!(
-                        p.key.len() <= text::KEY_MAX_LENGTH,
-                        "over-long key accepted"
-                    );
+                    assert!(p.key.len() <= MAX_KEY_LEN, "over-long key accepted");
                     assert!(
                         cmd.value_len() <= body_rest,
                         "value_len {} exceeds the body's {body_rest}",
@@ -202,15 +199,15 @@ pub fn check_binary(data: &[u8]) {
 /// and that a reply is not recognised before all its bytes are there.
 pub fn check_reply(data: &[u8]) {
     let mut rest = data;
-    while let Ok(Some((r, used))) = reply::parse_reply(rest) {
+    while let Ok(Some((r, used))) = client::parse_reply(rest) {
         assert!(used > 0 && used <= rest.len(), "used out of range");
         let ranges: Vec<std::ops::Range<usize>> = match &r {
-            reply::Reply::Value { key, data, .. } => vec![key.clone(), data.clone()],
-            reply::Reply::Version(v)
-            | reply::Reply::ClientError(v)
-            | reply::Reply::ServerError(v) => vec![v.clone()],
-            reply::Reply::Stat { name, value } => vec![name.clone(), value.clone()],
-            reply::Reply::Meta { flags, data, .. } => {
+            client::Reply::Value { key, data, .. } => vec![key.clone(), data.clone()],
+            client::Reply::Version(v)
+            | client::Reply::ClientError(v)
+            | client::Reply::ServerError(v) => vec![v.clone()],
+            client::Reply::Stat { name, value } => vec![name.clone(), value.clone()],
+            client::Reply::Meta { flags, data, .. } => {
                 let mut v = vec![flags.clone()];
                 v.extend(data.clone());
                 v
@@ -226,12 +223,12 @@ pub fn check_reply(data: &[u8]) {
         // Prefix stability: the element alone parses the same, and any
         // shorter prefix is "need more" or an error, never a different reply.
         assert_eq!(
-            reply::parse_reply(&rest[..used]),
+            client::parse_reply(&rest[..used]),
             Ok(Some((r.clone(), used))),
             "reply depends on bytes after it"
         );
         for cut in [used - 1, used / 2] {
-            if let Ok(Some((early, n))) = reply::parse_reply(&rest[..cut]) {
+            if let Ok(Some((early, n))) = client::parse_reply(&rest[..cut]) {
                 panic!("prefix of {cut}/{used} bytes parsed as {early:?} ({n} bytes), full element is {r:?}");
             }
         }
@@ -239,7 +236,7 @@ pub fn check_reply(data: &[u8]) {
     }
 
     let mut rest = data;
-    while let Ok(Some((p, used))) = reply::binary::parse_packet(rest) {
+    while let Ok(Some((p, used))) = client::binary::parse_packet(rest) {
         assert!(
             used >= binary::HEADER_LEN && used <= rest.len(),
             "used out of range"
@@ -256,7 +253,7 @@ pub fn check_reply(data: &[u8]) {
             "extras + key + value != body"
         );
         assert_eq!(
-            reply::binary::parse_packet(&rest[..used - 1]),
+            client::binary::parse_packet(&rest[..used - 1]),
             Ok(None),
             "a packet missing its last byte was accepted"
         );

@@ -273,7 +273,7 @@ fn line(tag: &str, name: &str, s: &Summary) -> String {
     });
     format!(
         "  {tag} {name:<12} {:>9.0} ops/s  {cpu}  p50 {:.1} p99 {:.1} p99.9 {:.1} us  hits {} misses {}{bench}",
-        s.ops_per_s, s.latency.p50_us, s.latency.p99_us, s.latency.p999_us, s.hits, s.misses
+        s.ops_per_s, s.latency.p50_us, s.latency.p99_us, s.latency.p999_us, s.counts.hits, s.counts.misses
     )
 }
 
@@ -353,14 +353,14 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             }
         }
         for s in [&a, &b] {
-            if s.lost > 0 || s.failed_connections > 0 {
+            if s.counts.lost > 0 || s.counts.failed_connections > 0 {
                 return Err(format!(
                     "round {}: {} lost, {} connections failed against {}: {}",
                     r + 1,
-                    s.lost,
-                    s.failed_connections,
+                    s.counts.lost,
+                    s.counts.failed_connections,
                     s.target,
-                    s.first_failure.as_deref().unwrap_or("?")
+                    s.counts.first_failure.as_deref().unwrap_or("?")
                 ));
             }
         }

@@ -152,6 +152,7 @@ mod tests {
     fn parses_proc_stat_with_odd_name() {
         let s = "42 (we ird) name) S 1 2 3 4 5 6 7 8 9 10 300 50 0 0 20 0";
         let t = parse_proc_stat(s);
+        // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         assert_eq!(
             t,

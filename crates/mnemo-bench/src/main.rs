@@ -219,10 +219,10 @@ fn run_one(a: &RunArgs) -> Result<(), String> {
     } else {
         report::print_human(&summary);
     }
-    if summary.lost > 0 || summary.failed_connections > 0 {
+    if summary.counts.lost > 0 || summary.counts.failed_connections > 0 {
         return Err(format!(
             "{} requests unanswered, {} connections failed",
-            summary.lost, summary.failed_connections
+            summary.counts.lost, summary.counts.failed_connections
         ));
     }
     Ok(())

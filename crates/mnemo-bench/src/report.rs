@@ -1,6 +1,6 @@
 //! Turning an `Outcome` into figures, for people and for scripts.
 
-use crate::runner::{Load, Outcome, RunConfig};
+use crate::runner::{Counts, Load, Outcome, RunConfig};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -38,15 +38,8 @@ pub struct Summary {
     pub fill_error_replies: Option<u64>,
     pub seconds: f64,
     pub requests_sent: u64,
-    pub responses: u64,
-    pub sets: u64,
-    pub gets: u64,
-    pub hits: u64,
-    pub misses: u64,
-    pub error_replies: u64,
-    pub lost: u64,
-    pub failed_connections: u64,
-    pub first_failure: Option<String>,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub ops_per_s: f64,
     pub keys_per_s: f64,
     pub latency: Latency,
@@ -95,7 +88,7 @@ pub fn summarize(cfg: &RunConfig, o: &Outcome) -> Summary {
                 system_s: system,
                 total_s: total,
                 ops_per_cpu_s: if total > 0.0 {
-                    m.responses as f64 / total
+                    m.counts.responses as f64 / total
                 } else {
                     0.0
                 },
@@ -118,22 +111,14 @@ pub fn summarize(cfg: &RunConfig, o: &Outcome) -> Summary {
         key_count: cfg.spec.key_count,
         key_pattern: cfg.spec.pattern.to_string(),
         multiget: cfg.spec.multiget,
-        fill_keys: o.fill.as_ref().map(|f| f.responses),
+        fill_keys: o.fill.as_ref().map(|f| f.counts.responses),
         fill_seconds: o.fill.as_ref().map(|f| f.elapsed.as_secs_f64()),
-        fill_error_replies: o.fill.as_ref().map(|f| f.error_replies),
+        fill_error_replies: o.fill.as_ref().map(|f| f.counts.error_replies),
         seconds: secs,
         requests_sent: m.sent,
-        responses: m.responses,
-        sets: m.sets,
-        gets: m.gets,
-        hits: m.hits,
-        misses: m.misses,
-        error_replies: m.error_replies,
-        lost: m.lost,
-        failed_connections: m.failed_connections,
-        first_failure: m.first_failure.clone(),
-        ops_per_s: m.responses as f64 / secs,
-        keys_per_s: (m.sets + m.hits + m.misses) as f64 / secs,
+        counts: m.counts.clone(),
+        ops_per_s: m.counts.responses as f64 / secs,
+        keys_per_s: (m.counts.sets + m.counts.hits + m.counts.misses) as f64 / secs,
         latency: latency(&m.hist),
         server_cpu,
         server_cpu_error: o.cpu_error.clone(),
@@ -164,13 +149,18 @@ pub fn print_human(s: &Summary) {
     }
     println!(
         "requests  sent {}  answered {}  (sets {}, gets {})  lost {}  error replies {}",
-        s.requests_sent, s.responses, s.sets, s.gets, s.lost, s.error_replies
+        s.requests_sent,
+        s.counts.responses,
+        s.counts.sets,
+        s.counts.gets,
+        s.counts.lost,
+        s.counts.error_replies
     );
     println!(
         "keys      hits {}  misses {}  ({:.1}% hit)",
-        s.hits,
-        s.misses,
-        100.0 * s.hits as f64 / (s.hits + s.misses).max(1) as f64
+        s.counts.hits,
+        s.counts.misses,
+        100.0 * s.counts.hits as f64 / (s.counts.hits + s.counts.misses).max(1) as f64
     );
     println!(
         "rate      {:.0} ops/s over {:.2} s  ({:.0} keys/s)",
@@ -207,13 +197,13 @@ pub fn print_human(s: &Summary) {
             s.unsent_due
         );
     }
-    if s.failed_connections > 0 {
+    if s.counts.failed_connections > 0 {
         println!(
             "failures  {} connections failed; first: {}",
-            s.failed_connections,
-            s.first_failure.as_deref().unwrap_or("?")
+            s.counts.failed_connections,
+            s.counts.first_failure.as_deref().unwrap_or("?")
         );
-    } else if let Some(f) = &s.first_failure {
+    } else if let Some(f) = &s.counts.first_failure {
         println!("failures  {f}");
     }
 }

@@ -14,9 +14,11 @@ use crate::timer::Timer;
 use crate::workload::{Gen, Kind, Protocol, Spec};
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
+use mnemo_net::{BlockingStream, Fill, ReadBuf, Stream};
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,10 +70,10 @@ pub struct RunConfig {
     pub warmup: Option<Duration>,
 }
 
-/// Counts from one phase of one or all threads.
-#[derive(Clone, Debug)]
-pub struct PhaseStats {
-    pub sent: u64,
+/// Replies and failures of one phase of one or all threads; the run's
+/// summary reports them under the same names.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
     pub responses: u64,
     pub sets: u64,
     pub gets: u64,
@@ -82,6 +84,29 @@ pub struct PhaseStats {
     pub lost: u64,
     pub failed_connections: u64,
     pub first_failure: Option<String>,
+}
+
+impl Counts {
+    fn merge(&mut self, o: &Counts) {
+        self.responses += o.responses;
+        self.sets += o.sets;
+        self.gets += o.gets;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.error_replies += o.error_replies;
+        self.lost += o.lost;
+        self.failed_connections += o.failed_connections;
+        if self.first_failure.is_none() {
+            self.first_failure.clone_from(&o.first_failure);
+        }
+    }
+}
+
+/// Counts from one phase of one or all threads.
+#[derive(Clone, Debug)]
+pub struct PhaseStats {
+    pub sent: u64,
+    pub counts: Counts,
     /// Open loop: requests that were due by the end but never sent because
     /// every connection was at --max-outstanding (the target rate was not met).
     pub unsent_due: u64,
@@ -97,15 +122,7 @@ impl PhaseStats {
     fn new() -> Self {
         PhaseStats {
             sent: 0,
-            responses: 0,
-            sets: 0,
-            gets: 0,
-            hits: 0,
-            misses: 0,
-            error_replies: 0,
-            lost: 0,
-            failed_connections: 0,
-            first_failure: None,
+            counts: Counts::default(),
             unsent_due: 0,
             elapsed: Duration::ZERO,
             hist: new_hist(),
@@ -115,18 +132,8 @@ impl PhaseStats {
 
     fn merge(&mut self, o: &PhaseStats) {
         self.sent += o.sent;
-        self.responses += o.responses;
-        self.sets += o.sets;
-        self.gets += o.gets;
-        self.hits += o.hits;
-        self.misses += o.misses;
-        self.error_replies += o.error_replies;
-        self.lost += o.lost;
-        self.failed_connections += o.failed_connections;
+        self.counts.merge(&o.counts);
         self.unsent_due += o.unsent_due;
-        if self.first_failure.is_none() {
-            self.first_failure.clone_from(&o.first_failure);
-        }
         self.elapsed = self.elapsed.max(o.elapsed);
         // Same bounds everywhere, so adding cannot fail; saturate if it did.
         let _ = self.hist.add(&o.hist);
@@ -340,7 +347,7 @@ fn worker(cfg: &RunConfig, t: usize, shared: &Shared) -> WorkerResult {
         c => c,
     };
     let fill_ok = match &fill {
-        Some(f) => f.responses == f.sent && f.failed_connections == 0,
+        Some(f) => f.counts.responses == f.sent && f.counts.failed_connections == 0,
         None => true,
     };
     if let (Ok(w), Some(d), true) = (&mut w, cfg.warmup, fill_ok) {
@@ -356,12 +363,12 @@ fn worker(cfg: &RunConfig, t: usize, shared: &Shared) -> WorkerResult {
     shared.barrier.wait();
     let mut w = w?;
     if let Some(f) = &fill {
-        if f.responses != f.sent || f.failed_connections > 0 {
+        if f.counts.responses != f.sent || f.counts.failed_connections > 0 {
             return Err(format!(
                 "fill phase: {} replies lost, {} connections failed: {}",
-                f.sent - f.responses,
-                f.failed_connections,
-                f.first_failure.as_deref().unwrap_or("unknown")
+                f.sent - f.counts.responses,
+                f.counts.failed_connections,
+                f.counts.first_failure.as_deref().unwrap_or("unknown")
             ));
         }
     }
@@ -411,41 +418,11 @@ impl Source for WorkSource<'_> {
     }
 }
 
-enum Stream {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
-
-impl Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Stream::Tcp(s) => s,
-            Stream::Unix(s) => s,
-        }
-    }
-}
-
 struct Conn {
     stream: Stream,
     out: Vec<u8>,
     out_pos: usize,
-    inb: Vec<u8>,
-    in_start: usize,
-    in_end: usize,
+    inb: ReadBuf,
     /// (what was asked, send or intended time in ns since the phase epoch)
     ring: VecDeque<(Kind, u64)>,
     dead: bool,
@@ -479,23 +456,21 @@ impl Worker {
         let mut conns = Vec::with_capacity(n);
         for i in 0..n {
             let err = |e: io::Error| format!("connecting to {}: {e}", cfg.target);
-            let mut stream = match &cfg.target {
+            let blocking = match &cfg.target {
                 Target::Tcp(addr) => {
                     let s = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(3))
                         .map_err(err)?;
                     s.set_nodelay(true).map_err(err)?;
-                    s.set_nonblocking(true).map_err(err)?;
-                    Stream::Tcp(mio::net::TcpStream::from_std(s))
+                    BlockingStream::Tcp(s)
                 }
                 Target::Unix(p) => {
-                    let s = std::os::unix::net::UnixStream::connect(p).map_err(err)?;
-                    s.set_nonblocking(true).map_err(err)?;
-                    Stream::Unix(mio::net::UnixStream::from_std(s))
+                    BlockingStream::Unix(std::os::unix::net::UnixStream::connect(p).map_err(err)?)
                 }
             };
+            let mut stream = blocking.into_nonblocking().map_err(err)?;
             poll.registry()
                 .register(
-                    stream.source(),
+                    &mut stream,
                     Token(i),
                     Interest::READABLE | Interest::WRITABLE,
                 )
@@ -504,9 +479,7 @@ impl Worker {
                 stream,
                 out: Vec::with_capacity(64 * 1024),
                 out_pos: 0,
-                inb: vec![0; READ_BUF],
-                in_start: 0,
-                in_end: 0,
+                inb: ReadBuf::with_capacity(READ_BUF),
                 ring: VecDeque::with_capacity(ring_cap),
                 dead: false,
                 queued: false,
@@ -628,13 +601,13 @@ impl Worker {
                 }
                 drain_deadline = now + self.drain_timeout;
             }
-            if st.responses != progress.0 || inflight == 0 {
-                progress = (st.responses, now);
+            if st.counts.responses != progress.0 || inflight == 0 {
+                progress = (st.counts.responses, now);
             } else if now - progress.1 >= self.reply_timeout {
                 // A server that swallows requests (e.g. an unsupported
                 // protocol) must not hang a request-count run forever.
-                st.lost += inflight;
-                st.first_failure.get_or_insert_with(|| {
+                st.counts.lost += inflight;
+                st.counts.first_failure.get_or_insert_with(|| {
                     format!(
                         "no reply for {:?} with {inflight} outstanding",
                         self.reply_timeout
@@ -643,8 +616,9 @@ impl Worker {
                 break;
             }
             if self.conns.iter().all(|c| c.dead) {
-                st.lost += inflight;
-                st.first_failure
+                st.counts.lost += inflight;
+                st.counts
+                    .first_failure
                     .get_or_insert_with(|| "all connections failed".to_string());
                 break;
             }
@@ -653,9 +627,9 @@ impl Worker {
                     break;
                 }
                 if now >= drain_deadline {
-                    st.lost += inflight;
-                    if st.first_failure.is_none() {
-                        st.first_failure =
+                    st.counts.lost += inflight;
+                    if st.counts.first_failure.is_none() {
+                        st.counts.first_failure =
                             Some(format!("{inflight} replies missing after drain timeout"));
                     }
                     break;
@@ -674,9 +648,10 @@ impl Worker {
                         // syscall per wakeup.
                         if let (Some(t), false) = (&self.timer, armed_for == Some(due)) {
                             if let Err(e) = t.arm(wait) {
-                                st.first_failure
+                                st.counts
+                                    .first_failure
                                     .get_or_insert_with(|| format!("timerfd: {e}"));
-                                st.lost += inflight;
+                                st.counts.lost += inflight;
                                 break;
                             }
                             armed_for = Some(due);
@@ -698,8 +673,10 @@ impl Worker {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                st.first_failure.get_or_insert_with(|| format!("poll: {e}"));
-                st.lost += inflight;
+                st.counts
+                    .first_failure
+                    .get_or_insert_with(|| format!("poll: {e}"));
+                st.counts.lost += inflight;
                 break;
             }
             let mut ready = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -799,39 +776,31 @@ impl Worker {
         let protocol = self.protocol;
         loop {
             let c = &mut self.conns[i];
-            if c.in_end == c.inb.len() {
-                if c.in_start > 0 {
-                    c.inb.copy_within(c.in_start..c.in_end, 0);
-                    c.in_end -= c.in_start;
-                    c.in_start = 0;
-                } else {
-                    // One reply bigger than the buffer (large multi-get).
-                    let n = c.inb.len() * 2;
-                    c.inb.resize(n, 0);
-                }
-            }
-            let n = match c.stream.read(&mut c.inb[c.in_end..]) {
-                Ok(0) => {
+            // No limit: one reply bigger than the buffer (a large
+            // multi-get) doubles it.
+            let drained = match c.inb.fill_from(&mut c.stream, 1, usize::MAX) {
+                // A short read drained the socket; with edge-triggered epoll
+                // later bytes raise a new event, so skip the EAGAIN read.
+                // (Not after a hangup: read on to see the EOF.)
+                Ok(Fill::Data { short, .. }) => !hup && short,
+                Ok(Fill::Eof) => {
                     let msg = "server closed the connection".to_string();
                     self.fail(i, msg, st, inflight);
                     return;
                 }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Fill::WouldBlock) => return,
+                Ok(Fill::Full) => {
+                    self.fail(i, "reply too large".into(), st, inflight);
+                    return;
+                }
                 Err(e) => {
                     self.fail(i, format!("read: {e}"), st, inflight);
                     return;
                 }
             };
-            // A short read drained the socket; with edge-triggered epoll any
-            // later bytes raise a new event, so skip the EAGAIN read.
-            // (Not after a hangup: read on to see the EOF.)
-            let drained = !hup && c.in_end + n < c.inb.len();
-            c.in_end += n;
             let now_ns = epoch.elapsed().as_nanos() as u64;
             while let Some(&(kind, t)) = c.ring.front() {
-                match scan(protocol, &c.inb[c.in_start..c.in_end], kind) {
+                match scan(protocol, c.inb.filled(), kind) {
                     Scan::Incomplete => break,
                     Scan::Reply {
                         len,
@@ -839,13 +808,13 @@ impl Worker {
                         misses,
                         error,
                     } => {
-                        c.in_start += len;
+                        c.inb.consume(len);
                         c.ring.pop_front();
                         *inflight -= 1;
-                        st.responses += 1;
-                        st.hits += hits as u64;
-                        st.misses += misses as u64;
-                        st.error_replies += error as u64;
+                        st.counts.responses += 1;
+                        st.counts.hits += hits as u64;
+                        st.counts.misses += misses as u64;
+                        st.counts.error_replies += error as u64;
                         if record {
                             st.hist.saturating_record(now_ns.saturating_sub(t).max(1));
                         }
@@ -856,10 +825,7 @@ impl Worker {
                     }
                 }
             }
-            if c.in_start == c.in_end {
-                c.in_start = 0;
-                c.in_end = 0;
-            } else if c.ring.is_empty() {
+            if !c.inb.is_empty() && c.ring.is_empty() {
                 self.fail(i, "reply with no request outstanding".into(), st, inflight);
                 return;
             }
@@ -874,13 +840,13 @@ impl Worker {
         c.dead = true;
         let n = c.ring.len() as u64;
         c.ring.clear();
-        st.lost += n;
+        st.counts.lost += n;
         *inflight -= n;
-        st.failed_connections += 1;
+        st.counts.failed_connections += 1;
         // Best effort: the fd is closed when the worker drops anyway.
-        let _ = self.poll.registry().deregister(c.stream.source());
-        if st.first_failure.is_none() {
-            st.first_failure = Some(why);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        if st.counts.first_failure.is_none() {
+            st.counts.first_failure = Some(why);
         }
     }
 }
@@ -888,13 +854,18 @@ impl Worker {
 fn count_sent(st: &mut PhaseStats, kind: Kind) {
     st.sent += 1;
     match kind {
-        Kind::Set => st.sets += 1,
-        Kind::Get(_) => st.gets += 1,
+        Kind::Set => st.counts.sets += 1,
+        Kind::Get(_) => st.counts.gets += 1,
     }
 }
 
 fn publish(l: &Live, st: &PhaseStats, last: &mut (u64, u64, u64, u64)) {
-    let now = (st.responses, st.hits, st.misses, st.error_replies);
+    let now = (
+        st.counts.responses,
+        st.counts.hits,
+        st.counts.misses,
+        st.counts.error_replies,
+    );
     if now != *last {
         l.responses.fetch_add(now.0 - last.0, Ordering::Relaxed);
         l.hits.fetch_add(now.1 - last.1, Ordering::Relaxed);

@@ -2,14 +2,14 @@
 //!
 //! The bench only needs to know where each reply ends and how many keys hit,
 //! so it walks the read buffer without copying or decoding values. Text and
-//! meta use the project's client-side parser (`mnemo_protocol::reply`); it
+//! meta use the project's client-side parser (`mnemo_protocol::client`); it
 //! has no binary protocol, so binary replies are walked here by their
 //! 24-byte headers. A reply that is not complete yet returns `Incomplete`
 //! and is rescanned after the next read (rare: most reads end on a reply
 //! boundary).
 
 use crate::workload::{Kind, Protocol};
-use mnemo_protocol::reply::{parse_reply, MetaStatus, Reply, ReplyError};
+use mnemo_protocol::client::{parse_reply, MetaStatus, Reply, ReplyError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scan {

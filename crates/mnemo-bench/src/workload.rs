@@ -5,7 +5,9 @@
 //! scratch buffer, values are slices of one shared filler buffer, and requests
 //! are appended to a reused `Vec<u8>` whose capacity settles after warm-up.
 
-use mnemo_protocol::reply::{self, StoreCmd};
+use mnemo_protocol::binary::Opcode;
+use mnemo_protocol::client::{self, StoreCmd};
+use mnemo_protocol::{text, MAX_KEY_LEN};
 use std::fmt;
 use std::str::FromStr;
 
@@ -296,8 +298,10 @@ impl Spec {
             return Err("--keys must be at least 1".into());
         }
         let need = digits(self.key_count - 1);
-        if self.key_size > 250 {
-            return Err("--key-size over 250 (memcached's key limit)".into());
+        if self.key_size > MAX_KEY_LEN {
+            return Err(format!(
+                "--key-size over {MAX_KEY_LEN} (memcached's key limit)"
+            ));
         }
         if self.key_size < self.key_prefix.len() + need {
             return Err(format!(
@@ -372,7 +376,7 @@ impl Gen {
                 Vec::new()
             } else {
                 let mut f = b"T".to_vec();
-                reply::push_u64(&mut f, spec.ttl as u64);
+                text::push_u64(&mut f, spec.ttl as u64);
                 f
             },
             set_threshold: spec.ratio.sets as u64,
@@ -443,16 +447,11 @@ impl Gen {
         let value = &self.filler[..len];
         match proto {
             Protocol::Text => {
-                reply::encode_store(out, StoreCmd::Set, key, 0, ttl as i64, value, false);
+                client::encode_store(out, StoreCmd::Set, key, 0, ttl as i64, value, false);
             }
-            Protocol::Meta => reply::encode_meta_set(out, key, value, &self.meta_set_flags),
+            Protocol::Meta => client::encode_meta_set(out, key, value, &self.meta_set_flags),
             Protocol::Binary => {
-                let body = 8 + key.len() + len;
-                bin_header(out, 0x01, key.len() as u16, 8, body as u32);
-                out.extend_from_slice(&0u32.to_be_bytes());
-                out.extend_from_slice(&ttl.to_be_bytes());
-                out.extend_from_slice(key);
-                out.extend_from_slice(value);
+                client::binary::encode_store(out, Opcode::Set, key, 0, ttl, value, 0, 0);
             }
         }
     }
@@ -474,12 +473,11 @@ impl Gen {
                 out.extend_from_slice(key);
             }
             // Quiet mode hides misses so a multi-get ends with one MN.
-            Protocol::Meta => reply::encode_meta_get(out, key, if multi { b"v q" } else { b"v" }),
+            Protocol::Meta => client::encode_meta_get(out, key, if multi { b"v q" } else { b"v" }),
             Protocol::Binary => {
                 // GETKQ answers only hits; the trailing NOOP closes the batch.
-                let op = if multi { 0x0d } else { 0x00 };
-                bin_header(out, op, key.len() as u16, 0, key.len() as u32);
-                out.extend_from_slice(key);
+                let op = if multi { Opcode::GetKQ } else { Opcode::Get };
+                client::binary::encode_get(out, op, key, 0);
             }
         }
     }
@@ -487,23 +485,11 @@ impl Gen {
     fn encode_get_end(&mut self, out: &mut Vec<u8>, n: u16) {
         match self.spec.protocol {
             Protocol::Text => out.extend_from_slice(b"\r\n"),
-            Protocol::Meta if n > 1 => reply::encode_meta_noop(out),
-            Protocol::Binary if n > 1 => bin_header(out, 0x0a, 0, 0, 0),
+            Protocol::Meta if n > 1 => client::encode_meta_noop(out),
+            Protocol::Binary if n > 1 => client::binary::encode_simple(out, Opcode::Noop, 0),
             _ => {}
         }
     }
-}
-
-fn bin_header(out: &mut Vec<u8>, opcode: u8, keylen: u16, extlen: u8, body: u32) {
-    out.push(0x80);
-    out.push(opcode);
-    out.extend_from_slice(&keylen.to_be_bytes());
-    out.push(extlen);
-    out.push(0); // data type
-    out.extend_from_slice(&[0, 0]); // vbucket
-    out.extend_from_slice(&body.to_be_bytes());
-    out.extend_from_slice(&[0; 4]); // opaque
-    out.extend_from_slice(&[0; 8]); // cas
 }
 
 #[cfg(test)]

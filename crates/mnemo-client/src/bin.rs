@@ -4,8 +4,9 @@
 use crate::client::{Item, Op, OpResult, Stored};
 use crate::conn::Conn;
 use crate::Error;
-use mnemo_protocol::reply::binary::{self, status, Opcode, Packet};
-use mnemo_protocol::reply::StoreCmd;
+use mnemo_protocol::binary::{status, Opcode};
+use mnemo_protocol::client::binary::{self, Packet};
+use mnemo_protocol::client::StoreCmd;
 
 /// Binary expiry is unsigned; a negative text exptime ("already expired")
 /// becomes the absolute time 1, which is in the past.

@@ -5,9 +5,10 @@ use crate::conn::{Addr, Conn};
 use crate::hash::Hash;
 use crate::ring::{ketama_name, Distribution, Node, Placement};
 use crate::Error;
-use mnemo_protocol::reply::{self, binary, MetaStatus, Reply, StoreCmd};
+use mnemo_net::{Health, HealthPolicy};
+use mnemo_protocol::binary::Opcode;
+use mnemo_protocol::client::{self, binary, MetaStatus, Reply, StoreCmd};
 use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// One server of a client.
@@ -118,16 +119,16 @@ pub struct MetaReply {
 impl MetaReply {
     /// The value of one return flag, e.g. `flag(b'c')` for the CAS.
     pub fn flag(&self, f: u8) -> Option<&[u8]> {
-        reply::meta_flag(&self.flags, f)
+        client::meta_flag(&self.flags, f)
     }
 }
 
 struct Server {
     spec: ServerSpec,
     idle: Mutex<Vec<Conn>>,
-    failures: AtomicU32,
-    /// Until when the server is out of the ring (auto_eject only).
-    ejected_until: Mutex<Option<Instant>>,
+    /// Failures and ejection (auto_eject only); locked briefly, never
+    /// across I/O or while another server's is held.
+    health: Mutex<Health>,
 }
 
 /// A memcached client over several servers. Cheap to share between threads
@@ -157,8 +158,7 @@ impl Client {
                 .map(|spec| Server {
                     spec,
                     idle: Mutex::new(Vec::new()),
-                    failures: AtomicU32::new(0),
-                    ejected_until: Mutex::new(None),
+                    health: Mutex::new(Health::new()),
                 })
                 .collect(),
             placement: RwLock::new(placement),
@@ -189,11 +189,7 @@ impl Client {
         let now = Instant::now();
         let mut due = false;
         for s in &self.servers {
-            let mut e = s.ejected_until.lock();
-            if matches!(*e, Some(t) if t <= now) {
-                *e = None;
-                due = true;
-            }
+            due |= s.health.lock().readmit_if_due(now);
         }
         if due {
             self.rebuild();
@@ -204,7 +200,7 @@ impl Client {
         let live: Vec<bool> = self
             .servers
             .iter()
-            .map(|s| s.ejected_until.lock().is_none())
+            .map(|s| !s.health.lock().is_ejected())
             .collect();
         self.placement.write().rebuild(|i| live[i]);
     }
@@ -229,7 +225,7 @@ impl Client {
 
     fn checkin(&self, i: usize, c: Conn) {
         let s = &self.servers[i];
-        s.failures.store(0, Ordering::Relaxed);
+        s.health.lock().succeeded();
         if !c.is_idle() {
             return;
         }
@@ -239,13 +235,24 @@ impl Client {
         }
     }
 
+    fn health_policy(&self) -> HealthPolicy {
+        HealthPolicy {
+            auto_eject: self.opts.auto_eject,
+            failure_limit: self.opts.failure_limit,
+            retry_timeout: self.opts.retry_timeout,
+            // As twemproxy: a server failing again while out (direct calls
+            // such as `stats` still reach it) waits a full retry again.
+            extend_ejection: true,
+        }
+    }
+
     /// Count a failure; past the limit, eject the server from the ring.
     fn failed(&self, i: usize) {
-        let s = &self.servers[i];
-        let n = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.opts.auto_eject && n >= self.opts.failure_limit {
-            s.failures.store(0, Ordering::Relaxed);
-            *s.ejected_until.lock() = Some(Instant::now() + self.opts.retry_timeout);
+        let ejected = self.servers[i]
+            .health
+            .lock()
+            .failed(&self.health_policy(), Instant::now());
+        if ejected {
             self.rebuild();
         }
     }
@@ -279,7 +286,7 @@ impl Client {
         key: &[u8],
         f: impl FnOnce(&mut Conn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        if !reply::valid_key(key) {
+        if !client::valid_key(key) {
             return Err(Error::BadKey);
         }
         let i = self.server_for(key)?;
@@ -309,7 +316,7 @@ impl Client {
             return self.get(key);
         }
         self.keyed(key, |c| {
-            reply::encode_gets(c.out(), [key]);
+            client::encode_gets(c.out(), [key]);
             c.flush()?;
             let mut items = read_values(c)?;
             Ok(items.pop())
@@ -320,7 +327,7 @@ impl Client {
     /// is read; the answer lists the keys in the order asked, None for
     /// misses.
     pub fn get_multi(&self, keys: &[&[u8]]) -> Result<Vec<Option<Item>>, Error> {
-        if keys.iter().any(|k| !reply::valid_key(k)) {
+        if keys.iter().any(|k| !client::valid_key(k)) {
             return Err(Error::BadKey);
         }
         let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); self.servers.len()];
@@ -336,7 +343,7 @@ impl Client {
             if self.binary() {
                 crate::bin::encode_multi(c.out(), kis.iter().map(|&ki| keys[ki]));
             } else {
-                reply::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
+                client::encode_get(c.out(), kis.iter().map(|&ki| keys[ki]));
             }
             if let Err(e) = c.flush() {
                 self.failed(si);
@@ -394,7 +401,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_store(c, cmd, 0);
             }
-            reply::encode_store(c.out(), cmd, key, flags, exptime, value, false);
+            client::encode_store(c.out(), cmd, key, flags, exptime, value, false);
             c.flush()?;
             read_stored(c)
         })
@@ -437,7 +444,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_store(c, StoreCmd::Set, cas);
             }
-            reply::encode_cas(c.out(), key, flags, exptime, value, cas, false);
+            client::encode_cas(c.out(), key, flags, exptime, value, cas, false);
             c.flush()?;
             read_stored(c)
         })
@@ -448,11 +455,11 @@ impl Client {
         let bin = self.binary();
         self.keyed(key, |c| {
             if bin {
-                binary::encode_delete(c.out(), binary::Opcode::Delete, key, 0, 0);
+                binary::encode_delete(c.out(), Opcode::Delete, key, 0, 0);
                 c.flush()?;
                 return crate::bin::read_found(c);
             }
-            reply::encode_delete(c.out(), key, false);
+            client::encode_delete(c.out(), key, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Deleted, _) => Ok(true),
@@ -477,7 +484,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_arith(c);
             }
-            reply::encode_arith(c.out(), incr, key, delta, false);
+            client::encode_arith(c.out(), incr, key, delta, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Number(n), _) => Ok(Some(n)),
@@ -496,7 +503,7 @@ impl Client {
                 c.flush()?;
                 return crate::bin::read_found(c);
             }
-            reply::encode_touch(c.out(), key, exptime, false);
+            client::encode_touch(c.out(), key, exptime, false);
             c.flush()?;
             match c.next_reply()? {
                 (Reply::Touched, _) => Ok(true),
@@ -514,7 +521,7 @@ impl Client {
                     if self.binary() {
                         return crate::bin::version(c);
                     }
-                    reply::encode_version(c.out());
+                    client::encode_version(c.out());
                     c.flush()?;
                     match c.next_reply()? {
                         (Reply::Version(v), b) => Ok(String::from_utf8_lossy(&b[v]).into_owned()),
@@ -532,7 +539,7 @@ impl Client {
                 if self.binary() {
                     return crate::bin::flush_all(c);
                 }
-                reply::encode_flush_all(c.out(), None, false);
+                client::encode_flush_all(c.out(), None, false);
                 c.flush()?;
                 match c.next_reply()? {
                     (Reply::Ok, _) => Ok(()),
@@ -552,7 +559,7 @@ impl Client {
             if self.binary() {
                 return crate::bin::stats(c);
             }
-            reply::encode_stats(c.out(), None);
+            client::encode_stats(c.out(), None);
             c.flush()?;
             let mut v = Vec::new();
             loop {
@@ -572,7 +579,7 @@ impl Client {
     pub fn meta_get(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_get(c.out(), key, flags);
+            client::encode_meta_get(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -582,7 +589,7 @@ impl Client {
     pub fn meta_set(&self, key: &[u8], value: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_set(c.out(), key, value, flags);
+            client::encode_meta_set(c.out(), key, value, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -592,7 +599,7 @@ impl Client {
     pub fn meta_delete(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_delete(c.out(), key, flags);
+            client::encode_meta_delete(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -602,7 +609,7 @@ impl Client {
     pub fn meta_arith(&self, key: &[u8], flags: &[u8]) -> Result<MetaReply, Error> {
         self.no_meta()?;
         self.keyed(key, |c| {
-            reply::encode_meta_arith(c.out(), key, flags);
+            client::encode_meta_arith(c.out(), key, flags);
             c.flush()?;
             read_meta(c)
         })
@@ -673,7 +680,7 @@ impl Pipeline<'_> {
         let mut results: Vec<Option<Result<OpResult, Error>>> = vec![None; self.ops.len()];
         let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); c.servers.len()];
         for (i, op) in self.ops.iter().enumerate() {
-            if !reply::valid_key(op.key()) {
+            if !client::valid_key(op.key()) {
                 results[i] = Some(Err(Error::BadKey));
                 continue;
             }
@@ -736,17 +743,17 @@ impl Pipeline<'_> {
 
 fn encode_op(out: &mut Vec<u8>, op: &Op) {
     match op {
-        Op::Get(k) => reply::encode_get(out, [k.as_slice()]),
+        Op::Get(k) => client::encode_get(out, [k.as_slice()]),
         Op::Set {
             key,
             value,
             flags,
             exptime,
-        } => reply::encode_store(out, StoreCmd::Set, key, *flags, *exptime, value, false),
-        Op::Delete(k) => reply::encode_delete(out, k, false),
-        Op::Incr(k, d) => reply::encode_arith(out, true, k, *d, false),
-        Op::Decr(k, d) => reply::encode_arith(out, false, k, *d, false),
-        Op::Touch(k, e) => reply::encode_touch(out, k, *e, false),
+        } => client::encode_store(out, StoreCmd::Set, key, *flags, *exptime, value, false),
+        Op::Delete(k) => client::encode_delete(out, k, false),
+        Op::Incr(k, d) => client::encode_arith(out, true, k, *d, false),
+        Op::Decr(k, d) => client::encode_arith(out, false, k, *d, false),
+        Op::Touch(k, e) => client::encode_touch(out, k, *e, false),
     }
 }
 

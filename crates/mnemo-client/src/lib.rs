@@ -44,7 +44,7 @@ pub enum Error {
     /// A connect, read or write timed out.
     Timeout,
     /// The server's reply is not memcached protocol.
-    Protocol(mnemo_protocol::reply::ReplyError),
+    Protocol(mnemo_protocol::client::ReplyError),
     /// `SERVER_ERROR ...` or `ERROR`.
     Server(String),
     /// `CLIENT_ERROR ...`.

@@ -1,7 +1,7 @@
 //! mnemo-client against real memcached processes on ephemeral loopback ports.
 
 use mnemo_client::{Addr, Client, Conn, Error, Op, OpResult, Options, ServerSpec, Stored};
-use mnemo_protocol::reply::MetaStatus;
+use mnemo_protocol::client::MetaStatus;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,7 +91,7 @@ fn keys_land_where_the_ring_says_and_multiget_keeps_order() {
         conn.buffer(format!("get {k}\r\n").as_bytes());
         conn.flush().unwrap();
         match conn.next_reply().unwrap() {
-            (mnemo_protocol::reply::Reply::Value { data, .. }, b) => {
+            (mnemo_protocol::client::Reply::Value { data, .. }, b) => {
                 assert_eq!(&b[data], format!("v{i}").as_bytes())
             }
             other => panic!("{k} not on server {s}: {other:?}"),

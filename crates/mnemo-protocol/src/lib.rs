@@ -1,10 +1,16 @@
 //! memcached wire protocols, parsed in place and encoded without I/O.
 //!
-//! Server side: `text` parses requests from a read buffer without copying.
-//! Client side: `reply` parses what a server sends back and encodes requests,
-//! for mnemo-client, mnemo-proxy and mnemo-bench.
+//! Laid out by protocol. Server side: [`text`] and [`meta`] parse request
+//! lines from a read buffer without copying; [`binary`] holds the binary
+//! protocol's header, opcodes and status codes (the one place server and
+//! clients take them from), the server's request framing and validation,
+//! and response encoding. Client side: [`client`] parses what a server sends
+//! back and encodes requests, for mnemo-client, mnemo-proxy and mnemo-bench.
 
 pub mod binary;
+pub mod client;
 pub mod meta;
-pub mod reply;
 pub mod text;
+
+/// Largest key memcached accepts, in bytes, in every protocol.
+pub const MAX_KEY_LEN: usize = 250;

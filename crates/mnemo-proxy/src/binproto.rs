@@ -7,8 +7,9 @@
 //! initial value (`N`, `J`).
 
 use mnemo_protocol::binary as pbin;
-use mnemo_protocol::reply::binary::{self, status, Opcode};
-use mnemo_protocol::reply::{self, MetaStatus, Reply};
+use mnemo_protocol::binary::{status, Opcode};
+use mnemo_protocol::client::{self, MetaStatus, Reply};
+use mnemo_protocol::text::push_u64;
 
 /// What a slot needs to turn a text answer into a binary response.
 #[derive(Debug, Clone)]
@@ -53,7 +54,7 @@ impl BinReq {
         key: &[u8],
         value: &[u8],
     ) {
-        binary::encode_response(out, self.opcode, st, self.opaque, cas, extras, key, value);
+        pbin::encode_response(out, self.opcode, st, self.opaque, cas, extras, key, value);
     }
 
     fn error(&self, out: &mut Vec<u8>, st: u16, msg: &[u8]) {
@@ -84,7 +85,7 @@ fn error_status(r: &Reply, msg: &[u8]) -> u16 {
 /// `OK`/error line) into the binary response for `b`, appending to `out`;
 /// quiet requests append nothing on success (and gets nothing on a miss).
 pub fn translate(b: &BinReq, bytes: &[u8], out: &mut Vec<u8>) {
-    let (r, _) = match reply::parse_reply(bytes) {
+    let (r, _) = match client::parse_reply(bytes) {
         Ok(Some(x)) => x,
         _ => {
             b.error(out, 0x0084, b"Internal error");
@@ -98,7 +99,7 @@ pub fn translate(b: &BinReq, bytes: &[u8], out: &mut Vec<u8>) {
             b.respond(out, status::OK, cas, extras, key, value);
         }
     };
-    let num = |s: Option<&[u8]>| s.and_then(reply::parse_u64).unwrap_or(0);
+    let num = |s: Option<&[u8]>| s.and_then(client::parse_u64).unwrap_or(0);
     match &r {
         Reply::Meta {
             status: st,
@@ -106,14 +107,14 @@ pub fn translate(b: &BinReq, bytes: &[u8], out: &mut Vec<u8>) {
             data,
         } => {
             let fl = &bytes[flags.clone()];
-            let cas = num(reply::meta_flag(fl, b'c'));
+            let cas = num(client::meta_flag(fl, b'c'));
             match (st, op) {
                 (MetaStatus::Va, Some(Increment | IncrementQ | Decrement | DecrementQ)) => {
                     let v = data.clone().map(|d| num(Some(&bytes[d]))).unwrap_or(0);
                     nominal(out, cas, &[], &[], &v.to_be_bytes());
                 }
                 (MetaStatus::Va, _) if b.is_get() => {
-                    let f = u32::try_from(num(reply::meta_flag(fl, b'f'))).unwrap_or(0);
+                    let f = u32::try_from(num(client::meta_flag(fl, b'f'))).unwrap_or(0);
                     let k: &[u8] = match (&b.key, b.returns_key()) {
                         (Some(k), true) => k,
                         _ => &[],
@@ -200,7 +201,7 @@ fn push_base64(out: &mut Vec<u8>, src: &[u8]) {
 fn push_flag(out: &mut Vec<u8>, f: u8, v: u64) {
     out.push(b' ');
     out.push(f);
-    reply::push_u64(out, v);
+    push_u64(out, v);
 }
 
 /// Start a meta request: command, base64 key, `b`.
@@ -219,7 +220,7 @@ fn meta_head(out: &mut Vec<u8>, cmd: &[u8], key: &[u8]) {
 /// compare-and-swap on every store and delete (`C`), counters created with
 /// an initial value (`N`, `J`).
 pub fn plan(
-    h: &binary::Header,
+    h: &pbin::Header,
     cmd: &pbin::Cmd,
     key: &[u8],
     value: &[u8],
@@ -321,7 +322,7 @@ pub fn plan(
             text.extend_from_slice(b"flush_all");
             if let Some(e) = exptime {
                 text.push(b' ');
-                reply::push_u64(text, u64::from(e));
+                push_u64(text, u64::from(e));
             }
             text.extend_from_slice(b"\r\n");
             (b, Action::Flush)
@@ -356,7 +357,7 @@ pub fn plan(
 #[allow(clippy::too_many_arguments)]
 fn store(
     b: &mut BinReq,
-    h: &binary::Header,
+    h: &pbin::Header,
     key: &[u8],
     value: &[u8],
     fe: Option<(u32, u32)>,
@@ -371,7 +372,7 @@ fn store(
     }
     meta_head(text, b"ms", key);
     text.push(b' ');
-    reply::push_u64(text, value.len() as u64);
+    push_u64(text, value.len() as u64);
     text.extend_from_slice(b" b c");
     if let Some((flags, exptime)) = fe {
         push_flag(text, b'F', u64::from(flags));
@@ -390,6 +391,7 @@ fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mnemo_protocol::client::binary;
 
     fn pkt(out: &[u8]) -> binary::Packet {
         binary::parse_packet(out).unwrap().unwrap().0

@@ -5,7 +5,7 @@
 //! reply to pair with, and the proxy drops the replies `q` would have
 //! suppressed.
 
-use mnemo_protocol::reply::MetaStatus;
+use mnemo_protocol::client::MetaStatus;
 
 pub use mnemo_protocol::meta::Cmd as MetaCmd;
 

@@ -18,8 +18,8 @@ use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use mnemo_client::{Addr, Node, Placement};
 use mnemo_protocol::binary as pbin;
+use mnemo_protocol::client::{self, Reply};
 use mnemo_protocol::meta as pmeta;
-use mnemo_protocol::reply::{self, binary, Reply};
 use mnemo_protocol::text::{self, GetKind, Keys, Line, Request};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -339,10 +339,10 @@ impl MultiGet {
     fn encode_part(&self, part: usize, out: &mut Vec<u8>) {
         let keys = self.parts[part].keys.iter().map(|&k| self.key(k));
         match self.kind {
-            GetKind::Get => reply::encode_get(out, keys),
-            GetKind::Gets => reply::encode_gets(out, keys),
-            GetKind::Gat => reply::encode_gat(out, false, self.exptime, keys),
-            GetKind::Gats => reply::encode_gat(out, true, self.exptime, keys),
+            GetKind::Get => client::encode_get(out, keys),
+            GetKind::Gets => client::encode_gets(out, keys),
+            GetKind::Gat => client::encode_gat(out, false, self.exptime, keys),
+            GetKind::Gats => client::encode_gat(out, true, self.exptime, keys),
         }
     }
 
@@ -350,7 +350,7 @@ impl MultiGet {
     fn absorb(&mut self, part: usize, bytes: &[u8]) {
         self.data.reserve(bytes.len());
         let mut pos = 0;
-        while let Ok(Some((r, used))) = reply::parse_reply(&bytes[pos..]) {
+        while let Ok(Some((r, used))) = client::parse_reply(&bytes[pos..]) {
             if let Reply::Value { key, .. } = r {
                 let k = &bytes[pos + key.start..pos + key.end];
                 let p = &self.parts[part];
@@ -1011,7 +1011,7 @@ impl Worker {
                 }
             }
             let binary = match self.clients.get_mut(idx) {
-                Some(c) => *c.binary.get_or_insert(buf[0] == binary::REQUEST_MAGIC),
+                Some(c) => *c.binary.get_or_insert(buf[0] == pbin::REQUEST_MAGIC),
                 None => break,
             };
             if binary {
@@ -1235,17 +1235,17 @@ impl Worker {
             e
         };
         if !pbin::lengths_ok(&h) {
-            self.answer(idx, &refuse(binary::status::UNKNOWN_COMMAND));
+            self.answer(idx, &refuse(pbin::status::UNKNOWN_COMMAND));
             return Step::Stop;
         }
         let cmd = match pbin::decode(&pk, false) {
             Ok(c) => c,
             Err(pbin::Reject::Invalid) => {
-                self.answer(idx, &refuse(binary::status::INVALID_ARGUMENTS));
+                self.answer(idx, &refuse(pbin::status::INVALID_ARGUMENTS));
                 return Step::Stop;
             }
             Err(pbin::Reject::Unknown { swallow }) => {
-                self.answer(idx, &refuse(binary::status::UNKNOWN_COMMAND));
+                self.answer(idx, &refuse(pbin::status::UNKNOWN_COMMAND));
                 if let Some(c) = self.clients.get_mut(idx) {
                     c.swallow = swallow;
                 }
@@ -1255,7 +1255,7 @@ impl Worker {
         let vlen = cmd.value_len();
         if vlen > MAX_ITEM {
             // Refused from the header instead of buffered whole.
-            self.answer(idx, &refuse(binary::status::VALUE_TOO_LARGE));
+            self.answer(idx, &refuse(pbin::status::VALUE_TOO_LARGE));
             if let Some(c) = self.clients.get_mut(idx) {
                 c.swallow = vlen;
             }
@@ -1282,7 +1282,7 @@ impl Worker {
         idx: usize,
         pool: usize,
         p: &[u8],
-        h: &binary::Header,
+        h: &pbin::Header,
         cmd: &pbin::Cmd,
         key: &[u8],
         value: &[u8],
@@ -1294,7 +1294,7 @@ impl Worker {
         self.count_request(pool, p.len());
         let step = match action {
             binproto::Action::Local => {
-                if b.opcode == binary::Opcode::Stat as u8 {
+                if b.opcode == pbin::Opcode::Stat as u8 {
                     let mut lines = Vec::new();
                     self.stats.stat_lines(&mut lines);
                     for l in lines.split(|&c| c == b'\n') {
@@ -1302,10 +1302,10 @@ impl Worker {
                         if let Some(rest) = l.strip_prefix(b"STAT ") {
                             let sp = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
                             let v = rest.get(sp + 1..).unwrap_or(&[]);
-                            b.respond(&mut local, binary::status::OK, 0, &[], &rest[..sp], v);
+                            b.respond(&mut local, pbin::status::OK, 0, &[], &rest[..sp], v);
                         }
                     }
-                    b.respond(&mut local, binary::status::OK, 0, &[], &[], &[]);
+                    b.respond(&mut local, pbin::status::OK, 0, &[], &[], &[]);
                 }
                 self.answer(idx, &local);
                 Step::Consumed(p.len())
@@ -1419,9 +1419,9 @@ impl Worker {
             // Like text cas: the primary decides (its CAS uniques are the
             // ones the client holds); the backup's copy is then invalidated
             // rather than mirrored, since the same compare would fail there.
-            let deferred = reply::valid_key(hkey).then(|| {
+            let deferred = client::valid_key(hkey).then(|| {
                 let mut del = Vec::with_capacity(hkey.len() + 24);
-                reply::encode_delete(&mut del, hkey, true);
+                client::encode_delete(&mut del, hkey, true);
                 (hkey.to_vec(), del)
             });
             let Some(c) = self.clients.get_mut(idx) else {
@@ -1557,16 +1557,16 @@ impl Worker {
                 let _ = self.send(pool, s, bytes, None);
             }
             let mut del = Vec::with_capacity(key.len() + 24);
-            reply::encode_delete(&mut del, key, true);
+            client::encode_delete(&mut del, key, true);
             if let Ok(s) = self.pick(b, hkey) {
                 let _ = self.send(b, s, &del, None);
             }
             return;
         }
         let mut set = Vec::with_capacity(data.len() + key.len() + 48);
-        reply::encode_store(
+        client::encode_store(
             &mut set,
-            reply::StoreCmd::Set,
+            client::StoreCmd::Set,
             key,
             flags,
             exptime,
@@ -2186,7 +2186,7 @@ impl Worker {
                     r,
                     Reply::Stored
                         | Reply::Meta {
-                            status: reply::MetaStatus::Hd,
+                            status: client::MetaStatus::Hd,
                             ..
                         }
                 );
@@ -2483,7 +2483,7 @@ fn meta_compares_cas(bytes: &[u8]) -> bool {
 
 /// Frame a one-element reply.
 fn single(buf: &[u8]) -> Result<Option<(usize, Reply)>, ()> {
-    match reply::parse_reply(buf) {
+    match client::parse_reply(buf) {
         Ok(Some((r, used))) => match r {
             Reply::Value { .. } | Reply::Stat { .. } | Reply::End => Err(()),
             r => Ok(Some((used, r))),
@@ -2497,7 +2497,7 @@ fn single(buf: &[u8]) -> Result<Option<(usize, Reply)>, ()> {
 /// the scan at `*scan` so a large reply arriving in pieces is parsed once.
 fn scan_retrieval(buf: &[u8], scan: &mut usize) -> Result<Option<(usize, Reply)>, ()> {
     loop {
-        match reply::parse_reply(&buf[*scan..]) {
+        match client::parse_reply(&buf[*scan..]) {
             Ok(Some((r, used))) => match r {
                 Reply::Value { .. } => *scan += used,
                 Reply::End => return Ok(Some((*scan + used, Reply::End))),

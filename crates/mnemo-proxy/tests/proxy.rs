@@ -976,7 +976,8 @@ fn binary_clients_are_served_through_text_backends() {
 
     // Raw packets: an oversized value is refused from its header and
     // swallowed; the connection goes on. A bad magic closes it.
-    use mnemo_protocol::reply::binary::{self, status, Opcode};
+    use mnemo_protocol::binary::{status, Opcode};
+    use mnemo_protocol::client::binary;
     let mut raw = Conn::new(lp);
     let mut req = Vec::new();
     binary::encode_store(

@@ -435,7 +435,7 @@ fn arith(
     }
     if !slot.exists() && exptime != u32::MAX {
         let mut buf = [0u8; 20];
-        let digits = mnemo_protocol::meta::decimal(initial, &mut buf);
+        let digits = mnemo_protocol::text::decimal(initial, &mut buf);
         match slot.store(StoreMode::Add, 0, i64::from(exptime), digits, 0, None) {
             StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &initial.to_be_bytes()),
             StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {

@@ -9,7 +9,7 @@ use crate::out::Out;
 use crate::proto_text::Ctx;
 use mnemo_engine::{ArithOutcome, KeySlot, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::meta::{self, Cmd, Request, SetMode, KEY_BUF_LEN, MAX_OPAQUE};
-use mnemo_protocol::text::push_u64;
+use mnemo_protocol::text::{decimal, push_u64};
 
 const OPAQUE_TOO_LONG: &[u8] = b"CLIENT_ERROR opaque token too long\r\n";
 
@@ -432,7 +432,7 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
     } else if !slot.exists() && f.vivify.is_some() {
         let initial = f.initial.unwrap_or(0);
         let mut buf = [0u8; 20];
-        let digits = meta::decimal(initial, &mut buf);
+        let digits = decimal(initial, &mut buf);
         match slot.store(StoreMode::Add, 0, 0, digits, 0, f.new_cas) {
             StoreOutcome::Stored { .. } => {
                 created = true;
@@ -473,7 +473,7 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
         return;
     };
     let mut buf = [0u8; 20];
-    let digits = meta::decimal(v, &mut buf);
+    let digits = decimal(v, &mut buf);
     let nd = digits.len();
     if f.value {
         out.extend_from_slice(b"VA ");

@@ -8,7 +8,8 @@
 //! per case.
 mod support;
 
-use mnemo_protocol::reply::binary::{parse_packet, Header, Opcode, REQUEST_MAGIC};
+use mnemo_protocol::binary::{Header, Opcode, REQUEST_MAGIC};
+use mnemo_protocol::client::binary::parse_packet;
 use std::time::Duration;
 
 use support::{show_full, Kind, Server, Stop};

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mnemo_protocol::reply::binary::{encode_get, encode_store, Opcode};
+use mnemo_protocol::binary::Opcode;
+use mnemo_protocol::client::binary::{encode_get, encode_store};
 use support::Kind;
 
 /// A server on a unix socket, killed on drop.

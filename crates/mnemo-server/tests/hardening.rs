@@ -222,8 +222,8 @@ fn hostile_inputs_leave_the_server_answering_with_bounded_rss() {
     {
         let mut s = raw(&server);
         let mut head = Vec::new();
-        mnemo_protocol::reply::binary::Header {
-            magic: mnemo_protocol::reply::binary::REQUEST_MAGIC,
+        mnemo_protocol::binary::Header {
+            magic: mnemo_protocol::binary::REQUEST_MAGIC,
             opcode: 0x01,
             key_len: 1,
             extras_len: 8,
@@ -286,8 +286,8 @@ fn flood_unread(server: &Server, one: &[u8], count: usize) -> (TcpStream, usize)
 
 fn bin_get(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    mnemo_protocol::reply::binary::Header {
-        magic: mnemo_protocol::reply::binary::REQUEST_MAGIC,
+    mnemo_protocol::binary::Header {
+        magic: mnemo_protocol::binary::REQUEST_MAGIC,
         opcode: 0x00,
         key_len: key.len() as u16,
         body_len: key.len() as u32,
@@ -1019,8 +1019,8 @@ fn large_values_trickled_in_pieces_arrive_whole_in_every_protocol() {
 
 fn bin_set(key: &[u8], flags: u32, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    mnemo_protocol::reply::binary::Header {
-        magic: mnemo_protocol::reply::binary::REQUEST_MAGIC,
+    mnemo_protocol::binary::Header {
+        magic: mnemo_protocol::binary::REQUEST_MAGIC,
         opcode: 0x01,
         key_len: key.len() as u16,
         extras_len: 8,

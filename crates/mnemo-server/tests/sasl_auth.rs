@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use mnemo_protocol::reply::binary::{parse_packet, Header, REQUEST_MAGIC};
+use mnemo_protocol::binary::{Header, REQUEST_MAGIC};
+use mnemo_protocol::client::binary::parse_packet;
 use support::{Kind, Server};
 
 const AUTH_ERROR: u16 = 0x20;

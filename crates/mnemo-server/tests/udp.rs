@@ -139,7 +139,8 @@ fn multi_datagram_requests_are_dropped() {
 /// datagram gets its own reply datagram.
 #[test]
 fn binary_over_udp_matches_memcached() {
-    use mnemo_protocol::reply::binary::{encode_get, encode_simple, encode_store, Opcode};
+    use mnemo_protocol::binary::Opcode;
+    use mnemo_protocol::client::binary::{encode_get, encode_simple, encode_store};
     let mut req = Vec::new();
     encode_store(&mut req, Opcode::Set, b"ub", 9, 0, b"value", 0, 1);
     encode_get(&mut req, Opcode::GetK, b"ub", 2);

@@ -432,6 +432,9 @@ fn value_header() {
     out.clear();
     push_u64(&mut out, u64::MAX);
     assert_eq!(out, b"18446744073709551615");
+    let mut b = [0u8; 20];
+    assert_eq!(decimal(0, &mut b), b"0");
+    assert_eq!(decimal(u64::MAX, &mut b), b"18446744073709551615");
 }
 
 proptest! {

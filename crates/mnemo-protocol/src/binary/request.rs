@@ -1,10 +1,5 @@
-//! Server-side binary protocol: request framing and validation in place,
-//! and response encoding.
-//!
-//! The header layout, opcodes and the common status codes are the client
-//! side's ([`crate::reply::binary`]); this module adds what only a server
-//! needs: the SASL opcodes and statuses, memcached's per-opcode checks of
-//! the extras/key/body lengths, and its error texts.
+//! Binary protocol, server side: request framing and validation in place,
+//! with memcached's per-opcode checks of the extras/key/body lengths.
 //!
 //! A request is handled in the order memcached 1.6.18 (`proto_bin.c`)
 //! handles it, because the answers differ by step:
@@ -25,31 +20,8 @@
 //! surplus body bytes in the stream, to be read as the next request, and so
 //! does this module.
 
-pub use crate::reply::binary::{
-    encode_response, Header, Opcode, HEADER_LEN, REQUEST_MAGIC, RESPONSE_MAGIC,
-};
-
-use crate::text::KEY_MAX_LENGTH;
-
-/// Status codes memcached sends.
-pub mod status {
-    pub use crate::reply::binary::status::*;
-    /// memcached's name for `VALUE_TOO_LARGE`.
-    pub const E2BIG: u16 = VALUE_TOO_LARGE;
-    /// memcached's name for `INVALID_ARGUMENTS`.
-    pub const EINVAL: u16 = INVALID_ARGUMENTS;
-    /// memcached's name for `NON_NUMERIC`.
-    pub const DELTA_BADVAL: u16 = NON_NUMERIC;
-    pub const AUTH_ERROR: u16 = 0x20;
-    pub const AUTH_CONTINUE: u16 = 0x21;
-}
-
-/// Opcodes not in [`Opcode`] (the client side has no use for them).
-pub mod opcode {
-    pub const SASL_LIST_MECHS: u8 = 0x20;
-    pub const SASL_AUTH: u8 = 0x21;
-    pub const SASL_STEP: u8 = 0x22;
-}
+use super::header::{opcode, Header, Opcode, HEADER_LEN, REQUEST_MAGIC};
+use crate::MAX_KEY_LEN;
 
 /// Largest SASL mechanism name memcached accepts.
 pub const MAX_SASL_MECH_LEN: usize = 32;
@@ -229,7 +201,7 @@ pub fn decode(p: &Packet<'_>, sasl: bool) -> Result<Cmd, Reject> {
     let ext = h.extras_len as usize;
     let key = h.key_len as usize;
     let body = h.body_len as usize;
-    if key > KEY_MAX_LENGTH {
+    if key > MAX_KEY_LEN {
         return Err(Reject::Invalid);
     }
     let ok = |c: bool, cmd: Cmd| if c { Ok(cmd) } else { Err(Reject::Invalid) };
@@ -336,37 +308,10 @@ pub fn decode(p: &Packet<'_>, sasl: bool) -> Result<Cmd, Reject> {
     }
 }
 
-/// memcached's text for an error status (`write_bin_error`).
-pub fn error_text(status: u16) -> &'static [u8] {
-    match status {
-        status::OUT_OF_MEMORY => b"Out of memory",
-        status::UNKNOWN_COMMAND => b"Unknown command",
-        status::KEY_NOT_FOUND => b"Not found",
-        status::EINVAL => b"Invalid arguments",
-        status::KEY_EXISTS => b"Data exists for key.",
-        status::E2BIG => b"Too large.",
-        status::DELTA_BADVAL => b"Non-numeric server-side value for incr or decr",
-        status::NOT_STORED => b"Not stored.",
-        status::AUTH_ERROR => b"Auth failure.",
-        _ => b"UNHANDLED ERROR",
-    }
-}
-
-/// An error response with memcached's text as the value.
-pub fn encode_error(out: &mut Vec<u8>, opcode: u8, status: u16, opaque: u32) {
-    encode_response(out, opcode, status, opaque, 0, &[], &[], error_text(status));
-}
-
-/// One `stat` response packet (`append_bin_stats`); the closing packet has
-/// an empty key and value.
-pub fn encode_stat(out: &mut Vec<u8>, opaque: u32, key: &[u8], value: &[u8]) {
-    encode_response(out, Opcode::Stat as u8, 0, opaque, 0, &[], key, value);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reply::binary as cb;
+    use crate::client::binary as cb;
     use proptest::prelude::*;
 
     fn req(op: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -503,23 +448,6 @@ mod tests {
         assert!(allowed_unauthenticated(Opcode::Version as u8));
         assert!(allowed_unauthenticated(opcode::SASL_LIST_MECHS));
         assert!(!allowed_unauthenticated(Opcode::Get as u8));
-    }
-
-    #[test]
-    fn error_and_stat_encoding() {
-        let mut o = Vec::new();
-        encode_error(&mut o, 0x00, status::KEY_NOT_FOUND, 0x0102_0304);
-        assert_eq!(
-            &o[..24],
-            &[0x81, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
-        assert_eq!(&o[24..], b"Not found");
-        o.clear();
-        encode_stat(&mut o, 7, b"pid", b"42");
-        let (p, used) = cb::parse_packet(&o).unwrap().unwrap();
-        assert_eq!(used, o.len());
-        assert_eq!(&o[p.key], b"pid");
-        assert_eq!(&o[p.value], b"42");
     }
 
     proptest! {

@@ -1,189 +1,13 @@
-//! Server-side text protocol: request parsing in place.
-//!
-//! [`next_line`] finds one request line at the front of a read buffer;
-//! [`parse_line`] turns it into a [`Request`] whose keys and arguments are
-//! slices of that buffer. Nothing is copied and nothing allocates.
-//!
-//! The rules are memcached 1.6.18's (`proto_text.c`), including its quirks,
-//! because byte-for-byte compatibility is the point:
-//! - tokens are split on the space character only, at most 23 per line
-//!   (longer `get` lines are simply walked further);
-//! - a NUL byte ends the line, as `strlen` does in memcached;
-//! - numbers follow `safe_strtol`/`safe_strtoul`/`safe_strtoull`: leading
-//!   whitespace and a sign are accepted, a 64-bit value is parsed then
-//!   truncated to 32 bits where memcached stores it in a 32-bit field;
-//! - `noreply` is the last token, and once seen it silences the error
-//!   replies of that command too.
+//! Text-protocol request parsing: one line into a [`Request`] whose keys
+//! and arguments are slices of that line, with memcached 1.6.18's answers
+//! to every malformed line.
 
-use memchr::memchr;
-
-/// Largest key memcached accepts, in bytes.
-pub const KEY_MAX_LENGTH: usize = 250;
-
-/// Without a newline in this many bytes, a line that is not a `get`/`gets`
-/// is junk and the connection is closed (memcached's rule).
-pub const MAX_LINE_WITHOUT_NEWLINE: usize = 2048;
-
-/// memcached's MAX_TOKENS: 23 real tokens plus the terminal one.
-const MAX_TOKENS: usize = 24;
+use super::numbers::{strtod, strtol32, strtoul32, strtoull};
+use super::tokens::{Keys, Tokens};
+use crate::MAX_KEY_LEN;
 
 /// The canonical client error for malformed storage/retrieval lines.
 pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
-
-/// Outcome of looking for one request line at the front of a buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Line<'a> {
-    /// No complete line yet; read more.
-    Incomplete,
-    /// No newline within [`MAX_LINE_WITHOUT_NEWLINE`] bytes and not a
-    /// multi-key get: memcached closes the connection.
-    TooLong,
-    /// One line without its terminator; `consumed` includes the `\n`.
-    Complete { line: &'a [u8], consumed: usize },
-}
-
-/// Finds the first request line of `buf`.
-pub fn next_line(buf: &[u8]) -> Line<'_> {
-    match memchr(b'\n', buf) {
-        Some(nl) => {
-            let mut end = nl;
-            // memcached strips the '\r' only when the line has more than one byte.
-            if nl > 1 && buf[nl - 1] == b'\r' {
-                end -= 1;
-            }
-            let mut line = &buf[..end];
-            // The C code works on a NUL-terminated string.
-            if let Some(z) = memchr(0, line) {
-                line = &line[..z];
-            }
-            Line::Complete {
-                line,
-                consumed: nl + 1,
-            }
-        }
-        None => {
-            if buf.len() > MAX_LINE_WITHOUT_NEWLINE && !is_multiget_prefix(buf) {
-                Line::TooLong
-            } else {
-                Line::Incomplete
-            }
-        }
-    }
-}
-
-/// Whether an unterminated long line may be a large multi-get that memcached
-/// keeps buffering (up to 100 leading spaces, then `get ` or `gets `).
-pub fn is_multiget_prefix(buf: &[u8]) -> bool {
-    let spaces = buf.iter().take_while(|&&b| b == b' ').count();
-    if spaces > 100 {
-        return false;
-    }
-    let rest = &buf[spaces..];
-    rest.starts_with(b"get ") || rest.starts_with(b"gets ")
-}
-
-/// The tokens of one line, split the way memcached's `tokenize_command` does.
-#[derive(Clone, Copy, Debug)]
-pub struct Tokens<'a> {
-    toks: [&'a [u8]; MAX_TOKENS - 1],
-    n: usize,
-    /// Unsplit remainder when the line has more than 23 tokens.
-    rest: Option<&'a [u8]>,
-}
-
-impl<'a> Tokens<'a> {
-    /// Splits `line` on spaces into at most 23 tokens.
-    pub fn new(line: &'a [u8]) -> Self {
-        let mut toks: [&'a [u8]; MAX_TOKENS - 1] = [&[]; MAX_TOKENS - 1];
-        let mut n = 0;
-        let mut rest = None;
-        let mut start = 0;
-        let mut i = 0;
-        while i < line.len() {
-            if line[i] == b' ' {
-                if start != i {
-                    toks[n] = &line[start..i];
-                    n += 1;
-                    if n == MAX_TOKENS - 1 {
-                        // memcached leaves the rest for a later pass; it is
-                        // non-empty only if something follows the space.
-                        let r = &line[i + 1..];
-                        if !r.is_empty() {
-                            rest = Some(r);
-                        }
-                        return Tokens { toks, n, rest };
-                    }
-                }
-                start = i + 1;
-            }
-            i += 1;
-        }
-        if start != i {
-            toks[n] = &line[start..i];
-            n += 1;
-        }
-        Tokens { toks, n, rest }
-    }
-
-    /// Number of real tokens (memcached's `ntokens - 1`).
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    /// Whether the line had no tokens at all.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    /// Token `i`, or an empty slice past the end (memcached would read the
-    /// terminal token's empty string there).
-    pub fn get(&self, i: usize) -> &'a [u8] {
-        if i < self.n {
-            self.toks[i]
-        } else {
-            &[]
-        }
-    }
-
-    /// Whether the last token is `noreply` (memcached's `set_noreply_maybe`).
-    pub fn noreply(&self) -> bool {
-        self.n > 0 && self.toks[self.n - 1] == b"noreply"
-    }
-
-    /// Whether the line went on past the 23rd token.
-    pub fn has_rest(&self) -> bool {
-        self.rest.is_some()
-    }
-}
-
-/// Space-separated keys of a retrieval command, walked lazily.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keys<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Keys<'a> {
-    /// Keys from a raw, space-separated slice.
-    pub fn new(rest: &'a [u8]) -> Self {
-        Keys { rest }
-    }
-
-    /// The part of the line not walked yet (to resume a paused get).
-    pub fn remaining(&self) -> &'a [u8] {
-        self.rest
-    }
-}
-
-impl<'a> Iterator for Keys<'a> {
-    type Item = &'a [u8];
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let start = self.rest.iter().position(|&b| b != b' ')?;
-        let r = &self.rest[start..];
-        let end = memchr(b' ', r).unwrap_or(r.len());
-        self.rest = &r[end..];
-        Some(&r[..end])
-    }
-}
 
 /// Which retrieval command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,7 +104,7 @@ pub enum LruCmd {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Request<'a> {
     /// `get`/`gets`/`gat`/`gats`; keys are already checked against
-    /// [`KEY_MAX_LENGTH`]. `exptime` is 0 for plain gets.
+    /// [`MAX_KEY_LEN`]. `exptime` is 0 for plain gets.
     Get {
         kind: GetKind,
         exptime: i64,
@@ -355,7 +179,7 @@ pub enum Request<'a> {
     },
     /// Close the connection without a reply (an HTTP request line).
     Close,
-    /// A retrieval command with a key over [`KEY_MAX_LENGTH`]. memcached
+    /// A retrieval command with a key over [`MAX_KEY_LEN`]. memcached
     /// answers [`BAD_FORMAT`] and also discards every reply still queued
     /// for earlier requests of the same batch; the server must do the same.
     GetKeyTooLong,
@@ -372,7 +196,7 @@ fn error_nr(msg: &'static str, noreply: bool) -> Request<'static> {
     Request::Error { msg, noreply }
 }
 
-/// Parses one request line (as returned by [`next_line`]).
+/// Parses one request line (as returned by [`next_line`](super::next_line)).
 pub fn parse_line(line: &[u8]) -> Request<'_> {
     // Gets are most of the traffic and `parse_get` reads their keys from
     // the line itself, so they skip the general tokenizer (a quarter of a
@@ -399,7 +223,7 @@ fn get_command(line: &[u8]) -> Option<GetKind> {
 }
 
 /// `parse_line` through the general tokenizer.
-fn parse_tokens(line: &[u8]) -> Request<'_> {
+pub(super) fn parse_tokens(line: &[u8]) -> Request<'_> {
     let t = Tokens::new(line);
     if t.is_empty() || t.get(0).len() < 2 {
         return error("ERROR");
@@ -445,16 +269,8 @@ fn parse_tokens(line: &[u8]) -> Request<'_> {
             }
             parse_delete(&t)
         }
-        b"incr" | b"decr" => {
-            if n != 3 && n != 4 {
-                return error("ERROR");
-            }
-            let noreply = t.noreply();
-            let key = t.get(1);
-            if key.len() > KEY_MAX_LENGTH {
-                return error_nr(BAD_FORMAT, noreply);
-            }
-            match strtoull(t.get(2)) {
+        b"incr" | b"decr" => match key_arg_line(&t) {
+            Ok((key, noreply)) => match strtoull(t.get(2)) {
                 Some(delta) => Request::Arith {
                     incr: cmd == b"incr",
                     key,
@@ -462,26 +278,20 @@ fn parse_tokens(line: &[u8]) -> Request<'_> {
                     noreply,
                 },
                 None => error_nr("CLIENT_ERROR invalid numeric delta argument", noreply),
-            }
-        }
-        b"touch" => {
-            if n != 3 && n != 4 {
-                return error("ERROR");
-            }
-            let noreply = t.noreply();
-            let key = t.get(1);
-            if key.len() > KEY_MAX_LENGTH {
-                return error_nr(BAD_FORMAT, noreply);
-            }
-            match strtol32(t.get(2)) {
+            },
+            Err(e) => e,
+        },
+        b"touch" => match key_arg_line(&t) {
+            Ok((key, noreply)) => match strtol32(t.get(2)) {
                 Some(e) => Request::Touch {
                     key,
                     exptime: e as i64,
                     noreply,
                 },
                 None => error_nr("CLIENT_ERROR invalid exptime argument", noreply),
-            }
-        }
+            },
+            Err(e) => e,
+        },
         b"flush_all" => {
             if !(1..=3).contains(&n) {
                 return error("ERROR");
@@ -546,6 +356,21 @@ fn parse_tokens(line: &[u8]) -> Request<'_> {
     }
 }
 
+/// The `<cmd> <key> <arg> [noreply]` lines of incr, decr and touch, which
+/// memcached checks alike before reading the argument: the key and the
+/// noreply flag, or the answer to a wrong token count or an over-long key.
+fn key_arg_line<'a>(t: &Tokens<'a>) -> Result<(&'a [u8], bool), Request<'static>> {
+    if t.len() != 3 && t.len() != 4 {
+        return Err(error("ERROR"));
+    }
+    let noreply = t.noreply();
+    let key = t.get(1);
+    if key.len() > MAX_KEY_LEN {
+        return Err(error_nr(BAD_FORMAT, noreply));
+    }
+    Ok((key, noreply))
+}
+
 fn parse_get(line: &[u8], kind: GetKind) -> Request<'_> {
     let mut keys = Keys::new(line);
     keys.next(); // the command itself
@@ -561,7 +386,7 @@ fn parse_get(line: &[u8], kind: GetKind) -> Request<'_> {
     }
     // memcached discards the partial reply when it meets an over-long key,
     // so checking all of them first yields the same bytes on the wire.
-    if keys.clone().any(|k| k.len() > KEY_MAX_LENGTH) {
+    if keys.clone().any(|k| k.len() > MAX_KEY_LEN) {
         return Request::GetKeyTooLong;
     }
     Request::Get {
@@ -574,7 +399,7 @@ fn parse_get(line: &[u8], kind: GetKind) -> Request<'_> {
 fn parse_store<'a>(t: &Tokens<'a>, kind: StoreKind) -> Request<'a> {
     let noreply = t.noreply();
     let key = t.get(1);
-    if key.len() > KEY_MAX_LENGTH {
+    if key.len() > MAX_KEY_LEN {
         return error_nr(BAD_FORMAT, noreply);
     }
     let (Some(flags), Some(exptime), Some(vlen)) =
@@ -618,7 +443,7 @@ fn parse_delete<'a>(t: &Tokens<'a>) -> Request<'a> {
         }
     }
     let key = t.get(1);
-    if key.len() > KEY_MAX_LENGTH {
+    if key.len() > MAX_KEY_LEN {
         return error_nr(BAD_FORMAT, noreply);
     }
     Request::Delete { key, noreply }
@@ -748,184 +573,3 @@ fn parse_lru<'a>(t: &Tokens<'a>) -> Request<'a> {
     };
     Request::Lru { cmd, noreply }
 }
-
-// ---- numbers, the way memcached's safe_strto* read them ----
-
-fn is_c_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// strtoull/strtoll core: optional whitespace, sign, decimal digits.
-/// Returns (negative, magnitude, bytes used); None when no digits or the
-/// magnitude overflows u64 (strto* set ERANGE).
-fn scan_decimal(s: &[u8]) -> Option<(bool, u64, usize)> {
-    let mut i = 0;
-    while i < s.len() && is_c_space(s[i]) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
-    }
-    let digits_start = i;
-    let mut v: u64 = 0;
-    let mut overflow = false;
-    while i < s.len() && s[i].is_ascii_digit() {
-        match v
-            .checked_mul(10)
-            .and_then(|x| x.checked_add((s[i] - b'0') as u64))
-        {
-            Some(x) => v = x,
-            None => overflow = true,
-        }
-        i += 1;
-    }
-    if i == digits_start || overflow {
-        return None;
-    }
-    Some((neg, v, i))
-}
-
-/// The end test shared by all safe_strto*: the number must be followed by
-/// whitespace or the end of the token.
-fn ends_ok(s: &[u8], used: usize) -> bool {
-    used == s.len() || is_c_space(s[used])
-}
-
-/// memcached's `safe_strtoull`.
-pub fn strtoull(s: &[u8]) -> Option<u64> {
-    let (neg, mag, used) = scan_decimal(s)?;
-    if !ends_ok(s, used) {
-        return None;
-    }
-    let v = if neg { mag.wrapping_neg() } else { mag };
-    // memcached looks for a '-' only in the span strtoull consumed, which
-    // holds one exactly when the sign was '-' (a stored value may have more
-    // text after its trailing spaces).
-    if (v as i64) < 0 && neg {
-        return None;
-    }
-    Some(v)
-}
-
-/// memcached's `safe_strtoul` into a `uint32_t` (the 64-bit result is
-/// truncated, as the C assignment does).
-pub fn strtoul32(s: &[u8]) -> Option<u32> {
-    strtoull(s).map(|v| v as u32)
-}
-
-/// memcached's `safe_strtol` into an `int32_t`: parsed as a 64-bit long,
-/// then truncated.
-pub fn strtol32(s: &[u8]) -> Option<i32> {
-    strtoll(s).map(|v| v as i32)
-}
-
-/// memcached's `safe_strtoll`.
-pub fn strtoll(s: &[u8]) -> Option<i64> {
-    let (neg, mag, used) = scan_decimal(s)?;
-    if !ends_ok(s, used) {
-        return None;
-    }
-    if neg {
-        if mag > i64::MAX as u64 + 1 {
-            return None;
-        }
-        Some((mag as i64).wrapping_neg())
-    } else {
-        if mag > i64::MAX as u64 {
-            return None;
-        }
-        Some(mag as i64)
-    }
-}
-
-/// memcached's `safe_strtod` (decimal forms only).
-pub fn strtod(s: &[u8]) -> Option<f64> {
-    let mut i = 0;
-    while i < s.len() && is_c_space(s[i]) {
-        i += 1;
-    }
-    let start = i;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        i += 1;
-    }
-    let mut digits = 0;
-    while i < s.len() && s[i].is_ascii_digit() {
-        i += 1;
-        digits += 1;
-    }
-    if i < s.len() && s[i] == b'.' {
-        i += 1;
-        while i < s.len() && s[i].is_ascii_digit() {
-            i += 1;
-            digits += 1;
-        }
-    }
-    if digits == 0 {
-        return None;
-    }
-    if i < s.len() && (s[i] == b'e' || s[i] == b'E') {
-        let mut j = i + 1;
-        if j < s.len() && (s[j] == b'+' || s[j] == b'-') {
-            j += 1;
-        }
-        let exp_start = j;
-        while j < s.len() && s[j].is_ascii_digit() {
-            j += 1;
-        }
-        if j > exp_start {
-            i = j;
-        }
-    }
-    if !ends_ok(s, i) {
-        return None;
-    }
-    let text = std::str::from_utf8(&s[start..i]).ok()?;
-    let v: f64 = text.parse().ok()?;
-    if v.is_infinite() {
-        return None;
-    }
-    Some(v)
-}
-
-// ---- response encoding helpers ----
-
-/// Appends `VALUE <key> <flags> <bytes>[ <cas>]\r\n`.
-pub fn encode_value_header(
-    out: &mut Vec<u8>,
-    key: &[u8],
-    flags: u32,
-    bytes: usize,
-    cas: Option<u64>,
-) {
-    out.extend_from_slice(b"VALUE ");
-    out.extend_from_slice(key);
-    out.push(b' ');
-    push_u64(out, flags as u64);
-    out.push(b' ');
-    push_u64(out, bytes as u64);
-    if let Some(c) = cas {
-        out.push(b' ');
-        push_u64(out, c);
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends the decimal form of `v` without allocating.
-pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-#[cfg(test)]
-mod tests;

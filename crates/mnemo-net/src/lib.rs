@@ -1,0 +1,29 @@
+//! mnemo-net: the network plumbing the server, the proxy, the client and
+//! the bench share, so that each exists once. It knows no protocol.
+//!
+//! - [`addr`]: [`Addr`] (where a server listens), `-l` entry parsing,
+//!   resolution and binding listening sockets with each caller's options.
+//! - [`stream`]: one stream type over TCP and unix sockets, non-blocking
+//!   ([`Stream`], for mio loops) and blocking ([`BlockingStream`]), and the
+//!   matching [`Listener`]. TLS (issue #12) is a variant of these.
+//! - [`rbuf`]: [`ReadBuf`], a read buffer that requests and replies are
+//!   parsed from in place.
+//! - [`slots`]: [`Slots`], a generational slot table whose keys are mio
+//!   tokens, so a stale event cannot reach a reused slot.
+//! - [`health`]: [`Health`], I/O-free failure counting, ejection and
+//!   readmission of a server (twemproxy's auto_eject_hosts).
+//!
+//! `rbuf`, `slots` and `health` do no I/O of their own (`ReadBuf` reads
+//! only through a reader handed to it) and are tested without sockets.
+
+pub mod addr;
+pub mod health;
+pub mod rbuf;
+pub mod slots;
+pub mod stream;
+
+pub use addr::{Addr, ListenOpts, StaleSocket};
+pub use health::{Health, HealthPolicy};
+pub use rbuf::{Fill, ReadBuf};
+pub use slots::{Key, Slots};
+pub use stream::{BlockingStream, Listener, Stream};
