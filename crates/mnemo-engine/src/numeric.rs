@@ -14,57 +14,41 @@ fn is_c_space(b: u8) -> bool {
 /// optional leading whitespace and sign, decimal digits, then only
 /// whitespace or the end. Overflow, no digits, or a negative number
 /// (other than -0) is not a number.
-pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
-    let mut i = 0;
-    while i < s.len() && is_c_space(s[i]) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
-    }
-    let digits_start = i;
-    let mut v: u64 = 0;
-    let mut overflow = false;
-    while i < s.len() && s[i].is_ascii_digit() {
-        match v
-            .checked_mul(10)
-            .and_then(|x| x.checked_add(u64::from(s[i] - b'0')))
-        {
-            Some(x) => v = x,
-            None => overflow = true,
-        }
-        i += 1;
-    }
-    if i == digits_start || overflow {
+pub(crate) fn parse_u64(value: &[u8]) -> Option<u64> {
+    let lead = value.iter().take_while(|&&b| is_c_space(b)).count();
+    let (negative, unsigned) = match &value[lead..] {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        rest => (false, rest),
+    };
+    let ndigits = unsigned.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (digits, after) = unsigned.split_at(ndigits);
+    if digits.is_empty() || after.first().is_some_and(|&b| !is_c_space(b)) {
         return None;
     }
-    if i != s.len() && !is_c_space(s[i]) {
-        return None;
+    let magnitude = digits.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    if !negative {
+        return Some(magnitude);
     }
-    let v = if neg { v.wrapping_neg() } else { v };
-    // memcached looks for a '-' only in the span strtoull consumed, which
-    // holds one exactly when the sign was '-' (a stored value may have more
-    // text after its trailing spaces).
-    if (v as i64) < 0 && neg {
-        return None;
-    }
-    Some(v)
+    // strtoull negates a '-' number in 64 bits; memcached then refuses a
+    // result that reads as negative when signed (it looks for the '-' only
+    // in the span strtoull consumed, so a '-' further on does not count).
+    let wrapped = magnitude.wrapping_neg();
+    (wrapped as i64 >= 0).then_some(wrapped)
 }
 
-/// Formats `v` in decimal into `buf`, returning the digits.
-pub(crate) fn format_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+/// Writes `v` in decimal at the start of `buf`, returning the digits (an
+/// incr/decr result is at most 20 of them).
+pub(crate) fn format_u64(v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let len = v.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let mut rest = v;
+    for digit in buf[..len].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
-    &buf[i..]
+    &buf[..len]
 }
 
 #[cfg(test)]
@@ -111,5 +95,9 @@ mod tests {
         assert_eq!(format_u64(u64::MAX, &mut b), b"18446744073709551615");
         let mut b = [0u8; 20];
         assert_eq!(format_u64(1200, &mut b), b"1200");
+        for v in [9, 10, 99, 100, 999_999_999_999, 10_000_000_000_000_000_000] {
+            let mut b = [0u8; 20];
+            assert_eq!(format_u64(v, &mut b), v.to_string().as_bytes());
+        }
     }
 }
