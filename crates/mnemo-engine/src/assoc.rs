@@ -12,7 +12,7 @@
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::item::{ItemId, NIL};
+use crate::slabs::ChunkId;
 
 const EMPTY: u64 = u64::MAX;
 const MIN_SHARD_SLOTS: usize = 16;
@@ -58,6 +58,19 @@ fn tag_of(h: u64) -> u32 {
     (h >> 32) as u32
 }
 
+/// A slot holding `id` under `tag`.
+#[inline]
+fn slot(tag: u32, id: ChunkId) -> u64 {
+    ((tag as u64) << 32) | id.to_word() as u64
+}
+
+/// The id an occupied slot holds.
+#[inline]
+fn slot_id(s: u64) -> ChunkId {
+    // SAFETY: slots are written only by `slot`, from a ChunkId.
+    unsafe { ChunkId::from_word(s as u32) }
+}
+
 impl Shard {
     fn new(n: usize) -> Shard {
         Shard {
@@ -71,75 +84,66 @@ impl Shard {
         self.slots.len() - 1
     }
 
-    /// Finds the slot of `key`; `is_key(id)` compares the stored item's key.
+    /// Walks the probe run of hash `h` from its home bucket; the position
+    /// of the first occupied slot `hit` accepts, or None at the run's end.
     #[inline]
-    pub fn find(&self, h: u64, mut is_key: impl FnMut(ItemId) -> bool) -> Option<ItemId> {
-        let tag = tag_of(h);
-        let mask = self.mask();
-        let mut i = tag as usize & mask;
-        loop {
-            let s = self.slots[i];
-            if s == EMPTY {
-                return None;
-            }
-            if (s >> 32) as u32 == tag && is_key(s as u32) {
-                return Some(s as u32);
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// Inserts an id whose key is known to be absent.
-    pub fn insert(&mut self, h: u64, id: ItemId) {
-        if (self.count + 1) * 8 > self.slots.len() * 7 {
-            self.grow();
-        }
-        self.put(tag_of(h), id);
-        self.count += 1;
-    }
-
-    fn put(&mut self, tag: u32, id: ItemId) {
-        let mask = self.mask();
-        let mut i = tag as usize & mask;
-        while self.slots[i] != EMPTY {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = ((tag as u64) << 32) | id as u64;
-    }
-
-    /// Points the slot holding `old` at `new` (same key, replaced item).
-    pub fn replace(&mut self, h: u64, old: ItemId, new: ItemId) -> bool {
-        let tag = tag_of(h);
-        let mask = self.mask();
-        let mut i = tag as usize & mask;
-        loop {
-            let s = self.slots[i];
-            if s == EMPTY {
-                return false;
-            }
-            if s as u32 == old {
-                self.slots[i] = ((tag as u64) << 32) | new as u64;
-                return true;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// Removes the slot holding `id`, shifting later probes back so no
-    /// tombstones are left behind.
-    pub fn remove(&mut self, h: u64, id: ItemId) -> bool {
+    fn probe(&self, h: u64, mut hit: impl FnMut(u64) -> bool) -> Option<usize> {
         let mask = self.mask();
         let mut i = tag_of(h) as usize & mask;
         loop {
             let s = self.slots[i];
             if s == EMPTY {
-                return false;
+                return None;
             }
-            if s as u32 == id {
-                break;
+            if hit(s) {
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Finds the slot of `key`; `is_key(id)` compares the stored item's key.
+    #[inline]
+    pub fn find(&self, h: u64, mut is_key: impl FnMut(ChunkId) -> bool) -> Option<ChunkId> {
+        let tag = tag_of(h);
+        let i = self.probe(h, |s| (s >> 32) as u32 == tag && is_key(slot_id(s)))?;
+        Some(slot_id(self.slots[i]))
+    }
+
+    /// Inserts an id whose key is known to be absent.
+    pub fn insert(&mut self, h: u64, id: ChunkId) {
+        if (self.count + 1) * 8 > self.slots.len() * 7 {
+            self.grow();
+        }
+        self.put(slot(tag_of(h), id));
+        self.count += 1;
+    }
+
+    fn put(&mut self, s: u64) {
+        let mask = self.mask();
+        let mut i = (s >> 32) as usize & mask;
+        while self.slots[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = s;
+    }
+
+    /// Points the slot holding `old` at `new` (same key, replaced item).
+    pub fn replace(&mut self, h: u64, old: ChunkId, new: ChunkId) -> bool {
+        let Some(i) = self.probe(h, |s| slot_id(s) == old) else {
+            return false;
+        };
+        self.slots[i] = slot(tag_of(h), new);
+        true
+    }
+
+    /// Removes the slot holding `id`, shifting later probes back so no
+    /// tombstones are left behind.
+    pub fn remove(&mut self, h: u64, id: ChunkId) -> bool {
+        let Some(i) = self.probe(h, |s| slot_id(s) == id) else {
+            return false;
+        };
+        let mask = self.mask();
         let mut hole = i;
         let mut j = i;
         loop {
@@ -170,7 +174,7 @@ impl Shard {
         let old = std::mem::replace(&mut self.slots, doubled);
         for s in old {
             if s != EMPTY {
-                self.put((s >> 32) as u32, s as u32);
+                self.put(s);
             }
         }
     }
@@ -184,12 +188,12 @@ impl Shard {
     }
 
     /// Every id in this shard (crawler's hash walk, consistency checks).
-    pub fn ids(&self) -> impl Iterator<Item = ItemId> + '_ {
+    pub fn ids(&self) -> impl Iterator<Item = ChunkId> + '_ {
         self.slots
             .iter()
             .filter(|&&s| s != EMPTY)
-            .map(|&s| s as u32)
-            .filter(|&id| id != NIL)
+            .map(|&s| slot_id(s))
+            .filter(|&id| id != ChunkId::NIL)
     }
 }
 
@@ -274,20 +278,23 @@ mod tests {
         #[test]
         fn shard_matches_a_map(ops in prop::collection::vec((0u32..200, any::<bool>()), 1..2000)) {
             let mut shard = Shard::new(16);
-            let mut model: HashMap<u32, ItemId> = HashMap::new();
+            let mut model: HashMap<u32, ChunkId> = HashMap::new();
+            // SAFETY: a shard only stores and compares ids, never follows
+            // them to memory, so any word will do here.
+            let id_of = |n: u32| unsafe { ChunkId::from_word(n) };
             let mut next_id = 0;
             for (k, insert) in ops {
                 // Few distinct hashes force long probe runs and collisions.
                 let h = hash(&k.to_le_bytes()) & 0xFFFF_000F_FFFF_FFFF | ((k as u64 % 7) << 36);
-                let keyed = |id: ItemId, model: &HashMap<u32, ItemId>| model.get(&k) == Some(&id);
+                let keyed = |id: ChunkId, model: &HashMap<u32, ChunkId>| model.get(&k) == Some(&id);
                 let found = shard.find(h, |id| keyed(id, &model));
                 prop_assert_eq!(found, model.get(&k).copied());
                 if insert {
                     match found {
-                        Some(old) => { prop_assert!(shard.replace(h, old, next_id)); }
-                        None => shard.insert(h, next_id),
+                        Some(old) => { prop_assert!(shard.replace(h, old, id_of(next_id))); }
+                        None => shard.insert(h, id_of(next_id)),
                     }
-                    model.insert(k, next_id);
+                    model.insert(k, id_of(next_id));
                     next_id += 1;
                 } else if let Some(old) = found {
                     prop_assert!(shard.remove(h, old));

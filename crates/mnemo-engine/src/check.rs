@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use crate::assoc::hash;
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, Seg, LINKED, NIL};
+use crate::item::{is_chain_chunk, Seg, LINKED};
+use crate::slabs::ChunkId;
 
 impl Engine {
     /// Checks that free lists, LRU lists, the index and the pages agree:
@@ -22,7 +23,7 @@ impl Engine {
             pages_total += st.pages.len();
             let mut free = HashSet::new();
             let mut id = st.free_head;
-            while id != NIL {
+            while id != ChunkId::NIL {
                 if self.slabs.class_of(id) != ci {
                     return Err(format!(
                         "class {ci}: free chunk {id:#x} in a page of another class"
@@ -31,10 +32,12 @@ impl Engine {
                 if !free.insert(id) {
                     return Err(format!("class {ci}: free list loops at {id:#x}"));
                 }
-                if self.slabs.raw(id).meta() != 0 {
+                // SAFETY: `id` is on this class's free list; class lock (`st`) held.
+                if unsafe { self.slabs.raw(id) }.meta() != 0 {
                     return Err(format!("class {ci}: free chunk {id:#x} has meta set"));
                 }
-                id = self.slabs.raw(id).next();
+                // SAFETY: as above.
+                id = unsafe { self.slabs.raw(id) }.next();
             }
             if free.len() as u64 != st.free_count {
                 return Err(format!(
@@ -48,10 +51,11 @@ impl Engine {
                 let l = st.lru[seg as usize];
                 let mut n = 0u64;
                 let mut bytes = 0u64;
-                let mut prev = NIL;
+                let mut prev = ChunkId::NIL;
                 let mut id = l.head;
-                while id != NIL {
-                    let raw = self.slabs.raw(id);
+                while id != ChunkId::NIL {
+                    // SAFETY: `id` is on this class's LRU; class lock (`st`) held.
+                    let raw = unsafe { self.slabs.raw(id) };
                     if raw.prev() != prev {
                         return Err(format!("class {ci} {seg:?}: bad prev link at {id:#x}"));
                     }
@@ -68,12 +72,13 @@ impl Engine {
                         return Err(format!("class {ci}: chunk {id:#x} used twice"));
                     }
                     if raw.is_chained() {
-                        for i in 0..raw.chain_word(1) as usize {
-                            let c = raw.chain_word(2 + i);
+                        for i in 0..raw.chain_len() {
+                            let c = raw.chain_id(i);
                             if free.contains(&c) || !lru_ids.insert(c) {
                                 return Err(format!("class {ci}: chain chunk {c:#x} used twice"));
                             }
-                            let cr = self.slabs.raw(c);
+                            // SAFETY: a chain chunk of an item on this class's LRU; class lock held.
+                            let cr = unsafe { self.slabs.raw(c) };
                             if !is_chain_chunk(cr.meta()) || cr.prev() != id {
                                 return Err(format!(
                                     "class {ci}: chain chunk {c:#x} not owned by {id:#x}"
@@ -124,7 +129,8 @@ impl Engine {
                 if !lru_ids.contains(&id) {
                     return Err(format!("index holds {id:#x}, which no LRU holds"));
                 }
-                let raw = self.slabs.raw(id);
+                // SAFETY: `id` is in the locked shard `shard`, so linked.
+                let raw = unsafe { self.slabs.raw(id) };
                 let h = hash(raw.key());
                 if self.index.shard_of(h) != i || shard.find(h, |x| x == id).is_none() {
                     return Err(format!("item {id:#x} is not found by its own key"));

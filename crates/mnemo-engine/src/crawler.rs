@@ -14,10 +14,9 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, ItemId, FETCHED, LINKED, PAGE_SHIFT};
-use crate::slabs::MAX_CLASSES;
+use crate::item::{is_chain_chunk, LINKED};
+use crate::slabs::{ChunkId, MAX_CLASSES};
 use crate::stats::EngineStats;
-use mnemo_protocol::text::push_u64;
 
 /// Chunks examined per hold of a class lock.
 const BATCH: usize = 64;
@@ -48,84 +47,7 @@ impl fmt::Display for CrawlerCommandError {
     }
 }
 
-/// What `lru_crawler metadump` walks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MetadumpTarget {
-    All,
-    Hash,
-    Classes(Vec<u32>),
-}
-
-impl MetadumpTarget {
-    /// Parses `all`, `hash` or a comma list of class ids.
-    pub fn parse(s: &str) -> Result<MetadumpTarget, CrawlerCommandError> {
-        match s {
-            "all" => Ok(MetadumpTarget::All),
-            "hash" => Ok(MetadumpTarget::Hash),
-            _ => parse_class_list(s).map(MetadumpTarget::Classes),
-        }
-    }
-}
-
-/// Where a paused `lru_crawler metadump` resumes; see
-/// [`Engine::lru_crawler_metadump_step`].
-#[derive(Clone, Debug)]
-pub struct MetadumpCursor {
-    started: bool,
-    pos: Pos,
-}
-
-#[derive(Clone, Debug)]
-enum Pos {
-    /// The next index shard to list.
-    Hash {
-        shard: usize,
-    },
-    /// Class indexes to walk, the one being walked, that class's pages
-    /// (taken when its walk starts) and the next of them to list.
-    Classes {
-        classes: Vec<usize>,
-        class_pos: usize,
-        pages: Option<Vec<u32>>,
-        page_pos: usize,
-    },
-    Done,
-}
-
-impl MetadumpCursor {
-    /// A dump of `target` that has not started yet.
-    pub fn new(target: MetadumpTarget) -> MetadumpCursor {
-        let pos = match target {
-            MetadumpTarget::Hash => Pos::Hash { shard: 0 },
-            MetadumpTarget::All => Pos::Classes {
-                classes: (0..MAX_CLASSES).collect(),
-                class_pos: 0,
-                pages: None,
-                page_pos: 0,
-            },
-            MetadumpTarget::Classes(ids) => Pos::Classes {
-                classes: ids
-                    .iter()
-                    .filter_map(|&id| (id as usize).checked_sub(1))
-                    .collect(),
-                class_pos: 0,
-                pages: None,
-                page_pos: 0,
-            },
-        };
-        MetadumpCursor {
-            started: false,
-            pos,
-        }
-    }
-
-    /// Whether the dump has written its `END`.
-    pub fn is_done(&self) -> bool {
-        matches!(self.pos, Pos::Done)
-    }
-}
-
-fn parse_class_list(s: &str) -> Result<Vec<u32>, CrawlerCommandError> {
+pub(crate) fn parse_class_list(s: &str) -> Result<Vec<u32>, CrawlerCommandError> {
     let mut out = Vec::new();
     for part in s.split(',') {
         let id: u32 = part.parse().map_err(|_| CrawlerCommandError::BadClass)?;
@@ -166,18 +88,6 @@ impl CrawlerState {
 
     pub fn reset_stats(&self) {
         self.starts.store(0, Relaxed);
-    }
-}
-
-/// memcached's uriencode: everything but unreserved characters as %XX.
-fn uriencode(key: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in key {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        }
     }
 }
 
@@ -227,158 +137,6 @@ impl Engine {
         Ok(())
     }
 
-    /// `lru_crawler metadump`: one line per live item, then `END`, all at
-    /// once. Servers should prefer [`Engine::lru_crawler_metadump_step`],
-    /// which bounds both the output buffered and the time a lock is held.
-    pub fn lru_crawler_metadump(
-        &self,
-        target: MetadumpTarget,
-        out: &mut Vec<u8>,
-    ) -> Result<(), CrawlerCommandError> {
-        let mut cursor = MetadumpCursor::new(target);
-        while !self.lru_crawler_metadump_step(&mut cursor, out, usize::MAX)? {}
-        Ok(())
-    }
-
-    /// Continues a metadump: walks whole pages (or index shards) until
-    /// `out` holds at least `pause_at` bytes, then returns `Ok(false)`;
-    /// returns `Ok(true)` once `END` is written. At least one page or
-    /// shard is walked per call, so every call makes progress.
-    ///
-    /// A lock is held for one page (or shard) at a time, never across
-    /// calls: items stored or removed between calls may or may not be
-    /// listed, as with memcached, but no chunk is listed twice from one
-    /// visit of a page and only linked, live items are listed.
-    pub fn lru_crawler_metadump_step(
-        &self,
-        cursor: &mut MetadumpCursor,
-        out: &mut Vec<u8>,
-        pause_at: usize,
-    ) -> Result<bool, CrawlerCommandError> {
-        if !cursor.started {
-            // Checked once: disabling the crawler mid-dump must not cut a
-            // reply short without its END.
-            if !self.crawler.enabled.load(Relaxed) {
-                return Err(CrawlerCommandError::Disabled);
-            }
-            cursor.started = true;
-        }
-        loop {
-            let more = match &mut cursor.pos {
-                Pos::Done => return Ok(true),
-                Pos::Hash { shard } => self.metadump_shard(shard, out),
-                Pos::Classes {
-                    classes,
-                    class_pos,
-                    pages,
-                    page_pos,
-                } => self.metadump_page(classes, class_pos, pages, page_pos, out),
-            };
-            if !more {
-                cursor.pos = Pos::Done;
-                out.extend_from_slice(b"END\r\n");
-                return Ok(true);
-            }
-            if out.len() >= pause_at {
-                return Ok(false);
-            }
-        }
-    }
-
-    /// Lists the live items of index shard `*shard` and moves on; false
-    /// once every shard is done.
-    fn metadump_shard(&self, shard: &mut usize, out: &mut Vec<u8>) -> bool {
-        if *shard >= self.index.nshards() {
-            return false;
-        }
-        let guard = self.index.lock_shard(*shard);
-        let now = self.clock.now();
-        for id in guard.ids() {
-            self.metadump_line(id, self.slabs.class_of(id), now, out);
-        }
-        drop(guard);
-        *shard += 1;
-        true
-    }
-
-    /// Lists the live items of the next page of the current class and
-    /// moves on; false once every class is done.
-    fn metadump_page(
-        &self,
-        classes: &[usize],
-        class_pos: &mut usize,
-        pages: &mut Option<Vec<u32>>,
-        page_pos: &mut usize,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        let Some(&ci) = classes.get(*class_pos) else {
-            return false;
-        };
-        if ci >= self.slabs.classes.len() {
-            // Valid for memcached but beyond this engine's classes: empty.
-            *class_pos += 1;
-            return true;
-        }
-        let st = self.slabs.classes[ci].state.lock();
-        // The class's pages as they are when its walk starts: pages it
-        // gains later hold only items stored after the dump began. The
-        // list is at most one u32 per page of the cache.
-        let list = pages.get_or_insert_with(|| st.pages.clone());
-        let Some(&page) = list.get(*page_pos) else {
-            drop(st);
-            *pages = None;
-            *page_pos = 0;
-            *class_pos += 1;
-            return true;
-        };
-        // The page may have been moved to another class or freed since
-        // the list was taken; its chunks are this class's size only while
-        // it is on this class's list. `pages` keeps its order when a page
-        // leaves it, so the position is usually still right.
-        let owned = st.pages.get(*page_pos) == Some(&page) || st.pages.contains(&page);
-        if owned && self.slabs.class_of(page << PAGE_SHIFT) == ci {
-            let now = self.clock.now();
-            for id in self.slabs.chunk_ids(ci, page) {
-                let m = self.slabs.raw(id).meta();
-                if m & LINKED != 0 && !is_chain_chunk(m) {
-                    self.metadump_line(id, ci, now, out);
-                }
-            }
-        }
-        drop(st);
-        *page_pos += 1;
-        true
-    }
-
-    /// One metadump line for item `id` of class index `ci`, unless dead.
-    fn metadump_line(&self, id: ItemId, ci: usize, now: u32, out: &mut Vec<u8>) {
-        if self.is_dead(id, now) {
-            return;
-        }
-        let raw = self.slabs.raw(id);
-        let started = self.clock.process_started();
-        out.extend_from_slice(b"key=");
-        uriencode(raw.key(), out);
-        out.extend_from_slice(b" exp=");
-        match raw.exptime() {
-            0 => out.extend_from_slice(b"-1"),
-            exp => push_u64(out, u64::from(exp) + started),
-        }
-        out.extend_from_slice(b" la=");
-        push_u64(out, u64::from(raw.atime()) + started);
-        out.extend_from_slice(b" cas=");
-        push_u64(out, raw.cas());
-        out.extend_from_slice(if raw.access_bits() & FETCHED != 0 {
-            b" fetch=yes cls="
-        } else {
-            b" fetch=no cls="
-        });
-        push_u64(out, ci as u64 + 1);
-        out.extend_from_slice(b" size=");
-        push_u64(out, self.charged_size(raw) as u64 + 2);
-        out.push(b'\n');
-    }
-
     /// Frees dead items of one class; returns (checked, reclaimed).
     pub(crate) fn crawl_class(&self, ci: usize, limit: u32) -> (u64, u64) {
         let pages: Vec<u32> = self.slabs.classes[ci].state.lock().pages.clone();
@@ -386,7 +144,7 @@ impl Engine {
         let (mut checked, mut reclaimed) = (0u64, 0u64);
         let mut since_sleep = 0usize;
         for page in pages {
-            let ids: Vec<u32> = self.slabs.chunk_ids(ci, page).collect();
+            let ids: Vec<ChunkId> = self.slabs.chunk_ids(ci, page).collect();
             for batch in ids.chunks(BATCH) {
                 if self.stop.load(Relaxed) || (limit != 0 && checked >= u64::from(limit)) {
                     return (checked, reclaimed);
@@ -398,7 +156,9 @@ impl Engine {
                 }
                 let now = self.clock.now();
                 for &id in batch {
-                    let m = self.slabs.raw(id).meta();
+                    // SAFETY: `id` is a chunk of `page`, still this class's (checked just
+                    // above) with its class lock (`st`) held.
+                    let m = unsafe { self.slabs.raw(id) }.meta();
                     if m & LINKED == 0 || is_chain_chunk(m) {
                         continue;
                     }

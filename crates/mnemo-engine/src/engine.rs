@@ -13,10 +13,10 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crawler::CrawlerState;
 use crate::item::{
-    ItemId, Layout, Raw, Seg, ACTIVE, CHAINED, CHAIN_CHUNK, FETCHED, HAS_FLAGS, LINKED, NIL,
-    NKEY_SHIFT,
+    Layout, Raw, Seg, ACTIVE, CHAINED, CHAIN_CHUNK, FETCHED, HAS_FLAGS, LINKED, NKEY_SHIFT,
 };
 use crate::mover::MoverState;
+use crate::slabs::ChunkId;
 use crate::slabs::{ClassState, SlabClassInfo, Slabs};
 use crate::stats::{ClassReqSum, EngineStats, ThreadStats};
 
@@ -174,14 +174,18 @@ impl Engine {
 
     /// Expired, or invalidated by `flush_all`.
     #[inline]
-    pub(crate) fn is_dead(&self, id: ItemId, now: u32) -> bool {
-        let raw = self.slabs.raw(id);
+    pub(crate) fn is_dead(&self, id: ChunkId, now: u32) -> bool {
+        // SAFETY: fresh from `alloc_chunk`: unlinked and ours alone until linked or freed.
+        // SAFETY: every caller holds either the shard lock under which
+        // `id` is live or the class lock of `id`'s class with `id` on its LRU or
+        // in its page: either keeps the chunk allocated for this call.
+        let raw = unsafe { self.slabs.raw(id) };
         let exp = raw.exptime();
         (exp != 0 && exp <= now) || self.is_flushed(raw, now)
     }
 
     #[inline]
-    pub(crate) fn is_flushed(&self, raw: Raw, now: u32) -> bool {
+    pub(crate) fn is_flushed(&self, raw: Raw<'_>, now: u32) -> bool {
         let oldest = self.oldest_live.load(Relaxed);
         if oldest == 0 || oldest > now {
             return false;
@@ -192,7 +196,7 @@ impl Engine {
     }
 
     /// Bytes an item is charged in `bytes` and `mem_requested`.
-    pub(crate) fn charged_size(&self, raw: Raw) -> usize {
+    pub(crate) fn charged_size(&self, raw: Raw<'_>) -> usize {
         let l = self.slabs.layout;
         let base = l.item_size(raw.nkey(), raw.flags(), 0);
         if raw.is_chained() {
@@ -206,7 +210,7 @@ impl Engine {
 
     /// A chunk of class `ci`: from its free list, a new page, an eviction,
     /// or a page taken from another class. None means out of memory.
-    pub(crate) fn alloc_chunk(&self, ci: usize) -> Option<ItemId> {
+    pub(crate) fn alloc_chunk(&self, ci: usize) -> Option<ChunkId> {
         let class = &self.slabs.classes[ci];
         let mut st = class.state.lock();
         let now = self.clock.now();
@@ -258,8 +262,9 @@ impl Engine {
         for seg in [Seg::Cold, Seg::Hot, Seg::Warm, Seg::Temp] {
             let mut id = st.lru[seg as usize].tail;
             let mut n = 0;
-            while id != NIL && n < 5 {
-                let prev = self.slabs.raw(id).prev();
+            while id != ChunkId::NIL && n < 5 {
+                // SAFETY: `id` is on this class's LRU and its class lock (`st`) is held.
+                let prev = unsafe { self.slabs.raw(id) }.prev();
                 if self.is_dead(id, now) && self.reclaim(st, ci, id, true) {
                     return true;
                 }
@@ -278,7 +283,7 @@ impl Engine {
         flags: u32,
         exptime: u32,
         nbytes: usize,
-    ) -> Option<(ItemId, Raw)> {
+    ) -> Option<(ChunkId, Raw<'_>)> {
         let l = self.slabs.layout;
         let size = l.item_size(key.len(), flags, nbytes);
         let chunk_max = self.cfg.chunk_max();
@@ -287,7 +292,9 @@ impl Engine {
         let (id, raw) = if size <= chunk_max {
             let ci = self.slabs.class_for(size)?;
             let id = self.alloc_chunk(ci)?;
-            let raw = self.slabs.raw(id);
+            // SAFETY: fresh from `alloc_chunk`: unlinked and ours alone until the
+            // caller links or frees it.
+            let raw = unsafe { self.slabs.raw(id) };
             raw.set_meta(nbytes as u32 | nkey_bits | flags_bits);
             (id, raw)
         } else {
@@ -305,7 +312,8 @@ impl Engine {
             }
             let head_room = chunk_max - fixed - 4 * n;
             let head_id = self.alloc_chunk(ci)?;
-            let head = self.slabs.raw(head_id);
+            // SAFETY: fresh from `alloc_chunk`: unlinked and ours alone.
+            let head = unsafe { self.slabs.raw(head_id) };
             head.set_meta(nkey_bits | flags_bits | CHAINED | nbytes.min(head_room) as u32);
             let mut ids = Vec::with_capacity(n);
             let mut left = nbytes.saturating_sub(head_room);
@@ -318,7 +326,8 @@ impl Engine {
                     self.slabs.free_push(&mut st, head_id);
                     return None;
                 };
-                let c = self.slabs.raw(cid);
+                // SAFETY: fresh from `alloc_chunk`: ours alone, like its head.
+                let c = unsafe { self.slabs.raw(cid) };
                 let here = left.min(per_chunk);
                 left -= here;
                 c.set_prev(head_id);
@@ -331,7 +340,7 @@ impl Engine {
             head.set_chain_word(0, nbytes as u32);
             head.set_chain_word(1, n as u32);
             for (i, id) in ids.iter().enumerate() {
-                head.set_chain_word(2 + i, *id);
+                head.set_chain_id(i, *id);
             }
             (head_id, head)
         };
@@ -339,98 +348,70 @@ impl Engine {
         raw.init_exptime(exptime);
         raw.init_access(self.clock.now());
         if flags != 0 {
-            // SAFETY: the flags word follows the header when HAS_FLAGS is set.
-            unsafe { (raw.p.add(l.header()) as *mut u32).write(flags) };
+            raw.init_flags(flags);
         }
         // SAFETY: the chunk is ours until linked; room for the key checked.
         unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), raw.key_ptr(), key.len()) };
         Some((id, raw))
     }
 
-    /// Calls `f` with each stored part of an item's value, in order.
-    pub(crate) fn for_each_value_part(&self, raw: Raw, f: impl FnMut(&[u8])) {
-        self.for_each_value_part_raw(raw, f);
-    }
-
-    /// As `for_each_value_part`, for any lifetime the caller can vouch
-    /// for: the item must stay locked or pinned while the slices live.
-    pub(crate) fn for_each_value_part_raw<'a>(&self, raw: Raw, mut f: impl FnMut(&'a [u8])) {
-        if !raw.is_chained() {
-            // SAFETY: nbytes_here value bytes follow the key.
-            f(unsafe { std::slice::from_raw_parts(raw.data_ptr(), raw.nbytes_here()) });
-            return;
-        }
-        // SAFETY: the head's part follows its table; each chain chunk's
-        // part follows its header; lengths were set at allocation.
-        f(unsafe { std::slice::from_raw_parts(raw.chained_head_data(), raw.nbytes_here()) });
-        let h = self.slabs.layout.header();
-        for i in 0..raw.chain_word(1) as usize {
-            let c = self.slabs.raw(raw.chain_word(2 + i));
-            f(unsafe { std::slice::from_raw_parts(c.p.add(h), c.nbytes_here()) });
+    /// Calls `f` with each stored part of an item's value, in order; the
+    /// parts live as long as the item's view.
+    pub(crate) fn for_each_value_part<'g>(&self, raw: Raw<'g>, mut f: impl FnMut(&'g [u8])) {
+        f(raw.value_part());
+        if raw.is_chained() {
+            for i in 0..raw.chain_len() {
+                f(self.slabs.chain_chunk(raw, i).value_part());
+            }
         }
     }
 
     /// Calls `f` with a pointer to and the length of each value part.
-    pub(crate) fn for_each_value_part_ptr(&self, raw: Raw, mut f: impl FnMut(*mut u8, usize)) {
-        if !raw.is_chained() {
-            f(raw.data_ptr(), raw.nbytes_here());
-            return;
-        }
-        f(raw.chained_head_data(), raw.nbytes_here());
-        let h = self.slabs.layout.header();
-        for i in 0..raw.chain_word(1) as usize {
-            let c = self.slabs.raw(raw.chain_word(2 + i));
-            // SAFETY: chain chunk data follows its header.
-            f(unsafe { c.p.add(h) }, c.nbytes_here());
+    pub(crate) fn for_each_value_part_ptr(&self, raw: Raw<'_>, mut f: impl FnMut(*mut u8, usize)) {
+        let (p, n) = raw.value_part_ptr();
+        f(p, n);
+        if raw.is_chained() {
+            for i in 0..raw.chain_len() {
+                let (p, n) = self.slabs.chain_chunk(raw, i).value_part_ptr();
+                f(p, n);
+            }
         }
     }
 
     /// Writes the concatenation of `sources` into an unlinked item's value.
-    pub(crate) fn fill_value(&self, raw: Raw, sources: &[&[u8]]) {
-        let mut parts: Vec<(*mut u8, usize)> = Vec::new();
-        let mut single = [(std::ptr::null_mut(), 0usize)];
-        let dest: &mut [(*mut u8, usize)] = if raw.is_chained() {
-            parts.push((raw.chained_head_data(), raw.nbytes_here()));
-            let h = self.slabs.layout.header();
-            for i in 0..raw.chain_word(1) as usize {
-                let c = self.slabs.raw(raw.chain_word(2 + i));
-                // SAFETY: chain chunk data follows its header.
-                parts.push((unsafe { c.p.add(h) }, c.nbytes_here()));
-            }
-            &mut parts
-        } else {
-            single[0] = (raw.data_ptr(), raw.nbytes_here());
-            &mut single
-        };
-        let mut di = 0;
-        let mut doff = 0;
-        for src in sources {
-            let mut s: &[u8] = src;
-            while !s.is_empty() && di < dest.len() {
-                let (p, len) = dest[di];
-                let n = (len - doff).min(s.len());
-                // SAFETY: within the destination part's length.
-                unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), p.add(doff), n) };
-                s = &s[n..];
-                doff += n;
-                if doff == len {
-                    di += 1;
-                    doff = 0;
+    pub(crate) fn fill_value(&self, raw: Raw<'_>, sources: &[&[u8]]) {
+        let mut sources = sources.iter().copied();
+        let mut src: &[u8] = sources.next().unwrap_or(&[]);
+        self.for_each_value_part_ptr(raw, |p, len| {
+            let mut off = 0;
+            while off < len {
+                while src.is_empty() {
+                    match sources.next() {
+                        Some(s) => src = s,
+                        None => return,
+                    }
                 }
+                let n = (len - off).min(src.len());
+                // SAFETY: `off + n <= len`, inside this part of an item that
+                // is unlinked and private to the caller; `src` is another
+                // allocation (a client's bytes or another item's value).
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p.add(off), n) };
+                src = &src[n..];
+                off += n;
             }
-        }
+        });
     }
 
     /// Returns an unlinked item's chunks to their class.
-    pub(crate) fn free_item(&self, raw: Raw, id: ItemId) {
+    pub(crate) fn free_item(&self, id: ChunkId) {
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
-        self.free_item_locked(&mut st, raw, id);
+        self.free_item_locked(&mut st, id);
     }
 
     /// As `free_item`, with the item's class already locked. Chain chunks
     /// live in the same (largest) class as their head.
-    pub(crate) fn free_item_locked(&self, st: &mut ClassState, raw: Raw, id: ItemId) {
+    pub(crate) fn free_item_locked(&self, st: &mut ClassState, id: ChunkId) {
         if let Some(pin) = (!st.pins.is_empty())
             .then(|| st.pins.get_mut(&id))
             .flatten()
@@ -441,9 +422,12 @@ impl Engine {
             pin.unlinked = true;
             return;
         }
+        // SAFETY: the caller holds the class lock (`st`) and the item is
+        // unlinked and now unreferenced: nothing else reads its chunks.
+        let raw = unsafe { self.slabs.raw(id) };
         if raw.is_chained() {
-            for i in 0..raw.chain_word(1) as usize {
-                self.slabs.free_push(st, raw.chain_word(2 + i));
+            for i in 0..raw.chain_len() {
+                self.slabs.free_push(st, raw.chain_id(i));
             }
         }
         self.slabs.free_push(st, id);
@@ -453,8 +437,10 @@ impl Engine {
 
     /// Links a filled item into the index (replacing `old` if given) and
     /// the LRU. The caller holds the key's shard lock.
-    pub(crate) fn link(&self, shard: &mut Shard, h: u64, id: ItemId, old: Option<ItemId>) {
-        let raw = self.slabs.raw(id);
+    pub(crate) fn link(&self, shard: &mut Shard, h: u64, id: ChunkId, old: Option<ChunkId>) {
+        // SAFETY: the item is filled and unlinked, ours until this call
+        // publishes it under the shard lock the caller holds.
+        let raw = unsafe { self.slabs.raw(id) };
         let size = self.charged_size(raw) as u64;
         match old {
             Some(o) => {
@@ -492,26 +478,36 @@ impl Engine {
 
     /// Takes an item out of the index and frees it. The caller holds the
     /// key's shard lock.
-    pub(crate) fn unlink(&self, shard: &mut Shard, h: u64, id: ItemId) {
+    pub(crate) fn unlink(&self, shard: &mut Shard, h: u64, id: ChunkId) {
         shard.remove(h, id);
         self.unlink_from_lru_and_free(id);
     }
 
-    fn unlink_from_lru_and_free(&self, id: ItemId) {
-        let raw = self.slabs.raw(id);
+    fn unlink_from_lru_and_free(&self, id: ChunkId) {
+        // SAFETY: `id` is linked under the shard lock the caller holds.
+        let raw = unsafe { self.slabs.raw(id) };
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         let size = self.charged_size(raw) as u64;
         self.slabs.lru_unlink(&mut st, id, size);
         st.requested -= size;
         raw.set_meta_bits(LINKED, false);
-        self.free_item_locked(&mut st, raw, id);
+        self.free_item_locked(&mut st, id);
     }
 
     /// From a class-side walk: removes an expired or flushed item if its
     /// shard can be locked without waiting.
-    pub(crate) fn reclaim(&self, st: &mut ClassState, _ci: usize, id: ItemId, _tail: bool) -> bool {
-        let raw = self.slabs.raw(id);
+    pub(crate) fn reclaim(
+        &self,
+        st: &mut ClassState,
+        _ci: usize,
+        id: ChunkId,
+        _tail: bool,
+    ) -> bool {
+        // SAFETY: `id` is on this class's LRU (or page) and its class lock (`st`)
+        // is held, so the chunk stays allocated; the key is read before the
+        // shard is locked, which is fine: it cannot change while allocated.
+        let raw = unsafe { self.slabs.raw(id) };
         let h = hash(raw.key());
         let Some(mut shard) = self.index.try_lock(h) else {
             return false;
@@ -527,8 +523,9 @@ impl Engine {
 
     /// From a class-side walk: evicts a live item if its shard can be
     /// locked without waiting.
-    pub(crate) fn evict(&self, st: &mut ClassState, _ci: usize, id: ItemId, now: u32) -> bool {
-        let raw = self.slabs.raw(id);
+    pub(crate) fn evict(&self, st: &mut ClassState, _ci: usize, id: ChunkId, now: u32) -> bool {
+        // SAFETY: as in `reclaim`: on this class's LRU, class lock held.
+        let raw = unsafe { self.slabs.raw(id) };
         let h = hash(raw.key());
         let Some(mut shard) = self.index.try_lock(h) else {
             return false;
@@ -555,26 +552,30 @@ impl Engine {
         shard: &mut Shard,
         st: &mut ClassState,
         h: u64,
-        id: ItemId,
+        id: ChunkId,
     ) {
-        let raw = self.slabs.raw(id);
+        // SAFETY: the caller holds the item's shard lock (`shard`) and its class
+        // lock (`st`), and the item is linked.
+        let raw = unsafe { self.slabs.raw(id) };
         shard.remove(h, id);
         let size = self.charged_size(raw) as u64;
         self.slabs.lru_unlink(st, id, size);
         st.requested -= size;
         raw.set_meta_bits(LINKED, false);
-        self.free_item_locked(st, raw, id);
+        self.free_item_locked(st, id);
     }
 
     /// Counts a set in the class of an allocated item.
-    pub(crate) fn ts_count_set_in(&self, id: ItemId, ts: &ThreadStats) {
+    pub(crate) fn ts_count_set_in(&self, id: ChunkId, ts: &ThreadStats) {
         ts.class[self.slabs.class_of(id) + 1].cmd_set.incr();
     }
 
     /// Finds `key` in a locked shard.
     #[inline]
-    pub(crate) fn find(&self, shard: &Shard, h: u64, key: &[u8]) -> Option<ItemId> {
-        shard.find(h, |id| self.slabs.raw(id).key() == key)
+    pub(crate) fn find(&self, shard: &Shard, h: u64, key: &[u8]) -> Option<ChunkId> {
+        // SAFETY: ids in a locked shard (`&Shard` exists only under its guard)
+        // are linked items, allocated while the lock is held.
+        shard.find(h, |id| unsafe { self.slabs.raw(id) }.key() == key)
     }
 
     // ---- stats ------------------------------------------------------------
@@ -626,18 +627,7 @@ impl Engine {
             let st = class.state.lock();
             s.curr_items += st.items();
             s.bytes += st.lru.iter().map(|l| l.bytes).sum::<u64>();
-            s.evictions += st.c.evicted;
-            s.reclaimed += st.c.reclaimed;
-            s.expired_unfetched += st.c.expired_unfetched;
-            s.evicted_unfetched += st.c.evicted_unfetched;
-            s.evicted_active += st.c.evicted_active;
-            s.crawler_reclaimed += st.c.crawler_reclaimed;
-            s.crawler_items_checked += st.c.crawler_items_checked;
-            s.lrutail_reflocked += st.c.lrutail_reflocked;
-            s.moves_to_cold += st.c.moves_to_cold;
-            s.moves_to_warm += st.c.moves_to_warm;
-            s.moves_within_lru += st.c.moves_within_lru;
-            s.direct_reclaims += st.c.direct_reclaims;
+            s.items.add(&st.c);
         }
         let (slots, _) = self.index.size();
         s.hash_power_level = usize::BITS - 1 - slots.leading_zeros();
@@ -671,10 +661,11 @@ impl Engine {
             let hits_to = per[ci + 1].hits_to;
             let age = |seg: Seg| {
                 let t = st.lru[seg as usize].tail;
-                if t == NIL {
+                if t == ChunkId::NIL {
                     0
                 } else {
-                    now.saturating_sub(self.slabs.raw(t).atime())
+                    // SAFETY: the tail of one of this class's LRUs, class lock (`st`) held.
+                    now.saturating_sub(unsafe { self.slabs.raw(t) }.atime())
                 }
             };
             let id = class.id;
@@ -772,8 +763,9 @@ impl Engine {
             let st = class.state.lock();
             for seg in Seg::ALL {
                 let mut id = st.lru[seg as usize].head;
-                while id != NIL {
-                    let raw = self.slabs.raw(id);
+                while id != ChunkId::NIL {
+                    // SAFETY: on this class's LRU, class lock (`st`) held.
+                    let raw = unsafe { self.slabs.raw(id) };
                     let size = self.charged_size(raw) + 2;
                     *hist.entry(size.div_ceil(32) * 32).or_default() += 1;
                     id = raw.next();
@@ -823,37 +815,6 @@ impl Engine {
         if let Some(id) = self.find(&shard, h, key) {
             self.unlink(&mut shard, h, id);
         }
-    }
-
-    /// `stats cachedump <class> <limit>`: up to `limit` items (0 = all,
-    /// within 2 MB of output) from the head of the class's COLD LRU, as
-    /// `ITEM <key> [<bytes> b; <exptime> s]`, then `END`.
-    pub fn cachedump(&self, class_id: u32, limit: u32, out: &mut Vec<u8>) {
-        const MAX: usize = 2 * 1024 * 1024;
-        let start = out.len();
-        if class_id >= 1 && (class_id as usize) <= self.slabs.classes.len() {
-            let st = self.slabs.classes[class_id as usize - 1].state.lock();
-            let mut id = st.lru[Seg::Cold as usize].head;
-            let mut shown = 0;
-            while id != NIL && (limit == 0 || shown < limit) {
-                let raw = self.slabs.raw(id);
-                let exp = raw.exptime();
-                let exp = if exp == 0 {
-                    0
-                } else {
-                    u64::from(exp) + self.clock.process_started()
-                };
-                let key = String::from_utf8_lossy(raw.key());
-                let line = format!("ITEM {key} [{} b; {exp} s]\r\n", raw.value_len());
-                if out.len() - start + line.len() + 5 > MAX {
-                    break;
-                }
-                out.extend_from_slice(line.as_bytes());
-                shown += 1;
-                id = raw.next();
-            }
-        }
-        out.extend_from_slice(b"END\r\n");
     }
 
     /// Every linked item, by walking the index (tests and consistency checks).

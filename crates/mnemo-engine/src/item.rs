@@ -33,14 +33,12 @@
 //! value; each further chunk has a header whose `prev` is the head's id and
 //! whose meta is CHAIN_CHUNK, then value bytes.
 
+use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-/// Chunk id: page index in the high bits, chunk index within the page low.
-pub type ItemId = u32;
+use crate::slabs::ChunkId;
 
-pub const NIL: ItemId = 0x7FFF_FFFF;
-pub const PAGE_SHIFT: u32 = 15;
-pub const CHUNK_MASK: u32 = (1 << PAGE_SHIFT) - 1;
 const ID_MASK: u32 = 0x7FFF_FFFF;
 const SEG_BIT: u32 = 0x8000_0000;
 
@@ -123,40 +121,84 @@ impl Layout {
     }
 }
 
-/// A raw view of one chunk. The caller guarantees the pointer is a live
-/// chunk of at least `layout.header()` bytes and holds whatever lock the
-/// field it touches needs (see the module doc).
+/// A view of one chunk, valid for `'g`: the span of the lock (shard or
+/// class), pin or reservation that keeps the chunk allocated and its key
+/// and value unchanged. Built only by [`Raw::new`] (through `Slabs::raw`),
+/// whose caller vouches for `'g`; everything a view hands out (the key,
+/// value slices, chain chunks) lives no longer than `'g`.
+///
+/// Header words are atomics, so several views of one chunk may exist at
+/// once; which lock a field's writer needs is in the module doc.
 #[derive(Clone, Copy)]
-pub struct Raw {
-    pub p: *mut u8,
-    pub l: Layout,
+pub struct Raw<'g> {
+    p: NonNull<u8>,
+    l: Layout,
+    held: PhantomData<&'g [u8]>,
 }
 
-impl Raw {
+impl<'g> Raw<'g> {
+    /// A view of the chunk at `p`.
+    ///
+    /// # Safety
+    /// `p` is the start of a chunk, 8-byte aligned, at least as big as the
+    /// item laid out in it (or `l.header()` bytes while it holds none),
+    /// from slab memory laid out with `l`; for all of `'g` the chunk stays
+    /// allocated, and the caller holds for `'g` what the fields it reads
+    /// and writes need: the shard lock of the item's key (item linked), the
+    /// class lock of its class, a pin, or the reservation (item unlinked and
+    /// private) - see the module doc.
     #[inline]
-    fn word(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: chunks are 8-byte aligned and at least header-sized;
-        // offsets used here are within the header and 4-aligned.
-        unsafe { &*(self.p.add(off) as *const AtomicU32) }
+    pub(crate) unsafe fn new(p: NonNull<u8>, l: Layout) -> Raw<'g> {
+        Raw {
+            p,
+            l,
+            held: PhantomData,
+        }
     }
 
     #[inline]
-    pub fn prev(&self) -> ItemId {
-        self.word(0).load(Relaxed) & ID_MASK
+    fn at(&self, off: usize) -> *mut u8 {
+        // SAFETY: callers pass offsets inside the chunk (header, flags,
+        // key, chain table, value), as `new`'s contract sizes it.
+        unsafe { self.p.as_ptr().add(off) }
+    }
+
+    #[inline]
+    fn word(&self, off: usize) -> &'g AtomicU32 {
+        // SAFETY: chunks are 8-byte aligned and at least header-sized;
+        // offsets used here are within the header (or the flags word) and
+        // 4-aligned; header words are only ever accessed as atomics, and
+        // the chunk stays allocated for 'g (`new`'s contract).
+        unsafe { &*(self.at(off) as *const AtomicU32) }
+    }
+
+    #[inline]
+    fn cas_word(&self) -> &'g AtomicU64 {
+        // SAFETY: with CAS on, offset 8 is 8-aligned inside the header,
+        // accessed only as an atomic; allocated for 'g as in `word`.
+        unsafe { &*(self.at(8) as *const AtomicU64) }
+    }
+
+    #[inline]
+    pub fn prev(&self) -> ChunkId {
+        // SAFETY: link words are written only by set_prev/set_next (from a
+        // ChunkId) and by the allocator when it carves the chunk.
+        unsafe { ChunkId::from_word(self.word(0).load(Relaxed) & ID_MASK) }
     }
     #[inline]
-    pub fn next(&self) -> ItemId {
-        self.word(4).load(Relaxed) & ID_MASK
+    pub fn next(&self) -> ChunkId {
+        // SAFETY: as in `prev`.
+        unsafe { ChunkId::from_word(self.word(4).load(Relaxed) & ID_MASK) }
     }
     #[inline]
-    pub fn set_prev(&self, id: ItemId) {
+    pub fn set_prev(&self, id: ChunkId) {
         let w = self.word(0);
-        w.store((w.load(Relaxed) & SEG_BIT) | id, Relaxed);
+        w.store((w.load(Relaxed) & SEG_BIT) | id.to_word(), Relaxed);
     }
     #[inline]
-    pub fn set_next(&self, id: ItemId) {
+    pub fn set_next(&self, id: ChunkId) {
         let w = self.word(4);
-        w.store((w.load(Relaxed) & SEG_BIT) | id, Relaxed);
+        w.store((w.load(Relaxed) & SEG_BIT) | id.to_word(), Relaxed);
     }
     pub fn seg(&self) -> Seg {
         let b0 = self.word(0).load(Relaxed) >> 31;
@@ -174,8 +216,7 @@ impl Raw {
     #[inline]
     pub fn cas(&self) -> u64 {
         if self.l.use_cas {
-            // SAFETY: offset 8 is 8-aligned inside the header when CAS is on.
-            unsafe { &*(self.p.add(8) as *const AtomicU64) }.load(Relaxed)
+            self.cas_word().load(Relaxed)
         } else {
             0
         }
@@ -183,8 +224,7 @@ impl Raw {
     #[inline]
     pub fn set_cas(&self, cas: u64) {
         if self.l.use_cas {
-            // SAFETY: as in `cas`.
-            unsafe { &*(self.p.add(8) as *const AtomicU64) }.store(cas, Relaxed)
+            self.cas_word().store(cas, Relaxed)
         }
     }
 
@@ -301,21 +341,70 @@ impl Raw {
         }
     }
 
+    /// Writes a new item's flags word (HAS_FLAGS set in its meta).
+    pub fn init_flags(&self, flags: u32) {
+        self.word(self.l.header()).store(flags, Relaxed);
+    }
+
+    #[inline]
+    fn key_off(&self) -> usize {
+        self.l.header() + self.flags_len()
+    }
     #[inline]
     pub fn key_ptr(&self) -> *mut u8 {
-        // SAFETY: within the chunk: header + flags precede the key.
-        unsafe { self.p.add(self.l.header() + self.flags_len()) }
+        self.at(self.key_off())
     }
-    /// The key. Valid while the chunk holds this item.
+    /// The key, for as long as the view is valid.
     #[inline]
-    pub fn key<'a>(&self) -> &'a [u8] {
-        // SAFETY: nkey bytes follow the header; immutable while allocated.
+    pub fn key(&self) -> &'g [u8] {
+        // SAFETY: nkey bytes follow the header and flags inside the chunk;
+        // they are written before the item is published and never change
+        // while it is allocated, which it is for 'g.
         unsafe { std::slice::from_raw_parts(self.key_ptr(), self.nkey()) }
     }
     #[inline]
     pub fn data_ptr(&self) -> *mut u8 {
-        // SAFETY: the value follows the key (and chain table, for heads).
-        unsafe { self.key_ptr().add(self.nkey()) }
+        self.at(self.key_off() + self.nkey())
+    }
+    /// Where a chain chunk's value bytes start (right after its header).
+    #[inline]
+    pub fn chunk_data_ptr(&self) -> *mut u8 {
+        self.at(self.l.header())
+    }
+    /// Where this chunk's part of the value starts and how long it is: after
+    /// the header of a chain chunk, after the table of a chained head, after
+    /// the key otherwise.
+    #[inline]
+    pub fn value_part_ptr(&self) -> (*mut u8, usize) {
+        let m = self.meta();
+        let p = if is_chain_chunk(m) {
+            self.chunk_data_ptr()
+        } else if m & CHAINED != 0 {
+            self.chained_head_data()
+        } else {
+            self.data_ptr()
+        };
+        (p, (m & NBYTES_MASK) as usize)
+    }
+    /// This chunk's part of the value, for as long as the view is valid.
+    #[inline]
+    pub fn value_part(&self) -> &'g [u8] {
+        let (p, n) = self.value_part_ptr();
+        // SAFETY: the part lies inside the chunk (its length was fixed at
+        // allocation); value bytes change only while the item is private
+        // (being filled) or under the key's shard lock (incr/decr in place,
+        // never while pinned), which is what 'g stands for to readers.
+        unsafe { std::slice::from_raw_parts(p, n) }
+    }
+    /// Copies the first `n` bytes of this chunk over chunk `dst` (the page
+    /// mover's rescue).
+    ///
+    /// # Safety
+    /// `dst` is a different chunk of the same class (so at least `n`
+    /// bytes), free and owned by the caller; `n` is at most the chunk size.
+    pub unsafe fn copy_to(&self, dst: &Raw<'_>, n: usize) {
+        // SAFETY: both ranges lie inside distinct chunks (the contract).
+        unsafe { std::ptr::copy_nonoverlapping(self.p.as_ptr(), dst.p.as_ptr(), n) }
     }
 
     /// Total value length, following the chain table for chained items.
@@ -329,25 +418,38 @@ impl Raw {
 
     /// Word `i` of a chained head's table (0: total length, 1: count, 2..: ids).
     pub fn chain_word(&self, i: usize) -> u32 {
-        // SAFETY: the table follows the key in a chained head.
+        // SAFETY: in a chained head the table (2 + count words) follows the
+        // key inside the chunk; written before the item is published.
         unsafe { (self.data_ptr().add(i * 4) as *const u32).read_unaligned() }
     }
     pub fn set_chain_word(&self, i: usize, v: u32) {
-        // SAFETY: as in chain_word; written only while the item is private.
+        // SAFETY: as in chain_word; written only while the item is
+        // unlinked and private to its allocator.
         unsafe { (self.data_ptr().add(i * 4) as *mut u32).write_unaligned(v) }
+    }
+    /// Number of further chunks of a chained head.
+    pub fn chain_len(&self) -> usize {
+        self.chain_word(1) as usize
+    }
+    /// Id of further chunk `i` of a chained head.
+    pub fn chain_id(&self, i: usize) -> ChunkId {
+        // SAFETY: table entries 2.. are written only by `set_chain_id`.
+        unsafe { ChunkId::from_word(self.chain_word(2 + i)) }
+    }
+    pub fn set_chain_id(&self, i: usize, id: ChunkId) {
+        self.set_chain_word(2 + i, id.to_word());
     }
     /// Start of the value bytes inside a chained head (after its table).
     pub fn chained_head_data(&self) -> *mut u8 {
         let n = self.chain_word(1) as usize;
-        // SAFETY: the head's value part follows the 2 + n words.
-        unsafe { self.data_ptr().add((2 + n) * 4) }
+        self.at(self.key_off() + self.nkey() + (2 + n) * 4)
     }
 }
 
 /// What a reader gets for one item, while the item's shard is locked.
 pub struct ItemRef<'a> {
-    id: ItemId,
-    raw: Raw,
+    id: ChunkId,
+    raw: Raw<'a>,
     engine: &'a crate::engine::Engine,
     class_id: u32,
     /// The access word before this read: last access time and bits.
@@ -356,8 +458,8 @@ pub struct ItemRef<'a> {
 
 impl<'a> ItemRef<'a> {
     pub(crate) fn new(
-        id: ItemId,
-        raw: Raw,
+        id: ChunkId,
+        raw: Raw<'a>,
         engine: &'a crate::engine::Engine,
         class_id: u32,
     ) -> ItemRef<'a> {
@@ -422,6 +524,6 @@ impl<'a> ItemRef<'a> {
     /// key's lock is released, instead of copying it (see `Pinned`).
     /// `None` only while the engine is being torn down.
     pub fn pin(&self) -> Option<crate::Pinned> {
-        self.engine.pin(self.id, self.raw)
+        self.engine.pin(self.id, self.raw.value_len())
     }
 }

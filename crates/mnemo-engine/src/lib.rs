@@ -23,9 +23,11 @@ mod check;
 mod clock;
 mod config;
 mod crawler;
+mod dump;
 mod item;
 mod lru;
 mod mover;
+mod numeric;
 mod ops;
 mod pin;
 mod reserve;
@@ -36,7 +38,8 @@ mod tuning;
 
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
-pub use crawler::{CrawlerCommandError, MetadumpCursor, MetadumpTarget};
+pub use crawler::CrawlerCommandError;
+pub use dump::{ItemRecord, MetadumpCursor, MetadumpTarget};
 pub use item::ItemRef;
 pub use mover::ReassignError;
 pub use ops::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
@@ -44,7 +47,7 @@ pub use pin::Pinned;
 pub use reserve::Reserved;
 pub use slabs::SlabClassInfo;
 pub use slot::KeySlot;
-pub use stats::{EngineStats, ThreadStats};
+pub use stats::{EngineStats, ItemCounters, ThreadStats};
 pub use tuning::LruTuneError;
 
 mod engine;
@@ -52,3 +55,12 @@ pub use engine::Engine;
 
 /// Largest key memcached accepts, in bytes.
 pub const KEY_MAX_LENGTH: usize = 250;
+
+// Handles a server moves between threads are Send because they hold a
+// chunk id and the engine, not a pointer into a page: checked here, at
+// compile time, so no unsafe impl comes back.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Pinned>();
+    send::<Reserved>();
+};

@@ -19,45 +19,52 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::engine::Engine;
-use crate::item::{ItemId, Raw, Seg, ACTIVE, NIL};
+use crate::item::{Raw, Seg, ACTIVE};
+use crate::slabs::ChunkId;
 use crate::slabs::{ClassState, Slabs};
 
 impl Slabs {
-    pub(crate) fn lru_link(&self, st: &mut ClassState, id: ItemId, seg: Seg, size: u64) {
-        let raw = self.raw(id);
+    pub(crate) fn lru_link(&self, st: &mut ClassState, id: ChunkId, seg: Seg, size: u64) {
+        // SAFETY: `id` is an item of this class being linked by a holder of
+        // its class lock (`st`); free list and LRU words change only under it.
+        let raw = unsafe { self.raw(id) };
         let l = &mut st.lru[seg as usize];
         raw.set_seg(seg);
-        raw.set_prev(NIL);
+        raw.set_prev(ChunkId::NIL);
         raw.set_next(l.head);
-        if l.head != NIL {
-            self.raw(l.head).set_prev(id);
+        if l.head != ChunkId::NIL {
+            // SAFETY: the list's head, an item of this class; class lock held.
+            unsafe { self.raw(l.head) }.set_prev(id);
         }
         l.head = id;
-        if l.tail == NIL {
+        if l.tail == ChunkId::NIL {
             l.tail = id;
         }
         l.count += 1;
         l.bytes += size;
     }
 
-    pub(crate) fn lru_unlink(&self, st: &mut ClassState, id: ItemId, size: u64) {
-        let raw = self.raw(id);
+    pub(crate) fn lru_unlink(&self, st: &mut ClassState, id: ChunkId, size: u64) {
+        // SAFETY: `id` is on one of this class's LRUs; class lock (`st`) held.
+        let raw = unsafe { self.raw(id) };
         let l = &mut st.lru[raw.seg() as usize];
         let (prev, next) = (raw.prev(), raw.next());
-        if prev != NIL {
-            self.raw(prev).set_next(next);
+        if prev != ChunkId::NIL {
+            // SAFETY: its LRU neighbour, same class, class lock held.
+            unsafe { self.raw(prev) }.set_next(next);
         } else {
             l.head = next;
         }
-        if next != NIL {
-            self.raw(next).set_prev(prev);
+        if next != ChunkId::NIL {
+            // SAFETY: its LRU neighbour, same class, class lock held.
+            unsafe { self.raw(next) }.set_prev(prev);
         } else {
             l.tail = prev;
         }
         l.count -= 1;
         l.bytes -= size;
-        raw.set_prev(NIL);
-        raw.set_next(NIL);
+        raw.set_prev(ChunkId::NIL);
+        raw.set_next(ChunkId::NIL);
     }
 }
 
@@ -95,10 +102,11 @@ impl Engine {
         while tries < budget {
             tries += 1;
             let l = st.lru[Seg::Hot as usize];
-            if l.tail == NIL {
+            if l.tail == ChunkId::NIL {
                 break;
             }
-            let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
+            // SAFETY: HOT's tail, an item of this class; class lock (`st`) held.
+            let age = now.saturating_sub(unsafe { self.slabs.raw(l.tail) }.atime());
             let over_age =
                 cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.hot_factor();
             if l.count <= hot_limit.max(1) && !over_age && !self.is_dead(l.tail, now) {
@@ -114,10 +122,11 @@ impl Engine {
         while tries < budget {
             tries += 1;
             let l = st.lru[Seg::Warm as usize];
-            if l.tail == NIL {
+            if l.tail == ChunkId::NIL {
                 break;
             }
-            let age = now.saturating_sub(self.slabs.raw(l.tail).atime());
+            // SAFETY: WARM's tail, an item of this class; class lock (`st`) held.
+            let age = now.saturating_sub(unsafe { self.slabs.raw(l.tail) }.atime());
             let over_age =
                 cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.warm_factor();
             if l.count <= warm_limit && !over_age && !self.is_dead(l.tail, now) {
@@ -133,10 +142,11 @@ impl Engine {
         while tries < budget {
             tries += 1;
             let tail = st.lru[Seg::Cold as usize].tail;
-            if tail == NIL {
+            if tail == ChunkId::NIL {
                 break;
             }
-            let raw = self.slabs.raw(tail);
+            // SAFETY: COLD's tail, an item of this class; class lock (`st`) held.
+            let raw = unsafe { self.slabs.raw(tail) };
             if raw.access_bits() & ACTIVE == 0 && !self.is_dead(tail, now) {
                 break;
             }
@@ -158,7 +168,7 @@ impl Engine {
         let mut done = 0;
         for seg in [Seg::Hot, Seg::Warm] {
             for _ in 0..budget {
-                if st.lru[seg as usize].tail == NIL {
+                if st.lru[seg as usize].tail == ChunkId::NIL {
                     break;
                 }
                 match self.tail_step_to(st, ci, seg, now, Some(Seg::Cold)) {
@@ -172,10 +182,11 @@ impl Engine {
 
     fn tail_age(&self, st: &ClassState, seg: Seg, now: u32) -> u32 {
         let t = st.lru[seg as usize].tail;
-        if t == NIL {
+        if t == ChunkId::NIL {
             0
         } else {
-            now.saturating_sub(self.slabs.raw(t).atime())
+            // SAFETY: a tail of this class's LRU; class lock (`st`) held.
+            now.saturating_sub(unsafe { self.slabs.raw(t) }.atime())
         }
     }
 
@@ -201,7 +212,8 @@ impl Engine {
         forced: Option<Seg>,
     ) -> TailAction {
         let id = st.lru[seg as usize].tail;
-        let raw = self.slabs.raw(id);
+        // SAFETY: `seg`'s tail, an item of this class; class lock (`st`) held.
+        let raw = unsafe { self.slabs.raw(id) };
         if self.is_dead(id, now) {
             return if self.reclaim(st, ci, id, true) {
                 TailAction::Reclaimed
@@ -244,21 +256,22 @@ impl Engine {
         // memcached walks at most a few items up the tail looking for one
         // it can lock; so do we, but across segments in eviction order.
         for _ in 0..32 {
-            let seg = if st.lru[Seg::Cold as usize].tail != NIL {
+            let seg = if st.lru[Seg::Cold as usize].tail != ChunkId::NIL {
                 Seg::Cold
             } else if flat {
                 return false;
-            } else if st.lru[Seg::Hot as usize].tail != NIL {
+            } else if st.lru[Seg::Hot as usize].tail != ChunkId::NIL {
                 Seg::Hot
-            } else if st.lru[Seg::Warm as usize].tail != NIL {
+            } else if st.lru[Seg::Warm as usize].tail != ChunkId::NIL {
                 Seg::Warm
             } else {
                 return false;
             };
             let mut id = st.lru[seg as usize].tail;
             let mut walked = 0;
-            while id != NIL && walked < 5 {
-                let raw = self.slabs.raw(id);
+            while id != ChunkId::NIL && walked < 5 {
+                // SAFETY: on this class's LRU (walking up from a tail); class lock held.
+                let raw = unsafe { self.slabs.raw(id) };
                 if self.is_dead(id, now) {
                     if self.reclaim(st, ci, id, true) {
                         return true;
@@ -292,8 +305,9 @@ impl Engine {
     pub(crate) fn reclaim_cold_tail(&self, st: &mut ClassState, ci: usize, now: u32) {
         let mut id = st.lru[Seg::Cold as usize].tail;
         let mut tries = 0;
-        while id != NIL && tries < 5 {
-            let prev = self.slabs.raw(id).prev();
+        while id != ChunkId::NIL && tries < 5 {
+            // SAFETY: on COLD's LRU of this class; class lock (`st`) held.
+            let prev = unsafe { self.slabs.raw(id) }.prev();
             if !self.is_dead(id, now) {
                 break;
             }
@@ -309,7 +323,7 @@ impl Engine {
     /// head of its list. Between those moves its time is left alone, so it
     /// stays the time of the last move, as memcached's does. The caller
     /// holds the key's shard lock, so the item stays linked.
-    pub(crate) fn touch_flat(&self, id: ItemId, raw: Raw, now: u32) {
+    pub(crate) fn touch_flat(&self, id: ChunkId, raw: Raw, now: u32) {
         let old = raw.atime();
         let was_active = raw.access_bits() & ACTIVE != 0;
         let relink = old < now.saturating_sub(self.cfg.item_update_interval);
@@ -478,7 +492,7 @@ mod tests {
                 0,
                 ts,
             );
-            if e.stats().evictions > 0 {
+            if e.stats().items.evicted > 0 {
                 return;
             }
         }

@@ -14,7 +14,8 @@ use parking_lot::Mutex;
 use crate::assoc::hash;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, ItemId, Seg, LINKED, NIL};
+use crate::item::{is_chain_chunk, Seg, LINKED};
+use crate::slabs::ChunkId;
 use crate::stats::EngineStats;
 
 /// Why `slabs reassign` was refused; Display is memcached's reply.
@@ -182,14 +183,15 @@ impl Engine {
             let Some(&page) = st.pages.iter().max_by_key(|&&p| {
                 self.slabs
                     .chunk_ids(si, p)
-                    .filter(|&id| self.slabs.raw(id).meta() == 0)
+                    // SAFETY: chunks of `p`, a page of class `si` whose lock (`st`) is held.
+                    .filter(|&id| unsafe { self.slabs.raw(id) }.meta() == 0)
                     .count()
             }) else {
                 return false;
             };
             page
         };
-        let ids: Vec<ItemId> = self.slabs.chunk_ids(si, page).collect();
+        let ids: Vec<ChunkId> = self.slabs.chunk_ids(si, page).collect();
         {
             let mut st = class.state.lock();
             if !st.pages.contains(&page) {
@@ -203,7 +205,9 @@ impl Engine {
             // so rescues below cannot land in it.
             let mut busy = 0;
             for &id in &ids {
-                if self.slabs.raw(id).meta() == 0 {
+                // SAFETY: `id` is a chunk of the page being drained, which the mover
+                // owns; class lock (`st`) held.
+                if unsafe { self.slabs.raw(id) }.meta() == 0 {
                     continue;
                 }
                 if let Clear::Busy = self.clear_chunk(&mut st, id) {
@@ -240,11 +244,14 @@ impl Engine {
 
     /// Rescues (copies to a free chunk of the same class elsewhere) or
     /// evicts the item in chunk `id`.
-    fn clear_chunk(&self, st: &mut crate::slabs::ClassState, id: ItemId) -> Clear {
-        let raw = self.slabs.raw(id);
+    fn clear_chunk(&self, st: &mut crate::slabs::ClassState, id: ChunkId) -> Clear {
+        // SAFETY: a chunk of the draining page (mover's own); class lock held.
+        let raw = unsafe { self.slabs.raw(id) };
         let m = raw.meta();
         let head_id = if is_chain_chunk(m) { raw.prev() } else { id };
-        let head = self.slabs.raw(head_id);
+        // SAFETY: a chain chunk's `prev` is its head, in the same (largest)
+        // class, allocated while the chain chunk is; class lock held.
+        let head = unsafe { self.slabs.raw(head_id) };
         if head.meta() & LINKED == 0 || st.pins.contains_key(&head_id) {
             // Being allocated or written by a request, or still sent by a
             // reply (pinned): try again shortly.
@@ -263,12 +270,14 @@ impl Engine {
         }
         if !head.is_chained() {
             if let Some(new_id) = self.slabs.free_pop(st) {
-                let new = self.slabs.raw(new_id);
+                // SAFETY: just taken off this class's free list: free and ours, class
+                // lock held.
+                let new = unsafe { self.slabs.raw(new_id) };
                 let size = self.charged_size(raw);
                 let seg = raw.seg();
                 // SAFETY: same class, so the same chunk size; the old item
                 // is locked by its shard and class, the new chunk is free.
-                unsafe { std::ptr::copy_nonoverlapping(raw.p, new.p, size) };
+                unsafe { raw.copy_to(&new, size) };
                 shard.replace(h, id, new_id);
                 self.slabs.lru_unlink(st, id, size as u64);
                 self.slabs.lru_link(st, new_id, seg, size as u64);
@@ -381,10 +390,11 @@ impl Engine {
             let evicted = st.c.evicted - st.automove_seen_evictions;
             st.automove_seen_evictions = st.c.evicted;
             let tail = st.lru[Seg::Cold as usize].tail;
-            let age = if tail == NIL {
+            let age = if tail == ChunkId::NIL {
                 0
             } else {
-                now.saturating_sub(self.slabs.raw(tail).atime())
+                // SAFETY: COLD's tail, an item of this class; class lock held.
+                now.saturating_sub(unsafe { self.slabs.raw(tail) }.atime())
             };
             let w = &mut win[ci];
             w.push_back(Sample {

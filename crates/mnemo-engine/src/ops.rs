@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
-use crate::item::{ItemId, ItemRef, Raw};
+use crate::item::ItemRef;
+use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
 /// How a read treats the item.
@@ -56,9 +57,11 @@ impl Engine {
         key: &[u8],
         ts: &ThreadStats,
         now: u32,
-    ) -> Option<ItemId> {
+    ) -> Option<ChunkId> {
         let id = self.find(shard, h, key)?;
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` was just found in the locked `shard`: linked, so allocated
+        // and unchanged while the caller holds that lock.
+        let raw = unsafe { self.slabs.raw(id) };
         let exp = raw.exptime();
         if exp != 0 && exp <= now {
             ts.get_expired.incr();
@@ -92,7 +95,9 @@ impl Engine {
             }
             return None;
         };
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` is live in the locked `shard`; the view (and the
+        // ItemRef built on it) borrows the guard, so it cannot outlive the lock.
+        let raw = unsafe { self.slabs.raw_held(id, &*shard) };
         let ci = self.slabs.class_of(id);
         ts.class[ci + 1].hits_to[raw.seg() as usize].incr();
         match mode {
@@ -133,26 +138,9 @@ impl Engine {
             }
             return StoreOutcome::TooLarge;
         }
-        match mode {
-            StoreMode::Append | StoreMode::Prepend => {
-                self.lock_key(key, ts).store(mode, 0, 0, value, cas, None)
-            }
-            _ => self.store_whole(mode, h, key, flags, exptime, value, cas, ts),
+        if matches!(mode, StoreMode::Append | StoreMode::Prepend) {
+            return self.lock_key(key, ts).store(mode, 0, 0, value, cas, None);
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn store_whole(
-        &self,
-        mode: StoreMode,
-        h: u64,
-        key: &[u8],
-        flags: u32,
-        exptime: i64,
-        value: &[u8],
-        cas: u64,
-        ts: &ThreadStats,
-    ) -> StoreOutcome {
         let exp = self.clock.realtime(exptime);
         // Allocate and fill before taking the shard lock: the copy and any
         // eviction happen without blocking readers of this shard.
@@ -164,108 +152,8 @@ impl Engine {
         };
         self.fill_value(new.1, &[value]);
         ts.class[self.slabs.class_of(new.0) + 1].cmd_set.incr();
-        let now = self.clock.now();
-        let mut shard = self.index.lock(h);
-        let old = self.live(&mut shard, h, key, ts, now);
-        self.store_whole_locked(&mut shard, h, key, mode, old, new, cas, None, ts)
-            .0
-    }
-
-    /// Decides a set/add/replace/cas against the live item `old`, with the
-    /// new item already filled. Links it or frees it. Returns the outcome
-    /// and the id now under the key.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn store_whole_locked(
-        &self,
-        shard: &mut Shard,
-        h: u64,
-        key: &[u8],
-        mode: StoreMode,
-        old: Option<ItemId>,
-        (new_id, raw): (ItemId, Raw),
-        cas: u64,
-        new_cas: Option<u64>,
-        ts: &ThreadStats,
-    ) -> (StoreOutcome, Option<ItemId>) {
-        let _ = key;
-        let ci = self.slabs.class_of(new_id);
-        let outcome = match (mode, old) {
-            (StoreMode::Add, Some(old)) => {
-                // memcached bumps an item that an add found present.
-                self.slabs.raw(old).set_atime(self.clock.now());
-                StoreOutcome::NotStored
-            }
-            (StoreMode::Replace, None) => StoreOutcome::NotStored,
-            (StoreMode::Cas, None) => {
-                ts.cas_misses.incr();
-                StoreOutcome::NotFound
-            }
-            // A cas of 0 never matches, as in memcached (also under -C,
-            // where every item's CAS is 0).
-            (StoreMode::Cas, Some(old)) if cas == 0 || self.slabs.raw(old).cas() != cas => {
-                ts.class[self.slabs.class_of(old) + 1].cas_badval.incr();
-                StoreOutcome::Exists
-            }
-            (_, old) => {
-                if mode == StoreMode::Cas {
-                    ts.class[ci + 1].cas_hits.incr();
-                }
-                let c = new_cas.unwrap_or_else(|| self.next_cas());
-                raw.set_cas(c);
-                self.link(shard, h, new_id, old);
-                return (StoreOutcome::Stored { cas: c }, Some(new_id));
-            }
-        };
-        self.free_item(raw, new_id);
-        (outcome, old)
-    }
-
-    /// append/prepend onto the live item `old`, under its shard lock.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn store_concat_locked(
-        &self,
-        shard: &mut Shard,
-        h: u64,
-        key: &[u8],
-        mode: StoreMode,
-        old: Option<ItemId>,
-        value: &[&[u8]],
-        cas: u64,
-        new_cas: Option<u64>,
-    ) -> (StoreOutcome, Option<ItemId>) {
-        let Some(old_id) = old else {
-            return (StoreOutcome::NotStored, None);
-        };
-        let old = self.slabs.raw(old_id);
-        if cas != 0 && old.cas() != cas {
-            return (StoreOutcome::Exists, Some(old_id));
-        }
-        let flags = old.flags();
-        let total = old.value_len() + value.iter().map(|p| p.len()).sum::<usize>();
-        if !self.item_size_ok(key.len(), flags, total) {
-            return (StoreOutcome::TooLarge, Some(old_id));
-        }
-        // The new item keeps the old one's flags and expiry, as memcached's.
-        let Some((new_id, raw)) = self.alloc_item(key, flags, old.exptime(), total) else {
-            return (StoreOutcome::OutOfMemory, Some(old_id));
-        };
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
-        if mode == StoreMode::Prepend {
-            parts.extend_from_slice(value);
-        }
-        self.for_each_value_part(old, |s| {
-            // SAFETY: the old item stays linked, its bytes unchanged, while
-            // we hold its shard lock, which outlives `parts`.
-            parts.push(unsafe { std::slice::from_raw_parts(s.as_ptr(), s.len()) })
-        });
-        if mode == StoreMode::Append {
-            parts.extend_from_slice(value);
-        }
-        self.fill_value(raw, &parts);
-        let c = new_cas.unwrap_or_else(|| self.next_cas());
-        raw.set_cas(c);
-        self.link(shard, h, new_id, Some(old_id));
-        (StoreOutcome::Stored { cas: c }, Some(new_id))
+        self.lock_hashed(key, h, ts)
+            .link_whole(mode, new.0, cas, None)
     }
 
     /// Counts a storage command in the class its item would take, as
@@ -286,7 +174,7 @@ impl Engine {
         &self,
         shard: &mut Shard,
         h: u64,
-        id: Option<ItemId>,
+        id: Option<ChunkId>,
         ts: &ThreadStats,
     ) -> bool {
         match id {
@@ -320,12 +208,12 @@ impl Engine {
         shard: &mut Shard,
         h: u64,
         key: &[u8],
-        id: Option<ItemId>,
+        id: Option<ChunkId>,
         incr: bool,
         delta: u64,
         new_cas: Option<u64>,
         ts: &ThreadStats,
-    ) -> (ArithOutcome, Option<ItemId>) {
+    ) -> (ArithOutcome, Option<ChunkId>) {
         let Some(id) = id else {
             if incr {
                 ts.incr_misses.incr();
@@ -334,15 +222,16 @@ impl Engine {
             }
             return (ArithOutcome::NotFound, None);
         };
-        let raw = self.slabs.raw(id);
+        // SAFETY: `id` is the live item under the caller's shard lock, held
+        // for the whole operation (including the in-place write below).
+        let raw = unsafe { self.slabs.raw(id) };
         if raw.is_chained() || raw.value_len() == 0 {
             return (ArithOutcome::NonNumeric, Some(id));
         }
         let len = raw.nbytes_here();
-        // SAFETY: an unchained item's value is len bytes after its key.
-        let cur = unsafe { std::slice::from_raw_parts(raw.data_ptr(), len) };
+        let cur = raw.value_part();
         // memcached's safe_strtoull; the value's end stands for its "\r\n".
-        let Some(v) = mnemo_protocol::text::strtoull(cur) else {
+        let Some(v) = crate::numeric::parse_u64(cur) else {
             return (ArithOutcome::NonNumeric, Some(id));
         };
         let v = if incr {
@@ -357,7 +246,7 @@ impl Engine {
             ts.class[ci + 1].decr_hits.incr();
         }
         let mut buf = [0u8; 20];
-        let digits = fmt_u64(v, &mut buf);
+        let digits = crate::numeric::format_u64(v, &mut buf);
         let cas = new_cas.unwrap_or_else(|| self.next_cas());
         if digits.len() <= len && !self.is_pinned(id) {
             // In place, padded with spaces to the old length: memcached's
@@ -402,59 +291,5 @@ impl Engine {
         } else {
             self.oldest_live.store(new_oldest, Relaxed);
         }
-    }
-}
-
-/// Formats `v` in decimal into `buf`, returning the digits.
-fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_parsing_matches_safe_strtoull() {
-        assert_eq!(mnemo_protocol::text::strtoull(b"12"), Some(12));
-        assert_eq!(mnemo_protocol::text::strtoull(b"12  "), Some(12));
-        assert_eq!(mnemo_protocol::text::strtoull(b"  12"), Some(12));
-        assert_eq!(mnemo_protocol::text::strtoull(b"+7"), Some(7));
-        assert_eq!(mnemo_protocol::text::strtoull(b"-0"), Some(0));
-        assert_eq!(mnemo_protocol::text::strtoull(b"-1"), None);
-        // A '-' after the number is not its sign (memcached looks only in
-        // the span it parsed).
-        assert_eq!(
-            mnemo_protocol::text::strtoull(b"9223372036854775808 -x"),
-            Some(9223372036854775808)
-        );
-        assert_eq!(mnemo_protocol::text::strtoull(b"12a"), None);
-        assert_eq!(mnemo_protocol::text::strtoull(b""), None);
-        assert_eq!(mnemo_protocol::text::strtoull(b"   "), None);
-        assert_eq!(
-            mnemo_protocol::text::strtoull(b"18446744073709551615"),
-            Some(u64::MAX)
-        );
-        assert_eq!(
-            mnemo_protocol::text::strtoull(b"18446744073709551616"),
-            None
-        );
-    }
-
-    #[test]
-    fn formats_decimal() {
-        let mut b = [0u8; 20];
-        assert_eq!(fmt_u64(0, &mut b), b"0");
-        let mut b = [0u8; 20];
-        assert_eq!(fmt_u64(u64::MAX, &mut b), b"18446744073709551615");
     }
 }

@@ -18,20 +18,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::item::{ItemId, Raw};
+use crate::slabs::ChunkId;
 
 /// An item's value, held for a reply. Dropping it releases the item.
 pub struct Pinned {
     engine: Arc<Engine>,
-    id: ItemId,
-    raw: Raw,
+    id: ChunkId,
     len: usize,
 }
-
-// SAFETY: the chunk memory a `Pinned` points at stays allocated and
-// unchanged until the pin is released (see the module doc), whichever
-// thread holds it; the engine itself is Sync.
-unsafe impl Send for Pinned {}
 
 impl Pinned {
     /// Total value bytes.
@@ -45,14 +39,17 @@ impl Pinned {
 
     /// Calls `f` with the value's parts in order (one part unless chained).
     pub fn for_each_part<'s>(&'s self, f: impl FnMut(&'s [u8])) {
-        // SAFETY (of the lifetime): the parts stay valid while `self` does.
-        self.engine.for_each_value_part_raw(self.raw, f);
+        // SAFETY: this handle's pin keeps the item's chunks allocated and
+        // its bytes unchanged until it is dropped (see the module doc), so
+        // for as long as `self` is borrowed.
+        let raw = unsafe { self.engine.slabs.raw(self.id) };
+        self.engine.for_each_value_part(raw, f);
     }
 }
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        self.engine.unpin(self.id, self.raw);
+        self.engine.unpin(self.id);
     }
 }
 
@@ -66,23 +63,19 @@ impl std::fmt::Debug for Pinned {
 }
 
 impl Engine {
-    /// Pins linked item `id`; the caller holds its shard lock.
-    pub(crate) fn pin(&self, id: ItemId, raw: Raw) -> Option<Pinned> {
+    /// Pins linked item `id`, whose value is `len` bytes; the caller holds
+    /// its shard lock.
+    pub(crate) fn pin(&self, id: ChunkId, len: usize) -> Option<Pinned> {
         let engine = self.this.upgrade()?;
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         st.pins.entry(id).or_default().count += 1;
         drop(st);
         self.pinned.fetch_add(1, Relaxed);
-        Some(Pinned {
-            len: raw.value_len(),
-            engine,
-            id,
-            raw,
-        })
+        Some(Pinned { len, engine, id })
     }
 
-    fn unpin(&self, id: ItemId, raw: Raw) {
+    fn unpin(&self, id: ChunkId) {
         let ci = self.slabs.class_of(id);
         let mut st = self.slabs.classes[ci].state.lock();
         let Some(pin) = st.pins.get_mut(&id) else {
@@ -94,7 +87,7 @@ impl Engine {
             let unlinked = pin.unlinked;
             st.pins.remove(&id);
             if unlinked {
-                self.free_item_locked(&mut st, raw, id);
+                self.free_item_locked(&mut st, id);
             }
         }
         drop(st);
@@ -103,7 +96,7 @@ impl Engine {
 
     /// Whether a reply references item `id`. The caller holds its shard
     /// lock, so no new pin can appear meanwhile.
-    pub(crate) fn is_pinned(&self, id: ItemId) -> bool {
+    pub(crate) fn is_pinned(&self, id: ChunkId) -> bool {
         if self.pinned.load(Relaxed) == 0 {
             return false;
         }

@@ -12,22 +12,17 @@
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::item::{ItemId, Raw};
 use crate::ops::{StoreMode, StoreOutcome};
+use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
 /// An allocated, unlinked item waiting for its value.
 pub struct Reserved {
     engine: Arc<Engine>,
-    id: ItemId,
-    raw: Raw,
+    id: ChunkId,
     len: usize,
     flags: u32,
 }
-
-// SAFETY: the chunks belong to this handle alone until it is stored or
-// dropped; the engine is Sync.
-unsafe impl Send for Reserved {}
 
 /// A value as a store takes it.
 pub(crate) enum Src<'v> {
@@ -63,10 +58,14 @@ impl Reserved {
     pub fn unfilled(&mut self, offset: usize) -> &mut [u8] {
         let mut start = 0;
         let mut found: Option<(*mut u8, usize)> = None;
-        self.engine.for_each_value_part_ptr(self.raw, |p, len| {
+        // SAFETY: the reservation keeps the item allocated, unlinked and
+        // this handle's alone until it is stored or dropped, so for as long
+        // as `self` is borrowed.
+        let raw = unsafe { self.engine.slabs.raw(self.id) };
+        self.engine.for_each_value_part_ptr(raw, |p, len| {
             if found.is_none() && offset < start + len {
                 let skip = offset - start;
-                // SAFETY: within this part.
+                // SAFETY: `skip < len`, so inside this part of the chunk.
                 found = Some((unsafe { p.add(skip) }, len - skip));
             }
             start += len;
@@ -81,24 +80,27 @@ impl Reserved {
 
     /// Calls `f` with the value's parts in order.
     pub fn for_each_part<'s>(&'s self, f: impl FnMut(&'s [u8])) {
-        self.engine.for_each_value_part_raw(self.raw, f);
+        // SAFETY: as in `unfilled`; shared borrows of `self` exclude the
+        // `&mut` ones `unfilled` writes through.
+        let raw = unsafe { self.engine.slabs.raw(self.id) };
+        self.engine.for_each_value_part(raw, f);
     }
 
     /// Hands the filled item to a store, which links or frees it.
-    pub(crate) fn into_item(self) -> (ItemId, Raw) {
-        self.engine.count_reserved(self.id, self.raw, false);
+    pub(crate) fn into_item(self) -> ChunkId {
+        self.engine.count_reserved(self.id, false);
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: read once; `this` is never dropped, so the Arc is moved
         // out exactly once and released here.
         drop(unsafe { std::ptr::read(&this.engine) });
-        (this.id, this.raw)
+        this.id
     }
 }
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        self.engine.count_reserved(self.id, self.raw, false);
-        self.engine.free_item(self.raw, self.id);
+        self.engine.count_reserved(self.id, false);
+        self.engine.free_item(self.id);
     }
 }
 
@@ -141,21 +143,23 @@ impl Engine {
             return Err(StoreOutcome::OutOfMemory);
         };
         let exp = self.clock.realtime(exptime);
-        let Some((id, raw)) = self.alloc_item(key, flags, exp, nbytes) else {
+        let Some((id, _)) = self.alloc_item(key, flags, exp, nbytes) else {
             return failed(StoreOutcome::OutOfMemory);
         };
-        self.count_reserved(id, raw, true);
+        self.count_reserved(id, true);
         Ok(Reserved {
             engine,
             id,
-            raw,
             len: nbytes,
             flags,
         })
     }
 
     /// Counts a reservation's chunks in (or out of) its class.
-    fn count_reserved(&self, id: ItemId, raw: Raw, taken: bool) {
+    fn count_reserved(&self, id: ChunkId, taken: bool) {
+        // SAFETY: called by the reservation's owner (`reserve`, `into_item`,
+        // drop), which keeps the item allocated and private meanwhile.
+        let raw = unsafe { self.slabs.raw(id) };
         let chunks = 1 + if raw.is_chained() {
             u64::from(raw.chain_word(1))
         } else {

@@ -8,20 +8,86 @@
 //! so the page mover can take a page's free chunks out in O(chunks).
 
 use std::alloc::{alloc, dealloc, Layout as AllocLayout};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
 use crate::arena::Arena;
-use crate::item::{ItemId, Layout, Raw, Seg, CHUNK_MASK, NIL, PAGE_SHIFT, RESERVED};
+use crate::item::{Layout, Raw, Seg, RESERVED};
+use crate::stats::ItemCounters;
 
-/// Page ids must fit the 16 bits left above the chunk index, below NIL.
-pub const MAX_PAGES: usize = (NIL >> PAGE_SHIFT) as usize;
+/// Page ids must fit the 16 bits left above the chunk index, below ChunkId::NIL.
+pub const MAX_PAGES: usize = (ChunkId::NIL.0 >> PAGE_SHIFT) as usize;
 /// memcached's MAX_NUMBER_OF_SLAB_CLASSES is 64, ids 1..=63.
 pub const MAX_CLASSES: usize = 64;
 /// No chunk smaller than this: keeps chunk indexes within 15 bits at 1 MB pages.
 const MIN_CHUNK: usize = 32;
 const ALIGN: usize = 8;
+
+/// Bits of a chunk id below the page index: the chunk's index in its page.
+const PAGE_SHIFT: u32 = 15;
+const CHUNK_MASK: u32 = (1 << PAGE_SHIFT) - 1;
+
+/// A chunk of slab memory: page index in the high bits, chunk index
+/// within the page low, 31 bits in all (item headers keep a segment bit
+/// beside each link).
+///
+/// Only the allocator makes ids, when it carves a page (and the mover,
+/// which walks a page's chunks through it), so an id names a chunk that
+/// was carved. It is stored as a plain `u32` word in item headers, chain
+/// tables and index slots, and read back only from there
+/// ([`ChunkId::from_word`]). Whether the chunk still holds the item the
+/// holder thinks it does is not the id's business: that is what the
+/// locks, pins and reservations are for (see `Raw`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub(crate) struct ChunkId(u32);
+
+impl ChunkId {
+    /// No chunk: the end of a list. Its page index is past the page table.
+    pub const NIL: ChunkId = ChunkId(0x7FFF_FFFF);
+
+    /// The id of chunk `idx` of page `page`.
+    fn new(page: u32, idx: u32) -> ChunkId {
+        debug_assert!((page as usize) < MAX_PAGES && idx <= CHUNK_MASK);
+        ChunkId((page << PAGE_SHIFT) | idx)
+    }
+
+    /// The word stored for this id in headers, chain tables and index slots.
+    #[inline]
+    pub fn to_word(self) -> u32 {
+        self.0
+    }
+
+    /// The id a stored word holds.
+    ///
+    /// # Safety
+    /// `w` must have been produced by [`ChunkId::to_word`] (read back from
+    /// an item's link word, a chain table or an index slot that was written
+    /// with an id), so that it names a carved chunk or is `NIL`.
+    #[inline]
+    pub unsafe fn from_word(w: u32) -> ChunkId {
+        ChunkId(w)
+    }
+
+    /// Index of the page holding this chunk.
+    #[inline]
+    pub fn page(self) -> u32 {
+        self.0 >> PAGE_SHIFT
+    }
+
+    #[inline]
+    fn index(self) -> usize {
+        (self.0 & CHUNK_MASK) as usize
+    }
+}
+
+impl std::fmt::LowerHex for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
 
 /// One class, as `-vv` and `stats slabs` report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,56 +109,36 @@ pub(crate) struct PageSlot {
 /// Doubly linked list of items in one LRU segment.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct List {
-    pub head: ItemId,
-    pub tail: ItemId,
+    pub head: ChunkId,
+    pub tail: ChunkId,
     pub count: u64,
     pub bytes: u64,
 }
 
 impl List {
     const EMPTY: List = List {
-        head: NIL,
-        tail: NIL,
+        head: ChunkId::NIL,
+        tail: ChunkId::NIL,
         count: 0,
         bytes: 0,
     };
 }
 
-/// Per-class counters `stats items` reports; protected by the class lock.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ClassCounters {
-    pub evicted: u64,
-    pub evicted_nonzero: u64,
-    pub evicted_time: u32,
-    pub outofmemory: u64,
-    pub tailrepairs: u64,
-    pub reclaimed: u64,
-    pub expired_unfetched: u64,
-    pub evicted_unfetched: u64,
-    pub evicted_active: u64,
-    pub crawler_reclaimed: u64,
-    pub crawler_items_checked: u64,
-    pub lrutail_reflocked: u64,
-    pub moves_to_cold: u64,
-    pub moves_to_warm: u64,
-    pub moves_within_lru: u64,
-    pub direct_reclaims: u64,
-}
-
 /// What a class lock protects.
 pub(crate) struct ClassState {
-    pub free_head: ItemId,
+    pub free_head: ChunkId,
     pub free_count: u64,
     pub pages: Vec<u32>,
     pub lru: [List; 4],
     /// Sum of the bytes items in this class asked for.
     pub requested: u64,
-    pub c: ClassCounters,
+    /// Item events, as `stats items` reports them.
+    pub c: ItemCounters,
     /// Evictions seen by the automover at its last look.
     pub automove_seen_evictions: u64,
     /// Items of this class whose value a reply still references (see
     /// `crate::pin`); empty unless large values are in flight.
-    pub pins: std::collections::HashMap<ItemId, Pin>,
+    pub pins: std::collections::HashMap<ChunkId, Pin>,
     /// Chunks held by reservations (`crate::reserve`) still being filled.
     pub reserved: u64,
 }
@@ -148,9 +194,14 @@ pub(crate) struct Slabs {
     arena: Arena,
 }
 
-// SAFETY: page memory is shared between threads on purpose; every access
-// goes through the locking rules in the crate docs.
+// SAFETY: the only non-Send field is the arena's base pointer (a mapping
+// this value owns and unmaps on drop); page pointers live in atomics. A
+// Slabs may be dropped on any thread.
 unsafe impl Send for Slabs {}
+// SAFETY: shared access to pages goes through atomics (the page table,
+// item header words) or through `Slabs::raw`, whose callers hold the shard
+// or class lock the chunk's fields need; the page pool and class states
+// are behind mutexes.
 unsafe impl Sync for Slabs {}
 
 /// The page table, allocated zeroed: the kernel hands out zero pages
@@ -213,12 +264,12 @@ impl Slabs {
                 state: Mutex::new(ClassState {
                     pins: std::collections::HashMap::new(),
                     reserved: 0,
-                    free_head: NIL,
+                    free_head: ChunkId::NIL,
                     free_count: 0,
                     pages: Vec::new(),
                     lru: [List::EMPTY; 4],
                     requested: 0,
-                    c: ClassCounters::default(),
+                    c: ItemCounters::default(),
                     automove_seen_evictions: 0,
                 }),
             })
@@ -269,22 +320,70 @@ impl Slabs {
         self.classes.len() - 1
     }
 
+    /// Address of chunk `id`.
+    ///
+    /// # Safety
+    /// `id`'s page is allocated (owned by a class, or being drained or
+    /// carved by the caller), so the address is inside it.
     #[inline]
-    pub fn raw(&self, id: ItemId) -> Raw {
-        let slot = &self.table[(id >> PAGE_SHIFT) as usize];
+    unsafe fn chunk_ptr(&self, id: ChunkId) -> NonNull<u8> {
+        let slot = &self.table[id.page() as usize];
         let base = slot.base.load(Relaxed);
         let size = slot.chunk_size.load(Relaxed) as usize;
-        // SAFETY: ids handed out point inside a live page (see crate docs).
-        Raw {
-            p: unsafe { base.add((id & CHUNK_MASK) as usize * size) },
-            l: self.layout,
-        }
+        debug_assert!(!base.is_null(), "chunk {id:#x} in a freed page");
+        // SAFETY: the page is allocated (the contract), so `base` is not
+        // null and chunk index * chunk size stays inside it: ChunkId::new
+        // made the id for a page of this chunk size.
+        unsafe { NonNull::new_unchecked(base.add(id.index() * size)) }
+    }
+
+    /// A view of chunk `id`, for no longer than `self` is borrowed.
+    ///
+    /// # Safety
+    /// As [`Raw::new`]: for as long as the view is used, `id`'s page stays
+    /// allocated and the caller holds the lock (shard lock of the item's
+    /// key with the item linked, or the class lock of the page's class),
+    /// pin or reservation that the fields it touches need.
+    #[inline]
+    pub unsafe fn raw(&self, id: ChunkId) -> Raw<'_> {
+        // SAFETY: the caller's contract is `chunk_ptr`'s and `Raw::new`'s.
+        unsafe { Raw::new(self.chunk_ptr(id), self.layout) }
+    }
+
+    /// As [`Slabs::raw`], for no longer than `held` (the guard of the lock
+    /// that keeps the item) is borrowed, so the view cannot outlive it.
+    ///
+    /// # Safety
+    /// As [`Slabs::raw`], with `held` that lock's guard.
+    #[inline]
+    pub unsafe fn raw_held<'g, G: ?Sized>(&'g self, id: ChunkId, held: &'g G) -> Raw<'g> {
+        let _ = held;
+        // SAFETY: the caller's contract, for the guard's borrow.
+        unsafe { self.raw(id) }
+    }
+
+    /// Further chunk `i` of the chained item `head`, valid as long as the
+    /// head's view: a chain's chunks are allocated and freed with its head.
+    #[inline]
+    pub fn chain_chunk<'g>(&self, head: Raw<'g>, i: usize) -> Raw<'g> {
+        debug_assert!(head.is_chained() && i < head.chain_len());
+        // SAFETY: the chain table holds ids of chunks allocated with the
+        // head and freed only with it (`Engine::free_item_locked`), so they
+        // are allocated while `head`'s view is valid ('g), under the same
+        // lock, pin or reservation.
+        unsafe { Raw::new(self.chunk_ptr(head.chain_id(i)), self.layout) }
     }
 
     /// The class index of the page holding `id`.
     #[inline]
-    pub fn class_of(&self, id: ItemId) -> usize {
-        self.table[(id >> PAGE_SHIFT) as usize].class.load(Relaxed) as usize
+    pub fn class_of(&self, id: ChunkId) -> usize {
+        self.class_of_page(id.page())
+    }
+
+    /// The class index of `page` (`u8::MAX` while it belongs to none).
+    #[inline]
+    pub fn class_of_page(&self, page: u32) -> usize {
+        self.table[page as usize].class.load(Relaxed) as usize
     }
 
     fn alloc_layout(&self) -> AllocLayout {
@@ -304,7 +403,8 @@ impl Slabs {
             pool.arena_next += self.page_size;
             return self.arena.at(off);
         }
-        // SAFETY: non-zero size layout.
+        // SAFETY: the layout has a non-zero size (page_size, validated by
+        // Config); a null result is handled by the caller.
         unsafe { alloc(self.alloc_layout()) }
     }
 
@@ -394,7 +494,9 @@ impl Slabs {
     pub fn set_draining(&self, ci: usize, st: &mut ClassState, page: u32, on: bool) {
         if on {
             for id in self.chunk_ids(ci, page) {
-                if self.raw(id).meta() == 0 {
+                // SAFETY: `id` is a chunk of `page`, a page of class `ci` whose lock
+                // (`st`) is held; the mover owns the page while it drains.
+                if unsafe { self.raw(id) }.meta() == 0 {
                     self.free_unlink(st, id);
                 }
             }
@@ -402,7 +504,8 @@ impl Slabs {
         } else {
             self.table[page as usize].draining.store(false, Relaxed);
             for id in self.chunk_ids(ci, page) {
-                if self.raw(id).meta() == 0 {
+                // SAFETY: as above: a chunk of `page`, class lock held.
+                if unsafe { self.raw(id) }.meta() == 0 {
                     self.free_push(st, id);
                 }
             }
@@ -424,66 +527,77 @@ impl Slabs {
         st.pages.push(page);
         // Pushed in reverse so chunks are handed out in address order.
         for idx in (0..class.perslab as u32).rev() {
-            let id = (page << PAGE_SHIFT) | idx;
-            let raw = self.raw(id);
+            let id = ChunkId::new(page, idx);
+            // SAFETY: `page` was just taken for class `ci` (allocated, ours) and
+            // its class lock (`st`) is held.
+            let raw = unsafe { self.raw(id) };
             raw.set_meta(0);
             self.free_push(st, id);
         }
     }
 
-    pub fn free_push(&self, st: &mut ClassState, id: ItemId) {
-        let raw = self.raw(id);
+    pub fn free_push(&self, st: &mut ClassState, id: ChunkId) {
+        // SAFETY: `id` is a chunk of this class (freed by its holder, or carved),
+        // and its class lock (`st`) is held.
+        let raw = unsafe { self.raw(id) };
         raw.set_meta(0);
-        if self.is_draining(id >> PAGE_SHIFT) {
+        if self.is_draining(id.page()) {
             return;
         }
         raw.set_seg(Seg::Hot);
-        raw.set_prev(NIL);
+        raw.set_prev(ChunkId::NIL);
         raw.set_next(st.free_head);
-        if st.free_head != NIL {
-            self.raw(st.free_head).set_prev(id);
+        if st.free_head != ChunkId::NIL {
+            // SAFETY: the free list's head is a free chunk of this class, class lock held.
+            unsafe { self.raw(st.free_head) }.set_prev(id);
         }
         st.free_head = id;
         st.free_count += 1;
     }
 
-    pub fn free_pop(&self, st: &mut ClassState) -> Option<ItemId> {
+    pub fn free_pop(&self, st: &mut ClassState) -> Option<ChunkId> {
         let id = st.free_head;
-        if id == NIL {
+        if id == ChunkId::NIL {
             return None;
         }
-        let raw = self.raw(id);
+        // SAFETY: the free list's head, a free chunk of this class; class lock held.
+        let raw = unsafe { self.raw(id) };
         let next = raw.next();
-        if next != NIL {
-            self.raw(next).set_prev(NIL);
+        if next != ChunkId::NIL {
+            // SAFETY: the next free chunk of this class, class lock held.
+            unsafe { self.raw(next) }.set_prev(ChunkId::NIL);
         }
         st.free_head = next;
         st.free_count -= 1;
-        raw.set_prev(NIL);
-        raw.set_next(NIL);
+        raw.set_prev(ChunkId::NIL);
+        raw.set_next(ChunkId::NIL);
         raw.set_meta(RESERVED);
         Some(id)
     }
 
     /// Takes one specific free chunk off the free list (page mover).
-    pub fn free_unlink(&self, st: &mut ClassState, id: ItemId) {
-        let raw = self.raw(id);
+    pub fn free_unlink(&self, st: &mut ClassState, id: ChunkId) {
+        // SAFETY: a free chunk of this class (the mover's draining page), class
+        // lock held.
+        let raw = unsafe { self.raw(id) };
         let (prev, next) = (raw.prev(), raw.next());
-        if prev != NIL {
-            self.raw(prev).set_next(next);
+        if prev != ChunkId::NIL {
+            // SAFETY: its free-list neighbour, same class, class lock held.
+            unsafe { self.raw(prev) }.set_next(next);
         } else {
             st.free_head = next;
         }
-        if next != NIL {
-            self.raw(next).set_prev(prev);
+        if next != ChunkId::NIL {
+            // SAFETY: its free-list neighbour, same class, class lock held.
+            unsafe { self.raw(next) }.set_prev(prev);
         }
         st.free_count -= 1;
     }
 
     /// Number of chunks in a page of class `ci`.
-    pub fn chunk_ids(&self, ci: usize, page: u32) -> impl Iterator<Item = ItemId> {
+    pub fn chunk_ids(&self, ci: usize, page: u32) -> impl Iterator<Item = ChunkId> {
         let n = self.classes[ci].perslab as u32;
-        (0..n).map(move |i| (page << PAGE_SHIFT) | i)
+        (0..n).map(move |i| ChunkId::new(page, i))
     }
 }
 
@@ -516,6 +630,18 @@ mod tests {
         }
         assert_eq!(*s.last().unwrap(), 512 * 1024);
         assert!(s.len() < MAX_CLASSES);
+    }
+
+    /// Typed ids cost nothing: a ChunkId is the u32 word headers, chain
+    /// tables and index slots store, and the header stays 28 bytes with
+    /// CAS (20 without), so items per MB do not change.
+    #[test]
+    fn chunk_ids_and_headers_keep_their_size() {
+        assert_eq!(std::mem::size_of::<ChunkId>(), 4);
+        assert_eq!(std::mem::size_of::<List>(), 24);
+        assert_eq!(Layout::new(true).header(), 28);
+        assert_eq!(Layout::new(false).header(), 20);
+        assert_eq!(Layout::new(true).item_size(10, 0, 10), 48);
     }
 
     #[test]
@@ -553,7 +679,7 @@ mod tests {
         s.pool.lock().limit = 4;
         let again = s.take_page().expect("page");
         assert_eq!(base(&s, again), second);
-        // SAFETY: as above.
+        // SAFETY: the page was handed out again, so it is mapped and ours.
         assert_eq!(unsafe { (second as *const u8).read() }, 0);
     }
 

@@ -7,9 +7,10 @@ use parking_lot::MutexGuard;
 
 use crate::assoc::{hash, Shard};
 use crate::engine::Engine;
-use crate::item::{ItemId, ItemRef, STALE, WIN_SENT};
+use crate::item::{ItemRef, Raw, STALE, WIN_SENT};
 use crate::ops::{ArithOutcome, StoreMode, StoreOutcome};
 use crate::reserve::{Reserved, Src};
+use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
 /// The locked key. Dropping it releases the lock.
@@ -18,7 +19,7 @@ pub struct KeySlot<'a> {
     shard: MutexGuard<'a, Shard>,
     h: u64,
     key: &'a [u8],
-    id: Option<ItemId>,
+    id: Option<ChunkId>,
     ts: &'a ThreadStats,
 }
 
@@ -26,7 +27,16 @@ impl Engine {
     /// Locks `key` and looks it up; an expired or flushed item is dropped
     /// first and counted as memcached counts it.
     pub fn lock_key<'a>(&'a self, key: &'a [u8], ts: &'a ThreadStats) -> KeySlot<'a> {
-        let h = hash(key);
+        self.lock_hashed(key, hash(key), ts)
+    }
+
+    /// As `lock_key`, for a key whose hash `h` the caller has already.
+    pub(crate) fn lock_hashed<'a>(
+        &'a self,
+        key: &'a [u8],
+        h: u64,
+        ts: &'a ThreadStats,
+    ) -> KeySlot<'a> {
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
         let id = self.live(&mut shard, h, key, ts, now);
@@ -42,16 +52,25 @@ impl Engine {
 }
 
 impl<'a> KeySlot<'a> {
+    /// The live item under the key, viewed for as long as `self` (which
+    /// owns the shard guard) is borrowed.
+    fn raw(&self) -> Option<Raw<'_>> {
+        let id = self.id?;
+        // SAFETY: `self.id` is only ever the live item found, stored or
+        // kept under this slot's shard lock, whose guard `self` owns: the
+        // item stays linked, and its chunks allocated, while it is held.
+        Some(unsafe { self.e.slabs.raw_held(id, &*self.shard) })
+    }
+
     pub fn exists(&self) -> bool {
         self.id.is_some()
     }
 
     /// The item as it is now (before any bump this slot makes).
     pub fn item(&self) -> Option<ItemRef<'_>> {
-        self.id.map(|id| {
-            let raw = self.e.slabs.raw(id);
-            ItemRef::new(id, raw, self.e, self.e.slabs.class_of(id) as u32 + 1)
-        })
+        let raw = self.raw()?;
+        self.id
+            .map(|id| ItemRef::new(id, raw, self.e, self.e.slabs.class_of(id) as u32 + 1))
     }
 
     /// Relative time now.
@@ -64,7 +83,9 @@ impl<'a> KeySlot<'a> {
         match self.id {
             Some(id) => {
                 let c = &self.ts.class[self.e.slabs.class_of(id) + 1];
-                c.hits_to[self.e.slabs.raw(id).seg() as usize].incr();
+                if let Some(raw) = self.raw() {
+                    c.hits_to[raw.seg() as usize].incr();
+                }
                 c.get_hits.incr();
             }
             None => self.ts.get_misses.incr(),
@@ -83,8 +104,7 @@ impl<'a> KeySlot<'a> {
 
     /// Records an access now (FETCHED, then ACTIVE), as a get does.
     pub fn bump(&self) {
-        if let Some(id) = self.id {
-            let raw = self.e.slabs.raw(id);
+        if let (Some(id), Some(raw)) = (self.id, self.raw()) {
             // As a plain get does: memcached's do_item_bump only marks
             // items ACTIVE with the segmented LRU.
             if self.e.tuning.segmented() {
@@ -98,29 +118,26 @@ impl<'a> KeySlot<'a> {
     /// Sets the expiry from a client exptime (0 never, negative expired,
     /// over 30 days absolute).
     pub fn set_exptime(&self, exptime: i64) {
-        if let Some(id) = self.id {
-            self.e
-                .slabs
-                .raw(id)
-                .set_exptime(self.e.clock.realtime(exptime));
+        if let Some(raw) = self.raw() {
+            raw.set_exptime(self.e.clock.realtime(exptime));
         }
     }
 
     pub fn set_stale(&self, on: bool) {
-        if let Some(id) = self.id {
-            self.e.slabs.raw(id).set_exp_bits(STALE, on);
+        if let Some(raw) = self.raw() {
+            raw.set_exp_bits(STALE, on);
         }
     }
 
     pub fn set_win_sent(&self, on: bool) {
-        if let Some(id) = self.id {
-            self.e.slabs.raw(id).set_exp_bits(WIN_SENT, on);
+        if let Some(raw) = self.raw() {
+            raw.set_exp_bits(WIN_SENT, on);
         }
     }
 
     pub fn set_cas(&self, cas: u64) {
-        if let Some(id) = self.id {
-            self.e.slabs.raw(id).set_cas(cas);
+        if let Some(raw) = self.raw() {
+            raw.set_cas(cas);
         }
     }
 
@@ -188,7 +205,7 @@ impl<'a> KeySlot<'a> {
         if !self.e.item_size_ok(self.key.len(), flags, value.len()) {
             return StoreOutcome::TooLarge;
         }
-        let (outcome, id) = match mode {
+        match mode {
             StoreMode::Append | StoreMode::Prepend => {
                 if counted {
                     self.e.count_set(self.key.len(), 0, value.len(), self.ts);
@@ -198,16 +215,7 @@ impl<'a> KeySlot<'a> {
                     Src::Bytes(b) => parts.push(b),
                     Src::Item(r) => r.for_each_part(|p| parts.push(p)),
                 }
-                self.e.store_concat_locked(
-                    &mut self.shard,
-                    self.h,
-                    self.key,
-                    mode,
-                    self.id,
-                    &parts,
-                    cas,
-                    new_cas,
-                )
+                self.concat(mode, &parts, cas, new_cas)
                 // A reserved item's bytes were copied; dropping it frees it.
             }
             _ => {
@@ -218,37 +226,117 @@ impl<'a> KeySlot<'a> {
                             return StoreOutcome::OutOfMemory;
                         };
                         self.e.fill_value(new.1, &[value]);
-                        new
+                        new.0
                     }
                     Src::Item(r) => r.into_item(),
                 };
                 if counted {
-                    self.e.ts_count_set_in(new.0, self.ts);
+                    self.e.ts_count_set_in(new, self.ts);
                 }
-                self.e.store_whole_locked(
-                    &mut self.shard,
-                    self.h,
-                    self.key,
-                    mode,
-                    self.id,
-                    new,
-                    cas,
-                    new_cas,
-                    self.ts,
-                )
+                self.link_whole(mode, new, cas, new_cas)
+            }
+        }
+    }
+
+    /// Decides a set/add/replace/cas against the live item, with the new
+    /// item `new_id` already filled: links it or frees it. Afterwards the
+    /// slot refers to the item under the key.
+    pub(crate) fn link_whole(
+        &mut self,
+        mode: StoreMode,
+        new_id: ChunkId,
+        cas: u64,
+        new_cas: Option<u64>,
+    ) -> StoreOutcome {
+        let (e, ts, old) = (self.e, self.ts, self.id);
+        // SAFETY: the new item is filled but unlinked: it is this call's
+        // alone until `link` publishes it or `free_item` takes it back.
+        let raw = unsafe { e.slabs.raw(new_id) };
+        let ci = e.slabs.class_of(new_id);
+        let old_raw = self.raw();
+        let outcome = match (mode, old) {
+            (StoreMode::Add, Some(_)) => {
+                // memcached bumps an item that an add found present.
+                if let Some(o) = old_raw {
+                    o.set_atime(e.clock.now());
+                }
+                StoreOutcome::NotStored
+            }
+            (StoreMode::Replace, None) => StoreOutcome::NotStored,
+            (StoreMode::Cas, None) => {
+                ts.cas_misses.incr();
+                StoreOutcome::NotFound
+            }
+            // A cas of 0 never matches, as in memcached (also under -C,
+            // where every item's CAS is 0).
+            (StoreMode::Cas, Some(old)) if cas == 0 || old_raw.map_or(0, |o| o.cas()) != cas => {
+                ts.class[e.slabs.class_of(old) + 1].cas_badval.incr();
+                StoreOutcome::Exists
+            }
+            (_, old) => {
+                if mode == StoreMode::Cas {
+                    ts.class[ci + 1].cas_hits.incr();
+                }
+                let c = new_cas.unwrap_or_else(|| e.next_cas());
+                raw.set_cas(c);
+                e.link(&mut self.shard, self.h, new_id, old);
+                self.id = Some(new_id);
+                return StoreOutcome::Stored { cas: c };
             }
         };
-        self.id = id;
+        e.free_item(new_id);
         outcome
+    }
+
+    /// append/prepend of `value` onto the live item. Afterwards the slot
+    /// refers to the item under the key.
+    fn concat(
+        &mut self,
+        mode: StoreMode,
+        value: &[&[u8]],
+        cas: u64,
+        new_cas: Option<u64>,
+    ) -> StoreOutcome {
+        let (e, key) = (self.e, self.key);
+        let Some(old_id) = self.id else {
+            return StoreOutcome::NotStored;
+        };
+        let Some(old) = self.raw() else {
+            return StoreOutcome::NotStored;
+        };
+        if cas != 0 && old.cas() != cas {
+            return StoreOutcome::Exists;
+        }
+        let flags = old.flags();
+        let total = old.value_len() + value.iter().map(|p| p.len()).sum::<usize>();
+        if !e.item_size_ok(key.len(), flags, total) {
+            return StoreOutcome::TooLarge;
+        }
+        // The new item keeps the old one's flags and expiry, as memcached's.
+        let Some((new_id, raw)) = e.alloc_item(key, flags, old.exptime(), total) else {
+            return StoreOutcome::OutOfMemory;
+        };
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
+        if mode == StoreMode::Prepend {
+            parts.extend_from_slice(value);
+        }
+        e.for_each_value_part(old, |s| parts.push(s));
+        if mode == StoreMode::Append {
+            parts.extend_from_slice(value);
+        }
+        e.fill_value(raw, &parts);
+        let c = new_cas.unwrap_or_else(|| e.next_cas());
+        raw.set_cas(c);
+        drop(parts);
+        e.link(&mut self.shard, self.h, new_id, Some(old_id));
+        self.id = Some(new_id);
+        StoreOutcome::Stored { cas: c }
     }
 
     /// Marks the item's key as stored base64-decoded (meta `b`).
     pub fn set_key_binary(&self, on: bool) {
-        if let Some(id) = self.id {
-            self.e
-                .slabs
-                .raw(id)
-                .set_meta_bits(crate::item::KEY_BINARY, on);
+        if let Some(raw) = self.raw() {
+            raw.set_meta_bits(crate::item::KEY_BINARY, on);
         }
     }
 

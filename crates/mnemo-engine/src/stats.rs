@@ -116,6 +116,50 @@ pub(crate) struct ClassReqSum {
     pub hits_to: [u64; 4],
 }
 
+/// Item events memcached counts per class (its `itemstats_t`): kept per
+/// class under the class lock for `stats items`, summed for `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ItemCounters {
+    pub evicted: u64,
+    pub evicted_nonzero: u64,
+    pub evicted_time: u32,
+    pub outofmemory: u64,
+    pub tailrepairs: u64,
+    pub reclaimed: u64,
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    pub evicted_active: u64,
+    pub crawler_reclaimed: u64,
+    pub crawler_items_checked: u64,
+    pub lrutail_reflocked: u64,
+    pub moves_to_cold: u64,
+    pub moves_to_warm: u64,
+    pub moves_within_lru: u64,
+    pub direct_reclaims: u64,
+}
+
+impl ItemCounters {
+    /// Adds another class's counts (the latest eviction age for `evicted_time`).
+    pub(crate) fn add(&mut self, o: &ItemCounters) {
+        self.evicted += o.evicted;
+        self.evicted_nonzero += o.evicted_nonzero;
+        self.evicted_time = self.evicted_time.max(o.evicted_time);
+        self.outofmemory += o.outofmemory;
+        self.tailrepairs += o.tailrepairs;
+        self.reclaimed += o.reclaimed;
+        self.expired_unfetched += o.expired_unfetched;
+        self.evicted_unfetched += o.evicted_unfetched;
+        self.evicted_active += o.evicted_active;
+        self.crawler_reclaimed += o.crawler_reclaimed;
+        self.crawler_items_checked += o.crawler_items_checked;
+        self.lrutail_reflocked += o.lrutail_reflocked;
+        self.moves_to_cold += o.moves_to_cold;
+        self.moves_to_warm += o.moves_to_warm;
+        self.moves_within_lru += o.moves_within_lru;
+        self.direct_reclaims += o.direct_reclaims;
+    }
+}
+
 /// The engine's part of the general `stats` block.
 #[derive(Clone, Debug, Default)]
 pub struct EngineStats {
@@ -155,18 +199,8 @@ pub struct EngineStats {
     pub bytes: u64,
     pub curr_items: u64,
     pub total_items: u64,
-    pub expired_unfetched: u64,
-    pub evicted_unfetched: u64,
-    pub evicted_active: u64,
-    pub evictions: u64,
-    pub reclaimed: u64,
-    pub crawler_reclaimed: u64,
-    pub crawler_items_checked: u64,
-    pub lrutail_reflocked: u64,
-    pub moves_to_cold: u64,
-    pub moves_to_warm: u64,
-    pub moves_within_lru: u64,
-    pub direct_reclaims: u64,
+    /// Item events summed over the classes.
+    pub items: ItemCounters,
     pub lru_bumps_dropped: u64,
 }
 
@@ -249,21 +283,33 @@ impl EngineStats {
             ("curr_items", self.curr_items.to_string()),
             ("total_items", self.total_items.to_string()),
             ("slab_global_page_pool", "0".to_string()),
-            ("expired_unfetched", self.expired_unfetched.to_string()),
-            ("evicted_unfetched", self.evicted_unfetched.to_string()),
-            ("evicted_active", self.evicted_active.to_string()),
-            ("evictions", self.evictions.to_string()),
-            ("reclaimed", self.reclaimed.to_string()),
-            ("crawler_reclaimed", self.crawler_reclaimed.to_string()),
+            (
+                "expired_unfetched",
+                self.items.expired_unfetched.to_string(),
+            ),
+            (
+                "evicted_unfetched",
+                self.items.evicted_unfetched.to_string(),
+            ),
+            ("evicted_active", self.items.evicted_active.to_string()),
+            ("evictions", self.items.evicted.to_string()),
+            ("reclaimed", self.items.reclaimed.to_string()),
+            (
+                "crawler_reclaimed",
+                self.items.crawler_reclaimed.to_string(),
+            ),
             (
                 "crawler_items_checked",
-                self.crawler_items_checked.to_string(),
+                self.items.crawler_items_checked.to_string(),
             ),
-            ("lrutail_reflocked", self.lrutail_reflocked.to_string()),
-            ("moves_to_cold", self.moves_to_cold.to_string()),
-            ("moves_to_warm", self.moves_to_warm.to_string()),
-            ("moves_within_lru", self.moves_within_lru.to_string()),
-            ("direct_reclaims", self.direct_reclaims.to_string()),
+            (
+                "lrutail_reflocked",
+                self.items.lrutail_reflocked.to_string(),
+            ),
+            ("moves_to_cold", self.items.moves_to_cold.to_string()),
+            ("moves_to_warm", self.items.moves_to_warm.to_string()),
+            ("moves_within_lru", self.items.moves_within_lru.to_string()),
+            ("direct_reclaims", self.items.direct_reclaims.to_string()),
             ("lru_bumps_dropped", self.lru_bumps_dropped.to_string()),
         ]
     }

@@ -171,7 +171,7 @@ fn expiry_rules_relative_absolute_negative() {
     let s = e.stats();
     assert!(s.get_expired >= 3);
     // Lazily dropped items are not "reclaimed" (memory reused at allocation).
-    assert_eq!(s.reclaimed, 0);
+    assert_eq!(s.items.reclaimed, 0);
     e.check_invariants().unwrap();
 }
 
@@ -254,7 +254,7 @@ fn memory_stays_within_the_limit_and_evicts_old_items() {
     }
     let s = e.stats();
     assert!(s.total_malloced <= 4 * 1024 * 1024, "{}", s.total_malloced);
-    assert!(s.evictions > 0);
+    assert!(s.items.evicted > 0);
     assert!(
         s.curr_items > 20_000 && s.curr_items < 200_000,
         "{}",
@@ -287,7 +287,7 @@ fn no_evict_mode_answers_out_of_memory() {
         }
     }
     assert!(oom);
-    assert_eq!(e.stats().evictions, 0);
+    assert_eq!(e.stats().items.evicted, 0);
     assert!(get(&e, &ts, b"k0").is_some());
     e.check_invariants().unwrap();
 }
@@ -407,7 +407,7 @@ fn crawler_reclaims_expired_items() {
     }
     let s = e.stats();
     assert_eq!(s.curr_items, 0);
-    assert_eq!(s.crawler_reclaimed, 1000);
+    assert_eq!(s.items.crawler_reclaimed, 1000);
     e.check_invariants().unwrap();
     e.shutdown();
 }
@@ -416,12 +416,15 @@ fn crawler_reclaims_expired_items() {
 fn metadump_lists_live_items() {
     let (e, ts) = small();
     set(&e, &ts, b"a b", b"1");
-    let mut out = Vec::new();
-    e.lru_crawler_metadump(mnemo_engine::MetadumpTarget::All, &mut out)
-        .unwrap();
-    let s = String::from_utf8(out).unwrap();
-    assert!(s.starts_with("key=a%20b exp=-1 la="), "{s}");
-    assert!(s.ends_with("END\r\n"));
+    let mut keys = Vec::new();
+    e.lru_crawler_metadump(mnemo_engine::MetadumpTarget::All, |r| {
+        assert_eq!(r.exptime, None);
+        assert!(!r.fetched);
+        assert_eq!(r.value_len, 1);
+        keys.push(r.key.to_vec());
+    })
+    .unwrap();
+    assert_eq!(keys, [b"a b".to_vec()]);
 }
 
 #[test]
@@ -593,9 +596,12 @@ fn admin_calls_cachedump_unlink_tune() {
     set(&e, &ts, b"a", b"12345");
     e.store(StoreMode::Set, b"b", 0, 100, b"x", 0, &ts);
     // New items sit in HOT; cachedump lists COLD, as memcached's does.
-    let mut out = Vec::new();
-    e.cachedump(1, 0, &mut out);
-    assert_eq!(out, b"END\r\n");
+    let mut n = 0;
+    e.cachedump(1, 0, |_| {
+        n += 1;
+        true
+    });
+    assert_eq!(n, 0);
     e.unlink_key(b"a");
     assert!(get(&e, &ts, b"a").is_none());
     assert_eq!(e.stats().delete_hits + e.stats().delete_misses, 0);
@@ -701,16 +707,21 @@ fn cachedump_lists_cold_items() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let mut out = Vec::new();
-    e.cachedump(1, 2, &mut out);
-    let s = String::from_utf8(out).unwrap();
-    let lines: Vec<_> = s.lines().collect();
-    assert_eq!(lines.len(), 3, "{s}");
-    assert!(
-        lines[0].starts_with("ITEM key:") && lines[0].ends_with(" [10 b; 0 s]"),
-        "{s}"
-    );
-    assert_eq!(lines[2], "END");
+    let mut items = Vec::new();
+    e.cachedump(1, 2, |r| {
+        items.push((r.key.to_vec(), r.value_len, r.exptime));
+        true
+    });
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(items[0].0.starts_with(b"key:"), "{items:?}");
+    assert_eq!((items[0].1, items[0].2), (10, None));
+    // Stopping early lists no more.
+    let mut n = 0;
+    e.cachedump(1, 0, |_| {
+        n += 1;
+        false
+    });
+    assert_eq!(n, 1);
     e.shutdown();
 }
 

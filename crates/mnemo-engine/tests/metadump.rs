@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mnemo_engine::{
-    Config, Engine, MetadumpCursor, MetadumpTarget, StoreMode, StoreOutcome, ThreadStats,
+    Config, Engine, ItemRecord, MetadumpCursor, MetadumpTarget, StoreMode, StoreOutcome,
+    ThreadStats,
 };
 
 fn engine(mem_limit: usize) -> (Arc<Engine>, Arc<ThreadStats>) {
@@ -25,27 +26,53 @@ fn set(e: &Engine, ts: &ThreadStats, key: &str, val: &[u8]) {
     assert!(matches!(r, StoreOutcome::Stored { .. }), "{key}: {r:?}");
 }
 
+/// A metadump line as the server writes it, for the keys these tests use
+/// (which need no escaping).
+fn line(r: &ItemRecord<'_>, out: &mut Vec<u8>) {
+    let exp = r.exptime.map_or("-1".to_string(), |e| e.to_string());
+    let fetch = if r.fetched { "yes" } else { "no" };
+    out.extend_from_slice(
+        format!(
+            "key={} exp={exp} la={} cas={} fetch={fetch} cls={} size={}\n",
+            String::from_utf8_lossy(r.key),
+            r.last_access,
+            r.cas,
+            r.class_id,
+            r.total_size
+        )
+        .as_bytes(),
+    );
+}
+
 fn one_shot(e: &Engine, target: MetadumpTarget) -> Vec<u8> {
     let mut out = Vec::new();
-    e.lru_crawler_metadump(target, &mut out).expect("metadump");
+    e.lru_crawler_metadump(target, |r| line(r, &mut out))
+        .expect("metadump");
+    out.extend_from_slice(b"END\r\n");
     out
 }
 
-/// Runs a dump with the smallest pause, so each step walks one page or
-/// shard; returns each step's output.
+/// Runs a dump as the server streams it with the smallest pause: each
+/// step walks pages (or shards) until it has listed something; returns
+/// each step's output.
 fn stepped(e: &Engine, target: MetadumpTarget, mut between: impl FnMut(usize)) -> Vec<Vec<u8>> {
     let mut cursor = MetadumpCursor::new(target);
     let mut steps = Vec::new();
     loop {
         let mut out = Vec::new();
-        let done = e
-            .lru_crawler_metadump_step(&mut cursor, &mut out, 1)
-            .expect("metadump step");
-        steps.push(out);
+        let mut done = false;
+        while out.is_empty() && !done {
+            done = e
+                .lru_crawler_metadump_step(&mut cursor, |r| line(r, &mut out))
+                .expect("metadump step");
+        }
         if done {
+            out.extend_from_slice(b"END\r\n");
             assert!(cursor.is_done());
+            steps.push(out);
             return steps;
         }
+        steps.push(out);
         between(steps.len() - 1);
     }
 }

@@ -10,6 +10,7 @@ mod batch;
 mod cli;
 mod conn;
 mod dispatch;
+mod dump;
 mod listener;
 mod out;
 mod proto_bin;

@@ -327,11 +327,7 @@ pub fn metadump_step(
     out: &mut Vec<u8>,
     pause_at: usize,
 ) -> bool {
-    match ctx
-        .shared
-        .engine
-        .lru_crawler_metadump_step(cursor, out, pause_at)
-    {
+    match crate::dump::metadump_step(&ctx.shared.engine, cursor, out, pause_at) {
         Ok(done) => done,
         Err(e) => {
             reply(ctx, out, &e.to_string(), false);
@@ -626,7 +622,7 @@ pub fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
                 Ok((class, _)) if class >= MAX_SLAB_CLASSES => {
                     reply(ctx, out, "CLIENT_ERROR Illegal slab id", false)
                 }
-                Ok((class, limit)) => sh.engine.cachedump(class, limit, out),
+                Ok((class, limit)) => crate::dump::cachedump(&sh.engine, class, limit, out),
             }
         }
         StatsCmd::Engine(sub) => match sub {
