@@ -30,6 +30,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// sysexits.h EX_OSERR.
+// The protocol crate rejects longer keys on the wire and the engine refuses
+// to store them; the two crates do not depend on each other, so the server,
+// which joins them, is where they are held to one limit.
+const _: () = assert!(mnemo_engine::KEY_MAX_LENGTH == mnemo_protocol::MAX_KEY_LEN);
+
 const EX_OSERR: i32 = 71;
 
 fn main() {
