@@ -29,6 +29,7 @@ impl UnixServer {
         let _ = std::fs::remove_file(&path);
         let mut args = vec!["-s".to_string(), path.to_string_lossy().into_owned()];
         args.extend(["-a".to_string(), mask.to_string()]);
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } == 0 {
             args.extend(["-u".to_string(), "root".to_string()]);
         }
