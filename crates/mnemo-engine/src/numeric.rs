@@ -12,9 +12,16 @@ fn is_c_space(b: u8) -> bool {
 
 /// The value as an unsigned 64-bit number, as `safe_strtoull` reads it:
 /// optional leading whitespace and sign, decimal digits, then only
-/// whitespace or the end. Overflow, no digits, or a negative number
-/// (other than -0) is not a number.
+/// whitespace or the end. Overflow, no digits, or a result that reads as
+/// negative when signed while the value holds a '-' anywhere is not a
+/// number.
 pub(crate) fn parse_u64(value: &[u8]) -> Option<u64> {
+    // safe_strtoull reads a C string: for strtoull and for its search for
+    // '-' alike, the value ends at its first NUL byte.
+    let value = value
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(value, |nul| &value[..nul]);
     let lead = value.iter().take_while(|&&b| is_c_space(b)).count();
     let (negative, unsigned) = match &value[lead..] {
         [b'-', rest @ ..] => (true, rest),
@@ -29,14 +36,23 @@ pub(crate) fn parse_u64(value: &[u8]) -> Option<u64> {
     let magnitude = digits.iter().try_fold(0u64, |acc, &d| {
         acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })?;
-    if !negative {
-        return Some(magnitude);
+    // strtoull negates a '-' number in 64 bits.
+    let v = if negative {
+        magnitude.wrapping_neg()
+    } else {
+        magnitude
+    };
+    // memcached refuses a result at or above 2^63 when `strchr(str, '-')`
+    // finds a '-' anywhere in the string, not only as the sign: the text
+    // after the whitespace that ended the number counts too, so
+    // "18446744073709551614 -" is not a number and is never rewritten.
+    // (memcached's search runs on past the value's "\r\n" into whatever
+    // memory follows the item until a NUL; only the value itself is
+    // deterministic, so only the value is searched here.)
+    if (v as i64) < 0 && value.contains(&b'-') {
+        return None;
     }
-    // strtoull negates a '-' number in 64 bits; memcached then refuses a
-    // result that reads as negative when signed (it looks for the '-' only
-    // in the span strtoull consumed, so a '-' further on does not count).
-    let wrapped = magnitude.wrapping_neg();
-    (wrapped as i64 >= 0).then_some(wrapped)
+    Some(v)
 }
 
 /// Writes `v` in decimal at the start of `buf`, returning the digits (an
@@ -72,12 +88,33 @@ mod tests {
             parse_u64(b"-9223372036854775809"),
             Some(9223372036854775807)
         );
-        // A '-' after the number is not its sign (memcached looks only in
-        // the span it parsed).
+        // memcached looks for a '-' in the whole value once the result is
+        // 2^63 or more, so one after the number makes the value non-numeric;
+        // below 2^63 it does not look.
+        assert_eq!(parse_u64(b"9223372036854775808 -x"), None);
+        assert_eq!(parse_u64(b"18446744073709551614 -"), None);
+        assert_eq!(parse_u64(b"18446744073709551615\t-"), None);
+        assert_eq!(parse_u64(b"18446744073709551614 x-y"), None);
         assert_eq!(
-            parse_u64(b"9223372036854775808 -x"),
-            Some(9223372036854775808)
+            parse_u64(b"9223372036854775807 -"),
+            Some(9223372036854775807)
         );
+        assert_eq!(parse_u64(b"12 -"), Some(12));
+        // A '-' sign that wraps back positive is found too, and still
+        // accepted: only a result that reads as negative is checked.
+        assert_eq!(
+            parse_u64(b"-9223372036854775809 -"),
+            Some(9223372036854775807)
+        );
+        // The value is a C string to memcached: a NUL ends the number and
+        // hides any '-' after it.
+        assert_eq!(parse_u64(b"12\0abc"), Some(12));
+        assert_eq!(
+            parse_u64(b"18446744073709551614 \0-"),
+            Some(18446744073709551614)
+        );
+        assert_eq!(parse_u64(b"\x0012"), None);
+        assert_eq!(parse_u64(b" \0 5"), None);
         assert_eq!(parse_u64(b"12a"), None);
         assert_eq!(parse_u64(b"1 2"), Some(1));
         assert_eq!(parse_u64(b""), None);

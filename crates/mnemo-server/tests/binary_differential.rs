@@ -138,6 +138,29 @@ fn cases() -> Vec<Case> {
         pkt(b, op(Increment), &arith_extras(1, 0, 0), b"n2", &[], 0);
         pkt(b, op(Get), &[], b"n1", &[], 0);
     });
+    // A number past 2^63 followed by text holding a '-' is not a number
+    // (memcached's safe_strtoull looks for '-' in the whole value): the
+    // quiet forms answer the error too and never rewrite the value. A NUL
+    // ends the value as a C string.
+    add(
+        "increment on values that are not numbers past 2^63",
+        false,
+        &|b| {
+            let one = arith_extras(1, 0, 0);
+            pkt(b, op(Set), &se, b"nn1", b"18446744073709551614 -", 0);
+            pkt(b, op(Increment), &one, b"nn1", &[], 0);
+            pkt(b, op(Decrement), &one, b"nn1", &[], 0);
+            pkt(b, op(IncrementQ), &one, b"nn1", &[], 0);
+            pkt(b, op(DecrementQ), &one, b"nn1", &[], 0);
+            pkt(b, op(Get), &[], b"nn1", &[], 0);
+            pkt(b, op(Set), &se, b"nn2", b"9223372036854775808 x-y", 0);
+            pkt(b, op(IncrementQ), &one, b"nn2", &[], 0);
+            pkt(b, op(Get), &[], b"nn2", &[], 0);
+            pkt(b, op(Set), &se, b"nn3", b"12\0abc", 0);
+            pkt(b, op(IncrementQ), &one, b"nn3", &[], 0);
+            pkt(b, op(Get), &[], b"nn3", &[], 0);
+        },
+    );
     add("touch and gat", false, &|b| {
         pkt(b, op(Set), &se, b"t1", b"v", 0);
         pkt(b, op(Touch), &100u32.to_be_bytes(), b"t1", &[], 0);

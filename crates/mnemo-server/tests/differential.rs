@@ -436,6 +436,49 @@ const ARITHMETIC: &[Case] = &[
     c("incr missing delta", b"incr n\r\n").before(&[SET_N]),
     c("incr too many args", b"incr n 1 noreply x\r\n").before(&[SET_N]),
     c("incr empty value", b"set s 0 0 0\r\n\r\nincr s 1\r\n"),
+    // A number at or above 2^63 followed by whitespace and text holding a
+    // '-' is not a number to memcached (safe_strtoull's strchr looks at
+    // the whole value): refused, and the value is left as it was. Each on
+    // a fresh server with no item replaced first, so memcached's search
+    // past the value's end meets zeroed memory.
+    c(
+        "incr value past 2^63 with a dash after",
+        b"set s 0 0 22\r\n18446744073709551614 -\r\nincr s 1\r\ndecr s 1\r\nincr s 1 noreply\r\nget s\r\n",
+    ),
+    c(
+        "decr value of 2^63 with text and a dash",
+        b"set s 0 0 25\r\n9223372036854775808 abc-d\r\ndecr s 1\r\nget s\r\n",
+    ),
+    c(
+        "incr value past 2^63 with a tab and dash",
+        b"set s 0 0 22\r\n18446744073709551615\t-\r\nincr s 1\r\nget s\r\n",
+    ),
+    // Below 2^63 the '-' is not looked for; a NUL ends the C string, so
+    // neither digits nor a '-' after it count.
+    c(
+        "incr value below 2^63 with a dash after",
+        b"set s 0 0 21\r\n9223372036854775807 -\r\nincr s 1\r\nget s\r\n",
+    ),
+    c(
+        "incr value with a NUL before a dash",
+        b"set s 0 0 23\r\n18446744073709551614 \0-\r\nincr s 1\r\nget s\r\n",
+    ),
+    c(
+        "incr value with a NUL after the digits",
+        b"set s 0 0 6\r\n12\0abc\r\nincr s 1\r\nget s\r\n",
+    ),
+    // The same rule for the delta: the tokenizer splits on spaces only, so
+    // a tab and a '-' stay in the token.
+    c(
+        "incr delta past 2^63 with a tab and dash",
+        b"incr n 18446744073709551615\t-\r\nincr n 9223372036854775808\t-\r\nincr n 9223372036854775807\t-\r\nget n\r\n",
+    )
+    .before(&[SET_N]),
+    c(
+        "cas unique past 2^63 with a tab and dash",
+        b"cas n 0 0 1 9223372036854775808\t-\r\nx\r\nget n\r\n",
+    )
+    .before(&[SET_N]),
 ];
 
 // ---------------------------------------------------------------- delete

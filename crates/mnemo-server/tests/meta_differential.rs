@@ -65,6 +65,13 @@ fn cases() -> Vec<Case> {
             "arithmetic",
             b"ma cnt\r\nma cnt N0 J10 v\r\nma cnt v\r\nma cnt MD D5 v\r\nma cnt M- D100 v\r\nma cnt MI D18446744073709551615 v\r\nms txt 3\r\nabc\r\nma txt\r\nma cnt q\r\nma nothere q\r\nma cnt t v\r\nma cnt T0 t\r\n",
         ),
+        // A number past 2^63 followed by text holding a '-' is not a number
+        // (memcached's safe_strtoull looks for '-' in the whole string), in
+        // the stored value and in a D delta alike; a NUL ends the string.
+        case(
+            "arithmetic on values that are not numbers past 2^63",
+            b"ms man1 22\r\n18446744073709551614 -\r\nma man1\r\nma man1 MD v\r\nma man1 q\r\nmg man1 v\r\nms man2 6\r\n12\0abc\r\nma man2 v\r\nmg man2 v\r\nma man2 D18446744073709551615\t- v\r\nma man2 D9223372036854775807\t- v\r\nmg man2 v\r\n",
+        ),
         case(
             "compare cas and invalidate",
             b"ms c1 1\r\na\r\nms c1 1 C999999\r\nb\r\nmd c1 C999999\r\nma c1 C999999\r\nmd c1 I T30\r\nmg c1 v\r\nmg c1 v\r\nms c1 1 I C999999\r\nc\r\nmd c1\r\nmg c1 v\r\n",

@@ -52,10 +52,12 @@ pub fn strtoull(s: &[u8]) -> Option<u64> {
         return None;
     }
     let v = if neg { mag.wrapping_neg() } else { mag };
-    // memcached looks for a '-' only in the span strtoull consumed, which
-    // holds one exactly when the sign was '-' (a stored value may have more
-    // text after its trailing spaces).
-    if (v as i64) < 0 && neg {
+    // memcached refuses a result at or above 2^63 when `strchr(str, '-')`
+    // finds a '-' anywhere in the token, not only as the sign: the token
+    // "18446744073709551615\t-" (the tokenizer splits on spaces only) is
+    // refused though strtoull stopped at the tab. Tokens hold no NUL (the
+    // line ends at one), so the token is the whole C string.
+    if (v as i64) < 0 && s.contains(&b'-') {
         return None;
     }
     Some(v)

@@ -413,6 +413,12 @@ fn numbers_like_libc() {
     assert_eq!(strtoull(b"5x"), None);
     assert_eq!(strtoull(b"5\t"), Some(5));
     assert_eq!(strtoull(b""), None);
+    // A '-' anywhere in the token refuses a result of 2^63 or more, as
+    // memcached's strchr over the token does; below 2^63 it is not looked at.
+    assert_eq!(strtoull(b"18446744073709551615\t-"), None);
+    assert_eq!(strtoull(b"9223372036854775808\t-"), None);
+    assert_eq!(strtoull(b"9223372036854775807\t-"), Some(i64::MAX as u64));
+    assert_eq!(strtoull(b"18446744073709551615\t"), Some(u64::MAX));
     assert_eq!(strtol32(b"4294967296"), Some(0));
     assert_eq!(strtol32(b"-5"), Some(-5));
     assert_eq!(strtol32(b"9223372036854775808"), None);
