@@ -614,7 +614,7 @@ fn finish(s: &mut Settings, slab_chunk_changed: bool) -> Result<(), CliError> {
 pub fn usage() -> String {
     let d = Settings::default();
     format!(
-        "mnemo {ver} (memcached 1.6.18 compatible)
+        "{identity}
 -p, --port=<num>          TCP port to listen on (default: {port})
 -U, --udp-port=<num>      UDP port to listen on (default: 0, off)
 -s, --unix-socket=<file>  UNIX socket to listen on (disables network support)
@@ -682,7 +682,7 @@ pub fn usage() -> String {
    - hugepages:           slab pages on transparent huge pages: fewer TLB
                           misses, more RSS (mnemo)
 ",
-        ver = env!("CARGO_PKG_VERSION"),
+        identity = crate::shared::IDENTITY,
         port = d.port,
         maxconns = d.maxconns,
         threads = d.threads,

@@ -54,7 +54,7 @@ fn main() {
             return;
         }
         cli::Action::Version => {
-            println!("mnemo {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", shared::IDENTITY);
             return;
         }
         cli::Action::License => {

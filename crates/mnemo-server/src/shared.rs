@@ -9,9 +9,35 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// What `version` and `stats` report: memcached's version (clients parse it
-/// to decide which commands exist) tagged with ours.
-pub const VERSION: &str = concat!("1.6.18-mnemo-", env!("CARGO_PKG_VERSION"));
+/// The memcached release whose behaviour mnemo reproduces; a macro so the
+/// one literal can go into `concat!`.
+macro_rules! memcached_version {
+    () => {
+        "1.6.18"
+    };
+}
+
+/// What `version`, `STAT version` and the binary VERSION body report:
+/// memcached's plain dotted version, nothing appended. Clients parse it to
+/// decide which commands exist, and a suffix breaks parsers (Perl's
+/// `version->parse` rejects `1.6.18-mnemo-0.1.0`), so mnemo names itself
+/// elsewhere: [`IDENTITY`] and [`MNEMO_VERSION`].
+pub const VERSION: &str = memcached_version!();
+
+/// mnemo's own release: `STAT mnemo_version` in `stats settings`.
+pub const MNEMO_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The first line of `-V` and `-h`: mnemo's name and release, then the
+/// memcached version it answers as. memcached prints `memcached 1.6.18`; a
+/// script splitting on whitespace finds the program name and its release
+/// in the same two fields here.
+pub const IDENTITY: &str = concat!(
+    "mnemo ",
+    env!("CARGO_PKG_VERSION"),
+    " (memcached ",
+    memcached_version!(),
+    ")"
+);
 
 pub struct Shared {
     pub settings: Settings,

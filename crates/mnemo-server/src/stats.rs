@@ -9,7 +9,7 @@
 //! The text of the `stats`, `stats settings` and `stats conns` blocks is
 //! written here too, so every protocol that lists them shares one order.
 
-use crate::shared::{ConnState, Shared, VERSION};
+use crate::shared::{ConnState, Shared, MNEMO_VERSION, VERSION};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -453,6 +453,11 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     );
     stat_line(out, "num_napi_ids", "(null)");
     stat_line(out, "memory_file", "(null)");
+    // mnemo's own release, since `version` reports memcached's. Here and
+    // not in the general block: like the `ext_*`/`ssl_*` lines a memcached
+    // build adds at this end, it says what build answers, and clients and
+    // monitors read the general block far more often.
+    stat_line(out, "mnemo_version", MNEMO_VERSION);
 }
 
 /// `stats conns`: listeners and clients, by file descriptor.

@@ -110,17 +110,31 @@ fn bad_flags_fail_clearly() {
     }
 }
 
+/// `-V` names mnemo and its release in memcached's two fields
+/// (`memcached 1.6.18`), then the memcached version it answers as, which is
+/// the reference binary's own `-V` version; `-h` starts with the same line.
 #[test]
 fn version_and_help() {
+    let reference = Command::new(support::require_tool("memcached"))
+        .arg("-V")
+        .output()
+        .expect("run memcached -V");
+    let reference = String::from_utf8_lossy(&reference.stdout);
+    let memcached_version = reference
+        .strip_prefix("memcached ")
+        .and_then(|v| v.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("memcached -V printed {reference:?}"));
     let out = run_to_exit(&["-V"]);
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("mnemo {}\n", env!("CARGO_PKG_VERSION"))
+    let identity = format!(
+        "mnemo {} (memcached {memcached_version})\n",
+        env!("CARGO_PKG_VERSION")
     );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), identity);
     let out = run_to_exit(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.starts_with(&identity), "help starts {help:?}");
     for flag in [
         "-p, --port",
         "-m, --memory-limit",

@@ -473,6 +473,13 @@ fn stats_general_and_settings() {
     ] {
         assert!(settings.contains(want), "{want} missing from {settings}");
     }
+    // mnemo's own release, since `version` reports memcached's; the last
+    // line before END, where a memcached build adds its build-dependent ones.
+    let own = format!(
+        "STAT mnemo_version {}\r\nEND\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(settings.ends_with(&own), "{own:?} not last in {settings}");
     assert_eq!(c.request(b"stats reset\r\n"), b"RESET\r\n");
     check(&mut c, b"stats detail on\r\n", b"OK\r\n");
     check(
