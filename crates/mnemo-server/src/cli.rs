@@ -109,6 +109,17 @@ fn num<T: std::str::FromStr>(flag: char, v: &str) -> Result<T, CliError> {
     })
 }
 
+/// `-p`/`-U`: a port, 0 (off) or -1 (any free port). memcached takes any
+/// int and fails later, at bind time, on the ones no socket can use.
+fn port(flag: char, v: &str) -> Result<i32, CliError> {
+    match num::<i32>(flag, v)? {
+        p @ -1..=65535 => Ok(p),
+        _ => fail(format!(
+            "Invalid value for -{flag}: \"{v}\" is not a valid number"
+        )),
+    }
+}
+
 /// Parses `argv[1..]`.
 pub fn parse<I, S>(args: I) -> Result<Action, CliError>
 where
@@ -201,6 +212,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
     let mut s = Settings::default();
     let mut slab_chunk_changed = false;
     let mut protocol_specified = false;
+    let (mut tcp_specified, mut udp_specified) = (false, false);
     for (c, v) in opts {
         let v = v.unwrap_or_default();
         match c {
@@ -210,8 +222,14 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
                 s.access = u32::from_str_radix(v.trim(), 8)
                     .or_else(|_| fail(format!("Invalid value for -a: \"{v}\" is not an octal mask")))?
             }
-            'U' => s.udp_port = num('U', &v)?,
-            'p' => s.port = num('p', &v)?,
+            'U' => {
+                s.udp_port = port('U', &v)?;
+                udp_specified = true;
+            }
+            'p' => {
+                s.port = port('p', &v)?;
+                tcp_specified = true;
+            }
             's' => s.socket_path = Some(v),
             'm' => {
                 let mb: usize = num('m', &v)?;
@@ -321,6 +339,10 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
         }
     }
     auth_protocols(&mut s, protocol_specified)?;
+    // memcached: a UDP port given without -p is the TCP port too.
+    if udp_specified && s.udp_port != 0 && !tcp_specified {
+        s.port = s.udp_port;
+    }
     finish(&mut s, slab_chunk_changed)?;
     Ok(Action::Run(Box::new(s)))
 }
@@ -719,6 +741,26 @@ mod tests {
         assert_eq!(s.engine.mem_limit, 64 << 20);
         assert_eq!(s.engine.item_size_max, 1 << 20);
         assert_eq!(s.backlog, 1024);
+    }
+
+    #[test]
+    fn ports_as_memcached_keeps_them() {
+        use crate::settings::bind_port;
+        let s = run(&["-p", "-1", "-U", "-1"]);
+        assert_eq!((s.port, s.udp_port), (-1, -1));
+        assert_eq!(bind_port(-1), Some(0));
+        assert_eq!(bind_port(0), None);
+        assert_eq!(bind_port(11211), Some(11211));
+        // A UDP port given without -p is the TCP port too; -U 0 is not.
+        assert_eq!(run(&["-U", "-1"]).port, -1);
+        assert_eq!(run(&["-U", "4000"]).port, 4000);
+        assert_eq!(run(&["-U", "0"]).port, 11211);
+        assert_eq!(run(&["-U", "4000", "-p", "5000"]).port, 5000);
+        assert_eq!(run(&["-p", "5000", "-U", "4000"]).port, 5000);
+        for bad in ["-2", "65536", "x"] {
+            err(&["-p", bad]);
+            err(&["-U", bad]);
+        }
     }
 
     #[test]

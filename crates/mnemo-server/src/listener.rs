@@ -4,7 +4,7 @@
 //! socket, round-robin, to a worker through a channel plus a mio `Waker`.
 //! See docs/ARCHITECTURE.md for why this and not SO_REUSEPORT per worker.
 
-use crate::settings::Settings;
+use crate::settings::{bind_port, Settings};
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::worker::{NewConn, WorkerHandle};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -73,13 +73,13 @@ pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
         out.push(Listener::Unix(l));
         return Ok(out);
     }
-    if s.port == 0 {
+    let Some(default_port) = bind_port(s.port) else {
         return Ok(out);
-    }
+    };
     let opts = listen_opts(s);
     for entry in &listen_entries(s.inter.as_deref()) {
         let (host, port) = split_host_port(entry)?;
-        let port = port.unwrap_or(s.port);
+        let port = port.unwrap_or(default_port);
         for a in resolve(&host, port)? {
             match bind_tcp(a, &opts) {
                 Ok(l) => out.push(Listener::Tcp(l)),

@@ -23,11 +23,25 @@ impl Protocol {
     }
 }
 
+/// What socket a `-p`/`-U` value (memcached keeps it in an int, and so
+/// does `stats settings`) asks for: 0 turns the listener off, -1 binds to a
+/// port the kernel picks (how harnesses start servers side by side,
+/// learning the ports from the `MEMCACHED_PORT_FILENAME` file).
+pub fn bind_port(port: i32) -> Option<u16> {
+    match port {
+        0 => None,
+        -1 => Some(0),
+        p => u16::try_from(p).ok(),
+    }
+}
+
 /// Everything fixed at start-up.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub port: u16,
-    pub udp_port: u16,
+    /// `-p`, -1 to 65535 (see [`bind_port`]).
+    pub port: i32,
+    /// `-U`, -1 to 65535 (see [`bind_port`]).
+    pub udp_port: i32,
     pub socket_path: Option<String>,
     /// `-a`, octal permission bits for the unix socket.
     pub access: u32,

@@ -17,7 +17,7 @@
 use crate::dispatch::{self, Ctx};
 use crate::listener::resolve;
 use crate::out::Out;
-use crate::settings::Settings;
+use crate::settings::{bind_port, Settings};
 use crate::shared::Shared;
 use crate::stats::WorkerStats;
 use mnemo_net::addr::{listen_entries, split_host_port};
@@ -39,12 +39,12 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 /// Binds the UDP sockets for `-U` on the same interfaces as TCP.
 pub fn bind_all(s: &Settings) -> Result<Vec<UdpSocket>, String> {
     let mut out = Vec::new();
-    if s.udp_port == 0 || s.socket_path.is_some() {
+    let Some(port) = bind_port(s.udp_port).filter(|_| s.socket_path.is_none()) else {
         return Ok(out);
-    }
+    };
     for entry in &listen_entries(s.inter.as_deref()) {
         let (host, _) = split_host_port(entry)?;
-        for a in resolve(&host, s.udp_port)? {
+        for a in resolve(&host, port)? {
             match UdpSocket::bind(a) {
                 Ok(sock) => out.push(sock),
                 Err(_) if s.inter.is_none() && a.is_ipv6() => {}
