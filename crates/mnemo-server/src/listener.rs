@@ -95,6 +95,72 @@ pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
     Ok(out)
 }
 
+/// memcached's `MEMCACHED_PORT_FILENAME`: when the variable is set, the
+/// ports bound for TCP and UDP are written to that file, one line per
+/// socket (`TCP INET: 40123`, `UDP INET6: 40125`, TCP first, in bind
+/// order), so whoever started the server with `-p -1` (any free port)
+/// learns where it listens. As in memcached, the lines go to `<name>.lck`,
+/// opened for appending before anything is bound, and the file is renamed
+/// to `<name>` only once every socket is bound: a reader polling for
+/// `<name>` never sees it half written. A unix socket (`-s`) writes none.
+pub struct PortFile {
+    file: std::fs::File,
+    lck: std::ffi::OsString,
+    path: std::ffi::OsString,
+}
+
+impl PortFile {
+    /// Opens `<name>.lck` if the variable asks for it. A file that cannot
+    /// be opened is reported and otherwise ignored, as memcached does.
+    pub fn from_env(s: &Settings) -> Option<PortFile> {
+        if s.socket_path.is_some() {
+            return None;
+        }
+        let mut path = std::env::var_os("MEMCACHED_PORT_FILENAME")?;
+        // memcached opens it after daemon() has moved to "/" (which -r
+        // skips), so a relative name under -d lands there; mnemo binds
+        // before daemonizing and resolves the name as memcached would.
+        if s.daemonize && !s.maxcore && Path::new(&path).is_relative() {
+            path = Path::new("/").join(path).into_os_string();
+        }
+        let mut lck = path.clone();
+        lck.push(".lck");
+        match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&lck)
+        {
+            Ok(file) => Some(PortFile { file, lck, path }),
+            Err(e) => {
+                eprintln!("Failed to open \"{}\": {e}", Path::new(&lck).display());
+                None
+            }
+        }
+    }
+
+    /// Writes a line per TCP listener and UDP socket, then renames the
+    /// file into place. memcached ignores write and rename failures here
+    /// (the server runs on); so does this.
+    pub fn finish(mut self, tcp: &[Listener], udp: &[std::net::UdpSocket]) {
+        let mut text = String::new();
+        let tcp_addrs = tcp.iter().filter_map(|l| match l {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(_) => None,
+        });
+        let udp_addrs = udp.iter().filter_map(|u| u.local_addr().ok());
+        for (proto, a) in tcp_addrs
+            .map(|a| ("TCP", a))
+            .chain(udp_addrs.map(|a| ("UDP", a)))
+        {
+            let family = if a.is_ipv4() { "INET" } else { "INET6" };
+            text.push_str(&format!("{proto} {family}: {}\n", a.port()));
+        }
+        let _ = self.file.write_all(text.as_bytes());
+        drop(self.file);
+        let _ = std::fs::rename(&self.lck, &self.path);
+    }
+}
+
 const STOP: Token = Token(usize::MAX);
 
 /// The acceptor's handle: wake it to make it notice `stopping`.

@@ -118,6 +118,7 @@ fn run(settings: Settings) -> i32 {
             );
         }
     }
+    let port_file = listener::PortFile::from_env(&settings);
     let listeners = match listener::bind_all(&settings) {
         Ok(l) => l,
         Err(e) => return die(e, EX_OSERR),
@@ -126,6 +127,9 @@ fn run(settings: Settings) -> i32 {
         Ok(u) => u,
         Err(e) => return die(e, EX_OSERR),
     };
+    if let Some(f) = port_file {
+        f.finish(&listeners, &udp_socks);
+    }
     let auth = match &settings.auth_file {
         Some(path) => match auth::AuthFile::load(path) {
             Ok(a) => Some(a),

@@ -402,3 +402,153 @@ fn replies_to_one_read_go_out_in_one_write() {
         after - before
     );
 }
+
+/// A server started with `MEMCACHED_PORT_FILENAME` set, and what it wrote.
+struct WithPortFile {
+    _child: ChildGuard,
+    text: String,
+}
+
+/// Starts `kind` with `args` and the variable naming a fresh file (whose
+/// `.lck` holds `stale` beforehand: memcached appends to it), and waits
+/// for the file to appear.
+fn start_with_port_file(
+    kind: support::Kind,
+    args: &[&str],
+    case: usize,
+    stale: &str,
+) -> WithPortFile {
+    let path = temp_path(&format!("ports-{}-{case}", kind.name()));
+    let mut lck = path.clone().into_os_string();
+    lck.push(".lck");
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&lck);
+    if !stale.is_empty() {
+        std::fs::write(&lck, stale).expect("write the stale .lck");
+    }
+    let child = Command::new(kind.program())
+        .args(root_args())
+        .args(args)
+        .env("MEMCACHED_PORT_FILENAME", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", kind.name()));
+    let mut child = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let _ = std::fs::remove_file(&path);
+            return WithPortFile {
+                _child: child,
+                text,
+            };
+        }
+        if let Some(status) = child.0.try_wait().ok().flatten() {
+            panic!(
+                "{} {args:?} exited with {status} before writing its port file",
+                kind.name()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} {args:?} wrote no port file",
+            kind.name()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks that the socket a port-file line names answers `version`.
+fn answers_on(line: &str) {
+    let (proto, rest) = line.split_once(' ').expect("a protocol");
+    let (family, port) = rest.split_once(": ").expect("a family and port");
+    let port: u16 = port.parse().expect("a port number");
+    assert_ne!(port, 0, "{line}");
+    let host = if family == "INET6" {
+        "[::1]"
+    } else {
+        "127.0.0.1"
+    };
+    let addr = format!("{host}:{port}");
+    if proto == "TCP" {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{line}: {e}"));
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c.write_all(b"version\r\n").expect("send");
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            buf[..n].starts_with(b"VERSION "),
+            "{line}: {}",
+            show(&buf[..n])
+        );
+    } else {
+        let local = if family == "INET6" {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let u = std::net::UdpSocket::bind(local).expect("bind a UDP client");
+        u.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        u.send_to(b"\x00\x07\x00\x00\x00\x01\x00\x00version\r\n", &addr)
+            .expect("send");
+        let mut buf = [0u8; 1500];
+        let n = u.recv(&mut buf).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            n > 8 && buf[8..n].starts_with(b"VERSION "),
+            "{line}: {}",
+            show(&buf[..n])
+        );
+    }
+}
+
+/// `MEMCACHED_PORT_FILENAME`: mnemo writes the file memcached writes (the
+/// same lines in the same order once port numbers are masked; `-p -1` and
+/// `-U -1` ask for any free port, `-U` alone sets the TCP port too, port 0
+/// binds nothing, and a stale `.lck` is appended to), and every socket it
+/// lists answers.
+#[test]
+fn port_file_matches_memcached() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-p", "-1", "-U", "-1", "-l", "127.0.0.1"], ""),
+        (&["-p", "-1", "-U", "0", "-l", "127.0.0.1"], ""),
+        (&["-U", "-1", "-l", "127.0.0.1"], ""),
+        (&["-p", "0", "-U", "-1", "-l", "127.0.0.1"], ""),
+        (&["-p", "0", "-U", "0", "-l", "127.0.0.1"], ""),
+        (&["-p", "-1", "-U", "-1", "-l", "127.0.0.1,[::1]"], ""),
+        // All interfaces: 0.0.0.0 and :: each get a port of their own.
+        (&["-p", "-1", "-U", "-1"], ""),
+        (&["-p", "-1", "-U", "0", "-l", "127.0.0.1"], "TCP INET: 1\n"),
+    ];
+    let mask = |text: &str| -> String {
+        let mut out = String::new();
+        for ch in text.chars() {
+            if ch.is_ascii_digit() {
+                if !out.ends_with('N') {
+                    out.push('N');
+                }
+            } else {
+                out.push(ch);
+            }
+        }
+        out
+    };
+    for (i, (args, stale)) in cases.iter().enumerate() {
+        let want = start_with_port_file(support::Kind::Memcached, args, i, stale);
+        let got = start_with_port_file(support::Kind::Mnemo, args, i, stale);
+        assert_eq!(
+            mask(&got.text),
+            mask(&want.text),
+            "{args:?}: {:?}",
+            got.text
+        );
+        for server in [&want, &got] {
+            for line in server.text.lines().skip(stale.lines().count()) {
+                answers_on(line);
+            }
+        }
+    }
+}
