@@ -105,9 +105,21 @@ impl Shard {
     /// Finds the slot of `key`; `is_key(id)` compares the stored item's key.
     #[inline]
     pub fn find(&self, h: u64, mut is_key: impl FnMut(ChunkId) -> bool) -> Option<ChunkId> {
+        // The lookup of every request: its own loop, returning the id it
+        // already holds, rather than `probe` and a second indexed load.
         let tag = tag_of(h);
-        let i = self.probe(h, |s| (s >> 32) as u32 == tag && is_key(slot_id(s)))?;
-        Some(slot_id(self.slots[i]))
+        let mask = self.mask();
+        let mut i = tag as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return None;
+            }
+            if (s >> 32) as u32 == tag && is_key(slot_id(s)) {
+                return Some(slot_id(s));
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// Inserts an id whose key is known to be absent.

@@ -160,7 +160,7 @@ impl Engine {
         // memcached counts the value's "\r\n" against -I; so do we, so the
         // same sizes are accepted and refused.
         self.slabs.layout.item_size(nkey, flags, nbytes + 2) <= self.cfg.item_size_max
-            && nkey <= crate::KEY_MAX_LENGTH
+            && nkey <= crate::MAX_STORED_KEY
     }
 
     #[inline]

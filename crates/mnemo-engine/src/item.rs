@@ -200,6 +200,7 @@ impl<'g> Raw<'g> {
         let w = self.word(4);
         w.store((w.load(Relaxed) & SEG_BIT) | id.to_word(), Relaxed);
     }
+    #[inline]
     pub fn seg(&self) -> Seg {
         let b0 = self.word(0).load(Relaxed) >> 31;
         let b1 = self.word(4).load(Relaxed) >> 31;
@@ -472,57 +473,71 @@ impl<'a> ItemRef<'a> {
             before,
         }
     }
+    #[inline]
     pub fn key(&self) -> &[u8] {
         self.raw.key()
     }
+    #[inline]
     pub fn flags(&self) -> u32 {
         self.raw.flags()
     }
+    #[inline]
     pub fn cas(&self) -> u64 {
         self.raw.cas()
     }
+    #[inline]
     pub fn value_len(&self) -> usize {
         self.raw.value_len()
     }
     /// Relative expiry time, 0 for never.
+    #[inline]
     pub fn exptime(&self) -> u32 {
         self.raw.exptime()
     }
     /// Relative time of the last access before this one.
+    #[inline]
     pub fn last_access(&self) -> u32 {
         self.before & TIME_MASK
     }
     /// Whether the item had been read before this read.
+    #[inline]
     pub fn fetched(&self) -> bool {
         self.before & FETCHED != 0
     }
+    #[inline]
     pub fn class_id(&self) -> u32 {
         self.class_id
     }
     /// Marked stale by a meta invalidation.
+    #[inline]
     pub fn stale(&self) -> bool {
         self.raw.exp_bits() & STALE != 0
     }
     /// The key was stored base64-decoded (meta `b`).
+    #[inline]
     pub fn key_binary(&self) -> bool {
         self.raw.meta() & KEY_BINARY != 0
     }
     /// A recache win token was already handed out for this item.
+    #[inline]
     pub fn win_sent(&self) -> bool {
         self.raw.exp_bits() & WIN_SENT != 0
     }
     /// Appends the value's bytes to `out`.
+    #[inline]
     pub fn write_value(&self, out: &mut Vec<u8>) {
         self.engine
             .for_each_value_part(self.raw, |s| out.extend_from_slice(s));
     }
     /// Calls `f` with the value's parts in order (one part unless chained).
+    #[inline]
     pub fn for_each_value_part(&self, f: impl FnMut(&[u8])) {
         self.engine.for_each_value_part(self.raw, f);
     }
     /// Holds this item's value for a reply that will send it after the
     /// key's lock is released, instead of copying it (see `Pinned`).
     /// `None` only while the engine is being torn down.
+    #[inline]
     pub fn pin(&self) -> Option<crate::Pinned> {
         self.engine.pin(self.id, self.raw.value_len())
     }

@@ -53,8 +53,11 @@ pub use tuning::LruTuneError;
 mod engine;
 pub use engine::Engine;
 
-/// Largest key memcached accepts, in bytes.
-pub const KEY_MAX_LENGTH: usize = 250;
+/// Longest key an item can hold: its header keeps the key length in one
+/// byte. This is the storage format's capacity; which keys a client may
+/// send is the protocol's rule (`mnemo_protocol::MAX_KEY_LEN`, 250), which
+/// the server checks fits under this one.
+pub const MAX_STORED_KEY: usize = 0xFF;
 
 // Handles a server moves between threads are Send because they hold a
 // chunk id and the engine, not a pointer into a page: checked here, at

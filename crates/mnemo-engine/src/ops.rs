@@ -78,6 +78,7 @@ impl Engine {
 
     /// Reads `key`. `f` runs while the item is locked and gets what the
     /// item looked like before this read (fetched bit, last access).
+    #[inline]
     pub fn get<R>(
         &self,
         key: &[u8],

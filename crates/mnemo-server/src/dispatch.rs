@@ -181,7 +181,7 @@ pub struct Front<'a> {
 }
 
 /// Runs the request at the front of the input.
-#[inline]
+#[inline(always)]
 pub fn step(ctx: &mut Ctx, sess: &mut Session, front: Front, out: &mut Out) -> Outcome {
     let input = front.input;
     ctx.pending_output = out.has_unsent();

@@ -30,10 +30,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// sysexits.h EX_OSERR.
-// The protocol crate rejects longer keys on the wire and the engine refuses
-// to store them; the two crates do not depend on each other, so the server,
-// which joins them, is where they are held to one limit.
-const _: () = assert!(mnemo_engine::KEY_MAX_LENGTH == mnemo_protocol::MAX_KEY_LEN);
+// Keys are refused on the wire above the protocol's limit; the engine's item
+// format must be able to hold every key that passes. The two crates do not
+// depend on each other, so the server, which joins them, checks it.
+const _: () = assert!(mnemo_protocol::MAX_KEY_LEN <= mnemo_engine::MAX_STORED_KEY);
 
 const EX_OSERR: i32 = 71;
 

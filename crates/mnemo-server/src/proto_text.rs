@@ -27,7 +27,7 @@ const MAX_SLAB_CLASSES: u32 = 64;
 
 /// Frames the line at the front of `input` and runs it: a meta command
 /// through `proto_meta`, anything else through [`execute`].
-#[inline]
+#[inline(always)]
 pub fn step(ctx: &Ctx, sess: &mut Session, front: Front, out: &mut Out) -> Outcome {
     let input = front.input;
     let (line, consumed) = match text::next_line(input) {
@@ -233,6 +233,7 @@ fn store_reply(ctx: &Ctx, outcome: StoreOutcome) -> &'static str {
 
 /// Runs a retrieval command. Returns the keys not yet served when the
 /// output passed `pause_at` bytes (no `END` written yet), else `None`.
+#[inline]
 pub fn get<'a>(
     ctx: &Ctx,
     kind: GetKind,
@@ -337,6 +338,7 @@ pub fn metadump_step(
 }
 
 /// Runs one parsed request.
+#[inline]
 fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -> Outcome {
     let sh = ctx.shared;
     let engine = &sh.engine;
