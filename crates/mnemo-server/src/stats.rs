@@ -401,7 +401,12 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "tcp_backlog", s.backlog);
     stat_line(out, "binding_protocol", s.protocol.text());
     stat_line(out, "auth_enabled_sasl", yes(s.sasl));
-    stat_line(out, "auth_enabled_ascii", yes(s.auth_file.is_some()));
+    // memcached prints the `-Y` file's path here, not "yes".
+    stat_line(
+        out,
+        "auth_enabled_ascii",
+        s.auth_file.as_deref().unwrap_or("no"),
+    );
     stat_line(out, "item_size_max", c.item_size_max);
     stat_line(out, "maxconns_fast", yes(s.maxconns_fast));
     // 0 means "the default", as memcached reports it unless -o hashpower.
@@ -446,13 +451,47 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
         yes(sh.runtime.track_sizes.load(Relaxed)),
     );
     stat_line(out, "inline_ascii_response", "no");
+    extstore_and_tls_settings(s, out);
+    stat_line(out, "num_napi_ids", "(null)");
+    stat_line(out, "memory_file", "(null)");
+}
+
+/// The `ext_*` and `ssl_*` lines of `stats settings`. mnemo has neither
+/// extstore nor TLS, and refuses their options (`-o ext_path=`, `-Z`,
+/// `-o ssl_*`), so every value is what memcached 1.6.18 (built with both,
+/// as distributions ship it) reports when they are not configured: tools
+/// that read these names find them, and find them saying "off".
+fn extstore_and_tls_settings(s: &crate::settings::Settings, out: &mut Vec<u8>) {
+    stat_line(out, "ext_item_size", 512);
+    stat_line(out, "ext_item_age", u32::MAX);
+    stat_line(out, "ext_low_ttl", 0);
+    stat_line(out, "ext_recache_rate", 2000);
+    stat_line(out, "ext_wbuf_size", 4 * 1024 * 1024);
+    stat_line(out, "ext_compact_under", 0);
+    stat_line(out, "ext_drop_under", 0);
+    stat_line(out, "ext_max_sleep", 1_000_000);
+    stat_line(out, "ext_max_frag", "0.80");
+    // memcached lists this one among the extstore settings (it only
+    // matters to extstore's page mover), so it sits here.
     stat_line(
         out,
         "slab_automove_freeratio",
         format!("{:.3}", s.slab_automove_freeratio),
     );
-    stat_line(out, "num_napi_ids", "(null)");
-    stat_line(out, "memory_file", "(null)");
+    stat_line(out, "ext_drop_unread", "no");
+    stat_line(out, "ssl_enabled", "no");
+    // memcached prints its unset certificate paths with printf's "%s" of
+    // NULL, which glibc spells "(null)"; the two below it tests first.
+    stat_line(out, "ssl_chain_cert", "(null)");
+    stat_line(out, "ssl_key", "(null)");
+    stat_line(out, "ssl_verify_mode", 0);
+    stat_line(out, "ssl_keyformat", 1);
+    stat_line(out, "ssl_ciphers", "NULL");
+    stat_line(out, "ssl_ca_cert", "NULL");
+    stat_line(out, "ssl_wbuf_size", 16 * 1024);
+    stat_line(out, "ssl_session_cache", "no");
+    stat_line(out, "ssl_kernel_tls", "no");
+    stat_line(out, "ssl_min_version", "tlsv1.2");
 }
 
 /// `stats conns`: listeners and clients, by file descriptor.

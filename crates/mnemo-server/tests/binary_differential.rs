@@ -433,12 +433,12 @@ fn random_requests_never_kill_the_server() {
 }
 
 /// `stat` groups: the same statuses and STAT names as memcached (values
-/// differ between two processes and are not compared). `settings` is left
-/// out: mnemo has no extstore or TLS settings to list.
+/// differ between two processes and are not compared).
 #[test]
 fn stat_groups_match_memcached() {
-    let groups: [&[u8]; 13] = [
+    let groups: [&[u8]; 14] = [
         b"",
+        b"settings",
         b"items",
         b"slabs",
         b"sizes",

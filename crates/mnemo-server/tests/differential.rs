@@ -14,14 +14,14 @@
 //! threads' timing). Cases about STAT *names* (settings, items, slabs) mask
 //! every value.
 //!
-//! Three differences are mnemo's by design and are masked for that reason
+//! One difference is mnemo's by design and is masked for that reason
 //! alone: its items are smaller (issue #3: a 28-byte header where memcached
 //! spends 56), so byte counts and slab geometry differ ([`GEOMETRY_STATS`];
 //! class ids in `stats items`/`slabs` names are collapsed and the `-vv`
 //! class lines compared by format, mnemo's classes being checked against
-//! `-n`/`-f` on their own); and it is built without extstore and TLS, so
-//! like a memcached built without them it prints no `ext_*`/`ssl_*`
-//! settings (those lines are dropped from both answers).
+//! `-n`/`-f` on their own). `stats settings` is compared whole, its
+//! `ext_*`/`ssl_*` lines included: mnemo lists them as memcached does
+//! with extstore and TLS not configured.
 //!
 //! `memcached_against_itself` runs the whole table memcached-vs-memcached:
 //! it proves the masks suffice and the harness is deterministic, so a mnemo
@@ -917,9 +917,6 @@ fn normalize(answer: &[u8], names_only: bool, mask_cas: bool) -> Vec<u8> {
             }
             Some(b"STAT") if words.len() >= 3 => {
                 let name = words[1];
-                if name.starts_with(b"ext_") || name.starts_with(b"ssl_") {
-                    continue;
-                }
                 // `stats items`/`stats slabs` names embed the slab class id;
                 // the volatile list names the last component.
                 let short = name.rsplit(|&b| b == b':').next().unwrap_or(name);
@@ -1134,6 +1131,37 @@ fn cas_of(gets: &[u8]) -> Option<u64> {
     let line = gets.split(|&b| b == b'\r').next()?;
     let word = line.rsplit(|&b| b == b' ').next()?;
     std::str::from_utf8(word).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------- settings under -Y
+
+/// `stats settings` of a server started with `-Y`, after authenticating:
+/// memcached names the token file in `auth_enabled_ascii`.
+fn settings_with_auth_file(kind: Kind, path: &str) -> String {
+    let server = Server::start(kind, &["-Y", path]);
+    let mut c = server.connect();
+    let mut answer = c.request(b"set a 0 0 11\r\nuser1 pass1\r\n");
+    c.send(b"stats settings\r\n");
+    answer.extend(c.read_until(b"END\r\n"));
+    show_full(&normalize(&answer, false, true))
+}
+
+#[test]
+fn settings_with_auth_file_match_memcached() {
+    support::require_tool("memcached");
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("differential-authfile-{}", std::process::id()));
+    std::fs::write(&path, "user1:pass1\n").expect("write auth file");
+    let path = path.to_string_lossy().into_owned();
+    let (memcached, mnemo) = both(
+        || settings_with_auth_file(Kind::Memcached, &path),
+        || settings_with_auth_file(Kind::Mnemo, &path),
+    );
+    assert!(
+        memcached == mnemo,
+        "{}",
+        first_difference(&memcached, &mnemo, Kind::Memcached, Kind::Mnemo)
+    );
 }
 
 #[test]
