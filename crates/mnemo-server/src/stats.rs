@@ -448,7 +448,7 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(
         out,
         "track_sizes",
-        yes(sh.runtime.track_sizes.load(Relaxed)),
+        yes(sh.runtime.sizes_from_cas.lock().is_some()),
     );
     stat_line(out, "inline_ascii_response", "no");
     extstore_and_tls_settings(s, out);

@@ -211,6 +211,12 @@ fn cases() -> Vec<Case> {
     add("quit answers then closes", true, &|b| {
         pkt(b, op(Quit), &[], b"", &[], 0);
     });
+    // memcached's handlers for these two never send the closing packet.
+    add("stat sizes_enable and sizes_disable", false, &|b| {
+        pkt(b, op(Stat), &[], b"sizes_enable", &[], 0);
+        pkt(b, op(Stat), &[], b"sizes_disable", &[], 0);
+        pkt(b, op(Stat), &[], b"sizes", &[], 0);
+    });
     add("quitq closes without an answer", true, &|b| {
         pkt(b, op(Set), &se, b"qq", b"v", 0);
         pkt(b, op(QuitQ), &[], b"", &[], 0);
