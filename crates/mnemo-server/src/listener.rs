@@ -36,9 +36,15 @@ pub fn describe(l: &Listener) -> String {
 }
 
 fn tcp_text(a: &SocketAddr) -> String {
+    addr_text("tcp", a)
+}
+
+/// memcached's spelling of a socket address in `stats conns`: the
+/// transport (`tcp`, `udp`), suffixed with 6 for IPv6.
+pub fn addr_text(transport: &str, a: &SocketAddr) -> String {
     match a {
-        SocketAddr::V4(v) => format!("tcp:{}:{}", v.ip(), v.port()),
-        SocketAddr::V6(v) => format!("tcp:[{}]:{}", v.ip(), v.port()),
+        SocketAddr::V4(v) => format!("{transport}:{}:{}", v.ip(), v.port()),
+        SocketAddr::V6(v) => format!("{transport}6:[{}]:{}", v.ip(), v.port()),
     }
 }
 
@@ -118,7 +124,8 @@ pub fn spawn_acceptor(
         let info = ConnInfo::new(fd, describe(l), None, ConnState::Listening, now);
         shared.conns.lock().insert(fd, Arc::new(info));
     }
-    shared.listeners.store(listeners.len() as u32, Relaxed);
+    // Added to, not set: UDP sockets count too (udp.rs).
+    shared.listeners.fetch_add(listeners.len() as u32, Relaxed);
     // memcached counts its listening sockets as connections.
     shared
         .global

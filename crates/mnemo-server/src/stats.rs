@@ -9,6 +9,7 @@
 //! The text of the `stats`, `stats settings` and `stats conns` blocks is
 //! written here too, so every protocol that lists them shares one order.
 
+use crate::listener::addr_text;
 use crate::shared::{ConnState, Shared, VERSION};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -498,11 +499,29 @@ fn extstore_and_tls_settings(s: &crate::settings::Settings, out: &mut Vec<u8>) {
 pub fn conns_stats(sh: &Shared, out: &mut Vec<u8>) {
     let now = sh.engine.clock().now();
     for (fd, info) in sh.conns.lock().iter() {
-        stat_line(out, &format!("{fd}:addr"), &info.addr);
-        if let Some(l) = &info.listen_addr {
-            stat_line(out, &format!("{fd}:listen_addr"), l);
-        }
         let state = info.state();
+        if info.is_udp() {
+            stat_line(out, &format!("{fd}:UDP"), "UDP");
+        }
+        // As memcached's conn_to_str: a UDP socket between datagrams shows
+        // its own address like a listener; serving one, the sender's, with
+        // its own as listen_addr.
+        let serving = match state {
+            ConnState::Read => None,
+            _ => info.udp_peer(),
+        };
+        match serving {
+            Some(peer) => {
+                stat_line(out, &format!("{fd}:addr"), addr_text("udp", &peer));
+                stat_line(out, &format!("{fd}:listen_addr"), &info.addr);
+            }
+            None => {
+                stat_line(out, &format!("{fd}:addr"), &info.addr);
+                if let Some(l) = &info.listen_addr {
+                    stat_line(out, &format!("{fd}:listen_addr"), l);
+                }
+            }
+        }
         stat_line(out, &format!("{fd}:state"), state.text());
         let last = info.last_cmd.load(Relaxed);
         let secs = if state == ConnState::Listening {

@@ -1038,9 +1038,9 @@ fn clip(transcript: &str) -> String {
     }
 }
 
-/// In `stats conns`, file descriptor numbers and ephemeral ports are
-/// per-process accidents: `STAT 24:addr tcp:127.0.0.1:44616` becomes
-/// `STAT <fd>:addr tcp:127.0.0.1:<port>`.
+/// In `stats conns`, file descriptor numbers and ports are per-process
+/// accidents: `STAT 24:addr tcp:127.0.0.1:44616` becomes
+/// `STAT <fd>:addr tcp:127.0.0.1:<port>` (`tcp6:`, `udp:` alike).
 fn mask_conns(answer: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(answer);
     let mut out = String::new();
@@ -1050,9 +1050,13 @@ fn mask_conns(answer: &[u8]) -> Vec<u8> {
             continue;
         };
         let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-        let rest = match rest.split_once(" tcp:127.0.0.1:") {
-            Some((name, _port)) => format!("{name} tcp:127.0.0.1:<port>\r\n"),
-            None => rest.to_string(),
+        let rest = match rest.split_once(' ') {
+            Some((name, value)) if value.starts_with("tcp") || value.starts_with("udp") => {
+                let value = value.trim_end();
+                let host = value.rsplit_once(':').map_or(value, |(host, _port)| host);
+                format!("{name} {host}:<port>\r\n")
+            }
+            _ => rest.to_string(),
         };
         out.push_str("STAT <fd>");
         out.push_str(&rest);
@@ -1177,6 +1181,79 @@ fn cas_of(gets: &[u8]) -> Option<u64> {
     let line = gets.split(|&b| b == b'\r').next()?;
     let word = line.rsplit(|&b| b == b' ').next()?;
     std::str::from_utf8(word).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------- connection states
+
+/// `stats conns` with clients in each state a client can leave a
+/// connection in: just connected, idle after a request, part-way through
+/// a command line, part-way through a small and a large value, and
+/// part-way through a value too large to store. File descriptors, ports
+/// and `secs_since_last_cmd` (a clock read) are masked; addresses and
+/// states are compared. `extra` is added to both command lines.
+fn conn_states(kind: Kind, extra: &[&str]) -> String {
+    let mut args = vec!["-I", "1m"];
+    args.extend_from_slice(extra);
+    let server = Server::start(kind, &args);
+    let mut clients = Vec::new();
+    let stalls: [&[u8]; 6] = [
+        b"",
+        b"version\r\n",
+        b"get foo",
+        b"set small 0 0 10\r\nabc",
+        b"set large 0 0 100000\r\n",
+        b"set huge 0 0 2000000\r\n",
+    ];
+    for bytes in stalls {
+        let mut c = server.connect();
+        if !bytes.is_empty() {
+            c.send(bytes);
+        }
+        if bytes.starts_with(b"set large") || bytes.starts_with(b"set huge") {
+            c.send(&[b'x'; 50_000]);
+        }
+        // Accepted in this order, so descriptors (and the listing) follow it.
+        std::thread::sleep(Duration::from_millis(50));
+        clients.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = server.connect();
+    c.send(b"stats conns\r\n");
+    let answer = mask_conns(&c.read_until(b"END\r\n"));
+    let text = String::from_utf8_lossy(&answer);
+    let mut out = String::new();
+    for line in text.split_inclusive("\r\n") {
+        match line.split_once(":secs_since_last_cmd ") {
+            Some((name, _)) => out.push_str(&format!("{name}:secs_since_last_cmd <secs>\r\n")),
+            None => out.push_str(line),
+        }
+    }
+    show_full(out.as_bytes())
+}
+
+fn compare_conn_states(a: Kind, b: Kind, extra: &[&str]) {
+    support::require_tool("memcached");
+    let (left, right) = both(|| conn_states(a, extra), || conn_states(b, extra));
+    assert!(
+        left == right,
+        "{}\n{}:\n{left}\n{}:\n{right}",
+        first_difference(&left, &right, a, b),
+        a.name(),
+        b.name()
+    );
+}
+
+#[test]
+fn conn_states_match_memcached() {
+    compare_conn_states(Kind::Memcached, Kind::Mnemo, &[]);
+    // memcached adds a second -l to the first; the IPv6 listener is
+    // listed as tcp6.
+    compare_conn_states(Kind::Memcached, Kind::Mnemo, &["-l", "::1"]);
+}
+
+#[test]
+fn conn_states_memcached_against_itself() {
+    compare_conn_states(Kind::Memcached, Kind::Memcached, &[]);
 }
 
 // ---------------------------------------------------------------- settings under -Y
