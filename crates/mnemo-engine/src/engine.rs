@@ -755,9 +755,17 @@ impl Engine {
         out
     }
 
+    /// Draws a CAS unique as a store would (0 without CAS). memcached's
+    /// `stats sizes_enable` draws one to mark where its histogram starts.
+    pub fn draw_cas(&self) -> u64 {
+        self.next_cas()
+    }
+
     /// `stats sizes`: items by their size rounded up to 32 bytes, as
-    /// memcached's histogram buckets them.
-    pub fn stats_sizes(&self) -> Vec<(String, String)> {
+    /// memcached's histogram buckets them. Only items whose CAS is at
+    /// least `min_cas` count: memcached's histogram counts items as they
+    /// are linked after it is switched on, and knows them by their CAS.
+    pub fn stats_sizes(&self, min_cas: u64) -> Vec<(String, String)> {
         let mut hist = std::collections::BTreeMap::<usize, u64>::new();
         for class in &self.slabs.classes {
             let st = class.state.lock();
@@ -766,8 +774,10 @@ impl Engine {
                 while id != ChunkId::NIL {
                     // SAFETY: on this class's LRU, class lock (`st`) held.
                     let raw = unsafe { self.slabs.raw(id) };
-                    let size = self.charged_size(raw) + 2;
-                    *hist.entry(size.div_ceil(32) * 32).or_default() += 1;
+                    if raw.cas() >= min_cas {
+                        let size = self.charged_size(raw) + 2;
+                        *hist.entry(size.div_ceil(32) * 32).or_default() += 1;
+                    }
                     id = raw.next();
                 }
             }

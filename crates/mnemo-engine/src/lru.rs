@@ -81,64 +81,67 @@ pub(crate) enum TailAction {
 impl Engine {
     /// Keeps one class's HOT and WARM within their limits and sends
     /// active COLD tails to WARM. Returns how many items it moved or freed.
+    ///
+    /// The limits are memcached's (`lru_maintainer_juggle` and
+    /// `lru_pull_tail`): HOT and WARM are each capped at their percentage
+    /// of the bytes in HOT, WARM and COLD together, and at an age of their
+    /// factor times COLD's tail age (0 while COLD is empty); an ACTIVE tail
+    /// is moved on at once (HOT's to WARM, WARM's back to WARM's head)
+    /// whatever the limits. In bytes rather than items, a lone item is over
+    /// any share below 100% and goes to COLD on the first pass, where
+    /// `stats cachedump` finds it, as in memcached.
     pub(crate) fn juggle(&self, ci: usize, budget: usize) -> usize {
         let mut st = self.slabs.classes[ci].state.lock();
         let now = self.clock.now();
-        let total = st.items();
-        if total == 0 {
+        if st.items() == 0 {
             return 0;
         }
         if !self.tuning.segmented() {
             return self.drain_to_cold(&mut st, ci, now, budget);
         }
+        let total_bytes: u64 = [Seg::Hot, Seg::Warm, Seg::Cold]
+            .iter()
+            .map(|&seg| st.lru[seg as usize].bytes)
+            .sum();
         // `lru tune` takes any u32 whose sum with the other wraps to <= 80.
-        let hot_limit = total.saturating_mul(u64::from(self.tuning.hot_pct.load(Relaxed))) / 100;
-        let warm_limit = total.saturating_mul(u64::from(self.tuning.warm_pct.load(Relaxed))) / 100;
+        let share = |pct: u32| total_bytes.saturating_mul(u64::from(pct)) / 100;
+        let warm_limit = share(self.tuning.warm_pct.load(Relaxed));
+        // memcached falls back to WARM's share when HOT's comes to 0.
+        let hot_limit = match share(self.tuning.hot_pct.load(Relaxed)) {
+            0 => warm_limit,
+            limit => limit,
+        };
         let cold_age = self.tail_age(&st, Seg::Cold, now);
+        // memcached keeps these in whole seconds (the product truncated).
+        let hot_age = (f64::from(cold_age) * self.tuning.hot_factor()) as u32;
+        let warm_age = (f64::from(cold_age) * self.tuning.warm_factor()) as u32;
         let mut done = 0;
 
-        // HOT.
-        let mut tries = 0;
-        while tries < budget {
-            tries += 1;
-            let l = st.lru[Seg::Hot as usize];
-            if l.tail == ChunkId::NIL {
-                break;
-            }
-            // SAFETY: HOT's tail, an item of this class; class lock (`st`) held.
-            let age = now.saturating_sub(unsafe { self.slabs.raw(l.tail) }.atime());
-            let over_age =
-                cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.hot_factor();
-            if l.count <= hot_limit.max(1) && !over_age && !self.is_dead(l.tail, now) {
-                break;
-            }
-            match self.tail_step(&mut st, ci, Seg::Hot, now) {
-                TailAction::Busy => break,
-                _ => done += 1,
-            }
-        }
-        // WARM.
-        tries = 0;
-        while tries < budget {
-            tries += 1;
-            let l = st.lru[Seg::Warm as usize];
-            if l.tail == ChunkId::NIL {
-                break;
-            }
-            // SAFETY: WARM's tail, an item of this class; class lock (`st`) held.
-            let age = now.saturating_sub(unsafe { self.slabs.raw(l.tail) }.atime());
-            let over_age =
-                cold_age > 0 && f64::from(age) > f64::from(cold_age) * self.tuning.warm_factor();
-            if l.count <= warm_limit && !over_age && !self.is_dead(l.tail, now) {
-                break;
-            }
-            match self.tail_step(&mut st, ci, Seg::Warm, now) {
-                TailAction::Busy => break,
-                _ => done += 1,
+        for (seg, limit, max_age) in [
+            (Seg::Hot, hot_limit, hot_age),
+            (Seg::Warm, warm_limit, warm_age),
+        ] {
+            for _ in 0..budget {
+                let l = st.lru[seg as usize];
+                if l.tail == ChunkId::NIL {
+                    break;
+                }
+                // SAFETY: the segment's tail, an item of this class; class
+                // lock (`st`) held.
+                let raw = unsafe { self.slabs.raw(l.tail) };
+                let active = raw.access_bits() & ACTIVE != 0;
+                let age = now.saturating_sub(raw.atime());
+                if !active && l.bytes <= limit && age <= max_age && !self.is_dead(l.tail, now) {
+                    break;
+                }
+                match self.tail_step(&mut st, ci, seg, now) {
+                    TailAction::Busy => break,
+                    _ => done += 1,
+                }
             }
         }
         // COLD: active tails go to WARM; dead ones are reclaimed.
-        tries = 0;
+        let mut tries = 0;
         while tries < budget {
             tries += 1;
             let tail = st.lru[Seg::Cold as usize].tail;
@@ -401,6 +404,34 @@ mod tests {
         }
         e.juggle(0, 1000);
         assert_eq!(count(&e, "number_warm"), 3);
+        e.check_invariants().unwrap();
+    }
+
+    /// HOT is sized in bytes, as memcached sizes it: a lone item is over
+    /// HOT's 20% share and goes to COLD on the first pass (where `stats
+    /// cachedump` lists it). Of five equal items one fits the share and
+    /// stays, until it is older than HOT's age limit: COLD's tail age
+    /// times 0.2, truncated to whole seconds as memcached keeps it.
+    #[test]
+    fn hot_is_limited_by_bytes_and_age_as_in_memcached() {
+        let e = Engine::new(Config::default()).unwrap();
+        let ts = e.new_thread_stats();
+        set(&e, &ts, "lone", 0);
+        e.juggle(0, 1000);
+        assert_eq!(count(&e, "number_hot"), 0);
+        assert_eq!(count(&e, "number_cold"), 1);
+
+        let e = Engine::new(Config::default()).unwrap();
+        let ts = e.new_thread_stats();
+        for i in 0..5u32 {
+            set(&e, &ts, &format!("k{i}"), 0);
+        }
+        e.juggle(0, 1000);
+        assert_eq!(count(&e, "number_hot"), 1);
+        e.clock().advance(1);
+        e.juggle(0, 1000);
+        assert_eq!(count(&e, "number_hot"), 0);
+        assert_eq!(count(&e, "number_cold"), 5);
         e.check_invariants().unwrap();
     }
 

@@ -1,14 +1,18 @@
 //! One client connection: an explicit state machine over bounded buffers.
 //!
 //! States (memcached's names, shown by `stats conns`):
-//! - `Waiting`: nothing buffered to act on; wait for readiness.
-//! - `Read`: read what the socket has into the read buffer.
+//! - `NewCmd`: accepted, nothing received yet (or yielding after `-R`).
+//! - `Read`: read what the socket has into the read buffer; also what a
+//!   connection waiting for its next request shows, as in memcached, whose
+//!   `conn_waiting` turns into `conn_read` as soon as the wait is armed.
 //! - `ParseCmd`: parse and execute every complete request in the buffer
 //!   (at most `-R` per event), appending replies to the one output buffer.
 //! - `Nread`: a storage command whose value is not all here yet; the
 //!   command line stays in the buffer and is parsed again only once `need`
-//!   bytes have arrived (no copy of the key).
-//! - `Swallow`: discard the data of a value that can never be stored.
+//!   bytes have arrived (no copy of the key). Shown while waiting for the
+//!   rest of the value, too.
+//! - `Swallow`: discard the data of a value that can never be stored
+//!   (shown while waiting for more of it).
 //! - `Mwrite`: write the gathered replies (one `write` per batch).
 //! - `Closing`: done; the worker drops the connection.
 //!
@@ -125,6 +129,9 @@ pub struct Conn {
     /// The output is handed to the worker's batched send and must not
     /// change until [`Conn::send_done`].
     send_deferred: bool,
+    /// Some input has arrived: until then `stats conns` shows the
+    /// connection as memcached shows a new one, `conn_new_cmd`.
+    got_input: bool,
 }
 
 impl Conn {
@@ -145,6 +152,7 @@ impl Conn {
             direct: None,
             prefill_eof: false,
             send_deferred: false,
+            got_input: false,
         }
     }
 
@@ -188,6 +196,19 @@ impl Conn {
 
     fn set_state(&self, s: ConnState) {
         self.info.set_state(s);
+    }
+
+    /// The state `stats conns` shows while the connection waits for
+    /// input: memcached's is where its input stands (`conn_nread` part-way
+    /// through a value, `conn_swallow` part-way through a discard), else
+    /// `conn_read`, or `conn_new_cmd` before anything has arrived.
+    fn waiting_state(&self) -> ConnState {
+        match self.input {
+            Input::Value { .. } | Input::Direct { .. } => ConnState::Nread,
+            Input::Swallow { .. } => ConnState::Swallow,
+            _ if !self.got_input => ConnState::NewCmd,
+            _ => ConnState::Read,
+        }
     }
 
     /// Runs the state machine until it must wait, yield or close.
@@ -248,7 +269,7 @@ impl Conn {
 
             // Read.
             if !self.readable {
-                self.set_state(ConnState::Waiting);
+                self.set_state(self.waiting_state());
                 self.release_rbuf(env);
                 return Drive::Wait;
             }
@@ -256,7 +277,7 @@ impl Conn {
             match self.fill(env) {
                 Ok(Filled::Data) => {}
                 Ok(Filled::WouldBlock) => {
-                    self.set_state(ConnState::Waiting);
+                    self.set_state(self.waiting_state());
                     self.release_rbuf(env);
                     return Drive::Wait;
                 }
@@ -568,6 +589,7 @@ impl Conn {
                 self.input = Input::Command;
                 return Step::NeedInput;
             }
+            self.got_input = true;
             if *budget == 0 {
                 return Step::Budget;
             }

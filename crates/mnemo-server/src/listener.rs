@@ -36,9 +36,15 @@ pub fn describe(l: &Listener) -> String {
 }
 
 fn tcp_text(a: &SocketAddr) -> String {
+    addr_text("tcp", a)
+}
+
+/// memcached's spelling of a socket address in `stats conns`: the
+/// transport (`tcp`, `udp`), suffixed with 6 for IPv6.
+pub fn addr_text(transport: &str, a: &SocketAddr) -> String {
     match a {
-        SocketAddr::V4(v) => format!("tcp:{}:{}", v.ip(), v.port()),
-        SocketAddr::V6(v) => format!("tcp:[{}]:{}", v.ip(), v.port()),
+        SocketAddr::V4(v) => format!("{transport}:{}:{}", v.ip(), v.port()),
+        SocketAddr::V6(v) => format!("{transport}6:[{}]:{}", v.ip(), v.port()),
     }
 }
 
@@ -147,10 +153,13 @@ impl PortFile {
             Listener::Tcp(l) => l.local_addr().ok(),
             Listener::Unix(_) => None,
         });
-        let udp_addrs = udp.iter().filter_map(|u| u.local_addr().ok());
+        // Each bound UDP socket comes with its per-thread duplicates, which
+        // share its address; memcached writes one line per bound socket.
+        let mut udp_addrs: Vec<_> = udp.iter().filter_map(|u| u.local_addr().ok()).collect();
+        udp_addrs.dedup();
         for (proto, a) in tcp_addrs
             .map(|a| ("TCP", a))
-            .chain(udp_addrs.map(|a| ("UDP", a)))
+            .chain(udp_addrs.into_iter().map(|a| ("UDP", a)))
         {
             let family = if a.is_ipv4() { "INET" } else { "INET6" };
             text.push_str(&format!("{proto} {family}: {}\n", a.port()));
@@ -184,7 +193,8 @@ pub fn spawn_acceptor(
         let info = ConnInfo::new(fd, describe(l), None, ConnState::Listening, now);
         shared.conns.lock().insert(fd, Arc::new(info));
     }
-    shared.listeners.store(listeners.len() as u32, Relaxed);
+    // Added to, not set: UDP sockets count too (udp.rs).
+    shared.listeners.fetch_add(listeners.len() as u32, Relaxed);
     // memcached counts its listening sockets as connections.
     shared
         .global

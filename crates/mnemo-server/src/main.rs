@@ -188,7 +188,8 @@ fn run(settings: Settings) -> i32 {
         crawler_enabled: AtomicBool::new(settings.engine.lru_crawler),
         engine: Arc::clone(&engine),
         global: Default::default(),
-        // One counter set per worker, then one per UDP thread.
+        // One counter set per worker, then one per UDP descriptor (each
+        // has its thread).
         workers: (0..threads + udp_socks.len())
             .map(|_| Arc::default())
             .collect(),
@@ -206,6 +207,12 @@ fn run(settings: Settings) -> i32 {
             Err(e) => return die(format!("Can't create thread: {e}"), EX_OSERR),
         }
     }
+    // Before the acceptor, so the UDP descriptors are counted (and listed)
+    // before the first client arrives.
+    let udp_threads = match udp::spawn_all(udp_socks, &shared) {
+        Ok(t) => t,
+        Err(e) => return die(format!("Can't create thread: {e}"), EX_OSERR),
+    };
     let acceptor = match listener::spawn_acceptor(
         listeners,
         listener::worker_ends(&handles),
@@ -213,11 +220,6 @@ fn run(settings: Settings) -> i32 {
     ) {
         Ok(a) => a,
         Err(e) => return die(format!("Can't start the acceptor: {e}"), EX_OSERR),
-    };
-
-    let udp_threads = match udp::spawn_all(udp_socks, &shared) {
-        Ok(t) => t,
-        Err(e) => return die(format!("Can't create thread: {e}"), EX_OSERR),
     };
 
     let why = signals::wait();

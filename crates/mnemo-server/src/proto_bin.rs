@@ -511,7 +511,11 @@ fn stat(ctx: &Ctx, p: &Packet, out: &mut Vec<u8>) {
             return;
         }
     }
-    binary::encode_stat(out, opaque, &[], &[]);
+    // The empty packet is memcached's END; these two groups' handlers
+    // close neither the text answer nor the binary one.
+    if !matches!(group, b"sizes_enable" | b"sizes_disable") {
+        binary::encode_stat(out, opaque, &[], &[]);
+    }
 }
 
 /// Whether the first byte of a connection's input selects binary.

@@ -631,21 +631,32 @@ pub fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
             b"items" => pairs(out, sh.engine.stats_items()),
             b"slabs" => pairs(out, sh.engine.stats_slabs()),
             b"sizes" => {
-                if sh.runtime.track_sizes.load(Relaxed) {
-                    pairs(out, sh.engine.stats_sizes());
-                } else {
-                    stat_line(out, "sizes_status", "disabled");
-                    out.extend_from_slice(b"END\r\n");
+                let from = *sh.runtime.sizes_from_cas.lock();
+                match from {
+                    Some(min_cas) => pairs(out, sh.engine.stats_sizes(min_cas)),
+                    None => {
+                        stat_line(out, "sizes_status", "disabled");
+                        out.extend_from_slice(b"END\r\n");
+                    }
                 }
             }
+            // memcached 1.6.18 sends no END after sizes_enable and
+            // sizes_disable (its handlers never close the block); nor do we.
             b"sizes_enable" => {
-                sh.runtime.track_sizes.store(true, Relaxed);
-                stat_line(out, "sizes_status", "enabled");
-                out.extend_from_slice(b"END\r\n");
+                let mut from = sh.runtime.sizes_from_cas.lock();
+                if !sh.engine.config().use_cas {
+                    // The histogram knows new items by their CAS.
+                    stat_line(out, "sizes_status", "error");
+                    stat_line(out, "sizes_error", "cas_support_disabled");
+                } else {
+                    // Switched on again while on, it keeps counting from
+                    // where it started.
+                    from.get_or_insert_with(|| sh.engine.draw_cas());
+                    stat_line(out, "sizes_status", "enabled");
+                }
             }
-            // memcached 1.6.18 sends no END after this one; so do we.
             b"sizes_disable" => {
-                sh.runtime.track_sizes.store(false, Relaxed);
+                *sh.runtime.sizes_from_cas.lock() = None;
                 stat_line(out, "sizes_status", "disabled");
             }
             _ => reply(ctx, out, "ERROR", false),

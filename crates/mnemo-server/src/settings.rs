@@ -2,6 +2,7 @@
 //! engine needs (`engine`) and what only the network side uses.
 
 use mnemo_engine::Config;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// `-B`: which protocol a connection may speak.
@@ -136,8 +137,11 @@ impl Default for Settings {
 pub struct Runtime {
     pub verbose: AtomicU32,
     pub detail_enabled: AtomicBool,
-    /// `stats sizes` histogram on (`-o track_sizes`, `stats sizes_enable`).
-    pub track_sizes: AtomicBool,
+    /// The `stats sizes` histogram: `Some(min_cas)` while it is on (`-o
+    /// track_sizes`, `stats sizes_enable`). As in memcached it counts only
+    /// items stored since it was switched on, those whose CAS is at least
+    /// the one drawn then (0 when on from the start).
+    pub sizes_from_cas: Mutex<Option<u64>>,
 }
 
 impl Runtime {
@@ -145,7 +149,7 @@ impl Runtime {
         Runtime {
             verbose: AtomicU32::new(s.verbose),
             detail_enabled: AtomicBool::new(s.detail_enabled),
-            track_sizes: AtomicBool::new(s.track_sizes),
+            sizes_from_cas: Mutex::new(s.track_sizes.then_some(0)),
         }
     }
 

@@ -73,7 +73,6 @@ impl Shared {
 pub enum ConnState {
     Listening = 0,
     NewCmd,
-    Waiting,
     Read,
     ParseCmd,
     Nread,
@@ -87,7 +86,6 @@ impl ConnState {
         match self {
             ConnState::Listening => "conn_listening",
             ConnState::NewCmd => "conn_new_cmd",
-            ConnState::Waiting => "conn_waiting",
             ConnState::Read => "conn_read",
             ConnState::ParseCmd => "conn_parse_cmd",
             ConnState::Nread => "conn_nread",
@@ -101,12 +99,11 @@ impl ConnState {
         match v {
             0 => ConnState::Listening,
             1 => ConnState::NewCmd,
-            2 => ConnState::Waiting,
-            3 => ConnState::Read,
-            4 => ConnState::ParseCmd,
-            5 => ConnState::Nread,
-            6 => ConnState::Swallow,
-            7 => ConnState::Mwrite,
+            2 => ConnState::Read,
+            3 => ConnState::ParseCmd,
+            4 => ConnState::Nread,
+            5 => ConnState::Swallow,
+            6 => ConnState::Mwrite,
             _ => ConnState::Closing,
         }
     }
@@ -122,6 +119,9 @@ pub struct ConnInfo {
     state: AtomicU8,
     /// Relative time of the last command (engine clock).
     pub last_cmd: AtomicU32,
+    /// For a UDP socket (`None` for anything else): the sender of the
+    /// datagram being served, which `stats conns` shows meanwhile.
+    udp_peer: Option<Mutex<Option<std::net::SocketAddr>>>,
 }
 
 impl ConnInfo {
@@ -138,7 +138,31 @@ impl ConnInfo {
             listen_addr,
             state: AtomicU8::new(state as u8),
             last_cmd: AtomicU32::new(now),
+            udp_peer: None,
         }
+    }
+
+    /// A UDP socket's entry: its own address, idle (`conn_read`).
+    pub fn udp(fd: i32, addr: String, now: u32) -> Self {
+        ConnInfo {
+            udp_peer: Some(Mutex::new(None)),
+            ..ConnInfo::new(fd, addr, None, ConnState::Read, now)
+        }
+    }
+
+    pub fn is_udp(&self) -> bool {
+        self.udp_peer.is_some()
+    }
+
+    /// Records whose datagram a UDP socket is serving.
+    pub fn set_udp_peer(&self, peer: std::net::SocketAddr) {
+        if let Some(p) = &self.udp_peer {
+            *p.lock() = Some(peer);
+        }
+    }
+
+    pub fn udp_peer(&self) -> Option<std::net::SocketAddr> {
+        self.udp_peer.as_ref().and_then(|p| *p.lock())
     }
 
     #[inline]

@@ -9,6 +9,7 @@
 //! The text of the `stats`, `stats settings` and `stats conns` blocks is
 //! written here too, so every protocol that lists them shares one order.
 
+use crate::listener::addr_text;
 use crate::shared::{ConnState, Shared, MNEMO_VERSION, VERSION};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -401,7 +402,12 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "tcp_backlog", s.backlog);
     stat_line(out, "binding_protocol", s.protocol.text());
     stat_line(out, "auth_enabled_sasl", yes(s.sasl));
-    stat_line(out, "auth_enabled_ascii", yes(s.auth_file.is_some()));
+    // memcached prints the `-Y` file's path here, not "yes".
+    stat_line(
+        out,
+        "auth_enabled_ascii",
+        s.auth_file.as_deref().unwrap_or("no"),
+    );
     stat_line(out, "item_size_max", c.item_size_max);
     stat_line(out, "maxconns_fast", yes(s.maxconns_fast));
     // 0 means "the default", as memcached reports it unless -o hashpower.
@@ -443,20 +449,53 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(
         out,
         "track_sizes",
-        yes(sh.runtime.track_sizes.load(Relaxed)),
+        yes(sh.runtime.sizes_from_cas.lock().is_some()),
     );
     stat_line(out, "inline_ascii_response", "no");
+    extstore_and_tls_settings(s, out);
+    stat_line(out, "num_napi_ids", "(null)");
+    stat_line(out, "memory_file", "(null)");
+}
+
+/// The `ext_*` and `ssl_*` lines of `stats settings`. mnemo has neither
+/// extstore nor TLS, and refuses their options (`-o ext_path=`, `-Z`,
+/// `-o ssl_*`), so every value is what memcached 1.6.18 (built with both,
+/// as distributions ship it) reports when they are not configured: tools
+/// that read these names find them, and find them saying "off".
+fn extstore_and_tls_settings(s: &crate::settings::Settings, out: &mut Vec<u8>) {
+    stat_line(out, "ext_item_size", 512);
+    stat_line(out, "ext_item_age", u32::MAX);
+    stat_line(out, "ext_low_ttl", 0);
+    stat_line(out, "ext_recache_rate", 2000);
+    stat_line(out, "ext_wbuf_size", 4 * 1024 * 1024);
+    stat_line(out, "ext_compact_under", 0);
+    stat_line(out, "ext_drop_under", 0);
+    stat_line(out, "ext_max_sleep", 1_000_000);
+    stat_line(out, "ext_max_frag", "0.80");
+    // memcached lists this one among the extstore settings (it only
+    // matters to extstore's page mover), so it sits here.
     stat_line(
         out,
         "slab_automove_freeratio",
         format!("{:.3}", s.slab_automove_freeratio),
     );
-    stat_line(out, "num_napi_ids", "(null)");
-    stat_line(out, "memory_file", "(null)");
-    // mnemo's own release, since `version` reports memcached's. Here and
-    // not in the general block: like the `ext_*`/`ssl_*` lines a memcached
-    // build adds at this end, it says what build answers, and clients and
-    // monitors read the general block far more often.
+    stat_line(out, "ext_drop_unread", "no");
+    stat_line(out, "ssl_enabled", "no");
+    // memcached prints its unset certificate paths with printf's "%s" of
+    // NULL, which glibc spells "(null)"; the two below it tests first.
+    stat_line(out, "ssl_chain_cert", "(null)");
+    stat_line(out, "ssl_key", "(null)");
+    stat_line(out, "ssl_verify_mode", 0);
+    stat_line(out, "ssl_keyformat", 1);
+    stat_line(out, "ssl_ciphers", "NULL");
+    stat_line(out, "ssl_ca_cert", "NULL");
+    stat_line(out, "ssl_wbuf_size", 16 * 1024);
+    stat_line(out, "ssl_session_cache", "no");
+    stat_line(out, "ssl_kernel_tls", "no");
+    stat_line(out, "ssl_min_version", "tlsv1.2");
+    // mnemo's own release, since `version` reports memcached's. Last, where
+    // a memcached build's optional lines would follow: clients and monitors
+    // read the general block far more often than this one.
     stat_line(out, "mnemo_version", MNEMO_VERSION);
 }
 
@@ -464,11 +503,29 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
 pub fn conns_stats(sh: &Shared, out: &mut Vec<u8>) {
     let now = sh.engine.clock().now();
     for (fd, info) in sh.conns.lock().iter() {
-        stat_line(out, &format!("{fd}:addr"), &info.addr);
-        if let Some(l) = &info.listen_addr {
-            stat_line(out, &format!("{fd}:listen_addr"), l);
-        }
         let state = info.state();
+        if info.is_udp() {
+            stat_line(out, &format!("{fd}:UDP"), "UDP");
+        }
+        // As memcached's conn_to_str: a UDP socket between datagrams shows
+        // its own address like a listener; serving one, the sender's, with
+        // its own as listen_addr.
+        let serving = match state {
+            ConnState::Read => None,
+            _ => info.udp_peer(),
+        };
+        match serving {
+            Some(peer) => {
+                stat_line(out, &format!("{fd}:addr"), addr_text("udp", &peer));
+                stat_line(out, &format!("{fd}:listen_addr"), &info.addr);
+            }
+            None => {
+                stat_line(out, &format!("{fd}:addr"), &info.addr);
+                if let Some(l) = &info.listen_addr {
+                    stat_line(out, &format!("{fd}:listen_addr"), l);
+                }
+            }
+        }
         stat_line(out, &format!("{fd}:state"), state.text());
         let last = info.last_cmd.load(Relaxed);
         let secs = if state == ConnState::Listening {

@@ -8,17 +8,19 @@
 //! [`UDP_MAX_PAYLOAD`] bytes including its header (memcached's
 //! UDP_MAX_PAYLOAD_SIZE).
 //!
-//! One thread per bound socket serves all datagrams: each is independent,
-//! so there is no connection state to share, and UDP traffic is rare next
-//! to TCP in memcached deployments (it is off by default). The requests in
-//! a datagram run through the same dispatch as a connection's
+//! As in memcached, every UDP socket has one descriptor per worker thread
+//! (`-t`; the bound one and duplicates of it), each served by its own
+//! thread, and `stats conns` lists each descriptor (memcached's
+//! `num_threads_per_udp` connections per socket). Datagrams are
+//! independent, so no state is shared between those threads. The requests
+//! in a datagram run through the same dispatch as a connection's
 //! ([`dispatch::run_datagram`]); this module only frames and sends.
 
 use crate::dispatch::{self, Ctx};
-use crate::listener::resolve;
+use crate::listener::{addr_text, resolve};
 use crate::out::Out;
 use crate::settings::{bind_port, Settings};
-use crate::shared::Shared;
+use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::stats::WorkerStats;
 use mnemo_net::addr::{listen_entries, split_host_port};
 use std::io;
@@ -36,35 +38,64 @@ const UDP_READ_BUFFER: usize = 65536;
 /// How often an idle thread looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
-/// Binds the UDP sockets for `-U` on the same interfaces as TCP.
+/// Binds the UDP sockets for `-U` on the same interfaces as TCP and gives
+/// each `-t` descriptors (itself and duplicates), one per serving thread.
+/// Duplicating here, before any client is accepted, numbers them right
+/// after the TCP listeners, where memcached's are.
 pub fn bind_all(s: &Settings) -> Result<Vec<UdpSocket>, String> {
     let mut out = Vec::new();
     let Some(port) = bind_port(s.udp_port).filter(|_| s.socket_path.is_none()) else {
         return Ok(out);
     };
+    let failed = |e: io::Error| format!("failed to listen on UDP port {}: {e}", s.udp_port);
     for entry in &listen_entries(s.inter.as_deref()) {
         let (host, _) = split_host_port(entry)?;
         for a in resolve(&host, port)? {
             match UdpSocket::bind(a) {
-                Ok(sock) => out.push(sock),
+                Ok(sock) => {
+                    // A socket option, so every duplicate has it too.
+                    sock.set_read_timeout(Some(STOP_POLL)).map_err(failed)?;
+                    let dups = (1..s.threads.max(1))
+                        .map(|_| sock.try_clone())
+                        .collect::<io::Result<Vec<_>>>()
+                        .map_err(failed)?;
+                    out.push(sock);
+                    out.extend(dups);
+                }
                 Err(_) if s.inter.is_none() && a.is_ipv6() => {}
-                Err(e) => return Err(format!("failed to listen on UDP port {}: {e}", s.udp_port)),
+                Err(e) => return Err(failed(e)),
             }
         }
     }
     Ok(out)
 }
 
-/// Starts one serving thread per socket. Thread `i` writes the counters
-/// `shared.workers[threads + i]` (main allots them), so `stats` includes
-/// UDP traffic while every counter keeps a single writer.
+/// Lists every descriptor in `stats conns` (memcached counts them as
+/// connections, like its listeners) and starts one serving thread per
+/// descriptor. Thread `i` writes the counters `shared.workers[threads +
+/// i]` (main allots them), so `stats` includes UDP traffic while every
+/// counter keeps a single writer.
 pub fn spawn_all(
     socks: Vec<UdpSocket>,
     shared: &Arc<Shared>,
 ) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let now = shared.engine.clock().now();
+    let mut infos = Vec::with_capacity(socks.len());
+    for sock in &socks {
+        let fd = sock.as_raw_fd();
+        let addr = sock
+            .local_addr()
+            .map(|a| addr_text("udp", &a))
+            .unwrap_or_else(|_| "udp:?".into());
+        let info = Arc::new(ConnInfo::udp(fd, addr, now));
+        shared.conns.lock().insert(fd, Arc::clone(&info));
+        infos.push(info);
+    }
+    let n = socks.len();
+    shared.listeners.fetch_add(n as u32, Relaxed);
+    shared.global.total_conns.fetch_add(n as u64, Relaxed);
     let mut handles = Vec::new();
-    for (i, sock) in socks.into_iter().enumerate() {
-        sock.set_read_timeout(Some(STOP_POLL))?;
+    for (i, (sock, info)) in socks.into_iter().zip(infos).enumerate() {
         let shared = Arc::clone(shared);
         let ws = shared
             .workers
@@ -74,13 +105,13 @@ pub fn spawn_all(
         handles.push(
             std::thread::Builder::new()
                 .name(format!("mnemo-udp-{i}"))
-                .spawn(move || serve(sock, shared, ws))?,
+                .spawn(move || serve(sock, shared, ws, info))?,
         );
     }
     Ok(handles)
 }
 
-fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
+fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>, info: Arc<ConnInfo>) {
     let ts = shared.engine.new_thread_stats();
     let mut buf = vec![0u8; UDP_READ_BUFFER];
     // Datagrams are framed from plain bytes: values are copied.
@@ -111,6 +142,11 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
             continue;
         }
         let req_id = [buf[0], buf[1]];
+        // What memcached's UDP connection shows while it runs a request:
+        // the sender, the time of the command, conn_parse_cmd.
+        info.set_udp_peer(peer);
+        info.last_cmd.store(shared.engine.clock().now(), Relaxed);
+        info.set_state(ConnState::ParseCmd);
         let mut ctx = Ctx {
             shared: &shared,
             ts: &ts,
@@ -121,6 +157,7 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>) {
         dispatch::run_datagram(&mut ctx, &buf[FRAME_HEADER..n], &mut out, |reply| {
             send_reply(&sock, peer, req_id, reply, &mut dgram, &ws);
         });
+        info.set_state(ConnState::Read);
     }
 }
 

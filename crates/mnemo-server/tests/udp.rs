@@ -169,3 +169,70 @@ fn binary_over_udp_matches_memcached() {
     }
     assert_eq!(answers[0], answers[1]);
 }
+
+/// A `stats conns` answer as one line per descriptor (`name=value ...`),
+/// sorted: descriptor numbers, ports and `secs_since_last_cmd` (a clock
+/// read) masked. Sorted because which of a socket's descriptors serves a
+/// datagram is the kernel's choice, in memcached as in mnemo.
+fn conn_entries(answer: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(answer);
+    let mut by_fd: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("STAT ") else {
+            assert_eq!(line, "END", "unexpected line");
+            continue;
+        };
+        let Some((fd, rest)) = rest.split_once(':') else {
+            panic!("no descriptor in {line:?}");
+        };
+        let Some((name, value)) = rest.split_once(' ') else {
+            panic!("no value in {line:?}");
+        };
+        let value = if name == "secs_since_last_cmd" {
+            "<secs>".to_string()
+        } else if value.starts_with("tcp") || value.starts_with("udp") {
+            let host = value.rsplit_once(':').map_or(value, |(host, _port)| host);
+            format!("{host}:<port>")
+        } else {
+            value.to_string()
+        };
+        let entry = by_fd.entry(fd.to_string()).or_default();
+        entry.push_str(&format!("{name}={value} "));
+    }
+    let mut entries: Vec<String> = by_fd.into_values().collect();
+    entries.sort();
+    entries
+}
+
+/// `stats conns` over TCP and over UDP, and the connection counts of
+/// `stats`, with `-U` and two worker threads.
+fn udp_conns(kind: Kind) -> Vec<Vec<String>> {
+    let port = free_udp_port();
+    let server = Server::start(kind, &["-U", &port.to_string(), "-t", "2"]);
+    let mut tcp = server.connect();
+    let over_tcp = conn_entries(&tcp.request(b"stats conns\r\n"));
+    // The TCP client shows its idle state once its server thread is done
+    // with the reply, a moment after the client has it (in both servers).
+    std::thread::sleep(Duration::from_millis(100));
+    let over_udp = conn_entries(&udp_request(port, 1, b"stats conns\r\n"));
+    let stats = tcp.request(b"stats\r\n");
+    let counts = String::from_utf8_lossy(&stats)
+        .lines()
+        .filter(|l| {
+            l.starts_with("STAT curr_connections ") || l.starts_with("STAT total_connections ")
+        })
+        .map(str::to_string)
+        .collect();
+    vec![over_tcp, over_udp, counts]
+}
+
+/// memcached lists each UDP socket once per worker thread (`UDP UDP`, its
+/// own address, `conn_read` between datagrams; while serving one, the
+/// sender's address with its own as listen_addr and `conn_parse_cmd`),
+/// and counts those descriptors as connections.
+#[test]
+fn udp_sockets_in_stats_conns_match_memcached() {
+    let memcached = udp_conns(Kind::Memcached);
+    let mnemo = udp_conns(Kind::Mnemo);
+    assert_eq!(mnemo, memcached);
+}
