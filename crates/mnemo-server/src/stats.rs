@@ -455,6 +455,10 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     extstore_and_tls_settings(s, out);
     stat_line(out, "num_napi_ids", "(null)");
     stat_line(out, "memory_file", "(null)");
+    // mnemo's own release, since `version` reports memcached's. Last, where
+    // a memcached build's optional lines would follow: clients and monitors
+    // read the general block far more often than this one.
+    stat_line(out, "mnemo_version", MNEMO_VERSION);
 }
 
 /// The `ext_*` and `ssl_*` lines of `stats settings`. mnemo has neither
@@ -493,10 +497,6 @@ fn extstore_and_tls_settings(s: &crate::settings::Settings, out: &mut Vec<u8>) {
     stat_line(out, "ssl_session_cache", "no");
     stat_line(out, "ssl_kernel_tls", "no");
     stat_line(out, "ssl_min_version", "tlsv1.2");
-    // mnemo's own release, since `version` reports memcached's. Last, where
-    // a memcached build's optional lines would follow: clients and monitors
-    // read the general block far more often than this one.
-    stat_line(out, "mnemo_version", MNEMO_VERSION);
 }
 
 /// `stats conns`: listeners and clients, by file descriptor.
