@@ -70,23 +70,21 @@ pub struct Session {
 impl Session {
     /// A TCP or unix-socket connection's session.
     pub fn stream(info: Arc<ConnInfo>) -> Session {
-        Session {
-            proto: None,
-            bin: BinConn::default(),
-            ascii_authed: false,
-            cull_floor: 0,
-            info: Some(info),
-        }
+        Session::fresh(Some(info))
     }
 
     /// One datagram's session: each datagram stands alone.
     pub fn datagram() -> Session {
+        Session::fresh(None)
+    }
+
+    fn fresh(info: Option<Arc<ConnInfo>>) -> Session {
         Session {
             proto: None,
             bin: BinConn::default(),
             ascii_authed: false,
             cull_floor: 0,
-            info: None,
+            info,
         }
     }
 
