@@ -376,9 +376,16 @@ pub fn server_config(
                 path_text(key_path)
             ))
         })?;
+    // OpenSSL refuses a key that does not match the certificate while
+    // loading it, so memcached reports it as a key error.
     rustls::sign::CertifiedKey::new(chain.clone(), signing)
         .keys_match()
-        .map_err(|e| TlsError(format!("Error validating the certificate: {e}")))?;
+        .map_err(|e| {
+            TlsError(format!(
+                "Error loading the key: {} : {e}",
+                path_text(key_path)
+            ))
+        })?;
     let verifier: Option<Arc<dyn ClientCertVerifier>> = match &o.ca_cert {
         Some(p) => {
             let roots = load_roots(p).map_err(|e| {
