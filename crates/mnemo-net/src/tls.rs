@@ -440,7 +440,9 @@ pub fn server_config(
             inner: ServerSessionMemoryCache::new(1024),
             new_sessions: new_sessions.unwrap_or_default(),
         });
-        cfg.send_tls13_tickets = 1;
+        // OpenSSL's default: two TLS 1.3 tickets per handshake, each a
+        // new session in memcached's count.
+        cfg.send_tls13_tickets = 2;
     } else {
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;

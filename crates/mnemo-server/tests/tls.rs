@@ -298,6 +298,28 @@ fn stats_settings_ssl_lines_match_memcached() {
     }
 }
 
+/// With the session cache, each handshake stores sessions (TLS 1.3: two
+/// tickets each, as OpenSSL issues them) and `ssl_new_sessions` counts
+/// them as memcached's does; `stats reset` zeroes it.
+#[test]
+fn ssl_new_sessions_counts_as_memcached() {
+    let pki = Pki::new("sessions");
+    let mut counts = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let srv = start(kind, &pki.args("ssl_session_cache"));
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
+            seen.push(stat(&c.text(b"stats\r\n").unwrap(), "ssl_new_sessions"));
+        }
+        let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
+        c.text(b"stats reset\r\n").unwrap();
+        seen.push(stat(&c.text(b"stats\r\n").unwrap(), "ssl_new_sessions"));
+        counts.push(seen);
+    }
+    assert_eq!(counts[1], counts[0], "mnemo (left) vs memcached (right)");
+}
+
 /// The general `ssl_*` lines sit where memcached's do: after log_watchers.
 #[test]
 fn ssl_stats_follow_log_watchers() {
