@@ -692,3 +692,57 @@ fn large_values_pipelined_over_tls() {
     // The connection goes on.
     assert_eq!(c.text(b"version\r\n").unwrap(), b"VERSION 1.6.18\r\n");
 }
+
+/// An OpenSSL client (Python's `ssl` module, as pymemcache and most Python
+/// clients use it) against both servers: the server's certificate checked
+/// against the CA and its name, a client certificate sent (ssl_verify_mode
+/// 2), TLS 1.2 and 1.3, text and meta; the transcripts must be the same.
+const PY_SSL_CLIENT: &str = r#"
+import socket, ssl, sys
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    ctx.minimum_version = ctx.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"set py 3 0 5\r\nhello\r\nget py\r\nmg py v f\r\nmn\r\n")
+            got = b""
+            while not got.endswith(b"MN\r\n"):
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+            print(s.version(), got)
+"#;
+
+#[test]
+fn python_openssl_client_matches_memcached() {
+    let python = support::require_tool("python3");
+    let pki = Pki::new("python");
+    let more = format!("ssl_ca_cert={},ssl_verify_mode=2", pki.path("ca.pem"));
+    let mut outs = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let srv = start(kind, &pki.args(&more));
+        let out = Command::new(&python)
+            .args(["-c", PY_SSL_CLIENT, &srv.port().to_string()])
+            .args([
+                pki.path("ca.pem"),
+                pki.path("client.pem"),
+                pki.path("client.key"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            kind.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    assert_eq!(outs[1], outs[0], "mnemo (left) vs memcached (right)");
+    assert!(outs[1].starts_with("TLSv1.2 b'STORED"), "{}", outs[1]);
+    assert!(outs[1].contains("TLSv1.3 b'STORED"), "{}", outs[1]);
+}
