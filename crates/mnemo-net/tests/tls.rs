@@ -362,3 +362,21 @@ fn option_values() {
     assert_eq!(high.len(), all.len());
     assert!(tls::select_suites("!ALL", &all).is_none());
 }
+
+#[test]
+fn corrupt_record_after_the_handshake_is_an_error_not_a_handshake_error() {
+    let pki = Pki::new("corrupt");
+    let (port, h) = echo_server(ServerTls::new(pki.server_opts()).unwrap());
+    let mut c = connect(port, &pki.client_opts()).unwrap();
+    echo_round(&mut c, 4).unwrap();
+    let BlockingStream::Tls(t) = &mut c else {
+        panic!("not TLS");
+    };
+    // An application-data record whose authentication cannot succeed.
+    let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    junk.extend_from_slice(&[0xab; 0x20]);
+    t.sock.write_all(&junk).unwrap();
+    let e = h.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(!is_handshake_error(&e), "{e}");
+}
