@@ -338,9 +338,29 @@ fn configuration_errors_read_as_memcached_s() {
     let mut o = pki.server_opts();
     o.ciphers = Some("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL".into());
     ServerTls::new(o).unwrap();
-    let mut o = pki.server_opts();
-    o.verify_mode = VerifyMode::Require;
-    assert!(ServerTls::new(o).is_err());
+}
+
+#[test]
+fn verify_modes_without_a_ca_refuse_every_certificate() {
+    let pki = Pki::new("noca");
+    let mut co = pki.client_opts();
+    co.cert = Some(pki.p("client.pem"));
+    co.key = Some(pki.p("client.key"));
+    for mode in [VerifyMode::Request, VerifyMode::Require] {
+        let mut o = pki.server_opts();
+        o.verify_mode = mode;
+        // Without a certificate: admitted only when it is not required.
+        let (port, h) = echo_server(ServerTls::new(o.clone()).unwrap());
+        let r = connect(port, &pki.client_opts()).and_then(|mut c| echo_round(&mut c, 3));
+        assert_eq!(r.is_ok(), mode == VerifyMode::Request, "{mode:?}: {r:?}");
+        let _ = h.join();
+        // With one: nothing to verify it against.
+        let (port, h) = echo_server(ServerTls::new(o).unwrap());
+        let r = connect(port, &co).and_then(|mut c| echo_round(&mut c, 3));
+        assert!(r.is_err(), "{mode:?}");
+        let e = h.join().unwrap().unwrap_err();
+        assert!(is_handshake_error(&e), "{e}");
+    }
 }
 
 #[test]

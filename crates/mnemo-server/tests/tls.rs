@@ -276,7 +276,7 @@ fn text_meta_and_binary_over_tls_match_memcached() {
 fn stats_settings_ssl_lines_match_memcached() {
     let pki = Pki::new("settings");
     let more = format!(
-        "ssl_ca_cert={},ssl_verify_mode=1,ssl_ciphers=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256,ssl_wbuf_size=32,ssl_session_cache,ssl_min_version=3",
+        "ssl_ca_cert={},ssl_verify_mode=1,ssl_ciphers=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256,ssl_wbuf_size=32,ssl_session_cache,ssl_kernel_tls,ssl_min_version=3",
         pki.path("ca.pem")
     );
     for args in [pki.args(""), pki.args(&more)] {
@@ -401,6 +401,41 @@ fn client_certificates_verified_when_required() {
     let srv = start(Kind::Mnemo, &pki.args(&more));
     let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
     assert_eq!(c.text(b"version\r\n").unwrap(), b"VERSION 1.6.18\r\n");
+}
+
+/// A verify mode without `ssl_ca_cert` starts (memcached's OpenSSL does)
+/// and then has nothing to trust: mode 1 serves a client without a
+/// certificate, mode 2 serves nobody, and a certificate is always refused.
+#[test]
+fn verify_modes_without_a_ca_behave_as_memcached_s() {
+    let pki = Pki::new("noca");
+    let mut with_cert = pki.trust("ca.pem");
+    with_cert.cert = Some(pki.dir.join("client.pem"));
+    with_cert.key = Some(pki.dir.join("client.key"));
+    let mut results = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let mut r = Vec::new();
+        for mode in ["1", "2"] {
+            let srv = start(kind, &pki.args(&format!("ssl_verify_mode={mode}")));
+            for o in [&pki.trust("ca.pem"), &with_cert] {
+                let ok = Tls::connect(srv.port(), o)
+                    .and_then(|mut c| c.text(b"version\r\n"))
+                    .is_ok();
+                r.push((mode, o.cert.is_some(), ok));
+            }
+        }
+        results.push(r);
+    }
+    assert_eq!(results[1], results[0], "mnemo (left) vs memcached (right)");
+    assert_eq!(
+        results[1],
+        [
+            ("1", false, true),
+            ("1", true, false),
+            ("2", false, false),
+            ("2", true, false)
+        ]
+    );
 }
 
 #[test]
