@@ -298,6 +298,35 @@ fn stats_settings_ssl_lines_match_memcached() {
     }
 }
 
+/// `ssl_keyformat=2`: the key in DER (PKCS#8) serves as the PEM one does.
+#[test]
+fn der_key_format_as_memcached() {
+    let pki = Pki::new("der");
+    let pem = std::fs::read_to_string(pki.dir.join("server.key")).unwrap();
+    let der = KeyPair::from_pem(&pem).unwrap().serialize_der();
+    std::fs::write(pki.dir.join("server.der"), der).unwrap();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let args = vec![
+            "-Z".to_string(),
+            "-o".into(),
+            format!(
+                "ssl_chain_cert={},ssl_key={},ssl_keyformat=2",
+                pki.path("server.pem"),
+                pki.path("server.der")
+            ),
+        ];
+        let srv = start(kind, &args);
+        let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
+        let s = c.text(b"stats settings\r\n").unwrap();
+        assert_eq!(
+            stat(&s, "ssl_keyformat").as_deref(),
+            Some("2"),
+            "{}",
+            kind.name()
+        );
+    }
+}
+
 /// With the session cache, each handshake stores sessions (TLS 1.3: two
 /// tickets each, as OpenSSL issues them) and `ssl_new_sessions` counts
 /// them as memcached's does; `stats reset` zeroes it.
@@ -653,6 +682,11 @@ fn start_up_errors_match_memcached() {
                 "{chain},ssl_key={},ssl_ciphers=NOSUCHCIPHER",
                 pki.path("server.key")
             ),
+        ],
+        vec![
+            "-Z".into(),
+            "-o".into(),
+            format!("{chain},ssl_key={},ssl_keyformat=5", pki.path("server.key")),
         ],
         vec!["-Z".into(), "-p".into(), "0".into()],
         vec!["-o".into(), "ssl_verify_mode=5".into()],
