@@ -298,6 +298,49 @@ fn stats_settings_ssl_lines_match_memcached() {
     }
 }
 
+/// `ssl_ciphers` limits TLS 1.2 suites (OpenSSL names) and leaves TLS 1.3
+/// alone, as memcached's SSL_CTX_set_cipher_list does.
+#[test]
+fn ssl_ciphers_limit_tls12_as_memcached_s() {
+    let pki = Pki::new("ciphers");
+    let roots = tls::load_roots(&pki.dir.join("ca.pem")).unwrap();
+    let client = |suite: Option<rustls::CipherSuite>| {
+        let mut p = rustls::crypto::ring::default_provider();
+        let versions: &[&rustls::SupportedProtocolVersion] = match suite {
+            Some(s) => {
+                p.cipher_suites.retain(|x| x.suite() == s);
+                &[&rustls::version::TLS12]
+            }
+            None => &[&rustls::version::TLS13],
+        };
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(p))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        )
+    };
+    let mut results = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let srv = start(kind, &pki.args("ssl_ciphers=ECDHE-ECDSA-AES256-GCM-SHA384"));
+        let mut r = Vec::new();
+        for suite in [
+            Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+            Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+            None,
+        ] {
+            let ok = Tls::connect_with(srv.port(), client(suite))
+                .and_then(|mut c| c.text(b"version\r\n"))
+                .is_ok();
+            r.push(ok);
+        }
+        results.push(r);
+    }
+    assert_eq!(results[1], results[0], "mnemo (left) vs memcached (right)");
+    assert_eq!(results[1], [true, false, true]);
+}
+
 /// `ssl_keyformat=2`: the key in DER (PKCS#8) serves as the PEM one does.
 #[test]
 fn der_key_format_as_memcached() {
