@@ -72,6 +72,14 @@ impl Drop for Pki {
 /// server's loop drives it: edge-triggered, writable interest kept while
 /// the session holds output. Returns what the connection ended with.
 fn echo_server(tls: ServerTls) -> (u16, std::thread::JoinHandle<io::Result<()>>) {
+    echo_server_reading(tls, 1000)
+}
+
+/// `echo_server` reading at most `chunk` bytes at a time.
+fn echo_server_reading(
+    tls: ServerTls,
+    chunk: usize,
+) -> (u16, std::thread::JoinHandle<io::Result<()>>) {
     let mut l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let port = l.local_addr().unwrap().port();
     let h = std::thread::spawn(move || {
@@ -93,7 +101,7 @@ fn echo_server(tls: ServerTls) -> (u16, std::thread::JoinHandle<io::Result<()>>)
         poll.registry()
             .register(&mut s, Token(1), Interest::READABLE | Interest::WRITABLE)?;
         let mut pending: Vec<u8> = Vec::new();
-        let mut buf = [0u8; 1000];
+        let mut buf = vec![0u8; chunk];
         loop {
             poll.poll(&mut ev, Some(Duration::from_secs(10)))?;
             if ev.is_empty() {
@@ -173,6 +181,22 @@ fn echo_small_and_large_over_tls() {
     echo_round(&mut c, 100_000).unwrap();
     drop(c);
     h.join().unwrap().unwrap();
+}
+
+/// Reads far smaller than a record, and far larger: a record's plaintext
+/// waits in the session across many small reads, and a large read takes
+/// several records at once, without the session refusing input.
+#[test]
+fn small_and_large_reads_of_many_records() {
+    let pki = Pki::new("reads");
+    for chunk in [1, 7, 100, 16 * 1024 + 3, 200_000] {
+        let (port, h) = echo_server_reading(ServerTls::new(pki.server_opts()).unwrap(), chunk);
+        let mut c = connect(port, &pki.client_opts()).unwrap();
+        echo_round(&mut c, 3).unwrap();
+        echo_round(&mut c, 150_000).unwrap();
+        drop(c);
+        h.join().unwrap().unwrap();
+    }
 }
 
 #[test]
