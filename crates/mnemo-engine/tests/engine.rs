@@ -545,7 +545,14 @@ fn concurrent_mixed_load_with_eviction_keeps_values_whole() {
     e.shutdown();
     e.check_invariants().unwrap();
     assert_eq!(e.count_linked(), e.stats().curr_items);
-    assert!(e.stats().total_malloced <= 3 * 1024 * 1024);
+    // Past the limit only by first pages, one per class at most, as
+    // memcached allows them.
+    let classes = e
+        .stats_slabs()
+        .iter()
+        .filter(|(k, _)| k.ends_with(":total_pages"))
+        .count() as u64;
+    assert!(e.stats().total_malloced <= (3 + classes) * 1024 * 1024);
 }
 
 #[test]
