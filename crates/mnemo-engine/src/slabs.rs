@@ -1,9 +1,11 @@
 //! The slab allocator: memory taken in pages, each page given to one size
 //! class and cut into equal chunks.
 //!
-//! Pages are counted against the memory limit and never exceed it. A page
-//! no class uses any more (after a shrink of `cache_memlimit` or a page
-//! move) goes back to the system or to the global spare list. Free chunks
+//! Pages are counted against the memory limit and exceed it only by
+//! classes' first pages, which memcached grants past the limit. A page no
+//! class uses any more (after a shrink of `cache_memlimit` or a page move)
+//! goes back to the system while over the limit, else to the global page
+//! pool, where classes look first for a new page. Free chunks
 //! of a class form a doubly linked list through the chunks' own LRU words,
 //! so the page mover can take a page's free chunks out in O(chunks).
 
@@ -666,6 +668,35 @@ mod tests {
         let got: Vec<_> = (0..10).filter_map(|_| s.take_page(false)).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(s.total_malloced.load(Relaxed), 3 << 20);
+    }
+
+    /// memcached's do_slabs_newslab: past the limit a class still gets its
+    /// first page, and pages given back while over the limit are freed,
+    /// not pooled, until the total is back at the limit.
+    #[test]
+    fn first_pages_go_past_the_limit_and_come_back_first() {
+        let l = Layout::new(true);
+        let mb = 1 << 20;
+        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 2 * mb, false);
+        let a = s.take_page(false).expect("page");
+        let b = s.take_page(false).expect("page");
+        assert!(s.take_page(false).is_none());
+        let first = s.take_page(true).expect("a class's first page");
+        assert_eq!(s.total_malloced.load(Relaxed), 3 * mb as u64);
+        s.release_page(a);
+        assert_eq!(
+            (s.pool_pages(), s.total_malloced.load(Relaxed)),
+            (0, 2 * mb as u64)
+        );
+        s.release_page(b);
+        assert_eq!(
+            (s.pool_pages(), s.total_malloced.load(Relaxed)),
+            (1, 2 * mb as u64)
+        );
+        // The pool serves before the limit is looked at.
+        assert_eq!(s.take_page(false), Some(b));
+        assert!(s.take_pool_page().is_none());
+        let _ = first;
     }
 
     fn base(s: &Slabs, page: u32) -> usize {
