@@ -424,3 +424,64 @@ fn corrupt_record_after_the_handshake_is_an_error_not_a_handshake_error() {
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     assert!(!is_handshake_error(&e), "{e}");
 }
+
+/// A non-blocking client as the proxy would run one: connect started,
+/// session wrapped at once, request written while the connect and the
+/// handshake are still under way, everything driven by readiness.
+#[test]
+fn nonblocking_client_connects_handshakes_and_echoes() {
+    let pki = Pki::new("nbclient");
+    let (port, h) = echo_server(ServerTls::new(pki.server_opts()).unwrap());
+    let cfg = tls::client_config(&pki.client_opts()).unwrap();
+    let name = tls::server_name(None, "127.0.0.1").unwrap();
+    let mut s = Stream::tls_client(Stream::connect(&addr(port)).unwrap(), cfg, name).unwrap();
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut s, Token(1), Interest::READABLE | Interest::WRITABLE)
+        .unwrap();
+    let mut ev = Events::with_capacity(8);
+    let msg = b"hello over tls";
+    let (mut sent, mut got) = (0, Vec::new());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < msg.len() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        if sent < msg.len() {
+            match s.write(&msg[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Still connecting.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        if s.wants_write() {
+            match s.flush_tls() {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                    ) => {}
+                Err(e) => panic!("flush: {e}"),
+            }
+        }
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => panic!("closed"),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                ) =>
+            {
+                poll.poll(&mut ev, Some(Duration::from_millis(100)))
+                    .unwrap();
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert_eq!(got, msg);
+    drop(s);
+    h.join().unwrap().unwrap();
+}
