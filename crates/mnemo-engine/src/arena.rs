@@ -21,7 +21,13 @@
 //! raised at run time) come from the allocator as before. A page given
 //! back to the system is discarded with `MADV_DONTNEED` and its place
 //! reused.
+//!
+//! With `-e PATH` (a restartable cache) the arena is instead the whole of
+//! `-m` mapped shared from that file, so the pages outlive the process and
+//! a graceful stop leaves them for the next start (see `restart.rs`).
 
+use std::fs::File;
+use std::path::Path;
 use std::ptr;
 
 const HUGE: usize = 2 * 1024 * 1024;
@@ -29,6 +35,9 @@ const HUGE: usize = 2 * 1024 * 1024;
 pub(crate) struct Arena {
     base: usize,
     len: usize,
+    /// The memory file behind a shared mapping (`-e`); None for anonymous
+    /// memory.
+    file: Option<File>,
 }
 
 impl Arena {
@@ -77,12 +86,92 @@ impl Arena {
             // and the pages are small, as from the allocator.
             libc::madvise(base as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
-        Arena { base, len }
+        Arena {
+            base,
+            len,
+            file: None,
+        }
     }
 
     /// No arena: every page comes from the allocator.
     pub fn none() -> Arena {
-        Arena { base: 0, len: 0 }
+        Arena {
+            base: 0,
+            len: 0,
+            file: None,
+        }
+    }
+
+    /// Opens (creating it if needed, owner-only) the memory file at `path`
+    /// and maps `len` bytes of it shared. With `keep` false its old
+    /// contents are dropped first, so a cold start leaves nothing of the
+    /// previous run resident. Also returns the file's size before.
+    pub fn open_file(path: &Path, len: usize, keep: bool) -> std::io::Result<(Arena, u64)> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let before = file.metadata()?.len();
+        if !keep {
+            file.set_len(0)?;
+        }
+        file.set_len(len as u64)?;
+        if len == 0 {
+            return Err(std::io::Error::other("empty memory file"));
+        }
+        // SAFETY: a new shared mapping of a file we opened read-write and
+        // sized to `len`; nothing else in this process refers to the range.
+        let raw = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((
+            Arena {
+                base: raw as usize,
+                len,
+                file: Some(file),
+            },
+            before,
+        ))
+    }
+
+    /// Drops everything the memory file holds (a warm start that failed
+    /// part-way): the mapping stays and reads as zeros. Called before any
+    /// page is handed out.
+    pub fn wipe(&self) -> std::io::Result<()> {
+        if let Some(f) = &self.file {
+            f.set_len(0)?;
+            f.set_len(self.len as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the mapping back to the memory file (a no-op on tmpfs,
+    /// needed where the file is on a disk).
+    pub fn sync(&self) -> std::io::Result<()> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        // SAFETY: the range is our live mapping.
+        let rc = unsafe { libc::msync(self.base as *mut libc::c_void, self.len, libc::MS_SYNC) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Bytes of address space reserved.
@@ -106,14 +195,17 @@ impl Arena {
     /// Gives a page's memory back to the system; the range stays reserved
     /// and reads as zeros when next used.
     pub fn discard(&self, off: usize, size: usize) {
+        // A shared file mapping keeps its data under MADV_DONTNEED; REMOVE
+        // frees the file's pages too (tmpfs), which read as zeros after.
+        let advice = if self.file.is_some() {
+            libc::MADV_REMOVE
+        } else {
+            libc::MADV_DONTNEED
+        };
         // SAFETY: [off, off + size) is a page inside our mapping that no
         // class owns any more (the caller took it out of the page table).
         unsafe {
-            libc::madvise(
-                (self.base + off) as *mut libc::c_void,
-                size,
-                libc::MADV_DONTNEED,
-            );
+            libc::madvise((self.base + off) as *mut libc::c_void, size, advice);
         }
     }
 }

@@ -17,6 +17,9 @@ use crate::arena::Arena;
 use crate::item::{Layout, Raw, Seg, RESERVED};
 use crate::stats::ItemCounters;
 
+mod restore;
+pub(crate) use restore::SavedPage;
+
 /// Page ids must fit the 16 bits left above the chunk index, below ChunkId::NIL.
 pub const MAX_PAGES: usize = (ChunkId::NIL.0 >> PAGE_SHIFT) as usize;
 /// memcached's MAX_NUMBER_OF_SLAB_CLASSES is 64, ids 1..=63.
