@@ -108,13 +108,9 @@ pub(crate) fn open(
             ))
         }
         Some(Err(why)) => {
-            return Ok((
-                RestartOutcome::Cold(vec![
-                    why,
-                    "[restart] failed to validate metadata, starting with a clean cache".into(),
-                ]),
-                None,
-            ))
+            let mut lines: Vec<String> = why.lines().map(str::to_string).collect();
+            lines.push("[restart] failed to validate metadata, starting with a clean cache".into());
+            return Ok((RestartOutcome::Cold(lines), None));
         }
         Some(Ok(m)) => m,
     };

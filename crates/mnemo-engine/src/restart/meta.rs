@@ -61,14 +61,16 @@ fn layout_settings(cfg: &Config, slabs: &Slabs) -> Vec<(String, String)> {
         .map(|c| c.chunk_size.to_string())
         .collect();
     [
+        // memcached's names, in the order its metadata has them, so the
+        // first difference is the one memcached would name.
         ("maxbytes", cfg.mem_limit.to_string()),
-        ("slab_page_size", cfg.page_size.to_string()),
         ("chunk_size", cfg.chunk_size.to_string()),
+        ("item_size_max", cfg.item_size_max.to_string()),
+        ("slab_chunk_size_max", cfg.chunk_max().to_string()),
+        ("slab_page_size", cfg.page_size.to_string()),
+        ("use_cas", cfg.use_cas.to_string()),
         // Debug prints the shortest string that reads back as the same f64.
         ("growth_factor", format!("{:?}", cfg.growth_factor)),
-        ("slab_chunk_size_max", cfg.chunk_max().to_string()),
-        ("item_size_max", cfg.item_size_max.to_string()),
-        ("use_cas", cfg.use_cas.to_string()),
         ("slab_classes", sizes.join(",")),
     ]
     .into_iter()
@@ -268,11 +270,12 @@ impl Meta {
         for (k, v) in layout_settings(cfg, slabs) {
             match self.settings.iter().find(|(name, _)| *name == k) {
                 Some((_, old)) if *old == v => {}
-                Some((_, old)) => {
-                    return Err(format!(
-                        "[restart] restart incompatible due to setting for [{k}] [old value: {old}]"
-                    ))
-                }
+                // memcached stops reading at the difference, so it also
+                // finds lines missing; its log says both.
+                Some((_, old)) => return Err(format!(
+                    "[restart] restart incompatible due to setting for [{k}] [old value: {old}]\n\
+                         [restart] missing some metadata lines"
+                )),
                 None => return Err("[restart] missing some metadata lines".into()),
             }
         }
