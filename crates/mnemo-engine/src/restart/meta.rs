@@ -272,10 +272,12 @@ impl Meta {
                 Some((_, old)) if *old == v => {}
                 // memcached stops reading at the difference, so it also
                 // finds lines missing; its log says both.
-                Some((_, old)) => return Err(format!(
+                Some((_, old)) => {
+                    return Err(format!(
                     "[restart] restart incompatible due to setting for [{k}] [old value: {old}]\n\
                          [restart] missing some metadata lines"
-                )),
+                ))
+                }
                 None => return Err("[restart] missing some metadata lines".into()),
             }
         }
