@@ -103,10 +103,10 @@ impl Arena {
     }
 
     /// Opens (creating it if needed, owner-only) the memory file at `path`
-    /// and maps `len` bytes of it shared. With `keep` false its old
-    /// contents are dropped first, so a cold start leaves nothing of the
-    /// previous run resident. Also returns the file's size before.
-    pub fn open_file(path: &Path, len: usize, keep: bool) -> std::io::Result<(Arena, u64)> {
+    /// and locks it, so a second process given the same file refuses to
+    /// start instead of emptying or sharing the pages of a running one.
+    /// Also returns the file's size.
+    pub fn lock_file(path: &Path) -> std::io::Result<(File, u64)> {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
@@ -116,7 +116,25 @@ impl Arena {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        let before = file.metadata()?.len();
+        // SAFETY: flock on a descriptor we own; the lock lives as long as
+        // the open file (kept in the Arena), across a daemon's fork too.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                std::io::Error::other("in use by another process")
+            } else {
+                e
+            });
+        }
+        let size = file.metadata()?.len();
+        Ok((file, size))
+    }
+
+    /// Maps `len` bytes of a file from [`Arena::lock_file`] shared. With
+    /// `keep` false its old contents are dropped first, so a cold start
+    /// leaves nothing of the previous run resident.
+    pub fn map_file(file: File, len: usize, keep: bool) -> std::io::Result<Arena> {
+        use std::os::fd::AsRawFd;
         if !keep {
             file.set_len(0)?;
         }
@@ -142,14 +160,11 @@ impl Arena {
         if raw == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok((
-            Arena {
-                base: raw as usize,
-                len,
-                file: Some(file),
-            },
-            before,
-        ))
+        Ok(Arena {
+            base: raw as usize,
+            len,
+            file: Some(file),
+        })
     }
 
     /// Drops everything the memory file holds (a warm start that failed

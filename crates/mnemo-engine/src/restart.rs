@@ -18,6 +18,8 @@
 
 mod meta;
 mod recover;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -80,6 +82,15 @@ pub(crate) fn open(
 ) -> Result<(RestartOutcome, Option<Resumed>), ConfigError> {
     let started = Instant::now();
     let len = file_len(cfg);
+    let open_err = |e: std::io::Error| {
+        ConfigError(format!(
+            "failed to open file for mmap: {}: {e}",
+            path.display()
+        ))
+    };
+    // Locked before the metadata is read: a second process on the same
+    // file stops here and leaves both files to the running one.
+    let (file, before) = Arena::lock_file(path).map_err(open_err)?;
     let mpath = meta_path(path);
     let saved = match std::fs::read(&mpath) {
         Ok(bytes) => {
@@ -90,13 +101,8 @@ pub(crate) fn open(
         }
         Err(_) => None,
     };
-    let keep = matches!(saved, Some(Ok(_)));
-    let (arena, before) = Arena::open_file(path, len, keep).map_err(|e| {
-        ConfigError(format!(
-            "failed to open file for mmap: {}: {e}",
-            path.display()
-        ))
-    })?;
+    let keep = matches!(saved, Some(Ok(_))) && before == len as u64;
+    let arena = Arena::map_file(file, len, keep).map_err(open_err)?;
     slabs.use_arena(arena);
     let meta = match saved {
         None => {

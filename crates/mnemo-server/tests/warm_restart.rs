@@ -376,3 +376,27 @@ fn sigusr1_mid_value_and_mid_reply() {
     assert_eq!(c.request(b"get big\r\n"), b"END\r\n");
     assert!(gets_all(&mut c) == before, "items differ after the restart");
 }
+
+/// A second server given a memory file in use refuses to start, and the
+/// running one keeps its items (the file is neither emptied nor shared).
+#[test]
+fn a_memory_file_in_use_is_refused() {
+    let dir = Dir::new("locked");
+    let s = start(Kind::Mnemo, &dir, &[]);
+    let mut c = s.connect();
+    fill(&mut c);
+    let before = gets_all(&mut c);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mnemo"))
+        .args(["-e", &dir.file(), "-m", "64", "-p", "0", "-U", "0"])
+        .output()
+        .expect("run a second mnemo");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(
+        gets_all(&mut c) == before,
+        "the running server's items changed"
+    );
+    graceful(s);
+    assert!(dir.meta().exists());
+}

@@ -12,7 +12,7 @@
 
 use crate::assoc::{hash, Index};
 use crate::config::Config;
-use crate::item::{is_chain_chunk, Raw, Seg, CHAINED, LINKED, NBYTES_MASK};
+use crate::item::{is_chain_chunk, Raw, Seg, CHAINED, HAS_FLAGS, LINKED, NBYTES_MASK};
 use crate::slabs::{ChunkId, List, Slabs};
 
 use super::Meta;
@@ -66,7 +66,9 @@ fn check_item(
         return bad("no key");
     }
     let size = slabs.classes[ci].size;
-    let fixed = l.item_size(nkey, raw.flags(), 0);
+    // From the meta bit, as the key's offset is: a flags word of 0 under
+    // HAS_FLAGS (never written, but possible in a file) still takes room.
+    let fixed = l.header() + if m & HAS_FLAGS != 0 { 4 } else { 0 } + nkey;
     if m & CHAINED == 0 {
         if fixed + raw.nbytes_here() > size {
             return bad("longer than its chunk");
