@@ -139,6 +139,7 @@ impl Arena {
             file.set_len(0)?;
         }
         file.set_len(len as u64)?;
+        reserve(&file, len)?;
         if len == 0 {
             return Err(std::io::Error::other("empty memory file"));
         }
@@ -174,6 +175,7 @@ impl Arena {
         if let Some(f) = &self.file {
             f.set_len(0)?;
             f.set_len(self.len as u64)?;
+            reserve(f, self.len)?;
         }
         Ok(())
     }
@@ -225,6 +227,22 @@ impl Arena {
         unsafe {
             libc::madvise((self.base + off) as *mut libc::c_void, size, advice);
         }
+    }
+}
+
+/// Gives the memory file its blocks now: a write to a page of a sparse
+/// file on a full tmpfs is a SIGBUS, which nothing could answer; refusing
+/// to start is the clean failure.
+fn reserve(file: &File, len: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fallocate on a descriptor we own, within i64 range
+    // (len is at most -m).
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        // Filesystems without fallocate: the old sparse behaviour.
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
     }
 }
 
