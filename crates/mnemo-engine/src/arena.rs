@@ -139,7 +139,11 @@ impl Arena {
             file.set_len(0)?;
         }
         file.set_len(len as u64)?;
-        reserve(&file, len)?;
+        // A kept file was reserved by the start that created it, and file
+        // pages are never given back (the memory limit cannot change).
+        if !keep {
+            reserve(&file, len)?;
+        }
         if len == 0 {
             return Err(std::io::Error::other("empty memory file"));
         }

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::item::{is_chain_chunk, Raw, Seg, CHAINED, HAS_FLAGS, LINKED, NBYTES_MASK};
 use crate::slabs::{ChunkId, List, Slabs};
 
+use super::meta::SavedLru;
 use super::Meta;
 
 pub(super) struct Recovered {
@@ -150,6 +151,55 @@ fn check_sums(slabs: &Slabs, meta: &Meta) -> Result<(), String> {
     })
 }
 
+/// One LRU list being followed from its saved head.
+struct Walk<'m> {
+    saved: &'m SavedLru,
+    seg: Seg,
+    prev: ChunkId,
+    /// The link word to follow next.
+    next: u32,
+    n: u64,
+    bytes: u64,
+}
+
+impl Walk<'_> {
+    /// Follows one link; true once the list is whole (its saved count,
+    /// ending at its saved tail).
+    fn step(&mut self, slabs: &Slabs, marks: &mut Marks) -> Result<bool, String> {
+        let s = self.saved;
+        let ci = s.class as usize;
+        if self.n == s.count {
+            if self.next != ChunkId::NIL.to_word() || self.prev.to_word() != s.tail {
+                return Err(format!("LRU {ci}/{} does not end at its saved tail", s.seg));
+            }
+            return Ok(true);
+        }
+        let Some(id) = slabs.checked_chunk(self.next, ci) else {
+            return Err(format!(
+                "LRU {ci}/{} link {:#x} out of range",
+                s.seg, self.next
+            ));
+        };
+        let mark = marks.get(id);
+        if *mark != ITEM {
+            return Err(format!(
+                "LRU {ci}/{} reaches {id:#x}, not a linked item",
+                s.seg
+            ));
+        }
+        *mark = ON_LRU;
+        let raw = view(slabs, id);
+        if raw.seg() != self.seg || raw.prev() != self.prev {
+            return Err(format!("LRU {ci}/{} broken at {id:#x}", s.seg));
+        }
+        self.bytes += slabs.layout.charged_size(raw) as u64;
+        self.n += 1;
+        self.prev = id;
+        self.next = raw.next().to_word();
+        Ok(false)
+    }
+}
+
 pub(super) fn recover(
     slabs: &Slabs,
     index: &mut Index,
@@ -201,8 +251,11 @@ pub(super) fn recover(
     if index.size().0 < want {
         *index = Index::new(index.nshards(), want.trailing_zeros());
     }
-    // The LRUs, from their saved ends.
+    // The LRUs, from their saved ends. Every list is walked a step at a
+    // time in turn: each step is a read at a random place in the file, and
+    // reads for different lists do not wait for each other.
     let mut lists = vec![[List::CLEAR; 4]; slabs.classes.len()];
+    let mut walks = Vec::with_capacity(meta.lrus.len());
     for s in &meta.lrus {
         let ci = s.class as usize;
         let (Some(row), Some(seg)) = (lists.get_mut(ci), Seg::ALL.get(s.seg as usize)) else {
@@ -212,43 +265,38 @@ pub(super) fn recover(
             ));
         };
         let slot = &mut row[*seg as usize];
-        if slot.count != 0 {
-            return Err(format!("LRU {ci}/{} saved twice", s.seg));
+        if slot.count != 0 || s.count == 0 {
+            return Err(format!("LRU {ci}/{} saved twice or empty", s.seg));
         }
-        let mut prev = ChunkId::NIL;
-        let mut w = s.head;
-        let mut n = 0u64;
-        let mut bytes = 0u64;
-        while n < s.count {
-            let Some(id) = slabs.checked_chunk(w, ci) else {
-                return Err(format!("LRU {ci}/{} link {w:#x} out of range", s.seg));
-            };
-            let mark = marks.get(id);
-            if *mark != ITEM {
-                return Err(format!(
-                    "LRU {ci}/{} reaches {id:#x}, not a linked item",
-                    s.seg
-                ));
+        // Claimed here so a repeated line is caught; filled in below.
+        slot.count = s.count;
+        walks.push(Walk {
+            saved: s,
+            seg: *seg,
+            prev: ChunkId::NIL,
+            next: s.head,
+            n: 0,
+            bytes: 0,
+        });
+    }
+    while !walks.is_empty() {
+        let mut i = 0;
+        while i < walks.len() {
+            if walks[i].step(slabs, &mut marks)? {
+                let w = walks.swap_remove(i);
+                let ci = w.saved.class as usize;
+                lists[ci][w.seg as usize] = List {
+                    head: slabs
+                        .checked_chunk(w.saved.head, ci)
+                        .unwrap_or(ChunkId::NIL),
+                    tail: w.prev,
+                    count: w.n,
+                    bytes: w.bytes,
+                };
+            } else {
+                i += 1;
             }
-            *mark = ON_LRU;
-            let raw = view(slabs, id);
-            if raw.seg() != *seg || raw.prev() != prev {
-                return Err(format!("LRU {ci}/{} broken at {id:#x}", s.seg));
-            }
-            bytes += slabs.layout.charged_size(raw) as u64;
-            n += 1;
-            prev = id;
-            w = raw.next().to_word();
         }
-        if n == 0 || w != ChunkId::NIL.to_word() || prev.to_word() != s.tail {
-            return Err(format!("LRU {ci}/{} does not end at its saved tail", s.seg));
-        }
-        *slot = List {
-            head: slabs.checked_chunk(s.head, ci).unwrap_or(ChunkId::NIL),
-            tail: prev,
-            count: n,
-            bytes,
-        };
     }
     for (ci, row) in lists.iter().enumerate() {
         let on_lru: u64 = row.iter().map(|l| l.count).sum();
@@ -260,9 +308,13 @@ pub(super) fn recover(
             ));
         }
     }
-    // Everything checked: free lists, LRU ends and the index.
+    // Everything checked: free lists, LRU ends and the index. Items are
+    // hashed in page order and put in the index one shard at a time, so
+    // the inserts stay within a shard's table (cache-sized) instead of
+    // landing at random across all of it.
     let mut items = 0u64;
     let mut max_cas = 0u64;
+    let mut by_shard: Vec<Vec<(u64, ChunkId)>> = vec![Vec::new(); index.nshards()];
     for (ci, pages) in class_pages.iter().enumerate() {
         let mut st = slabs.classes[ci].state.lock();
         st.lru = lists[ci];
@@ -275,19 +327,27 @@ pub(super) fn recover(
                     OTHER => slabs.free_push(&mut st, id),
                     ON_LRU => {
                         let raw = view(slabs, id);
-                        let key = raw.key();
-                        let h = hash(key);
-                        let mut shard = index.lock(h);
-                        if shard.find(h, |o| view(slabs, o).key() == key).is_some() {
-                            return Err(format!("key stored twice ({id:#x})"));
-                        }
-                        shard.insert(h, id);
+                        let h = hash(raw.key());
+                        by_shard[index.shard_of(h)].push((h, id));
                         max_cas = max_cas.max(raw.cas());
                         items += 1;
                     }
                     _ => {}
                 }
             }
+        }
+    }
+    for (i, batch) in by_shard.iter().enumerate() {
+        let mut shard = index.lock_shard(i);
+        for &(h, id) in batch {
+            // Keys are read only when a slot's tag matches: rarely.
+            if shard
+                .find(h, |o| view(slabs, o).key() == view(slabs, id).key())
+                .is_some()
+            {
+                return Err(format!("key stored twice ({id:#x})"));
+            }
+            shard.insert(h, id);
         }
     }
     Ok(Recovered { items, max_cas })
