@@ -20,6 +20,7 @@
 
 mod arena;
 mod assoc;
+mod automove;
 mod check;
 mod clock;
 mod config;
