@@ -172,6 +172,11 @@ impl Arena {
         })
     }
 
+    /// Whether the pages live in a memory file.
+    pub fn is_file(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Drops everything the memory file holds (a warm start that failed
     /// part-way): the mapping stays and reads as zeros. Called before any
     /// page is handed out.

@@ -104,19 +104,21 @@ pub(crate) fn open(
     let keep = matches!(saved, Some(Ok(_))) && before == len as u64;
     let arena = Arena::map_file(file, len, keep).map_err(open_err)?;
     slabs.use_arena(arena);
+    let cold = |slabs: &Slabs, lines: Vec<String>| {
+        slabs.prefill().map_err(ConfigError)?;
+        Ok((RestartOutcome::Cold(lines), None))
+    };
     let meta = match saved {
         None => {
-            return Ok((
-                RestartOutcome::Cold(vec![
-                    "[restart] no metadata save file, starting with a clean cache".into(),
-                ]),
-                None,
-            ))
+            return cold(
+                slabs,
+                vec!["[restart] no metadata save file, starting with a clean cache".into()],
+            )
         }
         Some(Err(why)) => {
             let mut lines: Vec<String> = why.lines().map(str::to_string).collect();
             lines.push("[restart] failed to validate metadata, starting with a clean cache".into());
-            return Ok((RestartOutcome::Cold(lines), None));
+            return cold(slabs, lines);
         }
         Some(Ok(m)) => m,
     };
@@ -156,12 +158,12 @@ pub(crate) fn open(
                     path.display()
                 )));
             }
-            Ok((
-                RestartOutcome::Cold(vec![format!(
+            cold(
+                slabs,
+                vec![format!(
                     "[restart] memory file does not match its metadata ({why}), starting with a clean cache"
-                )]),
-                None,
-            ))
+                )],
+            )
         }
     }
 }

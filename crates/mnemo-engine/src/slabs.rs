@@ -409,6 +409,11 @@ impl Slabs {
             pool.arena_next += self.page_size;
             return self.arena.at(off);
         }
+        // A page outside the memory file would not survive a restart; as
+        // memcached's preallocated memory, the file is all there is.
+        if self.arena.is_file() {
+            return std::ptr::null_mut();
+        }
         // SAFETY: the layout has a non-zero size (page_size, validated by
         // Config); a null result is handled by the caller.
         unsafe { alloc(self.alloc_layout()) }

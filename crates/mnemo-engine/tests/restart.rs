@@ -40,7 +40,7 @@ impl Drop for Dir {
 
 fn cfg(dir: &Dir) -> Config {
     Config {
-        mem_limit: 16 << 20,
+        mem_limit: 64 << 20,
         memory_file: Some(dir.file()),
         // Flat: items link into COLD, whose order cachedump shows.
         lru_segmented: false,
@@ -226,7 +226,7 @@ fn other_settings_start_cold() {
     for (c, name) in [
         (
             Config {
-                mem_limit: 32 << 20,
+                mem_limit: 128 << 20,
                 ..cfg(&dir)
             },
             "[maxbytes]",

@@ -400,3 +400,57 @@ fn a_memory_file_in_use_is_refused() {
     graceful(s);
     assert!(dir.meta().exists());
 }
+
+fn stat(c: &mut Client, cmd: &str, name: &str) -> Vec<String> {
+    String::from_utf8_lossy(&c.request(format!("{cmd}\r\n").as_bytes()))
+        .lines()
+        .filter_map(|l| l.strip_prefix("STAT "))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(k, _)| k.ends_with(name))
+        .map(|(_, v)| v.to_string())
+        .collect()
+}
+
+/// As memcached with `-e`, a cold start gives every class its first page
+/// and puts the rest of the file in the global page pool (no class can
+/// then need a page past the limit, which the file could not hold), and a
+/// memory limit below one page per class is refused with its message.
+#[test]
+fn a_memory_file_is_preallocated_as_memcached_does() {
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let dir = Dir::new(&format!("prealloc-{}", kind.name()));
+        let s = start(kind, &dir, &[]);
+        let mut c = s.connect();
+        let pages = stat(&mut c, "stats slabs", ":total_pages");
+        assert!(
+            pages.len() > 30 && pages.iter().all(|p| p == "1"),
+            "{}: {pages:?}",
+            kind.name()
+        );
+        let pool = stat(&mut c, "stats", "slab_global_page_pool");
+        assert_eq!(
+            pool,
+            vec![(64 - pages.len()).to_string()],
+            "{}",
+            kind.name()
+        );
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let small = dir.0.join("small").display().to_string();
+        let out = std::process::Command::new(kind.program())
+            .args(["-e", &small, "-m", "16", "-p", "0", "-U", "0"])
+            .args(if root { &["-u", "root"][..] } else { &[][..] })
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{}", kind.name());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "Error while preallocating slab memory!\nIf using -L or other prealloc options, max memory must be at least {} megabytes.",
+                pages.len()
+            )),
+            "{}: {err}",
+            kind.name()
+        );
+    }
+}

@@ -60,6 +60,35 @@ impl Slabs {
         unsafe { std::slice::from_raw_parts(self.arena.at(start), self.page_size) }
     }
 
+    /// A cold start over a memory file, as memcached's with `-e`: one page
+    /// carved for every class (memcached's preallocation, so no class ever
+    /// needs a first page past the limit, which the file could not hold),
+    /// the rest of the file in the global page pool. Err, with memcached's
+    /// message, when the file has fewer pages than there are classes.
+    pub(crate) fn prefill(&self) -> Result<(), String> {
+        let n = self.classes.len();
+        if self.arena.len() / self.page_size < n {
+            return Err(format!(
+                "Error while preallocating slab memory!\n\
+                 If using -L or other prealloc options, max memory must be at least {n} megabytes."
+            ));
+        }
+        for (ci, class) in self.classes.iter().enumerate() {
+            let page = self
+                .take_page(false)
+                .ok_or("Error while preallocating slab memory!")?;
+            self.carve(ci, &mut class.state.lock(), page);
+        }
+        let mut spare = Vec::new();
+        while let Some(p) = self.take_page(false) {
+            spare.push(p);
+        }
+        // Handed out again from the lowest page first.
+        spare.reverse();
+        self.pool.lock().spare.extend(spare);
+        Ok(())
+    }
+
     pub(crate) fn arena(&self) -> &Arena {
         &self.arena
     }
