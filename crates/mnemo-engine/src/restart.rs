@@ -8,6 +8,10 @@
 //! Everything else (free lists, the hash index, counts) is rebuilt at the
 //! next start by walking every page.
 //!
+//! A cold start preallocates as memcached's `-e` does: a page for every
+//! class, the rest of the file in the global page pool; no page ever comes
+//! from outside the file, and `cache_memlimit` cannot change its size.
+//!
 //! The start reads the metadata and deletes it before the memory is
 //! used, so a crash afterwards never restarts warm from a half-changed
 //! file. Both files are untrusted input: a missing, truncated, corrupt,
@@ -65,6 +69,13 @@ fn meta_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Where the metadata is written before it is renamed into place.
+fn tmp_path(meta: &Path) -> PathBuf {
+    let mut p = meta.as_os_str().to_owned();
+    p.push(".tmp");
+    PathBuf::from(p)
+}
+
 /// The memory file's size for these settings: all of `-m`, in pages.
 fn file_len(cfg: &Config) -> usize {
     (cfg.mem_limit / cfg.page_size).max(1) * cfg.page_size
@@ -92,6 +103,8 @@ pub(crate) fn open(
     // file stops here and leaves both files to the running one.
     let (file, before) = Arena::lock_file(path).map_err(open_err)?;
     let mpath = meta_path(path);
+    // Left by a stop killed while saving; never renamed, so never valid.
+    let _ = std::fs::remove_file(tmp_path(&mpath));
     let saved = match std::fs::read(&mpath) {
         Ok(bytes) => {
             // Gone before the memory is touched: from here on only another
@@ -222,9 +235,7 @@ impl Engine {
             .sync()
             .map_err(|e| format!("failed to sync memory file: {e}"))?;
         let mpath = meta_path(path);
-        let mut tmp = mpath.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let tmp = tmp_path(&mpath);
         write_synced(&tmp, &m.encode())
             .and_then(|()| std::fs::rename(&tmp, &mpath))
             .map_err(|e| format!("failed to write {}: {e}", mpath.display()))
