@@ -1,0 +1,322 @@
+//! Reading one key from its K+M servers: what each server answered, when
+//! enough has come in to answer the client, which version wins, and which
+//! servers then need their shard rewritten. Pure: the worker feeds answers
+//! in and acts on the outcome.
+//!
+//! Rules (see docs/ARCHITECTURE.md):
+//! - Only valid shards count; a corrupt or foreign item is a missing one.
+//! - The newest version seen wins. If it is a tombstone the key is a miss;
+//!   if it cannot be decoded (fewer than K of its shards, no whole copy)
+//!   the read is a miss too and counts as a decode failure. An older
+//!   version is never returned in its place, so a value that lost more
+//!   than M shards is a miss, not an older value.
+//! - The read answers as soon as the newest version seen is decodable and
+//!   at least M servers have answered: a write is acknowledged only once
+//!   K+1 of its K+M shards are stored, so any M answers include at least
+//!   one shard of the newest acknowledged write. Otherwise it waits for
+//!   every server (or its failure).
+
+use super::codec::{self, Decoded};
+use super::shard::{self, Header};
+
+/// One server's answer, by position in the key's placement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Not in yet.
+    Waiting,
+    /// The server failed or timed out: nothing known, nothing to repair.
+    Failed,
+    /// The server has no item for the key.
+    Missing,
+    /// An item that is not a valid shard (`cas` so it can be replaced
+    /// without clobbering a newer write).
+    Corrupt { cas: u64 },
+    /// A valid shard: the whole stored item, its remaining TTL (-1:
+    /// none) and CAS unique.
+    Shard {
+        header: Header,
+        item: Vec<u8>,
+        ttl: i64,
+        cas: u64,
+    },
+}
+
+/// The result of a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Hit {
+        version: u64,
+        flags: u32,
+        data: Vec<u8>,
+        /// The remaining TTL of the shards (-1: none), for repairs.
+        ttl: i64,
+        header: Header,
+    },
+    /// Newest version is a tombstone.
+    Deleted {
+        version: u64,
+        ttl: i64,
+        header: Header,
+    },
+    /// No server holds anything for the key.
+    Miss,
+    /// A newest version was seen but could not be decoded.
+    Undecodable,
+}
+
+/// What a position needs after a read that found version `v`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fix {
+    /// Holds no item: `add` its shard.
+    Add,
+    /// Holds an older, corrupt or misplaced item: replace it with `cas` so
+    /// that a newer write landing meanwhile is not overwritten.
+    Replace { cas: u64 },
+}
+
+pub struct KeyRead {
+    pub answers: Vec<Answer>,
+    pub k: usize,
+    pub m: usize,
+}
+
+impl KeyRead {
+    pub fn new(k: usize, m: usize) -> KeyRead {
+        KeyRead {
+            answers: vec![Answer::Waiting; k + m],
+            k,
+            m,
+        }
+    }
+
+    /// Record position `pos`'s reply: `item` is the stored bytes (None for
+    /// a miss).
+    pub fn absorb(&mut self, pos: usize, item: Option<&[u8]>, ttl: i64, cas: u64) {
+        let Some(slot) = self.answers.get_mut(pos) else {
+            return;
+        };
+        *slot = match item {
+            None => Answer::Missing,
+            Some(b) => match shard::parse(b) {
+                Ok((header, _)) => Answer::Shard {
+                    header,
+                    item: b.to_vec(),
+                    ttl,
+                    cas,
+                },
+                Err(_) => Answer::Corrupt { cas },
+            },
+        };
+    }
+
+    pub fn fail(&mut self, pos: usize) {
+        if let Some(a) = self.answers.get_mut(pos) {
+            *a = Answer::Failed;
+        }
+    }
+
+    pub fn answered(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|a| !matches!(a, Answer::Waiting))
+            .count()
+    }
+
+    fn newest(&self) -> Option<Header> {
+        self.answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::Shard { header, .. } => Some(*header),
+                _ => None,
+            })
+            .max_by_key(|h| h.version)
+    }
+
+    /// Try to decode the newest version seen so far.
+    fn try_newest(&self) -> Option<Outcome> {
+        let newest = self.newest()?;
+        let mut parts: Vec<(Header, &[u8])> = Vec::new();
+        let mut ttl = -1;
+        for a in &self.answers {
+            if let Answer::Shard {
+                header,
+                item,
+                ttl: t,
+                ..
+            } = a
+            {
+                if header.version == newest.version && codec::same_write(header, &newest) {
+                    if let Ok(p) = shard::parse(item) {
+                        parts.push(p);
+                        ttl = *t;
+                    }
+                }
+            }
+        }
+        // Shards of the same version but a different write (a version
+        // collision) make the version unusable rather than guessed at.
+        let collision = self.answers.iter().any(|a| {
+            matches!(a, Answer::Shard { header, .. }
+                if header.version == newest.version && !codec::same_write(header, &newest))
+        });
+        if collision {
+            return Some(Outcome::Undecodable);
+        }
+        match codec::decode(&parts) {
+            Ok(Decoded::Value { flags, data }) => Some(Outcome::Hit {
+                version: newest.version,
+                flags,
+                data,
+                ttl,
+                header: newest,
+            }),
+            Ok(Decoded::Deleted) => Some(Outcome::Deleted {
+                version: newest.version,
+                ttl,
+                header: newest,
+            }),
+            Err(codec::CodecError::NotEnough) => None,
+            Err(_) => Some(Outcome::Undecodable),
+        }
+    }
+
+    /// The answer, once one can be given.
+    pub fn outcome(&self) -> Option<Outcome> {
+        let answered = self.answered();
+        let all = answered == self.answers.len();
+        if answered >= self.m.max(1) {
+            if let Some(o) = self.try_newest() {
+                return Some(o);
+            }
+        }
+        if !all {
+            return None;
+        }
+        Some(match self.newest() {
+            None => Outcome::Miss,
+            Some(_) => Outcome::Undecodable,
+        })
+    }
+
+    /// Positions whose item should be rewritten now that `version` won.
+    pub fn repairs(&self, version: u64) -> Vec<(usize, Fix)> {
+        let mut out = Vec::new();
+        for (pos, a) in self.answers.iter().enumerate() {
+            let fix = match a {
+                Answer::Missing => Some(Fix::Add),
+                Answer::Corrupt { cas } => Some(Fix::Replace { cas: *cas }),
+                Answer::Shard { header, cas, .. } => {
+                    let stale = header.version < version;
+                    let misplaced = header.version == version && header.index as usize != pos;
+                    (stale || misplaced).then_some(Fix::Replace { cas: *cas })
+                }
+                Answer::Waiting | Answer::Failed => None,
+            };
+            if let Some(f) = fix {
+                out.push((pos, f));
+            }
+        }
+        out
+    }
+
+    /// Some position answered without a usable shard of the winner.
+    pub fn degraded(&self, version: u64) -> bool {
+        self.answers.iter().any(|a| match a {
+            Answer::Shard { header, .. } => header.version != version,
+            _ => true,
+        })
+    }
+
+    /// Shards that were valid, for the stats.
+    pub fn shards_read(&self) -> u64 {
+        self.answers
+            .iter()
+            .filter(|a| matches!(a, Answer::Shard { .. }))
+            .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erasure::codec::{encode_value, tombstone, Geometry};
+
+    fn g() -> Geometry {
+        Geometry::new(3, 2, 16).unwrap()
+    }
+
+    #[test]
+    fn decodes_from_k_of_the_newest_and_ignores_older() {
+        let old = encode_value(&g(), 1, 0, &[1u8; 100]).unwrap();
+        let new = encode_value(&g(), 2, 7, &[2u8; 100]).unwrap();
+        let mut r = KeyRead::new(3, 2);
+        r.absorb(0, Some(&old[0]), -1, 10);
+        assert_eq!(r.outcome(), None);
+        r.absorb(1, Some(&new[1]), -1, 11);
+        r.absorb(2, Some(&new[2]), -1, 12);
+        assert_eq!(r.outcome(), None, "two shards of the newest are not enough");
+        r.absorb(4, Some(&new[4]), 30, 13);
+        match r.outcome() {
+            Some(Outcome::Hit {
+                version,
+                flags,
+                data,
+                ttl,
+                ..
+            }) => {
+                assert_eq!((version, flags, ttl), (2, 7, 30));
+                assert_eq!(data, vec![2u8; 100]);
+            }
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(r.repairs(2), vec![(0, Fix::Replace { cas: 10 })]);
+        assert!(r.degraded(2));
+    }
+
+    #[test]
+    fn a_newest_version_that_cannot_be_decoded_is_a_miss_not_the_older_value() {
+        let old = encode_value(&g(), 1, 0, &[1u8; 100]).unwrap();
+        let new = encode_value(&g(), 2, 0, &[2u8; 100]).unwrap();
+        let mut r = KeyRead::new(3, 2);
+        for (i, s) in old.iter().enumerate().take(3) {
+            r.absorb(i, Some(s), -1, 0);
+        }
+        r.absorb(3, Some(&new[3]), -1, 0);
+        assert_eq!(r.outcome(), None);
+        r.fail(4);
+        assert_eq!(r.outcome(), Some(Outcome::Undecodable));
+    }
+
+    #[test]
+    fn tombstones_win_and_corrupt_items_count_as_missing() {
+        let old = encode_value(&g(), 1, 0, b"small").unwrap();
+        let mut r = KeyRead::new(3, 2);
+        r.absorb(0, Some(&old[0]), -1, 1);
+        r.absorb(1, Some(&tombstone(&g(), 2, 1)), -1, 2);
+        r.absorb(2, Some(b"garbage"), -1, 3);
+        r.absorb(3, None, -1, 0);
+        assert!(matches!(
+            r.outcome(),
+            Some(Outcome::Deleted { version: 2, .. })
+        ));
+        assert_eq!(
+            r.repairs(2),
+            vec![
+                (0, Fix::Replace { cas: 1 }),
+                (2, Fix::Replace { cas: 3 }),
+                (3, Fix::Add)
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_anywhere_is_a_miss_after_every_answer() {
+        let mut r = KeyRead::new(3, 2);
+        for i in 0..4 {
+            r.absorb(i, None, -1, 0);
+        }
+        assert_eq!(r.outcome(), None);
+        r.fail(4);
+        assert_eq!(r.outcome(), Some(Outcome::Miss));
+    }
+}
