@@ -28,6 +28,9 @@ pub(crate) enum What {
     GetPart(u32),
     /// One server's answer to `flush_all`.
     Fanout,
+    /// Position `pos` of key `key` of an erasure-coded request: its `mg`
+    /// read or its shard's `set` (see `erasure::ops`).
+    Ec { key: u32, pos: u8, write: bool },
 }
 
 /// A request queued on a server connection, waiting for its reply.

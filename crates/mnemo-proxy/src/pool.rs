@@ -4,6 +4,7 @@
 //! `server_failure_limit`, `server_retry_timeout`).
 
 use crate::config::PoolConf;
+use crate::erasure::ops::EcRt;
 use crate::worker::Worker;
 use mnemo_client::{Node, Placement};
 use mnemo_net::{Addr, Health, HealthPolicy, Key};
@@ -23,6 +24,8 @@ pub(crate) struct PoolRt {
     pub(crate) servers: Vec<ServerRt>,
     pub(crate) backup: Option<usize>,
     pub(crate) health: HealthPolicy,
+    /// Set for `erasure: K+M` pools.
+    pub(crate) ec: Option<EcRt>,
 }
 
 impl PoolRt {
@@ -56,6 +59,9 @@ impl PoolRt {
                 // putting its return off.
                 extend_ejection: false,
             },
+            ec: conf
+                .erasure
+                .and_then(|(k, m)| EcRt::new(k, m, conf.erasure_min_size)),
             conf: conf.clone(),
         }
     }
@@ -75,8 +81,9 @@ impl PoolRt {
         for s in &mut self.servers {
             readmit |= s.health.readmit_if_due(now);
         }
-        // Pools with a backup never took them off (see `pick`).
-        if readmit && self.backup.is_none() {
+        // Pools with a backup never took them off (see `pick`), nor did
+        // erasure-coded ones, whose shards stay where the full ring put them.
+        if readmit && self.backup.is_none() && self.ec.is_none() {
             self.rebuild();
         }
     }
@@ -111,7 +118,7 @@ impl Worker {
             return;
         };
         if s.health.failed(&policy, now) {
-            if p.backup.is_none() {
+            if p.backup.is_none() && p.ec.is_none() {
                 p.rebuild();
             }
             let ps = &self.stats.pools[pool];

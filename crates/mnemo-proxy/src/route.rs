@@ -235,6 +235,7 @@ impl Worker {
                     self.part_done(to);
                 }
             }
+            What::Ec { key, pos, write } => self.ec_reply(to, key, pos, write, bytes, r),
             What::Fanout => {
                 let e = if matches!(r, Reply::Ok) {
                     None
@@ -255,6 +256,7 @@ impl Worker {
             What::GetRaw => self.complete(to, msg),
             What::GetPart(part) => self.part_failed(to, part as usize, msg),
             What::Fanout => self.fanout_reply(to, Some(msg)),
+            What::Ec { key, pos, write } => self.ec_failed(to, key, pos, write),
         }
     }
 }

@@ -67,6 +67,7 @@ pub enum CodecError {
 /// the key's placement).
 pub fn encode_value(
     g: &Geometry,
+    key: &[u8],
     version: u64,
     flags: u32,
     value: &[u8],
@@ -90,13 +91,13 @@ pub fn encode_value(
             let mut b = Vec::new();
             if i <= m {
                 b.reserve(HEADER_LEN + value.len());
-                shard::encode(&h, value, &mut b);
+                shard::encode(&h, key, value, &mut b);
             } else {
                 let stub = Header {
                     kind: Kind::Stub,
                     ..h
                 };
-                shard::encode(&stub, &[], &mut b);
+                shard::encode(&stub, key, &[], &mut b);
             }
             out.push(b);
         }
@@ -117,14 +118,14 @@ pub fn encode_value(
     for (i, payload) in data.iter().chain(parity.iter()).enumerate() {
         h.index = i as u8;
         let mut b = Vec::with_capacity(HEADER_LEN + size);
-        shard::encode(&h, payload, &mut b);
+        shard::encode(&h, key, payload, &mut b);
         out.push(b);
     }
     Ok(out)
 }
 
 /// The tombstone for position `index` of a key deleted by `version`.
-pub fn tombstone(g: &Geometry, version: u64, index: usize) -> Vec<u8> {
+pub fn tombstone(g: &Geometry, key: &[u8], version: u64, index: usize) -> Vec<u8> {
     let h = Header {
         kind: Kind::Tombstone,
         k: g.k,
@@ -136,7 +137,7 @@ pub fn tombstone(g: &Geometry, version: u64, index: usize) -> Vec<u8> {
         value_crc: shard::crc(&[]),
     };
     let mut b = Vec::with_capacity(HEADER_LEN);
-    shard::encode(&h, &[], &mut b);
+    shard::encode(&h, key, &[], &mut b);
     b
 }
 
@@ -234,13 +235,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn parsed(shards: &[Vec<u8>]) -> Vec<(Header, &[u8])> {
-        shards.iter().map(|b| shard::parse(b).unwrap()).collect()
+        shards
+            .iter()
+            .map(|b| shard::parse(b, b"k").unwrap())
+            .collect()
     }
 
     #[test]
     fn whole_copies_below_min_size_and_stubs_elsewhere() {
         let g = Geometry::new(3, 2, 1024).unwrap();
-        let s = encode_value(&g, 9, 4, b"hello").unwrap();
+        let s = encode_value(&g, b"k", 9, 4, b"hello").unwrap();
         assert_eq!(s.len(), 5);
         let p = parsed(&s);
         let kinds: Vec<Kind> = p.iter().map(|(h, _)| h.kind).collect();
@@ -268,18 +272,18 @@ mod tests {
     #[test]
     fn mixed_versions_sizes_and_geometries_are_refused() {
         let g = Geometry::new(3, 2, 4).unwrap();
-        let a = encode_value(&g, 1, 0, &[1u8; 300]).unwrap();
-        let b = encode_value(&g, 2, 0, &[2u8; 300]).unwrap();
+        let a = encode_value(&g, b"k", 1, 0, &[1u8; 300]).unwrap();
+        let b = encode_value(&g, b"k", 2, 0, &[2u8; 300]).unwrap();
         let mut mix = parsed(&a)[..2].to_vec();
         mix.extend(parsed(&b)[2..3].iter().copied());
         assert_eq!(decode(&mix), Err(CodecError::Inconsistent));
         // Same version, different value (two writers sharing a version).
-        let c = encode_value(&g, 1, 0, &[3u8; 300]).unwrap();
+        let c = encode_value(&g, b"k", 1, 0, &[3u8; 300]).unwrap();
         let mut mix = parsed(&a)[..2].to_vec();
         mix.extend(parsed(&c)[4..5].iter().copied());
         assert_eq!(decode(&mix), Err(CodecError::Inconsistent));
         let g2 = Geometry::new(2, 3, 4).unwrap();
-        let d = encode_value(&g2, 1, 0, &[1u8; 300]).unwrap();
+        let d = encode_value(&g2, b"k", 1, 0, &[1u8; 300]).unwrap();
         let mut mix = parsed(&a)[..2].to_vec();
         mix.extend(parsed(&d)[4..5].iter().copied());
         assert_eq!(decode(&mix), Err(CodecError::Inconsistent));
@@ -291,13 +295,13 @@ mod tests {
     #[test]
     fn a_forged_shard_that_passes_its_own_checksum_is_caught_by_the_value_crc() {
         let g = Geometry::new(3, 2, 4).unwrap();
-        let a = encode_value(&g, 1, 0, &[1u8; 300]).unwrap();
-        let (h, p) = shard::parse(&a[0]).unwrap();
+        let a = encode_value(&g, b"k", 1, 0, &[1u8; 300]).unwrap();
+        let (h, p) = shard::parse(&a[0], b"k").unwrap();
         let mut forged_payload = p.to_vec();
         forged_payload[0] ^= 1;
         let mut forged = Vec::new();
-        shard::encode(&h, &forged_payload, &mut forged);
-        let mut set = vec![shard::parse(&forged).unwrap()];
+        shard::encode(&h, b"k", &forged_payload, &mut forged);
+        let mut set = vec![shard::parse(&forged, b"k").unwrap()];
         set.extend(parsed(&a)[1..3].iter().copied());
         assert_eq!(decode(&set), Err(CodecError::Checksum));
     }
@@ -305,8 +309,8 @@ mod tests {
     #[test]
     fn tombstones_decode_as_deleted() {
         let g = Geometry::new(3, 2, 4).unwrap();
-        let t = tombstone(&g, 5, 4);
-        let p = shard::parse(&t).unwrap();
+        let t = tombstone(&g, b"k", 5, 4);
+        let p = shard::parse(&t, b"k").unwrap();
         assert_eq!(p.0.index, 4);
         assert_eq!(decode(&[p]), Ok(Decoded::Deleted));
     }
@@ -325,7 +329,7 @@ mod tests {
             let g = Geometry::new(k, m, min_size).unwrap();
             let mut x = seed | 1;
             let value: Vec<u8> = (0..len).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
-            let shards = encode_value(&g, 42, flags, &value).unwrap();
+            let shards = encode_value(&g, b"k", 42, flags, &value).unwrap();
             prop_assert_eq!(shards.len(), k + m);
             // Erase M positions chosen from the seed.
             let mut keep: Vec<usize> = (0..k + m).collect();
@@ -334,7 +338,7 @@ mod tests {
                 let i = (x as usize) % keep.len();
                 keep.remove(i);
             }
-            let left: Vec<(Header, &[u8])> = keep.iter().map(|&i| shard::parse(&shards[i]).unwrap()).collect();
+            let left: Vec<(Header, &[u8])> = keep.iter().map(|&i| shard::parse(&shards[i], b"k").unwrap()).collect();
             let got = decode(&left);
             let whole_left = left.iter().any(|(h, _)| h.kind == Kind::Whole);
             if g.codes(len) || whole_left {
@@ -344,11 +348,11 @@ mod tests {
             }
             // Short shards never parse; shards with one flipped bit never do either.
             for s in &shards {
-                prop_assert!(shard::parse(&s[..s.len() - 1]).is_err());
+                prop_assert!(shard::parse(&s[..s.len() - 1], b"k").is_err());
                 let mut bad = s.clone();
                 let bit = (x as usize) % (bad.len() * 8);
                 bad[bit / 8] ^= 1 << (bit % 8);
-                prop_assert!(shard::parse(&bad).is_err());
+                prop_assert!(shard::parse(&bad, b"k").is_err());
             }
         }
     }

@@ -8,9 +8,8 @@
 //! `read` (choosing the winning version) are pure; the worker's side is in
 //! `ops` (requests) and `repair`.
 
-// Until the worker uses every piece (next commits).
-#![allow(dead_code)]
-
 pub mod codec;
+pub mod ops;
 pub mod read;
+pub mod repair;
 pub mod shard;

@@ -11,10 +11,14 @@
 //!   version is never returned in its place, so a value that lost more
 //!   than M shards is a miss, not an older value.
 //! - The read answers as soon as the newest version seen is decodable and
-//!   at least M servers have answered: a write is acknowledged only once
-//!   K+1 of its K+M shards are stored, so any M answers include at least
-//!   one shard of the newest acknowledged write. Otherwise it waits for
-//!   every server (or its failure).
+//!   all servers but one have answered (a dead server fails at once, so
+//!   only a stalled one is waited for, and one is not). A write is
+//!   acknowledged once K+1 of its K+M items are stored, so K+M-1 answers
+//!   include at least K of them: the newest acknowledged write is always
+//!   seen, and a delete stays visible even if every server but two lost
+//!   its tombstone. Otherwise the read waits for every server (or its
+//!   failure or timeout). Waiting for only M answers would be faster but
+//!   would let M-1 stale servers plus one fast one outvote a delete.
 
 use super::codec::{self, Decoded};
 use super::shard::{self, Header};
@@ -39,6 +43,20 @@ pub enum Answer {
         ttl: i64,
         cas: u64,
     },
+}
+
+impl Answer {
+    pub fn waiting(&self) -> bool {
+        matches!(self, Answer::Waiting)
+    }
+}
+
+/// One server's answer as the worker hands it over.
+#[derive(Clone, Copy, Debug)]
+pub enum Got<'a> {
+    Item { item: &'a [u8], ttl: i64, cas: u64 },
+    Missing,
+    Failed,
 }
 
 /// The result of a read.
@@ -75,17 +93,15 @@ pub enum Fix {
 }
 
 pub struct KeyRead {
+    pub key: Vec<u8>,
     pub answers: Vec<Answer>,
-    pub k: usize,
-    pub m: usize,
 }
 
 impl KeyRead {
-    pub fn new(k: usize, m: usize) -> KeyRead {
+    pub fn new(key: &[u8], k: usize, m: usize) -> KeyRead {
         KeyRead {
+            key: key.to_vec(),
             answers: vec![Answer::Waiting; k + m],
-            k,
-            m,
         }
     }
 
@@ -97,7 +113,7 @@ impl KeyRead {
         };
         *slot = match item {
             None => Answer::Missing,
-            Some(b) => match shard::parse(b) {
+            Some(b) => match shard::parse(b, &self.key) {
                 Ok((header, _)) => Answer::Shard {
                     header,
                     item: b.to_vec(),
@@ -109,6 +125,14 @@ impl KeyRead {
         };
     }
 
+    pub fn take(&mut self, pos: usize, got: Got<'_>) {
+        match got {
+            Got::Item { item, ttl, cas } => self.absorb(pos, Some(item), ttl, cas),
+            Got::Missing => self.absorb(pos, None, -1, 0),
+            Got::Failed => self.fail(pos),
+        }
+    }
+
     pub fn fail(&mut self, pos: usize) {
         if let Some(a) = self.answers.get_mut(pos) {
             *a = Answer::Failed;
@@ -116,10 +140,7 @@ impl KeyRead {
     }
 
     pub fn answered(&self) -> usize {
-        self.answers
-            .iter()
-            .filter(|a| !matches!(a, Answer::Waiting))
-            .count()
+        self.answers.iter().filter(|a| !a.waiting()).count()
     }
 
     fn newest(&self) -> Option<Header> {
@@ -146,7 +167,7 @@ impl KeyRead {
             } = a
             {
                 if header.version == newest.version && codec::same_write(header, &newest) {
-                    if let Ok(p) = shard::parse(item) {
+                    if let Ok(p) = shard::parse(item, &self.key) {
                         parts.push(p);
                         ttl = *t;
                     }
@@ -184,7 +205,7 @@ impl KeyRead {
     pub fn outcome(&self) -> Option<Outcome> {
         let answered = self.answered();
         let all = answered == self.answers.len();
-        if answered >= self.m.max(1) {
+        if answered + 1 >= self.answers.len() {
             if let Some(o) = self.try_newest() {
                 return Some(o);
             }
@@ -223,6 +244,7 @@ impl KeyRead {
     pub fn degraded(&self, version: u64) -> bool {
         self.answers.iter().any(|a| match a {
             Answer::Shard { header, .. } => header.version != version,
+            Answer::Waiting => false,
             _ => true,
         })
     }
@@ -247,9 +269,9 @@ mod tests {
 
     #[test]
     fn decodes_from_k_of_the_newest_and_ignores_older() {
-        let old = encode_value(&g(), 1, 0, &[1u8; 100]).unwrap();
-        let new = encode_value(&g(), 2, 7, &[2u8; 100]).unwrap();
-        let mut r = KeyRead::new(3, 2);
+        let old = encode_value(&g(), b"k", 1, 0, &[1u8; 100]).unwrap();
+        let new = encode_value(&g(), b"k", 2, 7, &[2u8; 100]).unwrap();
+        let mut r = KeyRead::new(b"k", 3, 2);
         r.absorb(0, Some(&old[0]), -1, 10);
         assert_eq!(r.outcome(), None);
         r.absorb(1, Some(&new[1]), -1, 11);
@@ -275,9 +297,9 @@ mod tests {
 
     #[test]
     fn a_newest_version_that_cannot_be_decoded_is_a_miss_not_the_older_value() {
-        let old = encode_value(&g(), 1, 0, &[1u8; 100]).unwrap();
-        let new = encode_value(&g(), 2, 0, &[2u8; 100]).unwrap();
-        let mut r = KeyRead::new(3, 2);
+        let old = encode_value(&g(), b"k", 1, 0, &[1u8; 100]).unwrap();
+        let new = encode_value(&g(), b"k", 2, 0, &[2u8; 100]).unwrap();
+        let mut r = KeyRead::new(b"k", 3, 2);
         for (i, s) in old.iter().enumerate().take(3) {
             r.absorb(i, Some(s), -1, 0);
         }
@@ -289,11 +311,16 @@ mod tests {
 
     #[test]
     fn tombstones_win_and_corrupt_items_count_as_missing() {
-        let old = encode_value(&g(), 1, 0, b"small").unwrap();
-        let mut r = KeyRead::new(3, 2);
+        let old = encode_value(&g(), b"k", 1, 0, b"small").unwrap();
+        let mut r = KeyRead::new(b"k", 3, 2);
         r.absorb(0, Some(&old[0]), -1, 1);
-        r.absorb(1, Some(&tombstone(&g(), 2, 1)), -1, 2);
-        r.absorb(2, Some(b"garbage"), -1, 3);
+        r.absorb(1, Some(&tombstone(&g(), b"k", 2, 1)), -1, 2);
+        r.absorb(
+            2,
+            Some(&encode_value(&g(), b"other key", 3, 0, b"small").unwrap()[2]),
+            -1,
+            3,
+        );
         r.absorb(3, None, -1, 0);
         assert!(matches!(
             r.outcome(),
@@ -311,7 +338,7 @@ mod tests {
 
     #[test]
     fn nothing_anywhere_is_a_miss_after_every_answer() {
-        let mut r = KeyRead::new(3, 2);
+        let mut r = KeyRead::new(b"k", 3, 2);
         for i in 0..4 {
             r.absorb(i, None, -1, 0);
         }

@@ -14,9 +14,11 @@
 //! | 16..20 | value length                                            |
 //! | 20..24 | the client's flags                                      |
 //! | 24..28 | CRC-32 of the whole value                               |
-//! | 28..32 | CRC-32 of bytes 0..28 and the payload                   |
+//! | 28..32 | CRC-32 of bytes 0..28, the key and the payload          |
 //!
-//! The shard CRC makes a damaged or foreign item count as missing; the
+//! The shard CRC covers the key without storing it, so an item copied
+//! under another key fails its check like a damaged one; either counts as
+//! missing. The
 //! value CRC is checked again after decoding, so shards of two writes that
 //! happened to share a version still cannot be mixed into one answer.
 //! Parsing is pure and refuses anything inconsistent rather than guessing.
@@ -100,7 +102,7 @@ fn payload_len_ok(h: &Header, len: usize) -> bool {
 }
 
 /// Append the shard (header then `payload`) to `out`.
-pub fn encode(h: &Header, payload: &[u8], out: &mut Vec<u8>) {
+pub fn encode(h: &Header, key: &[u8], payload: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT);
@@ -114,6 +116,7 @@ pub fn encode(h: &Header, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&h.value_crc.to_le_bytes());
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&out[start..start + 28]);
+    hasher.update(key);
     hasher.update(payload);
     out.extend_from_slice(&hasher.finalize().to_le_bytes());
     out.extend_from_slice(payload);
@@ -125,8 +128,9 @@ fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(a)
 }
 
-/// Parse and verify one stored item; the payload borrows from `bytes`.
-pub fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), ShardError> {
+/// Parse and verify one item stored under `key`; the payload borrows from
+/// `bytes`.
+pub fn parse<'b>(bytes: &'b [u8], key: &[u8]) -> Result<(Header, &'b [u8]), ShardError> {
     if bytes.len() < HEADER_LEN {
         return Err(ShardError::Short);
     }
@@ -159,6 +163,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), ShardError> {
     }
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&bytes[..28]);
+    hasher.update(key);
     hasher.update(payload);
     if hasher.finalize() != le32(bytes, 28) {
         return Err(ShardError::Checksum);
@@ -243,31 +248,32 @@ mod tests {
         let h = hdr(Kind::Coded, 10);
         let payload = vec![7u8; shard_size(10, 3)];
         let mut b = Vec::new();
-        encode(&h, &payload, &mut b);
+        encode(&h, b"k", &payload, &mut b);
         assert_eq!(b.len(), HEADER_LEN + payload.len());
-        let (h2, p2) = parse(&b).unwrap();
+        assert_eq!(parse(&b, b"other"), Err(ShardError::Checksum));
+        let (h2, p2) = parse(&b, b"k").unwrap();
         assert_eq!(h2, h);
         assert_eq!(p2, &payload[..]);
 
-        assert_eq!(parse(&b[..20]), Err(ShardError::Short));
-        assert_eq!(parse(&b[..b.len() - 1]), Err(ShardError::Length));
+        assert_eq!(parse(&b[..20], b"k"), Err(ShardError::Short));
+        assert_eq!(parse(&b[..b.len() - 1], b"k"), Err(ShardError::Length));
         for i in 0..b.len() {
             let mut bad = b.clone();
             bad[i] ^= 0x10;
-            assert!(parse(&bad).is_err(), "flipped byte {i} accepted");
+            assert!(parse(&bad, b"k").is_err(), "flipped byte {i} accepted");
         }
         let mut bad = b.clone();
         bad[7] = 5; // index past K+M
-        assert_eq!(parse(&bad), Err(ShardError::Geometry));
+        assert_eq!(parse(&bad, b"k"), Err(ShardError::Geometry));
         let mut bad = b.clone();
         bad[5] = 0;
-        assert_eq!(parse(&bad), Err(ShardError::Geometry));
+        assert_eq!(parse(&bad, b"k"), Err(ShardError::Geometry));
         assert_eq!(
-            parse(b"VALUE not a shard at all......."),
+            parse(b"VALUE not a shard at all.......", b"k"),
             Err(ShardError::Short)
         );
         assert_eq!(
-            parse(&[b'x'; HEADER_LEN]).map(|_| ()),
+            parse(&[b'x'; HEADER_LEN], b"k").map(|_| ()),
             Err(ShardError::Magic)
         );
     }
@@ -275,11 +281,11 @@ mod tests {
     #[test]
     fn stubs_and_tombstones_carry_no_payload() {
         let mut b = Vec::new();
-        encode(&hdr(Kind::Tombstone, 0), &[], &mut b);
-        assert_eq!(parse(&b).unwrap().0.kind, Kind::Tombstone);
+        encode(&hdr(Kind::Tombstone, 0), b"k", &[], &mut b);
+        assert_eq!(parse(&b, b"k").unwrap().0.kind, Kind::Tombstone);
         let mut b = Vec::new();
-        encode(&hdr(Kind::Stub, 0), b"x", &mut b);
-        assert_eq!(parse(&b), Err(ShardError::Length));
+        encode(&hdr(Kind::Stub, 0), b"k", b"x", &mut b);
+        assert_eq!(parse(&b, b"k"), Err(ShardError::Length));
     }
 
     #[test]

@@ -1,0 +1,411 @@
+//! Erasure-coded pools (issue #14) end to end: five real memcached
+//! servers behind `erasure: 3+2`; servers killed, restarted empty, their
+//! shards corrupted or rolled back by hand; concurrent writers and readers.
+//! Every read is bounded (5 s), every child is killed on drop.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Fleet {
+    servers: Vec<Proc>,
+    proxy: Proxy,
+    port: u16,
+    _dir: TempDir,
+}
+
+fn fleet(tag: &str, extra: &str) -> Fleet {
+    let servers: Vec<Proc> = (0..5).map(|_| memcached()).collect();
+    let lp = free_port();
+    let dir = TempDir::new(tag);
+    let lines: Vec<(&Proc, u32)> = servers.iter().map(|s| (s, 1)).collect();
+    let text = format!(
+        "ec:\n  listen: 127.0.0.1:{lp}\n  hash: md5\n  erasure: 3+2\n  timeout: 1000\n{extra}  servers:\n{}",
+        server_lines(&lines)
+    );
+    let conf = dir.file("p.yml", &text);
+    let proxy = proxy(&conf, lp);
+    Fleet {
+        servers,
+        proxy,
+        port: lp,
+        _dir: dir,
+    }
+}
+
+/// A value of `len` bytes that names its key and a round, so a mix of two
+/// writes or a misplaced byte shows.
+fn value(key: &str, round: u32, len: usize) -> String {
+    let unit = format!("{key}/{round};");
+    unit.repeat(len / unit.len() + 1)[..len].to_string()
+}
+
+fn stats_json(port: u16) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The raw item a server holds for `key`.
+fn raw_get(port: u16, key: &str) -> Option<Vec<u8>> {
+    let mut c = Conn::new(port);
+    c.send(format!("get {key}\r\n").as_bytes());
+    let b = c.read_until(retrieval_len);
+    if b.starts_with(b"END") {
+        return None;
+    }
+    let nl = b.windows(2).position(|w| w == b"\r\n")?;
+    let len: usize = std::str::from_utf8(&b[..nl])
+        .ok()?
+        .split(' ')
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(b[nl + 2..nl + 2 + len].to_vec())
+}
+
+fn raw_set(port: u16, key: &str, data: &[u8]) {
+    let mut c = Conn::new(port);
+    let mut req = format!("set {key} 0 0 {}\r\n", data.len()).into_bytes();
+    req.extend_from_slice(data);
+    req.extend_from_slice(b"\r\n");
+    c.send(&req);
+    assert_eq!(c.line(), "STORED\r\n");
+}
+
+fn want(key: &str, v: &str) -> String {
+    format!("VALUE {key} 0 {}\r\n{v}\r\nEND\r\n", v.len())
+}
+
+/// Wait until `f` holds (repairs are sent without a reply).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn erasure_coded_pool_serves_the_text_commands() {
+    let f = fleet("ec-cmds", "");
+    let mut c = Conn::new(f.port);
+    let big = value("big", 1, 16 * 1024);
+    assert_eq!(c.set("small", "tiny"), "STORED\r\n");
+    assert_eq!(c.set("big", &big), "STORED\r\n");
+    assert_eq!(c.get("small"), want("small", "tiny"));
+    assert_eq!(c.get("big"), want("big", &big));
+    // A big value is split: every server holds a shard of about a third.
+    // (STORED comes once K+1 = 4 servers stored theirs; the fifth may
+    // still be on its way.)
+    eventually("a shard of about a third on every server", || {
+        f.servers
+            .iter()
+            .all(|s| raw_get(s.port, "big").is_some_and(|b| b.len() > 5000 && b.len() < 6000))
+    });
+    // A small one is copied whole on M+1 = 3 servers, stubs on the others.
+    eventually("whole copies on three servers", || {
+        let whole = f
+            .servers
+            .iter()
+            .filter(|s| raw_get(s.port, "small").is_some_and(|b| b.ends_with(b"tiny")))
+            .count();
+        whole == 3
+    });
+    // Multi-get keeps order, misses left out; flags survive.
+    assert_eq!(c.cmd("set fl 1234 0 2\r\nhi\r\n"), "STORED\r\n");
+    assert_eq!(
+        c.get("fl nope small fl"),
+        "VALUE fl 1234 2\r\nhi\r\nVALUE small 0 4\r\ntiny\r\nVALUE fl 1234 2\r\nhi\r\nEND\r\n"
+    );
+    // gets returns the write's version as its CAS unique; cas compares it.
+    c.send(b"gets big\r\n");
+    let g = c.values();
+    let unique: u64 = g
+        .split("\r\n")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        c.cmd(&format!("cas big 0 0 1 {}\r\nx\r\n", unique + 1)),
+        "EXISTS\r\n"
+    );
+    assert_eq!(
+        c.cmd(&format!("cas big 0 0 1 {unique}\r\nx\r\n")),
+        "STORED\r\n"
+    );
+    assert_eq!(
+        c.cmd(&format!("cas big 0 0 1 {unique}\r\ny\r\n")),
+        "EXISTS\r\n"
+    );
+    assert_eq!(c.cmd("cas nokey 0 0 1 5\r\ny\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.get("big"), want("big", "x"));
+    // add / replace.
+    assert_eq!(c.cmd("add small 0 0 1\r\nz\r\n"), "NOT_STORED\r\n");
+    assert_eq!(c.cmd("add fresh 0 0 1\r\nz\r\n"), "STORED\r\n");
+    assert_eq!(c.cmd("replace gone 0 0 1\r\nz\r\n"), "NOT_STORED\r\n");
+    assert_eq!(c.cmd("replace fresh 0 0 2\r\nzz\r\n"), "STORED\r\n");
+    assert_eq!(c.get("fresh"), want("fresh", "zz"));
+    // Pipelined after an add, a get sees it.
+    c.send(b"add piped 0 0 1\r\np\r\nget piped\r\n");
+    assert_eq!(c.line(), "STORED\r\n");
+    assert_eq!(c.values(), want("piped", "p"));
+    // delete, then the key is a miss everywhere and can be added again.
+    assert_eq!(c.cmd("delete fresh\r\n"), "DELETED\r\n");
+    assert_eq!(c.get("fresh"), "END\r\n");
+    assert_eq!(c.cmd("delete fresh\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.cmd("add fresh 0 0 1\r\nq\r\n"), "STORED\r\n");
+    assert_eq!(c.get("fresh"), want("fresh", "q"));
+    // touch, gat, gats.
+    assert_eq!(c.cmd("touch fresh 100\r\n"), "TOUCHED\r\n");
+    assert_eq!(c.cmd("touch nokey 100\r\n"), "NOT_FOUND\r\n");
+    c.send(b"gat 100 fresh\r\n");
+    assert_eq!(c.values(), want("fresh", "q"));
+    c.send(b"gats 100 fresh\r\n");
+    assert!(c.values().starts_with("VALUE fresh 0 1 "));
+    // Expiry is the servers'.
+    assert_eq!(c.cmd("set shortlived 0 1 1\r\nx\r\n"), "STORED\r\n");
+    // noreply writes answer nothing, and the next request still answers.
+    c.send(b"set quiet 0 0 2 noreply\r\nqq\r\ndelete small noreply\r\nget quiet small\r\n");
+    assert_eq!(c.values(), want("quiet", "qq"));
+    // What the pool cannot do, it says.
+    let unsupported = "SERVER_ERROR command not supported on an erasure-coded pool\r\n";
+    assert_eq!(c.cmd("incr fresh 1\r\n"), unsupported);
+    assert_eq!(c.cmd("decr fresh 1\r\n"), unsupported);
+    assert_eq!(c.cmd("append fresh 0 0 1\r\n!\r\n"), unsupported);
+    assert_eq!(c.cmd("prepend fresh 0 0 1\r\n!\r\n"), unsupported);
+    assert!(c
+        .cmd("mg fresh v\r\n")
+        .starts_with("SERVER_ERROR meta and binary"));
+    assert_eq!(c.get("fresh"), want("fresh", "q"));
+    let s = stats_json(f.proxy.stats_port);
+    assert!(s["ec"]["ec_shards_written"].as_u64().unwrap() > 20);
+    assert!(s["ec"]["ec_shards_read"].as_u64().unwrap() > 20);
+    assert!(s["ec"]["ec_bytes_saved"].as_u64().unwrap() > 16 * 1024);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(c.get("shortlived"), "END\r\n");
+}
+
+fn sizes() -> impl Iterator<Item = (String, usize)> {
+    (0..40).map(|i| {
+        (
+            format!("key{i}"),
+            [10, 700, 1024, 3000, 16 * 1024][i % 5] + i,
+        )
+    })
+}
+
+#[test]
+fn any_two_of_five_servers_may_die_and_every_value_is_exact() {
+    let mut f = fleet("ec-kill", "");
+    let mut c = Conn::new(f.port);
+    for (k, n) in sizes() {
+        assert_eq!(c.set(&k, &value(&k, 1, n)), "STORED\r\n");
+    }
+    for victims in [[0usize, 1], [2, 4]] {
+        let ports: Vec<u16> = victims.iter().map(|&v| f.servers[v].port).collect();
+        for &v in &victims {
+            f.servers[v].kill();
+        }
+        for (k, n) in sizes() {
+            assert_eq!(c.get(&k), want(&k, &value(&k, 1, n)), "{victims:?} down");
+        }
+        // Bring them back empty; reads repair them.
+        for (&v, &p) in victims.iter().zip(&ports) {
+            f.servers[v] = memcached_on(p);
+        }
+        for (k, n) in sizes() {
+            assert_eq!(c.get(&k), want(&k, &value(&k, 1, n)));
+        }
+        for &v in &victims {
+            let port = f.servers[v].port;
+            eventually("returned servers refilled by reads", || {
+                sizes().all(|(k, _)| raw_get(port, &k).is_some_and(|b| b.starts_with(b"MEC")))
+            });
+        }
+    }
+    // Three down: some keys cannot be decoded and are misses, never wrong.
+    for v in [0, 1, 2] {
+        f.servers[v].kill();
+    }
+    for (k, n) in sizes() {
+        let r = c.get(&k);
+        assert!(
+            r == "END\r\n" || r == want(&k, &value(&k, 1, n)),
+            "{k}: {r:.80}"
+        );
+    }
+    let s = stats_json(f.proxy.stats_port);
+    assert!(s["ec"]["ec_repairs"].as_u64().unwrap() >= 80);
+    assert!(s["ec"]["ec_degraded_reads"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn writes_need_k_plus_one_servers() {
+    let mut f = fleet("ec-wq", "");
+    let mut c = Conn::new(f.port);
+    f.servers[0].kill();
+    let v = value("w", 1, 5000);
+    assert_eq!(c.set("w", &v), "STORED\r\n");
+    assert_eq!(c.get("w"), want("w", &v));
+    f.servers[1].kill();
+    assert_eq!(
+        c.set("w", &value("w", 2, 5000)),
+        "SERVER_ERROR erasure-coded write reached too few servers\r\n"
+    );
+}
+
+#[test]
+fn a_corrupt_shard_is_ignored_and_rewritten() {
+    let f = fleet("ec-corrupt", "");
+    let mut c = Conn::new(f.port);
+    let v = value("c", 1, 9000);
+    assert_eq!(c.set("c", &v), "STORED\r\n");
+    let s = &f.servers;
+    eventually("c's shards everywhere", || {
+        s.iter().all(|x| raw_get(x.port, "c").is_some())
+    });
+    // Flip a byte of one shard's payload, replace another with garbage and
+    // a third with a shard of another key: each counts as missing.
+    let mut a = raw_get(s[0].port, "c").unwrap();
+    let last = a.len() - 1;
+    a[last] ^= 0x55;
+    raw_set(s[0].port, "c", &a);
+    raw_set(s[1].port, "c", b"not a shard");
+    assert_eq!(c.set("other", &value("other", 1, 9000)), "STORED\r\n");
+    eventually("other's shards everywhere", || {
+        s.iter().all(|x| raw_get(x.port, "other").is_some())
+    });
+    let foreign = raw_get(s[2].port, "other").unwrap();
+    raw_set(s[2].port, "c", &foreign);
+    // Three of five bad: the remaining two are fewer than K, a miss.
+    assert_eq!(c.get("c"), "END\r\n");
+    // Restore one, so K=3 good shards remain: the exact value, and the
+    // others are rewritten.
+    assert_eq!(c.set("c", &v), "STORED\r\n");
+    eventually("the new shards everywhere", || {
+        s.iter()
+            .all(|x| raw_get(x.port, "c").is_some_and(|b| b[32..] != foreign[32..] && b.len() > 32))
+    });
+    let mut a = raw_get(s[0].port, "c").unwrap();
+    a[40] ^= 1;
+    raw_set(s[0].port, "c", &a);
+    raw_set(s[1].port, "c", b"not a shard");
+    assert_eq!(c.get("c"), want("c", &v));
+    eventually("corrupt shards rewritten", || {
+        (0..2).all(|i| {
+            let b = raw_get(s[i].port, "c").unwrap_or_default();
+            b.starts_with(b"MEC") && b != a
+        })
+    });
+    assert_eq!(c.get("c"), want("c", &v));
+}
+
+#[test]
+fn a_server_that_missed_a_delete_does_not_bring_the_key_back() {
+    let f = fleet("ec-delete", "");
+    let mut c = Conn::new(f.port);
+    for (k, n) in [("d_big", 8000usize), ("d_small", 20)] {
+        assert_eq!(c.set(k, &value(k, 1, n)), "STORED\r\n");
+        eventually("every item written", || {
+            f.servers.iter().all(|s| raw_get(s.port, k).is_some())
+        });
+        let before: Vec<Option<Vec<u8>>> = f.servers.iter().map(|s| raw_get(s.port, k)).collect();
+        assert_eq!(c.cmd(&format!("delete {k}\r\n")), "DELETED\r\n");
+        // Three servers "missed" the delete: they come back with the old
+        // shards (enough to decode the old value on their own).
+        for (s, b) in f.servers.iter().zip(&before).take(3) {
+            if let Some(b) = b {
+                raw_set(s.port, k, b);
+            }
+        }
+        assert_eq!(c.get(k), "END\r\n", "{k} resurrected");
+        // The read spread the tombstone back.
+        eventually("tombstones repaired", || {
+            f.servers
+                .iter()
+                .all(|s| raw_get(s.port, k).is_some_and(|b| b.len() == 32 && b.starts_with(b"MEC")))
+        });
+        assert_eq!(c.cmd(&format!("delete {k}\r\n")), "NOT_FOUND\r\n");
+    }
+}
+
+#[test]
+fn concurrent_writers_and_readers_never_see_a_mix() {
+    let f = fleet("ec-race", "");
+    let port = f.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys = ["r0", "r1", "r2"];
+    let mut writers = Vec::new();
+    for w in 0..2u32 {
+        let stop = stop.clone();
+        writers.push(std::thread::spawn(move || {
+            let mut c = Conn::new(port);
+            for round in 0..150u32 {
+                for k in keys {
+                    let n = if round % 3 == 0 {
+                        100
+                    } else {
+                        6000 + w as usize * 500
+                    };
+                    let r = c.set(k, &value(k, w * 1000 + round, n));
+                    assert_eq!(r, "STORED\r\n");
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }));
+    }
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        readers.push(std::thread::spawn(move || {
+            let mut c = Conn::new(port);
+            let mut hits = 0;
+            for _ in 0..300 {
+                for k in keys {
+                    let r = c.get(k);
+                    if r == "END\r\n" {
+                        continue;
+                    }
+                    let mut lines = r.split("\r\n");
+                    let head = lines.next().unwrap();
+                    let body = lines.next().unwrap();
+                    let len: usize = head.split(' ').nth(3).unwrap().parse().unwrap();
+                    assert_eq!(body.len(), len);
+                    // The value is one unit repeated: a mix of two writes
+                    // would show two different units.
+                    let unit_end = body.find(';').unwrap() + 1;
+                    let unit = &body[..unit_end];
+                    assert!(unit.starts_with(&format!("{k}/")), "{unit}");
+                    assert_eq!(
+                        body,
+                        &unit.repeat(len / unit.len() + 1)[..len],
+                        "mixed value"
+                    );
+                    hits += 1;
+                }
+            }
+            hits
+        }));
+    }
+    let mut hits = 0;
+    for r in readers {
+        hits += r.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(hits > 0);
+}
