@@ -2,7 +2,7 @@
 //! each request to routing, or answering it here when no server is needed.
 
 use crate::binproto::{self};
-use crate::erasure::ops::{META_UNSUPPORTED, UNSUPPORTED};
+use crate::erasure::ops::UNSUPPORTED;
 use crate::meta::{self, MetaCmd};
 use crate::worker::Worker;
 use mnemo_net::Key;
@@ -404,13 +404,10 @@ impl Worker {
                 Step::Stop
             }
             binproto::Action::Keyed { .. } if self.pools[pool].ec.is_some() => {
-                // Through a slot, so that the answer is translated to binary.
                 if let Some(c) = self.clients.get_mut(idx) {
                     c.next_bin = Some(b);
                 }
-                if let Some(to) = self.push_slot(idx, crate::client::SlotKind::Local) {
-                    self.complete(to, META_UNSUPPORTED);
-                }
+                self.ec_bin(idx, pool, &text, value);
                 Step::Consumed(p.len())
             }
             binproto::Action::Keyed { read } => {
@@ -470,7 +467,11 @@ impl Worker {
         }
         self.count_request(pool, total);
         if self.pools[pool].ec.is_some() {
-            self.answer(idx, META_UNSUPPORTED);
+            let data = match req.cmd {
+                MetaCmd::Set => &buf[consumed..consumed + req.datalen],
+                _ => &[],
+            };
+            self.ec_meta(idx, pool, req, data);
             return Step::Consumed(total);
         }
         // Keys are hashed decoded (base64 keys arrive decoded from the

@@ -184,9 +184,6 @@ fn erasure_coded_pool_serves_the_text_commands() {
     assert_eq!(c.cmd("decr fresh 1\r\n"), unsupported);
     assert_eq!(c.cmd("append fresh 0 0 1\r\n!\r\n"), unsupported);
     assert_eq!(c.cmd("prepend fresh 0 0 1\r\n!\r\n"), unsupported);
-    assert!(c
-        .cmd("mg fresh v\r\n")
-        .starts_with("SERVER_ERROR meta and binary"));
     assert_eq!(c.get("fresh"), want("fresh", "q"));
     let s = stats_json(f.proxy.stats_port);
     assert!(s["ec"]["ec_shards_written"].as_u64().unwrap() > 20);
@@ -408,4 +405,88 @@ fn concurrent_writers_and_readers_never_see_a_mix() {
         w.join().unwrap();
     }
     assert!(hits > 0);
+}
+
+#[test]
+fn meta_and_binary_requests_on_an_erasure_coded_pool() {
+    let f = fleet("ec-meta", "");
+    let mut c = Conn::new(f.port);
+    let big = value("mbig", 1, 4000);
+    c.send(format!("ms mbig {} F7 T0 c k O1\r\n{big}\r\n", big.len()).as_bytes());
+    let hd = c.line();
+    let version: u64 = hd
+        .strip_prefix("HD c")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{hd}"));
+    assert_eq!(hd, format!("HD c{version} kmbig O1\r\n"));
+    c.send(b"mg mbig s v f t c k O2\r\n");
+    assert_eq!(
+        c.line(),
+        format!("VA 4000 s4000 f7 t-1 c{version} kmbig O2\r\n")
+    );
+    assert_eq!(c.line(), format!("{big}\r\n"));
+    // The meta CAS is the text one.
+    c.send(b"gets mbig\r\n");
+    assert!(c
+        .values()
+        .starts_with(&format!("VALUE mbig 7 4000 {version}\r\n")));
+    assert_eq!(c.cmd("mg nokey v k O3\r\n"), "EN knokey O3\r\n");
+    assert_eq!(c.cmd("mg nokey v q\r\nmn\r\n"), "MN\r\n");
+    assert_eq!(c.cmd("ms mbig 1 ME O4\r\nx\r\n"), "NS O4\r\n");
+    assert_eq!(c.cmd("ms nokey 1 MR\r\nx\r\n"), "NS\r\n");
+    assert_eq!(
+        c.cmd(&format!("ms mbig 1 C{}\r\nx\r\n", version + 1)),
+        "EX\r\n"
+    );
+    assert_eq!(c.cmd("ms nokey 1 C5\r\nx\r\n"), "NF\r\n");
+    assert_eq!(
+        c.cmd(&format!("ms mbig 1 q C{version}\r\ny\r\nmn\r\n")),
+        "MN\r\n"
+    );
+    assert_eq!(c.get("mbig"), want("mbig", "y"));
+    assert_eq!(c.cmd("mg mbig T30\r\n"), "HD\r\n");
+    assert_eq!(c.cmd("md mbig C1 O5\r\n"), "EX O5\r\n");
+    assert_eq!(c.cmd("md mbig q\r\nmn\r\n"), "MN\r\n");
+    assert_eq!(c.cmd("md mbig O6\r\n"), "NF O6\r\n");
+    assert_eq!(c.get("mbig"), "END\r\n");
+    let unsupported = "SERVER_ERROR command not supported on an erasure-coded pool\r\n";
+    assert_eq!(c.cmd("ma counter\r\n"), unsupported);
+    assert_eq!(c.cmd("ms mbig 1 MA\r\nx\r\n"), unsupported);
+    assert_eq!(c.cmd("mg mbig N30 v\r\n"), unsupported);
+    assert_eq!(c.cmd("mn\r\n"), "MN\r\n");
+
+    use mnemo_client::{Client, Options, Protocol, ServerSpec, Stored};
+    let opts = Options {
+        protocol: Protocol::Binary,
+        ..Options::default()
+    };
+    let b = Client::new(
+        vec![ServerSpec::new(&format!("127.0.0.1:{}", f.port)).unwrap()],
+        opts,
+    )
+    .unwrap();
+    let v = value("bk", 1, 20_000);
+    assert_eq!(b.set(b"bk", v.as_bytes(), 9, 0).unwrap(), Stored::Stored);
+    assert_eq!(b.add(b"bk", b"1", 0, 0).unwrap(), Stored::NotStored);
+    assert_eq!(b.replace(b"none", b"1", 0, 0).unwrap(), Stored::NotStored);
+    let it = b.gets(b"bk").unwrap().unwrap();
+    assert_eq!((it.value.as_slice(), it.flags), (v.as_bytes(), 9));
+    let cas = it.cas.unwrap();
+    assert_eq!(b.cas(b"bk", b"x", 0, 0, cas + 1).unwrap(), Stored::Exists);
+    assert_eq!(b.cas(b"bk", b"x", 0, 0, cas).unwrap(), Stored::Stored);
+    assert_eq!(b.get(b"bk").unwrap().unwrap().value, b"x");
+    assert!(b.touch(b"bk", 0).unwrap());
+    assert!(!b.touch(b"none", 0).unwrap());
+    assert!(b.incr(b"bk", 1).is_err());
+    assert!(b.delete(b"bk").unwrap());
+    assert!(!b.delete(b"bk").unwrap());
+    assert!(b.get(b"bk").unwrap().is_none());
+    b.set(b"k1", b"one", 0, 0).unwrap();
+    b.set(b"k2", &[b'2'; 3000], 0, 0).unwrap();
+    let refs: Vec<&[u8]> = vec![b"k1", b"bk", b"k2"];
+    let got = b.get_multi(&refs).unwrap();
+    assert_eq!(got[0].as_ref().unwrap().value, b"one");
+    assert!(got[1].is_none());
+    assert_eq!(got[2].as_ref().unwrap().value, vec![b'2'; 3000]);
 }

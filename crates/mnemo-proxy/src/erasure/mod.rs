@@ -6,9 +6,10 @@
 //!
 //! `shard` (the item format), `codec` (values to shards and back) and
 //! `read` (choosing the winning version) are pure; the worker's side is in
-//! `ops` (requests) and `repair`.
+//! `ops` (text requests), `meta` (meta and binary ones) and `repair`.
 
 pub mod codec;
+pub mod meta;
 pub mod ops;
 pub mod read;
 pub mod repair;

@@ -34,8 +34,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 pub(crate) const UNSUPPORTED: &[u8] =
     b"SERVER_ERROR command not supported on an erasure-coded pool\r\n";
-pub(crate) const META_UNSUPPORTED: &[u8] =
-    b"SERVER_ERROR meta and binary commands are not supported on an erasure-coded pool\r\n";
 
 /// A pool's erasure coding as one worker runs it.
 pub(crate) struct EcRt {
@@ -72,7 +70,9 @@ pub(crate) enum EcCmd {
         exptime: i64,
         data: Vec<u8>,
     },
-    Delete,
+    /// With `Some(cas)` (meta `md ... C<cas>`), only if the version read
+    /// is `cas`.
+    Delete(Option<u64>),
     Touch,
 }
 
@@ -89,7 +89,7 @@ impl Tally {
     fn decided(&self) -> bool {
         self.stored >= self.need || self.replied >= self.sent
     }
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.stored >= self.need
     }
 }
@@ -109,6 +109,10 @@ pub(crate) struct EcOp {
     barrier: bool,
     noreply: bool,
     finished: bool,
+    /// The version this request wrote, if any (meta's `c` return flag).
+    pub(crate) written: u64,
+    /// Set for meta (and binary) requests: how to shape the answer.
+    pub(crate) meta: Option<Box<super::meta::MetaAsk>>,
 }
 
 /// What to do once a key's read is decided.
@@ -187,7 +191,7 @@ impl Worker {
         }
     }
 
-    fn ec_op(
+    pub(crate) fn ec_op(
         &self,
         pool: usize,
         cmd: EcCmd,
@@ -202,10 +206,12 @@ impl Worker {
             barrier,
             noreply,
             finished: false,
+            written: 0,
+            meta: None,
         })
     }
 
-    fn ec_start(&mut self, idx: Key, op: EcOp) -> Option<ReplyTo> {
+    pub(crate) fn ec_start(&mut self, idx: Key, op: EcOp) -> Option<ReplyTo> {
         let barrier = op.barrier;
         let to = self.push_slot(idx, SlotKind::Ec(Box::new(op)))?;
         if barrier {
@@ -291,19 +297,38 @@ impl Worker {
     /// go out together, so a request pipelined after it sees it.
     pub(crate) fn ec_delete(&mut self, idx: Key, pool: usize, key: &[u8], noreply: bool) {
         let Some(g) = self.ec_geom(pool) else { return };
-        let Some(op) = self.ec_op(pool, EcCmd::Delete, &[key], false, noreply) else {
+        let Some(op) = self.ec_op(pool, EcCmd::Delete(None), &[key], false, noreply) else {
             return;
         };
         let Some(to) = self.ec_start(idx, op) else {
             return;
         };
+        self.ec_delete_now(to, pool, &g);
+    }
+
+    /// Send a delete's read and its tombstones.
+    pub(crate) fn ec_delete_now(&mut self, to: ReplyTo, pool: usize, g: &Geometry) {
         self.ec_send_reads(to, pool, 0, None);
-        let version = self.ec_version(pool);
-        let stones = (0..g.n())
-            .map(|i| codec::tombstone(&g, key, version, i))
-            .collect();
+        let stones = self.ec_tombstones(to, pool, g);
         self.ec_send_writes(to, pool, 0, stones, 0);
         self.ec_progress(to);
+    }
+
+    /// Tombstones of a new version for the request's key.
+    fn ec_tombstones(&mut self, to: ReplyTo, pool: usize, g: &Geometry) -> Vec<Vec<u8>> {
+        let version = self.ec_version(pool);
+        match self.slot_kind(to) {
+            Some(SlotKind::Ec(op)) => {
+                op.written = version;
+                match op.keys.first() {
+                    Some(ek) => (0..g.n())
+                        .map(|i| codec::tombstone(g, &ek.key, version, i))
+                        .collect(),
+                    None => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// touch: a read that also sets the TTL on every server.
@@ -334,28 +359,33 @@ impl Worker {
     }
 
     /// The shards of a store's value under a new version.
-    fn ec_store_shards(&mut self, to: ReplyTo, pool: usize) -> (Vec<Vec<u8>>, i64) {
+    pub(crate) fn ec_store_shards(&mut self, to: ReplyTo, pool: usize) -> (Vec<Vec<u8>>, i64) {
         let Some(g) = self.ec_geom(pool) else {
             return (Vec::new(), 0);
         };
         let version = self.ec_version(pool);
         let (shards, exptime, len) = match self.slot_kind(to) {
-            Some(SlotKind::Ec(op)) => match &op.cmd {
-                EcCmd::Store {
-                    flags,
-                    exptime,
-                    data,
-                    ..
-                } => (
-                    op.keys
-                        .first()
-                        .and_then(|ek| codec::encode_value(&g, &ek.key, version, *flags, data).ok())
-                        .unwrap_or_default(),
-                    *exptime,
-                    data.len(),
-                ),
-                _ => (Vec::new(), 0, 0),
-            },
+            Some(SlotKind::Ec(op)) => {
+                op.written = version;
+                match &op.cmd {
+                    EcCmd::Store {
+                        flags,
+                        exptime,
+                        data,
+                        ..
+                    } => (
+                        op.keys
+                            .first()
+                            .and_then(|ek| {
+                                codec::encode_value(&g, &ek.key, version, *flags, data).ok()
+                            })
+                            .unwrap_or_default(),
+                        *exptime,
+                        data.len(),
+                    ),
+                    _ => (Vec::new(), 0, 0),
+                }
+            }
             _ => (Vec::new(), 0, 0),
         };
         if g.codes(len) {
@@ -369,7 +399,13 @@ impl Worker {
         (shards, exptime)
     }
 
-    fn ec_send_reads(&mut self, to: ReplyTo, pool: usize, ki: usize, touch: Option<i64>) {
+    pub(crate) fn ec_send_reads(
+        &mut self,
+        to: ReplyTo,
+        pool: usize,
+        ki: usize,
+        touch: Option<i64>,
+    ) {
         let (k, m) = match self.ec_geom(pool) {
             Some(g) => (usize::from(g.k), usize::from(g.m)),
             None => return,
@@ -423,7 +459,7 @@ impl Worker {
         }
     }
 
-    fn ec_send_writes(
+    pub(crate) fn ec_send_writes(
         &mut self,
         to: ReplyTo,
         pool: usize,
@@ -544,7 +580,7 @@ impl Worker {
 
     /// Decide what can be decided: reads whose outcome is known start
     /// their write or repair; a finished request is answered.
-    fn ec_progress(&mut self, to: ReplyTo) {
+    pub(crate) fn ec_progress(&mut self, to: ReplyTo) {
         let Some(pool) = self.client_pool(to) else {
             return;
         };
@@ -621,7 +657,16 @@ impl Worker {
                     (Mode::Cas(_), _) => false,
                 },
                 // Its tombstones went out with the read.
-                EcCmd::Delete => return Next::Nothing,
+                EcCmd::Delete(None) => return Next::Nothing,
+                EcCmd::Delete(Some(c)) => match &outcome {
+                    Outcome::Hit { version, .. } if version == c => {
+                        let Some(g) = self.ec_geom(pool) else {
+                            return Next::Nothing;
+                        };
+                        return Next::Write(self.ec_tombstones(to, pool, &g), 0);
+                    }
+                    _ => false,
+                },
                 EcCmd::Get(_) | EcCmd::Touch => false,
             },
             _ => return Next::Nothing,
@@ -666,6 +711,7 @@ impl Worker {
             barrier = op.barrier;
             noreply = op.noreply;
             match &op.cmd {
+                _ if op.meta.is_some() => super::meta::answer(op, &mut out),
                 EcCmd::Get(kind) => {
                     for ek in &op.keys {
                         if let Some(Outcome::Hit {
@@ -696,7 +742,7 @@ impl Worker {
                         b"NOT_FOUND\r\n"
                     });
                 }
-                EcCmd::Delete => {
+                EcCmd::Delete(_) => {
                     let ek = &op.keys[0];
                     let hit = matches!(ek.outcome, Some(Outcome::Hit { .. }));
                     let ok = ek.write.as_ref().is_some_and(Tally::ok);

@@ -110,7 +110,7 @@ impl Worker {
         };
         let mut tails = Vec::new();
         if let Some(SlotKind::Ec(op)) = self.slot_kind(to) {
-            if matches!(op.cmd, EcCmd::Delete) {
+            if matches!(op.cmd, EcCmd::Delete(_)) {
                 return;
             }
             for (ki, ek) in op.keys.iter_mut().enumerate() {
