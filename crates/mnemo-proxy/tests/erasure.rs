@@ -490,3 +490,40 @@ fn meta_and_binary_requests_on_an_erasure_coded_pool() {
     assert!(got[1].is_none());
     assert_eq!(got[2].as_ref().unwrap().value, vec![b'2'; 3000]);
 }
+
+fn signal(p: &Proc, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &p.child.id().to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill {sig}");
+}
+
+#[test]
+fn a_stalled_server_neither_blocks_nor_corrupts_and_comes_back_stale_harmlessly() {
+    let f = fleet("ec-stall", "");
+    let mut c = Conn::new(f.port);
+    for (k, n) in sizes() {
+        assert_eq!(c.set(&k, &value(&k, 1, n)), "STORED\r\n");
+    }
+    signal(&f.servers[3], "-STOP");
+    // Reads need all servers but one: the stalled one is not waited for.
+    for (k, n) in sizes() {
+        assert_eq!(c.get(&k), want(&k, &value(&k, 1, n)));
+    }
+    // Writes need K+1 = 4: they succeed without it.
+    for (k, n) in sizes() {
+        assert_eq!(c.set(&k, &value(&k, 2, n)), "STORED\r\n");
+    }
+    assert_eq!(c.cmd("delete key0\r\n"), "DELETED\r\n");
+    signal(&f.servers[3], "-CONT");
+    // Whatever the resumed server holds (old shards, or the writes its
+    // socket buffered), reads give the newest values.
+    for _ in 0..2 {
+        assert_eq!(c.get("key0"), "END\r\n");
+        for (k, n) in sizes().skip(1) {
+            assert_eq!(c.get(&k), want(&k, &value(&k, 2, n)));
+        }
+    }
+}
