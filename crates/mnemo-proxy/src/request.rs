@@ -273,6 +273,13 @@ impl Worker {
                 self.answer(idx, &out);
                 Step::Consumed(consumed)
             }
+            Request::Error { .. }
+                if self.pools[pool].ec.is_some()
+                    && (line == b"repair" || line.starts_with(b"repair ")) =>
+            {
+                self.ec_repair_command(idx, pool, line);
+                Step::Consumed(consumed)
+            }
             Request::Error { msg, noreply } => {
                 if !noreply {
                     let mut v = msg.as_bytes().to_vec();

@@ -63,10 +63,13 @@ pub struct EcStats {
     pub decode_failures: AtomicU64,
     /// Bytes of value not stored against M+1 whole copies, over coded writes.
     pub bytes_saved: AtomicU64,
+    /// `repair` scrubs finished, and the keys they read.
+    pub scrubs: AtomicU64,
+    pub scrubbed_keys: AtomicU64,
 }
 
 impl EcStats {
-    fn fields(&self) -> [(&'static str, &AtomicU64); 6] {
+    fn fields(&self) -> [(&'static str, &AtomicU64); 8] {
         [
             ("ec_shards_written", &self.shards_written),
             ("ec_shards_read", &self.shards_read),
@@ -74,6 +77,8 @@ impl EcStats {
             ("ec_repairs", &self.repairs),
             ("ec_decode_failures", &self.decode_failures),
             ("ec_bytes_saved", &self.bytes_saved),
+            ("ec_scrubs", &self.scrubs),
+            ("ec_scrubbed_keys", &self.scrubbed_keys),
         ]
     }
 }

@@ -527,3 +527,36 @@ fn a_stalled_server_neither_blocks_nor_corrupts_and_comes_back_stale_harmlessly(
         }
     }
 }
+
+#[test]
+fn the_repair_command_refills_a_server_that_returned_empty() {
+    let mut f = fleet("ec-scrub", "");
+    let mut c = Conn::new(f.port);
+    for (k, n) in sizes() {
+        assert_eq!(c.set(&k, &value(&k, 1, n)), "STORED\r\n");
+    }
+    assert_eq!(c.cmd("delete key1\r\n"), "DELETED\r\n");
+    let port = f.servers[2].port;
+    f.servers[2].kill();
+    f.servers[2] = memcached_on(port);
+    assert!(sizes().all(|(k, _)| raw_get(port, &k).is_none()));
+    assert_eq!(
+        c.cmd("repair nosuch:1\r\n"),
+        "CLIENT_ERROR no such server in this pool\r\n"
+    );
+    // No client reads a key: the command alone puts every shard back,
+    // the tombstone of the deleted key included.
+    assert_eq!(c.cmd(&format!("repair 127.0.0.1:{port}\r\n")), "OK\r\n");
+    eventually("the returned server refilled by repair", || {
+        sizes().all(|(k, _)| raw_get(port, &k).is_some_and(|b| b.starts_with(b"MEC")))
+    });
+    assert_eq!(raw_get(port, "key1").map(|b| b.len()), Some(32));
+    let s = stats_json(f.proxy.stats_port);
+    assert_eq!(s["ec"]["ec_scrubs"], 1);
+    assert!(s["ec"]["ec_scrubbed_keys"].as_u64().unwrap() >= 40);
+    // Without a server name: every key of the pool.
+    assert_eq!(c.cmd("repair\r\n"), "OK\r\n");
+    for (k, n) in sizes().skip(2) {
+        assert_eq!(c.get(&k), want(&k, &value(&k, 1, n)));
+    }
+}

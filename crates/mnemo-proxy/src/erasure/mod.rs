@@ -6,11 +6,13 @@
 //!
 //! `shard` (the item format), `codec` (values to shards and back) and
 //! `read` (choosing the winning version) are pure; the worker's side is in
-//! `ops` (text requests), `meta` (meta and binary ones) and `repair`.
+//! `ops` (text requests), `meta` (meta and binary ones), `repair` and `scrub` (the `repair`
+//! admin command).
 
 pub mod codec;
 pub mod meta;
 pub mod ops;
 pub mod read;
 pub mod repair;
+pub mod scrub;
 pub mod shard;
