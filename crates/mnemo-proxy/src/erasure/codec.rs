@@ -1,10 +1,38 @@
 //! Values to shards and back: K data plus M parity shards through
-//! Reed-Solomon (`reed-solomon-simd`), or, below the pool's
+//! Reed-Solomon (`reed-solomon-erasure`, a Vandermonde-derived matrix code
+//! over GF(2^8): decoding inverts a K x K matrix, cached per erasure
+//! pattern, then costs K x M multiply-adds per byte), or, below the pool's
 //! `erasure_min_size`, whole copies on M+1 servers and header-only stubs on
 //! the other K-1, so that every one of the K+M servers learns the version
 //! of every write. Pure functions, no I/O.
 
 use super::shard::{self, Header, Kind, HEADER_LEN, MAX_SHARDS};
+use reed_solomon_erasure::galois_8::ReedSolomon;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    /// One codec per (K, M) and thread: building one computes its matrix,
+    /// and each keeps the inverses of the erasure patterns it has seen.
+    static CODECS: RefCell<HashMap<(usize, usize), ReedSolomon>> = RefCell::new(HashMap::new());
+}
+
+fn with_codec<T>(
+    k: usize,
+    m: usize,
+    f: impl FnOnce(&ReedSolomon) -> Result<T, reed_solomon_erasure::Error>,
+) -> Result<T, CodecError> {
+    CODECS.with(|c| {
+        let mut c = c.borrow_mut();
+        let rs = match c.entry((k, m)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(ReedSolomon::new(k, m).map_err(|_| CodecError::Library)?)
+            }
+        };
+        f(rs).map_err(|_| CodecError::Library)
+    })
+}
 
 /// The shape of a pool's coding: K data and M parity shards, and the value
 /// size from which values are coded rather than copied.
@@ -105,7 +133,7 @@ pub fn encode_value(
     }
     h.kind = Kind::Coded;
     let size = shard::shard_size(value.len(), k);
-    let mut data: Vec<Vec<u8>> = Vec::with_capacity(k);
+    let mut data: Vec<Vec<u8>> = Vec::with_capacity(k + m);
     for i in 0..k {
         let start = (i * size).min(value.len());
         let end = ((i + 1) * size).min(value.len());
@@ -114,8 +142,9 @@ pub fn encode_value(
         d.resize(size, 0);
         data.push(d);
     }
-    let parity = reed_solomon_simd::encode(k, m, &data).map_err(|_| CodecError::Library)?;
-    for (i, payload) in data.iter().chain(parity.iter()).enumerate() {
+    data.resize(k + m, vec![0u8; size]);
+    with_codec(k, m, |rs| rs.encode(&mut data))?;
+    for (i, payload) in data.iter().enumerate() {
         h.index = i as u8;
         let mut b = Vec::with_capacity(HEADER_LEN + size);
         shard::encode(&h, key, payload, &mut b);
@@ -202,21 +231,11 @@ pub fn decode(shards: &[(Header, &[u8])]) -> Result<Decoded, CodecError> {
             value.extend_from_slice(p);
         }
     } else {
-        let originals = by_index[..k]
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.map(|p| (i, p)));
-        let recovery = by_index[k..]
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.map(|p| (i, p)));
-        let restored = reed_solomon_simd::decode(k, m, originals, recovery)
-            .map_err(|_| CodecError::Library)?;
-        for (i, p) in by_index[..k].iter().enumerate() {
-            match p {
-                Some(p) => value.extend_from_slice(p),
-                None => value.extend_from_slice(restored.get(&i).ok_or(CodecError::Library)?),
-            }
+        let mut all: Vec<Option<Vec<u8>>> =
+            by_index.iter().map(|p| p.map(<[u8]>::to_vec)).collect();
+        with_codec(k, m, |rs| rs.reconstruct_data(&mut all))?;
+        for p in all.iter().take(k) {
+            value.extend_from_slice(p.as_deref().ok_or(CodecError::Library)?);
         }
     }
     value.truncate(len);

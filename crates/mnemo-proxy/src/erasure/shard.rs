@@ -28,8 +28,8 @@ pub const MAGIC: [u8; 3] = *b"MEC";
 /// Bumped if the layout changes; older proxies then see foreign items.
 pub const FORMAT: u8 = 1;
 pub const HEADER_LEN: usize = 32;
-/// Reed-Solomon over GF(2^16) with at most this many shards keeps the
-/// index in one byte.
+/// Reed-Solomon over GF(2^8) allows 256 shards; one fewer keeps K+M in
+/// the index byte's range.
 pub const MAX_SHARDS: usize = 255;
 
 /// What a shard's payload is.
@@ -82,8 +82,9 @@ pub enum ShardError {
     Checksum,
 }
 
-/// Bytes per coded shard for a value of `len` bytes split K ways: the
-/// Reed-Solomon crate wants an even, non-zero size.
+/// Bytes per coded shard for a value of `len` bytes split K ways: never
+/// zero, and even (the format's rule since its first codec, which needed
+/// it).
 pub fn shard_size(len: usize, k: usize) -> usize {
     let per = len.div_ceil(k.max(1)).max(2);
     per + (per & 1)
