@@ -42,6 +42,7 @@ pub(crate) struct EcRt {
     /// Reads answered before every server did, kept to repair what the
     /// late answers show (see `repair`).
     pub(crate) tails: std::collections::HashMap<(Key, u64, u32), super::repair::Tail>,
+    pub(crate) tail_bytes: usize,
 }
 
 impl EcRt {
@@ -50,6 +51,7 @@ impl EcRt {
             geom: Geometry::new(usize::from(k), usize::from(m), min_size)?,
             versions: Versioner::new(Versioner::node_for(0)),
             tails: std::collections::HashMap::new(),
+            tail_bytes: 0,
         })
     }
 }

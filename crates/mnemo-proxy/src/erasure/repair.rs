@@ -11,12 +11,18 @@
 
 use super::codec::{self, Geometry};
 use super::ops::{ttl_exptime, EcCmd};
-use super::read::{Fix, Got, KeyRead, Outcome};
+use super::read::{Answer, Fix, Got, KeyRead, Outcome};
 use super::shard::Kind;
 use crate::client::{ReplyTo, SlotKind};
 use crate::worker::Worker;
 use mnemo_protocol::client::{self as pclient, StoreCmd};
 use std::sync::atomic::Ordering::Relaxed;
+
+/// Most bytes of values that reads answered early may hold, per pool and
+/// worker, for repairs of their late answers. A stalled server leaves a
+/// tail behind every read until its timeout; past this, reads keep none
+/// and the servers are repaired by later reads or `repair` instead.
+const MAX_TAIL_BYTES: usize = 32 << 20;
 
 /// A read answered early, waiting for its other servers.
 pub(crate) struct Tail {
@@ -27,6 +33,16 @@ pub(crate) struct Tail {
     /// Positions that had answered when the read was decided (and were
     /// repaired then if they needed it).
     seen: Vec<bool>,
+}
+
+impl Tail {
+    fn size(&self) -> usize {
+        let value = match &self.outcome {
+            Outcome::Hit { data, .. } => data.len(),
+            _ => 0,
+        };
+        value + self.key.len() + 64 * self.read.answers.len()
+    }
 }
 
 /// The items to write back for the winner of a read, by position, and the
@@ -123,9 +139,16 @@ impl Worker {
                 if !matches!(outcome, Outcome::Hit { .. } | Outcome::Deleted { .. }) {
                     continue;
                 }
-                let Some(read) = ek.read.take_if(|r| r.answered() < r.answers.len()) else {
+                let Some(mut read) = ek.read.take_if(|r| r.answered() < r.answers.len()) else {
                     continue;
                 };
+                // Repairs need only the headers and CAS uniques of what
+                // came in; the value is in the outcome.
+                for a in &mut read.answers {
+                    if let Answer::Shard { item, .. } = a {
+                        *item = Vec::new();
+                    }
+                }
                 let seen = read.answers.iter().map(|a| !a.waiting()).collect();
                 tails.push((
                     ki as u32,
@@ -141,6 +164,11 @@ impl Worker {
         }
         if let Some(ec) = self.pools.get_mut(pool).and_then(|p| p.ec.as_mut()) {
             for (ki, t) in tails {
+                let size = t.size();
+                if ec.tail_bytes + size > MAX_TAIL_BYTES {
+                    break;
+                }
+                ec.tail_bytes += size;
                 ec.tails.insert((to.client, to.seq, ki), t);
             }
         }
@@ -170,11 +198,11 @@ impl Worker {
         if !done {
             return;
         }
-        let Some(t) = self.pools[pool]
-            .ec
-            .as_mut()
-            .and_then(|e| e.tails.remove(&id))
-        else {
+        let Some(t) = self.pools[pool].ec.as_mut().and_then(|e| {
+            let t = e.tails.remove(&id)?;
+            e.tail_bytes = e.tail_bytes.saturating_sub(t.size());
+            Some(t)
+        }) else {
             return;
         };
         let version = match &t.outcome {
