@@ -16,6 +16,19 @@ pub(crate) struct ServerRt {
     pub(crate) conns: Vec<Option<Key>>,
     pub(crate) rr: usize,
     pub(crate) health: Health,
+    /// Keys whose writes this primary server missed while the backup pool
+    /// answered them; deleted from it before it serves again (`mirror`).
+    pub(crate) missed: Vec<Vec<u8>>,
+    /// Too many to list, or an invalidation was lost with its connection:
+    /// the server is flushed instead.
+    pub(crate) missed_all: bool,
+}
+
+impl ServerRt {
+    /// Whether invalidations must go to this server before anything else.
+    pub(crate) fn owes_replay(&self) -> bool {
+        self.missed_all || !self.missed.is_empty()
+    }
 }
 
 pub(crate) struct PoolRt {
@@ -48,6 +61,8 @@ impl PoolRt {
                     conns: vec![None; conf.server_connections as usize],
                     rr: 0,
                     health: Health::new(),
+                    missed: Vec::new(),
+                    missed_all: false,
                 })
                 .collect(),
             backup,
