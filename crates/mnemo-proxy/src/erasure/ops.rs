@@ -5,7 +5,7 @@
 //! all of them and decide with `read::KeyRead`; writes send one
 //! `set <key> 0 <exptime> <len>` per position with that position's shard.
 //!
-//! What a client may assume (docs/ARCHITECTURE.md has the long form):
+//! What a client may assume:
 //! - `STORED`/`DELETED` means at least K+1 of the K+M servers stored the
 //!   write's item, so the value survives the loss of any one of them and,
 //!   once reads have repaired it, of any M. A write that reaches fewer

@@ -3,7 +3,7 @@
 //! servers then need their shard rewritten. Pure: the worker feeds answers
 //! in and acts on the outcome.
 //!
-//! Rules (see docs/ARCHITECTURE.md):
+//! Rules:
 //! - Only valid shards count; a corrupt or foreign item is a missing one.
 //! - The newest version seen wins. If it is a tombstone the key is a miss;
 //!   if it cannot be decoded (fewer than K of its shards, no whole copy)
