@@ -414,6 +414,11 @@ impl Stats {
                 &format!("{n}:backup_answers"),
                 p.backup_answers.load(Relaxed).to_string(),
             );
+            if p.erasure {
+                for (name, v) in p.ec.fields() {
+                    line(&format!("{n}:{name}"), v.load(Relaxed).to_string());
+                }
+            }
             for s in &p.servers {
                 let sn = &s.name;
                 line(

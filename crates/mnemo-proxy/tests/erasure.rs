@@ -185,6 +185,20 @@ fn erasure_coded_pool_serves_the_text_commands() {
     assert_eq!(c.cmd("append fresh 0 0 1\r\n!\r\n"), unsupported);
     assert_eq!(c.cmd("prepend fresh 0 0 1\r\n!\r\n"), unsupported);
     assert_eq!(c.get("fresh"), want("fresh", "q"));
+    c.send(b"stats\r\n");
+    let st = c.read_until(|b| b.windows(5).position(|w| w == b"END\r\n").map(|i| i + 5));
+    let st = String::from_utf8_lossy(&st);
+    assert!(st.contains("STAT ec:ec_repairs "), "{st}");
+    assert!(st.contains("STAT ec:ec_bytes_saved "), "{st}");
+    let mut ms = Conn::new(f.proxy.stats_port);
+    ms.send(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let body = ms.read_until(|b| {
+        String::from_utf8_lossy(b)
+            .contains("mnemo_proxy_server_connections")
+            .then_some(b.len())
+    });
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("mnemo_proxy_pool_ec_decode_failures_total{pool=\"ec\"}"));
     let s = stats_json(f.proxy.stats_port);
     assert!(s["ec"]["ec_shards_written"].as_u64().unwrap() > 20);
     assert!(s["ec"]["ec_shards_read"].as_u64().unwrap() > 20);
