@@ -353,7 +353,7 @@ fn a_server_that_missed_a_delete_does_not_bring_the_key_back() {
 
 #[test]
 fn concurrent_writers_and_readers_never_see_a_mix() {
-    let f = fleet("ec-race", "");
+    let mut f = fleet("ec-race", "");
     let port = f.port;
     let stop = Arc::new(AtomicBool::new(false));
     let keys = ["r0", "r1", "r2"];
@@ -410,6 +410,12 @@ fn concurrent_writers_and_readers_never_see_a_mix() {
             hits
         }));
     }
+    // Meanwhile one server dies and comes back empty.
+    std::thread::sleep(Duration::from_millis(50));
+    let p1 = f.servers[1].port;
+    f.servers[1].kill();
+    std::thread::sleep(Duration::from_millis(100));
+    f.servers[1] = memcached_on(p1);
     let mut hits = 0;
     for r in readers {
         hits += r.join().unwrap();
