@@ -20,9 +20,13 @@ use mnemo_net::Key;
 use mnemo_protocol::client::Reply;
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// One scrub at a time per process: each lists every server's keys.
+static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// Keys per `get` the scrub sends through the proxy.
 const BATCH: usize = 64;
@@ -165,6 +169,10 @@ impl Worker {
             self.answer(idx, b"SERVER_ERROR pool has no listen address\r\n");
             return;
         };
+        if RUNNING.swap(true, AcqRel) {
+            self.answer(idx, b"SERVER_ERROR a repair is already running\r\n");
+            return;
+        }
         spawn(Job {
             pool,
             listen,
@@ -180,9 +188,12 @@ impl Worker {
 
 /// Run `job` on a thread of its own.
 pub(crate) fn spawn(job: Job) {
-    let _ = std::thread::Builder::new()
+    let started = std::thread::Builder::new()
         .name("mnemo-proxy-repair".into())
         .spawn(move || run(&job));
+    if started.is_err() {
+        RUNNING.store(false, Release);
+    }
 }
 
 fn run(job: &Job) {
@@ -208,6 +219,9 @@ fn run(job: &Job) {
     }
     let keys: Vec<Vec<u8>> = keys.into_iter().collect();
     let read = read_through(&reachable(&job.listen), &keys).unwrap_or(0);
+    // Free before counting, so that whoever sees the count can start the
+    // next one.
+    RUNNING.store(false, Release);
     if let Some(ps) = job.stats.pools.get(job.pool) {
         ps.ec.scrubbed_keys.fetch_add(read, Relaxed);
         ps.ec.scrubs.fetch_add(1, Relaxed);
