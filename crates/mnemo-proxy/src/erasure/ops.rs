@@ -130,7 +130,9 @@ pub(crate) fn ttl_exptime(ttl: i64) -> i64 {
     match ttl {
         t if t < 0 => 0,
         0 => 1,
-        t if t > MONTH => Versioner::now_ms() as i64 / 1000 + t,
+        t if t > MONTH => {
+            ((Versioner::now_ms() / 1000).min(i64::MAX as u64) as i64).saturating_add(t)
+        }
         t => t,
     }
 }
@@ -799,5 +801,7 @@ mod tests {
         assert_eq!(ttl_exptime(0), 1);
         assert_eq!(ttl_exptime(60), 60);
         assert!(ttl_exptime(31 * 24 * 3600) > 1_700_000_000);
+        // A server's nonsense cannot overflow.
+        assert_eq!(ttl_exptime(i64::MAX), i64::MAX);
     }
 }

@@ -213,7 +213,7 @@ impl Versioner {
     /// The next version at `now_ms`.
     pub fn next(&mut self, now_ms: u64) -> u64 {
         let clock = now_ms << LOW_BITS;
-        let bumped = (self.last | ((1 << NODE_BITS) - 1)) + 1;
+        let bumped = (self.last | ((1 << NODE_BITS) - 1)).saturating_add(1);
         let base = clock.max(bumped) & !((1 << NODE_BITS) - 1);
         self.last = base | self.node;
         self.last
