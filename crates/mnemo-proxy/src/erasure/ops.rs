@@ -639,7 +639,6 @@ impl Worker {
                 }
                 _ => (false, Vec::new()),
             };
-            ek.outcome = Some(o.clone());
             (ek.key.clone(), o, rd.shards_read(), degraded, repairs)
         };
         let es = &self.stats.pools[pool].ec;
@@ -650,10 +649,30 @@ impl Worker {
         if outcome == Outcome::Undecodable {
             es.decode_failures.fetch_add(1, Relaxed);
         }
+        let next = self.ec_next(to, pool, &key, &outcome, repairs);
+        // Recorded only now, so that the value is not copied to decide.
+        if let Some(SlotKind::Ec(op)) = self.slot_kind(to) {
+            if let Some(ek) = op.keys.get_mut(ki) {
+                ek.outcome = Some(outcome);
+            }
+        }
+        next
+    }
+
+    /// What follows a read that found `outcome`: the request's own write,
+    /// repairs of the positions in `repairs`, or nothing.
+    fn ec_next(
+        &mut self,
+        to: ReplyTo,
+        pool: usize,
+        key: &[u8],
+        outcome: &Outcome,
+        repairs: Vec<(usize, super::read::Fix)>,
+    ) -> Next {
         let hit = matches!(outcome, Outcome::Hit { .. });
         let write = match self.slot_kind(to) {
             Some(SlotKind::Ec(op)) => match &op.cmd {
-                EcCmd::Store { mode, .. } => match (mode, &outcome) {
+                EcCmd::Store { mode, .. } => match (mode, outcome) {
                     (Mode::Set, _) => false,
                     (Mode::Add, _) => !hit,
                     (Mode::Replace, _) => hit,
@@ -662,7 +681,7 @@ impl Worker {
                 },
                 // Its tombstones went out with the read.
                 EcCmd::Delete(None) => return Next::Nothing,
-                EcCmd::Delete(Some(c)) => match &outcome {
+                EcCmd::Delete(Some(c)) => match outcome {
                     Outcome::Hit { version, .. } if version == c => {
                         let Some(g) = self.ec_geom(pool) else {
                             return Next::Nothing;
@@ -682,7 +701,7 @@ impl Worker {
         if repairs.is_empty() {
             return Next::Nothing;
         }
-        match super::repair::shards_for(&key, &outcome) {
+        match super::repair::shards_for(key, outcome) {
             Some((shards, exptime)) => Next::Repair(repairs, shards, exptime),
             None => Next::Nothing,
         }

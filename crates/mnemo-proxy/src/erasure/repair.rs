@@ -133,13 +133,17 @@ impl Worker {
                 if ek.write.is_some() {
                     continue;
                 }
-                let Some(outcome) = ek.outcome.clone() else {
-                    continue;
-                };
-                if !matches!(outcome, Outcome::Hit { .. } | Outcome::Deleted { .. }) {
+                if !matches!(
+                    ek.outcome,
+                    Some(Outcome::Hit { .. } | Outcome::Deleted { .. })
+                ) {
                     continue;
                 }
                 let Some(mut read) = ek.read.take_if(|r| r.answered() < r.answers.len()) else {
+                    continue;
+                };
+                // The answer is written already: the value moves here.
+                let Some(outcome) = ek.outcome.take() else {
                     continue;
                 };
                 // Repairs need only the headers and CAS uniques of what
