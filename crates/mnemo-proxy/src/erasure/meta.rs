@@ -14,6 +14,7 @@
 
 use super::ops::{EcCmd, EcOp, Mode, UNSUPPORTED};
 use super::read::Outcome;
+use super::write::Tally;
 use crate::client::SlotKind;
 use crate::meta::MetaCmd;
 use crate::worker::Worker;
@@ -178,7 +179,9 @@ pub(crate) fn answer(op: &EcOp, out: &mut Vec<u8>) {
         }) => Some((*version, *flags, data, *ttl)),
         _ => None,
     };
-    let write = ek.write.as_ref().map(|t| t.ok());
+    let tally = ek.write.as_ref();
+    let write = tally.map(Tally::ok);
+    let lost = tally.is_some_and(Tally::lost);
     let status: &[u8] = match (ask.cmd, &op.cmd) {
         (MetaCmd::Get, _) => {
             let Some((version, flags, data, ttl)) = hit else {
@@ -211,12 +214,15 @@ pub(crate) fn answer(op: &EcOp, out: &mut Vec<u8>) {
         }
         (_, EcCmd::Store { mode, .. }) => match (write, mode) {
             (Some(true), _) => b"HD",
+            (Some(false), Mode::Cas(_)) if lost => b"EX",
+            (Some(false), _) if lost => b"NS",
             (Some(false), _) => b"SERVER_ERROR erasure-coded write reached too few servers",
             (None, Mode::Cas(_)) if hit.is_some() => b"EX",
             (None, Mode::Cas(_)) => b"NF",
             (None, _) => b"NS",
         },
         (_, EcCmd::Delete(cas)) => match (write, cas, hit.is_some()) {
+            _ if lost => b"EX",
             (Some(true), Some(_), _) | (Some(true), None, true) => b"HD",
             (Some(false), _, true) => b"SERVER_ERROR erasure-coded delete reached too few servers",
             (_, None, false) | (None, Some(_), false) => b"NF",

@@ -6,7 +6,7 @@
 //!
 //! `shard` (the item format), `codec` (values to shards and back) and
 //! `read` (choosing the winning version) are pure; the worker's side is in
-//! `ops` (text requests), `meta` (meta and binary ones), `repair` and `scrub` (the `repair`
+//! `ops` (text requests and reads), `write`, `meta` (meta and binary ones), `repair` and `scrub` (the `repair`
 //! admin command).
 
 pub mod codec;
@@ -16,3 +16,4 @@ pub mod read;
 pub mod repair;
 pub mod scrub;
 pub mod shard;
+pub mod write;

@@ -11,24 +11,33 @@
 //!   once reads have repaired it, of any M. A write that reaches fewer
 //!   answers `SERVER_ERROR` and may or may not be seen by later reads
 //!   (as with a memcached timeout), but never mixed with another write.
-//! - set/delete/touch/gets go out at once; add, replace and cas read the
-//!   key first and then write, holding the client's later requests until
-//!   they finish so that a pipeline sees its own writes in order. Between
-//!   clients they are not atomic: two cas racing through two connections
-//!   can both succeed (the newer version wins for readers).
+//! - set/delete/touch/gets go out at once; add, replace and cas (and meta
+//!   `md` with `C`) read the key from every server first, then write
+//!   conditionally: `cas` against each server's own CAS unique from that
+//!   read, `add` where the server held nothing, nothing where it did not
+//!   answer. A write landing in between on a server makes that server
+//!   refuse, and success needs a majority (at least K+1) of the K+M, so of
+//!   two such requests racing from the same read at most one succeeds:
+//!   `cas` is as atomic as memcached's. One that lost with fewer than K
+//!   items stored (so it can never be read) answers EXISTS/NOT_STORED;
+//!   one with K or more stored but short of the majority answers
+//!   `SERVER_ERROR` (outcome unknown, as after a timeout). They hold the
+//!   client's later requests until they finish, so a pipeline sees its
+//!   own writes in order.
 //! - `gets` returns the write's version as the CAS unique; `cas` compares
-//!   the client's unique with the version a read finds.
+//!   the client's unique with the version the read finds.
 //! - append, prepend, incr and decr would need the whole value rewritten
 //!   under a lock the proxy does not have: they answer `SERVER_ERROR`.
 
-use super::codec::{self, Geometry};
+use super::codec::Geometry;
 use super::read::{Got, KeyRead, Outcome};
 use super::shard::Versioner;
+use super::write::Tally;
 use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
 use crate::worker::Worker;
 use mnemo_net::Key;
-use mnemo_protocol::client::{self as pclient, MetaStatus, Reply, StoreCmd};
+use mnemo_protocol::client::{MetaStatus, Reply};
 use mnemo_protocol::text::{GetKind, Keys, StoreKind};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -78,37 +87,26 @@ pub(crate) enum EcCmd {
     Touch,
 }
 
-/// A write's replies so far.
-#[derive(Default)]
-pub(crate) struct Tally {
-    sent: u32,
-    replied: u32,
-    stored: u32,
-    need: u32,
-}
-
-impl Tally {
-    fn decided(&self) -> bool {
-        self.stored >= self.need || self.replied >= self.sent
-    }
-    pub(crate) fn ok(&self) -> bool {
-        self.stored >= self.need
-    }
-}
-
 pub(crate) struct EcKey {
     pub(crate) key: Vec<u8>,
     pub(crate) servers: Vec<usize>,
     pub(crate) read: Option<KeyRead>,
     pub(crate) outcome: Option<Outcome>,
     pub(crate) write: Option<Tally>,
+    /// Reads sent so far, and their `T` (gat, touch).
+    tries: u8,
+    touch: Option<i64>,
 }
+
+/// Reads of a key that found only writes in flight (no version decodable)
+/// are sent again this many times in all before answering a miss.
+const READ_TRIES: u8 = 3;
 
 pub(crate) struct EcOp {
     pub(crate) cmd: EcCmd,
     pub(crate) keys: Vec<EcKey>,
     /// The client's later requests wait for this one (see `ClientConn`).
-    barrier: bool,
+    pub(crate) barrier: bool,
     noreply: bool,
     finished: bool,
     /// The version this request wrote, if any (meta's `c` return flag).
@@ -120,6 +118,7 @@ pub(crate) struct EcOp {
 /// What to do once a key's read is decided.
 enum Next {
     Nothing,
+    Reread(Option<i64>),
     Write(Vec<Vec<u8>>, i64),
     Repair(Vec<(usize, super::read::Fix)>, Vec<Vec<u8>>, i64),
 }
@@ -177,7 +176,7 @@ fn meta_ttl_cas(flags: &[u8]) -> (i64, u64) {
 }
 
 impl Worker {
-    fn ec_geom(&self, pool: usize) -> Option<Geometry> {
+    pub(crate) fn ec_geom(&self, pool: usize) -> Option<Geometry> {
         self.pools.get(pool)?.ec.as_ref().map(|e| e.geom)
     }
 
@@ -192,6 +191,8 @@ impl Worker {
             read: None,
             outcome: None,
             write: None,
+            tries: 0,
+            touch: None,
         }
     }
 
@@ -318,23 +319,6 @@ impl Worker {
         self.ec_progress(to);
     }
 
-    /// Tombstones of a new version for the request's key.
-    fn ec_tombstones(&mut self, to: ReplyTo, pool: usize, g: &Geometry) -> Vec<Vec<u8>> {
-        let version = self.ec_version(pool);
-        match self.slot_kind(to) {
-            Some(SlotKind::Ec(op)) => {
-                op.written = version;
-                match op.keys.first() {
-                    Some(ek) => (0..g.n())
-                        .map(|i| codec::tombstone(g, &ek.key, version, i))
-                        .collect(),
-                    None => Vec::new(),
-                }
-            }
-            _ => Vec::new(),
-        }
-    }
-
     /// touch: a read that also sets the TTL on every server.
     pub(crate) fn ec_touch(
         &mut self,
@@ -354,55 +338,6 @@ impl Worker {
         self.ec_progress(to);
     }
 
-    fn ec_version(&mut self, pool: usize) -> u64 {
-        let now = Versioner::now_ms();
-        match self.pools.get_mut(pool).and_then(|p| p.ec.as_mut()) {
-            Some(e) => e.versions.next(now),
-            None => 0,
-        }
-    }
-
-    /// The shards of a store's value under a new version.
-    pub(crate) fn ec_store_shards(&mut self, to: ReplyTo, pool: usize) -> (Vec<Vec<u8>>, i64) {
-        let Some(g) = self.ec_geom(pool) else {
-            return (Vec::new(), 0);
-        };
-        let version = self.ec_version(pool);
-        let (shards, exptime, len) = match self.slot_kind(to) {
-            Some(SlotKind::Ec(op)) => {
-                op.written = version;
-                match &op.cmd {
-                    EcCmd::Store {
-                        flags,
-                        exptime,
-                        data,
-                        ..
-                    } => (
-                        op.keys
-                            .first()
-                            .and_then(|ek| {
-                                codec::encode_value(&g, &ek.key, version, *flags, data).ok()
-                            })
-                            .unwrap_or_default(),
-                        *exptime,
-                        data.len(),
-                    ),
-                    _ => (Vec::new(), 0, 0),
-                }
-            }
-            _ => (Vec::new(), 0, 0),
-        };
-        if g.codes(len) {
-            let whole = (usize::from(g.m) + 1) * len;
-            let coded = g.stored_bytes(len);
-            self.stats.pools[pool]
-                .ec
-                .bytes_saved
-                .fetch_add(whole.saturating_sub(coded) as u64, Relaxed);
-        }
-        (shards, exptime)
-    }
-
     pub(crate) fn ec_send_reads(
         &mut self,
         to: ReplyTo,
@@ -418,6 +353,8 @@ impl Worker {
             Some(SlotKind::Ec(op)) => match op.keys.get_mut(ki) {
                 Some(ek) => {
                     ek.read = Some(KeyRead::new(&ek.key, k, m));
+                    ek.tries = ek.tries.saturating_add(1);
+                    ek.touch = touch;
                     (ek.key.clone(), ek.servers.clone())
                 }
                 None => return,
@@ -463,66 +400,6 @@ impl Worker {
         }
     }
 
-    pub(crate) fn ec_send_writes(
-        &mut self,
-        to: ReplyTo,
-        pool: usize,
-        ki: usize,
-        shards: Vec<Vec<u8>>,
-        exptime: i64,
-    ) {
-        let Some(g) = self.ec_geom(pool) else { return };
-        let (key, servers) = match self.slot_kind(to) {
-            Some(SlotKind::Ec(op)) => match op.keys.get_mut(ki) {
-                Some(ek) => {
-                    ek.write = Some(Tally {
-                        sent: g.n() as u32,
-                        need: u32::from(g.k) + 1,
-                        ..Default::default()
-                    });
-                    (ek.key.clone(), ek.servers.clone())
-                }
-                None => return,
-            },
-            _ => return,
-        };
-        let mut failed = 0;
-        let mut req = Vec::new();
-        for pos in 0..g.n() {
-            let (Some(&s), Some(shard)) = (servers.get(pos), shards.get(pos)) else {
-                failed += 1;
-                continue;
-            };
-            if self.pools[pool].servers[s].health.is_ejected() {
-                failed += 1;
-                continue;
-            }
-            req.clear();
-            pclient::encode_store(&mut req, StoreCmd::Set, &key, 0, exptime, shard, false);
-            let what = What::Ec {
-                key: ki as u32,
-                pos: pos as u8,
-                write: true,
-            };
-            if self
-                .send(pool, s, &req, Some(Pending::new(to, what, None)))
-                .is_err()
-            {
-                failed += 1;
-            } else {
-                self.stats.pools[pool]
-                    .ec
-                    .shards_written
-                    .fetch_add(1, Relaxed);
-            }
-        }
-        if let Some(SlotKind::Ec(op)) = self.slot_kind(to) {
-            if let Some(t) = op.keys.get_mut(ki).and_then(|ek| ek.write.as_mut()) {
-                t.replied += failed;
-            }
-        }
-    }
-
     /// A server answered part of an erasure-coded request.
     pub(crate) fn ec_reply(
         &mut self,
@@ -550,8 +427,10 @@ impl Worker {
         if write {
             if let Some(t) = ek.write.as_mut() {
                 t.replied += 1;
-                if matches!(r, Reply::Stored) {
-                    t.stored += 1;
+                match r {
+                    Reply::Stored => t.stored += 1,
+                    Reply::Exists | Reply::NotFound | Reply::NotStored => t.conflicts += 1,
+                    _ => {}
                 }
             }
         } else if let Some(rd) = ek.read.as_mut() {
@@ -596,6 +475,7 @@ impl Worker {
             let next = self.ec_decide(to, pool, ki);
             match next {
                 Next::Nothing => {}
+                Next::Reread(touch) => self.ec_send_reads(to, pool, ki, touch),
                 Next::Write(shards, exptime) => self.ec_send_writes(to, pool, ki, shards, exptime),
                 Next::Repair(fixes, shards, exptime) => {
                     let target = match self.slot_kind(to) {
@@ -621,6 +501,8 @@ impl Worker {
             let Some(SlotKind::Ec(op)) = self.slot_kind(to) else {
                 return Next::Nothing;
             };
+            // A conditional write needs every server's CAS unique.
+            let wait_all = op.barrier;
             let Some(ek) = op.keys.get_mut(ki) else {
                 return Next::Nothing;
             };
@@ -630,9 +512,15 @@ impl Worker {
             let Some(rd) = ek.read.as_ref() else {
                 return Next::Nothing;
             };
-            let Some(o) = rd.outcome() else {
+            let Some(o) = rd.decide(wait_all) else {
                 return Next::Nothing;
             };
+            // Every server answered and no version can be decoded: with
+            // writes racing, each server may show a different one. Ask
+            // again before calling it a miss.
+            if o == Outcome::Undecodable && ek.tries < READ_TRIES {
+                return Next::Reread(ek.touch);
+            }
             let (degraded, repairs) = match &o {
                 Outcome::Hit { version, .. } | Outcome::Deleted { version, .. } => {
                     (rd.degraded(*version), rd.repairs(*version))
@@ -782,6 +670,8 @@ impl Worker {
                     let hit = matches!(ek.outcome, Some(Outcome::Hit { .. }));
                     out.extend_from_slice(match (&ek.write, mode) {
                         (Some(t), _) if t.ok() => b"STORED\r\n",
+                        (Some(t), Mode::Cas(_)) if t.lost() => b"EXISTS\r\n",
+                        (Some(t), _) if t.lost() => b"NOT_STORED\r\n",
                         (Some(_), _) => {
                             b"SERVER_ERROR erasure-coded write reached too few servers\r\n"
                         }

@@ -5,20 +5,21 @@
 //!
 //! Rules:
 //! - Only valid shards count; a corrupt or foreign item is a missing one.
-//! - The newest version seen wins. If it is a tombstone the key is a miss;
-//!   if it cannot be decoded (fewer than K of its shards, no whole copy)
-//!   the read is a miss too and counts as a decode failure. An older
-//!   version is never returned in its place, so a value that lost more
-//!   than M shards is a miss, not an older value.
-//! - The read answers as soon as the newest version seen is decodable and
-//!   all servers but one have answered (a dead server fails at once, so
-//!   only a stalled one is waited for, and one is not). A write is
-//!   acknowledged once K+1 of its K+M items are stored, so K+M-1 answers
-//!   include at least K of them: the newest acknowledged write is always
-//!   seen, and a delete stays visible even if every server but two lost
-//!   its tombstone. Otherwise the read waits for every server (or its
-//!   failure or timeout). Waiting for only M answers would be faster but
-//!   would let M-1 stale servers plus one fast one outvote a delete.
+//! - The newest version that can be decoded wins (K of its shards, or one
+//!   whole copy, or one tombstone, which makes the key a miss). Newer
+//!   versions with too few shards are writes still landing or writes that
+//!   lost a race (see `ops`), and are passed over, never mixed in; if no
+//!   version can be decoded the read is a miss and counts as a decode
+//!   failure.
+//! - The read answers once all servers but one have answered (a dead
+//!   server fails at once, so only a stalled one is waited for, and one is
+//!   not). A write is acknowledged once K+1 of its K+M items are stored,
+//!   so K+M-1 answers include at least K of them: the newest acknowledged
+//!   write is always decodable from what came in, and a delete stays
+//!   visible even if every server but two lost its tombstone. Waiting for
+//!   only M answers would be faster but would let M-1 stale servers plus
+//!   one fast one outvote a delete. Conditional writes (add, replace, cas)
+//!   wait for every server, since they need each one's CAS unique.
 
 use super::codec::{self, Decoded};
 use super::shard::{self, Header};
@@ -82,6 +83,17 @@ pub enum Outcome {
     Undecodable,
 }
 
+/// What a conditional write knows of a position from the read before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cond {
+    /// No item: write with `add`.
+    Absent,
+    /// This item: write with `cas` against its unique.
+    Cas(u64),
+    /// The server did not answer: nothing is written there.
+    Unknown,
+}
+
 /// What a position needs after a read that found version `v`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fix {
@@ -143,21 +155,27 @@ impl KeyRead {
         self.answers.iter().filter(|a| !a.waiting()).count()
     }
 
-    fn newest(&self) -> Option<Header> {
-        self.answers
-            .iter()
-            .filter_map(|a| match a {
-                Answer::Shard { header, .. } => Some(*header),
-                _ => None,
-            })
-            .max_by_key(|h| h.version)
+    /// One header per version seen, newest first.
+    fn versions(&self) -> Vec<Header> {
+        let mut v: Vec<Header> = Vec::new();
+        for a in &self.answers {
+            if let Answer::Shard { header, .. } = a {
+                if !v.iter().any(|h| h.version == header.version) {
+                    v.push(*header);
+                }
+            }
+        }
+        v.sort_by_key(|h| std::cmp::Reverse(h.version));
+        v
     }
 
-    /// Try to decode the newest version seen so far.
-    fn try_newest(&self) -> Option<Outcome> {
-        let newest = self.newest()?;
+    /// Decode version `want` from what came in: None if too few of its
+    /// shards are in, Undecodable if they do not make its value (two
+    /// writes sharing the version, a value checksum that fails).
+    fn try_version(&self, want: &Header) -> Option<Outcome> {
         let mut parts: Vec<(Header, &[u8])> = Vec::new();
         let mut ttl = -1;
+        let mut collision = false;
         for a in &self.answers {
             if let Answer::Shard {
                 header,
@@ -166,57 +184,84 @@ impl KeyRead {
                 ..
             } = a
             {
-                if header.version == newest.version && codec::same_write(header, &newest) {
-                    if let Ok(p) = shard::parse(item, &self.key) {
-                        parts.push(p);
-                        ttl = *t;
-                    }
+                if header.version != want.version {
+                    continue;
+                }
+                if !codec::same_write(header, want) {
+                    collision = true;
+                } else if let Ok(p) = shard::parse(item, &self.key) {
+                    parts.push(p);
+                    ttl = *t;
                 }
             }
         }
-        // Shards of the same version but a different write (a version
-        // collision) make the version unusable rather than guessed at.
-        let collision = self.answers.iter().any(|a| {
-            matches!(a, Answer::Shard { header, .. }
-                if header.version == newest.version && !codec::same_write(header, &newest))
-        });
         if collision {
             return Some(Outcome::Undecodable);
         }
         match codec::decode(&parts) {
             Ok(Decoded::Value { flags, data }) => Some(Outcome::Hit {
-                version: newest.version,
+                version: want.version,
                 flags,
                 data,
                 ttl,
-                header: newest,
+                header: *want,
             }),
             Ok(Decoded::Deleted) => Some(Outcome::Deleted {
-                version: newest.version,
+                version: want.version,
                 ttl,
-                header: newest,
+                header: *want,
             }),
             Err(codec::CodecError::NotEnough) => None,
             Err(_) => Some(Outcome::Undecodable),
         }
     }
 
-    /// The answer, once one can be given.
+    /// The answer of a plain read (see the module's rules).
+    #[cfg(test)]
     pub fn outcome(&self) -> Option<Outcome> {
+        self.decide(false)
+    }
+
+    /// As `outcome`, but with `wait_all` only once every server answered.
+    pub fn decide(&self, wait_all: bool) -> Option<Outcome> {
         let answered = self.answered();
         let all = answered == self.answers.len();
-        if answered + 1 >= self.answers.len() {
-            if let Some(o) = self.try_newest() {
+        let ready = if wait_all {
+            all
+        } else {
+            answered + 1 >= self.answers.len()
+        };
+        if !ready {
+            return None;
+        }
+        let versions = self.versions();
+        for h in &versions {
+            if let Some(o @ (Outcome::Hit { .. } | Outcome::Deleted { .. })) = self.try_version(h) {
                 return Some(o);
             }
         }
         if !all {
             return None;
         }
-        Some(match self.newest() {
-            None => Outcome::Miss,
-            Some(_) => Outcome::Undecodable,
+        Some(if versions.is_empty() {
+            Outcome::Miss
+        } else {
+            Outcome::Undecodable
         })
+    }
+
+    /// What a conditional write may assume about each position: its CAS
+    /// unique if it held an item, absent if it held none, unknown if it
+    /// did not answer.
+    pub fn conditions(&self) -> Vec<Cond> {
+        self.answers
+            .iter()
+            .map(|a| match a {
+                Answer::Missing => Cond::Absent,
+                Answer::Corrupt { cas } | Answer::Shard { cas, .. } => Cond::Cas(*cas),
+                Answer::Waiting | Answer::Failed => Cond::Unknown,
+            })
+            .collect()
     }
 
     /// Positions whose item should be rewritten now that `version` won.
@@ -296,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn a_newest_version_that_cannot_be_decoded_is_a_miss_not_the_older_value() {
+    fn an_undecodable_newer_version_yields_to_the_newest_decodable_one() {
         let old = encode_value(&g(), b"k", 1, 0, &[1u8; 100]).unwrap();
         let new = encode_value(&g(), b"k", 2, 0, &[2u8; 100]).unwrap();
         let mut r = KeyRead::new(b"k", 3, 2);
@@ -304,9 +349,42 @@ mod tests {
             r.absorb(i, Some(s), -1, 0);
         }
         r.absorb(3, Some(&new[3]), -1, 0);
+        match r.outcome() {
+            Some(Outcome::Hit { version, data, .. }) => {
+                assert_eq!((version, data), (1, vec![1u8; 100]))
+            }
+            o => panic!("{o:?}"),
+        }
+        // The newer shard may be a write still landing: left alone.
+        assert_eq!(r.repairs(1), vec![]);
+        // Nothing decodable at all: a miss that counts as a failure.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        r.absorb(0, Some(&old[0]), -1, 0);
+        r.absorb(3, Some(&new[3]), -1, 0);
+        r.absorb(4, Some(&new[4]), -1, 0);
+        r.fail(1);
         assert_eq!(r.outcome(), None);
-        r.fail(4);
+        r.fail(2);
         assert_eq!(r.outcome(), Some(Outcome::Undecodable));
+        // A conditional write waits for every answer.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        for (i, s) in new.iter().enumerate().take(4) {
+            r.absorb(i, Some(s), -1, 7);
+        }
+        assert!(r.outcome().is_some());
+        assert_eq!(r.decide(true), None);
+        r.absorb(4, None, -1, 0);
+        assert!(r.decide(true).is_some());
+        assert_eq!(
+            r.conditions(),
+            vec![
+                Cond::Cas(7),
+                Cond::Cas(7),
+                Cond::Cas(7),
+                Cond::Cas(7),
+                Cond::Absent
+            ]
+        );
     }
 
     #[test]
