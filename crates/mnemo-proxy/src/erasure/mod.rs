@@ -6,8 +6,8 @@
 //!
 //! `shard` (the item format), `codec` (values to shards and back) and
 //! `read` (choosing the winning version) are pure; the worker's side is in
-//! `ops` (text requests and reads), `write`, `meta` (meta and binary ones), `repair` and `scrub` (the `repair`
-//! admin command).
+//! `ops` (text requests and reads), `write`, `meta` (meta and binary
+//! requests), `repair` and `scrub` (the `repair` admin command).
 
 pub mod codec;
 pub mod meta;
