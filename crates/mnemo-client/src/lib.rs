@@ -7,6 +7,7 @@
 //!   and pipelining.
 //! - [`client`]: a client over many servers: pooled connections, multi-get
 //!   split per server, pipelines, failure counting and ejection.
+//! - [`tls`]: TLS for every connection of a client ([`Options::tls`]).
 //!
 //! ```no_run
 //! use mnemo_client::{Client, Options, ServerSpec};
@@ -26,6 +27,7 @@ pub mod client;
 pub mod conn;
 pub mod hash;
 pub mod ring;
+pub mod tls;
 
 pub use client::{
     Client, Item, MetaReply, Op, OpResult, Options, Pipeline, Protocol, ServerSpec, Stored,
@@ -33,6 +35,7 @@ pub use client::{
 pub use conn::{Addr, Conn};
 pub use hash::Hash;
 pub use ring::{Distribution, Node, Placement, Ring};
+pub use tls::{ClientTlsOptions, Tls};
 
 use std::sync::Arc;
 
