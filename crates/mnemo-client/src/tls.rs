@@ -25,6 +25,7 @@ impl Tls {
     /// name the file that could not be used.
     pub fn new(opts: &ClientTlsOptions) -> Result<Tls, Error> {
         let config = tls::client_config(opts).map_err(|e| Error::Config(e.0))?;
+        let config = without_resumption(config);
         if let Some(n) = &opts.server_name {
             // Checked now so that a bad name is a configuration error, not
             // a failure of every later connect.
@@ -68,4 +69,16 @@ impl Tls {
         };
         BlockingStream::connect_tls(addr, connect_timeout, io_timeout, self.config.clone(), name)
     }
+}
+
+/// `config` with session resumption off. memcached 1.6 (OpenSSL) with
+/// `ssl_verify_mode` 1 to 3 sets no session id context, so OpenSSL fails
+/// every handshake that offers a session ticket ("session id context
+/// uninitialized"): each second connection of a client would be refused.
+/// Connections are pooled and long-lived, so a full handshake per
+/// connection costs little.
+pub fn without_resumption(config: Arc<rustls::ClientConfig>) -> Arc<rustls::ClientConfig> {
+    let mut c = Arc::unwrap_or_clone(config);
+    c.resumption = rustls::client::Resumption::disabled();
+    Arc::new(c)
 }

@@ -2,7 +2,9 @@
 //! certificates made at test time (rcgen), servers on ephemeral loopback
 //! ports.
 
-use mnemo_client::{Client, ClientTlsOptions, Error, Options, Protocol, ServerSpec, Stored, Tls};
+use mnemo_client::{
+    Addr, Client, ClientTlsOptions, Conn, Error, Options, Protocol, ServerSpec, Stored, Tls,
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -230,6 +232,29 @@ fn client_certificate_when_the_server_requires_one() {
             key: Some(pki.p("client.key")),
             ..trusting(&pki)
         };
+        // Several connections with one configuration: the later ones
+        // would offer the first one's session ticket, which memcached
+        // (OpenSSL without a session id context) refuses when it verifies
+        // clients; the client does not offer them.
+        let t = Tls::new(&with_cert).unwrap();
+        let addr = Addr::parse(&format!("127.0.0.1:{}", m.port)).unwrap();
+        for i in 0..3 {
+            let mut conn = Conn::connect_with(
+                &addr,
+                Duration::from_secs(2),
+                Some(Duration::from_secs(5)),
+                Some(&t),
+            )
+            .unwrap();
+            assert!(conn.is_tls());
+            conn.buffer(b"version\r\n");
+            conn.flush().unwrap();
+            let (r, _) = conn.next_reply().unwrap();
+            assert!(
+                matches!(r, mnemo_protocol::client::Reply::Version(_)),
+                "connection {i}: {r:?}"
+            );
+        }
         let c = client(&[&m], with_cert, Protocol::Text).unwrap();
         assert_eq!(c.set(b"k", b"v", 0, 0).unwrap(), Stored::Stored);
         let got = c.get_multi(&[b"k", b"nope"]).unwrap();

@@ -16,7 +16,11 @@ pub(crate) enum Drain {
 }
 
 /// Writes `out[*pos..]` until the socket would block or fails; the one
-/// write loop for client and server connections.
+/// write loop for client and server connections. A TLS stream may keep
+/// encrypted records after taking all of `out`: those are pushed here too
+/// (and on every later call, each writable event marking the connection),
+/// and until they are gone the drain is `Blocked`, not `Done`, so that a
+/// closing client is not closed before its last answer has left.
 pub(crate) fn drain(out: &mut Vec<u8>, pos: &mut usize, sock: &mut Stream) -> Drain {
     while *pos < out.len() {
         match sock.write(&out[*pos..]) {
@@ -31,6 +35,14 @@ pub(crate) fn drain(out: &mut Vec<u8>, pos: &mut usize, sock: &mut Stream) -> Dr
     }
     out.clear();
     *pos = 0;
+    // Always false for plain streams.
+    if sock.wants_write() {
+        match sock.flush_tls() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Blocked,
+            Err(_) => return Drain::Failed,
+        }
+    }
     Drain::Done
 }
 
