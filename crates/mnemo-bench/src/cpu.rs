@@ -3,6 +3,7 @@
 //! more about the bench than about the server.
 
 use crate::runner::Target;
+use crate::tls::TlsTarget;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -10,8 +11,9 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub enum CpuProbe {
     None,
-    /// The text `stats` command (rusage_user + rusage_system).
-    Stats(Target),
+    /// The text `stats` command (rusage_user + rusage_system), over TLS
+    /// when the load is.
+    Stats(Target, Option<TlsTarget>),
     /// /proc/<pid>/stat of a process we started (works for proxies too,
     /// which do not all answer `stats`).
     Proc(u32),
@@ -26,7 +28,7 @@ pub struct CpuTimes {
 pub fn read(probe: &CpuProbe) -> Result<Option<CpuTimes>, String> {
     match probe {
         CpuProbe::None => Ok(None),
-        CpuProbe::Stats(t) => stats_rusage(t).map(Some),
+        CpuProbe::Stats(t, tls) => stats_rusage(t, tls.as_ref()).map(Some),
         CpuProbe::Proc(pid) => proc_times(*pid).map(Some),
     }
 }
@@ -49,7 +51,7 @@ pub fn own_times() -> Option<CpuTimes> {
     })
 }
 
-fn stats_rusage(target: &Target) -> Result<CpuTimes, String> {
+fn stats_rusage(target: &Target, tls: Option<&TlsTarget>) -> Result<CpuTimes, String> {
     let timeout = Some(Duration::from_secs(2));
     let mut buf = Vec::with_capacity(8192);
     let io = |e: std::io::Error| format!("stats from {target}: {e}");
@@ -69,6 +71,13 @@ fn stats_rusage(target: &Target) -> Result<CpuTimes, String> {
         Ok(())
     };
     match target {
+        Target::Tcp(addr) if tls.is_some() => {
+            let Some(t) = tls else {
+                return Err(format!("stats from {target}: no TLS settings"));
+            };
+            let mut s = t.connect(addr, Duration::from_secs(2)).map_err(io)?;
+            exchange(&mut s)?;
+        }
         Target::Tcp(addr) => {
             let mut s =
                 std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2)).map_err(io)?;

@@ -10,6 +10,7 @@ mod runner;
 mod scan;
 mod stop;
 mod timer;
+mod tls;
 mod workload;
 
 use clap::{Args, Parser, Subcommand};
@@ -135,6 +136,8 @@ pub struct WorkloadArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 impl WorkloadArgs {
@@ -173,7 +176,16 @@ impl WorkloadArgs {
             ttl: self.ttl,
         };
         spec.validate()?;
+        let tls = self.tls.target()?;
+        if tls.is_some() && matches!(target, Target::Unix(_)) {
+            return Err("--tls runs over TCP, not --unix".into());
+        }
+        let cpu = match cpu {
+            CpuProbe::Stats(t, _) => CpuProbe::Stats(t, tls.clone()),
+            c => c,
+        };
         Ok(RunConfig {
+            tls,
             target,
             spec,
             threads: self.threads,
@@ -208,7 +220,7 @@ fn run_one(a: &RunArgs) -> Result<(), String> {
     let cpu = match (a.server_pid, a.no_stats) {
         (Some(pid), _) => CpuProbe::Proc(pid),
         (None, true) => CpuProbe::None,
-        (None, false) => CpuProbe::Stats(target.clone()),
+        (None, false) => CpuProbe::Stats(target.clone(), None),
     };
     let cfg = a.work.config(target, cpu)?;
     let outcome = runner::run(&cfg)?;
