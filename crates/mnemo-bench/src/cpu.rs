@@ -3,7 +3,6 @@
 //! more about the bench than about the server.
 
 use crate::runner::Target;
-use crate::tls::TlsTarget;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -11,9 +10,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub enum CpuProbe {
     None,
-    /// The text `stats` command (rusage_user + rusage_system), over TLS
-    /// when the load is.
-    Stats(Target, Option<TlsTarget>),
+    /// The text `stats` command (rusage_user + rusage_system).
+    Stats(Target),
     /// /proc/<pid>/stat of a process we started (works for proxies too,
     /// which do not all answer `stats`).
     Proc(u32),
@@ -28,7 +26,7 @@ pub struct CpuTimes {
 pub fn read(probe: &CpuProbe) -> Result<Option<CpuTimes>, String> {
     match probe {
         CpuProbe::None => Ok(None),
-        CpuProbe::Stats(t, tls) => stats_rusage(t, tls.as_ref()).map(Some),
+        CpuProbe::Stats(t) => stats_rusage(t).map(Some),
         CpuProbe::Proc(pid) => proc_times(*pid).map(Some),
     }
 }
@@ -51,7 +49,7 @@ pub fn own_times() -> Option<CpuTimes> {
     })
 }
 
-fn stats_rusage(target: &Target, tls: Option<&TlsTarget>) -> Result<CpuTimes, String> {
+fn stats_rusage(target: &Target) -> Result<CpuTimes, String> {
     let timeout = Some(Duration::from_secs(2));
     let mut buf = Vec::with_capacity(8192);
     let io = |e: std::io::Error| format!("stats from {target}: {e}");
@@ -71,13 +69,6 @@ fn stats_rusage(target: &Target, tls: Option<&TlsTarget>) -> Result<CpuTimes, St
         Ok(())
     };
     match target {
-        Target::Tcp(addr) if tls.is_some() => {
-            let Some(t) = tls else {
-                return Err(format!("stats from {target}: no TLS settings"));
-            };
-            let mut s = t.connect(addr, Duration::from_secs(2)).map_err(io)?;
-            exchange(&mut s)?;
-        }
         Target::Tcp(addr) => {
             let mut s =
                 std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2)).map_err(io)?;
@@ -87,6 +78,10 @@ fn stats_rusage(target: &Target, tls: Option<&TlsTarget>) -> Result<CpuTimes, St
         Target::Unix(path) => {
             let mut s = std::os::unix::net::UnixStream::connect(path).map_err(io)?;
             s.set_read_timeout(timeout).map_err(io)?;
+            exchange(&mut s)?;
+        }
+        Target::Tls(addr, t) => {
+            let mut s = t.connect(*addr, Duration::from_secs(2)).map_err(io)?;
             exchange(&mut s)?;
         }
     }

@@ -112,7 +112,16 @@ impl Stream {
         }
     }
 
+    /// Before closing: a TLS stream sends close_notify (best effort), so
+    /// the peer can tell the end from a truncation; plain streams: nothing.
+    pub fn close_notify(&mut self) {
+        if let Stream::Tls(t) = self {
+            t.close_notify();
+        }
+    }
+
     /// True for a TLS stream.
+    #[inline]
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }

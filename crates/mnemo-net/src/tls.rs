@@ -376,9 +376,16 @@ pub fn server_config(
                 path_text(key_path)
             ))
         })?;
+    // OpenSSL refuses a key that does not match the certificate while
+    // loading it, so memcached reports it as a key error.
     rustls::sign::CertifiedKey::new(chain.clone(), signing)
         .keys_match()
-        .map_err(|e| TlsError(format!("Error validating the certificate: {e}")))?;
+        .map_err(|e| {
+            TlsError(format!(
+                "Error loading the key: {} : {e}",
+                path_text(key_path)
+            ))
+        })?;
     let verifier: Option<Arc<dyn ClientCertVerifier>> = match &o.ca_cert {
         Some(p) => {
             let roots = load_roots(p).map_err(|e| {
@@ -433,7 +440,9 @@ pub fn server_config(
             inner: ServerSessionMemoryCache::new(1024),
             new_sessions: new_sessions.unwrap_or_default(),
         });
-        cfg.send_tls13_tickets = 1;
+        // OpenSSL's default: two TLS 1.3 tickets per handshake, each a
+        // new session in memcached's count.
+        cfg.send_tls13_tickets = 2;
     } else {
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;

@@ -89,6 +89,13 @@ impl TlsStream {
         Ok(())
     }
 
+    /// Tells the peer the stream ends (close_notify) and sends what the
+    /// socket takes now; for a close that follows at once.
+    pub fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush_tls();
+    }
+
     /// `flush_tls` where a full socket is not an error: what remains is
     /// sent on the next writable event.
     fn push(&mut self) -> io::Result<()> {

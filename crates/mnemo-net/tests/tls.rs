@@ -321,7 +321,7 @@ fn configuration_errors_read_as_memcached_s() {
     let mut o = pki.server_opts();
     o.key = Some(pki.p("client.key"));
     let e = ServerTls::new(o).unwrap_err().0;
-    assert!(e.starts_with("Error validating the certificate: "), "{e}");
+    assert!(e.starts_with("Error loading the key: "), "{e}");
     let mut o = pki.server_opts();
     o.ca_cert = Some(Path::new("/nonexistent/ca.pem").into());
     let e = ServerTls::new(o).unwrap_err().0;

@@ -217,7 +217,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
         let v = v.unwrap_or_default();
         match c {
             'A' => s.shutdown_command = true,
-            'Z' => return usage_fail("This server is not built with TLS support."),
+            'Z' => s.ssl.enabled = true,
             'a' => {
                 s.access = u32::from_str_radix(v.trim(), 8)
                     .or_else(|_| fail(format!("Invalid value for -a: \"{v}\" is not an octal mask")))?
@@ -580,6 +580,10 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
             e.lru_crawler = false;
             e.lru_maintainer = false;
         }
+        n if n.starts_with("ssl_") => match crate::tls::suboption(s, n, value) {
+            Some(r) => r?,
+            None => return fail(format!("Illegal suboption \"{sub}\"")),
+        },
         _ => return fail(format!("Illegal suboption \"{sub}\"")),
     }
     Ok(())
@@ -703,7 +707,8 @@ pub fn usage() -> String {
                           instead of batching them through io_uring (mnemo)
    - hugepages:           slab pages on transparent huge pages: fewer TLB
                           misses, more RSS (mnemo)
-",
+{tls}",
+        tls = crate::tls::HELP,
         identity = crate::shared::IDENTITY,
         port = d.port,
         maxconns = d.maxconns,

@@ -20,6 +20,7 @@ mod settings;
 mod shared;
 mod signals;
 mod stats;
+mod tls;
 mod udp;
 mod worker;
 
@@ -100,6 +101,11 @@ fn run(settings: Settings) -> i32 {
         // CI; -u still drops privileges exactly as memcached does.
         eprintln!("warning: running as root; pass -u <user> to drop privileges");
     }
+    // Where memcached sets TLS up: after the options, before any socket.
+    let tls = match tls::start(&settings) {
+        Ok(t) => t,
+        Err((msg, code)) => return die(msg, code),
+    };
     if settings.maxcore {
         raise_core_limit();
     }
@@ -119,7 +125,7 @@ fn run(settings: Settings) -> i32 {
         }
     }
     let port_file = listener::PortFile::from_env(&settings);
-    let listeners = match listener::bind_all(&settings) {
+    let (listeners, tls_listeners) = match listener::bind_all(&settings) {
         Ok(l) => l,
         Err(e) => return die(e, EX_OSERR),
     };
@@ -198,6 +204,8 @@ fn run(settings: Settings) -> i32 {
         listeners: AtomicU32::new(0),
         inherited_fds,
         auth,
+        tls,
+        ssl_refreshed_at: AtomicU32::new(engine.clock().now()),
         settings,
     });
     let mut handles = Vec::with_capacity(threads);
@@ -215,6 +223,7 @@ fn run(settings: Settings) -> i32 {
     };
     let acceptor = match listener::spawn_acceptor(
         listeners,
+        tls_listeners,
         listener::worker_ends(&handles),
         Arc::clone(&shared),
     ) {
