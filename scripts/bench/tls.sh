@@ -67,7 +67,7 @@ run() {
     [ "$mode" = tls ] && tlsopt=(--tls --tls-ca "$PKI/ca.pem")
     [ "$r" = 1 ] && fill=(--fill)
     taskset -c 0 "$BENCH" run -s "127.0.0.1:${!pv}" --server-pid "${!pidv}" "${tlsopt[@]}" \
-        -c 50 --keys 100000 --key-prefix "$wl:" "${fill[@]}" -D "$SECS" -q --json "$@" \
+        -c 50 --keys 100000 --key-prefix "${wl:0:2}:" "${fill[@]}" -D "$SECS" -q --json "$@" \
         >"$OUT/$wl-$mode-$name-$r.json"
 }
 

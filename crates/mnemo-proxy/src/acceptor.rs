@@ -130,19 +130,12 @@ impl Acceptor {
                 return;
             };
             let pool = l.pool;
-            let res = l
-                .lsn
-                .accept()
-                .inspect(|s| {
-                    if let Stream::Tcp(t) = s {
-                        // Answers are written whole; Nagle would only delay them.
-                        let _ = t.set_nodelay(true);
-                    }
-                })
-                .and_then(|s| match &l.tls {
-                    Some(t) => t.accept(s),
-                    None => Ok(s),
-                });
+            let res = l.lsn.accept().inspect(|s| {
+                if let Stream::Tcp(t) = s {
+                    // Answers are written whole; Nagle would only delay them.
+                    let _ = t.set_nodelay(true);
+                }
+            });
             let sock = match res {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -151,6 +144,17 @@ impl Acceptor {
                     eprintln!("mnemo-proxy: accept: {e}");
                     return;
                 }
+            };
+            let sock = match &l.tls {
+                None => sock,
+                Some(t) => match t.accept(sock) {
+                    Ok(s) => s,
+                    // This client only: the listener has more to accept.
+                    Err(e) => {
+                        eprintln!("mnemo-proxy: TLS session for a new client: {e}");
+                        continue;
+                    }
+                },
             };
             if self.workers.is_empty() {
                 return;
