@@ -415,14 +415,13 @@ pub fn server_config(
                 }
             }
         }
-        None if o.verify_mode != VerifyMode::None => {
-            // OpenSSL would start and then fail every presented
-            // certificate for want of a trust anchor; say so at once.
-            return Err(TlsError(
-                "ssl_verify_mode needs ssl_ca_cert: no CA to verify client certificates against"
-                    .into(),
-            ));
-        }
+        // No CA: as OpenSSL, ask for a certificate and fail every one
+        // presented for want of a trust anchor; mode 1 still admits a
+        // client that sends none.
+        None if o.verify_mode != VerifyMode::None => Some(Arc::new(NoTrustAnchors {
+            mandatory: o.verify_mode != VerifyMode::Request,
+            algs: prov.signature_verification_algorithms,
+        })),
         None => None,
     };
     let b = ServerConfig::builder_with_provider(prov)
@@ -448,6 +447,52 @@ pub fn server_config(
         cfg.send_tls13_tickets = 0;
     }
     Ok(Arc::new(cfg))
+}
+
+/// Client verification with an empty trust store (a verify mode without
+/// `ssl_ca_cert`), which rustls's WebPKI verifier refuses to build.
+#[derive(Debug)]
+struct NoTrustAnchors {
+    mandatory: bool,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for NoTrustAnchors {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ))
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
 }
 
 /// The session cache with memcached's `ssl_new_sessions` count: OpenSSL's

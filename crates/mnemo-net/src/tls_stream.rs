@@ -17,6 +17,7 @@
 //!   buffer is full. Loops relying on edge-triggered readiness keep
 //!   working.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 
@@ -117,56 +118,114 @@ impl TlsStream {
     }
 }
 
+/// Ciphertext goes from the socket into this per-thread buffer and from
+/// there into the session, rather than through rustls's `read_tls` on the
+/// socket: that reads at most 4 KB at a time, so telling a drained socket
+/// would cost a second read returning EAGAIN on every request. Here one
+/// `read` of up to the caller's free space answers both. Per thread, so
+/// idle connections hold none of it and nothing is zeroed per read.
+const CHUNK: usize = 32 * 1024;
+
+thread_local! {
+    static CIPHERTEXT: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+}
+
+/// What became of the plaintext the session holds.
+enum Drained {
+    /// All of it copied (or the caller's buffer is full).
+    More,
+    /// The stream ended (close_notify, or TCP closed without it).
+    End,
+}
+
+impl TlsStream {
+    /// Copies buffered plaintext into `buf[*n..]`.
+    fn drain(&mut self, buf: &mut [u8], n: &mut usize) -> io::Result<Drained> {
+        while *n < buf.len() {
+            match self.conn.reader().read(&mut buf[*n..]) {
+                // close_notify received: end of stream.
+                Ok(0) => return Ok(Drained::End),
+                Ok(k) => *n += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // TCP closed without close_notify: reported as the end of
+                // the stream, as a plain socket would.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Drained::End),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Drained::More)
+    }
+
+    /// Hands `cipher` (empty: the socket's EOF) to the session, copying
+    /// the plaintext it yields into `buf[*n..]` as it goes.
+    ///
+    /// Never more ciphertext than the caller has room for is read, and a
+    /// record's plaintext is smaller than the record, so what is left in
+    /// the session once `buf` is full is at most one record's plaintext
+    /// (the one a partial record buffered earlier completed): never over
+    /// rustls's 16 KB limit, past which it would refuse input.
+    fn feed(&mut self, mut cipher: &[u8], buf: &mut [u8], n: &mut usize) -> io::Result<Drained> {
+        let eof = cipher.is_empty();
+        loop {
+            match self.conn.read_tls(&mut cipher) {
+                // After close_notify the session takes nothing more.
+                Ok(0) if !eof => cipher = &[],
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                return Err(self.fail(e));
+            }
+            if let Drained::End = self.drain(buf, n)? {
+                return Ok(Drained::End);
+            }
+            if cipher.is_empty() {
+                break;
+            }
+        }
+        // Handshake replies, key updates, alerts.
+        self.push()?;
+        Ok(if eof { Drained::End } else { Drained::More })
+    }
+}
+
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
         let mut n = 0;
-        loop {
-            while n < buf.len() {
-                match self.conn.reader().read(&mut buf[n..]) {
-                    // close_notify received: end of stream.
-                    Ok(0) => return Ok(n),
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // TCP closed without close_notify: report it as the end
-                    // of the stream, as a plain socket would.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(n),
-                    Err(e) => return if n > 0 { Ok(n) } else { Err(e) },
-                }
-            }
-            if n == buf.len() {
-                return Ok(n);
-            }
-            match self.conn.read_tls(&mut self.sock) {
-                Ok(0) => {
-                    // Socket EOF: rustls now answers the reader with the
-                    // buffered rest, then Ok(0) or UnexpectedEof.
-                    if let Err(e) = self.conn.process_new_packets() {
-                        return if n > 0 { Ok(n) } else { Err(self.fail(e)) };
+        if let Drained::End = self.drain(buf, &mut n)? {
+            return Ok(n);
+        }
+        while n < buf.len() {
+            let want = (buf.len() - n).min(CHUNK);
+            let step: io::Result<(Drained, bool)> = CIPHERTEXT.with(|c| {
+                let mut c = c.borrow_mut();
+                let tmp = &mut c[..want];
+                let k = loop {
+                    match self.sock.read(tmp) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        r => break r?,
                     }
-                    return match self.conn.reader().read(&mut buf[n..]) {
-                        Ok(k) => Ok(n + k),
-                        Err(_) => Ok(n),
-                    };
-                }
-                Ok(_) => {
-                    if let Err(e) = self.conn.process_new_packets() {
-                        return if n > 0 { Ok(n) } else { Err(self.fail(e)) };
-                    }
-                    // Handshake replies, key updates, alerts.
-                    if let Err(e) = self.push() {
-                        return if n > 0 { Ok(n) } else { Err(e) };
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return if n > 0 { Ok(n) } else { Err(e) };
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return if n > 0 { Ok(n) } else { Err(e) },
+                };
+                Ok((self.feed(&tmp[..k], buf, &mut n)?, k < want))
+            });
+            match step {
+                // The end of the stream: what was read, then 0.
+                Ok((Drained::End, _)) => return Ok(n),
+                // A short read emptied the socket.
+                Ok((Drained::More, true)) => break,
+                Ok((Drained::More, false)) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
             }
         }
+        if n == 0 {
+            // The socket is empty and no whole record arrived.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
     }
 }
 

@@ -72,6 +72,14 @@ impl Drop for Pki {
 /// server's loop drives it: edge-triggered, writable interest kept while
 /// the session holds output. Returns what the connection ended with.
 fn echo_server(tls: ServerTls) -> (u16, std::thread::JoinHandle<io::Result<()>>) {
+    echo_server_reading(tls, 1000)
+}
+
+/// `echo_server` reading at most `chunk` bytes at a time.
+fn echo_server_reading(
+    tls: ServerTls,
+    chunk: usize,
+) -> (u16, std::thread::JoinHandle<io::Result<()>>) {
     let mut l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let port = l.local_addr().unwrap().port();
     let h = std::thread::spawn(move || {
@@ -93,7 +101,7 @@ fn echo_server(tls: ServerTls) -> (u16, std::thread::JoinHandle<io::Result<()>>)
         poll.registry()
             .register(&mut s, Token(1), Interest::READABLE | Interest::WRITABLE)?;
         let mut pending: Vec<u8> = Vec::new();
-        let mut buf = [0u8; 1000];
+        let mut buf = vec![0u8; chunk];
         loop {
             poll.poll(&mut ev, Some(Duration::from_secs(10)))?;
             if ev.is_empty() {
@@ -173,6 +181,22 @@ fn echo_small_and_large_over_tls() {
     echo_round(&mut c, 100_000).unwrap();
     drop(c);
     h.join().unwrap().unwrap();
+}
+
+/// Reads far smaller than a record, and far larger: a record's plaintext
+/// waits in the session across many small reads, and a large read takes
+/// several records at once, without the session refusing input.
+#[test]
+fn small_and_large_reads_of_many_records() {
+    let pki = Pki::new("reads");
+    for chunk in [1, 7, 100, 16 * 1024 + 3, 200_000] {
+        let (port, h) = echo_server_reading(ServerTls::new(pki.server_opts()).unwrap(), chunk);
+        let mut c = connect(port, &pki.client_opts()).unwrap();
+        echo_round(&mut c, 3).unwrap();
+        echo_round(&mut c, 150_000).unwrap();
+        drop(c);
+        h.join().unwrap().unwrap();
+    }
 }
 
 #[test]
@@ -338,9 +362,29 @@ fn configuration_errors_read_as_memcached_s() {
     let mut o = pki.server_opts();
     o.ciphers = Some("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL".into());
     ServerTls::new(o).unwrap();
-    let mut o = pki.server_opts();
-    o.verify_mode = VerifyMode::Require;
-    assert!(ServerTls::new(o).is_err());
+}
+
+#[test]
+fn verify_modes_without_a_ca_refuse_every_certificate() {
+    let pki = Pki::new("noca");
+    let mut co = pki.client_opts();
+    co.cert = Some(pki.p("client.pem"));
+    co.key = Some(pki.p("client.key"));
+    for mode in [VerifyMode::Request, VerifyMode::Require] {
+        let mut o = pki.server_opts();
+        o.verify_mode = mode;
+        // Without a certificate: admitted only when it is not required.
+        let (port, h) = echo_server(ServerTls::new(o.clone()).unwrap());
+        let r = connect(port, &pki.client_opts()).and_then(|mut c| echo_round(&mut c, 3));
+        assert_eq!(r.is_ok(), mode == VerifyMode::Request, "{mode:?}: {r:?}");
+        let _ = h.join();
+        // With one: nothing to verify it against.
+        let (port, h) = echo_server(ServerTls::new(o).unwrap());
+        let r = connect(port, &co).and_then(|mut c| echo_round(&mut c, 3));
+        assert!(r.is_err(), "{mode:?}");
+        let e = h.join().unwrap().unwrap_err();
+        assert!(is_handshake_error(&e), "{e}");
+    }
 }
 
 #[test]
@@ -361,4 +405,83 @@ fn option_values() {
     let high = tls::select_suites("HIGH:!aNULL", &all).unwrap();
     assert_eq!(high.len(), all.len());
     assert!(tls::select_suites("!ALL", &all).is_none());
+}
+
+#[test]
+fn corrupt_record_after_the_handshake_is_an_error_not_a_handshake_error() {
+    let pki = Pki::new("corrupt");
+    let (port, h) = echo_server(ServerTls::new(pki.server_opts()).unwrap());
+    let mut c = connect(port, &pki.client_opts()).unwrap();
+    echo_round(&mut c, 4).unwrap();
+    let BlockingStream::Tls(t) = &mut c else {
+        panic!("not TLS");
+    };
+    // An application-data record whose authentication cannot succeed.
+    let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    junk.extend_from_slice(&[0xab; 0x20]);
+    t.sock.write_all(&junk).unwrap();
+    let e = h.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(!is_handshake_error(&e), "{e}");
+}
+
+/// A non-blocking client as the proxy would run one: connect started,
+/// session wrapped at once, request written while the connect and the
+/// handshake are still under way, everything driven by readiness.
+#[test]
+fn nonblocking_client_connects_handshakes_and_echoes() {
+    let pki = Pki::new("nbclient");
+    let (port, h) = echo_server(ServerTls::new(pki.server_opts()).unwrap());
+    let cfg = tls::client_config(&pki.client_opts()).unwrap();
+    let name = tls::server_name(None, "127.0.0.1").unwrap();
+    let mut s = Stream::tls_client(Stream::connect(&addr(port)).unwrap(), cfg, name).unwrap();
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut s, Token(1), Interest::READABLE | Interest::WRITABLE)
+        .unwrap();
+    let mut ev = Events::with_capacity(8);
+    let msg = b"hello over tls";
+    let (mut sent, mut got) = (0, Vec::new());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < msg.len() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        if sent < msg.len() {
+            match s.write(&msg[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Still connecting.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        if s.wants_write() {
+            match s.flush_tls() {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                    ) => {}
+                Err(e) => panic!("flush: {e}"),
+            }
+        }
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => panic!("closed"),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                ) =>
+            {
+                poll.poll(&mut ev, Some(Duration::from_millis(100)))
+                    .unwrap();
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert_eq!(got, msg);
+    drop(s);
+    h.join().unwrap().unwrap();
 }

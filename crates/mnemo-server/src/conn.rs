@@ -438,7 +438,7 @@ impl Conn {
     /// before then and be reported through [`Conn::prefill_done`].
     pub fn prefill_target(&mut self, env: &mut Env) -> Option<&mut [u8]> {
         self.readable = true;
-        // A TLS session reads the socket itself (read_tls), so its
+        // A TLS stream reads the socket through its session, so its
         // connection reads in `drive`, outside the batch.
         if self.stream.is_tls()
             || self.send_deferred

@@ -7,8 +7,9 @@
 //! Deliberate differences from memcached, each refused loudly rather than
 //! accepted and ignored: TLS 1.0/1.1 (`ssl_min_version` 0 or 1) and OpenSSL
 //! engine keys (`ssl_keyformat` other than 1 PEM / 2 DER) do not exist in
-//! rustls; `ssl_kernel_tls` fails as memcached fails on a build without
-//! kernel TLS; `ssl_verify_mode` 1-3 needs `ssl_ca_cert`.
+//! rustls. `ssl_kernel_tls` is
+//! accepted and reported, and TLS stays in user space: what OpenSSL (and
+//! so memcached) does whenever the kernel cannot take the session over.
 
 use crate::cli::{CliError, EX_USAGE};
 use crate::dispatch::Ctx;
@@ -145,6 +146,8 @@ pub const HELP: &str = "\
                           (default: 16)
    - ssl_session_cache:   enable server-side SSL session cache, to support session
                           resumption
+   - ssl_kernel_tls:      accepted; TLS stays in user space (as OpenSSL without
+                          kernel support)
    - ssl_min_version:     minimum protocol version to accept (default: tlsv1.2)
                           valid values are 2(tlsv1.2) or 3(tlsv1.3)
                           (TLS 1.0 and 1.1 are not offered)
@@ -196,9 +199,8 @@ pub fn start(s: &Settings) -> Result<Option<Arc<ServerTls>>, (String, i32)> {
         session_cache: t.session_cache,
     };
     let tls = ServerTls::new(opts).map_err(|e| (e.to_string(), EX_USAGE))?;
-    if t.kernel_tls {
-        // What memcached does when its OpenSSL cannot offload to the kernel.
-        return Err(("Kernel TLS offload is not available".into(), EX_USAGE));
+    if t.kernel_tls && s.verbose > 0 {
+        eprintln!("ssl_kernel_tls: mnemo keeps TLS in user space (rustls); no kernel offload");
     }
     Ok(Some(Arc::new(tls)))
 }

@@ -276,7 +276,7 @@ fn text_meta_and_binary_over_tls_match_memcached() {
 fn stats_settings_ssl_lines_match_memcached() {
     let pki = Pki::new("settings");
     let more = format!(
-        "ssl_ca_cert={},ssl_verify_mode=1,ssl_ciphers=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256,ssl_wbuf_size=32,ssl_session_cache,ssl_min_version=3",
+        "ssl_ca_cert={},ssl_verify_mode=1,ssl_ciphers=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256,ssl_wbuf_size=32,ssl_session_cache,ssl_kernel_tls,ssl_min_version=3",
         pki.path("ca.pem")
     );
     for args in [pki.args(""), pki.args(&more)] {
@@ -295,6 +295,78 @@ fn stats_settings_ssl_lines_match_memcached() {
         }
         assert_eq!(blocks[1], blocks[0], "mnemo (left) vs memcached (right)");
         assert_eq!(blocks[1].0.len(), 11);
+    }
+}
+
+/// `ssl_ciphers` limits TLS 1.2 suites (OpenSSL names) and leaves TLS 1.3
+/// alone, as memcached's SSL_CTX_set_cipher_list does.
+#[test]
+fn ssl_ciphers_limit_tls12_as_memcached_s() {
+    let pki = Pki::new("ciphers");
+    let roots = tls::load_roots(&pki.dir.join("ca.pem")).unwrap();
+    let client = |suite: Option<rustls::CipherSuite>| {
+        let mut p = rustls::crypto::ring::default_provider();
+        let versions: &[&rustls::SupportedProtocolVersion] = match suite {
+            Some(s) => {
+                p.cipher_suites.retain(|x| x.suite() == s);
+                &[&rustls::version::TLS12]
+            }
+            None => &[&rustls::version::TLS13],
+        };
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(p))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        )
+    };
+    let mut results = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let srv = start(kind, &pki.args("ssl_ciphers=ECDHE-ECDSA-AES256-GCM-SHA384"));
+        let mut r = Vec::new();
+        for suite in [
+            Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+            Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+            None,
+        ] {
+            let ok = Tls::connect_with(srv.port(), client(suite))
+                .and_then(|mut c| c.text(b"version\r\n"))
+                .is_ok();
+            r.push(ok);
+        }
+        results.push(r);
+    }
+    assert_eq!(results[1], results[0], "mnemo (left) vs memcached (right)");
+    assert_eq!(results[1], [true, false, true]);
+}
+
+/// `ssl_keyformat=2`: the key in DER (PKCS#8) serves as the PEM one does.
+#[test]
+fn der_key_format_as_memcached() {
+    let pki = Pki::new("der");
+    let pem = std::fs::read_to_string(pki.dir.join("server.key")).unwrap();
+    let der = KeyPair::from_pem(&pem).unwrap().serialize_der();
+    std::fs::write(pki.dir.join("server.der"), der).unwrap();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let args = vec![
+            "-Z".to_string(),
+            "-o".into(),
+            format!(
+                "ssl_chain_cert={},ssl_key={},ssl_keyformat=2",
+                pki.path("server.pem"),
+                pki.path("server.der")
+            ),
+        ];
+        let srv = start(kind, &args);
+        let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
+        let s = c.text(b"stats settings\r\n").unwrap();
+        assert_eq!(
+            stat(&s, "ssl_keyformat").as_deref(),
+            Some("2"),
+            "{}",
+            kind.name()
+        );
     }
 }
 
@@ -401,6 +473,41 @@ fn client_certificates_verified_when_required() {
     let srv = start(Kind::Mnemo, &pki.args(&more));
     let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
     assert_eq!(c.text(b"version\r\n").unwrap(), b"VERSION 1.6.18\r\n");
+}
+
+/// A verify mode without `ssl_ca_cert` starts (memcached's OpenSSL does)
+/// and then has nothing to trust: mode 1 serves a client without a
+/// certificate, mode 2 serves nobody, and a certificate is always refused.
+#[test]
+fn verify_modes_without_a_ca_behave_as_memcached_s() {
+    let pki = Pki::new("noca");
+    let mut with_cert = pki.trust("ca.pem");
+    with_cert.cert = Some(pki.dir.join("client.pem"));
+    with_cert.key = Some(pki.dir.join("client.key"));
+    let mut results = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let mut r = Vec::new();
+        for mode in ["1", "2"] {
+            let srv = start(kind, &pki.args(&format!("ssl_verify_mode={mode}")));
+            for o in [&pki.trust("ca.pem"), &with_cert] {
+                let ok = Tls::connect(srv.port(), o)
+                    .and_then(|mut c| c.text(b"version\r\n"))
+                    .is_ok();
+                r.push((mode, o.cert.is_some(), ok));
+            }
+        }
+        results.push(r);
+    }
+    assert_eq!(results[1], results[0], "mnemo (left) vs memcached (right)");
+    assert_eq!(
+        results[1],
+        [
+            ("1", false, true),
+            ("1", true, false),
+            ("2", false, false),
+            ("2", true, false)
+        ]
+    );
 }
 
 #[test]
@@ -619,6 +726,11 @@ fn start_up_errors_match_memcached() {
                 pki.path("server.key")
             ),
         ],
+        vec![
+            "-Z".into(),
+            "-o".into(),
+            format!("{chain},ssl_key={},ssl_keyformat=5", pki.path("server.key")),
+        ],
         vec!["-Z".into(), "-p".into(), "0".into()],
         vec!["-o".into(), "ssl_verify_mode=5".into()],
         vec!["-o".into(), "ssl_verify_mode=x".into()],
@@ -691,4 +803,58 @@ fn large_values_pipelined_over_tls() {
     assert!(body.ends_with(b"END\r\n"));
     // The connection goes on.
     assert_eq!(c.text(b"version\r\n").unwrap(), b"VERSION 1.6.18\r\n");
+}
+
+/// An OpenSSL client (Python's `ssl` module, as pymemcache and most Python
+/// clients use it) against both servers: the server's certificate checked
+/// against the CA and its name, a client certificate sent (ssl_verify_mode
+/// 2), TLS 1.2 and 1.3, text and meta; the transcripts must be the same.
+const PY_SSL_CLIENT: &str = r#"
+import socket, ssl, sys
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    ctx.minimum_version = ctx.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"set py 3 0 5\r\nhello\r\nget py\r\nmg py v f\r\nmn\r\n")
+            got = b""
+            while not got.endswith(b"MN\r\n"):
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+            print(s.version(), got)
+"#;
+
+#[test]
+fn python_openssl_client_matches_memcached() {
+    let python = support::require_tool("python3");
+    let pki = Pki::new("python");
+    let more = format!("ssl_ca_cert={},ssl_verify_mode=2", pki.path("ca.pem"));
+    let mut outs = Vec::new();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let srv = start(kind, &pki.args(&more));
+        let out = Command::new(&python)
+            .args(["-c", PY_SSL_CLIENT, &srv.port().to_string()])
+            .args([
+                pki.path("ca.pem"),
+                pki.path("client.pem"),
+                pki.path("client.key"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            kind.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    assert_eq!(outs[1], outs[0], "mnemo (left) vs memcached (right)");
+    assert!(outs[1].starts_with("TLSv1.2 b'STORED"), "{}", outs[1]);
+    assert!(outs[1].contains("TLSv1.3 b'STORED"), "{}", outs[1]);
 }
