@@ -425,3 +425,56 @@ fn bad_tls_settings_stop_the_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// SIGHUP with a new file; `marker` is a port only the new file listens
+/// on, so its opening says the reload is in.
+fn reload(p: &Proxy, file: &std::path::Path, text: &str, marker: u16) {
+    std::fs::write(file, text).unwrap();
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(p.proc.child.id() as i32, 1) };
+    wait_port(marker, "reloaded marker pool");
+}
+
+#[test]
+fn reload_applies_new_tls_settings_to_listeners_and_server_connections() {
+    let pki = Pki::new("tls-reload");
+    let m = memcached_tls(&pki, "");
+    let lp = free_port();
+    let marker = |port: u16| {
+        format!(
+            "marker{port}:\n  listen: 127.0.0.1:{port}\n  servers:\n   - 127.0.0.1:{}:1\n",
+            m.port
+        )
+    };
+    let unverified = "  server_tls: true\n  server_tls_skip_verify: true\n";
+    let file = pki.dir.file("p.yml", &conf(lp, unverified, &[&m]));
+    let p = proxy(&file, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("k", "v"), "STORED\r\n");
+
+    // Verification on, against a name the certificate does not carry, and
+    // a TLS listener: the open server connection was made without checks
+    // and must not serve on; the plain client accepted before stays.
+    let (m1, m2) = (free_port(), free_port());
+    let strict = format!(
+        "  server_tls: true\n  server_tls_ca: {}\n  server_tls_name: elsewhere.test\n{}",
+        pki.s("ca.pem"),
+        listen_tls_keys(&pki, 0)
+    );
+    reload(&p, &file, &(conf(lp, &strict, &[&m]) + &marker(m1)), m1);
+    let r = c.get("k");
+    assert!(r.starts_with("SERVER_ERROR"), "{r}");
+    let tc = client(lp, Some(trusting(&pki)), Protocol::Text);
+    assert!(tc.versions()[0].is_ok());
+
+    // The right name: served again, to the old plain client and to TLS ones.
+    let good = strict.replace("elsewhere.test", "mc.test");
+    reload(&p, &file, &(conf(lp, &good, &[&m]) + &marker(m2)), m2);
+    assert_eq!(c.get("k"), "VALUE k 0 1\r\nv\r\nEND\r\n");
+    assert_eq!(tc.get(b"k").unwrap().unwrap().value, b"v");
+}
