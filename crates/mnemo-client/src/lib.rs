@@ -21,6 +21,23 @@
 //! assert_eq!(items[0].as_ref().map(|i| i.value.as_slice()), Some(&b"v"[..]));
 //! # Ok::<(), mnemo_client::Error>(())
 //! ```
+//!
+//! Over TLS (memcached `-Z`), checking the servers' certificates against a
+//! CA and presenting a client certificate:
+//!
+//! ```no_run
+//! use mnemo_client::{Client, ClientTlsOptions, Options, ServerSpec, Tls};
+//! let tls = Tls::new(&ClientTlsOptions {
+//!     ca_cert: Some("ca.pem".into()),
+//!     cert: Some("client.pem".into()),
+//!     key: Some("client.key".into()),
+//!     ..Default::default()
+//! })?;
+//! let opts = Options { tls: Some(tls), ..Options::default() };
+//! let c = Client::new(vec![ServerSpec::new("10.0.0.1:11211")?], opts)?;
+//! c.set(b"k", b"v", 0, 0)?;
+//! # Ok::<(), mnemo_client::Error>(())
+//! ```
 
 mod bin;
 pub mod client;
