@@ -269,7 +269,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
             }
             'u' => s.user = Some(v),
             'P' => s.pid_file = Some(v),
-            'e' => return usage_fail("mnemo does not support -e (memory file)"),
+            'e' => s.engine.memory_file = Some(std::path::PathBuf::from(v)),
             'f' => {
                 let f: f64 = num('f', &v)?;
                 if f <= 1.0 {
@@ -680,6 +680,9 @@ pub fn usage() -> String {
 -F, --disable-flush-all   disable flush_all command
 -X, --disable-dumping     disable stats cachedump and lru_crawler metadump
 -W  --disable-watch       disable watch commands (live logging)
+-e, --memory-file=<file>  mmap a file for item memory (use a ram disk).
+                          restartable cache: stop with SIGUSR1 or
+                          \"shutdown graceful\" and start again with the same file
 -o, --extended            comma separated list of extended options
                           most options have a 'no_' prefix to disable
    - maxconns_fast:       immediately close new connections after limit (default: enabled)

@@ -116,6 +116,21 @@ fn run(settings: Settings) -> i32 {
         Ok(e) => e,
         Err(e) => return die(e, cli::EX_USAGE),
     };
+    match engine.restart_outcome() {
+        mnemo_engine::RestartOutcome::NoFile => {}
+        // As memcached, why a memory file could not be reused is always
+        // said; a reuse only with -v.
+        mnemo_engine::RestartOutcome::Cold(lines) => {
+            for l in lines {
+                eprintln!("{l}");
+            }
+        }
+        mnemo_engine::RestartOutcome::Warm { items, millis } => {
+            if settings.verbose > 0 {
+                eprintln!("[restart] recovered {items} items in {millis} ms");
+            }
+        }
+    }
     if settings.verbose > 1 {
         for c in engine.slab_classes() {
             eprintln!(
@@ -253,6 +268,13 @@ fn run(settings: Settings) -> i32 {
         let _ = t.join();
     }
     engine.shutdown();
+    // memcached keeps its memory file only on a graceful stop; a plain
+    // one leaves no metadata, so the next start is cold.
+    if why == signals::Stop::Graceful {
+        if let Err(e) = engine.save_memory_file() {
+            eprintln!("[restart] failed to save metadata: {e}");
+        }
+    }
     if shared.settings.daemonize {
         if let Some(p) = &shared.settings.pid_file {
             let _ = std::fs::remove_file(p);

@@ -462,7 +462,10 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "inline_ascii_response", "no");
     extstore_and_tls_settings(s, out);
     stat_line(out, "num_napi_ids", "(null)");
-    stat_line(out, "memory_file", "(null)");
+    match &s.engine.memory_file {
+        Some(p) => stat_line(out, "memory_file", p.display()),
+        None => stat_line(out, "memory_file", "(null)"),
+    }
     // mnemo's own release, since `version` reports memcached's. Last, where
     // a memcached build's optional lines would follow: clients and monitors
     // read the general block far more often than this one.
