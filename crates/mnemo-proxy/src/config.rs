@@ -52,6 +52,8 @@ pub struct PoolConf {
     pub erasure: Option<(u8, u8)>,
     /// `erasure_min_size`: smaller values are copied whole on M+1 servers.
     pub erasure_min_size: usize,
+    /// TLS towards the servers and on the listener (`crate::tls`).
+    pub tls: crate::tls::PoolTls,
 }
 
 /// Values from this size on are coded by default. Below it the per-item
@@ -386,6 +388,7 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
             backup: None,
             erasure: None,
             erasure_min_size: DEFAULT_ERASURE_MIN_SIZE,
+            tls: Default::default(),
         };
         let mut erasure_line = 0;
         let mut min_size_line = 0;
@@ -538,6 +541,12 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
                         p.servers.push(sc);
                     }
                 }
+                // TLS keys: their own module, one arm here.
+                other if crate::tls::is_key(other) => {
+                    let s = scalar(v)?;
+                    crate::tls::set(&mut p.tls, other, &s.value)
+                        .map_err(|m| err(s.line, text, m))?;
+                }
                 other => {
                     return Err(err(k.line, text, format!("unknown directive \"{other}\"")));
                 }
@@ -577,6 +586,7 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
             }
             None => {}
         }
+        crate::tls::check(&p).map_err(|m| err(name.line, r.text(name.line), m))?;
         pools.push(p);
     }
     let cfg = Config { pools };

@@ -39,6 +39,8 @@ pub(crate) struct PoolRt {
     pub(crate) health: HealthPolicy,
     /// Set for `erasure: K+M` pools.
     pub(crate) ec: Option<EcRt>,
+    /// `server_tls`: how to open TLS connections to this pool's servers.
+    pub(crate) tls: Option<crate::tls::Connector>,
 }
 
 impl PoolRt {
@@ -77,6 +79,7 @@ impl PoolRt {
             ec: conf
                 .erasure
                 .and_then(|(k, m)| EcRt::new(k, m, conf.erasure_min_size)),
+            tls: crate::tls::Connector::of(conf),
             conf: conf.clone(),
         }
     }

@@ -165,6 +165,12 @@ impl Worker {
                 }
             }
         };
+        // The scrub's own connections (metadump to the servers, reads
+        // through the listener) are plain TCP or unix sockets.
+        if p.conf.tls.server_on || p.conf.tls.listen_on {
+            self.answer(idx, b"SERVER_ERROR repair does not work with TLS pools\r\n");
+            return;
+        }
         let (Some(listen), Some(ec)) = (p.conf.listen.clone(), p.ec.as_ref()) else {
             self.answer(idx, b"SERVER_ERROR pool has no listen address\r\n");
             return;
