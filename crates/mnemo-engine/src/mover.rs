@@ -170,12 +170,14 @@ impl Engine {
     pub(crate) fn move_page(&self, si: usize, dst: Option<usize>) -> bool {
         let _one = self.mover.busy.lock();
         self.mover.running.store(1, Relaxed);
-        let moved = self.move_page_inner(si, dst);
+        let moved = self.move_page_inner(si, dst, 1000);
         self.mover.running.store(0, Relaxed);
         moved
     }
 
-    fn move_page_inner(&self, si: usize, dst: Option<usize>) -> bool {
+    /// Passes over the page until its busy items are gone, at most
+    /// `attempts`, sleeping between them.
+    fn move_page_inner(&self, si: usize, dst: Option<usize>, attempts: u32) -> bool {
         let class = &self.slabs.classes[si];
         let page = {
             let st = class.state.lock();
@@ -199,7 +201,7 @@ impl Engine {
             }
             self.slabs.set_draining(si, &mut st, page, true);
         }
-        for attempt in 0..1000 {
+        for attempt in 0..attempts {
             let mut st = class.state.lock();
             // Free chunks of a draining page are never on the free list,
             // so rescues below cannot land in it.
@@ -232,7 +234,7 @@ impl Engine {
             }
             self.mover.c.busy_items.fetch_add(busy, Relaxed);
             drop(st);
-            if self.stop.load(Relaxed) {
+            if self.stop.load(Relaxed) || attempt + 1 == attempts {
                 break;
             }
             std::thread::sleep(Duration::from_micros(if attempt < 10 { 50 } else { 1000 }));
@@ -321,10 +323,21 @@ impl Engine {
             .map(|(i, c)| (c.state.lock().pages.len(), i))
             .filter(|&(pages, _)| pages > 0)
             .max();
-        match src {
-            Some((_, si)) => self.move_page(si, Some(ci)),
-            None => false,
-        }
+        let Some((_, si)) = src else {
+            return false;
+        };
+        // This runs on a worker thread, often under a key's shard lock, and
+        // busy items are mostly pinned by replies that same worker has yet
+        // to write: waiting for them (or for the mover, which may be
+        // waiting for them) stalls the worker for nothing. One pass, no
+        // wait; the store fails as out of memory if the page is busy.
+        let Some(_one) = self.mover.busy.try_lock() else {
+            return false;
+        };
+        self.mover.running.store(1, Relaxed);
+        let moved = self.move_page_inner(si, Some(ci), 1);
+        self.mover.running.store(0, Relaxed);
+        moved
     }
 
     pub(crate) fn mover_loop(&self) {
