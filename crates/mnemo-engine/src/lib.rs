@@ -34,6 +34,7 @@ mod reserve;
 mod slabs;
 mod slot;
 mod stats;
+mod sync;
 mod tuning;
 
 pub use clock::Clock;
