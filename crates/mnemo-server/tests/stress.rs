@@ -613,11 +613,20 @@ fn mixed_protocols_never_mix_values() {
         return;
     }
     let server = Server::mnemo(&["-m", "16", "-t", "2", "-o", "slab_reassign"]);
-    run_load(server.addr(), Duration::from_secs(20), secs);
-    let mut c = server.connect();
-    c.send(b"version\r\n");
-    assert!(
-        c.read_line().starts_with(b"VERSION "),
-        "server gone after the load"
-    );
+    let addr = server.addr();
+    let load = std::panic::catch_unwind(move || {
+        run_load(addr, Duration::from_secs(20), secs);
+        let mut c = Client::connect(addr);
+        c.send(b"version\r\n");
+        assert!(
+            c.read_line().starts_with(b"VERSION "),
+            "server gone after the load"
+        );
+    });
+    if let Err(e) = load {
+        // What the server said before it failed (an ASan report under
+        // scripts/asan.sh, a panic message otherwise).
+        eprintln!("server output:\n{}", server.log());
+        std::panic::resume_unwind(e);
+    }
 }
