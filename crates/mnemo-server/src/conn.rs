@@ -32,6 +32,7 @@ use mnemo_engine::{MetadumpCursor, Reserved};
 use mnemo_net::{ReadBuf, Stream};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// Initial read buffer (memcached's READ_BUFFER_SIZE).
@@ -223,7 +224,9 @@ impl Conn {
         loop {
             // Mwrite: finish what is queued before taking more input, so a
             // slow reader cannot make us buffer without bound.
-            if self.wbuf.has_unsent() {
+            // (A TLS session may hold encrypted output of its own: the
+            // tail of the last reply, or handshake records.)
+            if self.wbuf.has_unsent() || self.stream.wants_write() {
                 if self.write_blocked {
                     return Drive::Wait;
                 }
@@ -281,13 +284,21 @@ impl Conn {
                     self.release_rbuf(env);
                     return Drive::Wait;
                 }
-                Ok(Filled::Eof) | Err(_) => return self.closing(),
+                Ok(Filled::Eof) => return self.closing(),
+                Err(e) => {
+                    if mnemo_net::is_handshake_error(&e) {
+                        let g = &env.ctx.shared.global;
+                        g.ssl_handshake_errors.fetch_add(1, Relaxed);
+                    }
+                    return self.closing();
+                }
                 Ok(Filled::Full) => return self.closing(),
             }
         }
     }
 
     fn closing(&mut self) -> Drive {
+        self.stream.close_notify();
         self.set_state(ConnState::Closing);
         Drive::Close
     }
@@ -297,7 +308,9 @@ impl Conn {
         if self.send_deferred {
             return Ok(false);
         }
-        if env.defer_send && self.wbuf.plain_unsent().is_some() {
+        // TLS output is encrypted by the session, not sent from the
+        // buffer, so it never joins the batched send.
+        if env.defer_send && self.wbuf.plain_unsent().is_some() && !self.stream.is_tls() {
             // The worker sends it with the other connections' replies in
             // one submission; the connection waits for that.
             self.send_deferred = true;
@@ -314,6 +327,16 @@ impl Conn {
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.stream.wants_write() {
+            match self.stream.flush_tls() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -415,7 +438,10 @@ impl Conn {
     /// before then and be reported through [`Conn::prefill_done`].
     pub fn prefill_target(&mut self, env: &mut Env) -> Option<&mut [u8]> {
         self.readable = true;
-        if self.send_deferred
+        // A TLS stream reads the socket through its session, so its
+        // connection reads in `drive`, outside the batch.
+        if self.stream.is_tls()
+            || self.send_deferred
             || self.prefill_eof
             || self.close_after_write
             || self.wbuf.has_unsent()

@@ -41,6 +41,8 @@ fn shared(args: &[&str]) -> Shared {
         listeners: AtomicU32::new(0),
         inherited_fds: 3,
         auth: None,
+        tls: None,
+        ssl_refreshed_at: AtomicU32::new(0),
         settings,
     }
 }

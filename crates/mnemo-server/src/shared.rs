@@ -59,6 +59,11 @@ pub struct Shared {
     pub inherited_fds: u32,
     /// The `-Y` tokens, loaded at start-up.
     pub auth: Option<crate::auth::AuthFile>,
+    /// `-Z`: the TLS configuration new connections on TLS listeners get.
+    pub tls: Option<Arc<mnemo_net::ServerTls>>,
+    /// Engine time of the last certificate load (start-up or
+    /// `refresh_certs`), for `time_since_server_cert_refresh`.
+    pub ssl_refreshed_at: AtomicU32,
 }
 
 impl Shared {
