@@ -37,6 +37,7 @@ mod restart;
 mod slabs;
 mod slot;
 mod stats;
+mod sync;
 mod tuning;
 
 pub use clock::Clock;

@@ -11,6 +11,8 @@ mod cli;
 mod conn;
 mod dispatch;
 mod dump;
+#[cfg(test)]
+mod fuzz_replay;
 mod listener;
 mod out;
 mod proto_bin;

@@ -152,7 +152,11 @@ fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> 
                     StoreOutcome::TooLarge => status::E2BIG,
                     StoreOutcome::OutOfMemory => {
                         ctx.ws.store_no_memory.incr();
-                        status::OUT_OF_MEMORY
+                        out_of_memory(out, p, OOM_ALLOCATING);
+                        return Some(Outcome::Swallow {
+                            used: p.consumed,
+                            left: vlen,
+                        });
                     }
                     _ => status::NOT_STORED,
                 };
@@ -242,7 +246,7 @@ fn run(
                     Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
                     None => engine.store(mode, key, flags, exptime, value, h.cas, ctx.ts),
                 };
-                store_reply(out, p, quiet, mode, o);
+                store_reply(ctx, out, p, quiet, mode, o);
             }
         }
         Cmd::Delete { quiet } => {
@@ -373,11 +377,27 @@ fn miss(out: &mut Vec<u8>, p: &Packet, quiet: bool, with_key: bool) {
     }
 }
 
-fn store_reply(out: &mut Vec<u8>, p: &Packet, quiet: bool, mode: StoreMode, o: StoreOutcome) {
+fn store_reply(
+    ctx: &Ctx,
+    out: &mut Vec<u8>,
+    p: &Packet,
+    quiet: bool,
+    mode: StoreMode,
+    o: StoreOutcome,
+) {
+    let concat = matches!(mode, StoreMode::Append | StoreMode::Prepend);
     match o {
         StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &[]),
         StoreOutcome::Exists => err(out, p, status::KEY_EXISTS),
         StoreOutcome::NotFound => err(out, p, status::KEY_NOT_FOUND),
+        // memcached allocates a set's item before reading its value, so a
+        // refusal is answered as the allocation's, whether our value came
+        // from the read buffer (allocated only now) or a reservation.
+        StoreOutcome::OutOfMemory if !concat => {
+            ctx.ws.store_no_memory.incr();
+            out_of_memory(out, p, OOM_ALLOCATING);
+        }
+        StoreOutcome::TooLarge if !concat => err(out, p, status::E2BIG),
         StoreOutcome::NotStored | StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
             let st = match mode {
                 StoreMode::Add => status::KEY_EXISTS,
@@ -431,6 +451,9 @@ fn arith(
         ArithOutcome::OutOfMemory => out_of_memory(out, p, b"Out of memory incrementing value"),
     }
 }
+
+/// memcached's text when a store's item cannot be allocated.
+const OOM_ALLOCATING: &[u8] = b"Out of memory allocating item";
 
 /// An OUT_OF_MEMORY response with memcached's text for what failed.
 fn out_of_memory(out: &mut Vec<u8>, p: &Packet, text: &[u8]) {
