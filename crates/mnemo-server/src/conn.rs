@@ -96,6 +96,9 @@ pub enum Drive {
     Yield,
     /// Close and forget the connection.
     Close,
+    /// `watch`: hand the socket to the logger thread as a watcher of these
+    /// streams (its admission is taken).
+    Watch(u16),
 }
 
 pub struct Conn {
@@ -132,6 +135,12 @@ pub struct Conn {
     /// Some input has arrived: until then `stats conns` shows the
     /// connection as memcached shows a new one, `conn_new_cmd`.
     got_input: bool,
+    /// Why it closed, for `watch connevents`: memcached's `NORMAL_CLOSE`
+    /// for an end of stream or `quit`, else `ERROR_CLOSE`.
+    pub normal_close: bool,
+    /// `watch` was accepted: once the output is written the connection
+    /// leaves for the logger thread.
+    watch: Option<u16>,
 }
 
 impl Conn {
@@ -153,6 +162,8 @@ impl Conn {
             prefill_eof: false,
             send_deferred: false,
             got_input: false,
+            normal_close: false,
+            watch: None,
         }
     }
 
@@ -234,13 +245,23 @@ impl Conn {
                     Err(_) => return self.closing(),
                 }
             }
+            if let Some(flags) = self.watch {
+                return Drive::Watch(flags);
+            }
             if self.close_after_write {
+                self.normal_close = true;
                 return self.closing();
             }
 
             // ParseCmd / Nread / Swallow on what is buffered.
             match self.process(env, &mut budget) {
                 Step::Close => return self.closing(),
+                Step::Watch(flags) => {
+                    // Replies still queued go out first; then the socket
+                    // is the logger thread's.
+                    self.watch = Some(flags);
+                    continue;
+                }
                 Step::CloseAfterWrite => {
                     self.close_after_write = true;
                     continue;
@@ -281,7 +302,11 @@ impl Conn {
                     self.release_rbuf(env);
                     return Drive::Wait;
                 }
-                Ok(Filled::Eof) | Err(_) => return self.closing(),
+                Ok(Filled::Eof) => {
+                    self.normal_close = true;
+                    return self.closing();
+                }
+                Err(_) => return self.closing(),
                 Ok(Filled::Full) => return self.closing(),
             }
         }
@@ -660,6 +685,7 @@ impl Conn {
                     return Step::CloseAfterWrite;
                 }
                 Outcome::Close => return Step::Close,
+                Outcome::Watch { flags } => return Step::Watch(flags),
             }
         }
     }
@@ -733,6 +759,7 @@ enum Step {
     Budget,
     Close,
     CloseAfterWrite,
+    Watch(u16),
 }
 
 enum Filled {

@@ -21,6 +21,7 @@ mod shared;
 mod signals;
 mod stats;
 mod udp;
+mod watch;
 mod worker;
 
 use mnemo_engine::Engine;
@@ -198,8 +199,16 @@ fn run(settings: Settings) -> i32 {
         listeners: AtomicU32::new(0),
         inherited_fds,
         auth,
+        log: Arc::new(watch::Logger::new(
+            threads,
+            settings.worker_logbuf_size as usize,
+            settings.watcher_logbuf_size as usize,
+        )),
         settings,
     });
+    if let Err(e) = watch::spawn(Arc::clone(&shared)) {
+        return die(format!("Can't create thread: {e}"), EX_OSERR);
+    }
     let mut handles = Vec::with_capacity(threads);
     for id in 0..threads {
         match worker::spawn(id, Arc::clone(&shared)) {

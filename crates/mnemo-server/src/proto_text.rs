@@ -11,6 +11,7 @@ use crate::out::Out;
 use crate::proto_meta;
 use crate::shared::VERSION;
 use crate::stats::{conns_stats, general_stats, pairs, settings_stats, stat_line, PrefixOp};
+use crate::watch::{self, hooks};
 use mnemo_engine::{
     ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, Reserved, StoreMode, StoreOutcome,
 };
@@ -156,10 +157,15 @@ fn store(ctx: &Ctx, sess: &Session, req: &Request, at: At, out: &mut Out) -> Out
         reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
         return Outcome::Done { used: need };
     }
+    let watched = ctx.shared.log.wants(watch::FETCHERS | watch::MUTATIONS);
+    let log = watched.then(|| hooks::Store::start(ctx, key, mode, flags, exptime, bytes));
     let outcome = match at.direct {
         Some(value) => engine.store_reserved(mode, key, value, cas, ctx.ts),
         None => engine.store(mode, key, flags, exptime, &data[..bytes], cas, ctx.ts),
     };
+    if let Some(log) = log {
+        log.done(ctx, outcome);
+    }
     reply(ctx, out, store_reply(ctx, outcome), noreply);
     Outcome::Done { used: need }
 }
@@ -252,20 +258,29 @@ pub fn get<'a>(
     } else {
         GetMode::Get
     };
+    let watched = sh.log.wants(watch::FETCHERS);
     while let Some(key) = keys.next() {
-        let hit = engine
-            .get(key, mode, ctx.ts, |it| {
-                text::encode_value_header(
-                    out,
-                    it.key(),
-                    it.flags(),
-                    it.value_len(),
-                    with_cas.then(|| it.cas()),
-                );
-                out.value(it);
-                out.extend_from_slice(b"\r\n");
-            })
-            .is_some();
+        let before = if watched {
+            ctx.ts.expired_flushed()
+        } else {
+            (0, 0)
+        };
+        let found = engine.get(key, mode, ctx.ts, |it| {
+            text::encode_value_header(
+                out,
+                it.key(),
+                it.flags(),
+                it.value_len(),
+                with_cas.then(|| it.cas()),
+            );
+            out.value(it);
+            out.extend_from_slice(b"\r\n");
+            (it.class_id(), it.value_len())
+        });
+        if watched {
+            hooks::fetch(ctx, key, hooks::status(ctx.ts, before, found));
+        }
+        let hit = found.is_some();
         if kind.touches() {
             ctx.ws.touch_cmds.incr();
         } else {
@@ -375,6 +390,13 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 sh.global
                     .record_prefix(key, sh.settings.prefix_delimiter, PrefixOp::Delete);
             }
+            if sh.log.wants(watch::FETCHERS | watch::DELETIONS) {
+                let g = hooks::probe(ctx, key);
+                if sh.log.wants(watch::FETCHERS) {
+                    hooks::fetch(ctx, key, g);
+                }
+                hooks::deleted(ctx, key, "delete", g);
+            }
             let msg = if engine.delete(key, ctx.ts) {
                 "DELETED"
             } else {
@@ -387,7 +409,7 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             key,
             delta,
             noreply,
-        } => match engine.arith(key, incr, delta, ctx.ts) {
+        } => match arith(ctx, key, incr, delta) {
             ArithOutcome::Value(v) => {
                 if sh.verbose() > 1 {
                     eprintln!(">{} {v}", ctx.fd);
@@ -412,11 +434,17 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             noreply,
         } => {
             ctx.ws.touch_cmds.incr();
-            let msg = if engine.touch(key, exptime, ctx.ts) {
-                "TOUCHED"
+            let touched = if sh.log.wants(watch::FETCHERS) {
+                let before = ctx.ts.expired_flushed();
+                let found = engine.get(key, GetMode::Touch(exptime), ctx.ts, |it| {
+                    (it.class_id(), it.value_len())
+                });
+                hooks::fetch(ctx, key, hooks::status(ctx.ts, before, found));
+                found.is_some()
             } else {
-                "NOT_FOUND"
+                engine.touch(key, exptime, ctx.ts)
             };
+            let msg = if touched { "TOUCHED" } else { "NOT_FOUND" };
             reply(ctx, out, msg, noreply);
         }
         Request::FlushAll { delay, noreply } => {
@@ -430,6 +458,11 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
         }
         Request::Version => {
             reply(ctx, out, &format!("VERSION {VERSION}"), false);
+        }
+        Request::Watch { args } => {
+            if let Some(flags) = watch_command(ctx, sess, args, out) {
+                return Outcome::Watch { flags };
+            }
         }
         Request::Verbosity { level, noreply } => {
             sh.runtime.verbose.store(level.min(MAX_VERBOSITY), Relaxed);
@@ -505,6 +538,55 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
         }
     }
     Outcome::Done { used }
+}
+
+/// incr/decr, reported to fetchers as memcached's lookup is.
+fn arith(ctx: &Ctx, key: &[u8], incr: bool, delta: u64) -> ArithOutcome {
+    if ctx.shared.log.wants(watch::FETCHERS) {
+        hooks::fetch(ctx, key, hooks::probe(ctx, key));
+    }
+    ctx.shared.engine.arith(key, incr, delta, ctx.ts)
+}
+
+/// memcached's `process_watch_command`: its refusals, or the streams of an
+/// admitted watcher. A trailing `noreply` silences the answer, and, being
+/// no stream name, makes it the `ERROR` that is not sent.
+fn watch_command(ctx: &Ctx, sess: &Session, args: Keys, out: &mut Vec<u8>) -> Option<u16> {
+    let noreply = args.last() == Some(b"noreply".as_slice());
+    if !ctx.shared.settings.watch_enabled {
+        reply(ctx, out, "CLIENT_ERROR watch commands not allowed", noreply);
+        return None;
+    }
+    // memcached has sent a get's reply by now; any other reply is still
+    // on its stack.
+    if ctx.pending_output && out.len() > sess.cull_floor {
+        reply(
+            ctx,
+            out,
+            "ERROR cannot pipeline other commands before watch",
+            noreply,
+        );
+        return None;
+    }
+    let Some(flags) = crate::watch::parse_streams(args) else {
+        reply(ctx, out, "ERROR", noreply);
+        return None;
+    };
+    if !sess.is_stream() {
+        // A datagram has no connection to hand over.
+        reply(ctx, out, "WATCHER_FAILED failed to add log watcher", false);
+        return None;
+    }
+    if !ctx.shared.log.admit() {
+        reply(
+            ctx,
+            out,
+            "WATCHER_TOO_MANY log watcher limit reached",
+            false,
+        );
+        return None;
+    }
+    Some(flags)
 }
 
 fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {

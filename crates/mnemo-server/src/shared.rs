@@ -59,6 +59,8 @@ pub struct Shared {
     pub inherited_fds: u32,
     /// The `-Y` tokens, loaded at start-up.
     pub auth: Option<crate::auth::AuthFile>,
+    /// `watch` log streams.
+    pub log: Arc<crate::watch::Logger>,
 }
 
 impl Shared {
@@ -79,6 +81,8 @@ pub enum ConnState {
     Swallow,
     Mwrite,
     Closing,
+    /// Handed to the logger thread by `watch`.
+    Watch,
 }
 
 impl ConnState {
@@ -92,6 +96,7 @@ impl ConnState {
             ConnState::Swallow => "conn_swallow",
             ConnState::Mwrite => "conn_mwrite",
             ConnState::Closing => "conn_closing",
+            ConnState::Watch => "conn_watch",
         }
     }
 
@@ -104,6 +109,7 @@ impl ConnState {
             4 => ConnState::Nread,
             5 => ConnState::Swallow,
             6 => ConnState::Mwrite,
+            8 => ConnState::Watch,
             _ => ConnState::Closing,
         }
     }

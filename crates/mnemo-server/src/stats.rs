@@ -348,8 +348,23 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
         } else {
             true
         };
-        if shown {
-            stat_line(out, k, v);
+        if !shown {
+            continue;
+        }
+        // The engine holds these places in memcached's order; the values
+        // are the logger's.
+        let log = &sh.log.stats;
+        let logged = match k {
+            "log_worker_dropped" => Some(&log.worker_dropped),
+            "log_worker_written" => Some(&log.worker_written),
+            "log_watcher_skipped" => Some(&log.watcher_skipped),
+            "log_watcher_sent" => Some(&log.watcher_sent),
+            "log_watchers" => Some(&log.watchers),
+            _ => None,
+        };
+        match logged {
+            Some(n) => stat_line(out, k, n.load(Relaxed)),
+            None => stat_line(out, k, v),
         }
     }
 }

@@ -152,6 +152,7 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>, info: Arc<C
             ts: &ts,
             ws: &ws,
             fd,
+            ring: usize::MAX,
             pending_output: false,
         };
         dispatch::run_datagram(&mut ctx, &buf[FRAME_HEADER..n], &mut out, |reply| {
