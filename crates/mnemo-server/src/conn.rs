@@ -25,6 +25,7 @@
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
+use crate::bufbudget::BufBudget;
 use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTES};
 use crate::out::Out;
 use crate::shared::{ConnInfo, ConnState};
@@ -141,6 +142,11 @@ pub struct Conn {
     /// `watch` was accepted: once the output is written the connection
     /// leaves for the logger thread.
     watch: Option<u16>,
+    /// `-o read_buf_mem_limit` accounting (`bufbudget.rs`): the read
+    /// buffer object memcached would hold, and its response objects not
+    /// yet written.
+    rbuf_held: bool,
+    resps_held: usize,
 }
 
 impl Conn {
@@ -164,6 +170,8 @@ impl Conn {
             got_input: false,
             normal_close: false,
             watch: None,
+            rbuf_held: false,
+            resps_held: 0,
         }
     }
 
@@ -288,6 +296,9 @@ impl Conn {
                 continue;
             }
 
+            if self.resps_held > 0 {
+                self.settle_resps(env);
+            }
             // Read.
             if !self.readable {
                 self.set_state(self.waiting_state());
@@ -307,7 +318,7 @@ impl Conn {
                     return self.closing();
                 }
                 Err(_) => return self.closing(),
-                Ok(Filled::Full) => return self.closing(),
+                Ok(Filled::Full) | Ok(Filled::Oom) => return self.closing(),
             }
         }
     }
@@ -352,6 +363,10 @@ impl Conn {
     /// the worker's pool (reused without allocating), bigger ones are freed.
     fn release_rbuf(&mut self, env: &mut Env) {
         if self.rbuf.is_empty() {
+            if let (true, Some(b)) = (self.rbuf_held, env.ctx.budget) {
+                b.give_rbuf();
+                self.rbuf_held = false;
+            }
             let buf = self.rbuf.take_storage();
             if buf.len() == READ_BUFFER_SIZE && env.rbuf_pool.len() < RBUF_POOL_MAX {
                 env.rbuf_pool.push(buf);
@@ -398,6 +413,15 @@ impl Conn {
             | Input::MetadumpResume
             | Input::Direct { .. } => pending + 1,
         };
+        if self.rbuf.capacity() == 0 && !self.rbuf_held {
+            if let Some(b) = env.ctx.budget {
+                if !b.take_rbuf() {
+                    env.ctx.ws.read_buf_oom.incr();
+                    return Err(Filled::Oom);
+                }
+                self.rbuf_held = true;
+            }
+        }
         let rb = &mut self.rbuf;
         if rb.start() > 0
             && (rb.spare_len() < READ_BUFFER_SIZE / 4 || rb.spare_len() + pending < want)
@@ -421,6 +445,13 @@ impl Conn {
                 .max(READ_BUFFER_SIZE)
                 .max((rb.capacity() * 2).min(limit));
             rb.grow_to(new_len);
+            if new_len > READ_BUFFER_SIZE && self.rbuf_held {
+                // memcached moves a growing buffer out of its cache.
+                if let Some(b) = env.ctx.budget {
+                    b.give_rbuf();
+                }
+                self.rbuf_held = false;
+            }
         }
         if rb.spare_len() == 0 {
             return Err(Filled::Full);
@@ -445,6 +476,7 @@ impl Conn {
             || self.close_after_write
             || self.wbuf.has_unsent()
             || matches!(self.input, Input::Direct { .. })
+            || (env.ctx.budget.is_some() && self.rbuf.capacity() == 0 && !self.rbuf_held)
         {
             return None;
         }
@@ -507,6 +539,32 @@ impl Conn {
             }
             e if e == -libc::EINTR => Ok(true),
             e => Err(io::Error::from_raw_os_error(-e)),
+        }
+    }
+
+    /// Gives back what the connection holds of the worker's buffer
+    /// budget; it is closing or leaving the worker.
+    pub fn release_budget(&mut self, b: &BufBudget) {
+        if std::mem::take(&mut self.rbuf_held) {
+            b.give_rbuf();
+        }
+        b.give_resps(std::mem::take(&mut self.resps_held));
+    }
+
+    /// Output written: memcached frees a response object once its reply is
+    /// sent (a request still waiting for its value keeps its own).
+    fn settle_resps(&mut self, env: &Env) {
+        if let Some(b) = env.ctx.budget {
+            if self.wbuf.has_unsent() {
+                return;
+            }
+            let keep = usize::from(matches!(
+                self.input,
+                Input::Value { .. } | Input::Direct { .. }
+            ))
+            .min(self.resps_held);
+            b.give_resps(self.resps_held - keep);
+            self.resps_held = keep;
         }
     }
 
@@ -630,6 +688,21 @@ impl Conn {
                 Input::GetResume { offset } => Resume::Get { offset },
                 _ => Resume::Fresh,
             };
+            // A command takes its response object once its line is in,
+            // before it runs (memcached's resp_start); none left closes
+            // the connection.
+            let mut took = None;
+            if let (Some(b), Resume::Fresh) = (env.ctx.budget, resume) {
+                if command_ready(self.rbuf.filled()) {
+                    let before = b.resps();
+                    if !b.take_resp() {
+                        env.ctx.ws.response_obj_oom.incr();
+                        return Step::Close;
+                    }
+                    took = Some(before);
+                }
+            }
+            let floor = self.sess.cull_floor;
             let buf = self.rbuf.filled();
             let buffered = buf.len();
             let direct = take_full(&mut self.direct);
@@ -639,6 +712,18 @@ impl Conn {
                 direct,
             };
             let outcome = dispatch::step(&mut env.ctx, &mut self.sess, front, &mut self.wbuf);
+            if let (Some(before), Some(b)) = (took, env.ctx.budget) {
+                if matches!(outcome, Outcome::NeedMore { need: 0 }) {
+                    // Not a whole request after all (a binary body).
+                    b.give_resps(1);
+                }
+                self.resps_held += b.resps().saturating_sub(before);
+                if self.sess.cull_floor != floor && self.sess.cull_floor != 0 {
+                    // A get finished: memcached transmits at once, and
+                    // every response it had stacked is freed once written.
+                    b.give_resps(std::mem::take(&mut self.resps_held));
+                }
+            }
             // A request counts against -R once, when it is answered: not
             // while it waits for input, nor when a paused get resumes.
             if !matches!(outcome, Outcome::NeedMore { .. } | Outcome::Direct { .. })
@@ -741,6 +826,16 @@ fn read_once(
     }
 }
 
+/// Whether the input starts with a whole command line (text) or header
+/// (binary): what memcached has before it takes a response object.
+fn command_ready(input: &[u8]) -> bool {
+    match input.first() {
+        Some(&0x80) => input.len() >= 24,
+        Some(_) => input.contains(&b'\n'),
+        None => false,
+    }
+}
+
 /// The filled item of the request about to run, if it was read direct.
 fn take_full(direct: &mut Option<DirectValue>) -> Option<Reserved> {
     match direct.take() {
@@ -768,4 +863,6 @@ enum Filled {
     Eof,
     /// The buffer is at its limit and still holds no complete request.
     Full,
+    /// `-o read_buf_mem_limit` left no read buffer for this connection.
+    Oom,
 }

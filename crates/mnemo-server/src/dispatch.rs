@@ -46,6 +46,8 @@ pub struct Ctx<'a> {
     pub fd: i32,
     /// This thread's `watch` entry buffer (see `watch::Logger::log`).
     pub ring: usize,
+    /// `-o read_buf_mem_limit`: the worker's buffer objects.
+    pub budget: Option<&'a crate::bufbudget::BufBudget>,
     /// Whether replies are already queued ahead of this request
     /// (`lru_crawler metadump` refuses to run behind them; a binary NOOP's
     /// flush mark lives only as long as the batch). Set by [`step`].

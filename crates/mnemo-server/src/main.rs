@@ -7,6 +7,7 @@
 
 mod auth;
 mod batch;
+mod bufbudget;
 mod cli;
 mod conn;
 mod dispatch;

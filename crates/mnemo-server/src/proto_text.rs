@@ -237,8 +237,14 @@ fn store_reply(ctx: &Ctx, outcome: StoreOutcome) -> &'static str {
     }
 }
 
+/// `-o read_buf_mem_limit` left no response object for a get's next key.
+pub struct NoResponseObject;
+
 /// Runs a retrieval command. Returns the keys not yet served when the
 /// output passed `pause_at` bytes (no `END` written yet), else `None`.
+/// Under `-o read_buf_mem_limit` each key after the command's first takes
+/// a response object as memcached's do (`fresh`: the line starts here,
+/// not a paused get resuming), and a key that gets none ends the get.
 #[inline]
 pub fn get<'a>(
     ctx: &Ctx,
@@ -247,7 +253,10 @@ pub fn get<'a>(
     mut keys: Keys<'a>,
     out: &mut Out,
     pause_at: usize,
-) -> Option<Keys<'a>> {
+    fresh: bool,
+) -> Result<Option<Keys<'a>>, NoResponseObject> {
+    let mut first = fresh;
+    let taken = ctx.budget.map_or(0, |b| b.resps());
     let sh = ctx.shared;
     let engine = &sh.engine;
     let detail = sh.runtime.detail_enabled.load(Relaxed);
@@ -260,6 +269,14 @@ pub fn get<'a>(
     };
     let watched = sh.log.wants(watch::FETCHERS);
     while let Some(key) = keys.next() {
+        if let Some(b) = ctx.budget {
+            if !std::mem::take(&mut first) && !b.take_resp() {
+                ctx.ws.response_obj_oom.incr();
+                // memcached frees the get's response objects; one answers.
+                b.give_resps(b.resps().saturating_sub(taken));
+                return Err(NoResponseObject);
+            }
+        }
         let before = if watched {
             ctx.ts.expired_flushed()
         } else {
@@ -294,14 +311,14 @@ pub fn get<'a>(
             eprintln!(">{} sending key {}", ctx.fd, String::from_utf8_lossy(key));
         }
         if out.queued() >= pause_at && keys.clone().next().is_some() {
-            return Some(keys);
+            return Ok(Some(keys));
         }
     }
     if verbose {
         eprintln!(">{} END", ctx.fd);
     }
     out.extend_from_slice(b"END\r\n");
-    None
+    Ok(None)
 }
 
 /// `lru_crawler metadump`'s checks: on a refusal writes the reply and
@@ -368,9 +385,24 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 Resume::Get { offset } if offset <= at.line.len() => Keys::new(&at.line[offset..]),
                 _ => keys,
             };
-            if let Some(rest) = get(ctx, kind, exptime, keys, out, sess.get_pause()) {
-                let offset = rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize;
-                return Outcome::GetPaused { offset };
+            let fresh = at.resume == Resume::Fresh;
+            match get(ctx, kind, exptime, keys, out, sess.get_pause(), fresh) {
+                Ok(Some(rest)) => {
+                    let offset = rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize;
+                    return Outcome::GetPaused { offset };
+                }
+                Ok(None) => {}
+                Err(NoResponseObject) => {
+                    // memcached drops the replies it has not sent and
+                    // answers this instead of the rest of the get.
+                    out.cull_to(sess.cull_floor);
+                    reply(
+                        ctx,
+                        out,
+                        "SERVER_ERROR out of memory writing get response",
+                        false,
+                    );
+                }
             }
             sess.cull_floor = out.len();
         }

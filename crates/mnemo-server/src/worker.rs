@@ -3,6 +3,7 @@
 //! with a mio `Waker` to interrupt `poll`.
 
 use crate::batch::{Batch, Req};
+use crate::bufbudget::BufBudget;
 use crate::conn::{Conn, Drive, Env};
 use crate::dispatch::Ctx;
 use crate::shared::{ConnInfo, Shared};
@@ -71,6 +72,8 @@ struct Worker {
     sends: Vec<Key>,
     reqs: Vec<Req>,
     results: Vec<(usize, i32)>,
+    /// `-o read_buf_mem_limit`, when set.
+    budget: Option<BufBudget>,
 }
 
 /// Starts worker `id`.
@@ -80,6 +83,7 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
     let (tx, rx) = channel();
     let ws = Arc::clone(&shared.workers[id]);
     let ts = shared.engine.new_thread_stats();
+    let budget = BufBudget::new(shared.settings.read_buf_mem_limit, shared.settings.threads);
     let mut w = Worker {
         id,
         poll,
@@ -96,6 +100,7 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
         sends: Vec::new(),
         reqs: Vec::new(),
         results: Vec::new(),
+        budget,
     };
     let join = std::thread::Builder::new()
         .name(format!("mnemo-worker-{id}"))
@@ -284,6 +289,7 @@ impl Worker {
                 ws: &self.ws,
                 fd: slot.conn.info.fd,
                 ring: self.id,
+                budget: self.budget.as_ref(),
                 pending_output: false,
             },
             rbuf_pool: &mut self.rbuf_pool,
@@ -329,6 +335,9 @@ impl Worker {
             if let Some(b) = self.batch.as_mut() {
                 b.unregister(i.index());
             }
+        }
+        if let Some(b) = self.budget.as_ref() {
+            slot.conn.release_budget(b);
         }
         let Conn { stream, info, .. } = slot.conn;
         watch::adopt(&self.shared, stream, info, flags);
@@ -469,6 +478,9 @@ impl Worker {
             if let Some(b) = self.batch.as_mut() {
                 b.unregister(i.index());
             }
+        }
+        if let Some(b) = self.budget.as_ref() {
+            slot.conn.release_budget(b);
         }
         if self.shared.verbose() > 1 {
             eprintln!("<{} connection closed.", slot.conn.info.fd);
