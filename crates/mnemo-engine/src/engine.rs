@@ -225,7 +225,7 @@ impl Engine {
             if let Some(id) = self.slabs.free_pop(&mut st) {
                 return Some(id);
             }
-            if let Some(page) = self.slabs.take_page() {
+            if let Some(page) = self.slabs.take_page(st.pages.is_empty()) {
                 self.slabs.carve(ci, &mut st, page);
                 continue;
             }
@@ -240,20 +240,10 @@ impl Engine {
                 st.c.direct_reclaims += 1;
                 continue;
             }
-            // Nothing of our own to give up: a class that holds no items
-            // would otherwise never store anything once memory is full.
-            // Not while values are still arriving in this class: clients
-            // stalling in the middle of large values must not be able to
-            // take every other class's pages (memcached never moves pages
-            // on the request path at all).
-            if self.cfg.evict_to_free && st.items() == 0 && st.reserved == 0 {
-                drop(st);
-                let moved = self.steal_page_for(ci);
-                st = class.state.lock();
-                if moved {
-                    continue;
-                }
-            }
+            // Nothing of our own to give up. As in memcached, no page is
+            // taken from another class on the request path: every class
+            // gets its first page even past the limit (`take_page`), and
+            // the automover brings more from the global pool.
             break;
         }
         st.c.outofmemory += 1;
@@ -655,6 +645,7 @@ impl Engine {
         s.limit_maxbytes = self.mem_limit.load(Relaxed);
         s.malloc_fails = self.slabs.malloc_fails.load(Relaxed);
         s.total_malloced = self.slabs.total_malloced.load(Relaxed);
+        s.slab_global_page_pool = self.slabs.pool_pages() as u64;
         s.lru_maintainer_juggles = self.juggles.load(Relaxed);
         self.crawler.fill_stats(&mut s);
         self.mover.fill_stats(&mut s);
@@ -831,6 +822,7 @@ impl Engine {
         self.slabs.pool.lock().limit = pages;
         self.mem_limit.store(bytes as u64, Relaxed);
         self.slabs.trim_spare();
+        self.mover.shed.store(true, Relaxed);
         self.wake.1.notify_all();
         Ok(())
     }

@@ -19,6 +19,7 @@
 
 mod arena;
 mod assoc;
+mod automove;
 mod check;
 mod clock;
 mod config;

@@ -1,20 +1,20 @@
 //! The page mover: takes a page from one class, rescues or evicts what it
-//! holds, and gives it to another class (or the spare pool). Runs for
-//! `slabs reassign`, for the automover, for a class that must store an item
-//! when memory is full and it has no page, and to shed pages after
-//! `cache_memlimit` is lowered.
+//! holds, and gives it to another class or to the global page pool (or
+//! takes one from the pool). Runs for `slabs reassign`, for the automover
+//! (`automove.rs`), and to shed pages after `cache_memlimit` is lowered.
+//! As memcached's slab mover, it never takes a class below one page.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::assoc::hash;
+use crate::automove::Window;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::item::{is_chain_chunk, Seg, LINKED};
+use crate::item::{is_chain_chunk, LINKED};
 use crate::slabs::ChunkId;
 use crate::stats::EngineStats;
 
@@ -47,24 +47,22 @@ struct Counters {
     slabs_moved: AtomicU64,
 }
 
-/// One automover sample of a class.
-#[derive(Clone, Copy, Default)]
-struct Sample {
-    evicted: u64,
-    free_chunks: u64,
-    age: u32,
-    pages: usize,
-}
-
 pub(crate) struct MoverState {
     pub automove: AtomicU32,
     /// One page move at a time: a draining page has exactly one owner.
     busy: Mutex<()>,
     running: AtomicU32,
-    /// (src class index, dst class index or None for the spare pool).
-    request: Mutex<Option<(usize, Option<usize>)>>,
+    /// (src, dst) class indexes; None is the global page pool.
+    request: Mutex<Option<(Option<usize>, Option<usize>)>>,
     c: Counters,
-    window: Mutex<Vec<VecDeque<Sample>>>,
+    /// The automover's (mode 1) window; the mover thread's alone.
+    pub(crate) window: Mutex<Option<Window>>,
+    /// Set when `cache_memlimit` is lowered: the mover hands pages back
+    /// until the pages fit the new limit.
+    pub(crate) shed: std::sync::atomic::AtomicBool,
+    /// memcached's `slabs_reassign_pick_any` cursor: the class id it
+    /// looked at last, so `-1` sources go round the classes.
+    pick_cursor: AtomicU32,
 }
 
 impl MoverState {
@@ -79,7 +77,9 @@ impl MoverState {
             running: AtomicU32::new(0),
             request: Mutex::new(None),
             c: Counters::default(),
-            window: Mutex::new(Vec::new()),
+            window: Mutex::new(None),
+            pick_cursor: AtomicU32::new(0),
+            shed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -112,14 +112,29 @@ enum Clear {
 }
 
 impl Engine {
-    /// `slabs reassign <src> <dst>`: queues a page move. `src` -1 picks a
-    /// class; `dst` 0 is the spare pool.
+    /// `slabs reassign <src> <dst>`: queues a page move, checked in
+    /// memcached's order. Class 0 is the global page pool, as source or
+    /// destination; `src` -1 picks a class with a page to spare.
     pub fn slabs_reassign(&self, src: i32, dst: i32) -> Result<(), ReassignError> {
-        let n = self.slabs.classes.len() as i32;
         let mut req = self.mover.request.lock();
         if req.is_some() || self.mover.running.load(Relaxed) != 0 {
             return Err(ReassignError::Busy);
         }
+        let (src, dst) = self.reassign_check(src, dst)?;
+        *req = Some((src, dst));
+        drop(req);
+        self.wake.1.notify_all();
+        Ok(())
+    }
+
+    /// memcached's `do_slabs_reassign` checks after BUSY: the class
+    /// indexes to move between (None: the pool).
+    fn reassign_check(
+        &self,
+        src: i32,
+        dst: i32,
+    ) -> Result<(Option<usize>, Option<usize>), ReassignError> {
+        let n = self.slabs.classes.len() as i32;
         if src == dst {
             return Err(ReassignError::Same);
         }
@@ -128,36 +143,55 @@ impl Engine {
         } else {
             src
         };
-        if src < 1 || src > n || dst < 0 || dst > n {
+        if src < 0 || src > n || dst < 0 || dst > n {
             return Err(ReassignError::BadClass);
         }
-        let si = src as usize - 1;
-        if self.slabs.classes[si].state.lock().pages.len() < 2 {
+        let index = |id: i32| (id > 0).then(|| id as usize - 1);
+        let (src, dst) = (index(src), index(dst));
+        // The pool, like a class, must keep a page: memcached checks both
+        // with the same `slabs < 2`.
+        let pages = match src {
+            Some(si) => self.slabs.classes[si].state.lock().pages.len(),
+            None => self.slabs.pool_pages(),
+        };
+        if pages < 2 {
             return Err(ReassignError::NoSpare);
         }
-        *req = Some((
-            si,
-            if dst == 0 {
-                None
-            } else {
-                Some(dst as usize - 1)
-            },
-        ));
-        drop(req);
-        self.wake.1.notify_all();
-        Ok(())
+        Ok((src, dst))
     }
 
+    /// The next class after the last one picked, round the classes, with
+    /// more than one page and not `dst`; -1 when none has.
     fn pick_any_source(&self, dst: i32) -> i32 {
-        self.slabs
-            .classes
-            .iter()
-            .filter(|c| c.id as i32 != dst)
-            .map(|c| (c.state.lock().pages.len(), c.id as i32))
-            .filter(|&(pages, _)| pages > 1)
-            .max()
-            .map(|(_, id)| id)
-            .unwrap_or(-1)
+        let n = self.slabs.classes.len() as u32;
+        let mut cur = self.mover.pick_cursor.load(Relaxed);
+        for _ in 0..n {
+            cur = if cur >= n { 1 } else { cur + 1 };
+            if cur as i32 == dst {
+                continue;
+            }
+            if self.slabs.classes[cur as usize - 1]
+                .state
+                .lock()
+                .pages
+                .len()
+                > 1
+            {
+                self.mover.pick_cursor.store(cur, Relaxed);
+                return cur as i32;
+            }
+        }
+        self.mover.pick_cursor.store(cur, Relaxed);
+        -1
+    }
+
+    /// A reassignment the automover decided, run at once on the mover
+    /// thread; false when memcached's checks refuse it or the move fails.
+    pub(crate) fn reassign_now(&self, src: i32, dst: i32) -> bool {
+        match self.reassign_check(src, dst) {
+            Ok((src, dst)) => self.move_page_from(src, dst),
+            Err(_) => false,
+        }
     }
 
     /// `slabs automove 0|1|2`.
@@ -165,7 +199,25 @@ impl Engine {
         self.mover.automove.store(mode, Relaxed);
     }
 
-    /// Empties one page of class `si` and hands it to `dst` (or the spare
+    /// Moves a page from class `src` or, when None, from the global pool.
+    fn move_page_from(&self, src: Option<usize>, dst: Option<usize>) -> bool {
+        match (src, dst) {
+            (Some(si), _) => self.move_page(si, dst),
+            (None, Some(di)) => {
+                let _one = self.mover.busy.lock();
+                let Some(page) = self.slabs.take_pool_page() else {
+                    return false;
+                };
+                let mut st = self.slabs.classes[di].state.lock();
+                self.slabs.carve(di, &mut st, page);
+                self.mover.c.slabs_moved.fetch_add(1, Relaxed);
+                true
+            }
+            (None, None) => false,
+        }
+    }
+
+    /// Empties one page of class `si` and hands it to `dst` (or the global
     /// pool). Gives up after a while if items stay busy.
     pub(crate) fn move_page(&self, si: usize, dst: Option<usize>) -> bool {
         let _one = self.mover.busy.lock();
@@ -286,169 +338,92 @@ impl Engine {
                 return Clear::Done;
             }
         }
-        st.c.evicted += 1;
+        // Counted as memcached counts it: in slab_reassign_evictions_nomem
+        // only, not in the class's evictions the automover reads.
         self.mover.c.evictions_nomem.fetch_add(1, Relaxed);
         self.unlink_class_side(&mut shard, st, h, head_id);
         Clear::Done
     }
 
-    /// Moves a page at once, on the calling thread (tests).
+    /// Moves a page at once, on the calling thread (tests); 0 is the pool.
     #[doc(hidden)]
     pub fn move_page_now(&self, src: u32, dst: u32) -> bool {
         let n = self.slabs.classes.len() as u32;
-        if src == 0 || src > n || dst > n || src == dst {
+        if src > n || dst > n || src == dst {
             return false;
         }
-        self.move_page(
-            src as usize - 1,
-            if dst == 0 {
-                None
-            } else {
-                Some(dst as usize - 1)
-            },
-        )
-    }
-
-    /// A class with no items and no free chunk needs a page while memory
-    /// is full: take one from the class with the most pages.
-    pub(crate) fn steal_page_for(&self, ci: usize) -> bool {
-        let src = self
-            .slabs
-            .classes
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != ci)
-            .map(|(i, c)| (c.state.lock().pages.len(), i))
-            .filter(|&(pages, _)| pages > 0)
-            .max();
-        match src {
-            Some((_, si)) => self.move_page(si, Some(ci)),
-            None => false,
-        }
+        let index = |id: u32| (id > 0).then(|| id as usize - 1);
+        self.move_page_from(index(src), index(dst))
     }
 
     pub(crate) fn mover_loop(&self) {
-        let mut tick = 0u64;
+        let mut next_automove = Instant::now() + Duration::from_secs(1);
+        // memcached's maintainer runs the automover again after 1 ms, not
+        // a second, while it is returning pages to the pool, and its
+        // mode 2 reassigns on every eviction: both drain at once.
+        let mut hurry = false;
+        self.automove_reset();
         while !self.stop.load(Relaxed) {
-            self.sleep(Duration::from_millis(100));
+            self.sleep(Duration::from_millis(if hurry { 1 } else { 100 }));
+            hurry = false;
             if self.stop.load(Relaxed) {
                 break;
             }
-            let req = self.mover.request.lock().take();
-            if let Some((si, dst)) = req {
-                self.move_page(si, dst);
-                continue;
-            }
-            // Shed pages after cache_memlimit was lowered.
-            let over = {
-                let pool = self.slabs.pool.lock();
-                pool.allocated > pool.limit
+            let req = {
+                let mut r = self.mover.request.lock();
+                // Running from before the request leaves the queue, so a
+                // `slabs reassign` meanwhile is BUSY, as in memcached.
+                let req = r.take();
+                if req.is_some() {
+                    self.mover.running.store(1, Relaxed);
+                }
+                req
             };
-            if over {
+            if let Some((src, dst)) = req {
+                self.move_page_from(src, dst);
+                self.mover.running.store(0, Relaxed);
+                continue;
+            }
+            // Shed pages after cache_memlimit was lowered. Only then: pages
+            // over the limit are otherwise classes' first pages, which
+            // memcached keeps.
+            if self.mover.shed.load(Relaxed) {
+                let over = {
+                    let pool = self.slabs.pool.lock();
+                    pool.allocated > pool.limit
+                };
                 self.slabs.trim_spare();
-                if let Some(si) = self.class_with_most_pages() {
-                    self.move_page(si, None);
+                match self.class_with_most_pages() {
+                    Some(si) if over => {
+                        self.move_page(si, None);
+                    }
+                    _ => self.mover.shed.store(false, Relaxed),
                 }
                 continue;
             }
-            tick += 1;
-            if tick.is_multiple_of(10) {
-                let mode = self.mover.automove.load(Relaxed);
-                if mode > 0 {
-                    self.automove_step(mode);
+            match self.mover.automove.load(Relaxed) {
+                1 if self.cfg.lru_maintainer && Instant::now() >= next_automove => {
+                    if self.automove_window_step() {
+                        hurry = true;
+                    } else {
+                        next_automove = Instant::now() + Duration::from_secs(1);
+                    }
                 }
+                2 => hurry = self.automove_on_evictions(),
+                _ => {}
             }
         }
     }
 
+    /// The class with the most pages, if it can spare one.
     fn class_with_most_pages(&self) -> Option<usize> {
         self.slabs
             .classes
             .iter()
             .enumerate()
             .map(|(i, c)| (c.state.lock().pages.len(), i))
-            .filter(|&(p, _)| p > 0)
+            .filter(|&(p, _)| p > 1)
             .max()
             .map(|(_, i)| i)
-    }
-
-    /// One automover decision, once a second. Mode 1 is memcached's
-    /// window policy: a class that has had free memory for the whole
-    /// window gives a page back to the pool; a class that is evicting and
-    /// whose oldest item is much younger than another class's gets a page
-    /// from that class. Mode 2 moves to any evicting class at once.
-    fn automove_step(&self, mode: u32) {
-        let now = self.clock.now();
-        let window_len = self.cfg.slab_automove_window.max(1) as usize;
-        let n = self.slabs.classes.len();
-        let mut win = self.mover.window.lock();
-        if win.len() != n {
-            *win = vec![VecDeque::new(); n];
-        }
-        for (ci, class) in self.slabs.classes.iter().enumerate() {
-            let mut st = class.state.lock();
-            let evicted = st.c.evicted - st.automove_seen_evictions;
-            st.automove_seen_evictions = st.c.evicted;
-            let tail = st.lru[Seg::Cold as usize].tail;
-            let age = if tail == ChunkId::NIL {
-                0
-            } else {
-                // SAFETY: COLD's tail, an item of this class; class lock held.
-                now.saturating_sub(unsafe { self.slabs.raw(tail) }.atime())
-            };
-            let w = &mut win[ci];
-            w.push_back(Sample {
-                evicted,
-                free_chunks: st.free_count,
-                age,
-                pages: st.pages.len(),
-            });
-            while w.len() > window_len {
-                w.pop_front();
-            }
-        }
-        let full = win.iter().all(|w| w.len() >= window_len) || mode == 2;
-        if !full {
-            return;
-        }
-        // Free memory sitting idle in one class goes back to the pool.
-        for (ci, w) in win.iter().enumerate() {
-            let perslab = self.slabs.classes[ci].perslab as u64;
-            let last = w.back().copied().unwrap_or_default();
-            if last.pages > 2 && w.iter().all(|s| s.free_chunks * 2 > perslab * 5) {
-                drop(win);
-                self.move_page(ci, None);
-                return;
-            }
-        }
-        let evicting = |w: &VecDeque<Sample>| {
-            if mode == 2 {
-                w.back().map(|s| s.evicted > 0).unwrap_or(false)
-            } else {
-                w.iter().any(|s| s.evicted > 0)
-            }
-        };
-        let youngest = win
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| evicting(w))
-            .min_by_key(|(_, w)| w.back().map(|s| s.age).unwrap_or(0))
-            .map(|(i, w)| (i, w.back().map(|s| s.age).unwrap_or(0)));
-        let oldest = win
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.back().map(|s| s.pages > 2).unwrap_or(false))
-            .max_by_key(|(_, w)| w.back().map(|s| s.age).unwrap_or(0))
-            .map(|(i, w)| (i, w.back().map(|s| s.age).unwrap_or(0)));
-        if let (Some((dst, young)), Some((src, old))) = (youngest, oldest) {
-            let ratio = self.tuning.automove_ratio();
-            if src != dst && (mode == 2 || f64::from(young) < f64::from(old) * ratio) {
-                for w in win.iter_mut() {
-                    w.clear();
-                }
-                drop(win);
-                self.move_page(src, Some(dst));
-            }
-        }
     }
 }

@@ -1,9 +1,11 @@
 //! The slab allocator: memory taken in pages, each page given to one size
 //! class and cut into equal chunks.
 //!
-//! Pages are counted against the memory limit and never exceed it. A page
-//! no class uses any more (after a shrink of `cache_memlimit` or a page
-//! move) goes back to the system or to the global spare list. Free chunks
+//! Pages are counted against the memory limit and exceed it only by
+//! classes' first pages, which memcached grants past the limit. A page no
+//! class uses any more (after a shrink of `cache_memlimit` or a page move)
+//! goes back to the system while over the limit, else to the global page
+//! pool, where classes look first for a new page. Free chunks
 //! of a class form a doubly linked list through the chunks' own LRU words,
 //! so the page mover can take a page's free chunks out in O(chunks).
 
@@ -171,7 +173,8 @@ pub(crate) struct PagePool {
     pub allocated: usize,
     /// The most pages the memory limit allows.
     pub limit: usize,
-    /// Allocated pages no class owns.
+    /// Allocated pages no class owns: memcached's global page pool (its
+    /// slab class 0), which classes draw on before allocating.
     pub spare: Vec<u32>,
     /// Page-table slots with no memory behind them.
     pub free_slots: Vec<u32>,
@@ -421,13 +424,17 @@ impl Slabs {
         }
     }
 
-    /// Takes a page for a class: a spare one, or a new one while under the limit.
-    pub fn take_page(&self) -> Option<u32> {
+    /// Takes a page for a class: one from the global pool, else a new one
+    /// while under the limit. A class's first page (`first`) is allocated
+    /// even past the limit, as memcached's `do_slabs_newslab` does, so a
+    /// size never seen before can be stored on a full cache without taking
+    /// a page from another class on the request path.
+    pub fn take_page(&self, first: bool) -> Option<u32> {
         let mut pool = self.pool.lock();
         if let Some(p) = pool.spare.pop() {
             return Some(p);
         }
-        if pool.allocated >= pool.limit {
+        if pool.allocated >= pool.limit && !first {
             return None;
         }
         let slot = match pool.free_slots.pop() {
@@ -467,6 +474,16 @@ impl Slabs {
         } else {
             pool.spare.push(page);
         }
+    }
+
+    /// Pages in the global pool (`slab_global_page_pool`).
+    pub fn pool_pages(&self) -> usize {
+        self.pool.lock().spare.len()
+    }
+
+    /// A page out of the global pool, for `slabs reassign 0 <dst>`.
+    pub fn take_pool_page(&self) -> Option<u32> {
+        self.pool.lock().spare.pop()
     }
 
     /// Frees spare pages while the pool is over its limit.
@@ -648,9 +665,38 @@ mod tests {
     fn pages_never_exceed_the_limit() {
         let l = Layout::new(true);
         let s = Slabs::new(l, 1 << 20, 1.25, 48, 1 << 19, 3 << 20, false);
-        let got: Vec<_> = (0..10).filter_map(|_| s.take_page()).collect();
+        let got: Vec<_> = (0..10).filter_map(|_| s.take_page(false)).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(s.total_malloced.load(Relaxed), 3 << 20);
+    }
+
+    /// memcached's do_slabs_newslab: past the limit a class still gets its
+    /// first page, and pages given back while over the limit are freed,
+    /// not pooled, until the total is back at the limit.
+    #[test]
+    fn first_pages_go_past_the_limit_and_come_back_first() {
+        let l = Layout::new(true);
+        let mb = 1 << 20;
+        let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 2 * mb, false);
+        let a = s.take_page(false).expect("page");
+        let b = s.take_page(false).expect("page");
+        assert!(s.take_page(false).is_none());
+        let first = s.take_page(true).expect("a class's first page");
+        assert_eq!(s.total_malloced.load(Relaxed), 3 * mb as u64);
+        s.release_page(a);
+        assert_eq!(
+            (s.pool_pages(), s.total_malloced.load(Relaxed)),
+            (0, 2 * mb as u64)
+        );
+        s.release_page(b);
+        assert_eq!(
+            (s.pool_pages(), s.total_malloced.load(Relaxed)),
+            (1, 2 * mb as u64)
+        );
+        // The pool serves before the limit is looked at.
+        assert_eq!(s.take_page(false), Some(b));
+        assert!(s.take_pool_page().is_none());
+        let _ = first;
     }
 
     fn base(s: &Slabs, page: u32) -> usize {
@@ -662,7 +708,7 @@ mod tests {
         let l = Layout::new(true);
         let mb = 1 << 20;
         let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 4 * mb, true);
-        let pages: Vec<u32> = (0..4).map(|_| s.take_page().expect("page")).collect();
+        let pages: Vec<u32> = (0..4).map(|_| s.take_page(false).expect("page")).collect();
         // Consecutive and huge-page aligned from the first.
         assert_eq!(base(&s, pages[0]) % (2 * mb), 0);
         for w in pages.windows(2) {
@@ -677,7 +723,7 @@ mod tests {
         s.release_page(pages[1]);
         assert_eq!(s.total_malloced.load(Relaxed), 3 * mb as u64);
         s.pool.lock().limit = 4;
-        let again = s.take_page().expect("page");
+        let again = s.take_page(false).expect("page");
         assert_eq!(base(&s, again), second);
         // SAFETY: the page was handed out again, so it is mapped and ours.
         assert_eq!(unsafe { (second as *const u8).read() }, 0);
@@ -689,7 +735,7 @@ mod tests {
         let mb = 1 << 20;
         let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 4 * mb, false);
         assert_eq!(s.arena.len(), 0);
-        let pages: Vec<u32> = (0..4).map(|_| s.take_page().expect("page")).collect();
+        let pages: Vec<u32> = (0..4).map(|_| s.take_page(false).expect("page")).collect();
         for &p in &pages {
             assert!(s.arena.offset_of(base(&s, p) as *mut u8).is_none());
         }
@@ -708,7 +754,7 @@ mod tests {
         // reserved at start.
         let s = Slabs::new(l, mb, 1.25, 48, 1 << 19, 2 * mb, true);
         s.pool.lock().limit = 5;
-        let pages: Vec<u32> = (0..5).map(|_| s.take_page().expect("page")).collect();
+        let pages: Vec<u32> = (0..5).map(|_| s.take_page(false).expect("page")).collect();
         let arena = base(&s, pages[0])..base(&s, pages[0]) + 2 * mb;
         assert!(arena.contains(&base(&s, pages[1])));
         for &p in &pages[2..] {

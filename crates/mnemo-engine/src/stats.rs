@@ -203,6 +203,8 @@ pub struct EngineStats {
     pub lru_maintainer_juggles: u64,
     pub malloc_fails: u64,
     pub total_malloced: u64,
+    /// Pages in the global pool, no class's.
+    pub slab_global_page_pool: u64,
     pub bytes: u64,
     pub curr_items: u64,
     pub total_items: u64,
@@ -289,7 +291,10 @@ impl EngineStats {
             ("bytes", self.bytes.to_string()),
             ("curr_items", self.curr_items.to_string()),
             ("total_items", self.total_items.to_string()),
-            ("slab_global_page_pool", "0".to_string()),
+            (
+                "slab_global_page_pool",
+                self.slab_global_page_pool.to_string(),
+            ),
             (
                 "expired_unfetched",
                 self.items.expired_unfetched.to_string(),
