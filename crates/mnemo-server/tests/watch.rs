@@ -113,6 +113,64 @@ fn fetchers_and_mutations_match_memcached() {
     );
 }
 
+/// A binary request packet.
+fn bin(op: u8, key: &[u8], extras: &[u8], value: &[u8], cas: u64) -> Vec<u8> {
+    let body = extras.len() + key.len() + value.len();
+    let mut v = vec![0x80, op];
+    v.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    v.extend_from_slice(&(body as u32).to_be_bytes());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&cas.to_be_bytes());
+    v.extend_from_slice(extras);
+    v.extend_from_slice(key);
+    v.extend_from_slice(value);
+    v
+}
+
+#[test]
+fn binary_protocol_lines_match_memcached() {
+    let flags_exp = |exp: u32| [0u32.to_be_bytes(), exp.to_be_bytes()].concat();
+    let mut incr = 1u64.to_be_bytes().to_vec();
+    incr.extend_from_slice(&5u64.to_be_bytes());
+    incr.extend_from_slice(&0u32.to_be_bytes());
+    let reqs = [
+        bin(0x01, b"a", &flags_exp(0), b"xyz", 0),
+        bin(0x00, b"a", &[], &[], 0),
+        bin(0x0c, b"b", &[], &[], 0),
+        bin(0x02, b"a", &flags_exp(100), b"q", 0),
+        bin(0x03, b"a", &flags_exp(0), b"r", 0),
+        bin(0x0e, b"a", &[], b"z", 0),
+        bin(0x05, b"n", &incr, &[], 0),
+        bin(0x05, b"n", &incr, &[], 0),
+        bin(0x1c, b"a", &10u32.to_be_bytes(), &[], 0),
+        bin(0x1d, b"a", &10u32.to_be_bytes(), &[], 0),
+        bin(0x04, b"a", &[], &[], 0),
+        bin(0x01, b"c", &flags_exp(0), b"1", 12345),
+    ];
+    let run = |kind: Kind| {
+        let s = Server::start(kind, &[]);
+        let mut w = watcher(&s, "fetchers mutations");
+        let mut c = s.connect();
+        // The sentinel on the same connection: the logger drains each
+        // worker's buffer in turn, so only one worker's lines are ordered.
+        let sentinel = bin(0x00, b"watch_sentinel", &[], &[], 0);
+        for r in reqs.iter().chain(std::iter::once(&sentinel)) {
+            c.send(r);
+            let head = c.read_exact(24);
+            let body = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+            c.read_exact(body as usize);
+        }
+        lines_until(&mut w, "key=watch_sentinel")
+            .iter()
+            .map(|l| mask(l, &[]))
+            .collect::<Vec<_>>()
+    };
+    let m = run(Kind::Memcached);
+    assert!(m.len() > 15, "{m:#?}");
+    assert_eq!(run(Kind::Mnemo), m);
+}
+
 #[test]
 fn fetchers_only_is_the_default_stream() {
     differential(&[], "", &[b"set a 0 0 1\r\nx\r\n", b"get a\r\n"], &[]);
