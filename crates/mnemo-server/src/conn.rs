@@ -29,6 +29,7 @@ use crate::bufbudget::BufBudget;
 use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTES};
 use crate::out::Out;
 use crate::shared::{ConnInfo, ConnState};
+use crate::stats::WorkerStats;
 use mnemo_engine::{MetadumpCursor, Reserved};
 use mnemo_net::{ReadBuf, Stream};
 use std::io::{self, Read};
@@ -253,10 +254,11 @@ impl Conn {
                     Err(_) => return self.closing(),
                 }
             }
-            if let Some(flags) = self.watch {
-                return Drive::Watch(flags);
-            }
             if self.close_after_write {
+                // (A `watch` leaves the same way, to the logger thread.)
+                if let Some(flags) = self.watch {
+                    return Drive::Watch(flags);
+                }
                 self.normal_close = true;
                 return self.closing();
             }
@@ -268,6 +270,7 @@ impl Conn {
                     // Replies still queued go out first; then the socket
                     // is the logger thread's.
                     self.watch = Some(flags);
+                    self.close_after_write = true;
                     continue;
                 }
                 Step::CloseAfterWrite => {
@@ -413,8 +416,8 @@ impl Conn {
             | Input::MetadumpResume
             | Input::Direct { .. } => pending + 1,
         };
-        if self.rbuf.capacity() == 0 && !self.rbuf_held {
-            if let Some(b) = env.ctx.budget {
+        if let Some(b) = env.ctx.budget {
+            if self.rbuf.capacity() == 0 && !self.rbuf_held {
                 if !b.take_rbuf() {
                     env.ctx.ws.read_buf_oom.incr();
                     return Err(Filled::Oom);
@@ -540,6 +543,12 @@ impl Conn {
             e if e == -libc::EINTR => Ok(true),
             e => Err(io::Error::from_raw_os_error(-e)),
         }
+    }
+
+    /// An accepted `watch` (holding a watcher admission) is waiting for
+    /// the output ahead of it to be written.
+    pub fn watch_pending(&self) -> bool {
+        self.watch.is_some()
     }
 
     /// Gives back what the connection holds of the worker's buffer
@@ -688,21 +697,13 @@ impl Conn {
                 Input::GetResume { offset } => Resume::Get { offset },
                 _ => Resume::Fresh,
             };
-            // A command takes its response object once its line is in,
-            // before it runs (memcached's resp_start); none left closes
-            // the connection.
-            let mut took = None;
-            if let (Some(b), Resume::Fresh) = (env.ctx.budget, resume) {
-                if command_ready(self.rbuf.filled()) {
-                    let before = b.resps();
-                    if !b.take_resp() {
-                        env.ctx.ws.response_obj_oom.incr();
-                        return Step::Close;
-                    }
-                    took = Some(before);
+            let mut acct = None;
+            if let Some(b) = env.ctx.budget {
+                match self.budget_before(b, resume, env.ctx.ws) {
+                    Some(a) => acct = Some(a),
+                    None => return Step::Close,
                 }
             }
-            let floor = self.sess.cull_floor;
             let buf = self.rbuf.filled();
             let buffered = buf.len();
             let direct = take_full(&mut self.direct);
@@ -712,17 +713,8 @@ impl Conn {
                 direct,
             };
             let outcome = dispatch::step(&mut env.ctx, &mut self.sess, front, &mut self.wbuf);
-            if let (Some(before), Some(b)) = (took, env.ctx.budget) {
-                if matches!(outcome, Outcome::NeedMore { need: 0 }) {
-                    // Not a whole request after all (a binary body).
-                    b.give_resps(1);
-                }
-                self.resps_held += b.resps().saturating_sub(before);
-                if self.sess.cull_floor != floor && self.sess.cull_floor != 0 {
-                    // A get finished: memcached transmits at once, and
-                    // every response it had stacked is freed once written.
-                    b.give_resps(std::mem::take(&mut self.resps_held));
-                }
+            if let (Some(a), Some(b)) = (acct, env.ctx.budget) {
+                self.budget_after(b, a, &outcome);
             }
             // A request counts against -R once, when it is answered: not
             // while it waits for input, nor when a paused get resumes.
@@ -775,6 +767,38 @@ impl Conn {
         }
     }
 
+    /// `-o read_buf_mem_limit`, before a request runs: a command takes its
+    /// response object once its line is in (memcached's `resp_start`);
+    /// `None` when none is left, which closes the connection.
+    #[inline(never)]
+    fn budget_before(&self, b: &BufBudget, resume: Resume, ws: &WorkerStats) -> Option<Acct> {
+        let a = Acct {
+            resps: b.resps(),
+            floor: self.sess.cull_floor,
+            took: resume == Resume::Fresh && command_ready(self.rbuf.filled()),
+        };
+        if a.took && !b.take_resp() {
+            ws.response_obj_oom.incr();
+            return None;
+        }
+        Some(a)
+    }
+
+    /// After the request: what it took is the connection's until written.
+    #[inline(never)]
+    fn budget_after(&mut self, b: &BufBudget, a: Acct, outcome: &Outcome) {
+        if a.took && matches!(outcome, Outcome::NeedMore { need: 0 }) {
+            // Not a whole request after all (a binary body).
+            b.give_resps(1);
+        }
+        self.resps_held += b.resps().saturating_sub(a.resps);
+        if self.sess.cull_floor != a.floor && self.sess.cull_floor != 0 {
+            // A get finished: memcached transmits at once, and every
+            // response it had stacked is freed once written.
+            b.give_resps(std::mem::take(&mut self.resps_held));
+        }
+    }
+
     /// Runs a metadump until the output is full enough to pause; true,
     /// with the connection back to reading commands, once it is done.
     fn metadump_step(&mut self, env: &mut Env, mut cursor: Box<MetadumpCursor>) -> bool {
@@ -824,6 +848,14 @@ fn read_once(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// What [`Conn::budget_before`] noted for [`Conn::budget_after`].
+#[derive(Clone, Copy)]
+struct Acct {
+    resps: usize,
+    floor: usize,
+    took: bool,
 }
 
 /// Whether the input starts with a whole command line (text) or header

@@ -250,13 +250,48 @@ pub fn get<'a>(
     ctx: &Ctx,
     kind: GetKind,
     exptime: i64,
+    keys: Keys<'a>,
+    out: &mut Out,
+    pause_at: usize,
+    fresh: bool,
+) -> Result<Option<Keys<'a>>, NoResponseObject> {
+    if ctx.budget.is_none() && !ctx.shared.log.wants(watch::FETCHERS) {
+        return get_keys::<false>(ctx, kind, exptime, keys, out, pause_at, fresh);
+    }
+    get_observed(ctx, kind, exptime, keys, out, pause_at, fresh)
+}
+
+/// [`get`] with a watcher of fetchers or a buffer budget to serve: kept
+/// out of line so the plain path stays as it was.
+#[cold]
+#[inline(never)]
+fn get_observed<'a>(
+    ctx: &Ctx,
+    kind: GetKind,
+    exptime: i64,
+    keys: Keys<'a>,
+    out: &mut Out,
+    pause_at: usize,
+    fresh: bool,
+) -> Result<Option<Keys<'a>>, NoResponseObject> {
+    get_keys::<true>(ctx, kind, exptime, keys, out, pause_at, fresh)
+}
+
+/// The loop of [`get`]; `OBSERVED` compiles in the `watch` lines and the
+/// response-object accounting.
+#[inline(always)]
+fn get_keys<'a, const OBSERVED: bool>(
+    ctx: &Ctx,
+    kind: GetKind,
+    exptime: i64,
     mut keys: Keys<'a>,
     out: &mut Out,
     pause_at: usize,
     fresh: bool,
 ) -> Result<Option<Keys<'a>>, NoResponseObject> {
     let mut first = fresh;
-    let taken = ctx.budget.map_or(0, |b| b.resps());
+    let budget = if OBSERVED { ctx.budget } else { None };
+    let taken = budget.map_or(0, |b| b.resps());
     let sh = ctx.shared;
     let engine = &sh.engine;
     let detail = sh.runtime.detail_enabled.load(Relaxed);
@@ -267,9 +302,9 @@ pub fn get<'a>(
     } else {
         GetMode::Get
     };
-    let watched = sh.log.wants(watch::FETCHERS);
+    let watched = OBSERVED && sh.log.wants(watch::FETCHERS);
     while let Some(key) = keys.next() {
-        if let Some(b) = ctx.budget {
+        if let Some(b) = budget {
             if !std::mem::take(&mut first) && !b.take_resp() {
                 ctx.ws.response_obj_oom.incr();
                 // memcached frees the get's response objects; one answers.
@@ -282,7 +317,7 @@ pub fn get<'a>(
         } else {
             (0, 0)
         };
-        let found = engine.get(key, mode, ctx.ts, |it| {
+        let emit = |out: &mut Out, it: &mnemo_engine::ItemRef| {
             text::encode_value_header(
                 out,
                 it.key(),
@@ -292,8 +327,18 @@ pub fn get<'a>(
             );
             out.value(it);
             out.extend_from_slice(b"\r\n");
-            (it.class_id(), it.value_len())
-        });
+        };
+        // The plain instance's closure returns nothing, as it always did.
+        let found = if OBSERVED {
+            engine.get(key, mode, ctx.ts, |it| {
+                emit(out, it);
+                (it.class_id(), it.value_len())
+            })
+        } else {
+            engine
+                .get(key, mode, ctx.ts, |it| emit(out, it))
+                .map(|()| (0, 0))
+        };
         if watched {
             hooks::fetch(ctx, key, hooks::status(ctx.ts, before, found));
         }
@@ -392,17 +437,7 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                     return Outcome::GetPaused { offset };
                 }
                 Ok(None) => {}
-                Err(NoResponseObject) => {
-                    // memcached drops the replies it has not sent and
-                    // answers this instead of the rest of the get.
-                    out.cull_to(sess.cull_floor);
-                    reply(
-                        ctx,
-                        out,
-                        "SERVER_ERROR out of memory writing get response",
-                        false,
-                    );
-                }
+                Err(NoResponseObject) => get_out_of_memory(ctx, sess, out),
             }
             sess.cull_floor = out.len();
         }
@@ -423,11 +458,7 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                     .record_prefix(key, sh.settings.prefix_delimiter, PrefixOp::Delete);
             }
             if sh.log.wants(watch::FETCHERS | watch::DELETIONS) {
-                let g = hooks::probe(ctx, key);
-                if sh.log.wants(watch::FETCHERS) {
-                    hooks::fetch(ctx, key, g);
-                }
-                hooks::deleted(ctx, key, "delete", g);
+                hooks::before_delete(ctx, key);
             }
             let msg = if engine.delete(key, ctx.ts) {
                 "DELETED"
@@ -467,12 +498,7 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
         } => {
             ctx.ws.touch_cmds.incr();
             let touched = if sh.log.wants(watch::FETCHERS) {
-                let before = ctx.ts.expired_flushed();
-                let found = engine.get(key, GetMode::Touch(exptime), ctx.ts, |it| {
-                    (it.class_id(), it.value_len())
-                });
-                hooks::fetch(ctx, key, hooks::status(ctx.ts, before, found));
-                found.is_some()
+                hooks::touch(ctx, key, exptime)
             } else {
                 engine.touch(key, exptime, ctx.ts)
             };
@@ -572,6 +598,20 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
     Outcome::Done { used }
 }
 
+/// memcached drops the replies it has not sent and answers this instead
+/// of the rest of a get that found no response object.
+#[cold]
+#[inline(never)]
+fn get_out_of_memory(ctx: &Ctx, sess: &Session, out: &mut Out) {
+    out.cull_to(sess.cull_floor);
+    reply(
+        ctx,
+        out,
+        "SERVER_ERROR out of memory writing get response",
+        false,
+    );
+}
+
 /// incr/decr, reported to fetchers as memcached's lookup is.
 fn arith(ctx: &Ctx, key: &[u8], incr: bool, delta: u64) -> ArithOutcome {
     if ctx.shared.log.wants(watch::FETCHERS) {
@@ -583,6 +623,8 @@ fn arith(ctx: &Ctx, key: &[u8], incr: bool, delta: u64) -> ArithOutcome {
 /// memcached's `process_watch_command`: its refusals, or the streams of an
 /// admitted watcher. A trailing `noreply` silences the answer, and, being
 /// no stream name, makes it the `ERROR` that is not sent.
+#[cold]
+#[inline(never)]
 fn watch_command(ctx: &Ctx, sess: &Session, args: Keys, out: &mut Vec<u8>) -> Option<u16> {
     let noreply = args.last() == Some(b"noreply".as_slice());
     if !ctx.shared.settings.watch_enabled {

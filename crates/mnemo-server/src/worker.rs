@@ -482,6 +482,10 @@ impl Worker {
         if let Some(b) = self.budget.as_ref() {
             slot.conn.release_budget(b);
         }
+        if slot.conn.watch_pending() {
+            // Closed before it could become a watcher.
+            self.shared.log.unadmit();
+        }
         if self.shared.verbose() > 1 {
             eprintln!("<{} connection closed.", slot.conn.info.fd);
         }

@@ -211,6 +211,23 @@ fn connevents_match_memcached() {
             "ts=* gid=* type=conn_close rip=127.0.0.1 rport=* transport=tcp reason=normal cfd=*",
         ];
         assert_eq!(got, want, "{}", kind.name());
+        // A watcher that goes away is closed with the reason never set.
+        let mut other = watcher(&s, "fetchers");
+        other.shutdown_write();
+        drop(other);
+        let got: Vec<String> = lines_until(&mut w, "type=conn_close")
+            .iter()
+            .map(|l| mask(l, &[]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                want[0],
+                "ts=* gid=* type=conn_close rip=127.0.0.1 rport=* transport=tcp reason=error cfd=*"
+            ],
+            "{}",
+            kind.name()
+        );
     }
 }
 

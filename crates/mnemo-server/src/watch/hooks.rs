@@ -13,6 +13,8 @@ use mnemo_engine::{KeySlot, StoreMode, StoreOutcome, ThreadStats};
 /// What a read found, given the thread's expired/flushed counts from
 /// before it ([`ThreadStats::expired_flushed`]) and the item's class and
 /// value length on a hit.
+#[cold]
+#[inline(never)]
 pub fn status(ts: &ThreadStats, before: (u64, u64), hit: Option<(u32, usize)>) -> GetLine {
     match hit {
         Some((clsid, size)) => GetLine {
@@ -38,6 +40,8 @@ pub fn status(ts: &ThreadStats, before: (u64, u64), hit: Option<(u32, usize)>) -
 }
 
 /// A `type=item_get` line.
+#[cold]
+#[inline(never)]
 pub fn fetch(ctx: &Ctx, key: &[u8], g: GetLine) {
     let fd = ctx.fd;
     ctx.shared
@@ -45,9 +49,39 @@ pub fn fetch(ctx: &Ctx, key: &[u8], g: GetLine) {
         .log(ctx.ring, FETCHERS, |out| lines::item_get(out, key, g, fd));
 }
 
+/// `touch` while fetchers are watched: the lookup line memcached's
+/// `do_item_touch` writes; whether the key was there.
+#[cold]
+#[inline(never)]
+pub fn touch(ctx: &Ctx, key: &[u8], exptime: i64) -> bool {
+    let before = ctx.ts.expired_flushed();
+    let found = ctx
+        .shared
+        .engine
+        .get(key, mnemo_engine::GetMode::Touch(exptime), ctx.ts, |it| {
+            (it.class_id(), it.value_len())
+        });
+    fetch(ctx, key, status(ctx.ts, before, found));
+    found.is_some()
+}
+
+/// Before a text `delete` runs while fetchers or deletions are watched:
+/// the lookup line, and the `type=deleted` line when it will delete.
+#[cold]
+#[inline(never)]
+pub fn before_delete(ctx: &Ctx, key: &[u8]) {
+    let g = probe(ctx, key);
+    if ctx.shared.log.wants(FETCHERS) {
+        fetch(ctx, key, g);
+    }
+    deleted(ctx, key, "delete", g);
+}
+
 /// Looks `key` up as memcached's internal `do_item_get` would (dropping
 /// it if expired or flushed, not bumping it) and reports the
 /// `type=item_get` line for it when fetchers are watched; returns it.
+#[cold]
+#[inline(never)]
 pub fn probe(ctx: &Ctx, key: &[u8]) -> GetLine {
     let before = ctx.ts.expired_flushed();
     let hit = ctx
@@ -93,6 +127,8 @@ pub struct Store<'a> {
 }
 
 impl<'a> Store<'a> {
+    #[cold]
+    #[inline(never)]
     pub fn start(
         ctx: &Ctx,
         key: &'a [u8],
@@ -124,6 +160,8 @@ impl<'a> Store<'a> {
     /// `type=item_store` line, describing the stored item (an append's
     /// whole value and the old item's TTL) or, when nothing was stored,
     /// the item the request would have made.
+    #[cold]
+    #[inline(never)]
     pub fn done(self, ctx: &Ctx, outcome: StoreOutcome) {
         let sh = ctx.shared;
         let failed_alloc = matches!(outcome, StoreOutcome::OutOfMemory | StoreOutcome::TooLarge);
@@ -155,6 +193,8 @@ impl<'a> Store<'a> {
 impl Store<'_> {
     /// The `type=item_store` line; `stored` is the class, value length and
     /// expiry time of the item now under the key when one was stored.
+    #[cold]
+    #[inline(never)]
     pub fn mutation(&self, ctx: &Ctx, outcome: StoreOutcome, stored: Option<(u32, usize, u32)>) {
         let e = &ctx.shared.engine;
         let now = e.clock().now();
@@ -191,11 +231,18 @@ impl Store<'_> {
 
 /// Locks `key` for a meta command, reporting the lookup to fetchers as
 /// memcached's `do_item_get` does.
+#[inline]
 pub fn lock_key<'a>(ctx: &Ctx<'a>, key: &'a [u8]) -> KeySlot<'a> {
-    let engine = &ctx.shared.engine;
     if !ctx.shared.log.wants(FETCHERS) {
-        return engine.lock_key(key, ctx.ts);
+        return ctx.shared.engine.lock_key(key, ctx.ts);
     }
+    lock_key_watched(ctx, key)
+}
+
+#[cold]
+#[inline(never)]
+fn lock_key_watched<'a>(ctx: &Ctx<'a>, key: &'a [u8]) -> KeySlot<'a> {
+    let engine = &ctx.shared.engine;
     let before = ctx.ts.expired_flushed();
     let slot = engine.lock_key(key, ctx.ts);
     let hit = slot.item().map(|it| (it.class_id(), it.value_len()));
@@ -204,6 +251,8 @@ pub fn lock_key<'a>(ctx: &Ctx<'a>, key: &'a [u8]) -> KeySlot<'a> {
 }
 
 /// What [`lock_key`] reported, for a delete's `type=deleted` line.
+#[cold]
+#[inline(never)]
 pub fn slot_line(slot: &KeySlot) -> GetLine {
     match slot.item() {
         Some(it) => GetLine {
@@ -216,6 +265,8 @@ pub fn slot_line(slot: &KeySlot) -> GetLine {
 }
 
 /// Newer memcached's `type=deleted` line for a delete that found `g`.
+#[cold]
+#[inline(never)]
 pub fn deleted(ctx: &Ctx, key: &[u8], cmd: &str, g: GetLine) {
     if g.status == GetStatus::Found && ctx.shared.log.wants(DELETIONS) {
         ctx.shared.log.log(ctx.ring, DELETIONS, |out| {

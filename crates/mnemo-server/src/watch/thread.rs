@@ -3,7 +3,7 @@
 //! memcached's `logger_thread` does (same per-watcher skip accounting, same
 //! adaptive sleep, a zero-timeout `poll` to see writability and hang-ups).
 
-use super::{lines, Logger, EVICTIONS};
+use super::{lines, Logger, CONNEVENTS, EVICTIONS};
 use crate::shared::{ConnInfo, ConnState, Shared};
 use mnemo_net::Stream;
 use std::io::{self, Read, Write};
@@ -252,6 +252,20 @@ fn poll_watchers(sh: &Shared, w: &mut Watchers) {
     let before = w.list.len();
     w.list.retain(|wt| {
         if wt.dead {
+            if sh.log.wants(CONNEVENTS) {
+                // memcached hands a dead watcher back to its worker to be
+                // closed, which logs it with the reason never set: error.
+                let (rip, rport, transport) = lines::endpoint(&wt.info.addr);
+                let line = lines::ConnLine {
+                    rip,
+                    rport,
+                    transport,
+                    cfd: wt.info.fd,
+                    reason: Some("error"),
+                };
+                let ring = sh.log.shared_ring();
+                sh.log.log(ring, CONNEVENTS, |out| lines::conn(out, &line));
+            }
             sh.conns.lock().remove(&wt.info.fd);
             sh.global.curr_conns.fetch_sub(1, Relaxed);
             sh.log.unadmit();
