@@ -80,6 +80,10 @@ fn stats_rusage(target: &Target) -> Result<CpuTimes, String> {
             s.set_read_timeout(timeout).map_err(io)?;
             exchange(&mut s)?;
         }
+        Target::Tls(addr, t) => {
+            let mut s = t.connect(*addr, Duration::from_secs(2)).map_err(io)?;
+            exchange(&mut s)?;
+        }
     }
     parse_stats(&buf).ok_or_else(|| format!("stats from {target}: no rusage_user/rusage_system"))
 }

@@ -57,6 +57,25 @@ struct RunArgs {
     /// Read server CPU time from /proc/<PID>/stat instead of `stats`.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// Speak TLS (memcached's -Z): the server's certificate is checked
+    /// against --tls-ca unless --tls-insecure.
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA(s) the server's certificate must chain to.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    tls_ca: Option<PathBuf>,
+    /// Accept any server certificate (encrypted, not authenticated).
+    #[arg(long, requires = "tls")]
+    tls_insecure: bool,
+    /// Client certificate chain (PEM), for servers with ssl_verify_mode 2/3.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    tls_cert: Option<PathBuf>,
+    /// Key of --tls-cert (PEM); default: inside the --tls-cert file.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the host of -s).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    tls_server_name: Option<String>,
     #[command(flatten)]
     work: WorkloadArgs,
 }
@@ -200,10 +219,32 @@ fn resolve(s: &str) -> Result<std::net::SocketAddr, String> {
         .ok_or_else(|| format!("server address {s:?} resolved to nothing"))
 }
 
+/// The TLS client of `--tls`.
+fn tls_client(a: &RunArgs) -> Result<runner::TlsClient, String> {
+    use mnemo_net::tls;
+    let o = tls::ClientTlsOptions {
+        ca_cert: a.tls_ca.clone(),
+        cert: a.tls_cert.clone(),
+        key: a.tls_key.clone(),
+        server_name: a.tls_server_name.clone(),
+        insecure_skip_verify: a.tls_insecure,
+        ..Default::default()
+    };
+    let config = tls::client_config(&o).map_err(|e| e.to_string())?;
+    let host = a
+        .server
+        .rsplit_once(':')
+        .map_or(a.server.as_str(), |(h, _)| h);
+    let name = tls::server_name(o.server_name.as_deref(), host).map_err(|e| e.to_string())?;
+    Ok(runner::TlsClient { config, name })
+}
+
 fn run_one(a: &RunArgs) -> Result<(), String> {
-    let target = match &a.unix {
-        Some(p) => Target::Unix(p.clone()),
-        None => Target::Tcp(resolve(&a.server)?),
+    let target = match (&a.unix, a.tls) {
+        (Some(_), true) => return Err("--tls runs over TCP, not --unix".into()),
+        (Some(p), false) => Target::Unix(p.clone()),
+        (None, false) => Target::Tcp(resolve(&a.server)?),
+        (None, true) => Target::Tls(resolve(&a.server)?, tls_client(a)?),
     };
     let cpu = match (a.server_pid, a.no_stats) {
         (Some(pid), _) => CpuProbe::Proc(pid),

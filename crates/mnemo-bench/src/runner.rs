@@ -29,6 +29,34 @@ use std::time::{Duration, Instant};
 pub enum Target {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    /// TCP with TLS (`--tls`): the handshake completes at connect, before
+    /// anything is measured; requests then go through the session.
+    Tls(SocketAddr, TlsClient),
+}
+
+/// What a TLS connection needs: the client configuration and the name the
+/// server's certificate must carry.
+#[derive(Clone, Debug)]
+pub struct TlsClient {
+    pub config: Arc<mnemo_net::tls::rustls::ClientConfig>,
+    pub name: mnemo_net::tls::rustls::pki_types::ServerName<'static>,
+}
+
+impl TlsClient {
+    /// A blocking TLS connection to `addr`, handshake done.
+    pub fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<BlockingStream> {
+        let a = mnemo_net::Addr::Tcp {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        BlockingStream::connect_tls(
+            &a,
+            timeout,
+            Some(timeout),
+            self.config.clone(),
+            Some(self.name.clone()),
+        )
+    }
 }
 
 impl fmt::Display for Target {
@@ -36,6 +64,7 @@ impl fmt::Display for Target {
         match self {
             Target::Tcp(a) => write!(f, "{a}"),
             Target::Unix(p) => write!(f, "unix:{}", p.display()),
+            Target::Tls(a, _) => write!(f, "tls:{a}"),
         }
     }
 }
@@ -466,6 +495,9 @@ impl Worker {
                 Target::Unix(p) => {
                     BlockingStream::Unix(std::os::unix::net::UnixStream::connect(p).map_err(err)?)
                 }
+                // The timeouts connect_tls sets stop mattering once the
+                // socket is non-blocking below.
+                Target::Tls(addr, t) => t.connect(*addr, Duration::from_secs(3)).map_err(err)?,
             };
             let mut stream = blocking.into_nonblocking().map_err(err)?;
             poll.registry()
@@ -762,6 +794,15 @@ impl Worker {
         }
         c.out.clear();
         c.out_pos = 0;
+        // TLS: records the socket did not take wait in the session; any
+        // later event (writable included) sends them.
+        if c.stream.wants_write() {
+            match c.stream.flush_tls() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => self.fail(i, format!("write: {e}"), st, inflight),
+            }
+        }
     }
 
     fn on_readable(

@@ -523,3 +523,85 @@ fn compare_interrupted_kills_its_servers() {
         );
     }
 }
+
+/// `--tls` against memcached's own TLS (`-Z`), with a CA and a server
+/// certificate made here: every protocol, pipelined, counts exact; the
+/// server's CPU time read over TLS too (its port speaks nothing else).
+#[test]
+fn tls_against_memcached() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("mnemo-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "mnemo-bench test CA");
+    let ca = p.self_signed(&ca_key).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    p.distinguished_name
+        .push(DnType::CommonName, "mnemo-bench test server");
+    let cert = p.signed_by(&key, &ca, &ca_key).expect("cert");
+    let path = |f: &str| dir.join(f).to_string_lossy().to_string();
+    std::fs::write(path("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(path("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(path("key.pem"), key.serialize_pem()).expect("write");
+    let o = format!(
+        "ssl_chain_cert={},ssl_key={}",
+        path("cert.pem"),
+        path("key.pem")
+    );
+    let s = memcached(&["-Z", "-o", &o]);
+    let server = addr(&s);
+    for (proto, trust) in [
+        ("text", vec!["--tls-ca", &path("ca.pem")]),
+        ("meta", vec!["--tls-insecure"]),
+        ("binary", vec!["--tls-ca", &path("ca.pem")]),
+    ] {
+        let prefix = format!("tls{proto}:");
+        let mut args = vec![
+            "-s",
+            &server,
+            "--tls",
+            "-P",
+            proto,
+            "-c",
+            "3",
+            "-d",
+            "8",
+            "-n",
+            "900",
+            "--keys",
+            "100",
+            "--fill",
+            "--ratio",
+            "1:2",
+            "--key-prefix",
+            &prefix,
+            "--json",
+            "-q",
+        ];
+        args.extend(trust.iter().copied());
+        let v = bench_json(&args);
+        assert_eq!(u(&v, "responses"), 900, "{proto} {v}");
+        assert_eq!(u(&v, "sets") + u(&v, "gets"), 900, "{proto}");
+        assert_eq!(u(&v, "misses"), 0, "{proto}");
+        assert_eq!(u(&v, "lost"), 0, "{proto}");
+        assert_eq!(u(&v, "error_replies"), 0, "{proto}");
+        assert!(v["server_cpu"].is_object(), "{proto}: {v}");
+    }
+    // A CA that did not sign the server's certificate: refused.
+    let out = bench(&[
+        "-s",
+        &server,
+        "--tls",
+        "--tls-ca",
+        &path("cert.pem"),
+        "-n",
+        "10",
+        "-q",
+    ]);
+    assert!(!out.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

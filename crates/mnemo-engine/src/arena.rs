@@ -21,7 +21,13 @@
 //! raised at run time) come from the allocator as before. A page given
 //! back to the system is discarded with `MADV_DONTNEED` and its place
 //! reused.
+//!
+//! With `-e PATH` (a restartable cache) the arena is instead the whole of
+//! `-m` mapped shared from that file, so the pages outlive the process and
+//! a graceful stop leaves them for the next start (see `restart.rs`).
 
+use std::fs::File;
+use std::path::Path;
 use std::ptr;
 
 const HUGE: usize = 2 * 1024 * 1024;
@@ -29,6 +35,9 @@ const HUGE: usize = 2 * 1024 * 1024;
 pub(crate) struct Arena {
     base: usize,
     len: usize,
+    /// The memory file behind a shared mapping (`-e`); None for anonymous
+    /// memory.
+    file: Option<File>,
 }
 
 impl Arena {
@@ -77,12 +86,121 @@ impl Arena {
             // and the pages are small, as from the allocator.
             libc::madvise(base as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
-        Arena { base, len }
+        Arena {
+            base,
+            len,
+            file: None,
+        }
     }
 
     /// No arena: every page comes from the allocator.
     pub fn none() -> Arena {
-        Arena { base: 0, len: 0 }
+        Arena {
+            base: 0,
+            len: 0,
+            file: None,
+        }
+    }
+
+    /// Opens (creating it if needed, owner-only) the memory file at `path`
+    /// and locks it, so a second process given the same file refuses to
+    /// start instead of emptying or sharing the pages of a running one.
+    /// Also returns the file's size.
+    pub fn lock_file(path: &Path) -> std::io::Result<(File, u64)> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own; the lock lives as long as
+        // the open file (kept in the Arena), across a daemon's fork too.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                std::io::Error::other("in use by another process")
+            } else {
+                e
+            });
+        }
+        let size = file.metadata()?.len();
+        Ok((file, size))
+    }
+
+    /// Maps `len` bytes of a file from [`Arena::lock_file`] shared. With
+    /// `keep` false its old contents are dropped first, so a cold start
+    /// leaves nothing of the previous run resident.
+    pub fn map_file(file: File, len: usize, keep: bool) -> std::io::Result<Arena> {
+        use std::os::fd::AsRawFd;
+        if !keep {
+            file.set_len(0)?;
+        }
+        file.set_len(len as u64)?;
+        // A kept file was reserved by the start that created it, and file
+        // pages are never given back (the memory limit cannot change).
+        if !keep {
+            reserve(&file, len)?;
+        }
+        if len == 0 {
+            return Err(std::io::Error::other("empty memory file"));
+        }
+        // SAFETY: a new shared mapping of a file we opened read-write and
+        // sized to `len`; nothing else in this process refers to the range.
+        let raw = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                // Kept contents are all read at once by the restart's
+                // checks: mapping them in one call is far cheaper than a
+                // fault per 4 KB page.
+                libc::MAP_SHARED | if keep { libc::MAP_POPULATE } else { 0 },
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Arena {
+            base: raw as usize,
+            len,
+            file: Some(file),
+        })
+    }
+
+    /// Whether the pages live in a memory file.
+    pub fn is_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Drops everything the memory file holds (a warm start that failed
+    /// part-way): the mapping stays and reads as zeros. Called before any
+    /// page is handed out.
+    pub fn wipe(&self) -> std::io::Result<()> {
+        if let Some(f) = &self.file {
+            f.set_len(0)?;
+            f.set_len(self.len as u64)?;
+            reserve(f, self.len)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the mapping back to the memory file (a no-op on tmpfs,
+    /// needed where the file is on a disk).
+    pub fn sync(&self) -> std::io::Result<()> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        // SAFETY: the range is our live mapping.
+        let rc = unsafe { libc::msync(self.base as *mut libc::c_void, self.len, libc::MS_SYNC) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Bytes of address space reserved.
@@ -106,15 +224,34 @@ impl Arena {
     /// Gives a page's memory back to the system; the range stays reserved
     /// and reads as zeros when next used.
     pub fn discard(&self, off: usize, size: usize) {
+        // A shared file mapping keeps its data under MADV_DONTNEED; REMOVE
+        // frees the file's pages too (tmpfs), which read as zeros after.
+        let advice = if self.file.is_some() {
+            libc::MADV_REMOVE
+        } else {
+            libc::MADV_DONTNEED
+        };
         // SAFETY: [off, off + size) is a page inside our mapping that no
         // class owns any more (the caller took it out of the page table).
         unsafe {
-            libc::madvise(
-                (self.base + off) as *mut libc::c_void,
-                size,
-                libc::MADV_DONTNEED,
-            );
+            libc::madvise((self.base + off) as *mut libc::c_void, size, advice);
         }
+    }
+}
+
+/// Gives the memory file its blocks now: a write to a page of a sparse
+/// file on a full tmpfs is a SIGBUS, which nothing could answer; refusing
+/// to start is the clean failure.
+fn reserve(file: &File, len: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fallocate on a descriptor we own, within i64 range
+    // (len is at most -m).
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        // Filesystems without fallocate: the old sparse behaviour.
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
     }
 }
 

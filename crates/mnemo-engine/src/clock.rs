@@ -11,10 +11,21 @@ pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
 /// memcached starts its clock this far in the past (ITEM_UPDATE_INTERVAL + 2).
 const START_OFFSET: u64 = 62;
 
+/// Seconds since the epoch by the wall clock.
+pub(crate) fn wall_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The engine's clock. `now()` is read on every request, so it is a plain
 /// atomic load; a background thread calls `tick()` to move it.
 pub struct Clock {
     start: Instant,
+    /// Relative time at `start` (START_OFFSET, or where a warm restart
+    /// resumed the previous run's clock).
+    base: u64,
     process_started: u64,
     current: AtomicU32,
     /// Seconds added on top of the real elapsed time; lets tests move time.
@@ -35,10 +46,32 @@ impl Clock {
             .unwrap_or(0);
         Clock {
             start: Instant::now(),
+            base: START_OFFSET,
             process_started: unix.saturating_sub(START_OFFSET),
             current: AtomicU32::new(START_OFFSET as u32),
             skew: AtomicI64::new(0),
         }
+    }
+
+    /// The clock of a previous run, carried on across a warm restart: the
+    /// same `process_started`, so the relative times stored in items (expiry,
+    /// last access) keep their meaning, and relative time where it stopped
+    /// (`stopped_at`, at wall time `stop_time`) plus the wall time since, as
+    /// memcached resumes its monotonic clock. None when the wall clock is
+    /// before the stop or the result out of range.
+    pub(crate) fn resumed(process_started: u64, stopped_at: u32, stop_time: u64) -> Option<Clock> {
+        let away = wall_now().checked_sub(stop_time)?;
+        let now = u64::from(stopped_at).checked_add(away)?;
+        if now > u64::from(crate::item::TIME_MASK) {
+            return None;
+        }
+        Some(Clock {
+            start: Instant::now(),
+            base: now,
+            process_started,
+            current: AtomicU32::new(now as u32),
+            skew: AtomicI64::new(0),
+        })
     }
 
     /// Relative seconds now.
@@ -60,7 +93,7 @@ impl Clock {
     /// Moves the clock to the real elapsed time; called about every second.
     pub fn tick(&self) {
         let elapsed = self.start.elapsed().as_secs() as i64
-            + START_OFFSET as i64
+            + self.base as i64
             + self.skew.load(Ordering::Relaxed);
         self.current
             .store(elapsed.clamp(1, u32::MAX as i64) as u32, Ordering::Relaxed);

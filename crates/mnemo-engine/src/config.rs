@@ -68,6 +68,9 @@ pub struct Config {
     pub item_update_interval: u32,
     /// Number of index shards (a power of two). Not a memcached setting.
     pub shards: usize,
+    /// `-e`: slab memory lives in this file (usually on tmpfs) and a
+    /// graceful stop keeps it for the next start (see `restart.rs`).
+    pub memory_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             tail_repair_time: 0,
             item_update_interval: 60,
             shards: 256,
+            memory_file: None,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Engine {
     pub(crate) this: std::sync::Weak<Engine>,
     /// Where evictions are reported for `watch evictions`.
     pub(crate) evlog: crate::evlog::EvictionLog,
+    /// How the memory file (`-e`) was found at start.
+    pub(crate) restart: crate::restart::RestartOutcome,
 }
 
 impl Engine {
@@ -52,26 +54,38 @@ impl Engine {
     pub fn new(cfg: Config) -> Result<Arc<Engine>, ConfigError> {
         cfg.validate()?;
         let layout = Layout::new(cfg.use_cas);
-        let slabs = Slabs::new(
-            layout,
-            cfg.page_size,
-            cfg.growth_factor,
-            cfg.chunk_size,
-            cfg.chunk_max(),
-            cfg.mem_limit,
-            cfg.huge_pages,
-        );
-        let index = Index::new(cfg.shards, cfg.hashpower_init);
+        let fresh = || {
+            let slabs = Slabs::new(
+                layout,
+                cfg.page_size,
+                cfg.growth_factor,
+                cfg.chunk_size,
+                cfg.chunk_max(),
+                cfg.mem_limit,
+                cfg.huge_pages && cfg.memory_file.is_none(),
+            );
+            (slabs, Index::new(cfg.shards, cfg.hashpower_init))
+        };
+        let (mut slabs, mut index) = fresh();
+        let (restart, resumed) = match &cfg.memory_file {
+            Some(path) => crate::restart::open(&cfg, path, &mut slabs, &mut index, fresh)?,
+            None => (crate::restart::RestartOutcome::NoFile, None),
+        };
+        let (clock, cas_id, oldest_live, oldest_cas) = match resumed {
+            Some(r) => (r.clock, r.cas_id, r.oldest_live, r.oldest_cas),
+            None => (Clock::new(), 0, 0, 0),
+        };
         Ok(Arc::new_cyclic(|this| Engine {
             pinned: AtomicU64::new(0),
             this: this.clone(),
             evlog: Default::default(),
-            clock: Clock::new(),
+            clock,
             slabs,
             index,
-            cas_id: AtomicU64::new(0),
-            oldest_live: AtomicU32::new(0),
-            oldest_cas: AtomicU64::new(0),
+            cas_id: AtomicU64::new(cas_id),
+            oldest_live: AtomicU32::new(oldest_live),
+            oldest_cas: AtomicU64::new(oldest_cas),
+            restart,
             total_items: AtomicU64::new(0),
             mem_limit: AtomicU64::new(cfg.mem_limit as u64),
             threads: Mutex::new(Vec::new()),
@@ -200,13 +214,7 @@ impl Engine {
 
     /// Bytes an item is charged in `bytes` and `mem_requested`.
     pub(crate) fn charged_size(&self, raw: Raw<'_>) -> usize {
-        let l = self.slabs.layout;
-        let base = l.item_size(raw.nkey(), raw.flags(), 0);
-        if raw.is_chained() {
-            base + 8 + 4 * raw.chain_word(1) as usize + raw.value_len()
-        } else {
-            base + raw.nbytes_here()
-        }
+        self.slabs.layout.charged_size(raw)
     }
 
     // ---- allocation ---------------------------------------------------
@@ -815,6 +823,10 @@ impl Engine {
     /// spare pages at once and makes the mover hand back pages until the
     /// pool fits.
     pub fn set_mem_limit(&self, bytes: usize) -> Result<(), ConfigError> {
+        // memcached cannot resize memory it preallocated, which `-e` implies.
+        if self.cfg.memory_file.is_some() {
+            return Err(ConfigError("memory file in use".into()));
+        }
         let pages = bytes / self.cfg.page_size;
         if pages > crate::slabs::MAX_PAGES || pages == 0 {
             return Err(ConfigError("memory limit out of range".into()));

@@ -119,6 +119,16 @@ impl Layout {
     pub fn item_size(&self, nkey: usize, flags: u32, nbytes: usize) -> usize {
         self.header() + if flags != 0 { 4 } else { 0 } + nkey + nbytes
     }
+
+    /// Bytes an item is charged in `bytes` and `mem_requested`.
+    pub(crate) fn charged_size(&self, raw: Raw<'_>) -> usize {
+        let base = self.item_size(raw.nkey(), raw.flags(), 0);
+        if raw.is_chained() {
+            base + 8 + 4 * raw.chain_word(1) as usize + raw.value_len()
+        } else {
+            base + raw.nbytes_here()
+        }
+    }
 }
 
 /// A view of one chunk, valid for `'g`: the span of the lock (shard or

@@ -1,4 +1,5 @@
-//! mnemo's storage engine: memory for the cache, with no I/O.
+//! mnemo's storage engine: memory for the cache, with no I/O besides the
+//! memory file of a restartable cache (`-e`, `restart.rs`).
 //!
 //! The design is memcached's (slab classes over 1 MB pages, a hash index,
 //! a segmented LRU per class, lazy expiry plus a crawler, a page mover),
@@ -33,6 +34,7 @@ mod numeric;
 mod ops;
 mod pin;
 mod reserve;
+mod restart;
 mod slabs;
 mod slot;
 mod stats;
@@ -48,6 +50,7 @@ pub use mover::ReassignError;
 pub use ops::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
 pub use pin::Pinned;
 pub use reserve::Reserved;
+pub use restart::RestartOutcome;
 pub use slabs::SlabClassInfo;
 pub use slot::KeySlot;
 pub use stats::{EngineStats, ItemCounters, ThreadStats};

@@ -19,6 +19,9 @@ use crate::arena::Arena;
 use crate::item::{Layout, Raw, Seg, RESERVED};
 use crate::stats::ItemCounters;
 
+mod restore;
+pub(crate) use restore::SavedPage;
+
 /// Page ids must fit the 16 bits left above the chunk index, below ChunkId::NIL.
 pub const MAX_PAGES: usize = (ChunkId::NIL.0 >> PAGE_SHIFT) as usize;
 /// memcached's MAX_NUMBER_OF_SLAB_CLASSES is 64, ids 1..=63.
@@ -405,6 +408,11 @@ impl Slabs {
             let off = pool.arena_next;
             pool.arena_next += self.page_size;
             return self.arena.at(off);
+        }
+        // A page outside the memory file would not survive a restart; as
+        // memcached's preallocated memory, the file is all there is.
+        if self.arena.is_file() {
+            return std::ptr::null_mut();
         }
         // SAFETY: the layout has a non-zero size (page_size, validated by
         // Config); a null result is handled by the caller.

@@ -5,7 +5,9 @@
 //!   resolution and binding listening sockets with each caller's options.
 //! - [`stream`]: one stream type over TCP and unix sockets, non-blocking
 //!   ([`Stream`], for mio loops) and blocking ([`BlockingStream`]), and the
-//!   matching [`Listener`]. TLS (issue #12) is a variant of these.
+//!   matching [`Listener`]. TLS is a variant of these (`tls_stream`).
+//! - [`tls`]: memcached's `ssl_*` settings as rustls server and client
+//!   configurations; the server's is swapped whole on `refresh_certs`.
 //! - [`rbuf`]: [`ReadBuf`], a read buffer that requests and replies are
 //!   parsed from in place.
 //! - [`slots`]: [`Slots`], a generational slot table whose keys are mio
@@ -21,9 +23,13 @@ pub mod health;
 pub mod rbuf;
 pub mod slots;
 pub mod stream;
+pub mod tls;
+pub mod tls_stream;
 
 pub use addr::{Addr, ListenOpts, StaleSocket};
 pub use health::{Health, HealthPolicy};
 pub use rbuf::{Fill, ReadBuf};
 pub use slots::{Key, Slots};
 pub use stream::{BlockingStream, Listener, Stream};
+pub use tls::{ClientTlsOptions, ServerTls, ServerTlsOptions, TlsError};
+pub use tls_stream::{is_handshake_error, TlsStream};

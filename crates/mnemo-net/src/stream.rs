@@ -3,23 +3,56 @@
 //! loops), [`BlockingStream`] (the client's, with timeouts) and
 //! [`Listener`], whose `accept` yields a [`Stream`].
 //!
-//! TLS (issue #12) goes here as one more variant of each enum, wrapping the
-//! TCP socket and its session; `each!` then gains one arm and every caller
-//! keeps using `Read`/`Write` unchanged. Keep socket-kind knowledge in this
-//! file so that variant has one place to land.
+//! TLS is one more variant of each stream enum, wrapping the TCP socket and
+//! its rustls session (`tls_stream` for the non-blocking one, rustls's
+//! `StreamOwned` for the blocking one); callers keep using `Read`/`Write`.
+//! An event loop must also honour [`Stream::wants_write`] (see
+//! `tls_stream`'s notes). Socket-kind knowledge stays in this file.
 
 use crate::addr::Addr;
+use crate::tls_stream::TlsStream;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::ToSocketAddrs;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs `$body` with `$s` bound to the socket of whichever variant `$e` is.
+/// Runs `$body` with `$s` bound to the socket of whichever variant `$e` is
+/// (for TLS, the TCP socket under the session).
 macro_rules! each {
     ($ty:ident, $e:expr, $s:ident => $body:expr) => {
         match $e {
             $ty::Tcp($s) => $body,
             $ty::Unix($s) => $body,
+            $ty::Tls(t) => {
+                let $s = &t.sock;
+                $body
+            }
+        }
+    };
+}
+
+/// `each!` for [`Listener`], which has no TLS variant: TLS is decided per
+/// listener by the server when it wraps what `accept` returns.
+macro_rules! each_listener {
+    ($e:expr, $s:ident => $body:expr) => {
+        match $e {
+            Listener::Tcp($s) => $body,
+            Listener::Unix($s) => $body,
+        }
+    };
+}
+
+/// Like `each!`, with mutable access to the socket.
+macro_rules! each_mut {
+    ($ty:ident, $e:expr, $s:ident => $body:expr) => {
+        match $e {
+            $ty::Tcp($s) => $body,
+            $ty::Unix($s) => $body,
+            $ty::Tls(t) => {
+                let $s = &mut t.sock;
+                $body
+            }
         }
     };
 }
@@ -29,6 +62,9 @@ macro_rules! each {
 pub enum Stream {
     Tcp(mio::net::TcpStream),
     Unix(mio::net::UnixStream),
+    /// Boxed: a rustls session is large and plain streams should not pay
+    /// for it in every slot.
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
@@ -47,10 +83,82 @@ impl Stream {
         }
     }
 
+    /// Wraps a TCP stream (just accepted) in a server-side TLS session.
+    pub fn tls_server(tcp: Stream, config: Arc<rustls::ServerConfig>) -> io::Result<Stream> {
+        let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        Stream::tls_wrap(tcp, rustls::Connection::Server(conn))
+    }
+
+    /// Wraps a TCP stream (connected or connecting, see
+    /// [`Stream::connect`]) in a client-side TLS session checking the
+    /// server's certificate against `name` (see [`crate::tls::server_name`]).
+    /// The ClientHello goes out with the first write or flush.
+    pub fn tls_client(
+        tcp: Stream,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<Stream> {
+        let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Stream::tls_wrap(tcp, rustls::Connection::Client(conn))
+    }
+
+    fn tls_wrap(tcp: Stream, conn: rustls::Connection) -> io::Result<Stream> {
+        match tcp {
+            Stream::Tcp(s) => Ok(Stream::Tls(Box::new(TlsStream::new(s, conn)))),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS runs over TCP streams only",
+            )),
+        }
+    }
+
+    /// Before closing: a TLS stream sends close_notify (best effort), so
+    /// the peer can tell the end from a truncation; plain streams: nothing.
+    pub fn close_notify(&mut self) {
+        if let Stream::Tls(t) = self {
+            t.close_notify();
+        }
+    }
+
+    /// True for a TLS stream.
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// True while a TLS stream holds encrypted bytes the socket has not
+    /// taken yet: keep writable interest and call [`Stream::flush_tls`]
+    /// when writable. Always false for plain streams.
+    #[inline]
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Stream::Tls(t) => t.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// Sends what a TLS stream holds (`WouldBlock` if some remains);
+    /// nothing to do for plain streams.
+    pub fn flush_tls(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(t) => t.flush_tls(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The TLS session of a TLS stream.
+    pub fn tls(&self) -> Option<&TlsStream> {
+        match self {
+            Stream::Tls(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// SO_KEEPALIVE on a TCP stream; unix streams need none.
     pub fn set_keepalive(&self, on: bool) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => socket2::SockRef::from(s).set_keepalive(on),
+            Stream::Tls(t) => socket2::SockRef::from(&t.sock).set_keepalive(on),
             Stream::Unix(_) => Ok(()),
         }
     }
@@ -67,21 +175,39 @@ impl Stream {
 }
 
 impl Read for Stream {
+    #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        each!(Stream, self, s => s.read(buf))
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
     }
 }
 
 impl Write for Stream {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        each!(Stream, self, s => s.write(buf))
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
     }
+    #[inline]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        each!(Stream, self, s => s.write_vectored(bufs))
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(t) => t.write_vectored(bufs),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        // Sockets buffer nothing in user space.
-        Ok(())
+        match self {
+            // Sockets buffer nothing in user space.
+            Stream::Tcp(_) | Stream::Unix(_) => Ok(()),
+            Stream::Tls(t) => t.flush(),
+        }
     }
 }
 
@@ -93,13 +219,13 @@ impl AsRawFd for Stream {
 
 impl mio::event::Source for Stream {
     fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        each!(Stream, self, s => s.register(r, t, i))
+        each_mut!(Stream, self, s => s.register(r, t, i))
     }
     fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        each!(Stream, self, s => s.reregister(r, t, i))
+        each_mut!(Stream, self, s => s.reregister(r, t, i))
     }
     fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
-        each!(Stream, self, s => s.deregister(r))
+        each_mut!(Stream, self, s => s.deregister(r))
     }
 }
 
@@ -123,19 +249,19 @@ impl Listener {
 
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
-        each!(Listener, self, s => s.as_raw_fd())
+        each_listener!(self, s => s.as_raw_fd())
     }
 }
 
 impl mio::event::Source for Listener {
     fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        each!(Listener, self, s => s.register(r, t, i))
+        each_listener!(self, s => s.register(r, t, i))
     }
     fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        each!(Listener, self, s => s.reregister(r, t, i))
+        each_listener!(self, s => s.reregister(r, t, i))
     }
     fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
-        each!(Listener, self, s => s.deregister(r))
+        each_listener!(self, s => s.deregister(r))
     }
 }
 
@@ -145,6 +271,8 @@ impl mio::event::Source for Listener {
 pub enum BlockingStream {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
+    /// A client-side TLS session; boxed as in [`Stream`].
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>),
 }
 
 impl BlockingStream {
@@ -193,31 +321,101 @@ impl BlockingStream {
         Ok(s)
     }
 
+    /// Connects as [`BlockingStream::connect`] does (TCP only), then runs
+    /// the TLS handshake to completion within `io_timeout`, so that a
+    /// refused certificate shows here. `name`: what the server's
+    /// certificate must name; None: the host of `addr`.
+    pub fn connect_tls(
+        addr: &Addr,
+        connect_timeout: Duration,
+        io_timeout: Option<Duration>,
+        config: Arc<rustls::ClientConfig>,
+        name: Option<rustls::pki_types::ServerName<'static>>,
+    ) -> io::Result<BlockingStream> {
+        let Addr::Tcp { host, .. } = addr else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS runs over TCP only",
+            ));
+        };
+        let name = match name {
+            Some(n) => n,
+            None => crate::tls::server_name(None, host)?,
+        };
+        let BlockingStream::Tcp(mut sock) =
+            BlockingStream::connect(addr, connect_timeout, io_timeout)?
+        else {
+            return Err(io::Error::other("TCP address gave a non-TCP stream"));
+        };
+        let mut conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        Ok(BlockingStream::Tls(Box::new(rustls::StreamOwned::new(
+            conn, sock,
+        ))))
+    }
+
     /// The same socket, non-blocking, for an event loop.
     pub fn into_nonblocking(self) -> io::Result<Stream> {
         each!(BlockingStream, &self, s => s.set_nonblocking(true))?;
         Ok(match self {
             BlockingStream::Tcp(s) => Stream::Tcp(mio::net::TcpStream::from_std(s)),
             BlockingStream::Unix(s) => Stream::Unix(mio::net::UnixStream::from_std(s)),
+            BlockingStream::Tls(t) => {
+                let (conn, sock) = t.into_parts();
+                Stream::Tls(Box::new(TlsStream::new(
+                    mio::net::TcpStream::from_std(sock),
+                    rustls::Connection::Client(conn),
+                )))
+            }
         })
+    }
+
+    /// The TLS session of a TLS stream.
+    pub fn tls(&self) -> Option<&rustls::ClientConnection> {
+        match self {
+            BlockingStream::Tls(t) => Some(&t.conn),
+            _ => None,
+        }
     }
 }
 
 impl Read for BlockingStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        each!(BlockingStream, self, s => s.read(buf))
+        match self {
+            BlockingStream::Tcp(s) => s.read(buf),
+            BlockingStream::Unix(s) => s.read(buf),
+            BlockingStream::Tls(t) => match t.read(buf) {
+                // A peer closing TCP without close_notify: the end of the
+                // stream, as for a plain socket.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
     }
 }
 
 impl Write for BlockingStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        each!(BlockingStream, self, s => s.write(buf))
+        match self {
+            BlockingStream::Tcp(s) => s.write(buf),
+            BlockingStream::Unix(s) => s.write(buf),
+            BlockingStream::Tls(t) => t.write(buf),
+        }
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        each!(BlockingStream, self, s => s.write_vectored(bufs))
+        match self {
+            BlockingStream::Tcp(s) => s.write_vectored(bufs),
+            BlockingStream::Unix(s) => s.write_vectored(bufs),
+            BlockingStream::Tls(t) => t.write_vectored(bufs),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            BlockingStream::Tcp(_) | BlockingStream::Unix(_) => Ok(()),
+            BlockingStream::Tls(t) => t.flush(),
+        }
     }
 }
 

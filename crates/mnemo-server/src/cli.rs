@@ -217,7 +217,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
         let v = v.unwrap_or_default();
         match c {
             'A' => s.shutdown_command = true,
-            'Z' => return usage_fail("This server is not built with TLS support."),
+            'Z' => s.ssl.enabled = true,
             'a' => {
                 s.access = u32::from_str_radix(v.trim(), 8)
                     .or_else(|_| fail(format!("Invalid value for -a: \"{v}\" is not an octal mask")))?
@@ -269,7 +269,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
             }
             'u' => s.user = Some(v),
             'P' => s.pid_file = Some(v),
-            'e' => return usage_fail("mnemo does not support -e (memory file)"),
+            'e' => s.engine.memory_file = Some(std::path::PathBuf::from(v)),
             'f' => {
                 let f: f64 = num('f', &v)?;
                 if f <= 1.0 {
@@ -582,6 +582,10 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
             e.lru_crawler = false;
             e.lru_maintainer = false;
         }
+        n if n.starts_with("ssl_") => match crate::tls::suboption(s, n, value) {
+            Some(r) => r?,
+            None => return fail(format!("Illegal suboption \"{sub}\"")),
+        },
         _ => return fail(format!("Illegal suboption \"{sub}\"")),
     }
     Ok(())
@@ -678,6 +682,9 @@ pub fn usage() -> String {
 -F, --disable-flush-all   disable flush_all command
 -X, --disable-dumping     disable stats cachedump and lru_crawler metadump
 -W  --disable-watch       disable watch commands (live logging)
+-e, --memory-file=<file>  mmap a file for item memory (use a ram disk).
+                          restartable cache: stop with SIGUSR1 or
+                          \"shutdown graceful\" and start again with the same file
 -o, --extended            comma separated list of extended options
                           most options have a 'no_' prefix to disable
    - maxconns_fast:       immediately close new connections after limit (default: enabled)
@@ -705,7 +712,8 @@ pub fn usage() -> String {
                           instead of batching them through io_uring (mnemo)
    - hugepages:           slab pages on transparent huge pages: fewer TLB
                           misses, more RSS (mnemo)
-",
+{tls}",
+        tls = crate::tls::HELP,
         identity = crate::shared::IDENTITY,
         port = d.port,
         maxconns = d.maxconns,

@@ -25,15 +25,16 @@
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
-use crate::bufbudget::BufBudget;
+mod budget;
+
 use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTES};
 use crate::out::Out;
 use crate::shared::{ConnInfo, ConnState};
-use crate::stats::WorkerStats;
 use mnemo_engine::{MetadumpCursor, Reserved};
 use mnemo_net::{ReadBuf, Stream};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// Initial read buffer (memcached's READ_BUFFER_SIZE).
@@ -243,7 +244,9 @@ impl Conn {
         loop {
             // Mwrite: finish what is queued before taking more input, so a
             // slow reader cannot make us buffer without bound.
-            if self.wbuf.has_unsent() {
+            // (A TLS session may hold encrypted output of its own: the
+            // tail of the last reply, or handshake records.)
+            if self.wbuf.has_unsent() || self.stream.wants_write() {
                 if self.write_blocked {
                     return Drive::Wait;
                 }
@@ -320,13 +323,20 @@ impl Conn {
                     self.normal_close = true;
                     return self.closing();
                 }
-                Err(_) => return self.closing(),
+                Err(e) => {
+                    if mnemo_net::is_handshake_error(&e) {
+                        let g = &env.ctx.shared.global;
+                        g.ssl_handshake_errors.fetch_add(1, Relaxed);
+                    }
+                    return self.closing();
+                }
                 Ok(Filled::Full) | Ok(Filled::Oom) => return self.closing(),
             }
         }
     }
 
     fn closing(&mut self) -> Drive {
+        self.stream.close_notify();
         self.set_state(ConnState::Closing);
         Drive::Close
     }
@@ -336,7 +346,9 @@ impl Conn {
         if self.send_deferred {
             return Ok(false);
         }
-        if env.defer_send && self.wbuf.plain_unsent().is_some() {
+        // TLS output is encrypted by the session, not sent from the
+        // buffer, so it never joins the batched send.
+        if env.defer_send && self.wbuf.plain_unsent().is_some() && !self.stream.is_tls() {
             // The worker sends it with the other connections' replies in
             // one submission; the connection waits for that.
             self.send_deferred = true;
@@ -353,6 +365,16 @@ impl Conn {
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.stream.wants_write() {
+            match self.stream.flush_tls() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -474,7 +496,10 @@ impl Conn {
     /// before then and be reported through [`Conn::prefill_done`].
     pub fn prefill_target(&mut self, env: &mut Env) -> Option<&mut [u8]> {
         self.readable = true;
-        if self.send_deferred
+        // A TLS stream reads the socket through its session, so its
+        // connection reads in `drive`, outside the batch.
+        if self.stream.is_tls()
+            || self.send_deferred
             || self.prefill_eof
             || self.close_after_write
             || self.wbuf.has_unsent()
@@ -549,32 +574,6 @@ impl Conn {
     /// the output ahead of it to be written.
     pub fn watch_pending(&self) -> bool {
         self.watch.is_some()
-    }
-
-    /// Gives back what the connection holds of the worker's buffer
-    /// budget; it is closing or leaving the worker.
-    pub fn release_budget(&mut self, b: &BufBudget) {
-        if std::mem::take(&mut self.rbuf_held) {
-            b.give_rbuf();
-        }
-        b.give_resps(std::mem::take(&mut self.resps_held));
-    }
-
-    /// Output written: memcached frees a response object once its reply is
-    /// sent (a request still waiting for its value keeps its own).
-    fn settle_resps(&mut self, env: &Env) {
-        if let Some(b) = env.ctx.budget {
-            if self.wbuf.has_unsent() {
-                return;
-            }
-            let keep = usize::from(matches!(
-                self.input,
-                Input::Value { .. } | Input::Direct { .. }
-            ))
-            .min(self.resps_held);
-            b.give_resps(self.resps_held - keep);
-            self.resps_held = keep;
-        }
     }
 
     /// The raw descriptor, for batched submissions.
@@ -767,38 +766,6 @@ impl Conn {
         }
     }
 
-    /// `-o read_buf_mem_limit`, before a request runs: a command takes its
-    /// response object once its line is in (memcached's `resp_start`);
-    /// `None` when none is left, which closes the connection.
-    #[inline(never)]
-    fn budget_before(&self, b: &BufBudget, resume: Resume, ws: &WorkerStats) -> Option<Acct> {
-        let a = Acct {
-            resps: b.resps(),
-            floor: self.sess.cull_floor,
-            took: resume == Resume::Fresh && command_ready(self.rbuf.filled()),
-        };
-        if a.took && !b.take_resp() {
-            ws.response_obj_oom.incr();
-            return None;
-        }
-        Some(a)
-    }
-
-    /// After the request: what it took is the connection's until written.
-    #[inline(never)]
-    fn budget_after(&mut self, b: &BufBudget, a: Acct, outcome: &Outcome) {
-        if a.took && matches!(outcome, Outcome::NeedMore { need: 0 }) {
-            // Not a whole request after all (a binary body).
-            b.give_resps(1);
-        }
-        self.resps_held += b.resps().saturating_sub(a.resps);
-        if self.sess.cull_floor != a.floor && self.sess.cull_floor != 0 {
-            // A get finished: memcached transmits at once, and every
-            // response it had stacked is freed once written.
-            b.give_resps(std::mem::take(&mut self.resps_held));
-        }
-    }
-
     /// Runs a metadump until the output is full enough to pause; true,
     /// with the connection back to reading commands, once it is done.
     fn metadump_step(&mut self, env: &mut Env, mut cursor: Box<MetadumpCursor>) -> bool {
@@ -847,24 +814,6 @@ fn read_once(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// What [`Conn::budget_before`] noted for [`Conn::budget_after`].
-#[derive(Clone, Copy)]
-struct Acct {
-    resps: usize,
-    floor: usize,
-    took: bool,
-}
-
-/// Whether the input starts with a whole command line (text) or header
-/// (binary): what memcached has before it takes a response object.
-fn command_ready(input: &[u8]) -> bool {
-    match input.first() {
-        Some(&0x80) => input.len() >= 24,
-        Some(_) => input.contains(&b'\n'),
-        None => false,
     }
 }
 

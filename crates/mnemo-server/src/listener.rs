@@ -66,9 +66,11 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     resolve_host(host, port).map_err(|e| format!("getaddrinfo(): {e} ({host})"))
 }
 
-/// Opens every listening socket the settings ask for.
-pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
+/// Opens every listening socket the settings ask for, each with whether
+/// its connections speak TLS (`-Z`, unless the `-l` entry says `notls:`).
+pub fn bind_all(s: &Settings) -> Result<(Vec<Listener>, Vec<bool>), String> {
     let mut out = Vec::new();
+    let mut tls = Vec::new();
     if let Some(path) = &s.socket_path {
         // memcached removes a stale socket file, never a regular file.
         let l = bind_unix(Path::new(path), StaleSocket::SocketOnly)
@@ -77,18 +79,29 @@ pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(s.access & 0o777))
             .map_err(|e| format!("failed to set permissions on \"{path}\": {e}"))?;
         out.push(Listener::Unix(l));
-        return Ok(out);
+        tls.push(false);
+        return Ok((out, tls));
     }
     let Some(default_port) = bind_port(s.port) else {
-        return Ok(out);
+        return Ok((out, tls));
     };
     let opts = listen_opts(s);
     for entry in &listen_entries(s.inter.as_deref()) {
+        let (notls, entry) = crate::tls::split_notls(entry);
+        if notls && !s.ssl.enabled {
+            return Err(format!(
+                "'notls' option is valid only when SSL is enabled\nfailed to listen on one of interface(s) {}: Success",
+                s.inter.as_deref().unwrap_or_default()
+            ));
+        }
         let (host, port) = split_host_port(entry)?;
         let port = port.unwrap_or(default_port);
         for a in resolve(&host, port)? {
             match bind_tcp(a, &opts) {
-                Ok(l) => out.push(Listener::Tcp(l)),
+                Ok(l) => {
+                    out.push(Listener::Tcp(l));
+                    tls.push(s.ssl.enabled && !notls);
+                }
                 // The default "::" is best effort, as on hosts without IPv6.
                 Err(_) if s.inter.is_none() && a.is_ipv6() => {}
                 Err(e) => return Err(format!("failed to listen on TCP port {port}: {e}")),
@@ -98,7 +111,7 @@ pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
     if out.is_empty() {
         return Err(format!("failed to listen on TCP port {}", s.port));
     }
-    Ok(out)
+    Ok((out, tls))
 }
 
 /// memcached's `MEMCACHED_PORT_FILENAME`: when the variable is set, the
@@ -181,6 +194,7 @@ pub struct Acceptor {
 /// Registers listeners in `stats conns` and starts the acceptor thread.
 pub fn spawn_acceptor(
     mut listeners: Vec<Listener>,
+    tls: Vec<bool>,
     workers: Vec<(std::sync::mpsc::Sender<NewConn>, Arc<Waker>)>,
     shared: Arc<Shared>,
 ) -> io::Result<Acceptor> {
@@ -203,13 +217,14 @@ pub fn spawn_acceptor(
     shared.global.accepting_conns.store(true, Relaxed);
     let join = std::thread::Builder::new()
         .name("mnemo-acceptor".into())
-        .spawn(move || accept_loop(poll, listeners, workers, shared))?;
+        .spawn(move || accept_loop(poll, listeners, tls, workers, shared))?;
     Ok(Acceptor { waker, join })
 }
 
 fn accept_loop(
     mut poll: Poll,
     mut listeners: Vec<Listener>,
+    tls: Vec<bool>,
     workers: Vec<(std::sync::mpsc::Sender<NewConn>, Arc<Waker>)>,
     shared: Arc<Shared>,
 ) {
@@ -261,7 +276,8 @@ fn accept_loop(
                 };
                 match accepted {
                     Ok((stream, peer, local)) => {
-                        hand_off(stream, peer, local, &workers, &mut next, &shared);
+                        let tls = tls.get(i).copied().unwrap_or(false);
+                        hand_off(stream, tls, peer, local, &workers, &mut next, &shared);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -286,6 +302,7 @@ fn accept_loop(
 
 fn hand_off(
     mut stream: Stream,
+    tls: bool,
     peer: String,
     local: String,
     workers: &[(std::sync::mpsc::Sender<NewConn>, Arc<Waker>)],
@@ -298,6 +315,23 @@ fn hand_off(
         g.rejected_conns.fetch_add(1, Relaxed);
         let _ = stream.write(b"ERROR Too many open connections\r\n");
         return;
+    }
+    // As memcached, the refusal above goes out in plain text; a
+    // connection admitted on a TLS listener gets its session here, with the
+    // configuration current now (refresh_certs swaps it for later ones).
+    if tls {
+        let Some(cfg) = shared.tls.as_ref() else {
+            return;
+        };
+        stream = match cfg.accept(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                if shared.verbose() > 0 {
+                    eprintln!("Failed to created the SSL object: {e}");
+                }
+                return;
+            }
+        };
     }
     let curr = g.curr_conns.fetch_add(1, Relaxed) + 1;
     g.total_conns.fetch_add(1, Relaxed);

@@ -21,6 +21,7 @@ mod settings;
 mod shared;
 mod signals;
 mod stats;
+mod tls;
 mod udp;
 mod watch;
 mod worker;
@@ -102,6 +103,11 @@ fn run(settings: Settings) -> i32 {
         // CI; -u still drops privileges exactly as memcached does.
         eprintln!("warning: running as root; pass -u <user> to drop privileges");
     }
+    // Where memcached sets TLS up: after the options, before any socket.
+    let tls = match tls::start(&settings) {
+        Ok(t) => t,
+        Err((msg, code)) => return die(msg, code),
+    };
     if settings.maxcore {
         raise_core_limit();
     }
@@ -112,6 +118,21 @@ fn run(settings: Settings) -> i32 {
         Ok(e) => e,
         Err(e) => return die(e, cli::EX_USAGE),
     };
+    match engine.restart_outcome() {
+        mnemo_engine::RestartOutcome::NoFile => {}
+        // As memcached, why a memory file could not be reused is always
+        // said; a reuse only with -v.
+        mnemo_engine::RestartOutcome::Cold(lines) => {
+            for l in lines {
+                eprintln!("{l}");
+            }
+        }
+        mnemo_engine::RestartOutcome::Warm { items, millis } => {
+            if settings.verbose > 0 {
+                eprintln!("[restart] recovered {items} items in {millis} ms");
+            }
+        }
+    }
     if settings.verbose > 1 {
         for c in engine.slab_classes() {
             eprintln!(
@@ -121,7 +142,7 @@ fn run(settings: Settings) -> i32 {
         }
     }
     let port_file = listener::PortFile::from_env(&settings);
-    let listeners = match listener::bind_all(&settings) {
+    let (listeners, tls_listeners) = match listener::bind_all(&settings) {
         Ok(l) => l,
         Err(e) => return die(e, EX_OSERR),
     };
@@ -205,6 +226,8 @@ fn run(settings: Settings) -> i32 {
             settings.worker_logbuf_size as usize,
             settings.watcher_logbuf_size as usize,
         )),
+        tls,
+        ssl_refreshed_at: AtomicU32::new(engine.clock().now()),
         settings,
     });
     if let Err(e) = watch::spawn(Arc::clone(&shared)) {
@@ -225,6 +248,7 @@ fn run(settings: Settings) -> i32 {
     };
     let acceptor = match listener::spawn_acceptor(
         listeners,
+        tls_listeners,
         listener::worker_ends(&handles),
         Arc::clone(&shared),
     ) {
@@ -254,6 +278,13 @@ fn run(settings: Settings) -> i32 {
         let _ = t.join();
     }
     engine.shutdown();
+    // memcached keeps its memory file only on a graceful stop; a plain
+    // one leaves no metadata, so the next start is cold.
+    if why == signals::Stop::Graceful {
+        if let Err(e) = engine.save_memory_file() {
+            eprintln!("[restart] failed to save metadata: {e}");
+        }
+    }
     if shared.settings.daemonize {
         if let Some(p) = &shared.settings.pid_file {
             let _ = std::fs::remove_file(p);

@@ -584,6 +584,11 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
         Request::Lru { cmd, noreply } => {
             lru(ctx, cmd, noreply, out);
         }
+        // Unknown to the parser, which knows no TLS: memcached's
+        // `refresh_certs` is looked for only here, off the request path.
+        Request::Error { msg: "ERROR", .. } if crate::tls::is_refresh_certs(at.line) => {
+            crate::tls::refresh_certs(ctx, at.line, out);
+        }
         Request::Error { msg, noreply } => {
             reply(ctx, out, msg, noreply);
         }
@@ -752,6 +757,7 @@ pub fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
         StatsCmd::Reset => {
             sh.engine.stats_reset();
             sh.global.reset(&sh.workers);
+            crate::tls::reset(sh);
             reply(ctx, out, "RESET", false);
         }
         StatsCmd::Detail(DetailCmd::On) => {

@@ -86,6 +86,8 @@ pub struct Settings {
     pub sasl: bool,
     /// `-Y`: file of ASCII authentication tokens.
     pub auth_file: Option<String>,
+    /// `-Z` and `-o ssl_*`.
+    pub ssl: crate::tls::SslSettings,
     /// The storage engine's part.
     pub engine: Config,
 }
@@ -127,6 +129,7 @@ impl Default for Settings {
             hashpower_set: false,
             sasl: false,
             auth_file: None,
+            ssl: Default::default(),
             engine: Config::default(),
         }
     }

@@ -61,6 +61,11 @@ pub struct Shared {
     pub auth: Option<crate::auth::AuthFile>,
     /// `watch` log streams.
     pub log: Arc<crate::watch::Logger>,
+    /// `-Z`: the TLS configuration new connections on TLS listeners get.
+    pub tls: Option<Arc<mnemo_net::ServerTls>>,
+    /// Engine time of the last certificate load (start-up or
+    /// `refresh_certs`), for `time_since_server_cert_refresh`.
+    pub ssl_refreshed_at: AtomicU32,
 }
 
 impl Shared {

@@ -145,6 +145,11 @@ pub struct Global {
     pub conn_structs: AtomicU64,
     pub listen_disabled_num: AtomicU64,
     pub accepting_conns: AtomicBool,
+    /// TLS connections closed for a failed handshake (memcached's
+    /// `ssl_handshake_errors`); rare, so one shared atomic.
+    pub ssl_handshake_errors: AtomicU64,
+    /// The session cache's count at the last `stats reset`.
+    pub ssl_new_sessions_base: AtomicU64,
     baseline: Mutex<Totals>,
     prefixes: Mutex<BTreeMap<Vec<u8>, PrefixCounts>>,
 }
@@ -375,6 +380,9 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
             Some(n) => stat_line(out, k, n.load(Relaxed)),
             None => stat_line(out, k, v),
         }
+        if k == "log_watchers" {
+            crate::tls::general_lines(sh, out);
+        }
     }
 }
 
@@ -478,18 +486,21 @@ pub fn settings_stats(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "inline_ascii_response", "no");
     extstore_and_tls_settings(s, out);
     stat_line(out, "num_napi_ids", "(null)");
-    stat_line(out, "memory_file", "(null)");
+    match &s.engine.memory_file {
+        Some(p) => stat_line(out, "memory_file", p.display()),
+        None => stat_line(out, "memory_file", "(null)"),
+    }
     // mnemo's own release, since `version` reports memcached's. Last, where
     // a memcached build's optional lines would follow: clients and monitors
     // read the general block far more often than this one.
     stat_line(out, "mnemo_version", MNEMO_VERSION);
 }
 
-/// The `ext_*` and `ssl_*` lines of `stats settings`. mnemo has neither
-/// extstore nor TLS, and refuses their options (`-o ext_path=`, `-Z`,
-/// `-o ssl_*`), so every value is what memcached 1.6.18 (built with both,
-/// as distributions ship it) reports when they are not configured: tools
-/// that read these names find them, and find them saying "off".
+/// The `ext_*` and `ssl_*` lines of `stats settings`. mnemo has no
+/// extstore and refuses its options (`-o ext_path=`), so those values are
+/// what memcached 1.6.18 (built with extstore and TLS, as distributions
+/// ship it) reports when it is not configured; the `ssl_*` lines are the
+/// TLS settings given (`tls.rs`).
 fn extstore_and_tls_settings(s: &crate::settings::Settings, out: &mut Vec<u8>) {
     stat_line(out, "ext_item_size", 512);
     stat_line(out, "ext_item_age", u32::MAX);
@@ -508,19 +519,7 @@ fn extstore_and_tls_settings(s: &crate::settings::Settings, out: &mut Vec<u8>) {
         format!("{:.3}", s.slab_automove_freeratio),
     );
     stat_line(out, "ext_drop_unread", "no");
-    stat_line(out, "ssl_enabled", "no");
-    // memcached prints its unset certificate paths with printf's "%s" of
-    // NULL, which glibc spells "(null)"; the two below it tests first.
-    stat_line(out, "ssl_chain_cert", "(null)");
-    stat_line(out, "ssl_key", "(null)");
-    stat_line(out, "ssl_verify_mode", 0);
-    stat_line(out, "ssl_keyformat", 1);
-    stat_line(out, "ssl_ciphers", "NULL");
-    stat_line(out, "ssl_ca_cert", "NULL");
-    stat_line(out, "ssl_wbuf_size", 16 * 1024);
-    stat_line(out, "ssl_session_cache", "no");
-    stat_line(out, "ssl_kernel_tls", "no");
-    stat_line(out, "ssl_min_version", "tlsv1.2");
+    crate::tls::settings_lines(s, out);
 }
 
 /// `stats conns`: listeners and clients, by file descriptor.

@@ -49,6 +49,8 @@ pub fn bind_all(s: &Settings) -> Result<Vec<UdpSocket>, String> {
     };
     let failed = |e: io::Error| format!("failed to listen on UDP port {}: {e}", s.udp_port);
     for entry in &listen_entries(s.inter.as_deref()) {
+        // TCP's `notls:` marker means nothing to UDP.
+        let (_, entry) = crate::tls::split_notls(entry);
         let (host, _) = split_host_port(entry)?;
         for a in resolve(&host, port)? {
             match UdpSocket::bind(a) {
