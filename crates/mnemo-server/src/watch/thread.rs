@@ -60,6 +60,21 @@ impl Watcher {
             self.buf.clear();
             self.sent = 0;
         }
+        // A TLS stream may still hold records it could not send; plain
+        // sockets hold nothing.
+        if !self.dead {
+            match self.stream.flush() {
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    self.dead = true
+                }
+                _ => {}
+            }
+        }
         total
     }
 
