@@ -41,6 +41,11 @@ fn shared(args: &[&str]) -> Shared {
         listeners: AtomicU32::new(0),
         inherited_fds: 3,
         auth: None,
+        log: Arc::new(crate::watch::Logger::new(
+            1,
+            settings.worker_logbuf_size as usize,
+            settings.watcher_logbuf_size as usize,
+        )),
         tls: None,
         ssl_refreshed_at: AtomicU32::new(0),
         settings,
@@ -130,6 +135,9 @@ fn run(sh: &Shared, inputs: &[Vec<u8>], mutations: usize) {
         ws: &ws,
         fd: -1,
         pending_output: false,
+        // As a datagram: no watch ring of its own, no buffer budget.
+        ring: usize::MAX,
+        budget: None,
     };
     // As UDP runs it: values copied into the reply, none referenced (the
     // pinned path is the stress test's, tests/stress.rs).

@@ -8,6 +8,7 @@
 use crate::dispatch::{Ctx, Outcome, DIRECT_ABOVE};
 use crate::out::Out;
 use crate::proto_text;
+use crate::watch::{self, hooks};
 use mnemo_engine::{ArithOutcome, GetMode, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::binary::{
     self, encode_error, encode_response, status, Cmd, Frame, Packet, Reject, StoreKind,
@@ -242,18 +243,26 @@ fn run(
         }
         Cmd::Store { quiet, .. } | Cmd::Concat { quiet, .. } => {
             if let Some((mode, flags, exptime)) = store_args(p, &cmd) {
+                let log = sh.log.wants(watch::FETCHERS | watch::MUTATIONS).then(|| {
+                    let bytes = direct.as_ref().map_or(value.len(), |r| r.len());
+                    hooks::Store::start(ctx, key, mode, flags, exptime, bytes)
+                });
                 let o = match direct {
                     Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
                     None => engine.store(mode, key, flags, exptime, value, h.cas, ctx.ts),
                 };
+                if let Some(log) = log {
+                    log.done(ctx, o);
+                }
                 store_reply(ctx, out, p, quiet, mode, o);
             }
         }
         Cmd::Delete { quiet } => {
-            let mut slot = engine.lock_key(key, ctx.ts);
+            let mut slot = hooks::lock_key(ctx, key);
             match slot.item().map(|it| it.cas()) {
                 Some(cas) if h.cas != 0 && h.cas != cas => err(out, p, status::KEY_EXISTS),
                 _ => {
+                    hooks::deleted(ctx, key, "delete", hooks::slot_line(&slot));
                     if slot.delete() {
                         ok(out, p, quiet, 0, &[]);
                     } else {
@@ -320,9 +329,19 @@ fn retrieve(
         GetMode::Get => ctx.ws.get_cmds.incr(),
         _ => ctx.ws.touch_cmds.incr(),
     }
+    let watched = ctx.shared.log.wants(watch::FETCHERS);
+    let before = if watched {
+        ctx.ts.expired_flushed()
+    } else {
+        (0, 0)
+    };
     let hit = ctx.shared.engine.get(p.key, mode, ctx.ts, |it| {
         hit_response(out, p, it, with_key, with_value);
+        (it.class_id(), it.value_len())
     });
+    if watched {
+        hooks::fetch(ctx, p.key, hooks::status(ctx.ts, before, hit));
+    }
     if hit.is_none() {
         miss(out, p, quiet, with_key);
     }
@@ -421,7 +440,7 @@ fn arith(
     out: &mut Vec<u8>,
 ) {
     let h = &p.header;
-    let mut slot = ctx.shared.engine.lock_key(p.key, ctx.ts);
+    let mut slot = hooks::lock_key(ctx, p.key);
     let mismatch = slot
         .item()
         .is_some_and(|it| h.cas != 0 && it.value_len() > 0 && it.cas() != h.cas);
@@ -432,7 +451,23 @@ fn arith(
     if !slot.exists() && exptime != u32::MAX {
         let mut buf = [0u8; 20];
         let digits = mnemo_protocol::text::decimal(initial, &mut buf);
-        match slot.store(StoreMode::Add, 0, i64::from(exptime), digits, 0, None) {
+        // memcached creates the value through its store, which looks the
+        // key up again (a miss) before reporting the add.
+        if ctx.shared.log.wants(watch::FETCHERS) {
+            hooks::fetch(ctx, p.key, hooks::slot_line(&slot));
+        }
+        let exp = i64::from(exptime);
+        let o = slot.store(StoreMode::Add, 0, exp, digits, 0, None);
+        if ctx.shared.log.wants(watch::MUTATIONS) {
+            let stored = match o {
+                StoreOutcome::Stored { .. } => slot
+                    .item()
+                    .map(|it| (it.class_id(), it.value_len(), it.exptime())),
+                _ => None,
+            };
+            hooks::Store::new(p.key, StoreMode::Add, 0, exp, digits.len()).mutation(ctx, o, stored);
+        }
+        match o {
             StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &initial.to_be_bytes()),
             StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
                 out_of_memory(out, p, b"Out of memory allocating new item")
