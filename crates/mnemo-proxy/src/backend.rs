@@ -28,6 +28,12 @@ pub(crate) enum What {
     GetPart(u32),
     /// One server's answer to `flush_all`.
     Fanout,
+    /// A `delete` (or `flush_all`) invalidating what a returning primary
+    /// missed while its backup pool answered (see `mirror`).
+    Invalidate,
+    /// Position `pos` of key `key` of an erasure-coded request: its `mg`
+    /// read or its shard's `set` (see `erasure::ops`).
+    Ec { key: u32, pos: u8, write: bool },
 }
 
 /// A request queued on a server connection, waiting for its reply.
@@ -152,6 +158,7 @@ impl Worker {
     pub(crate) fn conn_for(&mut self, pool: usize, server: usize) -> Result<Key, &'static [u8]> {
         let timeout = self.pools[pool].conf.timeout;
         let keepalive = self.pools[pool].conf.tcpkeepalive;
+        let tls = self.pools[pool].tls.clone();
         let s = &mut self.pools[pool].servers[server];
         let i = s.rr % s.conns.len().max(1);
         s.rr = s.rr.wrapping_add(1);
@@ -161,11 +168,16 @@ impl Worker {
             }
         }
         // TCP gets TCP_NODELAY from `connect`.
-        let sock = Stream::connect(&s.addr).inspect(|t| {
-            if keepalive {
-                let _ = t.set_keepalive(true);
-            }
-        });
+        let sock = Stream::connect(&s.addr)
+            .inspect(|t| {
+                if keepalive {
+                    let _ = t.set_keepalive(true);
+                }
+            })
+            .and_then(|t| match &tls {
+                Some(c) => c.wrap(t, &s.addr),
+                None => Ok(t),
+            });
         let sock = match sock {
             Ok(s) => s,
             Err(_) => {
@@ -248,7 +260,14 @@ impl Worker {
                 Fill::Eof => eof = true,
                 Fill::Error => err = true,
             }
-            std::mem::take(&mut be.inb)
+            let inb = std::mem::take(&mut be.inb);
+            // A TLS handshake that completed inside this read lets the
+            // requests queued behind it go; the writable edge may have
+            // come and gone while they could not.
+            if be.sock.is_tls() && (be.opos < be.out.len() || be.sock.wants_write()) {
+                self.mark_backend(b);
+            }
+            inb
         };
         let mut broken = false;
         loop {
@@ -331,6 +350,11 @@ impl Worker {
                 if *c == Some(b) {
                     *c = None;
                 }
+            }
+            // An invalidation that may not have run: keep the server from
+            // serving anything it may hold stale.
+            if be.pending.iter().any(|p| p.what == What::Invalidate) {
+                s.missed_all = true;
             }
         }
         if let Some(ss) = self
