@@ -7,6 +7,10 @@
 //! and response encoding. Client side: [`client`] parses what a server sends
 //! back and encodes requests, for mnemo-client, mnemo-proxy and mnemo-bench.
 
+// Nothing here needs unsafe code; keeping it so leaves raw memory to the
+// engine and the server, where every unsafe block is audited (issue #15).
+#![forbid(unsafe_code)]
+
 pub mod binary;
 pub mod client;
 pub mod meta;

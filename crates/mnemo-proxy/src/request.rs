@@ -305,7 +305,8 @@ impl Worker {
             | Request::SlabsReassign(_)
             | Request::SlabsAutomove { .. }
             | Request::LruCrawler(_)
-            | Request::Lru { .. } => {
+            | Request::Lru { .. }
+            | Request::Watch { .. } => {
                 self.answer(idx, b"ERROR\r\n");
                 Step::Consumed(consumed)
             }
