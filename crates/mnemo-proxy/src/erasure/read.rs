@@ -247,7 +247,7 @@ impl KeyRead {
     /// The answer of a plain read (see the module's rules).
     #[cfg(test)]
     pub fn outcome(&self) -> Option<Outcome> {
-        self.decide(false)
+        self.decide(false, true)
     }
 
     /// Servers that answered with an item of `want`'s write, whatever its
@@ -261,8 +261,16 @@ impl KeyRead {
             .count()
     }
 
-    /// As `outcome`, but with `wait_all` only once every server answered.
-    pub fn decide(&self, wait_all: bool) -> Option<Outcome> {
+    /// Enough answers are in for `decide` with `early` to try K items
+    /// of one write before the quorum.
+    pub fn may_decide_early(&self, wait_all: bool) -> bool {
+        let answered = self.answered();
+        !wait_all && self.early && answered >= self.k && answered + 1 < self.answers.len()
+    }
+
+    /// As `outcome`, but with `wait_all` only once every server answered,
+    /// and without `early` only at the quorum.
+    pub fn decide(&self, wait_all: bool, early: bool) -> Option<Outcome> {
         let answered = self.answered();
         let all = answered == self.answers.len();
         let quorum = if wait_all {
@@ -270,7 +278,7 @@ impl KeyRead {
         } else {
             answered + 1 >= self.answers.len()
         };
-        let early = !wait_all && self.early && answered >= self.k;
+        let early = early && !wait_all && self.early && answered >= self.k;
         if !quorum && !early {
             return None;
         }
@@ -414,9 +422,9 @@ mod tests {
             r.absorb(i, Some(s), -1, 7);
         }
         assert!(r.outcome().is_some());
-        assert_eq!(r.decide(true), None);
+        assert_eq!(r.decide(true, true), None);
         r.absorb(4, None, -1, 0);
-        assert!(r.decide(true).is_some());
+        assert!(r.decide(true, true).is_some());
         assert_eq!(
             r.conditions(),
             vec![
@@ -485,6 +493,10 @@ mod tests {
         assert_eq!(r.outcome(), None);
         r.absorb(2, Some(&new[2]), -1, 0);
         assert_eq!(hit_version(r.outcome()), Some(2));
+        // Not before the worker's batch of events is in.
+        assert_eq!(r.decide(false, false), None);
+        assert!(r.may_decide_early(false));
+        assert!(!r.may_decide_early(true));
         // Stale shards first (the servers that missed the write): they
         // are fewer than K, so the read waits for the newest.
         let mut r = KeyRead::new(b"k", 3, 2);
@@ -507,7 +519,7 @@ mod tests {
         for (i, s) in new.iter().enumerate().take(3) {
             r.absorb(i, Some(s), -1, 0);
         }
-        assert_eq!(r.decide(true), None);
+        assert_eq!(r.decide(true, true), None);
     }
 
     #[test]
