@@ -25,7 +25,9 @@
 //!   decodes but proves nothing (it may sit on one of those M-1 servers),
 //!   hence K items of the version, stubs included, whatever decodes it.
 //!   Servers that come back empty hold no version at all, so they never
-//!   make an old version look current either.
+//!   make an old version look current either. The worker applies this
+//!   rule once its batch of events is in (`Worker::ec_run_later`), so that
+//!   answers arriving together are all used.
 //! - Otherwise (K < M, or the newest decodable version has fewer than K
 //!   items in) the read waits until all servers but one have answered (a
 //!   dead server fails at once, so only a stalled one is waited for, and
