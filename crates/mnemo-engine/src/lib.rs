@@ -38,6 +38,7 @@ mod slabs;
 mod slot;
 mod stats;
 mod tuning;
+pub mod version;
 
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
