@@ -24,6 +24,7 @@ mod automove;
 mod check;
 mod clock;
 mod config;
+pub mod counter;
 mod crawler;
 mod dump;
 mod item;
