@@ -6,10 +6,12 @@
 //! clients take them from), the server's request framing and validation,
 //! and response encoding. Client side: [`client`] parses what a server sends
 //! back and encodes requests, for mnemo-client, mnemo-proxy and mnemo-bench.
+//! [`repl`] is mnemo's own replication link (handshake and frames).
 
 pub mod binary;
 pub mod client;
 pub mod meta;
+pub mod repl;
 pub mod text;
 
 /// Largest key memcached accepts, in bytes, in every protocol.
