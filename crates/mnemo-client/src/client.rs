@@ -4,7 +4,7 @@
 use crate::conn::{Addr, Conn};
 use crate::hash::Hash;
 use crate::ring::{ketama_name, Distribution, Node, Placement};
-use crate::Error;
+use crate::{Error, Tls};
 use mnemo_net::{Health, HealthPolicy};
 use mnemo_protocol::binary::Opcode;
 use mnemo_protocol::client::{self, binary, MetaStatus, Reply, StoreCmd};
@@ -71,6 +71,9 @@ pub struct Options {
     pub auto_eject: bool,
     pub failure_limit: u32,
     pub retry_timeout: Duration,
+    /// TLS on every connection (None: plain TCP). Build it once with
+    /// [`Tls::new`]; clones share the configuration.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
             auto_eject: false,
             failure_limit: 2,
             retry_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -210,10 +214,11 @@ impl Client {
         if let Some(c) = s.idle.lock().pop() {
             return Ok(c);
         }
-        match Conn::connect(
+        match Conn::connect_with(
             &s.spec.addr,
             self.opts.connect_timeout,
             self.opts.io_timeout,
+            self.opts.tls.as_ref(),
         ) {
             Ok(c) => Ok(c),
             Err(e) => {

@@ -1,8 +1,10 @@
 //! One blocking connection to one memcached server, TCP or unix socket, with
 //! connect and I/O timeouts. Requests are buffered and sent with one write
-//! (pipelining); replies are parsed in place from the read buffer.
+//! (pipelining); replies are parsed in place from the read buffer. TLS
+//! (a [`crate::Tls`]) wraps the same connection; requests and replies are
+//! unchanged.
 
-use crate::Error;
+use crate::{Error, Tls};
 use mnemo_net::{BlockingStream, Fill, ReadBuf};
 use mnemo_protocol::client::{self, Reply};
 use std::io::{self, Write};
@@ -30,8 +32,22 @@ impl Conn {
         connect_timeout: Duration,
         io_timeout: Option<Duration>,
     ) -> Result<Conn, Error> {
-        let stream =
-            BlockingStream::connect(addr, connect_timeout, io_timeout).map_err(Error::from_io)?;
+        Conn::connect_with(addr, connect_timeout, io_timeout, None)
+    }
+
+    /// [`Conn::connect`], over TLS when `tls` is given: the handshake
+    /// completes here, so a refused certificate is this call's error.
+    pub fn connect_with(
+        addr: &Addr,
+        connect_timeout: Duration,
+        io_timeout: Option<Duration>,
+        tls: Option<&Tls>,
+    ) -> Result<Conn, Error> {
+        let stream = match tls {
+            None => BlockingStream::connect(addr, connect_timeout, io_timeout),
+            Some(t) => t.connect(addr, connect_timeout, io_timeout),
+        }
+        .map_err(Error::from_io)?;
         Ok(Conn {
             stream,
             rbuf: ReadBuf::with_capacity(READ_CHUNK),
@@ -109,5 +125,10 @@ impl Conn {
     /// reused from a pool in that state.
     pub fn is_idle(&self) -> bool {
         self.rbuf.is_empty() && self.out.is_empty()
+    }
+
+    /// True if the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.tls().is_some()
     }
 }

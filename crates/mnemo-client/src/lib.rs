@@ -7,6 +7,7 @@
 //!   and pipelining.
 //! - [`client`]: a client over many servers: pooled connections, multi-get
 //!   split per server, pipelines, failure counting and ejection.
+//! - [`tls`]: TLS for every connection of a client ([`Options::tls`]).
 //!
 //! ```no_run
 //! use mnemo_client::{Client, Options, ServerSpec};
@@ -20,12 +21,30 @@
 //! assert_eq!(items[0].as_ref().map(|i| i.value.as_slice()), Some(&b"v"[..]));
 //! # Ok::<(), mnemo_client::Error>(())
 //! ```
+//!
+//! Over TLS (memcached `-Z`), checking the servers' certificates against a
+//! CA and presenting a client certificate:
+//!
+//! ```no_run
+//! use mnemo_client::{Client, ClientTlsOptions, Options, ServerSpec, Tls};
+//! let tls = Tls::new(&ClientTlsOptions {
+//!     ca_cert: Some("ca.pem".into()),
+//!     cert: Some("client.pem".into()),
+//!     key: Some("client.key".into()),
+//!     ..Default::default()
+//! })?;
+//! let opts = Options { tls: Some(tls), ..Options::default() };
+//! let c = Client::new(vec![ServerSpec::new("10.0.0.1:11211")?], opts)?;
+//! c.set(b"k", b"v", 0, 0)?;
+//! # Ok::<(), mnemo_client::Error>(())
+//! ```
 
 mod bin;
 pub mod client;
 pub mod conn;
 pub mod hash;
 pub mod ring;
+pub mod tls;
 
 pub use client::{
     Client, Item, MetaReply, Op, OpResult, Options, Pipeline, Protocol, ServerSpec, Stored,
@@ -33,6 +52,7 @@ pub use client::{
 pub use conn::{Addr, Conn};
 pub use hash::Hash;
 pub use ring::{Distribution, Node, Placement, Ring};
+pub use tls::{ClientTlsOptions, Tls};
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@ use crate::net::bind;
 use crate::reload::Reload;
 use crate::stats::Stats;
 use mio::{Events, Interest, Poll, Waker};
-use mnemo_net::{Addr, Key, Listener, Slots, Stream};
+use mnemo_net::{Addr, Key, Listener, ServerTls, Slots, Stream};
 use std::io;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -48,6 +48,9 @@ struct Bound {
     lsn: Listener,
     addr: Addr,
     pool: usize,
+    /// `listen_tls`: accepted sockets are wrapped in a server session here
+    /// (cheap; the handshake runs in the worker's reads and writes).
+    tls: Option<Arc<ServerTls>>,
 }
 
 pub struct Acceptor {
@@ -70,18 +73,25 @@ impl Acceptor {
         };
         for (i, p) in cfg.pools.iter().enumerate() {
             if let Some(addr) = &p.listen {
-                a.listen(addr, i, p.backlog)?;
+                a.listen(addr, i, p.backlog, crate::tls::acceptor_of(p))?;
             }
         }
         Ok(a)
     }
 
-    fn listen(&mut self, addr: &Addr, pool: usize, backlog: i32) -> io::Result<()> {
+    fn listen(
+        &mut self,
+        addr: &Addr,
+        pool: usize,
+        backlog: i32,
+        tls: Option<Arc<ServerTls>>,
+    ) -> io::Result<()> {
         let lsn = bind(addr, backlog)?;
         let key = self.listeners.insert(Bound {
             lsn,
             addr: addr.clone(),
             pool,
+            tls,
         });
         let reg = self.poll.registry();
         if let Some(l) = self.listeners.get_mut(key) {
@@ -135,6 +145,17 @@ impl Acceptor {
                     return;
                 }
             };
+            let sock = match &l.tls {
+                None => sock,
+                Some(t) => match t.accept(sock) {
+                    Ok(s) => s,
+                    // This client only: the listener has more to accept.
+                    Err(e) => {
+                        eprintln!("mnemo-proxy: TLS session for a new client: {e}");
+                        continue;
+                    }
+                },
+            };
             if self.workers.is_empty() {
                 return;
             }
@@ -168,6 +189,9 @@ impl Acceptor {
                 Some(np) => {
                     if let Some(x) = self.listeners.get_mut(l) {
                         x.pool = np;
+                        // Reloaded certificates (or TLS turned on or off)
+                        // apply to the next client accepted.
+                        x.tls = crate::tls::acceptor_of(&cfg.pools[np]);
                     }
                 }
                 None => {
@@ -181,7 +205,7 @@ impl Acceptor {
             if let Some(a) = &p.listen {
                 let exists = self.listeners.iter().any(|(_, l)| &l.addr == a);
                 if !exists {
-                    if let Err(e) = self.listen(a, i, p.backlog) {
+                    if let Err(e) = self.listen(a, i, p.backlog, crate::tls::acceptor_of(p)) {
                         eprintln!("mnemo-proxy: reload: cannot listen on {a}: {e}");
                     }
                 }

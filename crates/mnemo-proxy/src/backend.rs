@@ -152,6 +152,7 @@ impl Worker {
     pub(crate) fn conn_for(&mut self, pool: usize, server: usize) -> Result<Key, &'static [u8]> {
         let timeout = self.pools[pool].conf.timeout;
         let keepalive = self.pools[pool].conf.tcpkeepalive;
+        let tls = self.pools[pool].tls.clone();
         let s = &mut self.pools[pool].servers[server];
         let i = s.rr % s.conns.len().max(1);
         s.rr = s.rr.wrapping_add(1);
@@ -161,11 +162,16 @@ impl Worker {
             }
         }
         // TCP gets TCP_NODELAY from `connect`.
-        let sock = Stream::connect(&s.addr).inspect(|t| {
-            if keepalive {
-                let _ = t.set_keepalive(true);
-            }
-        });
+        let sock = Stream::connect(&s.addr)
+            .inspect(|t| {
+                if keepalive {
+                    let _ = t.set_keepalive(true);
+                }
+            })
+            .and_then(|t| match &tls {
+                Some(c) => c.wrap(t, &s.addr),
+                None => Ok(t),
+            });
         let sock = match sock {
             Ok(s) => s,
             Err(_) => {
@@ -248,7 +254,14 @@ impl Worker {
                 Fill::Eof => eof = true,
                 Fill::Error => err = true,
             }
-            std::mem::take(&mut be.inb)
+            let inb = std::mem::take(&mut be.inb);
+            // A TLS handshake that completed inside this read lets the
+            // requests queued behind it go; the writable edge may have
+            // come and gone while they could not.
+            if be.sock.is_tls() && (be.opos < be.out.len() || be.sock.wants_write()) {
+                self.mark_backend(b);
+            }
+            inb
         };
         let mut broken = false;
         loop {

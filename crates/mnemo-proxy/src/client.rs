@@ -226,6 +226,12 @@ impl Worker {
                 Fill::Eof => eof = true,
                 Fill::Error => err = true,
             }
+            // TLS: handshake records the read could not push all of go
+            // out with the next flush (false for plain streams).
+            if c.sock.wants_write() && !c.dirty {
+                c.dirty = true;
+                self.dirty_clients.push(idx);
+            }
         }
         if let Some(ps) = self
             .clients

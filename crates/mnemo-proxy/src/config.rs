@@ -48,6 +48,8 @@ pub struct PoolConf {
     /// Name of the pool that mirrors this one's writes and answers its
     /// failed gets.
     pub backup: Option<String>,
+    /// TLS towards the servers and on the listener (`crate::tls`).
+    pub tls: crate::tls::PoolTls,
 }
 
 /// A whole configuration: pools in file order.
@@ -369,6 +371,7 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
             tcpkeepalive: false,
             servers: Vec::new(),
             backup: None,
+            tls: Default::default(),
         };
         for (k, v) in entries {
             let text = r.text(k.line);
@@ -498,6 +501,12 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
                         p.servers.push(sc);
                     }
                 }
+                // TLS keys: their own module, one arm here.
+                other if crate::tls::is_key(other) => {
+                    let s = scalar(v)?;
+                    crate::tls::set(&mut p.tls, other, &s.value)
+                        .map_err(|m| err(s.line, text, m))?;
+                }
                 other => {
                     return Err(err(k.line, text, format!("unknown directive \"{other}\"")));
                 }
@@ -506,6 +515,7 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
         if p.servers.is_empty() {
             return Err(err(name.line, r.text(name.line), "pool has no servers"));
         }
+        crate::tls::check(&p).map_err(|m| err(name.line, r.text(name.line), m))?;
         pools.push(p);
     }
     let cfg = Config { pools };

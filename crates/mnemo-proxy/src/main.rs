@@ -23,6 +23,7 @@ mod reload;
 mod request;
 mod route;
 mod stats;
+mod tls;
 mod worker;
 
 use clap::Parser;
@@ -75,7 +76,11 @@ extern "C" fn on_hup(_: libc::c_int) {
 fn load(path: &str) -> Result<config::Config, String> {
     let src =
         std::fs::read_to_string(path).map_err(|e| format!("configuration file '{path}': {e}"))?;
-    config::parse(&src).map_err(|e| format!("configuration file '{path}' {e}"))
+    let mut cfg = config::parse(&src).map_err(|e| format!("configuration file '{path}' {e}"))?;
+    // Certificates are read with the file, so -t checks them and a
+    // SIGHUP picks up renewed ones (or is refused as a whole).
+    tls::load(&mut cfg).map_err(|e| format!("configuration file '{path}': {e}"))?;
+    Ok(cfg)
 }
 
 fn main() -> ExitCode {

@@ -23,6 +23,8 @@ pub(crate) struct PoolRt {
     pub(crate) servers: Vec<ServerRt>,
     pub(crate) backup: Option<usize>,
     pub(crate) health: HealthPolicy,
+    /// `server_tls`: how to open TLS connections to this pool's servers.
+    pub(crate) tls: Option<crate::tls::Connector>,
 }
 
 impl PoolRt {
@@ -56,6 +58,7 @@ impl PoolRt {
                 // putting its return off.
                 extend_ejection: false,
             },
+            tls: crate::tls::Connector::of(conf),
             conf: conf.clone(),
         }
     }

@@ -33,7 +33,10 @@ impl Worker {
                     continue;
                 };
                 ns.health = os.health;
-                for (k, c) in os.conns.iter().enumerate() {
+                // Connections opened with other TLS settings are not
+                // this configuration's: they close, new ones open.
+                let same_tls = op.conf.tls.server() == np.conf.tls.server();
+                for (k, c) in os.conns.iter().enumerate().filter(|_| same_tls) {
                     if let (Some(b), true) = (c, k < ns.conns.len()) {
                         if let Some(be) = self.backends.get_mut(*b) {
                             be.pool = npi;
