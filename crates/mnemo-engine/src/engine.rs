@@ -45,6 +45,9 @@ pub struct Engine {
     pub(crate) this: std::sync::Weak<Engine>,
     /// How the memory file (`-e`) was found at start.
     pub(crate) restart: crate::restart::RestartOutcome,
+    /// Set only under replication (`apply.rs`): CAS words are then HLC
+    /// versions. Unset, `next_cas` is memcached's counter.
+    pub(crate) hlc: std::sync::OnceLock<crate::version::Hlc>,
 }
 
 impl Engine {
@@ -93,6 +96,7 @@ impl Engine {
             stop: AtomicBool::new(false),
             wake: (Mutex::new(()), Condvar::new()),
             bg: Mutex::new(Vec::new()),
+            hlc: std::sync::OnceLock::new(),
             cfg,
         }))
     }
@@ -180,7 +184,11 @@ impl Engine {
     #[inline]
     pub(crate) fn next_cas(&self) -> u64 {
         if self.cfg.use_cas {
-            self.cas_id.fetch_add(1, Relaxed) + 1
+            match self.hlc.get() {
+                None => self.cas_id.fetch_add(1, Relaxed) + 1,
+                // The one place a write's replication version is drawn.
+                Some(h) => h.next(crate::version::wall_unix_ms()).0,
+            }
         } else {
             0
         }

@@ -18,6 +18,7 @@
 //! stats, allocate/store, get, delete, touch, arithmetic, flush) so another
 //! engine could be put behind it.
 
+mod apply;
 mod arena;
 mod assoc;
 mod automove;
@@ -41,6 +42,7 @@ mod stats;
 mod tuning;
 pub mod version;
 
+pub use apply::ApplyOutcome;
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
 pub use crawler::CrawlerCommandError;

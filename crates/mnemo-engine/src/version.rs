@@ -98,6 +98,13 @@ impl std::fmt::Display for SkewError {
     }
 }
 
+/// The wall clock in Unix milliseconds; 0 if it reads before 1970.
+pub fn wall_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Wall-clock Unix milliseconds as a version's time part.
 fn wall_part(wall_unix_ms: u64) -> u64 {
     wall_unix_ms.saturating_sub(EPOCH_UNIX_MS).min(TIME_MAX)
