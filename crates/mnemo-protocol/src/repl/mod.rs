@@ -11,6 +11,7 @@
 //! A frame, integers little-endian: `len:u32` (bytes after itself),
 //! `kind:u8`, `origin:u8`, `version:u64`, then the kind's body.
 
+pub mod backlog;
 pub mod hello;
 
 use crate::MAX_KEY_LEN;
