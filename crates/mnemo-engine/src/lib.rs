@@ -39,6 +39,7 @@ mod restart;
 mod slabs;
 mod slot;
 mod stats;
+pub mod tombstones;
 mod tuning;
 pub mod version;
 
