@@ -184,14 +184,22 @@ impl Engine {
     #[inline]
     pub(crate) fn next_cas(&self) -> u64 {
         if self.cfg.use_cas {
-            match self.hlc.get() {
-                None => self.cas_id.fetch_add(1, Relaxed) + 1,
-                // The one place a write's replication version is drawn.
-                Some(h) => h.next(crate::version::wall_unix_ms()).0,
+            if let Some(h) = self.hlc.get() {
+                return Self::next_version(h);
             }
+            self.cas_id.fetch_add(1, Relaxed) + 1
         } else {
             0
         }
+    }
+
+    /// The one place a write's replication version is drawn. Out of line
+    /// so that the clock read and compare-exchange loop are not inlined
+    /// into every store path; replication off, `next_cas` costs one load
+    /// and branch more than before (2 instructions a set, callgrind).
+    #[inline(never)]
+    fn next_version(h: &crate::version::Hlc) -> u64 {
+        h.next(crate::version::wall_unix_ms()).0
     }
 
     /// Expired, or invalidated by `flush_all`.
