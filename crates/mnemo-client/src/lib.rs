@@ -39,6 +39,10 @@
 //! # Ok::<(), mnemo_client::Error>(())
 //! ```
 
+// Nothing here needs unsafe code; keeping it so leaves raw memory to the
+// engine and the server, where every unsafe block is audited (issue #15).
+#![forbid(unsafe_code)]
+
 mod bin;
 pub mod client;
 pub mod conn;

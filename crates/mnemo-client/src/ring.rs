@@ -164,6 +164,39 @@ impl Ring {
         Some(self.points[i].server as usize)
     }
 
+    /// Up to `n` distinct servers for a key hash: the one [`Ring::dispatch`]
+    /// picks, then the next distinct ones walking the continuum clockwise
+    /// (the next slots for modula and random), as replicated and
+    /// erasure-coded placement needs. Fewer when fewer servers are live.
+    pub fn walk(&self, hash: u32, n: usize, out: &mut Vec<usize>) {
+        out.clear();
+        if self.points.is_empty() || n == 0 {
+            return;
+        }
+        let len = self.points.len();
+        let start = match self.dist {
+            Distribution::Ketama => {
+                let i = self.points.partition_point(|p| p.value < hash);
+                if i == len {
+                    0
+                } else {
+                    i
+                }
+            }
+            Distribution::Modula => hash as usize % len,
+            Distribution::Random => next_random() as usize % len,
+        };
+        for step in 0..len {
+            let s = self.points[(start + step) % len].server as usize;
+            if !out.contains(&s) {
+                out.push(s);
+                if out.len() == n {
+                    break;
+                }
+            }
+        }
+    }
+
     /// The continuum point a hash lands on (ketama only; for tests and
     /// diagnostics).
     pub fn point_for(&self, hash: u32) -> Option<u32> {
@@ -268,6 +301,12 @@ impl Placement {
         }
     }
 
+    /// Up to `n` distinct servers for `key`, the first being
+    /// [`Placement::server_for`]'s (see [`Ring::walk`]).
+    pub fn servers_for(&self, key: &[u8], n: usize, out: &mut Vec<usize>) {
+        self.ring.walk(self.key_hash(key), n, out);
+    }
+
     /// The server index for `key`, or None if no server is live. A pool of
     /// one server always answers that server, as twemproxy does.
     pub fn server_for(&self, key: &[u8]) -> Option<usize> {
@@ -285,6 +324,38 @@ fn memchr_byte(b: u8, s: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn walk_gives_distinct_servers_starting_at_the_dispatched_one() {
+        let nodes = vector_pool();
+        for dist in [Distribution::Ketama, Distribution::Modula] {
+            let p = Placement::new(Hash::Fnv1a_64, dist, None, nodes.clone());
+            let mut out = Vec::new();
+            for i in 0..500u32 {
+                let key = format!("key:{i}");
+                p.servers_for(key.as_bytes(), 5, &mut out);
+                assert_eq!(out.len(), 5);
+                assert_eq!(Some(out[0]), p.server_for(key.as_bytes()));
+                let mut d = out.clone();
+                d.sort_unstable();
+                d.dedup();
+                assert_eq!(d.len(), 5, "{out:?}");
+            }
+            p.servers_for(b"k", 100, &mut out);
+            assert_eq!(out.len(), nodes.len());
+        }
+        let mut p = Placement::new(Hash::Fnv1a_64, Distribution::Ketama, None, nodes.clone());
+        p.rebuild(|i| i < 2);
+        let mut out = Vec::new();
+        p.servers_for(b"k", 5, &mut out);
+        assert_eq!(out.len(), 2);
+        // Walking clockwise is stable: the first 3 of a 5-walk are a 3-walk.
+        let p = Placement::new(Hash::Fnv1a_64, Distribution::Ketama, None, nodes);
+        let mut three = Vec::new();
+        p.servers_for(b"stable", 5, &mut out);
+        p.servers_for(b"stable", 3, &mut three);
+        assert_eq!(&out[..3], &three[..]);
+    }
 
     fn vector_pool() -> Vec<Node> {
         let weights = [600, 300, 200, 350, 1000, 800, 950, 100];

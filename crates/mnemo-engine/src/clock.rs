@@ -2,7 +2,9 @@
 //! before the process started, so that 0 can mean "never" and the smallest
 //! real timestamp is still in the past for an item stored at once.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sync::{AtomicI64, AtomicU32};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Exptimes above this many seconds are absolute unix times.
@@ -95,8 +97,10 @@ impl Clock {
         let elapsed = self.start.elapsed().as_secs() as i64
             + self.base as i64
             + self.skew.load(Ordering::Relaxed);
+        // fetch_max, not store: a tick that read the skew before a racing
+        // `advance` must not put time back after it (tests/loom_clock.rs).
         self.current
-            .store(elapsed.clamp(1, u32::MAX as i64) as u32, Ordering::Relaxed);
+            .fetch_max(elapsed.clamp(1, u32::MAX as i64) as u32, Ordering::Relaxed);
     }
 
     /// Moves time forward by `secs` (for tests of expiry).

@@ -43,6 +43,8 @@ pub struct Engine {
     pub(crate) pinned: AtomicU64,
     /// This engine, for the handles `ItemRef::pin` gives out.
     pub(crate) this: std::sync::Weak<Engine>,
+    /// Where evictions are reported for `watch evictions`.
+    pub(crate) evlog: crate::evlog::EvictionLog,
     /// How the memory file (`-e`) was found at start.
     pub(crate) restart: crate::restart::RestartOutcome,
     /// Set only under replication (`apply.rs`): CAS words are then HLC
@@ -79,6 +81,7 @@ impl Engine {
         Ok(Arc::new_cyclic(|this| Engine {
             pinned: AtomicU64::new(0),
             this: this.clone(),
+            evlog: Default::default(),
             clock,
             slabs,
             index,
@@ -555,6 +558,21 @@ impl Engine {
         }
         if bits & ACTIVE != 0 {
             st.c.evicted_active += 1;
+        }
+        if self.evlog.enabled() {
+            let exp = raw.exptime();
+            self.evlog.emit(&crate::Eviction {
+                key: raw.key(),
+                ttl: if exp > 0 {
+                    i64::from(exp) - i64::from(now)
+                } else {
+                    -1
+                },
+                last_access: now.wrapping_sub(raw.atime()),
+                fetched: bits & FETCHED != 0,
+                class_id: self.slabs.class_of(id) as u32 + 1,
+                size: raw.value_len(),
+            });
         }
         self.unlink_class_side(&mut shard, st, h, id);
         true

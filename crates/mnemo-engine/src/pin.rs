@@ -14,7 +14,7 @@
 //! Pins are taken under the key's shard lock, with the item linked, so the
 //! bytes a `Pinned` shows are the value as it was at that read.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
 use crate::engine::Engine;
@@ -91,13 +91,17 @@ impl Engine {
             }
         }
         drop(st);
-        self.pinned.fetch_sub(1, Relaxed);
+        // Release, paired with `is_pinned`'s Acquire: a reply's reads of
+        // the value (done before this drop) happen before an incr that
+        // then finds nothing pinned and rewrites the bytes in place
+        // (tests/loom_pin.rs, `RelaxedPinnedCount`).
+        self.pinned.fetch_sub(1, Release);
     }
 
     /// Whether a reply references item `id`. The caller holds its shard
     /// lock, so no new pin can appear meanwhile.
     pub(crate) fn is_pinned(&self, id: ChunkId) -> bool {
-        if self.pinned.load(Relaxed) == 0 {
+        if self.pinned.load(Acquire) == 0 {
             return false;
         }
         let ci = self.slabs.class_of(id);

@@ -54,6 +54,13 @@ pub struct ThreadStats {
 }
 
 impl ThreadStats {
+    /// Reads this thread dropped so far because their item had expired,
+    /// and because it had been flushed: a caller comparing them around a
+    /// read learns why it missed (memcached's `watch fetchers` status).
+    pub fn expired_flushed(&self) -> (u64, u64) {
+        (self.get_expired.get(), self.get_flushed.get())
+    }
+
     pub(crate) fn new() -> ThreadStats {
         ThreadStats {
             class: (0..MAX_CLASSES).map(|_| ClassReq::default()).collect(),

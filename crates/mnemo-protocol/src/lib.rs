@@ -8,6 +8,10 @@
 //! back and encodes requests, for mnemo-client, mnemo-proxy and mnemo-bench.
 //! [`repl`] is mnemo's own replication link (handshake and frames).
 
+// Nothing here needs unsafe code; keeping it so leaves raw memory to the
+// engine and the server, where every unsafe block is audited (issue #15).
+#![forbid(unsafe_code)]
+
 pub mod binary;
 pub mod client;
 pub mod meta;

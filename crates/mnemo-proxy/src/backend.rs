@@ -28,6 +28,12 @@ pub(crate) enum What {
     GetPart(u32),
     /// One server's answer to `flush_all`.
     Fanout,
+    /// A `delete` (or `flush_all`) invalidating what a returning primary
+    /// missed while its backup pool answered (see `mirror`).
+    Invalidate,
+    /// Position `pos` of key `key` of an erasure-coded request: its `mg`
+    /// read or its shard's `set` (see `erasure::ops`).
+    Ec { key: u32, pos: u8, write: bool },
 }
 
 /// A request queued on a server connection, waiting for its reply.
@@ -344,6 +350,11 @@ impl Worker {
                 if *c == Some(b) {
                     *c = None;
                 }
+            }
+            // An invalidation that may not have run: keep the server from
+            // serving anything it may hold stale.
+            if be.pending.iter().any(|p| p.what == What::Invalidate) {
+                s.missed_all = true;
             }
         }
         if let Some(ss) = self

@@ -3,6 +3,7 @@
 //! back in request order however the servers' replies interleave.
 
 use crate::binproto::{self, BinReq};
+use crate::erasure::ops::EcOp;
 use crate::mirror::Mirror;
 use crate::multiget::MultiGet;
 use crate::net::{fill, Fill};
@@ -39,6 +40,8 @@ pub(crate) enum SlotKind {
     Multi(Box<MultiGet>),
     /// A command sent to every server (flush_all).
     Fanout { left: u32, err: Option<Vec<u8>> },
+    /// A request on an erasure-coded pool.
+    Ec(Box<EcOp>),
 }
 
 pub(crate) struct Slot {
@@ -70,11 +73,16 @@ pub(crate) struct ClientConn {
     /// The binary request the next slot answers.
     pub(crate) next_bin: Option<BinReq>,
     pub(crate) spare_outs: Vec<Vec<u8>>,
+    /// Erasure-coded read-then-write requests (add, replace, cas) still
+    /// running: the client's later requests wait for them.
+    pub(crate) ec_wait: u32,
 }
 
 impl ClientConn {
     pub(crate) fn over_limits(&self) -> bool {
-        self.wbuf.len() - self.wpos > CLIENT_HIGH_WATER || self.slots.len() > CLIENT_MAX_OUTSTANDING
+        self.wbuf.len() - self.wpos > CLIENT_HIGH_WATER
+            || self.slots.len() > CLIENT_MAX_OUTSTANDING
+            || self.ec_wait > 0
     }
 
     pub(crate) fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
@@ -179,6 +187,7 @@ impl Worker {
             binary: None,
             next_bin: None,
             spare_outs: Vec::new(),
+            ec_wait: 0,
         });
         let reg = self.poll.registry();
         let ok = match self.clients.get_mut(cidx) {

@@ -48,9 +48,24 @@ pub struct PoolConf {
     /// Name of the pool that mirrors this one's writes and answers its
     /// failed gets.
     pub backup: Option<String>,
+    /// `erasure: K+M`: K data and M parity shards per value (issue #14).
+    pub erasure: Option<(u8, u8)>,
+    /// `erasure_min_size`: smaller values are copied whole on M+1 servers.
+    pub erasure_min_size: usize,
     /// TLS towards the servers and on the listener (`crate::tls`).
     pub tls: crate::tls::PoolTls,
 }
+
+/// Values from this size on are coded by default. Below it the per-item
+/// overhead of K+M items (memcached's item header and the key on every
+/// server, plus the 32-byte shard header) eats the saving. Measured with
+/// five memcached 1.6.18 behind the proxy, bytes held per byte of value,
+/// 3+2 against 3 whole copies (the `bytes` stat; slab chunks in brackets):
+/// 128 B 1.06x (1.06x), 256 B 0.88x (0.83x), 512 B 0.75x (0.67x),
+/// 1 KB 0.66x (0.68x), 2 KB 0.61x (0.68x), 16 KB 0.56x (0.55x). From 1 KB
+/// the saving is a third or more, Cocytus's range; below it, it shrinks
+/// fast while a coded read still needs K shards instead of one copy.
+pub const DEFAULT_ERASURE_MIN_SIZE: usize = 1024;
 
 /// A whole configuration: pools in file order.
 #[derive(Debug, Clone, PartialEq)]
@@ -371,8 +386,12 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
             tcpkeepalive: false,
             servers: Vec::new(),
             backup: None,
+            erasure: None,
+            erasure_min_size: DEFAULT_ERASURE_MIN_SIZE,
             tls: Default::default(),
         };
+        let mut erasure_line = 0;
+        let mut min_size_line = 0;
         for (k, v) in entries {
             let text = r.text(k.line);
             let scalar = |v: &Value| match v {
@@ -479,6 +498,27 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
                     backup_lines.insert(p.name.clone(), s.line);
                     p.backup = Some(s.value);
                 }
+                "erasure" => {
+                    let s = scalar(v)?;
+                    let bad = || err(s.line, text, "is not K+M with K >= 1 and M >= 1");
+                    let (k, m) = s.value.split_once('+').ok_or_else(bad)?;
+                    let k: u8 = k.trim().parse().map_err(|_| bad())?;
+                    let m: u8 = m.trim().parse().map_err(|_| bad())?;
+                    if k == 0 || m == 0 {
+                        return Err(bad());
+                    }
+                    erasure_line = s.line;
+                    p.erasure = Some((k, m));
+                }
+                "erasure_min_size" => {
+                    let s = scalar(v)?;
+                    let n = parse_num(&s, text)?;
+                    if !(0..=1 << 30).contains(&n) {
+                        return Err(err(s.line, text, "is not a size in bytes"));
+                    }
+                    min_size_line = s.line;
+                    p.erasure_min_size = n as usize;
+                }
                 "servers" => {
                     let items = match v {
                         Value::List(_, items) => items,
@@ -514,6 +554,37 @@ pub fn parse(src: &str) -> Result<Config, ConfError> {
         }
         if p.servers.is_empty() {
             return Err(err(name.line, r.text(name.line), "pool has no servers"));
+        }
+        match p.erasure {
+            Some((k, m)) => {
+                let need = usize::from(k) + usize::from(m);
+                if need > p.servers.len() {
+                    return Err(err(
+                        erasure_line,
+                        r.text(erasure_line),
+                        format!(
+                            "needs K+M = {need} distinct servers, the pool has {}",
+                            p.servers.len()
+                        ),
+                    ));
+                }
+                if p.backup.is_some() {
+                    let l = backup_lines.get(&p.name).copied().unwrap_or(0);
+                    return Err(err(
+                        l,
+                        r.text(l),
+                        "an erasure-coded pool cannot have a backup pool (its parity shards are its redundancy)",
+                    ));
+                }
+            }
+            None if min_size_line > 0 => {
+                return Err(err(
+                    min_size_line,
+                    r.text(min_size_line),
+                    "erasure_min_size needs erasure: K+M in the same pool",
+                ));
+            }
+            None => {}
         }
         crate::tls::check(&p).map_err(|m| err(name.line, r.text(name.line), m))?;
         pools.push(p);
@@ -627,6 +698,55 @@ beta:
                 assert!(e.to_string().contains(needle), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn erasure_settings_are_read_and_checked() {
+        let five = "  servers:\n   - h:1:1\n   - h:2:1\n   - h:3:1\n   - h:4:1\n   - h:5:1\n";
+        let c = parse(&format!(
+            "a:\n  listen: 127.0.0.1:1\n  erasure: 3+2\n  erasure_min_size: 4096\n{five}"
+        ))
+        .unwrap();
+        assert_eq!(c.pools[0].erasure, Some((3, 2)));
+        assert_eq!(c.pools[0].erasure_min_size, 4096);
+        let c = parse(&format!(
+            "a:\n  listen: 127.0.0.1:1\n  erasure: 4+1\n{five}"
+        ))
+        .unwrap();
+        assert_eq!(c.pools[0].erasure_min_size, DEFAULT_ERASURE_MIN_SIZE);
+        let c = parse(&format!("a:\n  listen: 127.0.0.1:1\n{five}")).unwrap();
+        assert_eq!(c.pools[0].erasure, None);
+        for (e, needle) in [
+            ("3+3", "needs K+M = 6 distinct servers, the pool has 5"),
+            ("0+2", "K >= 1"),
+            ("3+0", "K >= 1"),
+            ("3", "K+M"),
+            ("a+b", "K+M"),
+            ("300+2", "K+M"),
+        ] {
+            bad(
+                &format!("a:\n  listen: 127.0.0.1:1\n  erasure: {e}\n{five}"),
+                3,
+                needle,
+            );
+        }
+        bad(
+            &format!("a:\n  listen: 127.0.0.1:1\n  erasure_min_size: 10\n{five}"),
+            3,
+            "needs erasure",
+        );
+        bad(
+            &format!("a:\n  listen: 127.0.0.1:1\n  erasure_min_size: -1\n  erasure: 3+2\n{five}"),
+            3,
+            "size in bytes",
+        );
+        bad(
+            &format!(
+                "a:\n  listen: 127.0.0.1:1\n  erasure: 3+2\n  backup: b\n{five}b:\n  servers:\n   - h:9:1\n"
+            ),
+            4,
+            "cannot have a backup",
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod backend;
 mod binproto;
 mod client;
 mod config;
+mod erasure;
 mod meta;
 mod mirror;
 mod multiget;

@@ -70,9 +70,90 @@ pub(crate) struct Mirror {
     /// sent to the backup once the primary has said STORED. CAS uniques
     /// differ between the pools, so mirroring the `cas` itself would fail.
     pub(crate) deferred: Option<(Vec<u8>, Vec<u8>)>,
+    /// A mirrored write's key: if the primary fails it, the primary must
+    /// forget the key before it serves again.
+    pub(crate) missed_key: Option<Vec<u8>>,
 }
 
+/// Keys listed per primary server before it is flushed on return instead.
+const MAX_MISSED: usize = 100_000;
+
 impl Worker {
+    /// A write of `key` did not reach (or was not answered by) its primary
+    /// server while the backup pool took it.
+    pub(crate) fn record_missed(&mut self, pool: usize, key: &[u8]) {
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        if p.backup.is_none() {
+            return;
+        }
+        // Pools with a backup keep ejected servers on the ring (see `pick`),
+        // so this is the server the write was for.
+        let Some(s) = p.placement.server_for(key) else {
+            return;
+        };
+        let Some(srv) = p.servers.get_mut(s) else {
+            return;
+        };
+        if srv.missed_all {
+            return;
+        }
+        if srv.missed.len() >= MAX_MISSED {
+            srv.missed = Vec::new();
+            srv.missed_all = true;
+        } else {
+            srv.missed.push(key.to_vec());
+        }
+    }
+
+    /// Before `server` of `pool` gets anything else, delete from it what it
+    /// missed (or flush it if that is unknown), so that a primary returning
+    /// from an outage serves neither values older than writes acknowledged
+    /// while it was away nor keys deleted meanwhile. The invalidations are
+    /// tracked as requests (`What::Invalidate`) under `to`; if their
+    /// connection breaks first, the server is marked to be flushed.
+    pub(crate) fn replay_missed(&mut self, pool: usize, server: usize, to: ReplyTo) {
+        let Some(srv) = self
+            .pools
+            .get_mut(pool)
+            .and_then(|p| p.servers.get_mut(server))
+        else {
+            return;
+        };
+        let all = std::mem::take(&mut srv.missed_all);
+        let keys = std::mem::take(&mut srv.missed);
+        let mut req = Vec::new();
+        if all {
+            req.extend_from_slice(b"flush_all\r\n");
+            if self
+                .send(
+                    pool,
+                    server,
+                    &req,
+                    Some(Pending::new(to, What::Invalidate, None)),
+                )
+                .is_err()
+            {
+                if let Some(srv) = self.pools[pool].servers.get_mut(server) {
+                    srv.missed_all = true;
+                }
+            }
+            return;
+        }
+        for (i, k) in keys.iter().enumerate() {
+            req.clear();
+            pclient::encode_delete(&mut req, k, false);
+            let p = Pending::new(to, What::Invalidate, None);
+            if self.send(pool, server, &req, Some(p)).is_err() {
+                if let Some(srv) = self.pools[pool].servers.get_mut(server) {
+                    srv.missed.extend(keys[i..].iter().cloned());
+                }
+                return;
+            }
+        }
+    }
+
     /// The primary server of a single-reply request failed with `msg`:
     /// retry a read on the backup pool, answer a write from its mirror, or
     /// pass the error on.
@@ -82,6 +163,13 @@ impl Worker {
         };
         let mut answer: Option<Vec<u8>> = None;
         let mut retry = None;
+        let missed = match self.slot_kind(to) {
+            Some(SlotKind::Simple(Some(m))) => m.missed_key.take(),
+            _ => None,
+        };
+        if let Some(k) = missed {
+            self.record_missed(pool, &k);
+        }
         match self.slot_kind(to) {
             Some(SlotKind::Simple(Some(m))) => {
                 if let Some(r) = m.retry.take() {
@@ -156,7 +244,7 @@ impl Worker {
         );
         if let (Some((key, set)), true) = (deferred, stored) {
             if let Some(b) = self.pools.get(pool).and_then(|p| p.backup) {
-                self.forward_noreply(b, &key, &set);
+                let _ = self.forward_noreply(b, &key, &set);
             }
         }
         retryable

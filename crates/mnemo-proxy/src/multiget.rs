@@ -176,6 +176,9 @@ impl Worker {
         let res = if server == usize::MAX {
             Err(NO_LIVE)
         } else {
+            if self.pools[pool].servers[server].owes_replay() {
+                self.replay_missed(pool, server, to);
+            }
             let p = Pending::new(to, What::GetPart(part as u32), None);
             self.send(pool, server, &req, Some(p))
         };

@@ -4,6 +4,7 @@
 //! `server_failure_limit`, `server_retry_timeout`).
 
 use crate::config::PoolConf;
+use crate::erasure::ops::EcRt;
 use crate::worker::Worker;
 use mnemo_client::{Node, Placement};
 use mnemo_net::{Addr, Health, HealthPolicy, Key};
@@ -15,6 +16,19 @@ pub(crate) struct ServerRt {
     pub(crate) conns: Vec<Option<Key>>,
     pub(crate) rr: usize,
     pub(crate) health: Health,
+    /// Keys whose writes this primary server missed while the backup pool
+    /// answered them; deleted from it before it serves again (`mirror`).
+    pub(crate) missed: Vec<Vec<u8>>,
+    /// Too many to list, or an invalidation was lost with its connection:
+    /// the server is flushed instead.
+    pub(crate) missed_all: bool,
+}
+
+impl ServerRt {
+    /// Whether invalidations must go to this server before anything else.
+    pub(crate) fn owes_replay(&self) -> bool {
+        self.missed_all || !self.missed.is_empty()
+    }
 }
 
 pub(crate) struct PoolRt {
@@ -23,6 +37,8 @@ pub(crate) struct PoolRt {
     pub(crate) servers: Vec<ServerRt>,
     pub(crate) backup: Option<usize>,
     pub(crate) health: HealthPolicy,
+    /// Set for `erasure: K+M` pools.
+    pub(crate) ec: Option<EcRt>,
     /// `server_tls`: how to open TLS connections to this pool's servers.
     pub(crate) tls: Option<crate::tls::Connector>,
 }
@@ -47,6 +63,8 @@ impl PoolRt {
                     conns: vec![None; conf.server_connections as usize],
                     rr: 0,
                     health: Health::new(),
+                    missed: Vec::new(),
+                    missed_all: false,
                 })
                 .collect(),
             backup,
@@ -58,6 +76,9 @@ impl PoolRt {
                 // putting its return off.
                 extend_ejection: false,
             },
+            ec: conf
+                .erasure
+                .and_then(|(k, m)| EcRt::new(k, m, conf.erasure_min_size)),
             tls: crate::tls::Connector::of(conf),
             conf: conf.clone(),
         }
@@ -78,8 +99,9 @@ impl PoolRt {
         for s in &mut self.servers {
             readmit |= s.health.readmit_if_due(now);
         }
-        // Pools with a backup never took them off (see `pick`).
-        if readmit && self.backup.is_none() {
+        // Pools with a backup never took them off (see `pick`), nor did
+        // erasure-coded ones, whose shards stay where the full ring put them.
+        if readmit && self.backup.is_none() && self.ec.is_none() {
             self.rebuild();
         }
     }
@@ -114,7 +136,7 @@ impl Worker {
             return;
         };
         if s.health.failed(&policy, now) {
-            if p.backup.is_none() {
+            if p.backup.is_none() && p.ec.is_none() {
                 p.rebuild();
             }
             let ps = &self.stats.pools[pool];

@@ -2,6 +2,7 @@
 //! each request to routing, or answering it here when no server is needed.
 
 use crate::binproto::{self};
+use crate::erasure::ops::UNSUPPORTED;
 use crate::meta::{self, MetaCmd};
 use crate::worker::Worker;
 use mnemo_net::Key;
@@ -163,14 +164,21 @@ impl Worker {
                 keys,
             } => {
                 self.count_request(pool, consumed);
-                self.get_request(idx, pool, &buf[..consumed], kind, exptime, keys);
+                if self.pools[pool].ec.is_some() {
+                    self.ec_get(idx, pool, kind, exptime, keys);
+                } else {
+                    self.get_request(idx, pool, &buf[..consumed], kind, exptime, keys);
+                }
                 Step::Consumed(consumed)
             }
             Request::Store {
+                kind,
                 key,
+                flags,
+                exptime,
                 bytes,
+                cas,
                 noreply,
-                ..
             } => {
                 if bytes > MAX_ITEM {
                     if !noreply {
@@ -192,8 +200,34 @@ impl Worker {
                     return Step::Consumed(total);
                 }
                 self.count_request(pool, total);
-                self.keyed(idx, pool, key, &buf[..total], noreply, None);
+                if self.pools[pool].ec.is_some() {
+                    let data = &buf[consumed..consumed + bytes];
+                    self.ec_store(idx, pool, kind, key, flags, exptime, cas, data, noreply);
+                } else {
+                    self.keyed(idx, pool, key, &buf[..total], noreply, None);
+                }
                 Step::Consumed(total)
+            }
+            Request::Delete { key, noreply } if self.pools[pool].ec.is_some() => {
+                self.count_request(pool, consumed);
+                self.ec_delete(idx, pool, key, noreply);
+                Step::Consumed(consumed)
+            }
+            Request::Touch {
+                key,
+                exptime,
+                noreply,
+            } if self.pools[pool].ec.is_some() => {
+                self.count_request(pool, consumed);
+                self.ec_touch(idx, pool, key, exptime, noreply);
+                Step::Consumed(consumed)
+            }
+            Request::Arith { noreply, .. } if self.pools[pool].ec.is_some() => {
+                self.count_request(pool, consumed);
+                if !noreply {
+                    self.answer(idx, UNSUPPORTED);
+                }
+                Step::Consumed(consumed)
             }
             Request::Delete { key, noreply }
             | Request::Arith { key, noreply, .. }
@@ -239,6 +273,13 @@ impl Worker {
                 self.answer(idx, &out);
                 Step::Consumed(consumed)
             }
+            Request::Error { .. }
+                if self.pools[pool].ec.is_some()
+                    && (line == b"repair" || line.starts_with(b"repair ")) =>
+            {
+                self.ec_repair_command(idx, pool, line);
+                Step::Consumed(consumed)
+            }
             Request::Error { msg, noreply } => {
                 if !noreply {
                     let mut v = msg.as_bytes().to_vec();
@@ -264,7 +305,8 @@ impl Worker {
             | Request::SlabsReassign(_)
             | Request::SlabsAutomove { .. }
             | Request::LruCrawler(_)
-            | Request::Lru { .. } => {
+            | Request::Lru { .. }
+            | Request::Watch { .. } => {
                 self.answer(idx, b"ERROR\r\n");
                 Step::Consumed(consumed)
             }
@@ -369,6 +411,13 @@ impl Worker {
                 self.answer(idx, &local);
                 Step::Stop
             }
+            binproto::Action::Keyed { .. } if self.pools[pool].ec.is_some() => {
+                if let Some(c) = self.clients.get_mut(idx) {
+                    c.next_bin = Some(b);
+                }
+                self.ec_bin(idx, pool, &text, value);
+                Step::Consumed(p.len())
+            }
             binproto::Action::Keyed { read } => {
                 if let Some(c) = self.clients.get_mut(idx) {
                     c.next_bin = Some(b);
@@ -425,6 +474,14 @@ impl Worker {
             return Step::Consumed(total);
         }
         self.count_request(pool, total);
+        if self.pools[pool].ec.is_some() {
+            let data = match req.cmd {
+                MetaCmd::Set => &buf[consumed..consumed + req.datalen],
+                _ => &[],
+            };
+            self.ec_meta(idx, pool, req, data);
+            return Step::Consumed(total);
+        }
         // Keys are hashed decoded (base64 keys arrive decoded from the
         // parser); the q flag is stripped on the way out and applied here,
         // so every request has exactly one reply to pair with.

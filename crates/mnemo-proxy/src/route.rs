@@ -92,14 +92,19 @@ impl Worker {
         bytes: &[u8],
         p: Pending,
     ) -> Result<(), &'static [u8]> {
-        self.pick(pool, hkey)
-            .and_then(|s| self.send(pool, s, bytes, Some(p)))
+        let s = self.pick(pool, hkey)?;
+        if self.pools[pool].servers[s].owes_replay() {
+            self.replay_missed(pool, s, p.to);
+        }
+        self.send(pool, s, bytes, Some(p))
     }
 
-    /// Queue `bytes` for `hkey`'s server in `pool` with no reply expected.
-    pub(crate) fn forward_noreply(&mut self, pool: usize, hkey: &[u8], bytes: &[u8]) {
-        if let Ok(s) = self.pick(pool, hkey) {
-            let _ = self.send(pool, s, bytes, None);
+    /// Queue `bytes` for `hkey`'s server in `pool` with no reply expected;
+    /// false if it could not be queued.
+    pub(crate) fn forward_noreply(&mut self, pool: usize, hkey: &[u8], bytes: &[u8]) -> bool {
+        match self.pick(pool, hkey) {
+            Ok(s) => self.send(pool, s, bytes, None).is_ok(),
+            Err(_) => false,
         }
     }
 
@@ -120,8 +125,8 @@ impl Worker {
                 return;
             };
             if noreply {
-                self.forward_noreply(pool, hkey, bytes);
-                self.forward_noreply(b, hkey, &then);
+                let _ = self.forward_noreply(pool, hkey, bytes);
+                let _ = self.forward_noreply(b, hkey, &then);
             } else {
                 let mirror = Box::new(Mirror {
                     deferred: Some((hkey.to_vec(), then)),
@@ -132,13 +137,21 @@ impl Worker {
             return;
         }
         if noreply {
-            self.forward_noreply(pool, hkey, bytes);
+            let reached = self.forward_noreply(pool, hkey, bytes);
             if let Some(b) = backup {
                 self.forward_noreply(b, hkey, bytes);
+                if !reached {
+                    self.record_missed(pool, hkey);
+                }
             }
             return;
         }
-        let mirror = backup.map(|_| Box::default());
+        let mirror = backup.map(|_| {
+            Box::new(Mirror {
+                missed_key: Some(hkey.to_vec()),
+                ..Default::default()
+            })
+        });
         let Some(to) = self.push_slot(idx, SlotKind::Simple(mirror)) else {
             return;
         };
@@ -235,6 +248,8 @@ impl Worker {
                     self.part_done(to);
                 }
             }
+            What::Ec { key, pos, write } => self.ec_reply(to, key, pos, write, bytes, r),
+            What::Invalidate => {}
             What::Fanout => {
                 let e = if matches!(r, Reply::Ok) {
                     None
@@ -255,6 +270,9 @@ impl Worker {
             What::GetRaw => self.complete(to, msg),
             What::GetPart(part) => self.part_failed(to, part as usize, msg),
             What::Fanout => self.fanout_reply(to, Some(msg)),
+            // fail_backend marked the server.
+            What::Invalidate => {}
+            What::Ec { key, pos, write } => self.ec_failed(to, key, pos, write),
         }
     }
 }

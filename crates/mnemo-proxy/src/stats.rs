@@ -42,7 +42,45 @@ pub struct PoolStats {
     pub fragments: AtomicU64,
     pub server_ejects: AtomicU64,
     pub backup_answers: AtomicU64,
+    /// An `erasure: K+M` pool: `ec` is reported.
+    pub erasure: bool,
+    pub ec: EcStats,
     pub servers: Vec<ServerStats>,
+}
+
+/// Counters of an erasure-coded pool (issue #14).
+#[derive(Debug, Default)]
+pub struct EcStats {
+    /// Shards (and whole copies, stubs, tombstones) sent by writes.
+    pub shards_written: AtomicU64,
+    /// Valid shards that reads received.
+    pub shards_read: AtomicU64,
+    /// Reads that found some server without a good shard of the winner.
+    pub degraded_reads: AtomicU64,
+    /// Shards rewritten by reads that found them missing, stale or corrupt.
+    pub repairs: AtomicU64,
+    /// Reads whose newest version could not be decoded (answered as misses).
+    pub decode_failures: AtomicU64,
+    /// Bytes of value not stored against M+1 whole copies, over coded writes.
+    pub bytes_saved: AtomicU64,
+    /// `repair` scrubs finished, and the keys they read.
+    pub scrubs: AtomicU64,
+    pub scrubbed_keys: AtomicU64,
+}
+
+impl EcStats {
+    fn fields(&self) -> [(&'static str, &AtomicU64); 8] {
+        [
+            ("ec_shards_written", &self.shards_written),
+            ("ec_shards_read", &self.shards_read),
+            ("ec_degraded_reads", &self.degraded_reads),
+            ("ec_repairs", &self.repairs),
+            ("ec_decode_failures", &self.decode_failures),
+            ("ec_bytes_saved", &self.bytes_saved),
+            ("ec_scrubs", &self.scrubs),
+            ("ec_scrubbed_keys", &self.scrubbed_keys),
+        ]
+    }
 }
 
 fn copy(from: &AtomicU64, to: &AtomicU64) {
@@ -66,6 +104,7 @@ impl Stats {
                 .iter()
                 .map(|p| PoolStats {
                     name: p.name.clone(),
+                    erasure: p.erasure.is_some(),
                     servers: p
                         .servers
                         .iter()
@@ -109,6 +148,9 @@ impl Stats {
                 (&op.server_ejects, &np.server_ejects),
                 (&op.backup_answers, &np.backup_answers),
             ] {
+                copy(from, to);
+            }
+            for ((_, from), (_, to)) in op.ec.fields().into_iter().zip(np.ec.fields()) {
                 copy(from, to);
             }
             for ns in &mut np.servers {
@@ -180,6 +222,11 @@ impl Stats {
                 "backup_answers".into(),
                 json!(p.backup_answers.load(Relaxed)),
             );
+            if p.erasure {
+                for (name, v) in p.ec.fields() {
+                    pm.insert(name.into(), json!(v.load(Relaxed)));
+                }
+            }
             for s in &p.servers {
                 let sm: Map<String, Value> = [
                     ("server_eof", json!(s.eof.load(Relaxed))),
@@ -265,6 +312,19 @@ impl Stats {
                     "mnemo_proxy_pool_{name}{{pool=\"{}\"}} {}\n",
                     esc(&p.name),
                     get(p)
+                ));
+            }
+        }
+        for (i, (name, _)) in EcStats::default().fields().into_iter().enumerate() {
+            if !self.pools.iter().any(|p| p.erasure) {
+                break;
+            }
+            o.push_str(&format!("# TYPE mnemo_proxy_pool_{name}_total counter\n"));
+            for p in self.pools.iter().filter(|p| p.erasure) {
+                o.push_str(&format!(
+                    "mnemo_proxy_pool_{name}_total{{pool=\"{}\"}} {}\n",
+                    esc(&p.name),
+                    p.ec.fields()[i].1.load(Relaxed)
                 ));
             }
         }
@@ -354,6 +414,11 @@ impl Stats {
                 &format!("{n}:backup_answers"),
                 p.backup_answers.load(Relaxed).to_string(),
             );
+            if p.erasure {
+                for (name, v) in p.ec.fields() {
+                    line(&format!("{n}:{name}"), v.load(Relaxed).to_string());
+                }
+            }
             for s in &p.servers {
                 let sn = &s.name;
                 line(

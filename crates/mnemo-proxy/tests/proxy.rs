@@ -1255,3 +1255,54 @@ fn random_pipelines_answer_like_a_single_memcached() {
         );
     }
 }
+
+#[test]
+fn a_primary_back_from_an_outage_serves_nothing_it_missed() {
+    let prim = memcached();
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup-return");
+    let text = format!(
+        "{}backup_pool:\n  servers:\n{}",
+        pool(
+            "main",
+            lp,
+            "  backup: backup_pool\n  timeout: 500\n",
+            &server_lines(&[(&prim, 1)])
+        ),
+        server_lines(&[(&backup, 1)])
+    );
+    let conf = dir.file("p.yml", &text);
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    for k in ["k1", "k2", "k3", "k4"] {
+        assert_eq!(c.set(k, "old"), "STORED\r\n");
+    }
+    // The primary goes away; the backup pool takes the writes.
+    let port = prim.port;
+    let mut prim = prim;
+    prim.kill();
+    assert_eq!(c.set("k1", "new"), "STORED\r\n");
+    assert_eq!(c.cmd("delete k2\r\n"), "DELETED\r\n");
+    c.send(b"set k3 0 0 3 noreply\r\nnew\r\n");
+    assert_eq!(c.cmd("ms k4 3\r\nnew\r\n"), "HD\r\n");
+    assert_eq!(c.get("k1"), "VALUE k1 0 3\r\nnew\r\nEND\r\n");
+    // It returns holding what it had before (a partition, not a restart).
+    let back = memcached_on(port);
+    for k in ["k1", "k2", "k3", "k4"] {
+        let mut d = Conn::new(back.port);
+        assert_eq!(d.set(k, "old"), "STORED\r\n");
+    }
+    // Nothing it missed is served: each such key is a miss (or the new
+    // value), never the old one, and the deleted key stays deleted.
+    for k in ["k1", "k2", "k3", "k4"] {
+        let r = c.get(k);
+        assert!(
+            r == "END\r\n" || r == format!("VALUE {k} 0 3\r\nnew\r\nEND\r\n"),
+            "{k}: {r}"
+        );
+    }
+    assert_eq!(direct_get(back.port, "k2"), None);
+    assert_eq!(c.set("k1", "newer"), "STORED\r\n");
+    assert_eq!(c.get("k1"), "VALUE k1 0 5\r\nnewer\r\nEND\r\n");
+}

@@ -571,8 +571,10 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
         | "no_drop_privileges"
         | "resp_obj_mem_limit" => {}
         "read_buf_mem_limit" => {
-            s.read_buf_mem_limit =
-                sub_num(name, need(value, "Missing read_buf_mem_limit argument")?)?
+            // Megabytes, kept in bytes in memcached's unsigned int: a limit
+            // of 4096 MB or more wraps there, and so it does here.
+            let mb: u32 = sub_num(name, need(value, "Missing read_buf_mem_limit argument")?)?;
+            s.read_buf_mem_limit = mb.wrapping_mul(1024 * 1024);
         }
         "no_chunked_items" => {
             e.slab_chunk_max = e.page_size;

@@ -25,6 +25,8 @@
 //! a value that is allowed (`-I` plus the command line) or a multi-get line
 //! (up to [`MAX_GET_LINE`]); the output buffer shrinks back after a flush.
 
+mod budget;
+
 use crate::dispatch::{self, Ctx, Front, Outcome, Resume, Session, GET_PAUSE_BYTES};
 use crate::out::Out;
 use crate::shared::{ConnInfo, ConnState};
@@ -97,6 +99,9 @@ pub enum Drive {
     Yield,
     /// Close and forget the connection.
     Close,
+    /// `watch`: hand the socket to the logger thread as a watcher of these
+    /// streams (its admission is taken).
+    Watch(u16),
 }
 
 pub struct Conn {
@@ -133,6 +138,17 @@ pub struct Conn {
     /// Some input has arrived: until then `stats conns` shows the
     /// connection as memcached shows a new one, `conn_new_cmd`.
     got_input: bool,
+    /// Why it closed, for `watch connevents`: memcached's `NORMAL_CLOSE`
+    /// for an end of stream or `quit`, else `ERROR_CLOSE`.
+    pub normal_close: bool,
+    /// `watch` was accepted: once the output is written the connection
+    /// leaves for the logger thread.
+    watch: Option<u16>,
+    /// `-o read_buf_mem_limit` accounting (`bufbudget.rs`): the read
+    /// buffer object memcached would hold, and its response objects not
+    /// yet written.
+    rbuf_held: bool,
+    resps_held: usize,
 }
 
 impl Conn {
@@ -154,6 +170,10 @@ impl Conn {
             prefill_eof: false,
             send_deferred: false,
             got_input: false,
+            normal_close: false,
+            watch: None,
+            rbuf_held: false,
+            resps_held: 0,
         }
     }
 
@@ -238,12 +258,24 @@ impl Conn {
                 }
             }
             if self.close_after_write {
+                // (A `watch` leaves the same way, to the logger thread.)
+                if let Some(flags) = self.watch {
+                    return Drive::Watch(flags);
+                }
+                self.normal_close = true;
                 return self.closing();
             }
 
             // ParseCmd / Nread / Swallow on what is buffered.
             match self.process(env, &mut budget) {
                 Step::Close => return self.closing(),
+                Step::Watch(flags) => {
+                    // Replies still queued go out first; then the socket
+                    // is the logger thread's.
+                    self.watch = Some(flags);
+                    self.close_after_write = true;
+                    continue;
+                }
                 Step::CloseAfterWrite => {
                     self.close_after_write = true;
                     continue;
@@ -270,6 +302,9 @@ impl Conn {
                 continue;
             }
 
+            if self.resps_held > 0 {
+                self.settle_resps(env);
+            }
             // Read.
             if !self.readable {
                 self.set_state(self.waiting_state());
@@ -284,7 +319,10 @@ impl Conn {
                     self.release_rbuf(env);
                     return Drive::Wait;
                 }
-                Ok(Filled::Eof) => return self.closing(),
+                Ok(Filled::Eof) => {
+                    self.normal_close = true;
+                    return self.closing();
+                }
                 Err(e) => {
                     if mnemo_net::is_handshake_error(&e) {
                         let g = &env.ctx.shared.global;
@@ -292,7 +330,7 @@ impl Conn {
                     }
                     return self.closing();
                 }
-                Ok(Filled::Full) => return self.closing(),
+                Ok(Filled::Full) | Ok(Filled::Oom) => return self.closing(),
             }
         }
     }
@@ -350,6 +388,10 @@ impl Conn {
     /// the worker's pool (reused without allocating), bigger ones are freed.
     fn release_rbuf(&mut self, env: &mut Env) {
         if self.rbuf.is_empty() {
+            if let (true, Some(b)) = (self.rbuf_held, env.ctx.budget) {
+                b.give_rbuf();
+                self.rbuf_held = false;
+            }
             let buf = self.rbuf.take_storage();
             if buf.len() == READ_BUFFER_SIZE && env.rbuf_pool.len() < RBUF_POOL_MAX {
                 env.rbuf_pool.push(buf);
@@ -396,6 +438,15 @@ impl Conn {
             | Input::MetadumpResume
             | Input::Direct { .. } => pending + 1,
         };
+        if let Some(b) = env.ctx.budget {
+            if self.rbuf.capacity() == 0 && !self.rbuf_held {
+                if !b.take_rbuf() {
+                    env.ctx.ws.read_buf_oom.incr();
+                    return Err(Filled::Oom);
+                }
+                self.rbuf_held = true;
+            }
+        }
         let rb = &mut self.rbuf;
         if rb.start() > 0
             && (rb.spare_len() < READ_BUFFER_SIZE / 4 || rb.spare_len() + pending < want)
@@ -419,6 +470,13 @@ impl Conn {
                 .max(READ_BUFFER_SIZE)
                 .max((rb.capacity() * 2).min(limit));
             rb.grow_to(new_len);
+            if new_len > READ_BUFFER_SIZE && self.rbuf_held {
+                // memcached moves a growing buffer out of its cache.
+                if let Some(b) = env.ctx.budget {
+                    b.give_rbuf();
+                }
+                self.rbuf_held = false;
+            }
         }
         if rb.spare_len() == 0 {
             return Err(Filled::Full);
@@ -446,6 +504,7 @@ impl Conn {
             || self.close_after_write
             || self.wbuf.has_unsent()
             || matches!(self.input, Input::Direct { .. })
+            || (env.ctx.budget.is_some() && self.rbuf.capacity() == 0 && !self.rbuf_held)
         {
             return None;
         }
@@ -509,6 +568,12 @@ impl Conn {
             e if e == -libc::EINTR => Ok(true),
             e => Err(io::Error::from_raw_os_error(-e)),
         }
+    }
+
+    /// An accepted `watch` (holding a watcher admission) is waiting for
+    /// the output ahead of it to be written.
+    pub fn watch_pending(&self) -> bool {
+        self.watch.is_some()
     }
 
     /// The raw descriptor, for batched submissions.
@@ -631,6 +696,13 @@ impl Conn {
                 Input::GetResume { offset } => Resume::Get { offset },
                 _ => Resume::Fresh,
             };
+            let mut acct = None;
+            if let Some(b) = env.ctx.budget {
+                match self.budget_before(b, resume, env.ctx.ws) {
+                    Some(a) => acct = Some(a),
+                    None => return Step::Close,
+                }
+            }
             let buf = self.rbuf.filled();
             let buffered = buf.len();
             let direct = take_full(&mut self.direct);
@@ -640,6 +712,9 @@ impl Conn {
                 direct,
             };
             let outcome = dispatch::step(&mut env.ctx, &mut self.sess, front, &mut self.wbuf);
+            if let (Some(a), Some(b)) = (acct, env.ctx.budget) {
+                self.budget_after(b, a, &outcome);
+            }
             // A request counts against -R once, when it is answered: not
             // while it waits for input, nor when a paused get resumes.
             if !matches!(outcome, Outcome::NeedMore { .. } | Outcome::Direct { .. })
@@ -686,6 +761,7 @@ impl Conn {
                     return Step::CloseAfterWrite;
                 }
                 Outcome::Close => return Step::Close,
+                Outcome::Watch { flags } => return Step::Watch(flags),
             }
         }
     }
@@ -759,6 +835,7 @@ enum Step {
     Budget,
     Close,
     CloseAfterWrite,
+    Watch(u16),
 }
 
 enum Filled {
@@ -767,4 +844,6 @@ enum Filled {
     Eof,
     /// The buffer is at its limit and still holds no complete request.
     Full,
+    /// `-o read_buf_mem_limit` left no read buffer for this connection.
+    Oom,
 }

@@ -42,8 +42,12 @@ pub struct Ctx<'a> {
     pub shared: &'a Shared,
     pub ts: &'a ThreadStats,
     pub ws: &'a WorkerStats,
-    /// The requester's descriptor, for `-vv` logging.
+    /// The requester's descriptor, for `-vv` logging and `watch` lines.
     pub fd: i32,
+    /// This thread's `watch` entry buffer (see `watch::Logger::log`).
+    pub ring: usize,
+    /// `-o read_buf_mem_limit`: the worker's buffer objects.
+    pub budget: Option<&'a crate::bufbudget::BufBudget>,
     /// Whether replies are already queued ahead of this request
     /// (`lru_crawler metadump` refuses to run behind them; a binary NOOP's
     /// flush mark lives only as long as the batch). Set by [`step`].
@@ -165,6 +169,10 @@ pub enum Outcome {
     },
     /// Consume `used` bytes, write what is queued, then close (`quit`).
     CloseAfterWrite { used: usize },
+    /// `watch` was accepted (an admission is taken): the connection reads
+    /// no more commands and goes to the logger thread as a watcher of
+    /// these streams.
+    Watch { flags: u16 },
     /// Close at once, dropping queued output.
     Close,
 }
@@ -259,6 +267,7 @@ pub fn run_datagram(ctx: &mut Ctx, mut input: &[u8], out: &mut Out, mut send: im
             | Outcome::Direct { .. }
             | Outcome::Metadump { .. }
             | Outcome::CloseAfterWrite { .. }
+            | Outcome::Watch { .. }
             | Outcome::Close => break,
         };
     }

@@ -7,10 +7,13 @@
 
 mod auth;
 mod batch;
+mod bufbudget;
 mod cli;
 mod conn;
 mod dispatch;
 mod dump;
+#[cfg(test)]
+mod fuzz_replay;
 mod listener;
 mod out;
 mod proto_bin;
@@ -23,6 +26,7 @@ mod signals;
 mod stats;
 mod tls;
 mod udp;
+mod watch;
 mod worker;
 
 use mnemo_engine::Engine;
@@ -220,10 +224,18 @@ fn run(settings: Settings) -> i32 {
         listeners: AtomicU32::new(0),
         inherited_fds,
         auth,
+        log: Arc::new(watch::Logger::new(
+            threads,
+            settings.worker_logbuf_size as usize,
+            settings.watcher_logbuf_size as usize,
+        )),
         tls,
         ssl_refreshed_at: AtomicU32::new(engine.clock().now()),
         settings,
     });
+    if let Err(e) = watch::spawn(Arc::clone(&shared)) {
+        return die(format!("Can't create thread: {e}"), EX_OSERR);
+    }
     let mut handles = Vec::with_capacity(threads);
     for id in 0..threads {
         match worker::spawn(id, Arc::clone(&shared)) {

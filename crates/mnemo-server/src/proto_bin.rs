@@ -8,6 +8,7 @@
 use crate::dispatch::{Ctx, Outcome, DIRECT_ABOVE};
 use crate::out::Out;
 use crate::proto_text;
+use crate::watch::{self, hooks};
 use mnemo_engine::{ArithOutcome, GetMode, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::binary::{
     self, encode_error, encode_response, status, Cmd, Frame, Packet, Reject, StoreKind,
@@ -152,7 +153,11 @@ fn reserve(ctx: &Ctx, p: &Packet, cmd: &Cmd, vlen: usize, out: &mut Vec<u8>) -> 
                     StoreOutcome::TooLarge => status::E2BIG,
                     StoreOutcome::OutOfMemory => {
                         ctx.ws.store_no_memory.incr();
-                        status::OUT_OF_MEMORY
+                        out_of_memory(out, p, OOM_ALLOCATING);
+                        return Some(Outcome::Swallow {
+                            used: p.consumed,
+                            left: vlen,
+                        });
                     }
                     _ => status::NOT_STORED,
                 };
@@ -238,18 +243,26 @@ fn run(
         }
         Cmd::Store { quiet, .. } | Cmd::Concat { quiet, .. } => {
             if let Some((mode, flags, exptime)) = store_args(p, &cmd) {
+                let log = sh.log.wants(watch::FETCHERS | watch::MUTATIONS).then(|| {
+                    let bytes = direct.as_ref().map_or(value.len(), |r| r.len());
+                    hooks::Store::start(ctx, key, mode, flags, exptime, bytes)
+                });
                 let o = match direct {
                     Some(r) => engine.store_reserved(mode, key, r, h.cas, ctx.ts),
                     None => engine.store(mode, key, flags, exptime, value, h.cas, ctx.ts),
                 };
-                store_reply(out, p, quiet, mode, o);
+                if let Some(log) = log {
+                    log.done(ctx, o);
+                }
+                store_reply(ctx, out, p, quiet, mode, o);
             }
         }
         Cmd::Delete { quiet } => {
-            let mut slot = engine.lock_key(key, ctx.ts);
+            let mut slot = hooks::lock_key(ctx, key);
             match slot.item().map(|it| it.cas()) {
                 Some(cas) if h.cas != 0 && h.cas != cas => err(out, p, status::KEY_EXISTS),
                 _ => {
+                    hooks::deleted(ctx, key, "delete", hooks::slot_line(&slot));
                     if slot.delete() {
                         ok(out, p, quiet, 0, &[]);
                     } else {
@@ -316,9 +329,19 @@ fn retrieve(
         GetMode::Get => ctx.ws.get_cmds.incr(),
         _ => ctx.ws.touch_cmds.incr(),
     }
+    let watched = ctx.shared.log.wants(watch::FETCHERS);
+    let before = if watched {
+        ctx.ts.expired_flushed()
+    } else {
+        (0, 0)
+    };
     let hit = ctx.shared.engine.get(p.key, mode, ctx.ts, |it| {
         hit_response(out, p, it, with_key, with_value);
+        (it.class_id(), it.value_len())
     });
+    if watched {
+        hooks::fetch(ctx, p.key, hooks::status(ctx.ts, before, hit));
+    }
     if hit.is_none() {
         miss(out, p, quiet, with_key);
     }
@@ -373,11 +396,27 @@ fn miss(out: &mut Vec<u8>, p: &Packet, quiet: bool, with_key: bool) {
     }
 }
 
-fn store_reply(out: &mut Vec<u8>, p: &Packet, quiet: bool, mode: StoreMode, o: StoreOutcome) {
+fn store_reply(
+    ctx: &Ctx,
+    out: &mut Vec<u8>,
+    p: &Packet,
+    quiet: bool,
+    mode: StoreMode,
+    o: StoreOutcome,
+) {
+    let concat = matches!(mode, StoreMode::Append | StoreMode::Prepend);
     match o {
         StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &[]),
         StoreOutcome::Exists => err(out, p, status::KEY_EXISTS),
         StoreOutcome::NotFound => err(out, p, status::KEY_NOT_FOUND),
+        // memcached allocates a set's item before reading its value, so a
+        // refusal is answered as the allocation's, whether our value came
+        // from the read buffer (allocated only now) or a reservation.
+        StoreOutcome::OutOfMemory if !concat => {
+            ctx.ws.store_no_memory.incr();
+            out_of_memory(out, p, OOM_ALLOCATING);
+        }
+        StoreOutcome::TooLarge if !concat => err(out, p, status::E2BIG),
         StoreOutcome::NotStored | StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
             let st = match mode {
                 StoreMode::Add => status::KEY_EXISTS,
@@ -401,7 +440,7 @@ fn arith(
     out: &mut Vec<u8>,
 ) {
     let h = &p.header;
-    let mut slot = ctx.shared.engine.lock_key(p.key, ctx.ts);
+    let mut slot = hooks::lock_key(ctx, p.key);
     let mismatch = slot
         .item()
         .is_some_and(|it| h.cas != 0 && it.value_len() > 0 && it.cas() != h.cas);
@@ -412,7 +451,23 @@ fn arith(
     if !slot.exists() && exptime != u32::MAX {
         let mut buf = [0u8; 20];
         let digits = mnemo_protocol::text::decimal(initial, &mut buf);
-        match slot.store(StoreMode::Add, 0, i64::from(exptime), digits, 0, None) {
+        // memcached creates the value through its store, which looks the
+        // key up again (a miss) before reporting the add.
+        if ctx.shared.log.wants(watch::FETCHERS) {
+            hooks::fetch(ctx, p.key, hooks::slot_line(&slot));
+        }
+        let exp = i64::from(exptime);
+        let o = slot.store(StoreMode::Add, 0, exp, digits, 0, None);
+        if ctx.shared.log.wants(watch::MUTATIONS) {
+            let stored = match o {
+                StoreOutcome::Stored { .. } => slot
+                    .item()
+                    .map(|it| (it.class_id(), it.value_len(), it.exptime())),
+                _ => None,
+            };
+            hooks::Store::new(p.key, StoreMode::Add, 0, exp, digits.len()).mutation(ctx, o, stored);
+        }
+        match o {
             StoreOutcome::Stored { cas } => ok(out, p, quiet, cas, &initial.to_be_bytes()),
             StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
                 out_of_memory(out, p, b"Out of memory allocating new item")
@@ -431,6 +486,9 @@ fn arith(
         ArithOutcome::OutOfMemory => out_of_memory(out, p, b"Out of memory incrementing value"),
     }
 }
+
+/// memcached's text when a store's item cannot be allocated.
+const OOM_ALLOCATING: &[u8] = b"Out of memory allocating item";
 
 /// An OUT_OF_MEMORY response with memcached's text for what failed.
 fn out_of_memory(out: &mut Vec<u8>, p: &Packet, text: &[u8]) {

@@ -7,6 +7,7 @@
 
 use crate::dispatch::{Ctx, Outcome, DIRECT_ABOVE};
 use crate::out::Out;
+use crate::watch::{self, hooks};
 use mnemo_engine::{ArithOutcome, KeySlot, Reserved, StoreMode, StoreOutcome};
 use mnemo_protocol::meta::{self, Cmd, Request, SetMode, KEY_BUF_LEN, MAX_OPAQUE};
 use mnemo_protocol::text::{decimal, push_u64};
@@ -141,7 +142,7 @@ fn echo_flags(req: &Request, key: &[u8], out: &mut Vec<u8>) {
 fn mget(ctx: &Ctx, req: &Request, out: &mut Out) {
     let engine = &ctx.shared.engine;
     let f = &req.flags;
-    let mut slot = engine.lock_key(req.key, ctx.ts);
+    let mut slot = hooks::lock_key(ctx, req.key);
     let mut created = false;
     if !slot.exists() && f.vivify.is_some() {
         // The placeholder memcached creates: empty value, flags 0; its TTL
@@ -306,7 +307,7 @@ fn mset(
     }
     let cas = f.compare_cas.unwrap_or(0);
     let exptime = i64::from(f.ttl.unwrap_or(0));
-    let mut slot = engine.lock_key(req.key, ctx.ts);
+    let mut slot = hooks::lock_key(ctx, req.key);
     let outcome = match slot.item() {
         // `I` with an older CAS: the value is replaced but stays stale,
         // keeping the TTL and any win token already handed out.
@@ -326,6 +327,15 @@ fn mset(
         }
         _ => value.store(&mut slot, mode, f.client_flags, exptime, cas, f.new_cas),
     };
+    if ctx.shared.log.wants(watch::MUTATIONS) {
+        let stored = match outcome {
+            StoreOutcome::Stored { .. } => slot
+                .item()
+                .map(|it| (it.class_id(), it.value_len(), it.exptime())),
+            _ => None,
+        };
+        hooks::Store::new(req.key, mode, f.client_flags, exptime, n).mutation(ctx, outcome, stored);
+    }
     // A key that came base64-decoded is echoed base64 later (mg k, me);
     // memcached marks only the item the request itself allocated, so an
     // append's combined item does not carry the mark.
@@ -405,7 +415,7 @@ impl Value<'_> {
 
 fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
     let f = &req.flags;
-    let mut slot = ctx.shared.engine.lock_key(req.key, ctx.ts);
+    let mut slot = hooks::lock_key(ctx, req.key);
     let status: &[u8] = match slot.item().map(|it| it.cas()) {
         Some(cas) if f.compare_cas.is_some_and(|c| c != cas) => {
             slot.count_delete_miss();
@@ -423,6 +433,7 @@ fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             b"HD"
         }
         Some(_) => {
+            hooks::deleted(ctx, req.key, "md", hooks::slot_line(&slot));
             slot.delete();
             b"HD"
         }
@@ -442,7 +453,7 @@ fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
 
 fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
     let f = &req.flags;
-    let mut slot = ctx.shared.engine.lock_key(req.key, ctx.ts);
+    let mut slot = hooks::lock_key(ctx, req.key);
     let start = out.len();
     let mut created = false;
     let mut value = None;

@@ -11,6 +11,7 @@ use crate::out::Out;
 use crate::proto_meta;
 use crate::shared::VERSION;
 use crate::stats::{conns_stats, general_stats, pairs, settings_stats, stat_line, PrefixOp};
+use crate::watch::{self, hooks};
 use mnemo_engine::{
     ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, Reserved, StoreMode, StoreOutcome,
 };
@@ -156,10 +157,15 @@ fn store(ctx: &Ctx, sess: &Session, req: &Request, at: At, out: &mut Out) -> Out
         reply(ctx, out, "CLIENT_ERROR bad data chunk", noreply);
         return Outcome::Done { used: need };
     }
+    let watched = ctx.shared.log.wants(watch::FETCHERS | watch::MUTATIONS);
+    let log = watched.then(|| hooks::Store::start(ctx, key, mode, flags, exptime, bytes));
     let outcome = match at.direct {
         Some(value) => engine.store_reserved(mode, key, value, cas, ctx.ts),
         None => engine.store(mode, key, flags, exptime, &data[..bytes], cas, ctx.ts),
     };
+    if let Some(log) = log {
+        log.done(ctx, outcome);
+    }
     reply(ctx, out, store_reply(ctx, outcome), noreply);
     Outcome::Done { used: need }
 }
@@ -231,17 +237,61 @@ fn store_reply(ctx: &Ctx, outcome: StoreOutcome) -> &'static str {
     }
 }
 
+/// `-o read_buf_mem_limit` left no response object for a get's next key.
+pub struct NoResponseObject;
+
 /// Runs a retrieval command. Returns the keys not yet served when the
 /// output passed `pause_at` bytes (no `END` written yet), else `None`.
+/// Under `-o read_buf_mem_limit` each key after the command's first takes
+/// a response object as memcached's do (`fresh`: the line starts here,
+/// not a paused get resuming), and a key that gets none ends the get.
 #[inline]
 pub fn get<'a>(
+    ctx: &Ctx,
+    kind: GetKind,
+    exptime: i64,
+    keys: Keys<'a>,
+    out: &mut Out,
+    pause_at: usize,
+    fresh: bool,
+) -> Result<Option<Keys<'a>>, NoResponseObject> {
+    if ctx.budget.is_none() && !ctx.shared.log.wants(watch::FETCHERS) {
+        return get_keys::<false>(ctx, kind, exptime, keys, out, pause_at, fresh);
+    }
+    get_observed(ctx, kind, exptime, keys, out, pause_at, fresh)
+}
+
+/// [`get`] with a watcher of fetchers or a buffer budget to serve: kept
+/// out of line so the plain path stays as it was.
+#[cold]
+#[inline(never)]
+fn get_observed<'a>(
+    ctx: &Ctx,
+    kind: GetKind,
+    exptime: i64,
+    keys: Keys<'a>,
+    out: &mut Out,
+    pause_at: usize,
+    fresh: bool,
+) -> Result<Option<Keys<'a>>, NoResponseObject> {
+    get_keys::<true>(ctx, kind, exptime, keys, out, pause_at, fresh)
+}
+
+/// The loop of [`get`]; `OBSERVED` compiles in the `watch` lines and the
+/// response-object accounting.
+#[inline(always)]
+fn get_keys<'a, const OBSERVED: bool>(
     ctx: &Ctx,
     kind: GetKind,
     exptime: i64,
     mut keys: Keys<'a>,
     out: &mut Out,
     pause_at: usize,
-) -> Option<Keys<'a>> {
+    fresh: bool,
+) -> Result<Option<Keys<'a>>, NoResponseObject> {
+    let mut first = fresh;
+    let budget = if OBSERVED { ctx.budget } else { None };
+    let taken = budget.map_or(0, |b| b.resps());
     let sh = ctx.shared;
     let engine = &sh.engine;
     let detail = sh.runtime.detail_enabled.load(Relaxed);
@@ -252,20 +302,47 @@ pub fn get<'a>(
     } else {
         GetMode::Get
     };
+    let watched = OBSERVED && sh.log.wants(watch::FETCHERS);
     while let Some(key) = keys.next() {
-        let hit = engine
-            .get(key, mode, ctx.ts, |it| {
-                text::encode_value_header(
-                    out,
-                    it.key(),
-                    it.flags(),
-                    it.value_len(),
-                    with_cas.then(|| it.cas()),
-                );
-                out.value(it);
-                out.extend_from_slice(b"\r\n");
+        if let Some(b) = budget {
+            if !std::mem::take(&mut first) && !b.take_resp() {
+                ctx.ws.response_obj_oom.incr();
+                // memcached frees the get's response objects; one answers.
+                b.give_resps(b.resps().saturating_sub(taken));
+                return Err(NoResponseObject);
+            }
+        }
+        let before = if watched {
+            ctx.ts.expired_flushed()
+        } else {
+            (0, 0)
+        };
+        let emit = |out: &mut Out, it: &mnemo_engine::ItemRef| {
+            text::encode_value_header(
+                out,
+                it.key(),
+                it.flags(),
+                it.value_len(),
+                with_cas.then(|| it.cas()),
+            );
+            out.value(it);
+            out.extend_from_slice(b"\r\n");
+        };
+        // The plain instance's closure returns nothing, as it always did.
+        let found = if OBSERVED {
+            engine.get(key, mode, ctx.ts, |it| {
+                emit(out, it);
+                (it.class_id(), it.value_len())
             })
-            .is_some();
+        } else {
+            engine
+                .get(key, mode, ctx.ts, |it| emit(out, it))
+                .map(|()| (0, 0))
+        };
+        if watched {
+            hooks::fetch(ctx, key, hooks::status(ctx.ts, before, found));
+        }
+        let hit = found.is_some();
         if kind.touches() {
             ctx.ws.touch_cmds.incr();
         } else {
@@ -279,14 +356,14 @@ pub fn get<'a>(
             eprintln!(">{} sending key {}", ctx.fd, String::from_utf8_lossy(key));
         }
         if out.queued() >= pause_at && keys.clone().next().is_some() {
-            return Some(keys);
+            return Ok(Some(keys));
         }
     }
     if verbose {
         eprintln!(">{} END", ctx.fd);
     }
     out.extend_from_slice(b"END\r\n");
-    None
+    Ok(None)
 }
 
 /// `lru_crawler metadump`'s checks: on a refusal writes the reply and
@@ -353,9 +430,14 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 Resume::Get { offset } if offset <= at.line.len() => Keys::new(&at.line[offset..]),
                 _ => keys,
             };
-            if let Some(rest) = get(ctx, kind, exptime, keys, out, sess.get_pause()) {
-                let offset = rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize;
-                return Outcome::GetPaused { offset };
+            let fresh = at.resume == Resume::Fresh;
+            match get(ctx, kind, exptime, keys, out, sess.get_pause(), fresh) {
+                Ok(Some(rest)) => {
+                    let offset = rest.remaining().as_ptr() as usize - at.line.as_ptr() as usize;
+                    return Outcome::GetPaused { offset };
+                }
+                Ok(None) => {}
+                Err(NoResponseObject) => get_out_of_memory(ctx, sess, out),
             }
             sess.cull_floor = out.len();
         }
@@ -375,6 +457,9 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 sh.global
                     .record_prefix(key, sh.settings.prefix_delimiter, PrefixOp::Delete);
             }
+            if sh.log.wants(watch::FETCHERS | watch::DELETIONS) {
+                hooks::before_delete(ctx, key);
+            }
             let msg = if engine.delete(key, ctx.ts) {
                 "DELETED"
             } else {
@@ -387,7 +472,7 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             key,
             delta,
             noreply,
-        } => match engine.arith(key, incr, delta, ctx.ts) {
+        } => match arith(ctx, key, incr, delta) {
             ArithOutcome::Value(v) => {
                 if sh.verbose() > 1 {
                     eprintln!(">{} {v}", ctx.fd);
@@ -412,11 +497,12 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             noreply,
         } => {
             ctx.ws.touch_cmds.incr();
-            let msg = if engine.touch(key, exptime, ctx.ts) {
-                "TOUCHED"
+            let touched = if sh.log.wants(watch::FETCHERS) {
+                hooks::touch(ctx, key, exptime)
             } else {
-                "NOT_FOUND"
+                engine.touch(key, exptime, ctx.ts)
             };
+            let msg = if touched { "TOUCHED" } else { "NOT_FOUND" };
             reply(ctx, out, msg, noreply);
         }
         Request::FlushAll { delay, noreply } => {
@@ -430,6 +516,11 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
         }
         Request::Version => {
             reply(ctx, out, &format!("VERSION {VERSION}"), false);
+        }
+        Request::Watch { args } => {
+            if let Some(flags) = watch_command(ctx, sess, args, out) {
+                return Outcome::Watch { flags };
+            }
         }
         Request::Verbosity { level, noreply } => {
             sh.runtime.verbose.store(level.min(MAX_VERBOSITY), Relaxed);
@@ -510,6 +601,71 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
         }
     }
     Outcome::Done { used }
+}
+
+/// memcached drops the replies it has not sent and answers this instead
+/// of the rest of a get that found no response object.
+#[cold]
+#[inline(never)]
+fn get_out_of_memory(ctx: &Ctx, sess: &Session, out: &mut Out) {
+    out.cull_to(sess.cull_floor);
+    reply(
+        ctx,
+        out,
+        "SERVER_ERROR out of memory writing get response",
+        false,
+    );
+}
+
+/// incr/decr, reported to fetchers as memcached's lookup is.
+fn arith(ctx: &Ctx, key: &[u8], incr: bool, delta: u64) -> ArithOutcome {
+    if ctx.shared.log.wants(watch::FETCHERS) {
+        hooks::fetch(ctx, key, hooks::probe(ctx, key));
+    }
+    ctx.shared.engine.arith(key, incr, delta, ctx.ts)
+}
+
+/// memcached's `process_watch_command`: its refusals, or the streams of an
+/// admitted watcher. A trailing `noreply` silences the answer, and, being
+/// no stream name, makes it the `ERROR` that is not sent.
+#[cold]
+#[inline(never)]
+fn watch_command(ctx: &Ctx, sess: &Session, args: Keys, out: &mut Vec<u8>) -> Option<u16> {
+    let noreply = args.last() == Some(b"noreply".as_slice());
+    if !ctx.shared.settings.watch_enabled {
+        reply(ctx, out, "CLIENT_ERROR watch commands not allowed", noreply);
+        return None;
+    }
+    // memcached has sent a get's reply by now; any other reply is still
+    // on its stack.
+    if ctx.pending_output && out.len() > sess.cull_floor {
+        reply(
+            ctx,
+            out,
+            "ERROR cannot pipeline other commands before watch",
+            noreply,
+        );
+        return None;
+    }
+    let Some(flags) = crate::watch::parse_streams(args) else {
+        reply(ctx, out, "ERROR", noreply);
+        return None;
+    };
+    if !sess.is_stream() {
+        // A datagram has no connection to hand over.
+        reply(ctx, out, "WATCHER_FAILED failed to add log watcher", false);
+        return None;
+    }
+    if !ctx.shared.log.admit() {
+        reply(
+            ctx,
+            out,
+            "WATCHER_TOO_MANY log watcher limit reached",
+            false,
+        );
+        return None;
+    }
+    Some(flags)
 }
 
 fn crawler(ctx: &Ctx, cmd: CrawlerCmd, out: &mut Vec<u8>) {

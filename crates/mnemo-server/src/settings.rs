@@ -72,6 +72,7 @@ pub struct Settings {
     pub maxcore: bool,
     pub hash_algorithm: &'static str,
     pub track_sizes: bool,
+    /// Bytes (`-o read_buf_mem_limit` is in megabytes); 0: no limit.
     pub read_buf_mem_limit: u32,
     pub watcher_logbuf_size: u32,
     pub worker_logbuf_size: u32,

@@ -59,6 +59,8 @@ pub struct Shared {
     pub inherited_fds: u32,
     /// The `-Y` tokens, loaded at start-up.
     pub auth: Option<crate::auth::AuthFile>,
+    /// `watch` log streams.
+    pub log: Arc<crate::watch::Logger>,
     /// `-Z`: the TLS configuration new connections on TLS listeners get.
     pub tls: Option<Arc<mnemo_net::ServerTls>>,
     /// Engine time of the last certificate load (start-up or
@@ -84,6 +86,8 @@ pub enum ConnState {
     Swallow,
     Mwrite,
     Closing,
+    /// Handed to the logger thread by `watch`.
+    Watch,
 }
 
 impl ConnState {
@@ -97,6 +101,7 @@ impl ConnState {
             ConnState::Swallow => "conn_swallow",
             ConnState::Mwrite => "conn_mwrite",
             ConnState::Closing => "conn_closing",
+            ConnState::Watch => "conn_watch",
         }
     }
 
@@ -109,6 +114,7 @@ impl ConnState {
             4 => ConnState::Nread,
             5 => ConnState::Swallow,
             6 => ConnState::Mwrite,
+            8 => ConnState::Watch,
             _ => ConnState::Closing,
         }
     }

@@ -30,6 +30,9 @@ pub struct WorkerStats {
     pub bytes_read: Counter,
     pub bytes_written: Counter,
     pub conn_yields: Counter,
+    /// `-o read_buf_mem_limit` refusals (see `bufbudget.rs`).
+    pub read_buf_oom: Counter,
+    pub response_obj_oom: Counter,
     /// Gauges (not reset): buffers currently held by this worker.
     pub read_buf_count: Counter,
     pub read_buf_bytes: Counter,
@@ -78,6 +81,8 @@ pub struct Totals {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub conn_yields: u64,
+    pub read_buf_oom: u64,
+    pub response_obj_oom: u64,
     pub read_buf_count: u64,
     pub read_buf_bytes: u64,
     pub read_buf_bytes_free: u64,
@@ -99,6 +104,8 @@ impl Totals {
         self.bytes_read += w.bytes_read.get();
         self.bytes_written += w.bytes_written.get();
         self.conn_yields += w.conn_yields.get();
+        self.read_buf_oom += w.read_buf_oom.get();
+        self.response_obj_oom += w.response_obj_oom.get();
         self.read_buf_count += w.read_buf_count.get();
         self.read_buf_bytes += w.read_buf_bytes.get();
         self.read_buf_bytes_free += w.read_buf_bytes_free.get();
@@ -119,6 +126,8 @@ impl Totals {
         self.bytes_read = self.bytes_read.wrapping_sub(b.bytes_read);
         self.bytes_written = self.bytes_written.wrapping_sub(b.bytes_written);
         self.conn_yields = self.conn_yields.wrapping_sub(b.conn_yields);
+        self.read_buf_oom = self.read_buf_oom.wrapping_sub(b.read_buf_oom);
+        self.response_obj_oom = self.response_obj_oom.wrapping_sub(b.response_obj_oom);
         self
     }
 }
@@ -290,13 +299,13 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
         "connection_structures",
         g.conn_structs.load(Relaxed) + listeners,
     );
-    stat_line(out, "response_obj_oom", 0);
+    stat_line(out, "response_obj_oom", t.response_obj_oom);
     stat_line(out, "response_obj_count", t.response_obj_count);
     stat_line(out, "response_obj_bytes", t.response_obj_bytes);
     stat_line(out, "read_buf_count", t.read_buf_count);
     stat_line(out, "read_buf_bytes", t.read_buf_bytes);
     stat_line(out, "read_buf_bytes_free", t.read_buf_bytes_free);
-    stat_line(out, "read_buf_oom", 0);
+    stat_line(out, "read_buf_oom", t.read_buf_oom);
     stat_line(out, "reserved_fds", reserved_fds(sh));
     stat_line(out, "cmd_get", t.get_cmds);
     stat_line(out, "cmd_set", e.cmd_set);
@@ -353,8 +362,23 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
         } else {
             true
         };
-        if shown {
-            stat_line(out, k, v);
+        if !shown {
+            continue;
+        }
+        // The engine holds these places in memcached's order; the values
+        // are the logger's.
+        let log = &sh.log.stats;
+        let logged = match k {
+            "log_worker_dropped" => Some(&log.worker_dropped),
+            "log_worker_written" => Some(&log.worker_written),
+            "log_watcher_skipped" => Some(&log.watcher_skipped),
+            "log_watcher_sent" => Some(&log.watcher_sent),
+            "log_watchers" => Some(&log.watchers),
+            _ => None,
+        };
+        match logged {
+            Some(n) => stat_line(out, k, n.load(Relaxed)),
+            None => stat_line(out, k, v),
         }
         if k == "log_watchers" {
             crate::tls::general_lines(sh, out);

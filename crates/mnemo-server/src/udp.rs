@@ -154,6 +154,8 @@ fn serve(sock: UdpSocket, shared: Arc<Shared>, ws: Arc<WorkerStats>, info: Arc<C
             ts: &ts,
             ws: &ws,
             fd,
+            ring: usize::MAX,
+            budget: None,
             pending_output: false,
         };
         dispatch::run_datagram(&mut ctx, &buf[FRAME_HEADER..n], &mut out, |reply| {

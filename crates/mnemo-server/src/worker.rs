@@ -3,10 +3,12 @@
 //! with a mio `Waker` to interrupt `poll`.
 
 use crate::batch::{Batch, Req};
+use crate::bufbudget::BufBudget;
 use crate::conn::{Conn, Drive, Env};
 use crate::dispatch::Ctx;
 use crate::shared::{ConnInfo, Shared};
 use crate::stats::WorkerStats;
+use crate::watch;
 use mio::{Events, Interest, Poll, Token, Waker};
 use mnemo_net::{Key, Slots, Stream};
 use std::collections::VecDeque;
@@ -70,6 +72,8 @@ struct Worker {
     sends: Vec<Key>,
     reqs: Vec<Req>,
     results: Vec<(usize, i32)>,
+    /// `-o read_buf_mem_limit`, when set.
+    budget: Option<BufBudget>,
 }
 
 /// Starts worker `id`.
@@ -79,6 +83,7 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
     let (tx, rx) = channel();
     let ws = Arc::clone(&shared.workers[id]);
     let ts = shared.engine.new_thread_stats();
+    let budget = BufBudget::new(shared.settings.read_buf_mem_limit, shared.settings.threads);
     let mut w = Worker {
         id,
         poll,
@@ -95,6 +100,7 @@ pub fn spawn(id: usize, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
         sends: Vec::new(),
         reqs: Vec::new(),
         results: Vec::new(),
+        budget,
     };
     let join = std::thread::Builder::new()
         .name(format!("mnemo-worker-{id}"))
@@ -241,6 +247,9 @@ impl Worker {
             if self.shared.verbose() > 1 {
                 eprintln!("<{} new auto-negotiating client connection", nc.info.fd);
             }
+            if self.shared.log.wants(watch::CONNEVENTS) {
+                self.log_conn(&nc.info, None);
+            }
             let conn = Conn::new(
                 nc.stream,
                 nc.info,
@@ -279,6 +288,8 @@ impl Worker {
                 ts: &self.ts,
                 ws: &self.ws,
                 fd: slot.conn.info.fd,
+                ring: self.id,
+                budget: self.budget.as_ref(),
                 pending_output: false,
             },
             rbuf_pool: &mut self.rbuf_pool,
@@ -305,9 +316,47 @@ impl Worker {
         if yielded {
             self.yielded.push_back(i);
         }
-        if step == Drive::Close {
-            self.close(i);
+        match step {
+            Drive::Close => self.close(i),
+            Drive::Watch(flags) => self.hand_to_logger(i, flags),
+            Drive::Wait | Drive::Yield => {}
         }
+    }
+
+    /// `watch`: the connection leaves this loop (and the ring) for the
+    /// logger thread, which only writes to it from now on.
+    fn hand_to_logger(&mut self, i: Key, flags: u16) {
+        let Some(mut slot) = self.slots.remove(i) else {
+            self.shared.log.unadmit();
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut slot.conn.stream);
+        if slot.fixed {
+            if let Some(b) = self.batch.as_mut() {
+                b.unregister(i.index());
+            }
+        }
+        if let Some(b) = self.budget.as_ref() {
+            slot.conn.release_budget(b);
+        }
+        let Conn { stream, info, .. } = slot.conn;
+        watch::adopt(&self.shared, stream, info, flags);
+    }
+
+    /// A `watch connevents` line for connection `info`; `reason` for a
+    /// close.
+    fn log_conn(&self, info: &ConnInfo, reason: Option<&'static str>) {
+        let (rip, rport, transport) = watch::lines::endpoint(&info.addr);
+        let line = watch::lines::ConnLine {
+            rip,
+            rport,
+            transport,
+            cfd: info.fd,
+            reason,
+        };
+        self.shared.log.log(self.id, watch::CONNEVENTS, |out| {
+            watch::lines::conn(out, &line)
+        });
     }
 
     /// Runs the round's `reqs` through the ring into `results`.
@@ -407,14 +456,35 @@ impl Worker {
     }
 
     fn close(&mut self, i: Key) {
+        self.close_why(i, None);
+    }
+
+    /// Closes connection `i`; `why` names the reason `watch connevents`
+    /// reports when it is not the connection's own (normal or error).
+    fn close_why(&mut self, i: Key, why: Option<&'static str>) {
         let Some(mut slot) = self.slots.remove(i) else {
             return;
         };
+        if self.shared.log.wants(watch::CONNEVENTS) && !self.shared.stopping.load(Relaxed) {
+            let reason = why.unwrap_or(if slot.conn.normal_close {
+                "normal"
+            } else {
+                "error"
+            });
+            self.log_conn(&slot.conn.info, Some(reason));
+        }
         let _ = self.poll.registry().deregister(&mut slot.conn.stream);
         if slot.fixed {
             if let Some(b) = self.batch.as_mut() {
                 b.unregister(i.index());
             }
+        }
+        if let Some(b) = self.budget.as_ref() {
+            slot.conn.release_budget(b);
+        }
+        if slot.conn.watch_pending() {
+            // Closed before it could become a watcher.
+            self.shared.log.unadmit();
         }
         if self.shared.verbose() > 1 {
             eprintln!("<{} connection closed.", slot.conn.info.fd);
@@ -456,7 +526,7 @@ impl Worker {
         self.ws.response_obj_bytes.set(wbytes);
         for i in kick {
             self.ws.idle_kicks.incr();
-            self.close(i);
+            self.close_why(i, Some("idle_timeout"));
         }
     }
 }

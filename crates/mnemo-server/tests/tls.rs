@@ -858,3 +858,27 @@ fn python_openssl_client_matches_memcached() {
     assert!(outs[1].starts_with("TLSv1.2 b'STORED"), "{}", outs[1]);
     assert!(outs[1].contains("TLSv1.3 b'STORED"), "{}", outs[1]);
 }
+
+/// A watcher on a TLS connection gets its `OK` and its lines through the
+/// TLS session, as memcached's does (its logger writes through the
+/// connection's own write function).
+#[test]
+fn watch_over_tls_matches_memcached() {
+    let pki = Pki::new("watch");
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let srv = start(kind, &pki.args(""));
+        let mut w = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
+        w.send(b"watch mutations\r\n").unwrap();
+        let ok = w.read_until(|p| find(p, b"\r\n").map(|i| i + 2)).unwrap();
+        assert_eq!(ok, b"OK\r\n", "{}", kind.name());
+        let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
+        assert_eq!(c.text(b"set k 0 0 1\r\n1\r\n").unwrap(), b"STORED\r\n");
+        let line = w.read_until(|p| find(p, b"\n").map(|i| i + 1)).unwrap();
+        let line = String::from_utf8_lossy(&line).into_owned();
+        assert!(
+            line.contains(" type=item_store key=k status=stored cmd=set ttl=0 "),
+            "{}: {line}",
+            kind.name()
+        );
+    }
+}

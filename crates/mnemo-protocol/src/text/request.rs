@@ -141,6 +141,11 @@ pub enum Request<'a> {
         noreply: bool,
     },
     Version,
+    /// `watch [stream...]`: the stream names as sent, after the command;
+    /// which names exist, and what a watcher gets, is the server's.
+    Watch {
+        args: Keys<'a>,
+    },
     Verbosity {
         level: u32,
         noreply: bool,
@@ -307,6 +312,11 @@ pub(super) fn parse_tokens(line: &[u8]) -> Request<'_> {
             Request::FlushAll { delay, noreply }
         }
         b"version" => Request::Version,
+        b"watch" => {
+            let mut args = Keys::new(line);
+            args.next(); // the command itself
+            Request::Watch { args }
+        }
         b"quit" => Request::Quit,
         b"verbosity" => {
             if n != 2 && n != 3 {

@@ -3,6 +3,7 @@
 use super::numbers::push_u64;
 
 /// Appends `VALUE <key> <flags> <bytes>[ <cas>]\r\n`.
+#[inline]
 pub fn encode_value_header(
     out: &mut Vec<u8>,
     key: &[u8],
