@@ -19,6 +19,7 @@ mod out;
 mod proto_bin;
 mod proto_meta;
 mod proto_text;
+mod repl;
 mod settings;
 mod shared;
 mod signals;
