@@ -313,6 +313,13 @@ impl Worker {
                         .and_then(|p| p.servers.get_mut(server))
                     {
                         s.health.succeeded();
+                        if p.what == What::Invalidate {
+                            s.invalidating = s.invalidating.saturating_sub(1);
+                            // Not deleted (or flushed): it may still hold it.
+                            if r.is_error() {
+                                s.missed_all = true;
+                            }
+                        }
                     }
                     self.on_reply(p, &buf[..used], &r);
                     inb.consume(used);
@@ -353,8 +360,14 @@ impl Worker {
             }
             // An invalidation that may not have run: keep the server from
             // serving anything it may hold stale.
-            if be.pending.iter().any(|p| p.what == What::Invalidate) {
+            let lost = be
+                .pending
+                .iter()
+                .filter(|p| p.what == What::Invalidate)
+                .count();
+            if lost > 0 {
                 s.missed_all = true;
+                s.invalidating = s.invalidating.saturating_sub(lost as u32);
             }
         }
         if let Some(ss) = self

@@ -138,6 +138,8 @@ impl Worker {
                 if let Some(srv) = self.pools[pool].servers.get_mut(server) {
                     srv.missed_all = true;
                 }
+            } else if let Some(srv) = self.pools[pool].servers.get_mut(server) {
+                srv.invalidating += 1;
             }
             return;
         }
@@ -150,6 +152,9 @@ impl Worker {
                     srv.missed.extend(keys[i..].iter().cloned());
                 }
                 return;
+            }
+            if let Some(srv) = self.pools[pool].servers.get_mut(server) {
+                srv.invalidating += 1;
             }
         }
     }

@@ -22,12 +22,22 @@ pub(crate) struct ServerRt {
     /// Too many to list, or an invalidation was lost with its connection:
     /// the server is flushed instead.
     pub(crate) missed_all: bool,
+    /// Invalidations sent and not yet answered. Until they are, nothing
+    /// else goes to the server on any of its connections: a read on
+    /// another connection could overtake the deletes (`mirror`).
+    pub(crate) invalidating: u32,
 }
 
 impl ServerRt {
     /// Whether invalidations must go to this server before anything else.
     pub(crate) fn owes_replay(&self) -> bool {
         self.missed_all || !self.missed.is_empty()
+    }
+
+    /// Whether requests must keep away from this server (to the backup)
+    /// until what it missed has been invalidated.
+    pub(crate) fn gated(&self) -> bool {
+        self.invalidating > 0 || self.owes_replay()
     }
 }
 
@@ -65,6 +75,7 @@ impl PoolRt {
                     health: Health::new(),
                     missed: Vec::new(),
                     missed_all: false,
+                    invalidating: 0,
                 })
                 .collect(),
             backup,
@@ -110,6 +121,8 @@ impl PoolRt {
 pub(crate) const NO_LIVE: &[u8] = b"SERVER_ERROR No live server for key\r\n";
 
 pub(crate) const EJECTED: &[u8] = b"SERVER_ERROR Server ejected\r\n";
+
+pub(crate) const INVALIDATING: &[u8] = b"SERVER_ERROR Server back, invalidating\r\n";
 
 impl Worker {
     /// The server for `key` in `pool`.

@@ -33,6 +33,10 @@ impl Worker {
                     continue;
                 };
                 ns.health = os.health;
+                // What it missed is still owed. Invalidations in flight may
+                // ride connections that close below, so a flush replaces them.
+                ns.missed = os.missed.clone();
+                ns.missed_all = os.missed_all || os.invalidating > 0;
                 // Connections opened with other TLS settings are not
                 // this configuration's: they close, new ones open.
                 let same_tls = op.conf.tls.server() == np.conf.tls.server();
@@ -52,6 +56,27 @@ impl Worker {
             }
             if np.backup.is_none() {
                 np.rebuild();
+            }
+        }
+        // A server that moved to another pool (or whose pool was renamed)
+        // left its list behind: flush it before it serves there.
+        for op in &old {
+            for os in op
+                .servers
+                .iter()
+                .filter(|o| o.owes_replay() || o.invalidating > 0)
+            {
+                let kept = pools.iter().any(|np| {
+                    np.conf.name == op.conf.name && np.servers.iter().any(|n| n.addr == os.addr)
+                });
+                if kept {
+                    continue;
+                }
+                for ns in pools.iter_mut().flat_map(|np| np.servers.iter_mut()) {
+                    if ns.addr == os.addr {
+                        ns.missed_all = true;
+                    }
+                }
             }
         }
         // Backends of servers the new config dropped still carry their old

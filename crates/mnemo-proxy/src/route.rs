@@ -5,6 +5,7 @@ use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
 use crate::meta::{self, MetaCmd};
 use crate::mirror::{cas_follow_up, Mirror};
+use crate::pool::INVALIDATING;
 use crate::worker::Worker;
 use mnemo_net::Key;
 use mnemo_protocol::client::{self as pclient, Reply};
@@ -93,8 +94,17 @@ impl Worker {
         p: Pending,
     ) -> Result<(), &'static [u8]> {
         let s = self.pick(pool, hkey)?;
-        if self.pools[pool].servers[s].owes_replay() {
-            self.replay_missed(pool, s, p.to);
+        if self.pools[pool].servers[s].gated() {
+            if self.pools[pool].servers[s].owes_replay() {
+                self.replay_missed(pool, s, p.to);
+            }
+            // A read could pass the deletes on another connection; it goes
+            // to the backup until they are answered. A write may go on:
+            // overtaking a delete of its key costs a miss, never a stale value.
+            let read = matches!(self.slot_kind(p.to), Some(SlotKind::Simple(Some(m))) if m.retry.is_some());
+            if read && self.pools[pool].servers[s].gated() {
+                return Err(INVALIDATING);
+            }
         }
         self.send(pool, s, bytes, Some(p))
     }
