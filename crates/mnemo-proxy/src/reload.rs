@@ -91,6 +91,20 @@ impl Worker {
             .collect();
         for &b in &removed {
             if let Some(be) = self.backends.get_mut(b) {
+                // Noreply writes it may have lost can no longer be listed
+                // against their server: flush the server where it lives on.
+                let unsure = !be.unconfirmed.is_empty() || be.unconfirmed_lost.is_some();
+                let addr = old
+                    .get(be.pool)
+                    .and_then(|p| p.servers.get(be.server))
+                    .map(|s| &s.addr);
+                if let (true, Some(addr)) = (unsure, addr) {
+                    for ns in pools.iter_mut().flat_map(|np| np.servers.iter_mut()) {
+                        if ns.addr == *addr {
+                            ns.missed_all = true;
+                        }
+                    }
+                }
                 be.pool = usize::MAX;
             }
         }

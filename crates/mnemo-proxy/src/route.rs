@@ -112,10 +112,24 @@ impl Worker {
     /// Queue `bytes` for `hkey`'s server in `pool` with no reply expected;
     /// false if it could not be queued.
     pub(crate) fn forward_noreply(&mut self, pool: usize, hkey: &[u8], bytes: &[u8]) -> bool {
-        match self.pick(pool, hkey) {
-            Ok(s) => self.send(pool, s, bytes, None).is_ok(),
-            Err(_) => false,
+        let Ok(s) = self.pick(pool, hkey) else {
+            return false;
+        };
+        if self.pools[pool].backup.is_none() {
+            return self.send(pool, s, bytes, None).is_ok();
         }
+        // Its connection may fail before the server reads it: keep the key
+        // until a later reply on that connection shows it arrived.
+        let Ok(b) = self.conn_for(pool, s) else {
+            return false;
+        };
+        if self.send_on(b, pool, s, bytes, None).is_err() {
+            return false;
+        }
+        if let Some(be) = self.backends.get_mut(b) {
+            be.sent_noreply(hkey);
+        }
+        true
     }
 
     /// A single-key command other than a read: sent to the key's server and

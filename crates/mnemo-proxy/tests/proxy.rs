@@ -1403,3 +1403,32 @@ fn eventually_gone(port: u16, key: &str) -> bool {
     }
     false
 }
+
+#[test]
+fn a_noreply_write_lost_with_its_connection_is_not_served_stale() {
+    let prim = memcached();
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup-noreply");
+    let conf = dir.file("p.yml", &backed_pool(lp, &prim, &backup, ""));
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("k3", "old"), "STORED\r\n");
+    // The primary stalls: the noreply write is queued on its connection,
+    // which then times out on the next request and is closed.
+    let port = prim.port;
+    let mut prim = prim;
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(prim.child.id() as i32, 19) };
+    c.send(b"set k3 0 0 3 noreply\r\nnew\r\n");
+    assert_eq!(c.get("k3"), "VALUE k3 0 3\r\nnew\r\nEND\r\n");
+    // It comes back without ever having read the write.
+    prim.kill();
+    let back = memcached_on(port);
+    assert_eq!(Conn::new(back.port).set("k3", "old"), "STORED\r\n");
+    let r = c.get("k3");
+    assert!(
+        r == "END\r\n" || r == "VALUE k3 0 3\r\nnew\r\nEND\r\n",
+        "{r}"
+    );
+}
