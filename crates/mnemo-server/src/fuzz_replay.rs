@@ -8,9 +8,8 @@
 //! consistency walk (`Engine::check_invariants`: free lists, LRUs, index
 //! and pages agree, pages within the limit) passes.
 //!
-//! The server is a binary crate, so this runs as its unit test on stable
-//! (`cargo test -p mnemo-server --bin mnemo fuzz_replay`); a libFuzzer
-//! target would need the dispatch in a library.
+//! It runs as a unit test on stable
+//! (`cargo test -p mnemo-server --lib fuzz_replay`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32};
