@@ -21,6 +21,8 @@ pub mod dump;
 #[cfg(test)]
 mod fuzz_replay;
 #[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
 pub mod listener;
 #[doc(hidden)]
 pub mod out;
