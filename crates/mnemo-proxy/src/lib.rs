@@ -17,6 +17,8 @@ pub mod config;
 #[doc(hidden)]
 pub mod erasure;
 #[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
 pub mod meta;
 #[doc(hidden)]
 pub mod mirror;
