@@ -55,3 +55,16 @@ fn parser_corpora_as_connections() {
         }
     }
 }
+
+/// The harness answers as the server does: a value stored in one read and
+/// read back across a cut in the next, pipelined.
+#[test]
+fn the_harness_carries_a_real_conversation() {
+    let mut input = vec![0x01 | 0x20, 100];
+    input.extend_from_slice(b"set a 0 0 5\r\nhello\r\nget a\r\nmg a v\r\n");
+    let got = fuzzing::conn(&input);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "STORED\r\nVALUE a 0 5\r\nhello\r\nEND\r\nVA 5\r\nhello\r\n"
+    );
+}
