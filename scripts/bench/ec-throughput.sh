@@ -3,7 +3,8 @@
 # `erasure: 3+2` pool, `erasure: 1+2` whole copies (3 copies) and a pool
 # mirrored to a backup pool (two more memcached), over the same five
 # memcached, 16 KB values by default; STALL=1 adds a get run with one of
-# the five stopped (SIGSTOP), pool timeout 1000 ms.
+# the five stopped (SIGSTOP), STALL=2 one more with two stopped, pool
+# timeout 1000 ms. POOLS="ec whole" limits the pools run.
 #
 #   cargo build --release -p mnemo-proxy -p mnemo-bench
 #   BASE=23300 VS=16384 DUR=5 STALL=1 scripts/bench/ec-throughput.sh
@@ -44,18 +45,25 @@ print("%-20s %8.0f ops/s  p50 %8.0f us  p99 %9.0f us  errors %d" % (sys.argv[2],
 PY
 }
 pools="plain:$((BASE+100)) ec:$((BASE+101)) whole:$((BASE+102)) mirror:$((BASE+103))"
+if [ -n "${POOLS:-}" ]; then
+  keep=""
+  for pool in $pools; do
+    case " $POOLS " in *" ${pool%%:*} "*) keep="$keep $pool";; esac
+  done
+  pools=$keep
+fi
 for pool in $pools; do
   n=${pool%%:*}; p=${pool##*:}
   run $p 1:0 $n-set
   run $p 0:1 $n-get
 done
-if [ "${STALL:-0}" = 1 ]; then
-  kill -STOP ${pids[2]}
+for s in $(seq 1 ${STALL:-0}); do
+  kill -STOP ${pids[$((s+1))]}
   for pool in $pools; do
     n=${pool%%:*}; p=${pool##*:}
-    run $p 0:1 $n-get-stalled
+    run $p 0:1 $n-get-stalled$s
   done
-  kill -CONT ${pids[2]}
-fi
+done
+[ "${STALL:-0}" -ge 1 ] && kill -CONT ${pids[@]:2:${STALL:-0}}
 kill $PX ${pids[@]}; wait 2>/dev/null
 rm -rf $D

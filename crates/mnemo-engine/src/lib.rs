@@ -18,12 +18,14 @@
 //! stats, allocate/store, get, delete, touch, arithmetic, flush) so another
 //! engine could be put behind it.
 
+mod apply;
 mod arena;
 mod assoc;
 mod automove;
 mod check;
 mod clock;
 mod config;
+pub mod counter;
 mod crawler;
 mod dump;
 mod evlog;
@@ -39,8 +41,11 @@ mod slabs;
 mod slot;
 mod stats;
 mod sync;
+pub mod tombstones;
 mod tuning;
+pub mod version;
 
+pub use apply::ApplyOutcome;
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
 pub use crawler::CrawlerCommandError;

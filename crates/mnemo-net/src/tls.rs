@@ -22,7 +22,10 @@ use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+    ServerName, UnixTime,
+};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::{
@@ -328,6 +331,37 @@ fn load_key(path: &Path, fmt: KeyFormat) -> Result<PrivateKeyDer<'static>, Strin
     }
 }
 
+/// The provider's signing key for `key`, and `key` as the provider read it.
+/// A PEM label names the key's encoding, but OpenSSL reads the key whatever
+/// the label says, and some test keys in the wild carry a PKCS#8 body under
+/// `RSA PRIVATE KEY` (gomemcache's `TestTLS` key), so memcached serves with
+/// them: when the labelled encoding fails, the other two are tried on the
+/// same bytes, and the first error is the one reported.
+fn load_signing_key(
+    prov: &CryptoProvider,
+    key: PrivateKeyDer<'static>,
+) -> Result<(PrivateKeyDer<'static>, Arc<dyn rustls::sign::SigningKey>), rustls::Error> {
+    let first = match prov.key_provider.load_private_key(key.clone_key()) {
+        Ok(s) => return Ok((key, s)),
+        Err(e) => e,
+    };
+    let der = key.secret_der().to_vec();
+    let others: [PrivateKeyDer<'static>; 3] = [
+        PrivatePkcs8KeyDer::from(der.clone()).into(),
+        PrivatePkcs1KeyDer::from(der.clone()).into(),
+        PrivateSec1KeyDer::from(der).into(),
+    ];
+    for k in others {
+        if std::mem::discriminant(&k) == std::mem::discriminant(&key) {
+            continue;
+        }
+        if let Ok(s) = prov.key_provider.load_private_key(k.clone_key()) {
+            return Ok((k, s));
+        }
+    }
+    Err(first)
+}
+
 /// Trust anchors from a PEM file of CA certificates.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
@@ -367,15 +401,12 @@ pub fn server_config(
             ))
         })?;
     let prov = Arc::new(provider(o.ciphers.as_deref())?);
-    let signing = prov
-        .key_provider
-        .load_private_key(key.clone_key())
-        .map_err(|e| {
-            TlsError(format!(
-                "Error loading the key: {} : {e}",
-                path_text(key_path)
-            ))
-        })?;
+    let (key, signing) = load_signing_key(&prov, key).map_err(|e| {
+        TlsError(format!(
+            "Error loading the key: {} : {e}",
+            path_text(key_path)
+        ))
+    })?;
     // OpenSSL refuses a key that does not match the certificate while
     // loading it, so memcached reports it as a key error.
     rustls::sign::CertifiedKey::new(chain.clone(), signing)

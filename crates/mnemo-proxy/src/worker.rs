@@ -58,6 +58,10 @@ pub struct Worker {
     pub(crate) dirty_clients: Vec<Key>,
     pub(crate) dirty_backends: Vec<Key>,
     pub(crate) resume: Vec<Key>,
+    /// Erasure-coded reads that K answers could decide before the quorum:
+    /// decided once this batch of events is in (see `erasure::ops`).
+    pub(crate) ec_later: Vec<crate::client::ReplyTo>,
+    pub(crate) ec_early_ok: bool,
     pub(crate) scratch: Vec<usize>,
     pub(crate) bintext: Vec<u8>,
 }
@@ -83,6 +87,8 @@ impl Worker {
             dirty_clients: Vec::new(),
             dirty_backends: Vec::new(),
             resume: Vec::new(),
+            ec_later: Vec::new(),
+            ec_early_ok: false,
             scratch: Vec::new(),
             bintext: Vec::new(),
         };
@@ -155,11 +161,13 @@ impl Worker {
                 }
             }
             self.timers();
+            self.ec_run_later();
             self.flush();
             while !self.resume.is_empty() {
                 for c in std::mem::take(&mut self.resume) {
                     self.client_readable(c);
                 }
+                self.ec_run_later();
                 self.flush();
             }
         }

@@ -143,14 +143,21 @@ where
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (long, None),
             };
+            let repl = crate::repl::options::LONG.iter();
+            let exact_repl = repl
+                .map(|&(n, c)| (n, c, Arg::Required))
+                .find(|e| e.0 == name);
             let matches: Vec<_> = match LONG.iter().find(|(n, _, _)| *n == name) {
-                Some(exact) => vec![exact],
+                Some(exact) => vec![*exact],
+                // mnemo's own options match exactly only (repl/options.rs).
+                None if exact_repl.is_some() => exact_repl.into_iter().collect(),
                 None => LONG
                     .iter()
                     .filter(|(n, _, _)| n.starts_with(name))
+                    .copied()
                     .collect(),
             };
-            let &(lname, c, kind) = match matches.as_slice() {
+            let (lname, c, kind) = match matches.as_slice() {
                 [one] => *one,
                 [] => return fail(format!("mnemo: unrecognized option '--{name}'")),
                 _ => return fail(format!("mnemo: option '--{name}' is ambiguous")),
@@ -334,6 +341,9 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
                 for sub in v.split(',').filter(|x| !x.is_empty()) {
                     extended(&mut s, sub, &mut slab_chunk_changed)?;
                 }
+            }
+            c if crate::repl::options::is_replication(c) => {
+                return Err(crate::repl::options::refuse(c))
             }
             other => return fail(format!("Illegal argument \"{other}\"")),
         }

@@ -246,7 +246,12 @@ impl Conn {
             // slow reader cannot make us buffer without bound.
             // (A TLS session may hold encrypted output of its own: the
             // tail of the last reply, or handshake records.)
-            if self.wbuf.has_unsent() || self.stream.wants_write() {
+            // While a value too large to store is being discarded, its
+            // error (and whatever came before it) waits, as memcached's
+            // does in conn_swallow: the client hears nothing until it has
+            // sent the whole value, and nothing if it hangs up first.
+            let holding = matches!(self.input, Input::Swallow { .. });
+            if (self.wbuf.has_unsent() && !holding) || self.stream.wants_write() {
                 if self.write_blocked {
                     return Drive::Wait;
                 }
@@ -297,7 +302,7 @@ impl Conn {
                 Step::NeedInput => {}
                 Step::Drain => continue,
             }
-            if self.wbuf.has_unsent() {
+            if self.wbuf.has_unsent() && !matches!(self.input, Input::Swallow { .. }) {
                 // Replies gathered from this read go out in one write.
                 continue;
             }

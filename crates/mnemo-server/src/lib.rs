@@ -33,6 +33,8 @@ pub mod proto_meta;
 #[doc(hidden)]
 pub mod proto_text;
 #[doc(hidden)]
+pub mod repl;
+#[doc(hidden)]
 pub mod settings;
 #[doc(hidden)]
 pub mod shared;

@@ -1902,3 +1902,48 @@ fn flat_lru_segments_match_memcached() {
 fn flat_lru_segments_memcached_against_itself() {
     compare_flat_segments(Kind::Memcached, Kind::Memcached);
 }
+
+/// A value over `-I` is refused only once it has been swallowed: memcached
+/// holds the error (and any reply queued before it) in `conn_swallow`, so
+/// a client that hangs up part-way through the value hears nothing, in
+/// text, meta and binary alike. Each request is the head and half the value,
+/// then a half-close; the answer is everything up to the server's close.
+fn part_of_a_too_large_value(kind: Kind) -> Vec<String> {
+    const N: usize = 2 * 1024 * 1024;
+    let half = vec![b'x'; N / 2];
+    let mut binary = vec![0x80, 0x01, 0, 1, 8, 0, 0, 0];
+    binary.extend_from_slice(&(8 + 1 + N as u32).to_be_bytes());
+    binary.extend_from_slice(&[0; 12]);
+    binary.extend_from_slice(&[0; 8]);
+    binary.push(b'k');
+    let heads: [Vec<u8>; 4] = [
+        format!("set k 0 0 {N}\r\n").into_bytes(),
+        format!("version\r\nset k 0 0 {N}\r\n").into_bytes(),
+        format!("ms k {N} T0\r\n").into_bytes(),
+        binary,
+    ];
+    let server = Server::start(kind, &["-I", "1m"]);
+    heads
+        .iter()
+        .map(|head| {
+            let mut c = server.connect();
+            c.send(head);
+            c.send(&half);
+            c.shutdown_write();
+            match c.read_to_eof() {
+                Ok(answer) => show(&answer),
+                Err(partial) => format!("no close; {}", show(&partial)),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn too_large_value_answered_after_its_bytes_as_memcached() {
+    support::require_tool("memcached");
+    let (left, right) = both(
+        || part_of_a_too_large_value(Kind::Memcached),
+        || part_of_a_too_large_value(Kind::Mnemo),
+    );
+    assert_eq!(left, right, "memcached (left) vs mnemo (right)");
+}

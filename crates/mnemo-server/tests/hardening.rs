@@ -137,17 +137,13 @@ fn hostile_inputs_leave_the_server_answering_with_bounded_rss() {
     }
 
     // 3. `set` declaring 2 GB. Just under 2^31 parses and is refused as too
-    //    large, its data swallowed as it arrives (we send 256 MB of it);
-    //    2^31 does not parse at all (memcached's 32-bit length).
+    //    large, its data swallowed as it arrives (we send 256 MB of it; as
+    //    memcached's, the refusal is sent once all of it is in, so it is
+    //    not read here); 2^31 does not parse at all (memcached's 32-bit
+    //    length).
     {
         let mut c = server.connect();
         c.send(b"set huge 0 0 2147483000\r\n");
-        let line = c.read_line();
-        assert!(
-            line.starts_with(b"SERVER_ERROR"),
-            "2 GB set answered {}",
-            support::show(&line)
-        );
         let chunk = vec![b'v'; MB as usize];
         for _ in 0..256 {
             c.send(&chunk);
@@ -241,13 +237,8 @@ fn hostile_inputs_leave_the_server_answering_with_bounded_rss() {
         assert_rss_within(&server, base, slack, "a 4 GB binary body");
         reset(s);
         let mut c = server.connect();
+        // (Its refusal waits for the whole value, as memcached's does.)
         c.send(b"ms huge 2147483000 T0\r\n");
-        let line = c.read_line();
-        assert!(
-            line.starts_with(b"SERVER_ERROR"),
-            "2 GB ms answered {}",
-            support::show(&line)
-        );
         for _ in 0..64 {
             c.send(&chunk);
         }

@@ -186,10 +186,12 @@ fn oversized_sasl_data_is_refused_not_buffered() {
     let server = sasl_server();
     let mut s = connect(&server);
     let mut big = pkt(0x21, b"PLAIN", b"");
-    // Declare 8 MB of SASL data (more than any item) and send only some.
+    // Declare 8 MB of SASL data (more than any item). The refusal comes
+    // once the data has been swallowed, as any of memcached's that
+    // discards a value (conn_swallow); nothing is buffered meanwhile.
     big[8..12].copy_from_slice(&(5 + 8 * 1024 * 1024u32).to_be_bytes());
     s.write_all(&big).unwrap();
-    s.write_all(&[0u8; 4096]).unwrap();
+    s.write_all(&vec![0u8; 8 * 1024 * 1024]).unwrap();
     let (op, st, text) = response(&mut s);
     assert_eq!((op, st), (0x21, 0x82));
     assert_eq!(text, b"Out of memory");

@@ -370,6 +370,42 @@ fn der_key_format_as_memcached() {
     }
 }
 
+/// A PKCS#8 key under a PEM label that names another encoding (`EC PRIVATE
+/// KEY` here; gomemcache's `TestTLS` key has `RSA PRIVATE KEY`): OpenSSL
+/// reads it whatever the label says, so memcached serves with it, and so
+/// does mnemo.
+#[test]
+fn mislabelled_pem_key_serves_as_memcached() {
+    let pki = Pki::new("mislabel");
+    let pem = std::fs::read_to_string(pki.dir.join("server.key")).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    std::fs::write(
+        pki.dir.join("mislabelled.key"),
+        pem.replace("PRIVATE KEY", "EC PRIVATE KEY"),
+    )
+    .unwrap();
+    for kind in [Kind::Memcached, Kind::Mnemo] {
+        let args = vec![
+            "-Z".to_string(),
+            "-o".into(),
+            format!(
+                "ssl_chain_cert={},ssl_key={}",
+                pki.path("server.pem"),
+                pki.path("mislabelled.key")
+            ),
+        ];
+        let srv = start(kind, &args);
+        let mut c = Tls::connect(srv.port(), &pki.trust("ca.pem")).unwrap();
+        let r = c.text(b"set k 0 0 1\r\nv\r\nget k\r\n").unwrap();
+        assert_eq!(
+            show(&r),
+            show(b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"),
+            "{}",
+            kind.name()
+        );
+    }
+}
+
 /// With the session cache, each handshake stores sessions (TLS 1.3: two
 /// tickets each, as OpenSSL issues them) and `ssl_new_sessions` counts
 /// them as memcached's does; `stats reset` zeroes it.

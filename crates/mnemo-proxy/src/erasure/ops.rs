@@ -497,6 +497,39 @@ impl Worker {
     /// Key `ki`'s read, if just decided: its outcome recorded and stats
     /// counted, and what follows it.
     fn ec_decide(&mut self, to: ReplyTo, pool: usize, ki: usize) -> Next {
+        let early_ok = self.ec_early_ok;
+        let mut later = false;
+        let next = self.ec_decide_now(to, pool, ki, early_ok, &mut later);
+        if later {
+            self.ec_later.push(to);
+        }
+        next
+    }
+
+    /// Decide an erasure-coded read on K items of one write only once the
+    /// worker's batch of events is in: the other answers often are in the
+    /// same batch, and with all K data shards among them the value needs
+    /// no Reed-Solomon reconstruction (about 10-20 us for 16 KB). The
+    /// client's answer goes out in the same flush either way.
+    pub(crate) fn ec_run_later(&mut self) {
+        if self.ec_later.is_empty() {
+            return;
+        }
+        self.ec_early_ok = true;
+        for to in std::mem::take(&mut self.ec_later) {
+            self.ec_progress(to);
+        }
+        self.ec_early_ok = false;
+    }
+
+    fn ec_decide_now(
+        &mut self,
+        to: ReplyTo,
+        pool: usize,
+        ki: usize,
+        early_ok: bool,
+        later: &mut bool,
+    ) -> Next {
         let (key, outcome, shards_read, degraded, repairs) = {
             let Some(SlotKind::Ec(op)) = self.slot_kind(to) else {
                 return Next::Nothing;
@@ -512,7 +545,10 @@ impl Worker {
             let Some(rd) = ek.read.as_ref() else {
                 return Next::Nothing;
             };
-            let Some(o) = rd.decide(wait_all) else {
+            let Some(o) = rd.decide(wait_all, early_ok) else {
+                if !early_ok && rd.may_decide_early(wait_all) {
+                    *later = true;
+                }
                 return Next::Nothing;
             };
             // Every server answered and no version can be decoded: with

@@ -11,15 +11,39 @@
 //!   lost a race (see `ops`), and are passed over, never mixed in; if no
 //!   version can be decoded the read is a miss and counts as a decode
 //!   failure.
-//! - The read answers once all servers but one have answered (a dead
-//!   server fails at once, so only a stalled one is waited for, and one is
-//!   not). A write is acknowledged once K+1 of its K+M items are stored,
-//!   so K+M-1 answers include at least K of them: the newest acknowledged
-//!   write is always decodable from what came in, and a delete stays
-//!   visible even if every server but two lost its tombstone. Waiting for
-//!   only M answers would be faster but would let M-1 stale servers plus
-//!   one fast one outvote a delete. Conditional writes (add, replace, cas)
-//!   wait for every server, since they need each one's CAS unique.
+//! - A read answers as soon as K of the K+M servers have answered with
+//!   items of one write (K coded shards; or, for a small value, whole
+//!   copies and stubs with at least one copy among them; or tombstones),
+//!   provided that write is the newest decodable one seen so far and
+//!   K >= M. Why that is safe: a write is acknowledged once K+1 of its
+//!   K+M items are stored, and nothing writes an older version over a
+//!   newer one (repairs are `add` or `cas` against what the read saw), so
+//!   at most M-1 servers hold nothing as new as an acknowledged write W.
+//!   K servers that all hold one version V older than W would all be among
+//!   them, which K >= M rules out: V is W or newer (a write still landing,
+//!   which a concurrent read may return). A single whole copy or tombstone
+//!   decodes but proves nothing (it may sit on one of those M-1 servers),
+//!   hence K items of the version, stubs included, whatever decodes it.
+//!   Servers that come back empty hold no version at all, so they never
+//!   make an old version look current either. The worker applies this
+//!   rule once its batch of events is in (`Worker::ec_run_later`), so that
+//!   answers arriving together are all used.
+//! - Otherwise (K < M, or the newest decodable version has fewer than K
+//!   items in) the read waits until all servers but one have answered (a
+//!   dead server fails at once, so only a stalled one is waited for, and
+//!   one is not): K+M-1 answers include at least K items of the newest
+//!   acknowledged write, so it is always decodable from what came in.
+//!   Answering on the first decodable answer would let one stale whole
+//!   copy outvote a delete. The price of answering early is robustness
+//!   beyond the quorum's guarantee: K servers rolled back to an old write
+//!   (by hand, say) can now answer for it, where K+M-1 answers would still
+//!   have shown the newer one on all but K+M-2 of them. A newer version whose
+//!   decodable items are still short of K (one tombstone, one copy) thus
+//!   still wins over an older one with K shards in: the read waits for it.
+//! - Late answers of a read answered early still feed repair (see
+//!   `repair`); a newer version among them is a concurrent write and is
+//!   left alone. Conditional writes (add, replace, cas) wait for every
+//!   server, since they need each one's CAS unique.
 
 use super::codec::{self, Decoded};
 use super::shard::{self, Header};
@@ -107,6 +131,10 @@ pub enum Fix {
 pub struct KeyRead {
     pub key: Vec<u8>,
     pub answers: Vec<Answer>,
+    /// K, and whether K items of one write may decide before K+M-1
+    /// answers are in (K >= M; see the module's rules).
+    k: usize,
+    early: bool,
 }
 
 impl KeyRead {
@@ -114,6 +142,8 @@ impl KeyRead {
         KeyRead {
             key: key.to_vec(),
             answers: vec![Answer::Waiting; k + m],
+            k,
+            early: k >= m,
         }
     }
 
@@ -219,25 +249,47 @@ impl KeyRead {
     /// The answer of a plain read (see the module's rules).
     #[cfg(test)]
     pub fn outcome(&self) -> Option<Outcome> {
-        self.decide(false)
+        self.decide(false, true)
     }
 
-    /// As `outcome`, but with `wait_all` only once every server answered.
-    pub fn decide(&self, wait_all: bool) -> Option<Outcome> {
+    /// Servers that answered with an item of `want`'s write, whatever its
+    /// kind (shard, copy, stub, tombstone).
+    fn holders(&self, want: &Header) -> usize {
+        self.answers
+            .iter()
+            .filter(
+                |a| matches!(a, Answer::Shard { header, .. } if codec::same_write(header, want)),
+            )
+            .count()
+    }
+
+    /// Enough answers are in for `decide` with `early` to try K items
+    /// of one write before the quorum.
+    pub fn may_decide_early(&self, wait_all: bool) -> bool {
+        let answered = self.answered();
+        !wait_all && self.early && answered >= self.k && answered + 1 < self.answers.len()
+    }
+
+    /// As `outcome`, but with `wait_all` only once every server answered,
+    /// and without `early` only at the quorum.
+    pub fn decide(&self, wait_all: bool, early: bool) -> Option<Outcome> {
         let answered = self.answered();
         let all = answered == self.answers.len();
-        let ready = if wait_all {
+        let quorum = if wait_all {
             all
         } else {
             answered + 1 >= self.answers.len()
         };
-        if !ready {
+        let early = early && !wait_all && self.early && answered >= self.k;
+        if !quorum && !early {
             return None;
         }
         let versions = self.versions();
         for h in &versions {
             if let Some(o @ (Outcome::Hit { .. } | Outcome::Deleted { .. })) = self.try_version(h) {
-                return Some(o);
+                // The newest decodable version: it wins, now or once
+                // enough servers have answered to rule out a newer one.
+                return (quorum || self.holders(h) >= self.k).then_some(o);
             }
         }
         if !all {
@@ -372,9 +424,9 @@ mod tests {
             r.absorb(i, Some(s), -1, 7);
         }
         assert!(r.outcome().is_some());
-        assert_eq!(r.decide(true), None);
+        assert_eq!(r.decide(true, true), None);
         r.absorb(4, None, -1, 0);
-        assert!(r.decide(true).is_some());
+        assert!(r.decide(true, true).is_some());
         assert_eq!(
             r.conditions(),
             vec![
@@ -423,5 +475,134 @@ mod tests {
         assert_eq!(r.outcome(), None);
         r.fail(4);
         assert_eq!(r.outcome(), Some(Outcome::Miss));
+    }
+
+    fn hit_version(o: Option<Outcome>) -> Option<u64> {
+        match o {
+            Some(Outcome::Hit { version, .. }) => Some(version),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn k_coded_shards_of_the_newest_version_decide_before_the_quorum() {
+        let old = encode_value(&g(), b"k", 1, 0, &[1u8; 100]).unwrap();
+        let new = encode_value(&g(), b"k", 2, 0, &[2u8; 100]).unwrap();
+        // Two servers stalled: three answers are all there will be.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        r.absorb(4, Some(&new[4]), -1, 0);
+        r.absorb(0, Some(&new[0]), -1, 0);
+        assert_eq!(r.outcome(), None);
+        r.absorb(2, Some(&new[2]), -1, 0);
+        assert_eq!(hit_version(r.outcome()), Some(2));
+        // Not before the worker's batch of events is in.
+        assert_eq!(r.decide(false, false), None);
+        assert!(r.may_decide_early(false));
+        assert!(!r.may_decide_early(true));
+        // Stale shards first (the servers that missed the write): they
+        // are fewer than K, so the read waits for the newest.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        r.absorb(3, Some(&old[3]), -1, 0);
+        r.absorb(4, Some(&old[4]), -1, 0);
+        r.absorb(0, Some(&new[0]), -1, 0);
+        assert_eq!(r.outcome(), None);
+        r.absorb(1, Some(&new[1]), -1, 0);
+        assert_eq!(r.outcome(), None, "quorum in, nothing decodable yet");
+        r.absorb(2, Some(&new[2]), -1, 0);
+        assert_eq!(hit_version(r.outcome()), Some(2));
+        // Failures are not answers of a version.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        r.fail(0);
+        r.absorb(2, Some(&new[2]), -1, 0);
+        r.absorb(3, Some(&new[3]), -1, 0);
+        assert_eq!(r.outcome(), None);
+        // Conditional writes still wait for every server.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        for (i, s) in new.iter().enumerate().take(3) {
+            r.absorb(i, Some(s), -1, 0);
+        }
+        assert_eq!(r.decide(true, true), None);
+    }
+
+    #[test]
+    fn a_newer_version_seen_wins_or_holds_the_read_back() {
+        // 3+3: the quorum is 5 answers, so K = 3 decide well before it.
+        let g = Geometry::new(3, 3, 16).unwrap();
+        let old = encode_value(&g, b"k", 1, 0, &[1u8; 100]).unwrap();
+        let mut r = KeyRead::new(b"k", 3, 3);
+        r.absorb(5, Some(&tombstone(&g, b"k", 2, 5)), -1, 0);
+        for (i, s) in old.iter().enumerate().take(3) {
+            r.absorb(i, Some(s), -1, 0);
+        }
+        // K shards of the old value, but a newer tombstone decodes: one
+        // tombstone proves too little to answer on, so the read waits.
+        assert_eq!(r.outcome(), None);
+        r.absorb(3, None, -1, 0);
+        assert!(matches!(
+            r.outcome(),
+            Some(Outcome::Deleted { version: 2, .. })
+        ));
+        // K tombstones decide at once.
+        let mut r = KeyRead::new(b"k", 3, 3);
+        r.absorb(0, Some(&old[0]), -1, 0);
+        for i in [1, 4, 5] {
+            r.absorb(i, Some(&tombstone(&g, b"k", 2, i)), -1, 0);
+        }
+        assert!(matches!(
+            r.outcome(),
+            Some(Outcome::Deleted { version: 2, .. })
+        ));
+        // A newer write with fewer than K shards in is still landing (an
+        // acknowledged one would be on K+1 servers, leaving at most M-1
+        // = 2 without it, not the K = 3 that hold the old one): passed
+        // over, as at the quorum.
+        let new = encode_value(&g, b"k", 3, 0, &[3u8; 100]).unwrap();
+        let mut r = KeyRead::new(b"k", 3, 3);
+        r.absorb(5, Some(&new[5]), -1, 0);
+        for (i, s) in old.iter().enumerate().take(3) {
+            r.absorb(i, Some(s), -1, 0);
+        }
+        assert_eq!(hit_version(r.outcome()), Some(1));
+        assert_eq!(r.repairs(1), vec![], "the newer shard is left alone");
+    }
+
+    #[test]
+    fn whole_copies_decide_early_only_with_k_items_of_their_write() {
+        let old = encode_value(&g(), b"k", 1, 0, b"old").unwrap();
+        let new = encode_value(&g(), b"k", 2, 0, b"new").unwrap();
+        // One copy decodes, but a stale copy would too: not enough.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        r.absorb(0, Some(&new[0]), -1, 0);
+        assert_eq!(r.outcome(), None);
+        // Its stubs count: K servers hold the write.
+        r.absorb(3, Some(&new[3]), -1, 0);
+        assert_eq!(r.outcome(), None);
+        r.absorb(4, Some(&new[4]), -1, 0);
+        assert_eq!(hit_version(r.outcome()), Some(2));
+        // Stale copies first, then a stub of the newer write: the old
+        // value decodes but has only two holders, and must not be
+        // answered; the quorum shows the new copy.
+        let mut r = KeyRead::new(b"k", 3, 2);
+        r.absorb(0, Some(&old[0]), -1, 0);
+        r.absorb(1, Some(&old[1]), -1, 0);
+        r.absorb(3, Some(&new[3]), -1, 0);
+        assert_eq!(r.outcome(), None);
+        r.absorb(2, Some(&new[2]), -1, 0);
+        assert_eq!(hit_version(r.outcome()), Some(2));
+    }
+
+    #[test]
+    fn with_fewer_data_than_parity_shards_the_quorum_rule_stays() {
+        // 2+3: two servers that missed a write could hold K = 2 shards of
+        // the old one, so K shards prove nothing.
+        let g = Geometry::new(2, 3, 16).unwrap();
+        let new = encode_value(&g, b"k", 2, 0, &[2u8; 100]).unwrap();
+        let mut r = KeyRead::new(b"k", 2, 3);
+        for (i, s) in new.iter().enumerate().take(3) {
+            r.absorb(i, Some(s), -1, 0);
+        }
+        assert_eq!(r.outcome(), None);
+        r.absorb(3, None, -1, 0);
+        assert_eq!(hit_version(r.outcome()), Some(2));
     }
 }
