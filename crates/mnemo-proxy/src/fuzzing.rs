@@ -178,3 +178,118 @@ pub fn multiget(data: &[u8]) {
         }
     }
 }
+
+/// Checks `out` is exactly one binary response to `opcode`/`opaque`;
+/// returns its status and value (after extras and key).
+fn one_response(out: &[u8], opcode: u8, opaque: u32) -> (u16, &[u8]) {
+    assert!(out.len() >= 24, "short binary response: {out:?}");
+    assert_eq!(out[0], 0x81, "response magic");
+    assert_eq!(out[1], opcode, "response opcode");
+    let be32 = |at: usize| u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+    assert_eq!(be32(12), opaque, "response opaque");
+    let body = be32(8) as usize;
+    assert_eq!(out.len(), 24 + body, "one response, its length as stated");
+    let key_len = u16::from_be_bytes([out[2], out[3]]) as usize;
+    let extras = out[4] as usize;
+    assert!(extras + key_len <= body, "extras and key within the body");
+    let status = u16::from_be_bytes([out[6], out[7]]);
+    (status, &out[24 + extras + key_len..])
+}
+
+/// Binary-to-meta request translation and meta-to-binary answer
+/// translation (`binproto::plan`, `binproto::translate`), as `request.rs`
+/// runs them, against a fake server. Byte 0 picks the server's answer
+/// (a model answer for the command, a cut one, or garbage); the rest is
+/// a stream of binary requests, framed and decoded by the protocol crate
+/// with the proxy's checks. Each planned meta request must be one line
+/// (plus a store's value, unchanged); each answer must become exactly one
+/// binary response carrying the request's opcode and opaque (none for a
+/// quiet success), the model's value for a hit, and an error status for
+/// an answer that does not parse.
+pub fn binary(data: &[u8]) {
+    use crate::binproto::{plan, translate, Action};
+    use crate::request::MAX_ITEM;
+    use mnemo_protocol::binary as pbin;
+    let Some((&sel, mut buf)) = data.split_first() else {
+        return;
+    };
+    for _ in 0..64 {
+        let pk = match pbin::frame(buf) {
+            pbin::Frame::Packet(pk) => pk,
+            _ => return,
+        };
+        let h = pk.header;
+        if !pbin::lengths_ok(&h) {
+            return;
+        }
+        let Ok(cmd) = pbin::decode(&pk, false) else {
+            return;
+        };
+        let vlen = cmd.value_len();
+        let total = pk.consumed + vlen;
+        if vlen > MAX_ITEM || buf.len() < total {
+            return;
+        }
+        let value = &buf[pk.consumed..total];
+        let mut text = Vec::new();
+        let mut local = Vec::new();
+        let (b, action) = plan(&h, &cmd, pk.key, value, MAX_ITEM, &mut text, &mut local);
+        buf = &buf[total..];
+        match action {
+            Action::Local | Action::Quit => {
+                if !local.is_empty() {
+                    one_response(&local, h.opcode, h.opaque);
+                }
+                continue;
+            }
+            Action::Keyed { .. } | Action::Flush => {}
+        }
+        let eol = text
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("planned request has no line end: {text:?}"));
+        let rest = &text[eol + 2..];
+        assert!(
+            !text[..eol].contains(&b'\n') && !text[..eol].contains(&b'\r'),
+            "planned line holds a line break"
+        );
+        if !rest.is_empty() {
+            assert_eq!(rest.strip_suffix(b"\r\n"), Some(value), "a store's value");
+        }
+        // The fake server's answer.
+        let model_value = b"model-value";
+        let answer: Vec<u8> = match (sel % 4, text.get(..2)) {
+            (0, Some(b"mg")) => b"VA 11 f7 c9\r\nmodel-value\r\n".to_vec(),
+            (1, Some(b"mg")) => b"EN\r\n".to_vec(),
+            (0 | 1, Some(b"ms")) => b"HD c9\r\n".to_vec(),
+            (0 | 1, Some(b"md")) => b"HD\r\n".to_vec(),
+            (0 | 1, Some(b"ma")) => b"VA 2 c9\r\n42\r\n".to_vec(),
+            (0 | 1, _) => b"OK\r\n".to_vec(),
+            (2, _) => b"VA 11 f7 c9\r\nmodel".to_vec(),
+            _ => data.iter().rev().take(16).copied().collect(),
+        };
+        let parses = matches!(
+            mnemo_protocol::client::parse_reply(&answer),
+            Ok(Some((_, used))) if used == answer.len()
+        );
+        let mut out = Vec::new();
+        translate(&b, &answer, &mut out);
+        if out.is_empty() {
+            assert!(
+                parses && pbin::Opcode::from_u8(h.opcode).is_some_and(pbin::Opcode::is_quiet),
+                "no response to a non-quiet request or an unparsed answer"
+            );
+            continue;
+        }
+        let (status, v) = one_response(&out, h.opcode, h.opaque);
+        if !parses {
+            assert_ne!(status, 0, "an unparsed answer became a success");
+        } else if sel % 4 == 0
+            && text.starts_with(b"mg")
+            && text.windows(3).any(|w| w == b" v ")
+            && status == 0
+        {
+            assert_eq!(v, model_value, "a hit's value");
+        }
+    }
+}
