@@ -9,23 +9,7 @@
 //! - `quit` closes the connection; `shutdown`, `slabs`, `lru_crawler`,
 //!   `cache_memlimit` and `stats <group>` are refused (`ERROR`).
 
-mod acceptor;
-mod backend;
-mod binproto;
-mod client;
-mod config;
-mod erasure;
-mod meta;
-mod mirror;
-mod multiget;
-mod net;
-mod pool;
-mod reload;
-mod request;
-mod route;
-mod stats;
-mod tls;
-mod worker;
+use mnemo_proxy::{acceptor, config, stats, tls, worker};
 
 use clap::Parser;
 use parking_lot::RwLock;

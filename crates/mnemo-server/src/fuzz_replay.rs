@@ -8,49 +8,16 @@
 //! consistency walk (`Engine::check_invariants`: free lists, LRUs, index
 //! and pages agree, pages within the limit) passes.
 //!
-//! The server is a binary crate, so this runs as its unit test on stable
-//! (`cargo test -p mnemo-server --bin mnemo fuzz_replay`); a libFuzzer
-//! target would need the dispatch in a library.
+//! It runs as a unit test on stable
+//! (`cargo test -p mnemo-server --lib fuzz_replay`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
 
-use mnemo_engine::Engine;
-
-use crate::cli::{self, Action};
 use crate::dispatch::{run_datagram, Ctx};
+use crate::fuzzing::shared;
 use crate::out::Out;
-use crate::settings::Runtime;
 use crate::shared::Shared;
-
-fn shared(args: &[&str]) -> Shared {
-    let settings = match cli::parse(args.iter().copied()) {
-        Ok(Action::Run(s)) => *s,
-        other => panic!("{args:?}: {other:?}"),
-    };
-    let engine = Engine::new(settings.engine.clone()).expect("engine");
-    Shared {
-        runtime: Runtime::new(&settings),
-        crawler_enabled: AtomicBool::new(settings.engine.lru_crawler),
-        engine,
-        global: Default::default(),
-        workers: vec![Arc::default()],
-        conns: Default::default(),
-        stopping: AtomicBool::new(false),
-        listeners: AtomicU32::new(0),
-        inherited_fds: 3,
-        auth: None,
-        log: Arc::new(crate::watch::Logger::new(
-            1,
-            settings.worker_logbuf_size as usize,
-            settings.watcher_logbuf_size as usize,
-        )),
-        tls: None,
-        ssl_refreshed_at: AtomicU32::new(0),
-        settings,
-    }
-}
 
 fn corpus() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");

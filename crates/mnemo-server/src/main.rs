@@ -5,29 +5,7 @@
 //! process daemonizes and drops privileges (so low ports and errors still
 //! work), and threads start only after the fork.
 
-mod auth;
-mod batch;
-mod bufbudget;
-mod cli;
-mod conn;
-mod dispatch;
-mod dump;
-#[cfg(test)]
-mod fuzz_replay;
-mod listener;
-mod out;
-mod proto_bin;
-mod proto_meta;
-mod proto_text;
-mod repl;
-mod settings;
-mod shared;
-mod signals;
-mod stats;
-mod tls;
-mod udp;
-mod watch;
-mod worker;
+use mnemo_server::{auth, cli, listener, settings, shared, signals, tls, udp, watch, worker};
 
 use mnemo_engine::Engine;
 use settings::{Runtime, Settings};
@@ -36,11 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// sysexits.h EX_OSERR.
-// Keys are refused on the wire above the protocol's limit; the engine's item
-// format must be able to hold every key that passes. The two crates do not
-// depend on each other, so the server, which joins them, checks it.
-const _: () = assert!(mnemo_protocol::MAX_KEY_LEN <= mnemo_engine::MAX_STORED_KEY);
-
 const EX_OSERR: i32 = 71;
 
 fn main() {
