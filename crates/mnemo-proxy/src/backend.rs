@@ -359,6 +359,9 @@ impl Worker {
                             }
                         }
                     }
+                    if p.what == What::Invalidate {
+                        self.sync_gate(pool, server);
+                    }
                     self.on_reply(p, &buf[..used], &r);
                     inb.consume(used);
                 }
@@ -428,6 +431,7 @@ impl Worker {
         for (_, k) in be.unconfirmed.drain(..) {
             self.record_missed(be.pool, &k);
         }
+        self.sync_gate(be.pool, be.server);
         let msg = why.msg();
         for p in be.pending.drain(..) {
             self.pending_failed(p, msg);

@@ -180,7 +180,7 @@ impl Worker {
                 self.replay_missed(pool, server, to);
             }
             // Reads wait out the invalidations on the backup (see `forward`).
-            if self.pools[pool].servers[server].gated() {
+            if self.read_gated(pool, server) {
                 Err(INVALIDATING)
             } else {
                 let p = Pending::new(to, What::GetPart(part as u32), None);

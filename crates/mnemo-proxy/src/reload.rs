@@ -110,6 +110,11 @@ impl Worker {
         }
         self.pools = pools;
         self.stats = r.stats;
+        for p in 0..self.pools.len() {
+            for s in 0..self.pools[p].servers.len() {
+                self.sync_gate(p, s);
+            }
+        }
         for b in removed {
             self.fail_backend(b, Failure::Removed);
         }

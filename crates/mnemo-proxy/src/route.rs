@@ -94,7 +94,8 @@ impl Worker {
         p: Pending,
     ) -> Result<(), &'static [u8]> {
         let s = self.pick(pool, hkey)?;
-        if self.pools[pool].servers[s].gated() {
+        let backed = self.pools[pool].backup.is_some();
+        if self.pools[pool].servers[s].gated() || (backed && self.read_gated(pool, s)) {
             if self.pools[pool].servers[s].owes_replay() {
                 self.replay_missed(pool, s, p.to);
             }
@@ -102,7 +103,7 @@ impl Worker {
             // to the backup until they are answered. A write may go on:
             // overtaking a delete of its key costs a miss, never a stale value.
             let read = matches!(self.slot_kind(p.to), Some(SlotKind::Simple(Some(m))) if m.retry.is_some());
-            if read && self.pools[pool].servers[s].gated() {
+            if read && self.read_gated(pool, s) {
                 return Err(INVALIDATING);
             }
         }

@@ -1420,6 +1420,20 @@ fn a_noreply_write_lost_with_its_connection_is_not_served_stale() {
     let mut prim = prim;
     // SAFETY: signalling our own child by pid.
     unsafe { libc_kill(prim.child.id() as i32, 19) };
+    // Stopped before the write: else the server may take it and answer.
+    let stat = format!("/proc/{}/stat", prim.child.id());
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let st = std::fs::read_to_string(&stat).unwrap_or_default();
+        if st
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     c.send(b"set k3 0 0 3 noreply\r\nnew\r\n");
     assert_eq!(c.get("k3"), "VALUE k3 0 3\r\nnew\r\nEND\r\n");
     // It comes back without ever having read the write.
@@ -1431,4 +1445,36 @@ fn a_noreply_write_lost_with_its_connection_is_not_served_stale() {
         r == "END\r\n" || r == "VALUE k3 0 3\r\nnew\r\nEND\r\n",
         "{r}"
     );
+}
+
+#[test]
+fn a_primary_back_serves_nothing_another_worker_saw_it_miss() {
+    let prim = memcached();
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup-workers");
+    let conf = dir.file(
+        "p.yml",
+        &backed_pool(lp, &prim, &backup, "  server_connections: 2\n"),
+    );
+    let _p = proxy(&conf, lp);
+    // Clients are handed to the two workers in turn: a and b are on
+    // different ones, and only a's worker sees the primary fail.
+    let mut a = Conn::new(lp);
+    let mut b = Conn::new(lp);
+    assert_eq!(a.set("k1", "old"), "STORED\r\n");
+    let port = prim.port;
+    let mut prim = prim;
+    prim.kill();
+    assert_eq!(a.set("k1", "new"), "STORED\r\n");
+    let back = memcached_on(port);
+    assert_eq!(Conn::new(back.port).set("k1", "old"), "STORED\r\n");
+    let r = b.get("k1");
+    assert!(
+        r == "END\r\n" || r == "VALUE k1 0 3\r\nnew\r\nEND\r\n",
+        "{r}"
+    );
+    // Once a's worker has invalidated, both read the primary again.
+    assert_eq!(a.get("k1"), "VALUE k1 0 3\r\nnew\r\nEND\r\n");
+    assert!(eventually_gone(back.port, "k1"));
 }
