@@ -71,7 +71,21 @@ pub(crate) struct Backend {
     pub(crate) inb: ReadBuf,
     pub(crate) scan: usize,
     pub(crate) pending: VecDeque<Pending>,
+    /// Requests queued with a reply expected, and replies framed: a reply
+    /// to one queued after a noreply write proves the server read it.
+    pub(crate) queued: u64,
+    pub(crate) answered: u64,
+    /// Keys of noreply writes to a primary with a backup pool, each with
+    /// `queued` when it was sent, until a later reply confirms them; if
+    /// the connection fails first they are recorded as missed (`mirror`).
+    pub(crate) unconfirmed: VecDeque<(u64, Vec<u8>)>,
+    /// Past `MAX_UNCONFIRMED` keys: the mark of the last one dropped.
+    pub(crate) unconfirmed_lost: Option<u64>,
 }
+
+/// Noreply write keys listed per connection before a failure flushes the
+/// server instead.
+const MAX_UNCONFIRMED: usize = 10_000;
 
 /// Why a server connection is being closed.
 #[derive(Clone, Copy)]
@@ -135,6 +149,18 @@ impl Worker {
         pending: Option<Pending>,
     ) -> Result<(), &'static [u8]> {
         let b = self.conn_for(pool, server)?;
+        self.send_on(b, pool, server, bytes, pending)
+    }
+
+    /// Queue `bytes` on connection `b` of server `server` of `pool`.
+    pub(crate) fn send_on(
+        &mut self,
+        b: Key,
+        pool: usize,
+        server: usize,
+        bytes: &[u8],
+        pending: Option<Pending>,
+    ) -> Result<(), &'static [u8]> {
         let timeout = self.pools[pool].conf.timeout;
         let now = self.now;
         let Some(be) = self.backends.get_mut(b) else {
@@ -145,6 +171,7 @@ impl Worker {
         if let Some(mut p) = pending {
             p.deadline = timeout.map(|t| now + t);
             be.pending.push_back(p);
+            be.queued = be.queued.wrapping_add(1);
             ss.in_flight.fetch_add(1, Relaxed);
         }
         ss.requests.fetch_add(1, Relaxed);
@@ -198,6 +225,10 @@ impl Worker {
             inb: ReadBuf::with_capacity(READ_CHUNK),
             scan: 0,
             pending: VecDeque::new(),
+            queued: 0,
+            answered: 0,
+            unconfirmed: VecDeque::new(),
+            unconfirmed_lost: None,
         });
         let reg = self.poll.registry();
         let ok = self.backends.get_mut(b).is_some_and(|be| {
@@ -293,6 +324,13 @@ impl Worker {
                     let Some(p) = be.pending.pop_front() else {
                         break;
                     };
+                    be.answered = be.answered.wrapping_add(1);
+                    while be.unconfirmed.front().is_some_and(|u| u.0 < be.answered) {
+                        be.unconfirmed.pop_front();
+                    }
+                    if be.unconfirmed_lost.is_some_and(|m| m < be.answered) {
+                        be.unconfirmed_lost = None;
+                    }
                     let (pool, server) = (be.pool, be.server);
                     if let Some(ss) = self
                         .stats
@@ -313,6 +351,16 @@ impl Worker {
                         .and_then(|p| p.servers.get_mut(server))
                     {
                         s.health.succeeded();
+                        if p.what == What::Invalidate {
+                            s.invalidating = s.invalidating.saturating_sub(1);
+                            // Not deleted (or flushed): it may still hold it.
+                            if r.is_error() {
+                                s.missed_all = true;
+                            }
+                        }
+                    }
+                    if p.what == What::Invalidate {
+                        self.sync_gate(pool, server);
                     }
                     self.on_reply(p, &buf[..used], &r);
                     inb.consume(used);
@@ -353,8 +401,14 @@ impl Worker {
             }
             // An invalidation that may not have run: keep the server from
             // serving anything it may hold stale.
-            if be.pending.iter().any(|p| p.what == What::Invalidate) {
+            let lost = be
+                .pending
+                .iter()
+                .filter(|p| p.what == What::Invalidate)
+                .count();
+            if lost > 0 || be.unconfirmed_lost.is_some() {
                 s.missed_all = true;
+                s.invalidating = s.invalidating.saturating_sub(lost as u32);
             }
         }
         if let Some(ss) = self
@@ -374,9 +428,26 @@ impl Worker {
         if !matches!(why, Failure::Removed) {
             self.server_failed(be.pool, be.server);
         }
+        for (_, k) in be.unconfirmed.drain(..) {
+            self.record_missed(be.pool, &k);
+        }
+        self.sync_gate(be.pool, be.server);
         let msg = why.msg();
         for p in be.pending.drain(..) {
             self.pending_failed(p, msg);
+        }
+    }
+}
+
+impl Backend {
+    /// A noreply write of `key` was queued: keep it until a later reply.
+    pub(crate) fn sent_noreply(&mut self, key: &[u8]) {
+        if self.unconfirmed.len() >= MAX_UNCONFIRMED {
+            self.unconfirmed.clear();
+            self.unconfirmed_lost = Some(self.queued);
+        }
+        if self.unconfirmed_lost.is_none() {
+            self.unconfirmed.push_back((self.queued, key.to_vec()));
         }
     }
 }

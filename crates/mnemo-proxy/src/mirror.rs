@@ -105,6 +105,7 @@ impl Worker {
         } else {
             srv.missed.push(key.to_vec());
         }
+        self.sync_gate(pool, s);
     }
 
     /// Before `server` of `pool` gets anything else, delete from it what it
@@ -114,6 +115,11 @@ impl Worker {
     /// tracked as requests (`What::Invalidate`) under `to`; if their
     /// connection breaks first, the server is marked to be flushed.
     pub(crate) fn replay_missed(&mut self, pool: usize, server: usize, to: ReplyTo) {
+        self.replay_missed_inner(pool, server, to);
+        self.sync_gate(pool, server);
+    }
+
+    fn replay_missed_inner(&mut self, pool: usize, server: usize, to: ReplyTo) {
         let Some(srv) = self
             .pools
             .get_mut(pool)
@@ -138,6 +144,8 @@ impl Worker {
                 if let Some(srv) = self.pools[pool].servers.get_mut(server) {
                     srv.missed_all = true;
                 }
+            } else if let Some(srv) = self.pools[pool].servers.get_mut(server) {
+                srv.invalidating += 1;
             }
             return;
         }
@@ -150,6 +158,9 @@ impl Worker {
                     srv.missed.extend(keys[i..].iter().cloned());
                 }
                 return;
+            }
+            if let Some(srv) = self.pools[pool].servers.get_mut(server) {
+                srv.invalidating += 1;
             }
         }
     }

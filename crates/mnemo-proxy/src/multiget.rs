@@ -4,7 +4,7 @@
 
 use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
-use crate::pool::NO_LIVE;
+use crate::pool::{INVALIDATING, NO_LIVE};
 use crate::worker::Worker;
 use mnemo_net::Key;
 use mnemo_protocol::client::{self as pclient, Reply};
@@ -179,8 +179,13 @@ impl Worker {
             if self.pools[pool].servers[server].owes_replay() {
                 self.replay_missed(pool, server, to);
             }
-            let p = Pending::new(to, What::GetPart(part as u32), None);
-            self.send(pool, server, &req, Some(p))
+            // Reads wait out the invalidations on the backup (see `forward`).
+            if self.read_gated(pool, server) {
+                Err(INVALIDATING)
+            } else {
+                let p = Pending::new(to, What::GetPart(part as u32), None);
+                self.send(pool, server, &req, Some(p))
+            }
         };
         if let Err(msg) = res {
             self.part_failed(to, part, msg);

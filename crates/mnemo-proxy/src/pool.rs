@@ -22,12 +22,24 @@ pub(crate) struct ServerRt {
     /// Too many to list, or an invalidation was lost with its connection:
     /// the server is flushed instead.
     pub(crate) missed_all: bool,
+    /// Invalidations sent and not yet answered. Until they are, nothing
+    /// else goes to the server on any of its connections: a read on
+    /// another connection could overtake the deletes (`mirror`).
+    pub(crate) invalidating: u32,
+    /// This worker counts in the server's shared `invalidating` stat.
+    pub(crate) counted: bool,
 }
 
 impl ServerRt {
     /// Whether invalidations must go to this server before anything else.
     pub(crate) fn owes_replay(&self) -> bool {
         self.missed_all || !self.missed.is_empty()
+    }
+
+    /// Whether requests must keep away from this server (to the backup)
+    /// until what it missed has been invalidated.
+    pub(crate) fn gated(&self) -> bool {
+        self.invalidating > 0 || self.owes_replay()
     }
 }
 
@@ -65,6 +77,8 @@ impl PoolRt {
                     health: Health::new(),
                     missed: Vec::new(),
                     missed_all: false,
+                    invalidating: 0,
+                    counted: false,
                 })
                 .collect(),
             backup,
@@ -111,7 +125,44 @@ pub(crate) const NO_LIVE: &[u8] = b"SERVER_ERROR No live server for key\r\n";
 
 pub(crate) const EJECTED: &[u8] = b"SERVER_ERROR Server ejected\r\n";
 
+pub(crate) const INVALIDATING: &[u8] = b"SERVER_ERROR Server back, invalidating\r\n";
+
 impl Worker {
+    /// Publish whether this worker gates `server` of `pool`, so that the
+    /// other workers, which hold their own lists, gate it too.
+    pub(crate) fn sync_gate(&mut self, pool: usize, server: usize) {
+        let Some(s) = self
+            .pools
+            .get_mut(pool)
+            .and_then(|p| p.servers.get_mut(server))
+        else {
+            return;
+        };
+        let g = s.gated();
+        if g == s.counted {
+            return;
+        }
+        s.counted = g;
+        if let Some(ss) = self
+            .stats
+            .pools
+            .get(pool)
+            .and_then(|p| p.servers.get(server))
+        {
+            ss.invalidating.fetch_add(if g { 1 } else { -1 }, Relaxed);
+        }
+    }
+
+    /// Whether reads must keep away from `server` of `pool`: this worker
+    /// or another has invalidations for it outstanding.
+    pub(crate) fn read_gated(&self, pool: usize, server: usize) -> bool {
+        self.pools[pool].servers[server].gated()
+            || self.stats.pools[pool].servers[server]
+                .invalidating
+                .load(Relaxed)
+                > 0
+    }
+
     /// The server for `key` in `pool`.
     pub(crate) fn pick(&self, pool: usize, key: &[u8]) -> Result<usize, &'static [u8]> {
         let p = &self.pools[pool];

@@ -33,6 +33,10 @@ impl Worker {
                     continue;
                 };
                 ns.health = os.health;
+                // What it missed is still owed. Invalidations in flight may
+                // ride connections that close below, so a flush replaces them.
+                ns.missed = os.missed.clone();
+                ns.missed_all = os.missed_all || os.invalidating > 0;
                 // Connections opened with other TLS settings are not
                 // this configuration's: they close, new ones open.
                 let same_tls = op.conf.tls.server() == np.conf.tls.server();
@@ -54,6 +58,27 @@ impl Worker {
                 np.rebuild();
             }
         }
+        // A server that moved to another pool (or whose pool was renamed)
+        // left its list behind: flush it before it serves there.
+        for op in &old {
+            for os in op
+                .servers
+                .iter()
+                .filter(|o| o.owes_replay() || o.invalidating > 0)
+            {
+                let kept = pools.iter().any(|np| {
+                    np.conf.name == op.conf.name && np.servers.iter().any(|n| n.addr == os.addr)
+                });
+                if kept {
+                    continue;
+                }
+                for ns in pools.iter_mut().flat_map(|np| np.servers.iter_mut()) {
+                    if ns.addr == os.addr {
+                        ns.missed_all = true;
+                    }
+                }
+            }
+        }
         // Backends of servers the new config dropped still carry their old
         // pool and server indices, which now name other servers: detach
         // them first, so closing them touches no server's counters (their
@@ -66,11 +91,30 @@ impl Worker {
             .collect();
         for &b in &removed {
             if let Some(be) = self.backends.get_mut(b) {
+                // Noreply writes it may have lost can no longer be listed
+                // against their server: flush the server where it lives on.
+                let unsure = !be.unconfirmed.is_empty() || be.unconfirmed_lost.is_some();
+                let addr = old
+                    .get(be.pool)
+                    .and_then(|p| p.servers.get(be.server))
+                    .map(|s| &s.addr);
+                if let (true, Some(addr)) = (unsure, addr) {
+                    for ns in pools.iter_mut().flat_map(|np| np.servers.iter_mut()) {
+                        if ns.addr == *addr {
+                            ns.missed_all = true;
+                        }
+                    }
+                }
                 be.pool = usize::MAX;
             }
         }
         self.pools = pools;
         self.stats = r.stats;
+        for p in 0..self.pools.len() {
+            for s in 0..self.pools[p].servers.len() {
+                self.sync_gate(p, s);
+            }
+        }
         for b in removed {
             self.fail_backend(b, Failure::Removed);
         }

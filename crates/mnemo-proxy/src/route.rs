@@ -5,6 +5,7 @@ use crate::backend::{Pending, What};
 use crate::client::{ReplyTo, SlotKind};
 use crate::meta::{self, MetaCmd};
 use crate::mirror::{cas_follow_up, Mirror};
+use crate::pool::INVALIDATING;
 use crate::worker::Worker;
 use mnemo_net::Key;
 use mnemo_protocol::client::{self as pclient, Reply};
@@ -93,8 +94,18 @@ impl Worker {
         p: Pending,
     ) -> Result<(), &'static [u8]> {
         let s = self.pick(pool, hkey)?;
-        if self.pools[pool].servers[s].owes_replay() {
-            self.replay_missed(pool, s, p.to);
+        let backed = self.pools[pool].backup.is_some();
+        if self.pools[pool].servers[s].gated() || (backed && self.read_gated(pool, s)) {
+            if self.pools[pool].servers[s].owes_replay() {
+                self.replay_missed(pool, s, p.to);
+            }
+            // A read could pass the deletes on another connection; it goes
+            // to the backup until they are answered. A write may go on:
+            // overtaking a delete of its key costs a miss, never a stale value.
+            let read = matches!(self.slot_kind(p.to), Some(SlotKind::Simple(Some(m))) if m.retry.is_some());
+            if read && self.read_gated(pool, s) {
+                return Err(INVALIDATING);
+            }
         }
         self.send(pool, s, bytes, Some(p))
     }
@@ -102,10 +113,24 @@ impl Worker {
     /// Queue `bytes` for `hkey`'s server in `pool` with no reply expected;
     /// false if it could not be queued.
     pub(crate) fn forward_noreply(&mut self, pool: usize, hkey: &[u8], bytes: &[u8]) -> bool {
-        match self.pick(pool, hkey) {
-            Ok(s) => self.send(pool, s, bytes, None).is_ok(),
-            Err(_) => false,
+        let Ok(s) = self.pick(pool, hkey) else {
+            return false;
+        };
+        if self.pools[pool].backup.is_none() {
+            return self.send(pool, s, bytes, None).is_ok();
         }
+        // Its connection may fail before the server reads it: keep the key
+        // until a later reply on that connection shows it arrived.
+        let Ok(b) = self.conn_for(pool, s) else {
+            return false;
+        };
+        if self.send_on(b, pool, s, bytes, None).is_err() {
+            return false;
+        }
+        if let Some(be) = self.backends.get_mut(b) {
+            be.sent_noreply(hkey);
+        }
+        true
     }
 
     /// A single-key command other than a read: sent to the key's server and

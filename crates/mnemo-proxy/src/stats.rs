@@ -26,6 +26,9 @@ pub struct ServerStats {
     pub ejected_at: AtomicU64,
     pub in_flight: AtomicI64,
     pub connections: AtomicI64,
+    /// Workers that owe this primary invalidations or await their answers:
+    /// while any does, no worker reads from it (`mirror`). Not reported.
+    pub invalidating: AtomicI64,
 }
 
 #[derive(Debug, Default)]

@@ -1302,7 +1302,179 @@ fn a_primary_back_from_an_outage_serves_nothing_it_missed() {
             "{k}: {r}"
         );
     }
-    assert_eq!(direct_get(back.port, "k2"), None);
+    // Reads went to the backup while the deletes ran; they do finish.
+    assert!(eventually_gone(back.port, "k2"));
     assert_eq!(c.set("k1", "newer"), "STORED\r\n");
     assert_eq!(c.get("k1"), "VALUE k1 0 5\r\nnewer\r\nEND\r\n");
+}
+
+/// A pool `main` on `lp` over `prim`, with `backup` as its backup pool;
+/// `extra` goes into `main`'s section.
+fn backed_pool(lp: u16, prim: &Proc, backup: &Proc, extra: &str) -> String {
+    format!(
+        "{}backup_pool:\n  servers:\n{}",
+        pool(
+            "main",
+            lp,
+            &format!("  backup: backup_pool\n  timeout: 500\n{extra}"),
+            &server_lines(&[(prim, 1)])
+        ),
+        server_lines(&[(backup, 1)])
+    )
+}
+
+#[test]
+fn a_primary_back_after_a_reload_serves_nothing_it_missed() {
+    let prim = memcached();
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup-reload");
+    let conf = dir.file("p.yml", &backed_pool(lp, &prim, &backup, ""));
+    let p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("k1", "old"), "STORED\r\n");
+    let port = prim.port;
+    let mut prim = prim;
+    prim.kill();
+    assert_eq!(c.set("k1", "new"), "STORED\r\n");
+    // A reload while the primary is away must not forget what it missed.
+    let probe = free_port();
+    let text = format!(
+        "{}probe:\n  listen: 127.0.0.1:{probe}\n  servers:\n{}",
+        backed_pool(lp, &prim, &backup, ""),
+        server_lines(&[(&backup, 1)])
+    );
+    std::fs::write(&conf, text).unwrap();
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(p.proc.child.id() as i32, 1) };
+    wait_port(probe, "reloaded pool probe");
+    // Every worker has applied it once the client's request runs after it.
+    std::thread::sleep(Duration::from_millis(200));
+    let back = memcached_on(port);
+    assert_eq!(Conn::new(back.port).set("k1", "old"), "STORED\r\n");
+    let r = c.get("k1");
+    assert!(
+        r == "END\r\n" || r == "VALUE k1 0 3\r\nnew\r\nEND\r\n",
+        "{r}"
+    );
+}
+
+#[test]
+fn a_primary_back_with_several_connections_serves_nothing_it_missed() {
+    let prim = memcached();
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup-conns");
+    let conf = dir.file(
+        "p.yml",
+        &backed_pool(lp, &prim, &backup, "  server_connections: 2\n"),
+    );
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("k1", "old"), "STORED\r\n");
+    let port = prim.port;
+    let mut prim = prim;
+    prim.kill();
+    assert_eq!(c.set("k1", "new"), "STORED\r\n");
+    let back = memcached_on(port);
+    assert_eq!(Conn::new(back.port).set("k1", "old"), "STORED\r\n");
+    // A noreply write opens one connection to the returned primary (and
+    // sends no invalidation); the get then triggers the delete of k1 on the
+    // other, still connecting, and with round-robin over two connections
+    // would itself go out at once on the open one, passing the delete.
+    c.send(b"set z 0 0 1 noreply\r\nz\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let r = c.get("k1");
+    assert!(
+        r == "END\r\n" || r == "VALUE k1 0 3\r\nnew\r\nEND\r\n",
+        "{r}"
+    );
+    assert!(eventually_gone(back.port, "k1"));
+}
+
+/// Whether `key` is gone from the server on `port` within 5 s.
+fn eventually_gone(port: u16, key: &str) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if direct_get(port, key).is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn a_noreply_write_lost_with_its_connection_is_not_served_stale() {
+    let prim = memcached();
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup-noreply");
+    let conf = dir.file("p.yml", &backed_pool(lp, &prim, &backup, ""));
+    let _p = proxy(&conf, lp);
+    let mut c = Conn::new(lp);
+    assert_eq!(c.set("k3", "old"), "STORED\r\n");
+    // The primary stalls: the noreply write is queued on its connection,
+    // which then times out on the next request and is closed.
+    let port = prim.port;
+    let mut prim = prim;
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc_kill(prim.child.id() as i32, 19) };
+    // Stopped before the write: else the server may take it and answer.
+    let stat = format!("/proc/{}/stat", prim.child.id());
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let st = std::fs::read_to_string(&stat).unwrap_or_default();
+        if st
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.send(b"set k3 0 0 3 noreply\r\nnew\r\n");
+    assert_eq!(c.get("k3"), "VALUE k3 0 3\r\nnew\r\nEND\r\n");
+    // It comes back without ever having read the write.
+    prim.kill();
+    let back = memcached_on(port);
+    assert_eq!(Conn::new(back.port).set("k3", "old"), "STORED\r\n");
+    let r = c.get("k3");
+    assert!(
+        r == "END\r\n" || r == "VALUE k3 0 3\r\nnew\r\nEND\r\n",
+        "{r}"
+    );
+}
+
+#[test]
+fn a_primary_back_serves_nothing_another_worker_saw_it_miss() {
+    let prim = memcached();
+    let backup = memcached();
+    let lp = free_port();
+    let dir = TempDir::new("backup-workers");
+    let conf = dir.file(
+        "p.yml",
+        &backed_pool(lp, &prim, &backup, "  server_connections: 2\n"),
+    );
+    let _p = proxy(&conf, lp);
+    // Clients are handed to the two workers in turn: a and b are on
+    // different ones, and only a's worker sees the primary fail.
+    let mut a = Conn::new(lp);
+    let mut b = Conn::new(lp);
+    assert_eq!(a.set("k1", "old"), "STORED\r\n");
+    let port = prim.port;
+    let mut prim = prim;
+    prim.kill();
+    assert_eq!(a.set("k1", "new"), "STORED\r\n");
+    let back = memcached_on(port);
+    assert_eq!(Conn::new(back.port).set("k1", "old"), "STORED\r\n");
+    let r = b.get("k1");
+    assert!(
+        r == "END\r\n" || r == "VALUE k1 0 3\r\nnew\r\nEND\r\n",
+        "{r}"
+    );
+    // Once a's worker has invalidated, both read the primary again.
+    assert_eq!(a.get("k1"), "VALUE k1 0 3\r\nnew\r\nEND\r\n");
+    assert!(eventually_gone(back.port, "k1"));
 }
