@@ -325,11 +325,10 @@ impl Worker {
 
     /// `watch`: the connection leaves this loop (and the ring) for the
     /// logger thread, which only writes to it from now on.
-    fn hand_to_logger(&mut self, i: Key, flags: u16) {
-        let Some(mut slot) = self.slots.remove(i) else {
-            self.shared.log.unadmit();
-            return;
-        };
+    /// Takes a removed slot's socket out of this worker's poll and ring and
+    /// gives back its buffer budget: what leaving the worker means, whether
+    /// the connection closes or moves to the logger thread.
+    fn detach(&mut self, i: Key, slot: &mut Slot) {
         let _ = self.poll.registry().deregister(&mut slot.conn.stream);
         if slot.fixed {
             if let Some(b) = self.batch.as_mut() {
@@ -339,6 +338,14 @@ impl Worker {
         if let Some(b) = self.budget.as_ref() {
             slot.conn.release_budget(b);
         }
+    }
+
+    fn hand_to_logger(&mut self, i: Key, flags: u16) {
+        let Some(mut slot) = self.slots.remove(i) else {
+            self.shared.log.unadmit();
+            return;
+        };
+        self.detach(i, &mut slot);
         let Conn { stream, info, .. } = slot.conn;
         watch::adopt(&self.shared, stream, info, flags);
     }
@@ -473,15 +480,7 @@ impl Worker {
             });
             self.log_conn(&slot.conn.info, Some(reason));
         }
-        let _ = self.poll.registry().deregister(&mut slot.conn.stream);
-        if slot.fixed {
-            if let Some(b) = self.batch.as_mut() {
-                b.unregister(i.index());
-            }
-        }
-        if let Some(b) = self.budget.as_ref() {
-            slot.conn.release_budget(b);
-        }
+        self.detach(i, &mut slot);
         if slot.conn.watch_pending() {
             // Closed before it could become a watcher.
             self.shared.log.unadmit();
