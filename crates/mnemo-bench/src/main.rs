@@ -9,6 +9,7 @@ mod report;
 mod runner;
 mod scan;
 mod stop;
+mod target;
 mod timer;
 mod workload;
 
