@@ -15,6 +15,13 @@ pub fn written(r: &Repl, key: &[u8], ts: &ThreadStats) {
     r.node.record_state(key, false, ts);
 }
 
+/// Records `key`'s state, first giving it a new version if `bump`.
+#[cold]
+#[inline(never)]
+pub fn record(r: &Repl, key: &[u8], bump: bool, ts: &ThreadStats) {
+    r.node.record_state(key, bump, ts);
+}
+
 /// A touch or gat changed `key`'s expiry: a versioned write too.
 #[cold]
 #[inline(never)]
