@@ -75,6 +75,18 @@ pub fn step(
             return Outcome::CloseAfterWrite { used };
         }
         Err(Reject::Unknown { swallow }) => {
+            // A binary HELLO: the line is the key, nothing follows it.
+            if h.opcode == mnemo_protocol::repl::hello::BINARY_OPCODE
+                && h.extras_len == 0
+                && h.body_len as usize == p.key.len()
+                && stream
+                && ctx.shared.repl.is_some()
+            {
+                if let Some(hello) = crate::repl::hooks::binary_hello(p.key, h.opaque, out) {
+                    return Outcome::Repl { used, hello };
+                }
+                return Outcome::Done { used };
+            }
             encode_error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
             return Outcome::Swallow {
                 used,
