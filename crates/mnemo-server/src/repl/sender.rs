@@ -25,7 +25,7 @@ use super::{Handoff, LinkState, LinkStats, Repl, Replica};
 use crate::shared::{ConnInfo, Shared};
 
 /// Bytes of stream read from the backlog at a time.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 /// An idle link sends a PING this often (lag, and a dead peer shows).
 const PING_EVERY: Duration = Duration::from_millis(500);
 /// Output queued past this and the resync walk waits for the socket.
