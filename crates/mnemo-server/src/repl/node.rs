@@ -32,6 +32,8 @@ use super::counters::Counters;
 pub enum ApplyError {
     /// The engine refused it (too large, out of memory, clock skew).
     Engine(ApplyOutcome),
+    /// A version with our node id that this node never drew.
+    ForgedOwn(u64),
 }
 
 impl std::fmt::Display for ApplyError {
@@ -39,6 +41,12 @@ impl std::fmt::Display for ApplyError {
         match self {
             ApplyError::Engine(ApplyOutcome::Skew(e)) => write!(f, "{e}"),
             ApplyError::Engine(o) => write!(f, "engine refused the write: {o:?}"),
+            ApplyError::ForgedOwn(v) => {
+                write!(
+                    f,
+                    "version {v} carries our node id but was never drawn here"
+                )
+            }
         }
     }
 }
@@ -292,6 +300,24 @@ impl Node {
         }
     }
 
+    /// A record carrying our node id must be one we drew: older than our
+    /// clock (a write come back round, or from before a restart). One
+    /// newer was never drawn here: a forgery, refused.
+    fn observe_own(&self, own: bool, version: Version) -> Result<(), ApplyError> {
+        if !own {
+            return Ok(());
+        }
+        // After a restart the clock has drawn nothing yet, but every
+        // version of the earlier run lies before now.
+        let now_ms = wall_unix_ms().saturating_sub(mnemo_engine::version::EPOCH_UNIX_MS);
+        let now = Version::pack(now_ms, mnemo_engine::version::COUNTER_MAX, self.id).0;
+        let last = self.engine.versions().map_or(0, |h| h.last().0);
+        if version.0 > last.max(now) {
+            return Err(ApplyError::ForgedOwn(version.0));
+        }
+        Ok(())
+    }
+
     /// An incoming entry that lost the merge (a conflict, unless it is
     /// our own write come back round).
     fn stale(&self, own: bool) -> Result<bool, ApplyError> {
@@ -317,6 +343,7 @@ impl Node {
                 value,
                 ..
             } => {
+                self.observe_own(own, version)?;
                 self.observe(version)?;
                 if self.tombs.get(key).is_some_and(|t| t >= version) {
                     return self.stale(own);
@@ -328,12 +355,19 @@ impl Node {
                 // What this write competes with: the item's version, or
                 // for a counter the base its increments count on (a set
                 // newer than the base resets the counter, section 4).
+                // (version, whether it is a counter's base)
                 let current = slot
                     .item()
-                    .map(|i| self.counters.base_of(key, i.cas()).unwrap_or(i.cas()));
+                    .map(|i| match self.counters.base_of(key, i.cas()) {
+                        Some(base) => (base, true),
+                        None => (i.cas(), false),
+                    });
                 let wins = match current {
                     None => true,
-                    Some(c) if c != version.0 => c < version.0,
+                    Some((c, _)) if c != version.0 => c < version.0,
+                    // The counter's own base (a full copy sends it before
+                    // the totals): already counted on.
+                    Some((_, true)) => false,
                     // The same version (a duplicate, or a bug's or a
                     // forger's): the rest of the total order decides, so
                     // every node still ends with the same entry.
@@ -378,6 +412,7 @@ impl Node {
                 Ok(true)
             }
             Record::Delete { key, .. } => {
+                self.observe_own(own, version)?;
                 self.observe(version)?;
                 let mut slot = self.engine.lock_key(key, &self.ts);
                 let current = slot
@@ -416,6 +451,7 @@ impl Node {
                 }
             }
             Record::Counter { .. } => {
+                self.observe_own(own, version)?;
                 self.observe(version)?;
                 self.apply_counter(rec)
             }

@@ -248,3 +248,32 @@ fn concurrent_increments_on_two_nodes_are_all_counted() {
         assert_eq!(state(n, b"c").map(|s| s.0), Some(b"21".to_vec()));
     }
 }
+
+#[test]
+fn a_version_of_ours_we_never_drew_is_refused() {
+    let nodes = nodes();
+    let now = wall_unix_ms() - mnemo_engine::version::EPOCH_UNIX_MS;
+    let ahead = Version::pack(now + 5_000, 0, NodeId::new(1).unwrap()).0;
+    let forged = Record::Set {
+        origin: 1,
+        version: ahead,
+        key: b"k",
+        flags: 0,
+        exptime: 0,
+        value: b"x",
+    };
+    assert_eq!(nodes[0].apply(&forged), Err(ApplyError::ForgedOwn(ahead)));
+    assert_eq!(state(&nodes[0], b"k"), None);
+    // The same version from node 2's id is merely a fast clock, within
+    // the drift the skew guard allows.
+    let theirs = Version::pack(now + 5_000, 0, NodeId::new(2).unwrap()).0;
+    let ok = Record::Set {
+        origin: 2,
+        version: theirs,
+        key: b"k",
+        flags: 0,
+        exptime: 0,
+        value: b"x",
+    };
+    assert_eq!(nodes[0].apply(&ok), Ok(true));
+}
