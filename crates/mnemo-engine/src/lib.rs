@@ -14,9 +14,10 @@
 //! item on failure, so there is no cycle. Gets never take a class lock:
 //! they set the item's ACTIVE bit and the maintainer moves it later.
 //!
-//! The interface mirrors memcached's engine API (info, init, shutdown,
-//! stats, allocate/store, get, delete, touch, arithmetic, flush) so another
-//! engine could be put behind it.
+//! The engine interface (`iface.rs`, [`CacheEngine`]) is memcached's
+//! engine API (info, init, shutdown, stats, allocate/store, get, delete,
+//! touch, arithmetic, flush) grown to what mnemo's server uses; its docs
+//! are the contract every engine keeps. [`SlabEngine`] implements it.
 
 mod apply;
 mod arena;
@@ -29,6 +30,7 @@ pub mod counter;
 mod crawler;
 mod dump;
 mod evlog;
+mod iface;
 mod item;
 mod lru;
 mod mover;
@@ -37,6 +39,7 @@ mod ops;
 mod pin;
 mod reserve;
 mod restart;
+mod slab_impl;
 mod slabs;
 mod slot;
 mod stats;
@@ -63,7 +66,10 @@ pub use stats::{EngineStats, ItemCounters, ThreadStats};
 pub use tuning::LruTuneError;
 
 mod engine;
-pub use engine::Engine;
+pub use engine::SlabEngine;
+// Until the facade enum lands, the server's `Engine` is the slab engine.
+pub use engine::SlabEngine as Engine;
+pub use iface::{CacheEngine, ItemView, KeySlotOps, PinnedValue, ReservedValue};
 
 /// Longest key an item can hold: its header keeps the key length in one
 /// byte. This is the storage format's capacity; which keys a client may
