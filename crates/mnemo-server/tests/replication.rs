@@ -705,3 +705,42 @@ fn links_authenticate_with_sasl_under_dash_s() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn without_peers_stats_replication_is_memcacheds_error() {
+    let mc = ["/usr/bin/memcached", "/usr/local/bin/memcached"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("memcached 1.6.18 is required by this test");
+    let pm = free_port();
+    let mut m = Command::new(mc)
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &pm.to_string(),
+            "-U",
+            "0",
+            "-u",
+            "root",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("memcached");
+    let end = Instant::now() + DEADLINE;
+    while TcpStream::connect(("127.0.0.1", pm)).is_err() {
+        assert!(Instant::now() < end, "memcached did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pa = free_port();
+    let a = Node::start(pa, &[]);
+    let want = text(pm, "stats replication\r\n");
+    assert_eq!(text(pa, "stats replication\r\n"), want);
+    // A HELLO on a node without replication is any unknown command.
+    let hello = "mn_repl HELLO 2 1 0000000000000000 0\r\n";
+    assert_eq!(text(pa, hello), text(pm, hello));
+    let _ = m.kill();
+    let _ = m.wait();
+    drop(a);
+}
