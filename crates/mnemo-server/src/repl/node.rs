@@ -120,6 +120,10 @@ pub struct Node {
     pub(super) counters: Counters,
     /// The greatest `flush_all` barrier applied or made here.
     barrier: AtomicU64,
+    /// No version this run draws is below it: a record of our own at or
+    /// above it is a write of this run come back round (in a mesh, every
+    /// write returns once per peer), known without a lookup.
+    born: u64,
     pub stats: NodeStats,
 }
 
@@ -145,6 +149,13 @@ impl Node {
         if !engine.enable_versions(id) {
             return None;
         }
+        // Every version this run draws is at least this: the clock
+        // resumes above what was saved and never runs behind the wall.
+        let wall = wall_unix_ms().saturating_sub(mnemo_engine::version::EPOCH_UNIX_MS);
+        let born = engine
+            .versions()
+            .map_or(0, |h| h.last().0)
+            .max(Version::pack(wall, 0, id).0);
         let ts = engine.new_thread_stats();
         Some(Node {
             id,
@@ -157,6 +168,7 @@ impl Node {
             backlog: Mutex::new(Backlog::new(replid, backlog_bytes)),
             counters: Counters::default(),
             barrier: AtomicU64::new(0),
+            born,
             stats: NodeStats::default(),
         })
     }
@@ -344,6 +356,11 @@ impl Node {
     pub fn apply(&self, rec: &Record<'_>) -> Result<bool, ApplyError> {
         let own = rec.origin() == self.id.get();
         let version = Version(rec.version());
+        if own && version.0 >= self.born && !matches!(rec, Record::Ping { .. } | Record::Ack { .. })
+        {
+            self.observe_own(own, version)?;
+            return Ok(false);
+        }
         match *rec {
             Record::Set {
                 key,

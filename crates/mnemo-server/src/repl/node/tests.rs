@@ -214,10 +214,10 @@ fn a_flush_barrier_applies_once_and_own_frames_merge_as_any_other() {
     };
     assert_eq!(nodes[0].apply(&own), Ok(false));
     assert_eq!(state(&nodes[0], b"k"), Some((b"x".to_vec(), v.0)));
-    // Our own earlier write that we lost (a restart): applied.
+    // Our own write from before a restart (an older run's version): applied.
     let older = Record::Set {
         origin: 1,
-        version: v.0 - 256,
+        version: Version::pack(1, 0, NodeId::new(1).unwrap()).0,
         key: b"lost",
         flags: 0,
         exptime: 0,
