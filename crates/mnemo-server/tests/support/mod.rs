@@ -11,6 +11,8 @@
 //! different subset of it, hence the crate-wide `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
