@@ -94,6 +94,24 @@ impl Engine {
         ApplyOutcome::Applied
     }
 
+    /// A `flush_all` barrier at `version` (a peer's, or this node's own
+    /// once drawn): every item whose version is older is dead from now
+    /// on, items written after it (newer versions, wherever they were
+    /// drawn) stay. Only ever raises the barrier. The engine's time-based
+    /// rule (`oldest_live`) is left as it was, except that it must be set
+    /// for the version rule to be consulted at all.
+    pub fn apply_flush(&self, version: Version) -> ApplyOutcome {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.hlc.get().is_none() {
+            return ApplyOutcome::NotEnabled;
+        }
+        self.oldest_cas.fetch_max(version.0, Relaxed);
+        // Relative time 1 is before any item's access time, so only the
+        // version decides which items the barrier kills.
+        let _ = self.oldest_live.compare_exchange(0, 1, Relaxed, Relaxed);
+        ApplyOutcome::Applied
+    }
+
     /// A peer's delete at `version`: removes the live item if it is older.
     /// The tombstone itself is the replication module's to keep.
     pub fn delete_versioned(&self, key: &[u8], version: Version, ts: &ThreadStats) -> ApplyOutcome {

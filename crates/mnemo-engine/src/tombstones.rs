@@ -55,6 +55,12 @@ impl Tombstones {
         self.map.get(key).copied()
     }
 
+    /// Every tombstone held, in no particular order (a full resync sends
+    /// them all).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Version)> {
+        self.map.iter().map(|(k, &v)| (&k[..], v))
+    }
+
     /// Keys held.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -96,6 +96,12 @@ impl AuthFile {
         Ok(AuthFile { entries })
     }
 
+    /// The first `user:pass` entry: what a replication link presents to
+    /// its peer (docs/REPLICATION.md section 5).
+    pub fn first(&self) -> Option<(&[u8], &[u8])> {
+        self.entries.first().map(|(u, p)| (&u[..], &p[..]))
+    }
+
     /// memcached's `authfile_check`.
     pub fn check(&self, user: &[u8], pass: &[u8]) -> bool {
         self.entries

@@ -343,7 +343,7 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
                 }
             }
             c if crate::repl::options::is_replication(c) => {
-                return Err(crate::repl::options::refuse(c))
+                crate::repl::options::apply(s.repl.get_or_insert_with(Default::default), c, &v)?
             }
             other => return fail(format!("Illegal argument \"{other}\"")),
         }
@@ -354,6 +354,9 @@ fn apply(opts: Vec<(char, Option<String>)>) -> Result<Action, CliError> {
         s.port = s.udp_port;
     }
     finish(&mut s, slab_chunk_changed)?;
+    if let Some(r) = s.repl.as_mut() {
+        crate::repl::options::finish(r, s.engine.use_cas, s.port)?;
+    }
     Ok(Action::Run(Box::new(s)))
 }
 

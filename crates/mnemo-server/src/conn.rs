@@ -102,6 +102,8 @@ pub enum Drive {
     /// `watch`: hand the socket to the logger thread as a watcher of these
     /// streams (its admission is taken).
     Watch(u16),
+    /// `mn_repl HELLO`: hand the socket to a replication sender thread.
+    Repl(mnemo_protocol::repl::hello::Hello),
 }
 
 pub struct Conn {
@@ -144,6 +146,9 @@ pub struct Conn {
     /// `watch` was accepted: once the output is written the connection
     /// leaves for the logger thread.
     watch: Option<u16>,
+    /// `mn_repl HELLO` was accepted: once the output is written the
+    /// connection leaves for a replication sender thread.
+    repl: Option<mnemo_protocol::repl::hello::Hello>,
     /// `-o read_buf_mem_limit` accounting (`bufbudget.rs`): the read
     /// buffer object memcached would hold, and its response objects not
     /// yet written.
@@ -172,6 +177,7 @@ impl Conn {
             got_input: false,
             normal_close: false,
             watch: None,
+            repl: None,
             rbuf_held: false,
             resps_held: 0,
         }
@@ -267,6 +273,9 @@ impl Conn {
                 if let Some(flags) = self.watch {
                     return Drive::Watch(flags);
                 }
+                if let Some(hello) = self.repl {
+                    return Drive::Repl(hello);
+                }
                 self.normal_close = true;
                 return self.closing();
             }
@@ -282,6 +291,11 @@ impl Conn {
                     continue;
                 }
                 Step::CloseAfterWrite => {
+                    self.close_after_write = true;
+                    continue;
+                }
+                Step::Repl(hello) => {
+                    self.repl = Some(hello);
                     self.close_after_write = true;
                     continue;
                 }
@@ -767,6 +781,10 @@ impl Conn {
                 }
                 Outcome::Close => return Step::Close,
                 Outcome::Watch { flags } => return Step::Watch(flags),
+                Outcome::Repl { used, hello } => {
+                    self.rbuf.consume(used);
+                    return Step::Repl(hello);
+                }
             }
         }
     }
@@ -841,6 +859,7 @@ enum Step {
     Close,
     CloseAfterWrite,
     Watch(u16),
+    Repl(mnemo_protocol::repl::hello::Hello),
 }
 
 enum Filled {

@@ -173,6 +173,13 @@ pub enum Outcome {
     /// no more commands and goes to the logger thread as a watcher of
     /// these streams.
     Watch { flags: u16 },
+    /// `mn_repl HELLO` from a peer (replication on): consume `used`
+    /// bytes, write what is queued, then the connection leaves its worker
+    /// for a replication sender thread (`repl/sender.rs`).
+    Repl {
+        used: usize,
+        hello: mnemo_protocol::repl::hello::Hello,
+    },
     /// Close at once, dropping queued output.
     Close,
 }
@@ -268,6 +275,7 @@ pub fn run_datagram(ctx: &mut Ctx, mut input: &[u8], out: &mut Out, mut send: im
             | Outcome::Metadump { .. }
             | Outcome::CloseAfterWrite { .. }
             | Outcome::Watch { .. }
+            | Outcome::Repl { .. }
             | Outcome::Close => break,
         };
     }

@@ -61,6 +61,7 @@ pub fn shared(args: &[&str]) -> Shared {
             settings.watcher_logbuf_size as usize,
         )),
         tls: None,
+        repl: None,
         ssl_refreshed_at: AtomicU32::new(0),
         settings,
     }
@@ -196,7 +197,7 @@ fn run_conn(sh: &Shared, reads: &[&[u8]]) -> io::Result<Vec<u8>> {
                 }
             }
             match conn.drive(&mut env, true, true) {
-                Drive::Close | Drive::Watch(_) => {
+                Drive::Close | Drive::Watch(_) | Drive::Repl(_) => {
                     drain(&mut client, &mut received);
                     return Ok(received);
                 }

@@ -5,7 +5,7 @@
 //! process daemonizes and drops privileges (so low ports and errors still
 //! work), and threads start only after the fork.
 
-use mnemo_server::{auth, cli, listener, settings, shared, signals, tls, udp, watch, worker};
+use mnemo_server::{auth, cli, listener, repl, settings, shared, signals, tls, udp, watch, worker};
 
 use mnemo_engine::Engine;
 use settings::{Runtime, Settings};
@@ -179,6 +179,19 @@ fn run(settings: Settings) -> i32 {
         }
     }
 
+    // Before any client or peer write: versions replace the CAS counter.
+    let repl = match settings.repl.clone() {
+        Some(r) => match repl::Repl::new(r, Arc::clone(&engine)) {
+            Some(r) => Some(Arc::new(r)),
+            None => {
+                return die(
+                    "mnemo: replication cannot run on this engine",
+                    cli::EX_USAGE,
+                )
+            }
+        },
+        None => None,
+    };
     pin_malloc_thresholds();
     engine.start();
     let threads = settings.threads;
@@ -203,6 +216,7 @@ fn run(settings: Settings) -> i32 {
             settings.watcher_logbuf_size as usize,
         )),
         tls,
+        repl,
         ssl_refreshed_at: AtomicU32::new(engine.clock().now()),
         settings,
     });
@@ -231,6 +245,10 @@ fn run(settings: Settings) -> i32 {
         Ok(a) => a,
         Err(e) => return die(format!("Can't start the acceptor: {e}"), EX_OSERR),
     };
+
+    if let Err(e) = repl::link::spawn_all(&shared) {
+        return die(format!("Can't create thread: {e}"), EX_OSERR);
+    }
 
     let why = signals::wait();
     match why {

@@ -240,6 +240,9 @@ fn run(
         } => {
             let mode = GetMode::Touch(i64::from(exptime));
             retrieve(ctx, p, mode, quiet, with_key, with_value, out);
+            if let Some(r) = sh.repl.as_deref() {
+                crate::repl::hooks::record(r, key, true, ctx.ts);
+            }
         }
         Cmd::Store { quiet, .. } | Cmd::Concat { quiet, .. } => {
             if let Some((mode, flags, exptime)) = store_args(p, &cmd) {
@@ -254,21 +257,33 @@ fn run(
                 if let Some(log) = log {
                     log.done(ctx, o);
                 }
+                if let (StoreOutcome::Stored { .. }, Some(r)) = (o, sh.repl.as_deref()) {
+                    crate::repl::hooks::written(r, key, ctx.ts);
+                }
                 store_reply(ctx, out, p, quiet, mode, o);
             }
         }
         Cmd::Delete { quiet } => {
             let mut slot = hooks::lock_key(ctx, key);
-            match slot.item().map(|it| it.cas()) {
-                Some(cas) if h.cas != 0 && h.cas != cas => err(out, p, status::KEY_EXISTS),
+            let hit = match slot.item().map(|it| it.cas()) {
+                Some(cas) if h.cas != 0 && h.cas != cas => {
+                    err(out, p, status::KEY_EXISTS);
+                    false
+                }
                 _ => {
                     hooks::deleted(ctx, key, "delete", hooks::slot_line(&slot));
                     if slot.delete() {
                         ok(out, p, quiet, 0, &[]);
+                        true
                     } else {
                         err(out, p, status::KEY_NOT_FOUND);
+                        false
                     }
                 }
+            };
+            drop(slot);
+            if let (true, Some(r)) = (hit, sh.repl.as_deref()) {
+                crate::repl::hooks::deleted(r, key, ctx.ts);
             }
         }
         Cmd::Arith {
@@ -277,7 +292,12 @@ fn run(
             delta,
             initial,
             exptime,
-        } => arith(ctx, p, incr, quiet, delta, initial, exptime, out),
+        } => {
+            let created = arith(ctx, p, incr, quiet, delta, initial, exptime, out);
+            if let (true, Some(r)) = (created, sh.repl.as_deref()) {
+                crate::repl::hooks::written(r, key, ctx.ts);
+            }
+        }
         Cmd::Quit { quiet } => {
             ok(out, p, quiet, 0, &[]);
             return true;
@@ -287,6 +307,9 @@ fn run(
                 err(out, p, status::AUTH_ERROR);
             } else {
                 engine.flush_all(i64::from(exptime.unwrap_or(0)));
+                if let Some(r) = sh.repl.as_deref() {
+                    crate::repl::hooks::flushed(r, i64::from(exptime.unwrap_or(0)));
+                }
                 ctx.ws.flush_cmds.incr();
                 ok(out, p, quiet, 0, &[]);
             }
@@ -428,6 +451,8 @@ fn store_reply(
     }
 }
 
+/// Returns true when it created the item (replication records that as a
+/// write; counting is recorded under the lock).
 #[allow(clippy::too_many_arguments)]
 fn arith(
     ctx: &Ctx,
@@ -438,7 +463,7 @@ fn arith(
     initial: u64,
     exptime: u32,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let h = &p.header;
     let mut slot = hooks::lock_key(ctx, p.key);
     let mismatch = slot
@@ -446,7 +471,7 @@ fn arith(
         .is_some_and(|it| h.cas != 0 && it.value_len() > 0 && it.cas() != h.cas);
     if mismatch {
         err(out, p, status::KEY_EXISTS);
-        return;
+        return false;
     }
     if !slot.exists() && exptime != u32::MAX {
         let mut buf = [0u8; 20];
@@ -474,9 +499,15 @@ fn arith(
             }
             _ => err(out, p, status::NOT_STORED),
         }
-        return;
+        return matches!(o, StoreOutcome::Stored { .. });
     }
-    match slot.arith(incr, delta, None) {
+    let repl = ctx.shared.repl.as_deref();
+    let pre = repl.and_then(|r| crate::repl::hooks::arith_pre(r, &slot));
+    let o = slot.arith(incr, delta, None);
+    if let Some(r) = repl {
+        crate::repl::hooks::arith_post(r, &slot, p.key, incr, delta, pre, o);
+    }
+    match o {
         ArithOutcome::Value(v) => {
             let cas = slot.item().map(|it| it.cas()).unwrap_or(0);
             ok(out, p, quiet, cas, &v.to_be_bytes());
@@ -485,6 +516,7 @@ fn arith(
         ArithOutcome::NonNumeric => err(out, p, status::DELTA_BADVAL),
         ArithOutcome::OutOfMemory => out_of_memory(out, p, b"Out of memory incrementing value"),
     }
+    false
 }
 
 /// memcached's text when a store's item cannot be allocated.

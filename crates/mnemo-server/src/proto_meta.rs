@@ -102,10 +102,43 @@ pub fn step(
         }
     };
     match req.cmd {
-        Cmd::Get => mget(ctx, &req, out),
-        Cmd::Set => return mset(ctx, stream, &req, head, input, out, direct),
-        Cmd::Delete => mdelete(ctx, &req, out),
-        Cmd::Arith => marith(ctx, &req, out),
+        Cmd::Get => {
+            mget(ctx, &req, out);
+            if let Some(r) = ctx.shared.repl.as_deref() {
+                // `T` is a touch; `N` may have created the item. Either
+                // way the key's state (if any) is recorded; an unchanged
+                // one is a no-op on every peer.
+                if req.flags.ttl.is_some() || req.flags.vivify.is_some() {
+                    let bump = req.flags.ttl.is_some();
+                    crate::repl::hooks::record(r, req.key, bump, ctx.ts);
+                }
+            }
+        }
+        Cmd::Set => {
+            let o = mset(ctx, stream, &req, head, input, out, direct);
+            if let (Outcome::Done { .. }, Some(r)) = (&o, ctx.shared.repl.as_deref()) {
+                // Done is a store that ran (or a refused line); what the
+                // key holds now is recorded, a no-op on peers if unchanged.
+                crate::repl::hooks::written(r, req.key, ctx.ts);
+            }
+            return o;
+        }
+        Cmd::Delete => {
+            let done = mdelete(ctx, &req, out);
+            if let (Some(deleted), Some(r)) = (done, ctx.shared.repl.as_deref()) {
+                if deleted {
+                    crate::repl::hooks::deleted(r, req.key, ctx.ts);
+                } else {
+                    crate::repl::hooks::written(r, req.key, ctx.ts);
+                }
+            }
+        }
+        Cmd::Arith => {
+            let rewritten = marith(ctx, &req, out);
+            if let (true, Some(r)) = (rewritten, ctx.shared.repl.as_deref()) {
+                crate::repl::hooks::record(r, req.key, req.flags.ttl.is_some(), ctx.ts);
+            }
+        }
         Cmd::Noop => out.extend_from_slice(b"MN\r\n"),
         Cmd::Debug => mdebug(ctx, &req, out),
     }
@@ -413,8 +446,11 @@ impl Value<'_> {
     }
 }
 
-fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
+/// Some(true): the item was deleted; Some(false): invalidated (a write);
+/// None: nothing changed.
+fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<bool> {
     let f = &req.flags;
+    let mut changed = None;
     let mut slot = hooks::lock_key(ctx, req.key);
     let status: &[u8] = match slot.item().map(|it| it.cas()) {
         Some(cas) if f.compare_cas.is_some_and(|c| c != cas) => {
@@ -430,11 +466,13 @@ fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             slot.set_win_sent(false);
             let cas = f.new_cas.unwrap_or_else(|| slot.next_cas());
             slot.set_cas(cas);
+            changed = Some(false);
             b"HD"
         }
         Some(_) => {
             hooks::deleted(ctx, req.key, "md", hooks::slot_line(&slot));
             slot.delete();
+            changed = Some(true);
             b"HD"
         }
         None => {
@@ -444,14 +482,18 @@ fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
         }
     };
     if f.quiet && status == b"HD" {
-        return;
+        return changed;
     }
     out.extend_from_slice(status);
     echo_flags(req, req.key, out);
     out.extend_from_slice(b"\r\n");
+    changed
 }
 
-fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
+/// True when the item was written other than by counting (created by
+/// `N`, or given a TTL by `T`): replication records its state.
+fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
+    let rewritten = req.flags.ttl.is_some();
     let f = &req.flags;
     let mut slot = hooks::lock_key(ctx, req.key);
     let start = out.len();
@@ -474,23 +516,30 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             }
             StoreOutcome::OutOfMemory | StoreOutcome::TooLarge => {
                 out.extend_from_slice(b"SERVER_ERROR Out of memory allocating new item\r\n");
-                return;
+                return false;
             }
             _ => out.extend_from_slice(b"NS"),
         }
     } else {
-        match slot.arith(req.incr, f.delta.unwrap_or(1), f.new_cas) {
+        let delta = f.delta.unwrap_or(1);
+        let repl = ctx.shared.repl.as_deref();
+        let pre = repl.and_then(|r| crate::repl::hooks::arith_pre(r, &slot));
+        let o = slot.arith(req.incr, delta, f.new_cas);
+        if let Some(r) = repl {
+            crate::repl::hooks::arith_post(r, &slot, req.key, req.incr, delta, pre, o);
+        }
+        match o {
             ArithOutcome::Value(v) => value = Some(v),
             ArithOutcome::NotFound => out.extend_from_slice(b"NF"),
             ArithOutcome::NonNumeric => {
                 out.extend_from_slice(
                     b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
                 );
-                return;
+                return rewritten || created;
             }
             ArithOutcome::OutOfMemory => {
                 out.extend_from_slice(b"SERVER_ERROR out of memory\r\n");
-                return;
+                return rewritten || created;
             }
         }
     }
@@ -499,12 +548,12 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             if too_long(t) {
                 out.truncate(start);
                 out.extend_from_slice(OPAQUE_TOO_LONG);
-                return;
+                return rewritten || created;
             }
         }
         echo_flags(req, req.key, out);
         out.extend_from_slice(b"\r\n");
-        return;
+        return rewritten || created;
     };
     let mut buf = [0u8; 20];
     let digits = decimal(v, &mut buf);
@@ -526,7 +575,7 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
             b'O' => {
                 let fits = opaque(out, t, start);
                 if !fits {
-                    return;
+                    return rewritten || created;
                 }
             }
             b'k' => meta::push_key(out, req.key, f.base64),
@@ -536,13 +585,14 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) {
     // memcached silences a successful incr/decr, not an autovivify.
     if f.quiet && !created {
         out.truncate(start);
-        return;
+        return rewritten || created;
     }
     if f.value {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(digits);
     }
     out.extend_from_slice(b"\r\n");
+    rewritten || created
 }
 
 /// `me`: memcached's debug line for one item.

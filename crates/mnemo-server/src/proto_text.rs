@@ -166,6 +166,11 @@ fn store(ctx: &Ctx, sess: &Session, req: &Request, at: At, out: &mut Out) -> Out
     if let Some(log) = log {
         log.done(ctx, outcome);
     }
+    if let Some(r) = ctx.shared.repl.as_deref() {
+        if matches!(outcome, StoreOutcome::Stored { .. }) {
+            crate::repl::hooks::written(r, key, ctx.ts);
+        }
+    }
     reply(ctx, out, store_reply(ctx, outcome), noreply);
     Outcome::Done { used: need }
 }
@@ -198,7 +203,11 @@ fn precheck_store(
         // sees data the client meant to replace. The engine API has no
         // stat-free unlink yet, so this shows in delete_hits/delete_misses,
         // which memcached's unlink does not.
-        ctx.shared.engine.delete(key, ctx.ts);
+        if ctx.shared.engine.delete(key, ctx.ts) {
+            if let Some(r) = ctx.shared.repl.as_deref() {
+                crate::repl::hooks::deleted(r, key, ctx.ts);
+            }
+        }
     }
     Some(bytes + 2)
 }
@@ -343,6 +352,11 @@ fn get_keys<'a, const OBSERVED: bool>(
             hooks::fetch(ctx, key, hooks::status(ctx.ts, before, found));
         }
         let hit = found.is_some();
+        if let GetMode::Touch(_) = mode {
+            if let (true, Some(r)) = (hit, sh.repl.as_deref()) {
+                crate::repl::hooks::touched(r, key, ctx.ts);
+            }
+        }
         if kind.touches() {
             ctx.ws.touch_cmds.incr();
         } else {
@@ -461,6 +475,9 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
                 hooks::before_delete(ctx, key);
             }
             let msg = if engine.delete(key, ctx.ts) {
+                if let Some(r) = sh.repl.as_deref() {
+                    crate::repl::hooks::deleted(r, key, ctx.ts);
+                }
                 "DELETED"
             } else {
                 "NOT_FOUND"
@@ -502,6 +519,9 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             } else {
                 engine.touch(key, exptime, ctx.ts)
             };
+            if let (true, Some(r)) = (touched, sh.repl.as_deref()) {
+                crate::repl::hooks::touched(r, key, ctx.ts);
+            }
             let msg = if touched { "TOUCHED" } else { "NOT_FOUND" };
             reply(ctx, out, msg, noreply);
         }
@@ -509,6 +529,9 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             ctx.ws.flush_cmds.incr();
             if sh.settings.flush_enabled {
                 engine.flush_all(delay.max(0));
+                if let Some(r) = sh.repl.as_deref() {
+                    crate::repl::hooks::flushed(r, delay);
+                }
                 reply(ctx, out, "OK", noreply);
             } else {
                 reply(ctx, out, "CLIENT_ERROR flush_all not allowed", noreply);
@@ -589,6 +612,14 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
         Request::Error { msg: "ERROR", .. } if crate::tls::is_refresh_certs(at.line) => {
             crate::tls::refresh_certs(ctx, at.line, out);
         }
+        // Likewise `mn_repl HELLO`: a peer asking for this node's stream.
+        Request::Error { msg: "ERROR", .. }
+            if sh.repl.is_some() && sess.is_stream() && at.line.starts_with(b"mn_repl ") =>
+        {
+            if let Some(hello) = crate::repl::hooks::hello(at.line, out) {
+                return Outcome::Repl { used, hello };
+            }
+        }
         Request::Error { msg, noreply } => {
             reply(ctx, out, msg, noreply);
         }
@@ -622,7 +653,10 @@ fn arith(ctx: &Ctx, key: &[u8], incr: bool, delta: u64) -> ArithOutcome {
     if ctx.shared.log.wants(watch::FETCHERS) {
         hooks::fetch(ctx, key, hooks::probe(ctx, key));
     }
-    ctx.shared.engine.arith(key, incr, delta, ctx.ts)
+    match ctx.shared.repl.as_deref() {
+        Some(r) => crate::repl::hooks::arith(r, key, incr, delta, ctx.ts),
+        None => ctx.shared.engine.arith(key, incr, delta, ctx.ts),
+    }
 }
 
 /// memcached's `process_watch_command`: its refusals, or the streams of an
@@ -821,6 +855,7 @@ pub fn stats(ctx: &Ctx, cmd: StatsCmd, out: &mut Vec<u8>) {
                 *sh.runtime.sizes_from_cas.lock() = None;
                 stat_line(out, "sizes_status", "disabled");
             }
+            b"replication" if sh.repl.is_some() => crate::repl::stats::write(sh, out),
             _ => reply(ctx, out, "ERROR", false),
         },
     }

@@ -90,6 +90,9 @@ pub struct Settings {
     pub ssl: crate::tls::SslSettings,
     /// The storage engine's part.
     pub engine: Config,
+    /// `--peer` and the other replication options (issue #13); `None`:
+    /// replication off, nothing of it runs.
+    pub repl: Option<crate::repl::options::ReplSettings>,
 }
 
 impl Default for Settings {
@@ -131,6 +134,7 @@ impl Default for Settings {
             auth_file: None,
             ssl: Default::default(),
             engine: Config::default(),
+            repl: None,
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct Shared {
     /// Engine time of the last certificate load (start-up or
     /// `refresh_certs`), for `time_since_server_cert_refresh`.
     pub ssl_refreshed_at: AtomicU32,
+    /// Replication (`--peer`, issue #13); `None` when off.
+    pub repl: Option<Arc<crate::repl::Repl>>,
 }
 
 impl Shared {

@@ -319,6 +319,7 @@ impl Worker {
         match step {
             Drive::Close => self.close(i),
             Drive::Watch(flags) => self.hand_to_logger(i, flags),
+            Drive::Repl(hello) => self.hand_to_repl(i, hello),
             Drive::Wait | Drive::Yield => {}
         }
     }
@@ -348,6 +349,17 @@ impl Worker {
         self.detach(i, &mut slot);
         let Conn { stream, info, .. } = slot.conn;
         watch::adopt(&self.shared, stream, info, flags);
+    }
+
+    /// `mn_repl HELLO`: the connection leaves this loop for a
+    /// replication sender thread of its own.
+    fn hand_to_repl(&mut self, i: Key, hello: mnemo_protocol::repl::hello::Hello) {
+        let Some(mut slot) = self.slots.remove(i) else {
+            return;
+        };
+        self.detach(i, &mut slot);
+        let Conn { stream, info, .. } = slot.conn;
+        crate::repl::sender::adopt(Arc::clone(&self.shared), stream, info, hello);
     }
 
     /// A `watch connevents` line for connection `info`; `reason` for a

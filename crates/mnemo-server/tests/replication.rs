@@ -1,22 +1,608 @@
-//! Replication (issue #13) from outside the binary. Until the link works
-//! its options must be refused at start, never accepted and ignored.
+//! Replication (issue #13) between real mnemo processes on loopback:
+//! every write kind in text, meta and binary; tombstones; concurrent
+//! increments; full and partial resync (a relay in the test cuts the
+//! link); a memcached and a garbage-speaking fake as peers; `-Y` links.
+//! Convergence is polled with a deadline, never timed.
 
-use std::process::Command;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("ephemeral port")
+}
+
+struct Node {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Node {
+    /// A mnemo on `port` with `args` (node id, peers...).
+    fn start(port: u16, args: &[String]) -> Node {
+        let log =
+            std::env::temp_dir().join(format!("mnemo-repl-{port}-{}.log", std::process::id()));
+        let f = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnemo"));
+        cmd.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-t",
+            "2",
+            "-m",
+            "64",
+        ]);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u", "root"]);
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("log"))
+            .stderr(f);
+        let child = cmd.spawn().expect("spawn mnemo");
+        let n = Node { child, port, log };
+        let end = Instant::now() + DEADLINE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < end,
+                "mnemo on {port} did not start: {}",
+                n.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn args(id: u8, peers: &[u16], extra: &[&str]) -> Vec<String> {
+    let mut a = vec!["--node-id".to_string(), id.to_string()];
+    for p in peers {
+        a.push("--peer".into());
+        a.push(format!("127.0.0.1:{p}"));
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Sends `req` and reads until the reply ends with `end`.
+fn talk(port: u16, req: &[u8], end: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(req).expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !got.ends_with(end) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+fn text(port: u16, req: &str) -> String {
+    String::from_utf8_lossy(&talk(port, req.as_bytes(), b"\r\n")).into_owned()
+}
+
+/// The value of `key` as `get` shows it (None on a miss).
+fn get(port: u16, key: &str) -> Option<String> {
+    let r = talk(port, format!("get {key}\r\n").as_bytes(), b"END\r\n");
+    let r = String::from_utf8_lossy(&r).into_owned();
+    let mut lines = r.split("\r\n");
+    let head = lines.next()?;
+    head.starts_with("VALUE ")
+        .then(|| lines.next().unwrap_or("").to_string())
+}
+
+/// `get` with flags: (flags, value).
+fn get_flags(port: u16, key: &str) -> Option<(u32, String)> {
+    let r = talk(port, format!("get {key}\r\n").as_bytes(), b"END\r\n");
+    let r = String::from_utf8_lossy(&r).into_owned();
+    let mut lines = r.split("\r\n");
+    let head = lines.next()?;
+    let flags = head
+        .strip_prefix("VALUE ")?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((flags, lines.next().unwrap_or("").to_string()))
+}
+
+fn stat(port: u16, name: &str) -> Option<String> {
+    let r = talk(port, b"stats replication\r\n", b"END\r\n");
+    let r = String::from_utf8_lossy(&r).into_owned();
+    r.split("\r\n")
+        .filter_map(|l| l.strip_prefix("STAT "))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .map(str::to_string)
+        })
+}
+
+/// Polls until `f` holds, or fails with `what` after the deadline.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !f() {
+        assert!(Instant::now() < end, "never converged: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn converge(ports: &[u16], key: &str, want: Option<&str>) {
+    for &p in ports {
+        eventually(&format!("{key} on {p} = {want:?}"), || {
+            get(p, key).as_deref() == want
+        });
+    }
+}
+
+/// Two nodes naming each other.
+fn pair(extra: &[&str]) -> (Node, Node) {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Node::start(pa, &args(1, &[pb], extra));
+    let b = Node::start(pb, &args(2, &[pa], extra));
+    (a, b)
+}
+
+fn bin_packet(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, opcode];
+    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    p.push(extras.len() as u8);
+    p.extend_from_slice(&[0, 0, 0]);
+    let total = (extras.len() + key.len() + value.len()) as u32;
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0; 12]);
+    p.extend_from_slice(extras);
+    p.extend_from_slice(key);
+    p.extend_from_slice(value);
+    p
+}
+
+/// One binary request; the response's status.
+fn bin(port: u16, pkt: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(pkt).expect("send");
+    let mut h = [0u8; 24];
+    s.read_exact(&mut h).expect("binary header");
+    let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    let mut b = vec![0u8; body];
+    s.read_exact(&mut b).expect("binary body");
+    u16::from_be_bytes([h[6], h[7]])
+}
 
 #[test]
-fn replication_options_refuse_to_start() {
-    for args in [
-        &["-p", "0", "--peer", "127.0.0.1:1"][..],
-        &["-p", "0", "--node-id=2"][..],
-        &["-p", "0", "--repl-backlog-size", "1m"][..],
-        &["-p", "0", "--tombstone-ttl", "60"][..],
+fn every_write_kind_replicates_in_text_meta_and_binary() {
+    let (a, b) = pair(&[]);
+    let (pa, pb) = (a.port, b.port);
+    // text
+    assert_eq!(text(pa, "set t1 7 0 2\r\nv1\r\n"), "STORED\r\n");
+    assert_eq!(text(pa, "add t2 0 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(text(pa, "set t3 0 0 1\r\nm\r\n"), "STORED\r\n");
+    assert_eq!(text(pa, "append t3 0 0 2\r\nid\r\n"), "STORED\r\n");
+    assert_eq!(text(pa, "prepend t3 0 0 2\r\npr\r\n"), "STORED\r\n");
+    assert_eq!(text(pa, "replace t2 0 0 1\r\ny\r\n"), "STORED\r\n");
+    converge(&[pb], "t1", Some("v1"));
+    assert_eq!(get_flags(pb, "t1"), Some((7, "v1".into())));
+    converge(&[pb], "t2", Some("y"));
+    converge(&[pb], "t3", Some("prmid"));
+    let gets = String::from_utf8_lossy(&talk(pa, b"gets t2\r\n", b"END\r\n")).into_owned();
+    let cas = gets
+        .split("\r\n")
+        .next()
+        .and_then(|l| l.split(' ').nth(4))
+        .expect("cas")
+        .to_string();
+    assert_eq!(
+        text(pa, &format!("cas t2 0 0 1 {cas}\r\nz\r\n")),
+        "STORED\r\n"
+    );
+    converge(&[pb], "t2", Some("z"));
+    assert_eq!(text(pa, "set n 0 0 2\r\n10\r\n"), "STORED\r\n");
+    assert_eq!(text(pa, "incr n 5\r\n"), "15\r\n");
+    assert_eq!(text(pa, "decr n 3\r\n"), "12\r\n");
+    converge(&[pb], "n", Some("12"));
+    assert_eq!(text(pa, "touch t1 1000\r\n"), "TOUCHED\r\n");
+    assert!(String::from_utf8_lossy(&talk(pa, b"gat 2000 t3\r\n", b"END\r\n")).contains("prmid"));
+    assert_eq!(text(pb, "delete t1\r\n"), "DELETED\r\n");
+    converge(&[pa, pb], "t1", None);
+    // meta
+    assert_eq!(text(pb, "ms m1 2 T0 F9\r\nmv\r\n"), "HD\r\n");
+    converge(&[pa], "m1", Some("mv"));
+    assert_eq!(get_flags(pa, "m1"), Some((9, "mv".into())));
+    assert_eq!(text(pb, "ms m1 2 MA\r\nzz\r\n"), "HD\r\n");
+    converge(&[pa], "m1", Some("mvzz"));
+    assert_eq!(text(pb, "ms mc 1\r\n4\r\n"), "HD\r\n");
+    assert_eq!(text(pb, "ma mc D6\r\n"), "HD\r\n");
+    converge(&[pa], "mc", Some("10"));
+    assert_eq!(text(pb, "mg m1 T100\r\n"), "HD\r\n");
+    assert_eq!(text(pb, "md m1\r\n"), "HD\r\n");
+    converge(&[pa, pb], "m1", None);
+    // binary: set 0x01, append 0x0e, delete 0x04, incr 0x05, touch 0x1c
+    let mut extras = vec![0, 0, 0, 3];
+    extras.extend_from_slice(&0u32.to_be_bytes());
+    assert_eq!(bin(pa, &bin_packet(0x01, b"b1", &extras, b"bv")), 0);
+    converge(&[pb], "b1", Some("bv"));
+    assert_eq!(get_flags(pb, "b1"), Some((3, "bv".into())));
+    assert_eq!(bin(pa, &bin_packet(0x0e, b"b1", &[], b"+")), 0);
+    converge(&[pb], "b1", Some("bv+"));
+    let mut ix = 2u64.to_be_bytes().to_vec();
+    ix.extend_from_slice(&7u64.to_be_bytes());
+    ix.extend_from_slice(&0u32.to_be_bytes());
+    assert_eq!(bin(pa, &bin_packet(0x05, b"bn", &ix, b"")), 0); // created at 7
+    assert_eq!(bin(pa, &bin_packet(0x05, b"bn", &ix, b"")), 0); // 9
+    converge(&[pb], "bn", Some("9"));
+    assert_eq!(
+        bin(pa, &bin_packet(0x1c, b"b1", &500u32.to_be_bytes(), b"")),
+        0
+    );
+    assert_eq!(bin(pa, &bin_packet(0x04, b"b1", &[], b"")), 0);
+    converge(&[pa, pb], "b1", None);
+    // flush_all is a barrier on both nodes; writes after it live.
+    assert_eq!(text(pa, "flush_all\r\n"), "OK\r\n");
+    converge(&[pa, pb], "t3", None);
+    converge(&[pa, pb], "n", None);
+    assert_eq!(text(pb, "set after 0 0 1\r\nq\r\n"), "STORED\r\n");
+    converge(&[pa, pb], "after", Some("q"));
+    assert!(stat(pa, "repl_tombstones").is_some_and(|v| v != "0"));
+}
+
+#[test]
+fn a_deleted_key_does_not_come_back_and_concurrent_increments_all_count() {
+    let (a, b) = pair(&[]);
+    let (pa, pb) = (a.port, b.port);
+    assert_eq!(text(pa, "set k 0 0 3\r\nold\r\n"), "STORED\r\n");
+    converge(&[pb], "k", Some("old"));
+    assert_eq!(text(pb, "delete k\r\n"), "DELETED\r\n");
+    converge(&[pa, pb], "k", None);
+    assert_eq!(stat(pb, "repl_tombstones").as_deref(), Some("1"));
+    // Concurrent increments on both nodes, one client thread each.
+    assert_eq!(text(pa, "set c 0 0 1\r\n0\r\n"), "STORED\r\n");
+    converge(&[pb], "c", Some("0"));
+    let threads: Vec<_> = [pa, pb]
+        .into_iter()
+        .map(|p| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", p)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut buf = [0u8; 64];
+                for _ in 0..200 {
+                    s.write_all(b"incr c 1\r\n").expect("send");
+                    let n = s.read(&mut buf).expect("reply");
+                    assert!(n > 0);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("incr thread");
+    }
+    converge(&[pa, pb], "c", Some("400"));
+    assert_eq!(get(pa, "k"), None);
+}
+
+#[test]
+fn three_nodes_converge_in_a_chain_and_a_ring() {
+    // Chain a <-> b <-> c: a and c only hear of each other through b.
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let a = Node::start(pa, &args(1, &[pb], &[]));
+    let b = Node::start(pb, &args(2, &[pa, pc], &[]));
+    let c = Node::start(pc, &args(3, &[pb], &[]));
+    assert_eq!(text(pa, "set x 0 0 1\r\na\r\n"), "STORED\r\n");
+    converge(&[pb, pc], "x", Some("a"));
+    assert_eq!(text(pc, "set x 0 0 1\r\nc\r\n"), "STORED\r\n");
+    converge(&[pa, pb, pc], "x", Some("c"));
+    assert_eq!(text(pc, "delete x\r\n"), "DELETED\r\n");
+    converge(&[pa, pb, pc], "x", None);
+    drop((a, b, c));
+    // One-way ring a -> b -> c -> a (each pulls from the previous).
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let a = Node::start(pa, &args(1, &[pc], &[]));
+    let b = Node::start(pb, &args(2, &[pa], &[]));
+    let c = Node::start(pc, &args(3, &[pb], &[]));
+    for (p, v) in [(pa, "1"), (pb, "2"), (pc, "3")] {
+        assert_eq!(text(p, &format!("set r{v} 0 0 1\r\n{v}\r\n")), "STORED\r\n");
+    }
+    for v in ["1", "2", "3"] {
+        converge(&[pa, pb, pc], &format!("r{v}"), Some(v));
+    }
+    // The write stopped where it was known: each node applied the other
+    // two nodes' writes once.
+    for p in [pa, pb, pc] {
+        eventually("ring applied counts", || {
+            stat(
+                p,
+                &format!(
+                    "peer:127.0.0.1:{}:applied",
+                    match p {
+                        x if x == pa => pc,
+                        x if x == pb => pa,
+                        _ => pb,
+                    }
+                ),
+            )
+            .as_deref()
+                == Some("2")
+        });
+    }
+    drop((a, b, c));
+}
+
+/// A relay the test can cut: forwards connections to `target` while up.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn new(target: u16) -> Relay {
+        let l = TcpListener::bind("127.0.0.1:0").expect("relay bind");
+        let port = l.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, conns2) = (Arc::clone(&up), Arc::clone(&conns));
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(c);
+                    continue;
+                }
+                let Ok(t) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for s in [&c, &t] {
+                    if let Ok(x) = s.try_clone() {
+                        conns2.lock().expect("conns").push(x);
+                    }
+                }
+                for (mut from, mut to) in [
+                    (c.try_clone(), t.try_clone()),
+                    (t.try_clone(), c.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, up, conns }
+    }
+
+    fn cut(&self, stay_down: bool) {
+        self.up.store(!stay_down, Ordering::SeqCst);
+        for c in self.conns.lock().expect("conns").drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_cut_link_resyncs_partially_from_the_backlog_and_fully_past_it() {
+    let pa = free_port();
+    let a = Node::start(pa, &args(1, &[], &["--repl-backlog-size", "8k"]));
+    let relay = Relay::new(pa);
+    let pb = free_port();
+    let b = Node::start(pb, &args(2, &[relay.port], &[]));
+    let peer = format!("peer:127.0.0.1:{}:", relay.port);
+    assert_eq!(text(pa, "set k1 0 0 1\r\n1\r\n"), "STORED\r\n");
+    converge(&[pb], "k1", Some("1"));
+    assert_eq!(
+        stat(pb, &format!("{peer}full_resyncs")).as_deref(),
+        Some("1")
+    );
+    // Cut: a small write stays in the backlog, so the link continues.
+    relay.cut(false);
+    assert_eq!(text(pa, "set k2 0 0 1\r\n2\r\n"), "STORED\r\n");
+    converge(&[pb], "k2", Some("2"));
+    eventually("a partial resync", || {
+        stat(pb, &format!("{peer}partial_resyncs")).as_deref() == Some("1")
+    });
+    // Down while more than the backlog is written: a full copy follows.
+    relay.cut(true);
+    let big = "x".repeat(1000);
+    for i in 0..20 {
+        assert_eq!(
+            text(pa, &format!("set big{i} 0 0 1000\r\n{big}\r\n")),
+            "STORED\r\n"
+        );
+    }
+    relay.heal();
+    converge(&[pb], "big0", Some(big.as_str()));
+    converge(&[pb], "big19", Some(big.as_str()));
+    assert_eq!(
+        stat(pb, &format!("{peer}full_resyncs")).as_deref(),
+        Some("2")
+    );
+    drop((a, b));
+}
+
+#[test]
+fn a_restarted_empty_node_receives_a_full_copy() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Node::start(pa, &args(1, &[pb], &[]));
+    let mut b = Node::start(pb, &args(2, &[pa], &[]));
+    for i in 0..50 {
+        assert_eq!(
+            text(pa, &format!("set k{i} 0 0 2\r\nv{}\r\n", i % 10)),
+            "STORED\r\n"
+        );
+    }
+    assert_eq!(text(pa, "delete k0\r\n"), "DELETED\r\n");
+    converge(&[pb], "k49", Some("v9"));
+    b.stop();
+    let b = Node::start(pb, &args(2, &[pa], &[]));
+    converge(&[pb], "k49", Some("v9"));
+    converge(&[pb], "k1", Some("v1"));
+    assert_eq!(get(pb, "k0"), None);
+    assert_eq!(stat(pb, "repl_tombstones").as_deref(), Some("1"));
+    drop((a, b));
+}
+
+#[test]
+fn a_memcached_peer_and_a_garbage_peer_get_a_log_line_and_retries() {
+    // A memcached answers ERROR to mn_repl.
+    let Some(mc) = ["/usr/bin/memcached", "/usr/local/bin/memcached"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        panic!("memcached 1.6.18 is required by this test");
+    };
+    let pm = free_port();
+    let mut m = Command::new(mc)
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &pm.to_string(),
+            "-U",
+            "0",
+            "-u",
+            "root",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("memcached");
+    let pa = free_port();
+    let a = Node::start(pa, &args(1, &[pm], &[]));
+    eventually("memcached log line", || {
+        a.log().contains("peer does not speak mn_repl")
+    });
+    assert_eq!(text(pa, "set k 0 0 1\r\nv\r\n"), "STORED\r\n");
+    let _ = m.kill();
+    let _ = m.wait();
+    // A fake peer: a full-resync answer, then garbage; then a forged
+    // origin; then a frame far over the size limit.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let pf = l.local_addr().expect("addr").port();
+    let mut forged = Vec::new();
+    forged.extend_from_slice(&10u32.to_le_bytes());
+    forged.extend_from_slice(&[5, 7]);
+    forged.extend_from_slice(&((1u64 << 20) | 9).to_le_bytes());
+    let mut huge = Vec::new();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    let answers: Vec<Vec<u8>> = vec![
+        b"\xff\xfe garbage garbage garbage garbage".to_vec(),
+        forged,
+        huge,
+    ];
+    let fake = std::thread::spawn(move || {
+        for garbage in answers {
+            let (mut s, _) = l.accept().expect("accept");
+            let mut line = [0u8; 256];
+            let _ = s.read(&mut line);
+            let _ = s.write_all(b"MN_REPL FULLRESYNC 0000000000000001 0\r\n");
+            let _ = s.write_all(&garbage);
+            let _ = s.read(&mut line);
+        }
+    });
+    let pb = free_port();
+    let b = Node::start(pb, &args(2, &[pf], &[]));
+    fake.join().expect("fake peer");
+    eventually("garbage log lines", || {
+        let log = b.log();
+        log.contains(&format!("peer 127.0.0.1:{pf}: bad frame"))
+            && log.contains("does not match version's node")
+            && log.contains("limit")
+    });
+    // Still serving, and still itself.
+    assert_eq!(text(pb, "set k 0 0 1\r\nw\r\n"), "STORED\r\n");
+    assert_eq!(get(pb, "k").as_deref(), Some("w"));
+    drop((a, b));
+}
+
+#[test]
+fn links_authenticate_under_ascii_auth() {
+    let dir = std::env::temp_dir().join(format!("mnemo-repl-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("auth");
+    std::fs::write(&file, "repl:secret\n").expect("auth file");
+    let f = file.to_str().expect("path");
+    let (a, b) = pair(&["-Y", f]);
+    let login = "set a 0 0 11\r\nrepl secret\r\n";
+    let r = talk(
+        a.port,
+        format!("{login}set k 0 0 1\r\nv\r\n").as_bytes(),
+        b"STORED\r\nSTORED\r\n",
+    );
+    assert!(
+        r.ends_with(b"STORED\r\nSTORED\r\n"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    eventually("auth link replicates", || {
+        let r = talk(b.port, format!("{login}get k\r\n").as_bytes(), b"END\r\n");
+        String::from_utf8_lossy(&r).contains("VALUE k 0 1\r\nv")
+    });
+    // Unauthenticated, mn_repl is refused as any command is.
+    let r = text(b.port, "mn_repl HELLO 9 1 0000000000000000 0\r\n");
+    assert!(r.starts_with("CLIENT_ERROR"), "{r}");
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_replication_options_refuse_to_start() {
+    for (a, want) in [
+        (&["--peer", "nohost"][..], "--peer:"),
+        (&["--node-id", "0"][..], "--node-id:"),
+        (&["--repl-backlog-size", "1"][..], "--repl-backlog-size:"),
+        (&["--tombstone-ttl", "x"][..], "--tombstone-ttl:"),
+        (
+            &["-C", "--peer", "127.0.0.1:1"][..],
+            "-C cannot be used with --peer",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_mnemo"))
-            .args(args)
+            .args(["-p", "0"])
+            .args(a)
             .output()
             .expect("run mnemo");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
-        assert!(err.contains("not functional yet"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(64), "{a:?}: {err}");
+        assert!(err.contains(want), "{a:?}: {err}");
     }
 }

@@ -1,42 +1,80 @@
-//! One node's replication state and its apply rule, without the link:
-//! local writes become versioned frames in the node's backlog, and a
-//! peer's frame is merged into the engine and the tombstones and, only
-//! if it changed something, forwarded through the backlog (which is what
-//! keeps a write from looping). The link will move frames between
-//! backlogs; the tests here move them by hand, in any order, over a mesh
-//! and a ring, and check that every node converges on "newest wins".
+//! One node's replication state and its apply rule: local writes become
+//! versioned frames in the node's backlog, and a peer's frame is merged
+//! into the engine and the tombstones and, only if it changed something,
+//! forwarded through the backlog (which is what keeps a write from
+//! looping round a ring or mesh). The link (`link.rs`, `sender.rs`) moves
+//! frames between backlogs; the tests here move them by hand, in any
+//! order, over a mesh and a ring, and check that every node converges on
+//! "newest wins".
 //!
-//! Covered so far: SET and DELETE. FLUSH and COUNTER frames are refused
-//! (`ApplyError::Unsupported`) until their engine paths exist.
+//! A client write is recorded as the state it left the key in, read back
+//! under the key's lock once the protocol's own operation is done
+//! ([`Node::record_state`]): one rule for set, add, replace, append,
+//! prepend, cas, touch, gat and the meta and binary forms alike, whose
+//! results the protocol code computes differently. Counters are the
+//! exception (`counters.rs`).
 
-// Nothing outside the tests calls this until the link exists; replication
-// options are refused on the command line meanwhile.
-#![cfg_attr(not(test), allow(dead_code))]
-
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use mnemo_engine::tombstones::Tombstones;
 use mnemo_engine::version::{wall_unix_ms, NodeId, Version};
-use mnemo_engine::{ApplyOutcome, Engine, StoreMode, StoreOutcome, ThreadStats};
+use mnemo_engine::{ApplyOutcome, Engine, KeySlot, StoreMode, StoreOutcome, ThreadStats};
 use mnemo_protocol::repl::backlog::Backlog;
 use mnemo_protocol::repl::{encode, Record};
 use parking_lot::Mutex;
 
+use super::counters::Counters;
+
 /// Why a peer's frame was not applied; the link logs it and closes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ApplyError {
-    /// A frame kind this build does not apply yet.
-    Unsupported,
     /// The engine refused it (too large, out of memory, clock skew).
     Engine(ApplyOutcome),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Engine(ApplyOutcome::Skew(e)) => write!(f, "{e}"),
+            ApplyError::Engine(o) => write!(f, "engine refused the write: {o:?}"),
+        }
+    }
+}
+
+thread_local! {
+    /// Encoding scratch: a frame is built here, then copied into the
+    /// backlog under its lock, so the lock is held only for the copy.
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static VALUE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Counters `stats replication` shows for the node as a whole.
+#[derive(Default)]
+pub struct NodeStats {
+    /// Incoming entries that lost the merge.
+    pub conflicts: AtomicU64,
 }
 
 pub struct Node {
     id: NodeId,
     engine: Arc<Engine>,
     ts: Arc<ThreadStats>,
-    tombs: Mutex<Tombstones>,
+    pub(super) tombs: Mutex<Tombstones>,
     backlog: Mutex<Backlog>,
+    pub(super) counters: Counters,
+    /// The greatest `flush_all` barrier applied or made here.
+    barrier: AtomicU64,
+    pub stats: NodeStats,
+}
+
+/// An item's state as read under its lock.
+pub(super) struct ItemState {
+    pub cas: u64,
+    pub flags: u32,
+    /// Absolute Unix seconds, 0 for never.
+    pub exptime: u64,
 }
 
 impl Node {
@@ -60,6 +98,9 @@ impl Node {
             ts,
             tombs: Mutex::new(Tombstones::new(tombstone_ttl_ms, tombstone_bytes)),
             backlog: Mutex::new(Backlog::new(replid, backlog_bytes)),
+            counters: Counters::default(),
+            barrier: AtomicU64::new(0),
+            stats: NodeStats::default(),
         })
     }
 
@@ -75,19 +116,106 @@ impl Node {
         &self.backlog
     }
 
-    fn log(&self, rec: &Record<'_>) {
-        let mut frame = Vec::new();
-        // Our own records: node id from the version, key and value within
-        // the engine's limits, so encoding cannot fail; if it somehow did,
-        // the frame is skipped rather than the write refused (peers then
-        // converge on a later write or a full resync).
-        if encode(rec, &mut frame).is_ok() {
-            self.backlog.lock().append(&frame);
+    pub fn ts(&self) -> &ThreadStats {
+        &self.ts
+    }
+
+    /// Appends one record to the backlog.
+    pub(super) fn log(&self, rec: &Record<'_>) {
+        FRAME.with(|f| {
+            let mut frame = f.borrow_mut();
+            frame.clear();
+            // Our own records: node id from the version, key and value
+            // within the engine's limits, so encoding cannot fail; if it
+            // somehow did, the frame is skipped rather than the write
+            // refused (peers then converge on a later write or a resync).
+            if encode(rec, &mut frame).is_ok() {
+                self.backlog.lock().append(&frame);
+            }
+        });
+    }
+
+    /// The item's state under `slot`, its value appended to `value`.
+    pub(super) fn read_item(&self, slot: &KeySlot<'_>, value: &mut Vec<u8>) -> Option<ItemState> {
+        let it = slot.item()?;
+        it.write_value(value);
+        let rel = it.exptime();
+        Some(ItemState {
+            cas: it.cas(),
+            flags: it.flags(),
+            exptime: match rel {
+                0 => 0,
+                r => self.engine.clock().process_started() + u64::from(r),
+            },
+        })
+    }
+
+    /// A client's write to `key` is done: records the state it left. With
+    /// `bump` (touch, gat: writes that leave the CAS as it was) the item
+    /// first gets a new version, so that peers take the new expiry.
+    pub fn record_state(&self, key: &[u8], bump: bool, ts: &ThreadStats) {
+        VALUE.with(|v| {
+            let mut value = v.borrow_mut();
+            value.clear();
+            let slot = self.engine.lock_key(key, ts);
+            if bump && slot.exists() {
+                slot.set_cas(slot.next_cas());
+            }
+            let Some(st) = self.read_item(&slot, &mut value) else {
+                // Gone already (expired, or deleted by a racing client
+                // whose delete is recorded on its own).
+                return;
+            };
+            drop(slot);
+            let version = Version(st.cas);
+            self.tombs.lock().supersede(key, version);
+            self.counters.forget(key);
+            self.log(&Record::Set {
+                origin: self.id.get(),
+                version: st.cas,
+                key,
+                flags: st.flags,
+                exptime: st.exptime,
+                value: &value,
+            });
+        });
+    }
+
+    /// A client deleted `key` (the protocol's delete hit): records a
+    /// tombstone. The version is drawn under the key's lock; if a racing
+    /// client wrote the key again meanwhile, that write is recorded on
+    /// its own and is the key's state, so no tombstone is needed.
+    pub fn record_delete(&self, key: &[u8], ts: &ThreadStats) {
+        let slot = self.engine.lock_key(key, ts);
+        if slot.exists() {
+            return;
         }
+        let version = Version(slot.next_cas());
+        drop(slot);
+        self.counters.forget(key);
+        self.tombs.lock().insert(key, version, wall_unix_ms());
+        self.log(&Record::Delete {
+            origin: self.id.get(),
+            version: version.0,
+            key,
+        });
+    }
+
+    /// A client's `flush_all` (without delay) ran: a versioned barrier,
+    /// here and on every peer.
+    pub fn record_flush(&self) {
+        let version = Version(self.engine.draw_cas());
+        self.engine.apply_flush(version);
+        self.flush_seen(version);
+        self.log(&Record::Flush {
+            origin: self.id.get(),
+            version: version.0,
+        });
     }
 
     /// A client's `set` on this node; its version, or None if the engine
-    /// did not store it.
+    /// did not store it. (The tests' way in; the server records through
+    /// [`Node::record_state`].)
     pub fn local_set(
         &self,
         key: &[u8],
@@ -102,38 +230,31 @@ impl Node {
         else {
             return None;
         };
-        let version = Version(cas);
-        self.tombs.lock().supersede(key, version);
-        self.log(&Record::Set {
-            origin: self.id.get(),
-            version: version.0,
-            key,
-            flags,
-            exptime: exptime_unix,
-            value,
-        });
-        Some(version)
+        self.record_state(key, false, &self.ts);
+        Some(Version(cas))
     }
 
     /// A client's `delete` on this node: a tombstone if the key was there.
-    /// The version is drawn under the key's lock, so no write to the key
-    /// can fall between the delete and its version.
     pub fn local_delete(&self, key: &[u8]) -> Option<Version> {
-        let mut slot = self.engine.lock_key(key, &self.ts);
-        if !slot.exists() {
-            slot.count_delete_miss();
+        if !self.engine.delete(key, &self.ts) {
             return None;
         }
-        let version = Version(slot.next_cas());
-        slot.delete();
-        drop(slot);
-        self.tombs.lock().insert(key, version, wall_unix_ms());
-        self.log(&Record::Delete {
-            origin: self.id.get(),
-            version: version.0,
-            key,
-        });
-        Some(version)
+        self.record_delete(key, &self.ts);
+        self.tombs.lock().get(key)
+    }
+
+    fn observe(&self, version: Version) -> Result<(), ApplyError> {
+        match self.engine.versions() {
+            Some(h) => h
+                .observe(version, wall_unix_ms())
+                .map_err(|e| ApplyError::Engine(ApplyOutcome::Skew(e))),
+            None => Err(ApplyError::Engine(ApplyOutcome::NotEnabled)),
+        }
+    }
+
+    fn stale(&self) -> Result<bool, ApplyError> {
+        self.stats.conflicts.fetch_add(1, Relaxed);
+        Ok(false)
     }
 
     /// Merges a peer's frame. Ok(true): it changed this node and was
@@ -151,44 +272,185 @@ impl Node {
                 value,
                 ..
             } => {
+                self.observe(version)?;
                 if self.tombs.lock().get(key).is_some_and(|t| t >= version) {
-                    return Ok(false);
+                    return self.stale();
                 }
-                match self
-                    .engine
-                    .apply_versioned(key, version, flags, exptime, value, &self.ts)
-                {
-                    ApplyOutcome::Applied => {
-                        self.tombs.lock().supersede(key, version);
-                        self.log(rec);
-                        Ok(true)
+                if !self.engine.item_size_ok(key.len(), flags, value.len()) {
+                    return Err(ApplyError::Engine(ApplyOutcome::TooLarge));
+                }
+                let mut slot = self.engine.lock_key(key, &self.ts);
+                // What this write competes with: the item's version, or
+                // for a counter the base its increments count on (a set
+                // newer than the base resets the counter, section 4).
+                let current = slot
+                    .item()
+                    .map(|i| self.counters.base_of(key, i.cas()).unwrap_or(i.cas()));
+                if current.is_some_and(|c| c >= version.0) {
+                    drop(slot);
+                    return self.stale();
+                }
+                let exp = i64::try_from(exptime).unwrap_or(i64::MAX);
+                match slot.store(StoreMode::Set, flags, exp, value, 0, Some(version.0)) {
+                    StoreOutcome::Stored { .. } => {}
+                    StoreOutcome::OutOfMemory => {
+                        return Err(ApplyError::Engine(ApplyOutcome::OutOfMemory))
                     }
-                    ApplyOutcome::Stale => Ok(false),
-                    other => Err(ApplyError::Engine(other)),
+                    _ => return Err(ApplyError::Engine(ApplyOutcome::TooLarge)),
                 }
+                drop(slot);
+                self.counters.forget(key);
+                self.tombs.lock().supersede(key, version);
+                self.log(rec);
+                Ok(true)
             }
             Record::Delete { key, .. } => {
-                match self.engine.delete_versioned(key, version, &self.ts) {
+                self.observe(version)?;
+                let mut slot = self.engine.lock_key(key, &self.ts);
+                let current = slot
+                    .item()
+                    .map(|i| self.counters.base_of(key, i.cas()).unwrap_or(i.cas()));
+                if current.is_some_and(|c| c >= version.0) {
                     // A newer item: the delete lost.
-                    ApplyOutcome::Stale => Ok(false),
-                    ApplyOutcome::Applied => {
-                        // Older item removed, or none: the tombstone
-                        // decides whether this is news.
-                        if self.tombs.lock().insert(key, version, wall_unix_ms()) {
-                            self.log(rec);
-                            Ok(true)
-                        } else {
-                            Ok(false)
-                        }
-                    }
-                    other => Err(ApplyError::Engine(other)),
+                    drop(slot);
+                    return self.stale();
                 }
+                slot.delete();
+                drop(slot);
+                self.counters.forget(key);
+                // Older item removed, or none: the tombstone decides
+                // whether this is news.
+                if self.tombs.lock().insert(key, version, wall_unix_ms()) {
+                    self.log(rec);
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            Record::Flush { .. } => {
+                // A barrier is exempt from the skew guard (a delayed
+                // flush lies ahead) and is never observed; it only ever
+                // raises the engine's barrier.
+                if self.engine.apply_flush(version) != ApplyOutcome::Applied {
+                    return Err(ApplyError::Engine(ApplyOutcome::NotEnabled));
+                }
+                if self.flush_seen(version) {
+                    self.log(rec);
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            Record::Counter { .. } => {
+                self.observe(version)?;
+                self.apply_counter(rec)
             }
             // Link-level frames carry no state.
             Record::Ping { .. } | Record::Ack { .. } => Ok(false),
-            Record::Flush { .. } | Record::Counter { .. } => Err(ApplyError::Unsupported),
         }
     }
+
+    /// Appends `key`'s state to `out` as a full resync sends it: the item
+    /// as a SET, or a counter as its base and each node's totals. Nothing
+    /// if the key is gone.
+    pub fn snapshot_key(&self, key: &[u8], out: &mut Vec<u8>) {
+        let mut value = Vec::new();
+        let slot = self.engine.lock_key(key, &self.ts);
+        let Some(st) = self.read_item(&slot, &mut value) else {
+            return;
+        };
+        let counter = self.counters.snapshot(key, st.cas);
+        drop(slot);
+        let Some(c) = counter else {
+            let _ = encode(
+                &Record::Set {
+                    origin: st.cas as u8,
+                    version: st.cas,
+                    key,
+                    flags: st.flags,
+                    exptime: st.exptime,
+                    value: &value,
+                },
+                out,
+            );
+            return;
+        };
+        let mut buf = itoa_buf(c.base_value);
+        let _ = encode(
+            &Record::Set {
+                origin: c.base as u8,
+                version: c.base,
+                key,
+                flags: st.flags,
+                exptime: st.exptime,
+                value: buf.as_bytes(),
+            },
+            out,
+        );
+        buf.clear();
+        for n in c.contrib {
+            let _ = encode(
+                &Record::Counter {
+                    origin: n.node.get(),
+                    version: n.version,
+                    key,
+                    base: c.base,
+                    base_value: c.base_value,
+                    p: n.p,
+                    n: n.n,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Appends every tombstone and the flush barrier, as a full resync
+    /// ends.
+    pub fn snapshot_tombstones(&self, out: &mut Vec<u8>) {
+        let t = self.tombs.lock();
+        for (key, v) in t.iter() {
+            let _ = encode(
+                &Record::Delete {
+                    origin: v.0 as u8,
+                    version: v.0,
+                    key,
+                },
+                out,
+            );
+        }
+        drop(t);
+        let b = self.barrier();
+        if b != 0 {
+            let _ = encode(
+                &Record::Flush {
+                    origin: b as u8,
+                    version: b,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Tombstones held and their bytes, and how far back (ms) every
+    /// delete is remembered.
+    pub fn tombstone_stats(&self) -> (usize, usize, u64) {
+        let t = self.tombs.lock();
+        (t.len(), t.bytes(), t.horizon_ms(wall_unix_ms()))
+    }
+
+    /// Whether `version` raises the greatest barrier forwarded so far.
+    fn flush_seen(&self, version: Version) -> bool {
+        self.barrier.fetch_max(version.0, Relaxed) < version.0
+    }
+
+    /// The greatest flush barrier seen, 0 for none.
+    pub fn barrier(&self) -> u64 {
+        self.barrier.load(Relaxed)
+    }
+}
+
+fn itoa_buf(v: u64) -> String {
+    v.to_string()
 }
 
 #[cfg(test)]

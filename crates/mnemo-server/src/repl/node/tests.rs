@@ -188,16 +188,20 @@ fn a_late_older_write_does_not_bring_a_deleted_key_back() {
 }
 
 #[test]
-fn unsupported_frames_are_refused_and_own_frames_ignored() {
+fn a_flush_barrier_applies_once_and_own_frames_are_ignored() {
     let nodes = nodes();
-    let v2 = Version::pack(1, 0, NodeId::new(2).unwrap()).0;
-    assert_eq!(
-        nodes[0].apply(&Record::Flush {
-            origin: 2,
-            version: v2
-        }),
-        Err(ApplyError::Unsupported)
-    );
+    nodes[0].local_set(b"old", 0, 0, b"x").unwrap();
+    let barrier = nodes[1].engine().draw_cas();
+    let flush = Record::Flush {
+        origin: 2,
+        version: barrier,
+    };
+    assert_eq!(nodes[0].apply(&flush), Ok(true));
+    assert_eq!(nodes[0].apply(&flush), Ok(false));
+    assert_eq!(state(&nodes[0], b"old"), None);
+    // A write after the barrier (a newer version) lives.
+    nodes[0].local_set(b"new", 0, 0, b"y").unwrap();
+    assert!(state(&nodes[0], b"new").is_some());
     let v1 = Version::pack(1, 0, NodeId::new(1).unwrap()).0;
     let own = Record::Set {
         origin: 1,
@@ -209,4 +213,27 @@ fn unsupported_frames_are_refused_and_own_frames_ignored() {
     };
     assert_eq!(nodes[0].apply(&own), Ok(false));
     assert_eq!(state(&nodes[0], b"k"), None);
+}
+
+#[test]
+fn concurrent_increments_on_two_nodes_are_all_counted() {
+    let nodes = nodes();
+    nodes[0].local_set(b"c", 0, 0, b"10").unwrap();
+    let mut l01 = Link::new(0, 1);
+    l01.pump(&nodes, usize::MAX);
+    for (n, d) in [(0usize, 3u64), (1, 5), (0, 1), (1, 2)] {
+        let e = nodes[n].engine();
+        let ts = e.new_thread_stats();
+        let mut slot = e.lock_key(b"c", &ts);
+        let pre = nodes[n].counter_pre(&slot);
+        let o = slot.arith(true, d, None);
+        nodes[n].counter_post(&slot, b"c", true, d, pre, o);
+    }
+    let mut l10 = Link::new(1, 0);
+    l01.pump(&nodes, usize::MAX);
+    l10.pump(&nodes, usize::MAX);
+    l01.pump(&nodes, usize::MAX);
+    for n in &nodes[..2] {
+        assert_eq!(state(n, b"c").map(|s| s.0), Some(b"21".to_vec()));
+    }
 }

@@ -1,0 +1,96 @@
+//! What the protocol paths call after a write when replication is on.
+//! Each is out of line and cold, so that with replication off a write
+//! pays one load and an untaken branch (`shared.repl` is `None`).
+
+use mnemo_engine::{ArithOutcome, KeySlot, ThreadStats};
+
+use super::counters::Pre;
+use super::Repl;
+
+/// A write left `key` in a new state (set, add, replace, append,
+/// prepend, cas, meta set, a created item).
+#[cold]
+#[inline(never)]
+pub fn written(r: &Repl, key: &[u8], ts: &ThreadStats) {
+    r.node.record_state(key, false, ts);
+}
+
+/// Records `key`'s state, first giving it a new version if `bump`.
+#[cold]
+#[inline(never)]
+pub fn record(r: &Repl, key: &[u8], bump: bool, ts: &ThreadStats) {
+    r.node.record_state(key, bump, ts);
+}
+
+/// A touch or gat changed `key`'s expiry: a versioned write too.
+#[cold]
+#[inline(never)]
+pub fn touched(r: &Repl, key: &[u8], ts: &ThreadStats) {
+    r.node.record_state(key, true, ts);
+}
+
+/// A delete hit `key`.
+#[cold]
+#[inline(never)]
+pub fn deleted(r: &Repl, key: &[u8], ts: &ThreadStats) {
+    r.node.record_delete(key, ts);
+}
+
+/// `flush_all`: an immediate flush is a versioned barrier everywhere. A
+/// delayed one stays local (its barrier would lie in the future of every
+/// version drawn until then; see docs/REPLICATION.md section 3).
+#[cold]
+#[inline(never)]
+pub fn flushed(r: &Repl, delay: i64) {
+    if delay <= 0 {
+        r.node.record_flush();
+    }
+}
+
+/// Before an incr/decr under the key's lock.
+#[cold]
+#[inline(never)]
+pub fn arith_pre(r: &Repl, slot: &KeySlot<'_>) -> Option<Pre> {
+    r.node.counter_pre(slot)
+}
+
+/// After an incr/decr, still under the key's lock.
+#[cold]
+#[inline(never)]
+pub fn arith_post(
+    r: &Repl,
+    slot: &KeySlot<'_>,
+    key: &[u8],
+    incr: bool,
+    delta: u64,
+    pre: Option<Pre>,
+    outcome: ArithOutcome,
+) {
+    r.node.counter_post(slot, key, incr, delta, pre, outcome);
+}
+
+/// A whole incr/decr for the text protocol, which otherwise calls the
+/// engine's `arith` without holding the slot itself.
+#[cold]
+#[inline(never)]
+pub fn arith(r: &Repl, key: &[u8], incr: bool, delta: u64, ts: &ThreadStats) -> ArithOutcome {
+    let mut slot = r.node.engine().lock_key(key, ts);
+    let pre = r.node.counter_pre(&slot);
+    let o = slot.arith(incr, delta, None);
+    r.node.counter_post(&slot, key, incr, delta, pre, o);
+    o
+}
+
+/// A `mn_repl` line on a client connection: the HELLO, or a
+/// `CLIENT_ERROR` written to `out` (the connection goes on).
+#[cold]
+#[inline(never)]
+pub fn hello(line: &[u8], out: &mut Vec<u8>) -> Option<mnemo_protocol::repl::hello::Hello> {
+    match mnemo_protocol::repl::hello::parse_hello(line) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            out.extend_from_slice(format!("CLIENT_ERROR {e}\r\n").as_bytes());
+            None
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The pulling side of a link: one thread per `--peer`. It connects to
+//! the peer's ordinary client port (TLS under `-Z`, the ascii token under
+//! `-Y`), sends `mn_repl HELLO` with the stream position it last applied
+//! up to, then applies the frames that come back and acknowledges them.
+//! Any failure (refused connection, a peer that does not speak mn_repl,
+//! a bad frame, a forged origin, a skewed clock) is one log line naming
+//! the peer and a closed link; the thread retries with backoff, forever,
+//! until the server stops. It blocks only itself.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mnemo_engine::version::wall_unix_ms;
+use mnemo_net::{Addr, BlockingStream};
+use mnemo_protocol::repl::hello::{parse_reply, write_hello, Hello, Reply, PROTO_VERSION};
+use mnemo_protocol::repl::{decode, encode, Decoded, Record};
+
+use super::{LinkState, Peer, Repl};
+use crate::shared::Shared;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Read timeout: how often a quiet link checks for the server stopping.
+const TICK: Duration = Duration::from_millis(100);
+/// A link that hears nothing (not even a PING) this long is dead.
+const SILENCE: Duration = Duration::from_secs(10);
+/// ACKs go out at most this often (and after every full read buffer).
+const ACK_EVERY: Duration = Duration::from_millis(50);
+
+/// Starts one thread per `--peer`.
+pub fn spawn_all(sh: &Arc<Shared>) -> io::Result<()> {
+    let Some(repl) = sh.repl.as_ref() else {
+        return Ok(());
+    };
+    for peer in &repl.peers {
+        let sh = Arc::clone(sh);
+        let peer = Arc::clone(peer);
+        std::thread::Builder::new()
+            .name(format!("mnemo-repl-in-{}", peer.addr.port))
+            .spawn(move || run(&sh, &peer))?;
+    }
+    Ok(())
+}
+
+/// Where this node is in a peer's stream: kept across reconnects, so a
+/// link that comes back continues (partial resync) when it can.
+#[derive(Clone, Copy, Default)]
+struct Position {
+    replid: u64,
+    offset: u64,
+}
+
+fn run(sh: &Shared, peer: &Peer) {
+    let Some(repl) = sh.repl.as_deref() else {
+        return;
+    };
+    let mut pos = Position::default();
+    let mut backoff = BACKOFF_MIN;
+    let mut last_err = String::new();
+    while !sh.stopping.load(Relaxed) {
+        peer.stats.set_state(LinkState::Connecting);
+        let started = Instant::now();
+        let res = session(sh, repl, peer, &mut pos);
+        peer.stats.set_state(LinkState::Down);
+        if sh.stopping.load(Relaxed) {
+            return;
+        }
+        if let Err(why) = res {
+            // A peer that stays down is logged once, not every retry.
+            if why != last_err || sh.verbose() > 0 {
+                eprintln!("[repl] peer {}: {why}; retrying", peer.addr.name());
+                last_err = why;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            backoff = BACKOFF_MIN;
+        }
+        sleep_unless_stopping(sh, backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn sleep_unless_stopping(sh: &Shared, d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !sh.stopping.load(Relaxed) {
+        std::thread::sleep(TICK.min(end.saturating_duration_since(Instant::now())));
+    }
+}
+
+fn connect(sh: &Shared, peer: &Peer) -> Result<BlockingStream, String> {
+    let addr = Addr::Tcp {
+        host: peer.addr.host.clone(),
+        port: peer.addr.port,
+    };
+    // Reads time out every TICK so the thread sees the server stopping;
+    // the handshake's reads retry until their own deadline.
+    if sh.settings.ssl.enabled {
+        crate::repl::stats::tls_connect(sh, &addr, TICK)
+    } else {
+        BlockingStream::connect(&addr, Duration::from_secs(2), Some(TICK))
+            .map_err(|e| format!("connect: {e}"))
+    }
+}
+
+/// Reads one `\r\n` line (at most 1 KB) byte by byte: the handshake is
+/// short and nothing after it may be consumed here.
+fn read_line(s: &mut BlockingStream) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while line.len() < 1024 {
+        match s.read(&mut b) {
+            Ok(0) => return Err("peer closed during the handshake".into()),
+            Ok(_) => {
+                if b[0] == b'\n' {
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    return Ok(line);
+                }
+                line.push(b[0]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) && Instant::now() < deadline => {}
+            Err(e) => return Err(format!("handshake: {e}")),
+        }
+    }
+    Err("peer sent an over-long handshake line".into())
+}
+
+fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<(), String> {
+    let mut s = connect(sh, peer)?;
+    peer.stats.set_state(LinkState::Handshake);
+    if let Some(auth) = sh.auth.as_ref() {
+        // -Y: the ascii token, as any client presents it.
+        let (u, p) = auth.first().ok_or("the -Y file has no entry to present")?;
+        let mut req = format!("set _ 0 0 {}\r\n", u.len() + 1 + p.len()).into_bytes();
+        req.extend_from_slice(u);
+        req.push(b' ');
+        req.extend_from_slice(p);
+        req.extend_from_slice(b"\r\n");
+        s.write_all(&req).map_err(|e| format!("auth: {e}"))?;
+        let line = read_line(&mut s)?;
+        if line != b"STORED" {
+            return Err(format!(
+                "peer refused our -Y credentials: {}",
+                String::from_utf8_lossy(&line)
+            ));
+        }
+    }
+    let me = repl.node.id().get();
+    let mut hello = Vec::new();
+    write_hello(
+        &Hello {
+            node_id: me,
+            proto: PROTO_VERSION,
+            replid: pos.replid,
+            offset: pos.offset,
+        },
+        &mut hello,
+    );
+    s.write_all(&hello).map_err(|e| format!("HELLO: {e}"))?;
+    let line = read_line(&mut s)?;
+    // Until a full copy's end is seen, the position is not advanced.
+    let mut offset: Option<u64> = match parse_reply(&line) {
+        Ok(Reply::Continue { replid, offset }) => {
+            if replid != pos.replid || offset != pos.offset {
+                return Err("peer continued from a position we did not ask for".into());
+            }
+            peer.stats.partial_resyncs.fetch_add(1, Relaxed);
+            peer.stats.set_state(LinkState::Streaming);
+            Some(offset)
+        }
+        Ok(Reply::FullResync { replid, .. }) => {
+            peer.stats.full_resyncs.fetch_add(1, Relaxed);
+            peer.stats.set_state(LinkState::FullResync);
+            pos.replid = replid;
+            pos.offset = 0;
+            None
+        }
+        Ok(Reply::Refused(why)) => {
+            return Err(format!(
+                "peer refused the link: {}",
+                String::from_utf8_lossy(why)
+            ))
+        }
+        Ok(Reply::NotSupported) => return Err("peer does not speak mn_repl".into()),
+        Err(e) => {
+            return Err(format!(
+                "{e}: {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            ))
+        }
+    };
+    let max = repl.max_value;
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut heard = Instant::now();
+    let mut last_ack = Instant::now();
+    let mut acked = offset;
+    let mut ping_ms = 0u64;
+    let mut peer_node: Option<u8> = None;
+    loop {
+        if sh.stopping.load(Relaxed) {
+            return Ok(());
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err("peer closed the link".into()),
+            Ok(n) => {
+                heard = Instant::now();
+                peer.stats.bytes_in.fetch_add(n as u64, Relaxed);
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if heard.elapsed() > SILENCE {
+                    return Err("peer silent for 10 s".into());
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut used = 0;
+        loop {
+            let (rec, n) = match decode(&buf[used..], max) {
+                Ok(Decoded::Frame(rec, n)) => (rec, n),
+                Ok(Decoded::NeedMore) => break,
+                Err(e) => return Err(format!("bad frame: {e}")),
+            };
+            used += n;
+            match rec {
+                Record::Ping {
+                    origin, wall_ms, ..
+                } => {
+                    check_sender(&mut peer_node, origin, me, peer)?;
+                    ping_ms = wall_ms;
+                    peer.stats
+                        .lag_ms
+                        .store(wall_unix_ms().saturating_sub(wall_ms), Relaxed);
+                }
+                Record::Ack {
+                    origin, offset: at, ..
+                } => {
+                    // From the sender: the full copy ends, the stream
+                    // continues at `at`.
+                    check_sender(&mut peer_node, origin, me, peer)?;
+                    if offset.is_some() {
+                        return Err("peer ended a full copy it had not begun".into());
+                    }
+                    offset = Some(at);
+                    pos.offset = at;
+                    peer.stats.set_state(LinkState::Streaming);
+                }
+                rec => {
+                    match repl.node.apply(&rec) {
+                        Ok(true) => peer.stats.applied.fetch_add(1, Relaxed),
+                        Ok(false) => peer.stats.ignored.fetch_add(1, Relaxed),
+                        Err(e) => {
+                            return Err(format!("refused a frame from node {}: {e}", rec.origin()))
+                        }
+                    };
+                    if let Some(o) = offset.as_mut() {
+                        *o += n as u64;
+                        pos.offset = *o;
+                    }
+                }
+            }
+        }
+        buf.drain(..used);
+        if (offset != acked || ping_ms != 0) && (last_ack.elapsed() >= ACK_EVERY || buf.is_empty())
+        {
+            if let Some(at) = offset {
+                let mut ack = Vec::new();
+                let version = repl
+                    .node
+                    .engine()
+                    .versions()
+                    .map_or(u64::from(me), |h| h.last().0);
+                let _ = encode(
+                    &Record::Ack {
+                        origin: me,
+                        version,
+                        offset: at,
+                        wall_ms: ping_ms,
+                    },
+                    &mut ack,
+                );
+                s.write_all(&ack).map_err(|e| format!("ACK: {e}"))?;
+                peer.stats.bytes_out.fetch_add(ack.len() as u64, Relaxed);
+                acked = offset;
+                ping_ms = 0;
+                last_ack = Instant::now();
+            }
+        }
+    }
+}
+
+/// PING and ACK frames come from the sender itself: the first names it,
+/// any other id later is a forged or confused stream.
+fn check_sender(seen: &mut Option<u8>, origin: u8, me: u8, peer: &Peer) -> Result<(), String> {
+    if origin == me {
+        return Err(format!("peer claims our own node id {me}"));
+    }
+    match *seen {
+        None => {
+            *seen = Some(origin);
+            peer.stats.node_id.store(origin, Relaxed);
+            Ok(())
+        }
+        Some(n) if n == origin => Ok(()),
+        Some(n) => Err(format!(
+            "unexpected node id {origin} on a link from node {n}"
+        )),
+    }
+}
