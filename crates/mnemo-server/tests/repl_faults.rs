@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -1476,4 +1477,378 @@ fn increments_survive_a_restart_and_a_full_resync() {
         w.count(2);
     }
     settle(&cluster, &w, seed, "after increments on the restarted node");
+}
+
+// ---------------------------------------------------------------------
+// Bad input on the link: a fake peer the node pulls from.
+// ---------------------------------------------------------------------
+
+mod fake {
+    use super::*;
+    use mnemo_protocol::repl::{encode, Record};
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    /// The node under test's id.
+    pub const ME: u8 = 5;
+    /// The fake peer's id.
+    pub const PEER: u8 = 9;
+
+    pub fn version(ms_ahead: u64, counter: u64, node: u8) -> u64 {
+        ((wall_ms() + ms_ahead) << MS_SHIFT) | (counter << 8) | u64::from(node)
+    }
+
+    pub fn set(origin: u8, version: u64, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(
+            &Record::Set {
+                origin,
+                version,
+                key,
+                flags: 3,
+                exptime: 0,
+                value,
+            },
+            &mut out,
+        )
+        .unwrap_or_else(|e| panic!("encode: {e:?}"));
+        out
+    }
+
+    pub fn ping(origin: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let v = version(0, 0, origin);
+        encode(
+            &Record::Ping {
+                origin,
+                version: v,
+                wall_ms: wall_ms() + EPOCH_UNIX_MS,
+            },
+            &mut out,
+        )
+        .unwrap_or_else(|e| panic!("encode: {e:?}"));
+        out
+    }
+
+    /// A node pulling from a listener the test controls.
+    pub struct Setup {
+        pub node: Server,
+        listener: TcpListener,
+        pub name: String,
+    }
+
+    impl Setup {
+        pub fn new() -> Setup {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+            let name = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("addr: {e}"))
+                .to_string();
+            let node = Server::mnemo(&["--node-id", &ME.to_string(), "--peer", &name]);
+            let mut c = node.connect();
+            assert_eq!(c.request(b"set keep 1 0 8\r\noriginal\r\n"), b"STORED\r\n");
+            Setup {
+                node,
+                listener,
+                name,
+            }
+        }
+
+        /// The node's next link: its HELLO read, `answer` sent.
+        pub fn link(&self, answer: &[u8]) -> TcpStream {
+            self.listener
+                .set_nonblocking(true)
+                .unwrap_or_else(|e| panic!("nonblocking: {e}"));
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let mut s = loop {
+                match self.listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => panic!(
+                        "the node never connected to its peer: {e}\n{}",
+                        self.node.log()
+                    ),
+                }
+            };
+            s.set_nonblocking(false).unwrap_or_else(|e| panic!("{e}"));
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut hello = Vec::new();
+            let mut b = [0u8; 1];
+            while !hello.ends_with(b"\r\n") && hello.len() < 200 {
+                match s.read(&mut b) {
+                    Ok(1) => hello.push(b[0]),
+                    _ => panic!("no HELLO line; got {:?}", support::show(&hello)),
+                }
+            }
+            let text = String::from_utf8_lossy(&hello).to_string();
+            assert!(
+                text.starts_with(&format!("mn_repl HELLO {ME} 1 ")),
+                "{text:?}"
+            );
+            s.write_all(answer)
+                .unwrap_or_else(|e| panic!("answer: {e}"));
+            s
+        }
+
+        /// Whether the node closes `s` within `limit` (ACKs it sends meanwhile are read and dropped).
+        pub fn closed(s: &mut TcpStream, limit: Duration) -> bool {
+            let deadline = Instant::now() + limit;
+            let mut sink = [0u8; 4096];
+            s.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap_or_else(|e| panic!("{e}"));
+            while Instant::now() < deadline {
+                match s.read(&mut sink) {
+                    Ok(0) => return true,
+                    Ok(_) => {}
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => return true,
+                }
+            }
+            false
+        }
+
+        pub fn get(&self, key: &str) -> Option<String> {
+            let mut c = self.node.connect();
+            let r = c.request(format!("get {key}\r\n").as_bytes());
+            let text = String::from_utf8_lossy(&r).to_string();
+            text.lines()
+                .nth(1)
+                .filter(|_| text.starts_with("VALUE"))
+                .map(str::to_string)
+        }
+
+        /// The node logs `why` about this peer, still answers, and still
+        /// holds what a client gave it.
+        pub fn survived(&mut self, why: &str) {
+            let expect = format!("[repl] peer {}: ", self.name);
+            assert!(
+                wait_for(Duration::from_secs(5), || self
+                    .node
+                    .log()
+                    .lines()
+                    .any(|l| l.starts_with(&expect) && l.contains(why))),
+                "no log line {expect}...{why}...; log:\n{}",
+                self.node.log()
+            );
+            assert!(
+                self.node.try_wait().is_none(),
+                "the node died:\n{}",
+                self.node.log()
+            );
+            assert_eq!(self.get("keep").as_deref(), Some("original"));
+            assert_eq!(self.get("victim"), None, "a refused frame changed the data");
+        }
+    }
+
+    pub fn full() -> Vec<u8> {
+        b"MN_REPL FULLRESYNC 00000000000000ab 0\r\n".to_vec()
+    }
+
+    pub fn finish(s: &mut TcpStream) {
+        let _ = s.shutdown(Shutdown::Write);
+    }
+}
+
+#[test]
+fn garbage_after_good_frames_closes_the_link_and_keeps_the_good_data() {
+    let mut f = fake::Setup::new();
+    let mut answer = fake::full();
+    answer.extend(fake::set(
+        fake::PEER,
+        fake::version(0, 0, fake::PEER),
+        b"good",
+        b"fine",
+    ));
+    answer.extend_from_slice(b"\xff\xfe\x00 this is not a frame \r\n at all\xff\xff\xff");
+    let mut s = f.link(&answer);
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("bad frame");
+    assert_eq!(f.get("good").as_deref(), Some("fine"));
+}
+
+#[test]
+fn a_truncated_frame_is_not_applied() {
+    let mut f = fake::Setup::new();
+    let frame = fake::set(
+        fake::PEER,
+        fake::version(0, 0, fake::PEER),
+        b"victim",
+        b"half a frame",
+    );
+    let mut answer = fake::full();
+    answer.extend_from_slice(&frame[..frame.len() - 5]);
+    let mut s = f.link(&answer);
+    fake::finish(&mut s);
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("closed");
+}
+
+#[test]
+fn a_forged_origin_is_refused() {
+    let mut f = fake::Setup::new();
+    let mut answer = fake::full();
+    // Origin 9, but the version says node 7 made it.
+    // The encoder refuses to write that, so patch the origin byte (after
+    // len:u32 and kind:u8) of an honest frame from node 7.
+    let mut frame = fake::set(7, fake::version(0, 0, 7), b"victim", b"forged");
+    frame[5] = fake::PEER;
+    answer.extend(frame);
+    let mut s = f.link(&answer);
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("does not match version's node");
+}
+
+#[test]
+fn a_frame_from_the_future_is_refused() {
+    let mut f = fake::Setup::new();
+    let mut answer = fake::full();
+    // Ten minutes ahead: would win every conflict for ten minutes.
+    answer.extend(fake::set(
+        fake::PEER,
+        fake::version(600_000, 0, fake::PEER),
+        b"victim",
+        b"future",
+    ));
+    let mut s = f.link(&answer);
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("refused a frame from node 9");
+}
+
+#[test]
+fn an_oversize_length_is_refused_before_its_body() {
+    let mut f = fake::Setup::new();
+    let mut answer = fake::full();
+    answer.extend_from_slice(&u32::MAX.to_le_bytes());
+    answer.extend_from_slice(&[1, fake::PEER]);
+    let mut s = f.link(&answer);
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("limit");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", f.node.pid())).unwrap_or_default();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        rss_kb < 512 * 1024,
+        "a 4 GB length made the node grow to {rss_kb} kB"
+    );
+}
+
+#[test]
+fn a_replay_of_our_own_node_id_is_not_applied_and_a_sender_claiming_it_is_cut() {
+    let mut f = fake::Setup::new();
+    let mut answer = fake::full();
+    // A write that claims to be the node's own (a replayed or forged id):
+    // a node never takes its own writes back from a peer.
+    answer.extend(fake::set(
+        fake::ME,
+        fake::version(0, 0, fake::ME),
+        b"victim",
+        b"mine?",
+    ));
+    let mut s = f.link(&answer);
+    assert!(!fake::Setup::closed(&mut s, Duration::from_millis(500)));
+    assert_eq!(
+        f.get("victim"),
+        None,
+        "a frame with the node's own id was applied"
+    );
+    // A sender naming itself with our id is cut.
+    s.write_all(&fake::ping(fake::ME))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("peer claims our own node id 5");
+}
+
+#[test]
+fn a_sender_changing_its_node_id_midstream_is_cut() {
+    let mut f = fake::Setup::new();
+    let mut answer = fake::full();
+    answer.extend(fake::ping(fake::PEER));
+    answer.extend(fake::ping(8));
+    let mut s = f.link(&answer);
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("unexpected node id 8 on a link from node 9");
+}
+
+#[test]
+fn replayed_and_stale_frames_change_nothing() {
+    let f = fake::Setup::new();
+    let old = fake::version(0, 1, fake::PEER);
+    let new = fake::version(0, 2, fake::PEER);
+    let mut answer = fake::full();
+    answer.extend(fake::set(fake::PEER, new, b"r", b"newest"));
+    answer.extend(fake::set(fake::PEER, new, b"r", b"newest"));
+    answer.extend(fake::set(fake::PEER, old, b"r", b"older"));
+    let mut s = f.link(&answer);
+    assert!(wait_for(Duration::from_secs(5), || f.get("r").as_deref()
+        == Some("newest")));
+    assert!(!fake::Setup::closed(&mut s, Duration::from_millis(300)));
+    let stats = stats_of(&f.node.connect().request(b"stats replication\r\n"));
+    let p = format!("peer:{}:", f.name);
+    assert_eq!(stat_u64(&stats, &format!("{p}applied")), 1, "{stats:?}");
+    assert_eq!(stat_u64(&stats, &format!("{p}ignored")), 2, "{stats:?}");
+    let mut c = f.node.connect();
+    let r = c.request(b"gets r\r\n");
+    assert!(
+        String::from_utf8_lossy(&r).contains(&format!(" {new}\r\n")),
+        "{}",
+        support::show(&r)
+    );
+}
+
+#[test]
+fn a_garbage_handshake_answer_is_logged_and_retried() {
+    let mut f = fake::Setup::new();
+    let mut s = f.link(b"HELLO? is anybody there\r\n");
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("handshake");
+    // It retries.
+    let _again = f.link(b"ERROR\r\n");
+}
+
+#[test]
+fn a_hello_claiming_the_nodes_own_id_is_refused() {
+    let node = Server::mnemo(&["--node-id", "5", "--peer", "127.0.0.1:1"]);
+    let mut c = node.connect();
+    c.send(b"mn_repl HELLO 5 1 0000000000000000 0\r\n");
+    let line = c.read_line();
+    assert!(
+        line.starts_with(b"CLIENT_ERROR"),
+        "{}",
+        support::show(&line)
+    );
+    assert!(c.is_closed());
+    let mut c = node.connect();
+    assert_eq!(c.request(b"version\r\n")[..8], *b"VERSION ");
 }
