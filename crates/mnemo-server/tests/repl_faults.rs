@@ -1852,3 +1852,37 @@ fn a_hello_claiming_the_nodes_own_id_is_refused() {
     let mut c = node.connect();
     assert_eq!(c.request(b"version\r\n")[..8], *b"VERSION ");
 }
+
+/// A stall longer than the link's silence limit (10 s): the pulling node
+/// must give up on the dead connection, reconnect once the path heals and
+/// catch up from its backlog position, while clients on both sides keep
+/// being served throughout.
+#[test]
+fn a_stall_past_the_silence_limit_is_detected_and_resynced() {
+    let seed = 0x5eed_5a11;
+    let cluster = Cluster::start(vec![vec![1], vec![0]], &[]);
+    let mut w = Workload::with_counters(seed, &cluster, 16, false, true);
+    w.init_counters();
+    settle(&cluster, &w, seed, "after start");
+    let partial = cluster.peer_stat(0, 1, "partial_resyncs");
+    cluster.relay(0, 1).stall();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(12) {
+        run_for(&mut w, &[0, 1], Duration::from_millis(500), 200);
+    }
+    let name = cluster.peer_name(0, 1);
+    assert!(
+        cluster
+            .node(0)
+            .log()
+            .contains(&format!("[repl] peer {name}: peer silent for")),
+        "node 1 did not notice its silent peer:\n{}",
+        cluster.logs()
+    );
+    settle(&cluster, &w, seed, "after a 12 s stall");
+    assert!(
+        cluster.peer_stat(0, 1, "partial_resyncs") > partial,
+        "{:?}",
+        cluster.repl_stats(0)
+    );
+}
