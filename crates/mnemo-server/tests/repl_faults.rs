@@ -1191,8 +1191,22 @@ fn ring() -> Vec<Vec<usize>> {
     vec![vec![1], vec![2], vec![0]]
 }
 
-fn run_topology(pulls: Vec<Vec<usize>>, seeds: &[u64], flushes: bool) {
-    for &seed in seeds {
+/// The fixed seeds, plus `REPL_FAULT_SEEDS=N` more (0x5eed_1000 + i) for
+/// a longer hunt by hand.
+fn seeds(fixed: &[u64]) -> Vec<u64> {
+    let extra: u64 = std::env::var("REPL_FAULT_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    fixed
+        .iter()
+        .copied()
+        .chain((0..extra).map(|i| 0x5eed_1000 + i))
+        .collect()
+}
+
+fn run_topology(pulls: Vec<Vec<usize>>, seeds_fixed: &[u64], flushes: bool) {
+    for seed in seeds(seeds_fixed) {
         let cluster = Cluster::start(pulls.clone(), &[]);
         let mut w = Workload::new(seed, &cluster, 24, flushes);
         w.init_counters();
@@ -1885,4 +1899,63 @@ fn a_stall_past_the_silence_limit_is_detected_and_resynced() {
         "{:?}",
         cluster.repl_stats(0)
     );
+}
+
+/// One client thread per node, all on the same keys at once, while the
+/// main thread cuts, stalls and blackholes random links: local writes
+/// race remote ones under the same key locks.
+#[test]
+fn concurrent_writers_on_every_node_converge() {
+    for seed in seeds(&[0x5eed_cc01]) {
+        let cluster = Cluster::start(mesh(), &[]);
+        let mut ws: Vec<Workload> = (0..3)
+            .map(|i| Workload::new(seed + i, &cluster, 12, false))
+            .collect();
+        ws[0].init_counters();
+        converge(&cluster, &ws[0].all_keys(), seed, "after start");
+        let mut rng = Rng(seed ^ 0xfa17);
+        let mut faults = Vec::new();
+        std::thread::scope(|s| {
+            for (i, w) in ws.iter_mut().enumerate() {
+                s.spawn(move || run_for(w, &[i], Duration::from_secs(3), 1000));
+            }
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                let (link, relay) =
+                    &cluster.relays[rng.below(cluster.relays.len() as u64) as usize];
+                let f = *rng.pick(&[Fault::Cut, Fault::Stall, Fault::DropFrames, Fault::DropAcks]);
+                if rng.below(3) == 0 {
+                    relay.heal();
+                } else {
+                    inject(relay, f);
+                    faults.push(format!(
+                        "{f:?} on node {} <- node {}",
+                        link.0 + 1,
+                        link.1 + 1
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(150 + rng.below(300)));
+            }
+        });
+        // One history: every node's acknowledged writes and increments.
+        let mut all = ws.remove(0);
+        for w in ws {
+            for (k, h) in w.history.into_iter().enumerate() {
+                all.history[k].extend(h);
+            }
+            for (c, n) in w.counter_sum.into_iter().enumerate() {
+                all.counter_sum[c] += n;
+            }
+            all.ops += w.ops;
+        }
+        cluster.heal_all();
+        let state = converge(&cluster, &all.all_keys(), seed, "after concurrent writers");
+        let bad = check_model(&all, &state);
+        assert!(
+            bad.is_empty(),
+            "seed {seed:#x}: the model refuses ({} ops, faults {faults:?}):\n{}",
+            all.ops,
+            bad.join("\n")
+        );
+    }
 }
