@@ -1959,3 +1959,74 @@ fn concurrent_writers_on_every_node_converge() {
         );
     }
 }
+
+/// KeyDB #447 with bounded tombstones: node 3 is cut off for longer than
+/// the tombstone TTL while its peers delete a key; the tombstone is gone
+/// by the time it returns, yet the key must not come back from node 3's
+/// stale copy. A write node 3 made while cut off still counts.
+#[test]
+fn a_partition_longer_than_the_tombstone_ttl_resurrects_nothing() {
+    let seed = 0x5eed_7b01;
+    let cluster = Cluster::start(mesh(), &["--tombstone-ttl", "1"]);
+    let mut w = Workload::with_counters(seed, &cluster, 5, false, false);
+    let set = |w: &mut Workload, node: usize, k: usize, value: &[u8]| {
+        let key = w.keys[k].clone();
+        let mut req = format!("ms {key} {} c\r\n", value.len()).into_bytes();
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+        let lo = wall_ms();
+        let r = w.text[node].request(&req);
+        let cas = meta_cas(&r);
+        assert!(cas.is_some(), "{}", support::show(&r));
+        let effect = Effect::Set {
+            value: value.to_vec(),
+            flags: 0,
+            ttl: 0,
+        };
+        w.record(
+            k,
+            node,
+            lo,
+            cas,
+            effect,
+            format!("set {key} on {}", node + 1),
+        );
+    };
+    for k in 0..5 {
+        set(&mut w, 0, k, b"before");
+    }
+    settle(&cluster, &w, seed, "after the first sets");
+    for (i, j) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
+        cluster.relay(i, j).cut();
+    }
+    for k in 0..3 {
+        let key = w.keys[k].clone();
+        let lo = wall_ms();
+        assert_eq!(
+            w.text[k % 2].request(format!("delete {key}\r\n").as_bytes()),
+            b"DELETED\r\n"
+        );
+        w.record(k, k % 2, lo, None, Effect::Delete, format!("delete {key}"));
+    }
+    set(&mut w, 2, 3, b"made while cut off");
+    // Past the TTL: nodes 1 and 2 forget their tombstones.
+    std::thread::sleep(Duration::from_millis(2500));
+    // Tombstones expire when the next one is recorded: one more delete
+    // (node 1, seen by node 2) leaves only itself.
+    let lo = wall_ms();
+    assert_eq!(w.text[0].request(b"delete k4\r\n"), b"DELETED\r\n");
+    w.record(4, 0, lo, None, Effect::Delete, "delete k4".into());
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            (0..2).all(|i| stat_u64(&cluster.repl_stats(i), "repl_tombstones") == 1)
+        }),
+        "tombstones outlived --tombstone-ttl 1: {:?}",
+        cluster.repl_stats(0)
+    );
+    settle(
+        &cluster,
+        &w,
+        seed,
+        "after a partition longer than the tombstone TTL",
+    );
+}
