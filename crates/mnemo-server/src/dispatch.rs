@@ -178,7 +178,7 @@ pub enum Outcome {
     /// for a replication sender thread (`repl/sender.rs`).
     Repl {
         used: usize,
-        hello: mnemo_protocol::repl::hello::Hello,
+        hello: crate::repl::Handoff,
     },
     /// Close at once, dropping queued output.
     Close,

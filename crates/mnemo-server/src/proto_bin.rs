@@ -75,6 +75,18 @@ pub fn step(
             return Outcome::CloseAfterWrite { used };
         }
         Err(Reject::Unknown { swallow }) => {
+            // A binary HELLO: the line is the key, nothing follows it.
+            if h.opcode == mnemo_protocol::repl::hello::BINARY_OPCODE
+                && h.extras_len == 0
+                && h.body_len as usize == p.key.len()
+                && stream
+                && ctx.shared.repl.is_some()
+            {
+                if let Some(hello) = crate::repl::hooks::binary_hello(p.key, h.opaque, out) {
+                    return Outcome::Repl { used, hello };
+                }
+                return Outcome::Done { used };
+            }
             encode_error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
             return Outcome::Swallow {
                 used,
@@ -239,9 +251,13 @@ fn run(
             with_value,
         } => {
             let mode = GetMode::Touch(i64::from(exptime));
+            let repl = sh.repl.as_deref();
+            if let Some(r) = repl {
+                crate::repl::hooks::pre_touch(r, key, ctx.ts);
+            }
             retrieve(ctx, p, mode, quiet, with_key, with_value, out);
-            if let Some(r) = sh.repl.as_deref() {
-                crate::repl::hooks::record(r, key, true, ctx.ts);
+            if let Some(r) = repl {
+                crate::repl::hooks::written(r, key, ctx.ts);
             }
         }
         Cmd::Store { quiet, .. } | Cmd::Concat { quiet, .. } => {
@@ -505,7 +521,7 @@ fn arith(
     let pre = repl.and_then(|r| crate::repl::hooks::arith_pre(r, &slot));
     let o = slot.arith(incr, delta, None);
     if let Some(r) = repl {
-        crate::repl::hooks::arith_post(r, &slot, p.key, incr, delta, pre, o);
+        crate::repl::hooks::arith_post(r, &mut slot, p.key, incr, delta, pre, o);
     }
     match o {
         ArithOutcome::Value(v) => {

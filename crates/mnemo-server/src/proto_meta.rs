@@ -103,15 +103,21 @@ pub fn step(
     };
     match req.cmd {
         Cmd::Get => {
+            // `T` is a touch (a versioned write, its version drawn first
+            // so that `c` shows it); `N` may create the item. Either way
+            // the key's state (if any) is recorded afterwards; an
+            // unchanged one is a no-op on every peer.
+            let repl = ctx
+                .shared
+                .repl
+                .as_deref()
+                .filter(|_| req.flags.ttl.is_some() || req.flags.vivify.is_some());
+            if let (Some(r), Some(_)) = (repl, req.flags.ttl) {
+                crate::repl::hooks::pre_touch(r, req.key, ctx.ts);
+            }
             mget(ctx, &req, out);
-            if let Some(r) = ctx.shared.repl.as_deref() {
-                // `T` is a touch; `N` may have created the item. Either
-                // way the key's state (if any) is recorded; an unchanged
-                // one is a no-op on every peer.
-                if req.flags.ttl.is_some() || req.flags.vivify.is_some() {
-                    let bump = req.flags.ttl.is_some();
-                    crate::repl::hooks::record(r, req.key, bump, ctx.ts);
-                }
+            if let Some(r) = repl {
+                crate::repl::hooks::written(r, req.key, ctx.ts);
             }
         }
         Cmd::Set => {
@@ -526,7 +532,7 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
         let pre = repl.and_then(|r| crate::repl::hooks::arith_pre(r, &slot));
         let o = slot.arith(req.incr, delta, f.new_cas);
         if let Some(r) = repl {
-            crate::repl::hooks::arith_post(r, &slot, req.key, req.incr, delta, pre, o);
+            crate::repl::hooks::arith_post(r, &mut slot, req.key, req.incr, delta, pre, o);
         }
         match o {
             ArithOutcome::Value(v) => value = Some(v),

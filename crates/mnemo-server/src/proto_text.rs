@@ -338,6 +338,11 @@ fn get_keys<'a, const OBSERVED: bool>(
             out.extend_from_slice(b"\r\n");
         };
         // The plain instance's closure returns nothing, as it always did.
+        if let GetMode::Touch(_) = mode {
+            if let Some(r) = sh.repl.as_deref() {
+                crate::repl::hooks::pre_touch(r, key, ctx.ts);
+            }
+        }
         let found = if OBSERVED {
             engine.get(key, mode, ctx.ts, |it| {
                 emit(out, it);
@@ -354,7 +359,7 @@ fn get_keys<'a, const OBSERVED: bool>(
         let hit = found.is_some();
         if let GetMode::Touch(_) = mode {
             if let (true, Some(r)) = (hit, sh.repl.as_deref()) {
-                crate::repl::hooks::touched(r, key, ctx.ts);
+                crate::repl::hooks::written(r, key, ctx.ts);
             }
         }
         if kind.touches() {
@@ -617,6 +622,10 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             if sh.repl.is_some() && sess.is_stream() && at.line.starts_with(b"mn_repl ") =>
         {
             if let Some(hello) = crate::repl::hooks::hello(at.line, out) {
+                let hello = crate::repl::Handoff {
+                    hello,
+                    binary_opaque: None,
+                };
                 return Outcome::Repl { used, hello };
             }
         }

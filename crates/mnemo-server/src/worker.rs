@@ -353,7 +353,7 @@ impl Worker {
 
     /// `mn_repl HELLO`: the connection leaves this loop for a
     /// replication sender thread of its own.
-    fn hand_to_repl(&mut self, i: Key, hello: mnemo_protocol::repl::hello::Hello) {
+    fn hand_to_repl(&mut self, i: Key, hello: crate::repl::Handoff) {
         let Some(mut slot) = self.slots.remove(i) else {
             return;
         };

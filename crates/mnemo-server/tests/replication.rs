@@ -30,6 +30,10 @@ struct Node {
 impl Node {
     /// A mnemo on `port` with `args` (node id, peers...).
     fn start(port: u16, args: &[String]) -> Node {
+        Node::start_env(port, args, &[])
+    }
+
+    fn start_env(port: u16, args: &[String], env: &[(&str, &str)]) -> Node {
         let log =
             std::env::temp_dir().join(format!("mnemo-repl-{port}-{}.log", std::process::id()));
         let f = std::fs::File::create(&log).expect("log file");
@@ -51,6 +55,7 @@ impl Node {
             cmd.args(["-u", "root"]);
         }
         cmd.args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("log"))
             .stderr(f);
@@ -605,4 +610,98 @@ fn bad_replication_options_refuse_to_start() {
         assert_eq!(out.status.code(), Some(64), "{a:?}: {err}");
         assert!(err.contains(want), "{a:?}: {err}");
     }
+}
+
+#[test]
+fn links_are_tls_under_dash_z() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("mnemo-repl-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "mnemo repl test ca");
+    let ca = p.self_signed(&ca_key).expect("ca");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    let k = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    p.distinguished_name
+        .push(DnType::CommonName, "mnemo repl test node");
+    let c = p.signed_by(&k, &ca, &ca_key).expect("leaf");
+    std::fs::write(dir.join("node.pem"), c.pem()).expect("write");
+    std::fs::write(dir.join("node.key"), k.serialize_pem()).expect("write");
+    let d = |f: &str| dir.join(f).display().to_string();
+    let tls = format!(
+        "ssl_chain_cert={},ssl_key={},ssl_ca_cert={}",
+        d("node.pem"),
+        d("node.key"),
+        d("ca.pem")
+    );
+    let (pa, pb, qa, qb) = (free_port(), free_port(), free_port(), free_port());
+    let plain = |q: u16| format!("notls:127.0.0.1:{q}");
+    let a = Node::start(pa, &args(1, &[pb], &["-Z", "-o", &tls, "-l", &plain(qa)]));
+    let b = Node::start(pb, &args(2, &[pa], &["-Z", "-o", &tls, "-l", &plain(qb)]));
+    assert_eq!(text(qa, "set k 0 0 3\r\ntls\r\n"), "STORED\r\n");
+    converge(&[qb], "k", Some("tls"));
+    assert_eq!(text(qb, "delete k\r\n"), "DELETED\r\n");
+    converge(&[qa, qb], "k", None);
+    // The link is the TLS port's: its bytes are encrypted records.
+    assert!(stat(qb, &format!("peer:127.0.0.1:{pa}:state")).as_deref() == Some("streaming"));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Binary requests on one connection, SASL PLAIN first; each response's
+/// (status, value).
+fn sasl_session(port: u16, user: &str, pass: &str, reqs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let auth = bin_packet(0x21, b"PLAIN", &[], format!("\0{user}\0{pass}").as_bytes());
+    let mut all = vec![auth];
+    all.extend_from_slice(reqs);
+    let mut res = Vec::new();
+    for r in all {
+        s.write_all(&r).expect("send");
+        let mut h = [0u8; 24];
+        s.read_exact(&mut h).expect("header");
+        let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        let skip = usize::from(h[4]) + usize::from(u16::from_be_bytes([h[2], h[3]]));
+        let mut b = vec![0u8; body];
+        s.read_exact(&mut b).expect("body");
+        res.push((u16::from_be_bytes([h[6], h[7]]), b[skip..].to_vec()));
+    }
+    res
+}
+
+#[test]
+fn links_authenticate_with_sasl_under_dash_s() {
+    let dir = std::env::temp_dir().join(format!("mnemo-repl-sasl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = dir.join("pwdb");
+    std::fs::write(&db, "repl:s3cret\n").expect("pwdb");
+    let env = [("MEMCACHED_SASL_PWDB", db.to_str().expect("path"))];
+    let (pa, pb) = (free_port(), free_port());
+    let a = Node::start_env(pa, &args(1, &[pb], &["-S"]), &env);
+    let b = Node::start_env(pb, &args(2, &[pa], &["-S"]), &env);
+    let mut extras = vec![0u8; 8];
+    extras[3] = 1;
+    let r = sasl_session(
+        pa,
+        "repl",
+        "s3cret",
+        &[bin_packet(0x01, b"k", &extras, b"sasl")],
+    );
+    assert_eq!(r[0].0, 0, "auth");
+    assert_eq!(r[1].0, 0, "set");
+    eventually("SASL link replicates", || {
+        let r = sasl_session(pb, "repl", "s3cret", &[bin_packet(0x00, b"k", &[], b"")]);
+        r[1].0 == 0 && r[1].1 == b"sasl"
+    });
+    // Unauthenticated, the binary HELLO gets the auth error any command gets.
+    let hello = bin_packet(0xe0, b"mn_repl HELLO 9 1 0000000000000000 0", &[], b"");
+    assert_eq!(bin(pb, &hello), 0x20);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -110,7 +110,16 @@ impl Backlog {
         }
         let from = (offset - self.first) as usize;
         let n = max.min(self.bytes.len() - from);
-        out.extend(self.bytes.range(from..from + n));
+        // Slice copies, not a byte iterator: the caller (a sender thread)
+        // holds the lock every writer needs while this runs.
+        let (a, b) = self.bytes.as_slices();
+        let end = from + n;
+        if from < a.len() {
+            out.extend_from_slice(&a[from..end.min(a.len())]);
+        }
+        if end > a.len() {
+            out.extend_from_slice(&b[from.saturating_sub(a.len())..end - a.len()]);
+        }
         Some(n)
     }
 }

@@ -18,6 +18,13 @@ pub const PROTO_VERSION: u32 = 1;
 /// The command word a HELLO line starts with, for the server's dispatch.
 pub const COMMAND: &[u8] = b"mn_repl";
 
+/// Under SASL (`-S`, binary protocol only) the HELLO is a binary request
+/// with this opcode, which memcached does not use (it answers
+/// UNKNOWN_COMMAND): the HELLO line is its key, there is no extras or
+/// value. The answer is a binary response with the same opcode whose
+/// value is the answer line; frames follow.
+pub const BINARY_OPCODE: u8 = 0xe0;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello {
     /// The receiving node's id, 1..=255.
@@ -136,6 +143,33 @@ pub fn write_hello(h: &Hello, out: &mut Vec<u8>) {
         )
         .as_bytes(),
     );
+}
+
+/// A binary HELLO request (see [`BINARY_OPCODE`]).
+pub fn binary_hello(h: &Hello, opaque: u32) -> Vec<u8> {
+    let mut line = Vec::new();
+    write_hello(h, &mut line);
+    line.truncate(line.len() - 2);
+    let mut p = vec![0x80, BINARY_OPCODE];
+    p.extend_from_slice(&(line.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0]);
+    p.extend_from_slice(&(line.len() as u32).to_be_bytes());
+    p.extend_from_slice(&opaque.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&line);
+    p
+}
+
+/// Appends an answer as a binary response to a binary HELLO: status 0,
+/// the answer line (with its `\r\n`) as the value.
+pub fn write_binary_reply(r: &Reply<'_>, opaque: u32, out: &mut Vec<u8>) {
+    let mut line = Vec::new();
+    write_reply(r, &mut line);
+    out.extend_from_slice(&[0x81, BINARY_OPCODE, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&(line.len() as u32).to_be_bytes());
+    out.extend_from_slice(&opaque.to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&line);
 }
 
 /// Parses the peer's answer to a HELLO, without its `\r\n`.

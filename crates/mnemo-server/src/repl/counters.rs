@@ -13,6 +13,7 @@
 //! other way round.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 
 use mnemo_engine::counter::CounterState;
 use mnemo_engine::version::{NodeId, Version};
@@ -64,6 +65,9 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Counters {
     map: Mutex<HashMap<Box<[u8]>, Entry>>,
+    /// Whether any key is tracked: every non-counter write forgets its
+    /// key's counter, and must not take the table's lock for nothing.
+    any: std::sync::atomic::AtomicBool,
 }
 
 /// A counter's value as text, as memcached stores it.
@@ -98,15 +102,20 @@ impl Counters {
     /// Drops `key`'s counter: a non-counter write or a delete is a new
     /// base (or none).
     pub fn forget(&self, key: &[u8]) {
-        let mut m = self.map.lock();
-        if !m.is_empty() {
-            m.remove(key);
+        if !self.any.load(Relaxed) {
+            return;
         }
+        let mut m = self.map.lock();
+        m.remove(key);
+        self.any.store(!m.is_empty(), Relaxed);
     }
 
     /// For an item of version `item_cas`: the base version of the counter
     /// that wrote it, if a counter did.
     pub fn base_of(&self, key: &[u8], item_cas: u64) -> Option<u64> {
+        if !self.any.load(Relaxed) {
+            return None;
+        }
         let m = self.map.lock();
         let e = m.get(key)?;
         (e.last == item_cas).then_some(e.state.base_version.0)
@@ -163,7 +172,7 @@ impl Node {
     /// delta on the counter and records this node's totals.
     pub fn counter_post(
         &self,
-        slot: &KeySlot<'_>,
+        slot: &mut KeySlot<'_>,
         key: &[u8],
         incr: bool,
         delta: u64,
@@ -176,8 +185,23 @@ impl Node {
         let Some(new_cas) = slot.item().map(|i| i.cas()) else {
             return;
         };
+        // memcached's in-place decr pads a shorter number with spaces, and
+        // whether it shrinks in place depends on this node's memory (a
+        // pinned item is copied). Peers compute the value from the
+        // counter, so under replication the item holds the bare digits:
+        // the same bytes under the same version everywhere.
+        let mut value = Vec::new();
+        if let Some(st) = self.read_item(slot, &mut value) {
+            if value.last() == Some(&b' ') {
+                let mut buf = [0u8; 20];
+                let exp = i64::try_from(st.exptime).unwrap_or(i64::MAX);
+                let text = digits(got, &mut buf);
+                let _ = slot.store(StoreMode::Set, st.flags, exp, text, 0, Some(new_cas));
+            }
+        }
         let me = self.id();
         let mut m = self.counters.map.lock();
+        self.counters.any.store(true, Relaxed);
         if m.len() >= MAX_KEYS && !m.contains_key(key) {
             m.clear();
         }
@@ -256,7 +280,7 @@ impl Node {
         let Some(node) = NodeId::new(origin) else {
             return Ok(false);
         };
-        if self.tombs.lock().get(key).is_some_and(|t| t.0 >= base) {
+        if self.tombs.get(key).is_some_and(|t| t.0 >= base) {
             // The base was deleted after it was written.
             self.stats
                 .conflicts
@@ -267,6 +291,7 @@ impl Node {
         let mut slot = self.engine().lock_key(key, self.ts());
         let item = self.read_item(&slot, &mut value);
         let mut m = self.counters.map.lock();
+        self.counters.any.store(true, Relaxed);
         let tracked = match (&item, m.get(key)) {
             (Some(st), Some(e)) => e.last == st.cas,
             _ => false,
@@ -325,7 +350,7 @@ impl Node {
         }
         drop(m);
         drop(slot);
-        self.tombs.lock().supersede(key, Version(base));
+        self.tombs.supersede(key, Version(base));
         self.log(rec);
         Ok(true)
     }

@@ -29,6 +29,19 @@ pub fn touched(r: &Repl, key: &[u8], ts: &ThreadStats) {
     r.node.record_state(key, true, ts);
 }
 
+/// Before a touch that answers with the item's CAS (gats, binary touch
+/// and gat, meta `mg` with `T`): the touch is a versioned write, so the
+/// version is drawn first and the answer shows it. [`written`] records
+/// the result afterwards.
+#[cold]
+#[inline(never)]
+pub fn pre_touch(r: &Repl, key: &[u8], ts: &ThreadStats) {
+    let slot = r.node.engine().lock_key(key, ts);
+    if slot.exists() {
+        slot.set_cas(slot.next_cas());
+    }
+}
+
 /// A delete hit `key`.
 #[cold]
 #[inline(never)]
@@ -59,7 +72,7 @@ pub fn arith_pre(r: &Repl, slot: &KeySlot<'_>) -> Option<Pre> {
 #[inline(never)]
 pub fn arith_post(
     r: &Repl,
-    slot: &KeySlot<'_>,
+    slot: &mut KeySlot<'_>,
     key: &[u8],
     incr: bool,
     delta: u64,
@@ -77,7 +90,7 @@ pub fn arith(r: &Repl, key: &[u8], incr: bool, delta: u64, ts: &ThreadStats) -> 
     let mut slot = r.node.engine().lock_key(key, ts);
     let pre = r.node.counter_pre(&slot);
     let o = slot.arith(incr, delta, None);
-    r.node.counter_post(&slot, key, incr, delta, pre, o);
+    r.node.counter_post(&mut slot, key, incr, delta, pre, o);
     o
 }
 
@@ -90,6 +103,24 @@ pub fn hello(line: &[u8], out: &mut Vec<u8>) -> Option<mnemo_protocol::repl::hel
         Ok(h) => Some(h),
         Err(e) => {
             out.extend_from_slice(format!("CLIENT_ERROR {e}\r\n").as_bytes());
+            None
+        }
+    }
+}
+
+/// A binary HELLO (under `-S`, already authenticated): the hand-off, or
+/// the refusal written to `out` as the binary answer.
+#[cold]
+#[inline(never)]
+pub fn binary_hello(key: &[u8], opaque: u32, out: &mut Vec<u8>) -> Option<super::Handoff> {
+    use mnemo_protocol::repl::hello::{parse_hello, write_binary_reply, Reply};
+    match parse_hello(key) {
+        Ok(hello) => Some(super::Handoff {
+            hello,
+            binary_opaque: Some(opaque),
+        }),
+        Err(e) => {
+            write_binary_reply(&Reply::Refused(e.to_string().as_bytes()), opaque, out);
             None
         }
     }

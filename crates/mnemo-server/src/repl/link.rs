@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use mnemo_engine::version::wall_unix_ms;
 use mnemo_net::{Addr, BlockingStream};
-use mnemo_protocol::repl::hello::{parse_reply, write_hello, Hello, Reply, PROTO_VERSION};
+use mnemo_protocol::repl::hello::{
+    binary_hello, parse_reply, write_hello, Hello, Reply, PROTO_VERSION,
+};
 use mnemo_protocol::repl::{decode, encode, Decoded, Record};
 
 use super::{LinkState, Peer, Repl};
@@ -166,8 +168,13 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
         },
         &mut hello,
     );
-    s.write_all(&hello).map_err(|e| format!("HELLO: {e}"))?;
-    let line = read_line(&mut s)?;
+    let line = if sh.settings.sasl {
+        sasl_hello(&mut s, me, pos)?
+    } else {
+        s.write_all(&hello).map_err(|e| format!("HELLO: {e}"))?;
+        read_line(&mut s)?
+    };
+    let mut full_replid = pos.replid;
     // Until a full copy's end is seen, the position is not advanced.
     let mut offset: Option<u64> = match parse_reply(&line) {
         Ok(Reply::Continue { replid, offset }) => {
@@ -181,8 +188,10 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
         Ok(Reply::FullResync { replid, .. }) => {
             peer.stats.full_resyncs.fetch_add(1, Relaxed);
             peer.stats.set_state(LinkState::FullResync);
-            pos.replid = replid;
-            pos.offset = 0;
+            // Forgotten until the copy's end is seen: a link cut during
+            // the copy must not continue as if it had the whole of it.
+            *pos = Position::default();
+            full_replid = replid;
             None
         }
         Ok(Reply::Refused(why)) => {
@@ -260,7 +269,10 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                         return Err("peer ended a full copy it had not begun".into());
                     }
                     offset = Some(at);
-                    pos.offset = at;
+                    *pos = Position {
+                        replid: full_replid,
+                        offset: at,
+                    };
                     peer.stats.set_state(LinkState::Streaming);
                 }
                 rec => {
@@ -305,6 +317,98 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
             }
         }
     }
+}
+
+/// Fills `buf` within the handshake's deadline.
+fn read_exact(s: &mut BlockingStream, buf: &mut [u8]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return Err("peer closed during the handshake".into()),
+            Ok(n) => got += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) && Instant::now() < deadline => {}
+            Err(e) => return Err(format!("handshake: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// One binary response: (status, value). Bodies are bounded: only the
+/// handshake reads these.
+fn binary_response(s: &mut BlockingStream) -> Result<(u16, Vec<u8>), String> {
+    let mut h = [0u8; 24];
+    read_exact(s, &mut h)?;
+    if h[0] != 0x81 {
+        return Err("peer's answer is not a binary response".into());
+    }
+    let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    if body > 4096 {
+        return Err(format!("binary answer of {body} bytes to a handshake"));
+    }
+    let skip = usize::from(h[4]) + usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let mut b = vec![0u8; body];
+    read_exact(s, &mut b)?;
+    let value = b.get(skip..).unwrap_or(&[]).to_vec();
+    Ok((u16::from_be_bytes([h[6], h[7]]), value))
+}
+
+/// Under `-S`: SASL PLAIN with the first entry of `MEMCACHED_SASL_PWDB`
+/// (the node's own password file), then the binary HELLO. Returns the
+/// answer line without its `\r\n`.
+fn sasl_hello(s: &mut BlockingStream, me: u8, pos: &Position) -> Result<Vec<u8>, String> {
+    let path = std::env::var_os("MEMCACHED_SASL_PWDB")
+        .ok_or("-S: MEMCACHED_SASL_PWDB names no file to take link credentials from")?;
+    let file = std::fs::read(&path).map_err(|e| format!("-S: reading MEMCACHED_SASL_PWDB: {e}"))?;
+    let first = file
+        .split(|&b| b == b'\n')
+        .find(|l| !l.is_empty())
+        .ok_or("-S: MEMCACHED_SASL_PWDB has no entry")?;
+    let mut parts = first.splitn(3, |&b| b == b':');
+    let (Some(user), Some(pass)) = (parts.next(), parts.next()) else {
+        return Err("-S: MEMCACHED_SASL_PWDB's first line is not user:password".into());
+    };
+    let pass = pass.strip_suffix(b"\r").unwrap_or(pass);
+    let mut value = vec![0u8];
+    value.extend_from_slice(user);
+    value.push(0);
+    value.extend_from_slice(pass);
+    let mut p = vec![0x80, 0x21, 0, 5, 0, 0, 0, 0];
+    p.extend_from_slice(&((5 + value.len()) as u32).to_be_bytes());
+    p.extend_from_slice(&[0; 12]);
+    p.extend_from_slice(b"PLAIN");
+    p.extend_from_slice(&value);
+    s.write_all(&p).map_err(|e| format!("SASL: {e}"))?;
+    let (st, _) = binary_response(s)?;
+    if st != 0 {
+        return Err(format!(
+            "peer refused our SASL credentials (status {st:#x})"
+        ));
+    }
+    let hello = Hello {
+        node_id: me,
+        proto: PROTO_VERSION,
+        replid: pos.replid,
+        offset: pos.offset,
+    };
+    s.write_all(&binary_hello(&hello, 0))
+        .map_err(|e| format!("HELLO: {e}"))?;
+    let (st, mut line) = binary_response(s)?;
+    match st {
+        0 => {}
+        0x81 => return Err("peer does not speak mn_repl".into()),
+        st => return Err(format!("peer answered the HELLO with status {st:#x}")),
+    }
+    if line.ends_with(b"\r\n") {
+        line.truncate(line.len() - 2);
+    }
+    Ok(line)
 }
 
 /// PING and ACK frames come from the sender itself: the first names it,

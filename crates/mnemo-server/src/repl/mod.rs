@@ -31,6 +31,16 @@ use parking_lot::Mutex;
 use node::Node;
 use options::{PeerAddr, ReplSettings};
 
+/// A HELLO a client connection sent, as the worker hands the
+/// connection to a sender thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub hello: mnemo_protocol::repl::hello::Hello,
+    /// A binary HELLO (under `-S`): the request's opaque, for the
+    /// binary response that carries the answer line.
+    pub binary_opaque: Option<u32>,
+}
+
 /// A link's state, as `stats replication` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

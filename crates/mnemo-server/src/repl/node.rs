@@ -15,11 +15,11 @@
 //! exception (`counters.rs`).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use mnemo_engine::tombstones::Tombstones;
-use mnemo_engine::version::{wall_unix_ms, NodeId, Version};
+use mnemo_engine::version::{wall_unix_ms, Entry, NodeId, Version};
 use mnemo_engine::{ApplyOutcome, Engine, KeySlot, StoreMode, StoreOutcome, ThreadStats};
 use mnemo_protocol::repl::backlog::Backlog;
 use mnemo_protocol::repl::{encode, Record};
@@ -32,6 +32,8 @@ use super::counters::Counters;
 pub enum ApplyError {
     /// The engine refused it (too large, out of memory, clock skew).
     Engine(ApplyOutcome),
+    /// A version with our node id that this node never drew.
+    ForgedOwn(u64),
 }
 
 impl std::fmt::Display for ApplyError {
@@ -39,6 +41,12 @@ impl std::fmt::Display for ApplyError {
         match self {
             ApplyError::Engine(ApplyOutcome::Skew(e)) => write!(f, "{e}"),
             ApplyError::Engine(o) => write!(f, "engine refused the write: {o:?}"),
+            ApplyError::ForgedOwn(v) => {
+                write!(
+                    f,
+                    "version {v} carries our node id but was never drawn here"
+                )
+            }
         }
     }
 }
@@ -48,6 +56,43 @@ thread_local! {
     /// backlog under its lock, so the lock is held only for the copy.
     static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static VALUE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The tombstones behind their lock, with their count outside it, so
+/// that the write path (which supersedes a tombstone on every write)
+/// takes no global lock while there are none.
+pub(super) struct TombTable {
+    inner: Mutex<Tombstones>,
+    len: AtomicUsize,
+}
+
+impl TombTable {
+    pub fn get(&self, key: &[u8]) -> Option<Version> {
+        if self.len.load(Relaxed) == 0 {
+            return None;
+        }
+        self.inner.lock().get(key)
+    }
+
+    pub fn insert(&self, key: &[u8], version: Version, now_ms: u64) -> bool {
+        let mut t = self.inner.lock();
+        let r = t.insert(key, version, now_ms);
+        self.len.store(t.len(), Relaxed);
+        r
+    }
+
+    pub fn supersede(&self, key: &[u8], version: Version) {
+        if self.len.load(Relaxed) == 0 {
+            return;
+        }
+        let mut t = self.inner.lock();
+        t.supersede(key, version);
+        self.len.store(t.len(), Relaxed);
+    }
+
+    pub fn lock(&self) -> parking_lot::MutexGuard<'_, Tombstones> {
+        self.inner.lock()
+    }
 }
 
 /// Counters `stats replication` shows for the node as a whole.
@@ -61,7 +106,7 @@ pub struct Node {
     id: NodeId,
     engine: Arc<Engine>,
     ts: Arc<ThreadStats>,
-    pub(super) tombs: Mutex<Tombstones>,
+    pub(super) tombs: TombTable,
     backlog: Mutex<Backlog>,
     pub(super) counters: Counters,
     /// The greatest `flush_all` barrier applied or made here.
@@ -96,7 +141,10 @@ impl Node {
             id,
             engine,
             ts,
-            tombs: Mutex::new(Tombstones::new(tombstone_ttl_ms, tombstone_bytes)),
+            tombs: TombTable {
+                inner: Mutex::new(Tombstones::new(tombstone_ttl_ms, tombstone_bytes)),
+                len: AtomicUsize::new(0),
+            },
             backlog: Mutex::new(Backlog::new(replid, backlog_bytes)),
             counters: Counters::default(),
             barrier: AtomicU64::new(0),
@@ -168,7 +216,7 @@ impl Node {
             };
             drop(slot);
             let version = Version(st.cas);
-            self.tombs.lock().supersede(key, version);
+            self.tombs.supersede(key, version);
             self.counters.forget(key);
             self.log(&Record::Set {
                 origin: self.id.get(),
@@ -193,7 +241,7 @@ impl Node {
         let version = Version(slot.next_cas());
         drop(slot);
         self.counters.forget(key);
-        self.tombs.lock().insert(key, version, wall_unix_ms());
+        self.tombs.insert(key, version, wall_unix_ms());
         self.log(&Record::Delete {
             origin: self.id.get(),
             version: version.0,
@@ -240,7 +288,7 @@ impl Node {
             return None;
         }
         self.record_delete(key, &self.ts);
-        self.tombs.lock().get(key)
+        self.tombs.get(key)
     }
 
     fn observe(&self, version: Version) -> Result<(), ApplyError> {
@@ -252,17 +300,40 @@ impl Node {
         }
     }
 
-    fn stale(&self) -> Result<bool, ApplyError> {
-        self.stats.conflicts.fetch_add(1, Relaxed);
+    /// A record carrying our node id must be one we drew: older than our
+    /// clock (a write come back round, or from before a restart). One
+    /// newer was never drawn here: a forgery, refused.
+    fn observe_own(&self, own: bool, version: Version) -> Result<(), ApplyError> {
+        if !own {
+            return Ok(());
+        }
+        // After a restart the clock has drawn nothing yet, but every
+        // version of the earlier run lies before now.
+        let now_ms = wall_unix_ms().saturating_sub(mnemo_engine::version::EPOCH_UNIX_MS);
+        let now = Version::pack(now_ms, mnemo_engine::version::COUNTER_MAX, self.id).0;
+        let last = self.engine.versions().map_or(0, |h| h.last().0);
+        if version.0 > last.max(now) {
+            return Err(ApplyError::ForgedOwn(version.0));
+        }
+        Ok(())
+    }
+
+    /// An incoming entry that lost the merge (a conflict, unless it is
+    /// our own write come back round).
+    fn stale(&self, own: bool) -> Result<bool, ApplyError> {
+        if !own {
+            self.stats.conflicts.fetch_add(1, Relaxed);
+        }
         Ok(false)
     }
 
     /// Merges a peer's frame. Ok(true): it changed this node and was
-    /// forwarded; Ok(false): already known (or our own, come back round).
+    /// forwarded; Ok(false): already known. Our own writes coming back
+    /// round a ring are known and stop here by the same rule; after a
+    /// restart with the same node id, our own earlier writes held by
+    /// peers are news and are applied (with our earlier counter totals).
     pub fn apply(&self, rec: &Record<'_>) -> Result<bool, ApplyError> {
-        if rec.origin() == self.id.get() {
-            return Ok(false);
-        }
+        let own = rec.origin() == self.id.get();
         let version = Version(rec.version());
         match *rec {
             Record::Set {
@@ -272,9 +343,10 @@ impl Node {
                 value,
                 ..
             } => {
+                self.observe_own(own, version)?;
                 self.observe(version)?;
-                if self.tombs.lock().get(key).is_some_and(|t| t >= version) {
-                    return self.stale();
+                if self.tombs.get(key).is_some_and(|t| t >= version) {
+                    return self.stale(own);
                 }
                 if !self.engine.item_size_ok(key.len(), flags, value.len()) {
                     return Err(ApplyError::Engine(ApplyOutcome::TooLarge));
@@ -283,12 +355,47 @@ impl Node {
                 // What this write competes with: the item's version, or
                 // for a counter the base its increments count on (a set
                 // newer than the base resets the counter, section 4).
+                // (version, whether it is a counter's base)
                 let current = slot
                     .item()
-                    .map(|i| self.counters.base_of(key, i.cas()).unwrap_or(i.cas()));
-                if current.is_some_and(|c| c >= version.0) {
+                    .map(|i| match self.counters.base_of(key, i.cas()) {
+                        Some(base) => (base, true),
+                        None => (i.cas(), false),
+                    });
+                let wins = match current {
+                    None => true,
+                    Some((c, _)) if c != version.0 => c < version.0,
+                    // The counter's own base (a full copy sends it before
+                    // the totals): already counted on.
+                    Some((_, true)) => false,
+                    // The same version (a duplicate, or a bug's or a
+                    // forger's): the rest of the total order decides, so
+                    // every node still ends with the same entry.
+                    Some(_) => {
+                        let mut held = Vec::new();
+                        let st = self.read_item(&slot, &mut held);
+                        let incoming = Entry {
+                            version,
+                            tombstone: false,
+                            expiry: exptime,
+                            flags,
+                            value,
+                        };
+                        st.is_some_and(|st| {
+                            let mine = Entry {
+                                version,
+                                tombstone: false,
+                                expiry: st.exptime,
+                                flags: st.flags,
+                                value: &held,
+                            };
+                            incoming > mine
+                        })
+                    }
+                };
+                if !wins {
                     drop(slot);
-                    return self.stale();
+                    return self.stale(own);
                 }
                 let exp = i64::try_from(exptime).unwrap_or(i64::MAX);
                 match slot.store(StoreMode::Set, flags, exp, value, 0, Some(version.0)) {
@@ -300,27 +407,29 @@ impl Node {
                 }
                 drop(slot);
                 self.counters.forget(key);
-                self.tombs.lock().supersede(key, version);
+                self.tombs.supersede(key, version);
                 self.log(rec);
                 Ok(true)
             }
             Record::Delete { key, .. } => {
+                self.observe_own(own, version)?;
                 self.observe(version)?;
                 let mut slot = self.engine.lock_key(key, &self.ts);
                 let current = slot
                     .item()
                     .map(|i| self.counters.base_of(key, i.cas()).unwrap_or(i.cas()));
-                if current.is_some_and(|c| c >= version.0) {
-                    // A newer item: the delete lost.
+                // A newer item: the delete lost. (On an equal version the
+                // tombstone is the greater entry and wins.)
+                if current.is_some_and(|c| c > version.0) {
                     drop(slot);
-                    return self.stale();
+                    return self.stale(own);
                 }
                 slot.delete();
                 drop(slot);
                 self.counters.forget(key);
                 // Older item removed, or none: the tombstone decides
                 // whether this is news.
-                if self.tombs.lock().insert(key, version, wall_unix_ms()) {
+                if self.tombs.insert(key, version, wall_unix_ms()) {
                     self.log(rec);
                     Ok(true)
                 } else {
@@ -342,6 +451,7 @@ impl Node {
                 }
             }
             Record::Counter { .. } => {
+                self.observe_own(own, version)?;
                 self.observe(version)?;
                 self.apply_counter(rec)
             }

@@ -18,23 +18,27 @@ use mnemo_engine::version::wall_unix_ms;
 use mnemo_engine::{MetadumpCursor, MetadumpTarget};
 use mnemo_net::Stream;
 use mnemo_protocol::repl::backlog::Resync;
-use mnemo_protocol::repl::hello::{write_reply, Hello, Reply, PROTO_VERSION};
+use mnemo_protocol::repl::hello::{write_binary_reply, write_reply, Hello, Reply, PROTO_VERSION};
 use mnemo_protocol::repl::{decode, encode, Decoded, Record};
 
-use super::{LinkState, LinkStats, Repl, Replica};
+use super::{Handoff, LinkState, LinkStats, Repl, Replica};
 use crate::shared::{ConnInfo, Shared};
 
 /// Bytes of stream read from the backlog at a time.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 /// An idle link sends a PING this often (lag, and a dead peer shows).
 const PING_EVERY: Duration = Duration::from_millis(500);
 /// Output queued past this and the resync walk waits for the socket.
 const OUT_HIGH: usize = 1 << 20;
 
+/// Peers streaming from this node at once, at most: each has a thread.
+const MAX_REPLICAS: usize = 64;
+
 /// Takes over a connection that sent a HELLO (already parsed).
-pub fn adopt(sh: Arc<Shared>, stream: Stream, info: Arc<ConnInfo>, hello: Hello) {
+pub fn adopt(sh: Arc<Shared>, mut stream: Stream, info: Arc<ConnInfo>, handoff: Handoff) {
+    let hello = handoff.hello;
     let Some(repl) = sh.repl.clone() else {
-        return;
+        return release(&sh, &info);
     };
     let replica = Arc::new(Replica {
         addr: info.addr.clone(),
@@ -45,13 +49,29 @@ pub fn adopt(sh: Arc<Shared>, stream: Stream, info: Arc<ConnInfo>, hello: Hello)
     {
         let mut list = repl.replicas.lock();
         list.retain(|r| r.stats.state() != LinkState::Down);
+        if list.len() >= MAX_REPLICAS {
+            drop(list);
+            eprintln!(
+                "[repl] refused replica {} (node {}): {MAX_REPLICAS} links already",
+                info.addr, hello.node_id
+            );
+            let mut refusal = Vec::new();
+            reply_to(
+                &Reply::Refused(b"too many replication links"),
+                handoff.binary_opaque,
+                &mut refusal,
+            );
+            let _ = stream.write(&refusal);
+            let _ = stream.flush_tls();
+            return release(&sh, &info);
+        }
         list.push(Arc::clone(&replica));
     }
     let name = format!("mnemo-repl-out-{}", hello.node_id);
-    let r2 = Arc::clone(&replica);
+    let (sh2, info2, r2) = (Arc::clone(&sh), Arc::clone(&info), Arc::clone(&replica));
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         let mut s = Sender {
-            sh: &sh,
+            sh: &sh2,
             repl: &repl,
             replica: &r2,
             stream,
@@ -59,21 +79,36 @@ pub fn adopt(sh: Arc<Shared>, stream: Stream, info: Arc<ConnInfo>, hello: Hello)
             inbuf: Vec::new(),
             sent: 0,
             frames: std::collections::VecDeque::new(),
+            binary: handoff.binary_opaque,
         };
         if let Err(why) = s.run(hello) {
-            if sh.verbose() > 0 || !why.is_empty() {
-                eprintln!(
-                    "[repl] link to replica {} (node {}) closed: {why}",
-                    info.addr, hello.node_id
-                );
-            }
+            eprintln!(
+                "[repl] link to replica {} (node {}) closed: {why}",
+                info2.addr, hello.node_id
+            );
         }
         r2.stats.set_state(LinkState::Down);
-        sh.conns.lock().remove(&info.fd);
+        release(&sh2, &info2);
     });
     if spawned.is_err() {
+        // The closure (and the socket in it) is gone.
         replica.stats.set_state(LinkState::Down);
+        release(&sh, &info);
     }
+}
+
+/// Appends an answer to a HELLO in the form it was asked in.
+fn reply_to(r: &Reply<'_>, binary: Option<u32>, out: &mut Vec<u8>) {
+    match binary {
+        Some(opaque) => write_binary_reply(r, opaque, out),
+        None => write_reply(r, out),
+    }
+}
+
+/// What leaving the server means for a connection's accounting.
+fn release(sh: &Shared, info: &ConnInfo) {
+    sh.conns.lock().remove(&info.fd);
+    sh.global.curr_conns.fetch_sub(1, Relaxed);
 }
 
 struct Sender<'a> {
@@ -88,6 +123,8 @@ struct Sender<'a> {
     /// Stream end offset of each backlog frame sent and not yet
     /// acknowledged: the lag in operations.
     frames: std::collections::VecDeque<u64>,
+    /// The opaque of a binary HELLO, whose answer is a binary response.
+    binary: Option<u32>,
 }
 
 type LinkResult = Result<(), String>;
@@ -120,12 +157,20 @@ impl Sender<'_> {
         let mut offset = match resync {
             Resync::Partial { offset } => {
                 self.replica.stats.partial_resyncs.fetch_add(1, Relaxed);
-                write_reply(&Reply::Continue { replid, offset }, &mut self.out);
+                reply_to(
+                    &Reply::Continue { replid, offset },
+                    self.binary,
+                    &mut self.out,
+                );
                 offset
             }
             Resync::Full { offset } => {
                 self.replica.stats.full_resyncs.fetch_add(1, Relaxed);
-                write_reply(&Reply::FullResync { replid, offset }, &mut self.out);
+                reply_to(
+                    &Reply::FullResync { replid, offset },
+                    self.binary,
+                    &mut self.out,
+                );
                 self.replica.stats.set_state(LinkState::FullResync);
                 self.full_copy(&mut poll, &mut events)?;
                 if self.repl.node.backlog().lock().first_offset() > offset {
@@ -189,7 +234,7 @@ impl Sender<'_> {
     }
 
     fn refuse(&mut self, why: &[u8]) -> LinkResult {
-        write_reply(&Reply::Refused(why), &mut self.out);
+        reply_to(&Reply::Refused(why), self.binary, &mut self.out);
         let _ = self.stream.write(&self.out);
         let _ = self.stream.flush_tls();
         Err(String::from_utf8_lossy(why).into_owned())

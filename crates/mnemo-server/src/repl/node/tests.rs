@@ -188,7 +188,7 @@ fn a_late_older_write_does_not_bring_a_deleted_key_back() {
 }
 
 #[test]
-fn a_flush_barrier_applies_once_and_own_frames_are_ignored() {
+fn a_flush_barrier_applies_once_and_own_frames_merge_as_any_other() {
     let nodes = nodes();
     nodes[0].local_set(b"old", 0, 0, b"x").unwrap();
     let barrier = nodes[1].engine().draw_cas();
@@ -202,17 +202,28 @@ fn a_flush_barrier_applies_once_and_own_frames_are_ignored() {
     // A write after the barrier (a newer version) lives.
     nodes[0].local_set(b"new", 0, 0, b"y").unwrap();
     assert!(state(&nodes[0], b"new").is_some());
-    let v1 = Version::pack(1, 0, NodeId::new(1).unwrap()).0;
+    // Our own write come back round: known, not applied again.
+    let v = nodes[0].local_set(b"k", 0, 0, b"x").unwrap();
     let own = Record::Set {
         origin: 1,
-        version: v1,
+        version: v.0,
         key: b"k",
         flags: 0,
         exptime: 0,
         value: b"x",
     };
     assert_eq!(nodes[0].apply(&own), Ok(false));
-    assert_eq!(state(&nodes[0], b"k"), None);
+    assert_eq!(state(&nodes[0], b"k"), Some((b"x".to_vec(), v.0)));
+    // Our own earlier write that we lost (a restart): applied.
+    let older = Record::Set {
+        origin: 1,
+        version: v.0 - 256,
+        key: b"lost",
+        flags: 0,
+        exptime: 0,
+        value: b"y",
+    };
+    assert_eq!(nodes[0].apply(&older), Ok(true));
 }
 
 #[test]
@@ -227,7 +238,7 @@ fn concurrent_increments_on_two_nodes_are_all_counted() {
         let mut slot = e.lock_key(b"c", &ts);
         let pre = nodes[n].counter_pre(&slot);
         let o = slot.arith(true, d, None);
-        nodes[n].counter_post(&slot, b"c", true, d, pre, o);
+        nodes[n].counter_post(&mut slot, b"c", true, d, pre, o);
     }
     let mut l10 = Link::new(1, 0);
     l01.pump(&nodes, usize::MAX);
@@ -236,4 +247,33 @@ fn concurrent_increments_on_two_nodes_are_all_counted() {
     for n in &nodes[..2] {
         assert_eq!(state(n, b"c").map(|s| s.0), Some(b"21".to_vec()));
     }
+}
+
+#[test]
+fn a_version_of_ours_we_never_drew_is_refused() {
+    let nodes = nodes();
+    let now = wall_unix_ms() - mnemo_engine::version::EPOCH_UNIX_MS;
+    let ahead = Version::pack(now + 5_000, 0, NodeId::new(1).unwrap()).0;
+    let forged = Record::Set {
+        origin: 1,
+        version: ahead,
+        key: b"k",
+        flags: 0,
+        exptime: 0,
+        value: b"x",
+    };
+    assert_eq!(nodes[0].apply(&forged), Err(ApplyError::ForgedOwn(ahead)));
+    assert_eq!(state(&nodes[0], b"k"), None);
+    // The same version from node 2's id is merely a fast clock, within
+    // the drift the skew guard allows.
+    let theirs = Version::pack(now + 5_000, 0, NodeId::new(2).unwrap()).0;
+    let ok = Record::Set {
+        origin: 2,
+        version: theirs,
+        key: b"k",
+        flags: 0,
+        exptime: 0,
+        value: b"x",
+    };
+    assert_eq!(nodes[0].apply(&ok), Ok(true));
 }
