@@ -1,5 +1,26 @@
-//! Replication (issue #13) under faults: the fault-injecting relay proven
-//! on its own against memcached, then real mnemo nodes joined through it.
+//! Replication (issue #13) under faults.
+//!
+//! - The fault-injecting relay (`support/relay.rs`) proven on its own
+//!   against memcached: pass, cut, stall, one-way blackhole, late target,
+//!   connection bound.
+//! - Three real mnemo nodes, each `--peer` through its own relay per
+//!   directed link (full mesh, chain, one-way ring): a seeded random
+//!   workload (set, add, cas, append, prepend, touch, gat, delete,
+//!   flush_all, incr, decr; text, meta and binary) while random links are
+//!   cut, stalled or lose one direction; then heal, wait (bounded) until
+//!   every node holds the same items with every link streaming, and check
+//!   the state against a model: the surviving entry of each key is one a
+//!   write could have produced with the greatest version (the CAS the write
+//!   returned, or a version drawn between its send and its reply, since
+//!   all nodes share this machine's clock), no deleted key is back, every
+//!   acknowledged increment is counted. A failure names its seed;
+//!   `REPL_FAULT_SEEDS=N` adds N seeds.
+//! - Rejoins: an empty restarted node (full resync), a short cut (partial,
+//!   by `stats replication`), a cut past the backlog (full), a stall past
+//!   the link's silence limit, a cut past `--tombstone-ttl`.
+//! - A fake peer the node pulls from sends garbage, truncated, forged,
+//!   future, oversize, own-id, replayed and stale frames: a log line, a
+//!   closed link, the node up and its data right.
 
 mod support;
 
