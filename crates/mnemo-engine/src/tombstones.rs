@@ -15,8 +15,10 @@ use std::collections::{HashMap, VecDeque};
 use crate::version::Version;
 
 /// Bytes charged per tombstone besides twice its key (map and queue):
-/// the version twice, a timestamp and the containers' own words, rounded.
-const OVERHEAD: usize = 64;
+/// the version twice, a timestamp, the containers' own words and the two
+/// key allocations' malloc headers and rounding. Measured: 200,000
+/// tombstones of short keys grew a node's RSS by about 150 bytes each.
+const OVERHEAD: usize = 128;
 
 #[derive(Debug)]
 pub struct Tombstones {

@@ -103,7 +103,7 @@ pub enum Drive {
     /// streams (its admission is taken).
     Watch(u16),
     /// `mn_repl HELLO`: hand the socket to a replication sender thread.
-    Repl(crate::repl::Handoff),
+    Repl(Box<crate::repl::Handoff>),
 }
 
 pub struct Conn {
@@ -148,7 +148,7 @@ pub struct Conn {
     watch: Option<u16>,
     /// `mn_repl HELLO` was accepted: once the output is written the
     /// connection leaves for a replication sender thread.
-    repl: Option<crate::repl::Handoff>,
+    repl: Option<Box<crate::repl::Handoff>>,
     /// `-o read_buf_mem_limit` accounting (`bufbudget.rs`): the read
     /// buffer object memcached would hold, and its response objects not
     /// yet written.
@@ -273,7 +273,7 @@ impl Conn {
                 if let Some(flags) = self.watch {
                     return Drive::Watch(flags);
                 }
-                if let Some(hello) = self.repl {
+                if let Some(hello) = self.repl.take() {
                     return Drive::Repl(hello);
                 }
                 self.normal_close = true;
@@ -859,7 +859,7 @@ enum Step {
     Close,
     CloseAfterWrite,
     Watch(u16),
-    Repl(crate::repl::Handoff),
+    Repl(Box<crate::repl::Handoff>),
 }
 
 enum Filled {

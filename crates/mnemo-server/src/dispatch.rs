@@ -178,7 +178,7 @@ pub enum Outcome {
     /// for a replication sender thread (`repl/sender.rs`).
     Repl {
         used: usize,
-        hello: crate::repl::Handoff,
+        hello: Box<crate::repl::Handoff>,
     },
     /// Close at once, dropping queued output.
     Close,

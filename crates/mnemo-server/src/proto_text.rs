@@ -622,10 +622,11 @@ fn execute(ctx: &Ctx, sess: &mut Session, req: Request, at: At, out: &mut Out) -
             if sh.repl.is_some() && sess.is_stream() && at.line.starts_with(b"mn_repl ") =>
         {
             if let Some(hello) = crate::repl::hooks::hello(at.line, out) {
-                let hello = crate::repl::Handoff {
+                // Boxed: a rare outcome must not make every one larger.
+                let hello = Box::new(crate::repl::Handoff {
                     hello,
                     binary_opaque: None,
-                };
+                });
                 return Outcome::Repl { used, hello };
             }
         }

@@ -319,7 +319,7 @@ impl Worker {
         match step {
             Drive::Close => self.close(i),
             Drive::Watch(flags) => self.hand_to_logger(i, flags),
-            Drive::Repl(hello) => self.hand_to_repl(i, hello),
+            Drive::Repl(hello) => self.hand_to_repl(i, *hello),
             Drive::Wait | Drive::Yield => {}
         }
     }

@@ -112,13 +112,13 @@ pub fn hello(line: &[u8], out: &mut Vec<u8>) -> Option<mnemo_protocol::repl::hel
 /// the refusal written to `out` as the binary answer.
 #[cold]
 #[inline(never)]
-pub fn binary_hello(key: &[u8], opaque: u32, out: &mut Vec<u8>) -> Option<super::Handoff> {
+pub fn binary_hello(key: &[u8], opaque: u32, out: &mut Vec<u8>) -> Option<Box<super::Handoff>> {
     use mnemo_protocol::repl::hello::{parse_hello, write_binary_reply, Reply};
     match parse_hello(key) {
-        Ok(hello) => Some(super::Handoff {
+        Ok(hello) => Some(Box::new(super::Handoff {
             hello,
             binary_opaque: Some(opaque),
-        }),
+        })),
         Err(e) => {
             write_binary_reply(&Reply::Refused(e.to_string().as_bytes()), opaque, out);
             None

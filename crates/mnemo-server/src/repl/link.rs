@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mnemo_engine::version::wall_unix_ms;
+use mnemo_engine::version::{wall_unix_ms, Version, EPOCH_UNIX_MS};
 use mnemo_net::{Addr, BlockingStream};
 use mnemo_protocol::repl::hello::{
     binary_hello, parse_reply, write_hello, Hello, Reply, PROTO_VERSION,
@@ -276,6 +276,14 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                     peer.stats.set_state(LinkState::Streaming);
                 }
                 rec => {
+                    if offset.is_some() {
+                        // How old the write is: its version's clock
+                        // against ours (a full copy's items are not news).
+                        let ms = Version(rec.version()).ms().saturating_add(EPOCH_UNIX_MS);
+                        peer.stats
+                            .lag_ms
+                            .store(wall_unix_ms().saturating_sub(ms), Relaxed);
+                    }
                     match repl.node.apply(&rec) {
                         Ok(true) => peer.stats.applied.fetch_add(1, Relaxed),
                         Ok(false) => peer.stats.ignored.fetch_add(1, Relaxed),
@@ -291,8 +299,9 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
             }
         }
         buf.drain(..used);
-        if (offset != acked || ping_ms != 0) && (last_ack.elapsed() >= ACK_EVERY || buf.is_empty())
-        {
+        // At most one ACK per ACK_EVERY: an ACK per read would wake the
+        // sender once per batch it sends.
+        if (offset != acked || ping_ms != 0) && last_ack.elapsed() >= ACK_EVERY {
             if let Some(at) = offset {
                 let mut ack = Vec::new();
                 let version = repl

@@ -90,6 +90,15 @@ impl TombTable {
         self.len.store(t.len(), Relaxed);
     }
 
+    pub fn expire(&self, now_ms: u64) {
+        if self.len.load(Relaxed) == 0 {
+            return;
+        }
+        let mut t = self.inner.lock();
+        t.expire(now_ms);
+        self.len.store(t.len(), Relaxed);
+    }
+
     pub fn lock(&self) -> parking_lot::MutexGuard<'_, Tombstones> {
         self.inner.lock()
     }
@@ -544,8 +553,15 @@ impl Node {
     /// Tombstones held and their bytes, and how far back (ms) every
     /// delete is remembered.
     pub fn tombstone_stats(&self) -> (usize, usize, u64) {
+        self.expire_tombstones();
         let t = self.tombs.lock();
         (t.len(), t.bytes(), t.horizon_ms(wall_unix_ms()))
+    }
+
+    /// Drops tombstones past `--tombstone-ttl` (also done on every new
+    /// tombstone; this is for a node that deletes nothing more).
+    pub fn expire_tombstones(&self) {
+        self.tombs.expire(wall_unix_ms());
     }
 
     /// Whether `version` raises the greatest barrier forwarded so far.

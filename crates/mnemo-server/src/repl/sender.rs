@@ -190,6 +190,7 @@ impl Sender<'_> {
         };
         self.replica.stats.set_state(LinkState::Streaming);
         let mut last_send = Instant::now();
+        let mut busy = false;
         loop {
             if self.sh.stopping.load(Relaxed) {
                 return Ok(());
@@ -198,7 +199,10 @@ impl Sender<'_> {
             if self.pending() == 0 {
                 let n = self.fill_from_backlog(offset)?;
                 offset += n as u64;
+                busy = n > 0;
                 if n == 0 && last_send.elapsed() >= PING_EVERY {
+                    // Idle: a good moment to let old tombstones go.
+                    self.repl.node.expire_tombstones();
                     self.push(&Record::Ping {
                         origin: me,
                         version: self.version(),
@@ -210,8 +214,14 @@ impl Sender<'_> {
                 last_send = Instant::now();
                 self.write_out()?;
             }
+            // Streaming, the thread wakes once a millisecond and sends what
+            // the writers appended meanwhile in one write: a wake-up and a
+            // system call per batch, not per client write. Idle, it looks
+            // every 5 ms; a blocked socket wakes it when it drains.
             let wait = if self.pending() > 0 || self.stream.wants_write() {
                 Duration::from_millis(50)
+            } else if busy {
+                Duration::from_millis(1)
             } else {
                 Duration::from_millis(5)
             };
