@@ -171,6 +171,16 @@ def lag(args):
         time.sleep(0.02)
     out, _ = bench.communicate()
     print(out.strip())
+    # The same load on a standalone node, for its CPU: the cost of
+    # replicating at this rate.
+    ps = free_port()
+    alone = start(ps, 1, ["-t", "1", "-m", "1024"], f"{tmp}/lag-standalone.log")
+    ref = subprocess.run(
+        ["taskset", "-c", "0", BENCH, "-s", f"127.0.0.1:{ps}", "--ratio", "1:0", "-v", "32",
+         "--keys", "100000", "-c", "20", "--rate", str(args.rate), "-D", str(args.seconds),
+         "-q", "--server-pid", str(alone.pid)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    print("standalone, same load: " + " ".join(l for l in ref.splitlines() if l.startswith("server")))
     print(f"load average after: {load()}")
     print(f"probes {len(lags)} (missing {missing}): lag p50 {pct(lags, .5):.2f} ms, "
           f"p99 {pct(lags, .99):.2f} ms, max {max(lags):.2f} ms")

@@ -39,11 +39,11 @@ A="$MNEMO -t 1 -m 1024 -U 0 ${user[*]} -l 127.0.0.1 -p $PA --node-id 1 --peer 12
 B="$MNEMO -t 1 -m 1024 -U 0 ${user[*]}"
 
 # The peers must hold what A took: all three agree on curr_items.
-stat_of() { # port name
-    python3 - "$1" "$2" <<'PY'
+stat_of() { # port name [stats sub-command]
+    python3 - "$1" "$2" "${3:-}" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(b"stats\r\n")
+s.sendall(("stats %s\r\n" % sys.argv[3]).encode())
 buf = b""
 while not buf.endswith(b"END\r\n"):
     chunk = s.recv(65536)
@@ -68,6 +68,10 @@ run() { # name, then mnemo-bench options
     # A is gone now; its peers keep what it streamed (100000 keys if they kept up).
     sleep 2
     echo "$name: peers hold curr_items $(stat_of "$P2" curr_items) and $(stat_of "$P3" curr_items)"
+    for p in "$P2" "$P3"; do
+        echo "  peer $p: resyncs from A full $(stat_of "$p" "peer:127.0.0.1:$PA:full_resyncs" replication)" \
+            "partial $(stat_of "$p" "peer:127.0.0.1:$PA:partial_resyncs" replication)"
+    done
 }
 
 run sets-32B --ratio 1:0 -v 32
