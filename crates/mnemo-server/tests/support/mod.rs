@@ -29,6 +29,8 @@
 //! - warm_restart.rs: `-e` keeps slab pages in the memory file.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
