@@ -65,6 +65,9 @@ pub use tuning::LruTuneError;
 mod engine;
 pub use engine::Engine;
 
+mod segment;
+pub use segment::{SegItem, SegPinned, SegReserved, SegSlot, SegmentEngine};
+
 /// Longest key an item can hold: its header keeps the key length in one
 /// byte. This is the storage format's capacity; which keys a client may
 /// send is the protocol's rule (`mnemo_protocol::MAX_KEY_LEN`, 250), which
