@@ -13,7 +13,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::Seg;
 use crate::slabs::ChunkId;
 
@@ -126,7 +126,7 @@ impl Window {
     }
 }
 
-impl Engine {
+impl SlabEngine {
     /// What the window policy looks at, per class.
     pub(crate) fn automove_snapshot(&self) -> Vec<Snap> {
         let now = self.clock.now();

@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 
 use crate::assoc::hash;
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::{is_chain_chunk, Seg, LINKED};
 use crate::slabs::ChunkId;
 
-impl Engine {
+impl SlabEngine {
     /// Checks that free lists, LRU lists, the index and the pages agree:
     /// no chunk is both free and in use, counts match walks, every linked
     /// item is found by its key, and pages stay within the limit.

@@ -71,6 +71,38 @@ pub struct Config {
     /// `-e`: slab memory lives in this file (usually on tmpfs) and a
     /// graceful stop keeps it for the next start (see `restart.rs`).
     pub memory_file: Option<std::path::PathBuf>,
+    /// `-o engine=slab|segment` (mnemo's own): which storage engine
+    /// `Engine::new` builds.
+    pub engine: EngineKind,
+}
+
+/// The storage engines mnemo has (`-o engine=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// memcached's design: slab classes, per-class LRUs (the default).
+    #[default]
+    Slab,
+    /// Segcache's design: append-only segments grouped by TTL.
+    Segment,
+}
+
+impl EngineKind {
+    /// Parses the option's value; `None` for anything else.
+    pub fn parse(s: &str) -> Option<EngineKind> {
+        match s {
+            "slab" => Some(EngineKind::Slab),
+            "segment" => Some(EngineKind::Segment),
+            _ => None,
+        }
+    }
+
+    /// The option's value for this engine.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Slab => "slab",
+            EngineKind::Segment => "segment",
+        }
+    }
 }
 
 impl Default for Config {
@@ -105,6 +137,7 @@ impl Default for Config {
             item_update_interval: 60,
             shards: 256,
             memory_file: None,
+            engine: EngineKind::Slab,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::{is_chain_chunk, LINKED};
 use crate::slabs::{ChunkId, MAX_CLASSES};
 use crate::stats::EngineStats;
@@ -91,7 +91,7 @@ impl CrawlerState {
     }
 }
 
-impl Engine {
+impl SlabEngine {
     pub fn lru_crawler_enable(&self) -> bool {
         self.crawler.enabled.store(true, Relaxed);
         true

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::crawler::{parse_class_list, CrawlerCommandError};
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::{is_chain_chunk, Seg, FETCHED, LINKED};
 use crate::slabs::ChunkId;
 use crate::slabs::MAX_CLASSES;
@@ -53,7 +53,7 @@ impl MetadumpTarget {
 }
 
 /// Where a paused `lru_crawler metadump` resumes; see
-/// [`Engine::lru_crawler_metadump_step`].
+/// [`SlabEngine::lru_crawler_metadump_step`].
 #[derive(Clone, Debug)]
 pub struct MetadumpCursor {
     started: bool,
@@ -110,7 +110,7 @@ impl MetadumpCursor {
     }
 }
 
-impl Engine {
+impl SlabEngine {
     /// `stats cachedump <class> <limit>`: up to `limit` items (0 = all)
     /// from the head of the class's COLD LRU, as memcached lists them.
     /// `f` returns false to stop early (the server bounds its output).
@@ -134,7 +134,7 @@ impl Engine {
     }
 
     /// `lru_crawler metadump`: every live item, all at once (tests; a
-    /// server should use [`Engine::lru_crawler_metadump_step`], which
+    /// server should use [`SlabEngine::lru_crawler_metadump_step`], which
     /// bounds the time a lock is held and the output buffered).
     pub fn lru_crawler_metadump(
         &self,

@@ -43,9 +43,9 @@ impl EvictionLog {
     }
 }
 
-impl crate::Engine {
+impl crate::SlabEngine {
     /// Installs the function told of every eviction while
-    /// [`Engine::log_evictions`] is on. It runs with the item's shard and
+    /// [`SlabEngine::log_evictions`] is on. It runs with the item's shard and
     /// class locked, so it must only hand the record on. A second hook is
     /// ignored.
     pub fn set_eviction_hook(&self, f: impl Fn(&Eviction) + Send + Sync + 'static) {

@@ -458,10 +458,13 @@ impl<'g> Raw<'g> {
 }
 
 /// What a reader gets for one item, while the item's shard is locked.
+/// Copies borrow the same guard (`'a`), so they are as sound as the
+/// original; the facade (`facade.rs`) wraps one by value.
+#[derive(Clone, Copy)]
 pub struct ItemRef<'a> {
     id: ChunkId,
     raw: Raw<'a>,
-    engine: &'a crate::engine::Engine,
+    engine: &'a crate::engine::SlabEngine,
     class_id: u32,
     /// The access word before this read: last access time and bits.
     before: u32,
@@ -471,7 +474,7 @@ impl<'a> ItemRef<'a> {
     pub(crate) fn new(
         id: ChunkId,
         raw: Raw<'a>,
-        engine: &'a crate::engine::Engine,
+        engine: &'a crate::engine::SlabEngine,
         class_id: u32,
     ) -> ItemRef<'a> {
         let before = raw.atime() | raw.access_bits();
@@ -548,7 +551,7 @@ impl<'a> ItemRef<'a> {
     /// key's lock is released, instead of copying it (see `Pinned`).
     /// `None` only while the engine is being torn down.
     #[inline]
-    pub fn pin(&self) -> Option<crate::Pinned> {
+    pub fn pin(&self) -> Option<crate::pin::Pinned> {
         self.engine.pin(self.id, self.raw.value_len())
     }
 }

@@ -14,9 +14,10 @@
 //! item on failure, so there is no cycle. Gets never take a class lock:
 //! they set the item's ACTIVE bit and the maintainer moves it later.
 //!
-//! The interface mirrors memcached's engine API (info, init, shutdown,
-//! stats, allocate/store, get, delete, touch, arithmetic, flush) so another
-//! engine could be put behind it.
+//! The engine interface (`iface.rs`, [`CacheEngine`]) is memcached's
+//! engine API (info, init, shutdown, stats, allocate/store, get, delete,
+//! touch, arithmetic, flush) grown to what mnemo's server uses; its docs
+//! are the contract every engine keeps. [`SlabEngine`] implements it.
 
 mod apply;
 mod arena;
@@ -29,6 +30,8 @@ pub mod counter;
 mod crawler;
 mod dump;
 mod evlog;
+mod facade;
+mod iface;
 mod item;
 mod lru;
 mod mover;
@@ -37,6 +40,7 @@ mod ops;
 mod pin;
 mod reserve;
 mod restart;
+mod slab_impl;
 mod slabs;
 mod slot;
 mod stats;
@@ -51,19 +55,29 @@ pub use config::{Config, ConfigError};
 pub use crawler::CrawlerCommandError;
 pub use dump::{ItemRecord, MetadumpCursor, MetadumpTarget};
 pub use evlog::Eviction;
-pub use item::ItemRef;
 pub use mover::ReassignError;
 pub use ops::{ArithOutcome, GetMode, StoreMode, StoreOutcome};
-pub use pin::Pinned;
-pub use reserve::Reserved;
 pub use restart::RestartOutcome;
 pub use slabs::SlabClassInfo;
-pub use slot::KeySlot;
 pub use stats::{EngineStats, ItemCounters, ThreadStats};
 pub use tuning::LruTuneError;
 
 mod engine;
-pub use engine::Engine;
+pub use config::EngineKind;
+pub use engine::SlabEngine;
+// What the server uses: the facade over the engines, and the interface.
+pub use facade::{Engine, ItemRef, KeySlot, Pinned, Reserved};
+pub use iface::{CacheEngine, ItemView, KeySlotOps, PinnedValue, ReservedValue};
+
+/// The slab engine's own handle types, for tests of slab internals (the
+/// server uses the facade's of the same names).
+pub mod slab {
+    pub use crate::engine::SlabEngine;
+    pub use crate::item::ItemRef;
+    pub use crate::pin::Pinned;
+    pub use crate::reserve::Reserved;
+    pub use crate::slot::KeySlot;
+}
 
 mod segment;
 pub use segment::{SegItem, SegPinned, SegReserved, SegSlot, SegmentEngine};

@@ -18,7 +18,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::{Raw, Seg, ACTIVE};
 use crate::slabs::ChunkId;
 use crate::slabs::{ClassState, Slabs};
@@ -78,7 +78,7 @@ pub(crate) enum TailAction {
     Busy,
 }
 
-impl Engine {
+impl SlabEngine {
     /// Keeps one class's HOT and WARM within their limits and sends
     /// active COLD tails to WARM. Returns how many items it moved or freed.
     ///
@@ -347,9 +347,9 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Config, Engine, GetMode, StoreMode};
+    use crate::{Config, GetMode, SlabEngine, StoreMode};
 
-    fn count(e: &Engine, name: &str) -> u64 {
+    fn count(e: &SlabEngine, name: &str) -> u64 {
         e.stats_items()
             .iter()
             .find(|(k, _)| k == &format!("items:1:{name}"))
@@ -364,7 +364,7 @@ mod tests {
     fn segments_move_as_memcached_describes() {
         // Never started, so only the test's own juggles move items; the
         // maintainer setting stays on for `stats items` to show segments.
-        let e = Engine::new(Config::default()).unwrap();
+        let e = SlabEngine::new(Config::default()).unwrap();
         let ts = e.new_thread_stats();
         for i in 0..100u32 {
             e.store(
@@ -414,14 +414,14 @@ mod tests {
     /// times 0.2, truncated to whole seconds as memcached keeps it.
     #[test]
     fn hot_is_limited_by_bytes_and_age_as_in_memcached() {
-        let e = Engine::new(Config::default()).unwrap();
+        let e = SlabEngine::new(Config::default()).unwrap();
         let ts = e.new_thread_stats();
         set(&e, &ts, "lone", 0);
         e.juggle(0, 1000);
         assert_eq!(count(&e, "number_hot"), 0);
         assert_eq!(count(&e, "number_cold"), 1);
 
-        let e = Engine::new(Config::default()).unwrap();
+        let e = SlabEngine::new(Config::default()).unwrap();
         let ts = e.new_thread_stats();
         for i in 0..5u32 {
             set(&e, &ts, &format!("k{i}"), 0);
@@ -437,15 +437,15 @@ mod tests {
 
     /// A flat engine whose threads are never started: only the test's own
     /// juggles run.
-    fn flat(cfg: Config) -> std::sync::Arc<Engine> {
-        Engine::new(Config {
+    fn flat(cfg: Config) -> std::sync::Arc<SlabEngine> {
+        SlabEngine::new(Config {
             lru_segmented: false,
             ..cfg
         })
         .unwrap()
     }
 
-    fn set(e: &Engine, ts: &crate::ThreadStats, key: &str, exptime: i64) {
+    fn set(e: &SlabEngine, ts: &crate::ThreadStats, key: &str, exptime: i64) {
         e.store(StoreMode::Set, key.as_bytes(), 0, exptime, b"v", 0, ts);
     }
 
@@ -484,7 +484,7 @@ mod tests {
     /// WARM into COLD, active items included, and new items go to COLD.
     #[test]
     fn switching_to_flat_drains_hot_and_warm_into_cold() {
-        let e = Engine::new(Config::default()).unwrap();
+        let e = SlabEngine::new(Config::default()).unwrap();
         let ts = e.new_thread_stats();
         for i in 0..100u32 {
             set(&e, &ts, &format!("k{i:03}"), 0);
@@ -512,7 +512,7 @@ mod tests {
         e.check_invariants().unwrap();
     }
 
-    fn fill_until_evicted(e: &Engine, ts: &crate::ThreadStats) {
+    fn fill_until_evicted(e: &SlabEngine, ts: &crate::ThreadStats) {
         for i in 0..1_000_000u32 {
             e.store(
                 StoreMode::Set,
@@ -598,7 +598,7 @@ mod tests {
     #[test]
     fn stats_items_lines_follow_the_maintainer() {
         let names = |cfg: Config| -> Vec<String> {
-            let e = Engine::new(cfg).unwrap();
+            let e = SlabEngine::new(cfg).unwrap();
             let ts = e.new_thread_stats();
             set(&e, &ts, "k", 0);
             e.stats_items()

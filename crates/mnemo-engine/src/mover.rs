@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::assoc::hash;
 use crate::automove::Window;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::{is_chain_chunk, LINKED};
 use crate::slabs::ChunkId;
 use crate::stats::EngineStats;
@@ -111,7 +111,7 @@ enum Clear {
     Busy,
 }
 
-impl Engine {
+impl SlabEngine {
     /// `slabs reassign <src> <dst>`: queues a page move, checked in
     /// memcached's order. Class 0 is the global page pool, as source or
     /// destination; `src` -1 picks a class with a page to spare.

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::assoc::{hash, Shard};
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::ItemRef;
 use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
@@ -46,7 +46,7 @@ pub enum ArithOutcome {
     OutOfMemory,
 }
 
-impl Engine {
+impl SlabEngine {
     /// Looks `key` up in a locked shard, dropping it if expired or flushed.
     /// memcached counts those only as get_expired / get_flushed:
     /// `reclaimed` is for memory reused from expired items at allocation.

@@ -17,12 +17,12 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::slabs::ChunkId;
 
 /// An item's value, held for a reply. Dropping it releases the item.
 pub struct Pinned {
-    engine: Arc<Engine>,
+    engine: Arc<SlabEngine>,
     id: ChunkId,
     len: usize,
 }
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Pinned {
     }
 }
 
-impl Engine {
+impl SlabEngine {
     /// Pins linked item `id`, whose value is `len` bytes; the caller holds
     /// its shard lock.
     pub(crate) fn pin(&self, id: ChunkId, len: usize) -> Option<Pinned> {

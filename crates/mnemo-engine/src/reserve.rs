@@ -11,14 +11,14 @@
 
 use std::sync::Arc;
 
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::ops::{StoreMode, StoreOutcome};
 use crate::slabs::ChunkId;
 use crate::stats::ThreadStats;
 
 /// An allocated, unlinked item waiting for its value.
 pub struct Reserved {
-    engine: Arc<Engine>,
+    engine: Arc<SlabEngine>,
     id: ChunkId,
     len: usize,
     flags: u32,
@@ -113,7 +113,7 @@ impl std::fmt::Debug for Reserved {
     }
 }
 
-impl Engine {
+impl SlabEngine {
     /// Allocates the item a `mode` store of `nbytes` under `key` will need,
     /// to be filled through `Reserved::unfilled` and then stored with
     /// `store_reserved` (or `KeySlot::store_reserved`). Fails as `store`

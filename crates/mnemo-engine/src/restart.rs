@@ -33,7 +33,7 @@ use crate::arena::Arena;
 use crate::assoc::Index;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::slabs::Slabs;
 
 pub(crate) use meta::Meta;
@@ -181,7 +181,7 @@ pub(crate) fn open(
     }
 }
 
-impl Engine {
+impl SlabEngine {
     /// How this engine started with its memory file.
     pub fn restart_outcome(&self) -> &RestartOutcome {
         &self.restart
@@ -189,7 +189,7 @@ impl Engine {
 
     /// Keeps the cache for the next start (memcached's graceful stop with
     /// `-e`): writes the memory file back and then its metadata. Call
-    /// after [`Engine::shutdown`], once no connection is left. Does
+    /// after [`SlabEngine::shutdown`], once no connection is left. Does
     /// nothing without a memory file.
     pub fn save_memory_file(&self) -> Result<(), String> {
         let Some(path) = &self.cfg.memory_file else {

@@ -374,7 +374,7 @@ impl Slabs {
     pub fn chain_chunk<'g>(&self, head: Raw<'g>, i: usize) -> Raw<'g> {
         debug_assert!(head.is_chained() && i < head.chain_len());
         // SAFETY: the chain table holds ids of chunks allocated with the
-        // head and freed only with it (`Engine::free_item_locked`), so they
+        // head and freed only with it (`SlabEngine::free_item_locked`), so they
         // are allocated while `head`'s view is valid ('g), under the same
         // lock, pin or reservation.
         unsafe { Raw::new(self.chunk_ptr(head.chain_id(i)), self.layout) }

@@ -6,7 +6,7 @@
 use parking_lot::MutexGuard;
 
 use crate::assoc::{hash, Shard};
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::item::{ItemRef, Raw, STALE, WIN_SENT};
 use crate::ops::{ArithOutcome, StoreMode, StoreOutcome};
 use crate::reserve::{Reserved, Src};
@@ -15,7 +15,7 @@ use crate::stats::ThreadStats;
 
 /// The locked key. Dropping it releases the lock.
 pub struct KeySlot<'a> {
-    e: &'a Engine,
+    e: &'a SlabEngine,
     shard: MutexGuard<'a, Shard>,
     h: u64,
     key: &'a [u8],
@@ -23,7 +23,7 @@ pub struct KeySlot<'a> {
     ts: &'a ThreadStats,
 }
 
-impl Engine {
+impl SlabEngine {
     /// Locks `key` and looks it up; an expired or flushed item is dropped
     /// first and counted as memcached counts it.
     pub fn lock_key<'a>(&'a self, key: &'a [u8], ts: &'a ThreadStats) -> KeySlot<'a> {
@@ -162,7 +162,7 @@ impl<'a> KeySlot<'a> {
     }
 
     /// As `store`, with the value already read into a reserved item (whose
-    /// flags and expiry were given to `Engine::reserve`).
+    /// flags and expiry were given to `SlabEngine::reserve`).
     pub fn store_reserved(
         &mut self,
         mode: StoreMode,

@@ -40,7 +40,7 @@ pub(crate) struct ClassReq {
 }
 
 /// One worker thread's engine counters. Get one from
-/// `Engine::new_thread_stats` and pass it to every operation.
+/// `SlabEngine::new_thread_stats` and pass it to every operation.
 pub struct ThreadStats {
     pub(crate) class: Box<[ClassReq]>,
     pub(crate) get_misses: Counter,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 
 pub(crate) struct Tuning {
     pub hot_pct: AtomicU32,
@@ -76,7 +76,7 @@ impl fmt::Display for LruTuneError {
 
 impl std::error::Error for LruTuneError {}
 
-impl Engine {
+impl SlabEngine {
     /// `lru tune <hot pct> <warm pct> <hot max factor> <warm max factor>`,
     /// checked as memcached checks it: a 0 percentage is accepted, and the
     /// sum is taken in 32 bits (so it wraps, as memcached's does). A NaN

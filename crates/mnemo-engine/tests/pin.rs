@@ -5,12 +5,12 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use mnemo_engine::{
-    ArithOutcome, Config, Engine, GetMode, Pinned, StoreMode, StoreOutcome, ThreadStats,
-};
+// Pins against page moves and per-class counts: the slab engine's own.
+use mnemo_engine::slab::{Pinned, SlabEngine};
+use mnemo_engine::{ArithOutcome, Config, GetMode, StoreMode, StoreOutcome, ThreadStats};
 
-fn engine(mem_limit: usize) -> (Arc<Engine>, Arc<ThreadStats>) {
-    let e = Engine::new(Config {
+fn engine(mem_limit: usize) -> (Arc<SlabEngine>, Arc<ThreadStats>) {
+    let e = SlabEngine::new(Config {
         mem_limit,
         item_size_max: 4 << 20,
         ..Config::default()
@@ -20,12 +20,12 @@ fn engine(mem_limit: usize) -> (Arc<Engine>, Arc<ThreadStats>) {
     (e, ts)
 }
 
-fn set(e: &Engine, ts: &ThreadStats, key: &[u8], val: &[u8]) {
+fn set(e: &SlabEngine, ts: &ThreadStats, key: &[u8], val: &[u8]) {
     let r = e.store(StoreMode::Set, key, 0, 0, val, 0, ts);
     assert!(matches!(r, StoreOutcome::Stored { .. }), "{r:?}");
 }
 
-fn pin(e: &Engine, ts: &ThreadStats, key: &[u8]) -> (Pinned, u32) {
+fn pin(e: &SlabEngine, ts: &ThreadStats, key: &[u8]) -> (Pinned, u32) {
     e.get(key, GetMode::Get, ts, |it| {
         (it.pin().expect("engine alive"), it.class_id())
     })
@@ -38,7 +38,7 @@ fn bytes_of(p: &Pinned) -> Vec<u8> {
     v
 }
 
-fn get(e: &Engine, ts: &ThreadStats, key: &[u8]) -> Option<Vec<u8>> {
+fn get(e: &SlabEngine, ts: &ThreadStats, key: &[u8]) -> Option<Vec<u8>> {
     e.get(key, GetMode::Get, ts, |it| {
         let mut v = Vec::new();
         it.write_value(&mut v);
@@ -46,7 +46,7 @@ fn get(e: &Engine, ts: &ThreadStats, key: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-fn slab_stat(e: &Engine, class: u32, name: &str) -> u64 {
+fn slab_stat(e: &SlabEngine, class: u32, name: &str) -> u64 {
     let key = format!("{class}:{name}");
     e.stats_slabs()
         .into_iter()

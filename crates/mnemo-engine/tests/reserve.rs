@@ -1,12 +1,14 @@
-//! Reserved items (`Engine::reserve`): a value read piecewise into the item
+//! Reserved items (`SlabEngine::reserve`): a value read piecewise into the item
 //! that will hold it, then stored with the usual modes.
 
 use std::sync::Arc;
 
-use mnemo_engine::{Config, Engine, GetMode, Reserved, StoreMode, StoreOutcome, ThreadStats};
+// Page moves and per-class counts are the slab engine's own.
+use mnemo_engine::slab::{Reserved, SlabEngine};
+use mnemo_engine::{Config, GetMode, StoreMode, StoreOutcome, ThreadStats};
 
-fn engine(cfg: Config) -> (Arc<Engine>, Arc<ThreadStats>) {
-    let e = Engine::new(cfg).expect("config");
+fn engine(cfg: Config) -> (Arc<SlabEngine>, Arc<ThreadStats>) {
+    let e = SlabEngine::new(cfg).expect("config");
     let ts = e.new_thread_stats();
     (e, ts)
 }
@@ -19,7 +21,7 @@ fn big() -> Config {
     }
 }
 
-fn get(e: &Engine, ts: &ThreadStats, key: &[u8]) -> Option<(Vec<u8>, u32)> {
+fn get(e: &SlabEngine, ts: &ThreadStats, key: &[u8]) -> Option<(Vec<u8>, u32)> {
     e.get(key, GetMode::Get, ts, |it| {
         let mut v = Vec::new();
         it.write_value(&mut v);
@@ -47,7 +49,7 @@ fn fill(r: &mut Reserved, value: &[u8], step: usize) {
     assert!(r.unfilled(off).is_empty(), "exactly the value's length");
 }
 
-fn slab_stat(e: &Engine, name: &str) -> u64 {
+fn slab_stat(e: &SlabEngine, name: &str) -> u64 {
     e.stats_slabs()
         .into_iter()
         .filter(|(k, _)| k.ends_with(&format!(":{name}")))

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{meta_path, page_sum, Meta, RestartOutcome};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::SlabEngine;
 use crate::ops::{StoreMode, StoreOutcome};
 
 fn cfg(file: PathBuf) -> Config {
@@ -19,7 +19,7 @@ fn cfg(file: PathBuf) -> Config {
     }
 }
 
-fn fill(e: &Engine) {
+fn fill(e: &SlabEngine) {
     let ts = e.new_thread_stats();
     for i in 0..300usize {
         let len = [3, 40, 200, 900, 3_000, 30_000, 600_000][i % 7];
@@ -55,7 +55,7 @@ fn resealed_damage_in_headers_never_panics() {
     let file = base.join(format!("mnemo-reseal-{}", std::process::id()));
     let mut cold = 0;
     for seed in 1..=40u64 {
-        let e = Engine::new(cfg(file.clone())).expect("engine");
+        let e = SlabEngine::new(cfg(file.clone())).expect("engine");
         fill(&e);
         e.shutdown();
         e.save_memory_file().expect("save");
@@ -101,7 +101,7 @@ fn resealed_damage_in_headers_never_panics() {
             p.sum = page_sum(&bytes[off..off + (1 << 20)]);
         }
         std::fs::write(meta_path(&file), m.encode()).expect("write meta");
-        let e = Engine::new(cfg(file.clone())).expect("engine");
+        let e = SlabEngine::new(cfg(file.clone())).expect("engine");
         if matches!(e.restart_outcome(), RestartOutcome::Cold(_)) {
             cold += 1;
         }
