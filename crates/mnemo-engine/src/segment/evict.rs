@@ -117,6 +117,21 @@ impl SegmentEngine {
                 if o.bits() & FETCHED == 0 {
                     self.c.evicted_unfetched.fetch_add(1, Relaxed);
                 }
+                if self.evlog.enabled() {
+                    let exp = o.exptime();
+                    self.evlog.emit(&crate::Eviction {
+                        key: o.key(),
+                        ttl: if exp > 0 {
+                            i64::from(exp) - i64::from(now)
+                        } else {
+                            -1
+                        },
+                        last_access: now.wrapping_sub(o.atime()),
+                        fetched: o.bits() & FETCHED != 0,
+                        class_id: 1,
+                        size: o.nbytes(),
+                    });
+                }
                 self.c.evicted_objects.fetch_add(1, Relaxed)
             }
         };

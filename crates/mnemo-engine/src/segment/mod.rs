@@ -19,9 +19,11 @@
 //! `&mut` operations, which then look the key up again) or takes only
 //! space that needs no eviction.
 
+mod admin;
 mod apply;
 mod evict;
 mod handles;
+mod iface_impl;
 mod index;
 mod object;
 mod ops;
@@ -91,6 +93,13 @@ pub struct SegmentEngine {
     pub(crate) pinned: AtomicU64,
     pub(crate) this: Weak<SegmentEngine>,
     pub(crate) hlc: OnceLock<crate::version::Hlc>,
+    /// `lru_crawler enable|disable` and its settings: kept for `stats
+    /// settings` and to refuse crawls as memcached does when off; expiry
+    /// itself runs by segment.
+    pub(crate) crawler_on: AtomicBool,
+    pub(crate) crawler_sleep: AtomicU32,
+    pub(crate) crawler_tocrawl: AtomicU32,
+    pub(crate) evlog: crate::evlog::EvictionLog,
     stop: AtomicBool,
     wake: (Mutex<()>, Condvar),
     bg: Mutex<Vec<JoinHandle<()>>>,
@@ -141,6 +150,10 @@ impl SegmentEngine {
             pinned: AtomicU64::new(0),
             this: this.clone(),
             hlc: OnceLock::new(),
+            crawler_on: AtomicBool::new(cfg.lru_crawler),
+            crawler_sleep: AtomicU32::new(cfg.lru_crawler_sleep),
+            crawler_tocrawl: AtomicU32::new(cfg.lru_crawler_tocrawl),
+            evlog: Default::default(),
             stop: AtomicBool::new(false),
             wake: (Mutex::new(()), Condvar::new()),
             bg: Mutex::new(Vec::new()),
@@ -189,7 +202,11 @@ impl SegmentEngine {
     }
 
     pub fn config(&self) -> Config {
-        self.cfg.clone()
+        let mut c = self.cfg.clone();
+        c.lru_crawler = self.crawler_on.load(Relaxed);
+        c.lru_crawler_sleep = self.crawler_sleep.load(Relaxed);
+        c.lru_crawler_tocrawl = self.crawler_tocrawl.load(Relaxed);
+        c
     }
 
     pub fn new_thread_stats(&self) -> Arc<ThreadStats> {

@@ -13,6 +13,7 @@ use crate::stats::ThreadStats;
 
 /// What a reader gets for one item while its key is locked (the segment
 /// engine's `ItemRef`).
+#[derive(Clone, Copy)]
 pub struct SegItem<'a> {
     pub(crate) e: &'a SegmentEngine,
     pub(crate) loc: Loc,
