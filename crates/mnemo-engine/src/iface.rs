@@ -59,7 +59,9 @@
 //! They stay in the trait so the server needs no engine test; each
 //! method's doc says what an engine without slab classes answers, always
 //! an answer memcached itself can give (never a fake success that claims
-//! a page moved).
+//! a page moved). Settings those commands change are kept and shown by
+//! [`CacheEngine::config`] (so `stats settings` reads as memcached's)
+//! even where the engine has nothing they act on.
 
 use std::sync::Arc;
 
@@ -363,16 +365,19 @@ pub trait CacheEngine: Send + Sync + Sized + 'static {
 
     // ---- admin: slab classes and LRUs ----
 
-    /// `slabs reassign src dst`. An engine without slab pages answers
-    /// `Err(ReassignError::BadClass)` (memcached's `BADCLASS`: no such
-    /// class) for every pair.
+    /// `slabs reassign src dst`. An engine without slab pages checks as
+    /// memcached does first (`Same` for src == dst, `BadClass` for an id
+    /// outside -1..=63, memcached's class range) and then answers
+    /// `NoSpare`: no class has a page to spare.
     fn slabs_reassign(&self, src: i32, dst: i32) -> Result<(), ReassignError>;
-    /// `slabs automove 0|1|2`: an engine without pages records nothing.
+    /// `slabs automove 0|1|2`: an engine without pages keeps the mode
+    /// for `stats settings` and moves nothing.
     fn set_automove(&self, mode: u32);
-    /// `-o slab_automove_ratio` at run time; ignored without pages.
+    /// `-o slab_automove_ratio` at run time; kept, unused, without pages.
     fn set_automove_ratio(&self, ratio: f64);
     /// `lru tune`: the checks (and errors) are memcached's whatever the
-    /// engine; an engine without HOT/WARM LRUs validates and keeps nothing.
+    /// engine; an engine without HOT/WARM LRUs validates and keeps the
+    /// values for `stats settings` without acting on them.
     fn lru_tune(
         &self,
         hot_pct: u32,
@@ -380,16 +385,18 @@ pub trait CacheEngine: Send + Sync + Sized + 'static {
         hot_factor: f64,
         warm_factor: f64,
     ) -> Result<(), LruTuneError>;
-    /// `lru mode segmented|flat`; ignored by an engine with its own policy.
+    /// `lru mode segmented|flat`; kept (`lru_segmented`) by an engine with
+    /// its own eviction policy, which it does not change.
     fn set_lru_segmented(&self, segmented: bool);
-    /// `lru temp_ttl`; ignored by an engine without a TEMP LRU.
+    /// `lru temp_ttl` (negative: TEMP LRU off); kept as `temp_lru` and
+    /// `temporary_ttl` by an engine without a TEMP LRU.
     fn lru_temp_ttl(&self, ttl: i64);
 
     // ---- crawler and dumps ----
 
     /// `lru_crawler enable`: false when it was already on. An engine that
-    /// reclaims expired items another way still keeps the on/off state
-    /// (`stats settings` shows it).
+    /// reclaims expired items another way (whole segments) still keeps the
+    /// on/off state, sleep and tocrawl for `stats settings`.
     fn lru_crawler_enable(&self) -> bool;
     /// `lru_crawler disable`: false when it was already off.
     fn lru_crawler_disable(&self) -> bool;

@@ -562,6 +562,15 @@ fn extended(s: &mut Settings, sub: &str, slab_chunk_changed: &mut bool) -> Resul
         "io_uring" => s.io_uring = true,
         "no_io_uring" => s.io_uring = false,
         // mnemo's own: slab pages on transparent huge pages (arena.rs).
+        // mnemo's own; a bad value is refused as memcached refuses one
+        // for its keyword-valued hash_algorithm (message, exit 1).
+        "engine" => {
+            let v = need(value, "Missing engine argument")?;
+            e.engine = match mnemo_engine::EngineKind::parse(v) {
+                Some(k) => k,
+                None => return fail("Unknown engine option (slab, segment)"),
+            }
+        }
         "hugepages" => e.huge_pages = true,
         "no_hugepages" => e.huge_pages = false,
         "no_inline_ascii_resp"
@@ -722,6 +731,8 @@ pub fn usage() -> String {
                           instead of batching them through io_uring (mnemo)
    - hugepages:           slab pages on transparent huge pages: fewer TLB
                           misses, more RSS (mnemo)
+   - engine:              storage engine: slab (default, memcached's
+                          design) or segment (mnemo)
 {tls}",
         tls = crate::tls::HELP,
         identity = crate::shared::IDENTITY,

@@ -34,6 +34,7 @@ impl UnixServer {
             args.extend(["-u".to_string(), "root".to_string()]);
         }
         let child = Command::new(kind.program())
+            .args(support::engine_args(kind))
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -89,6 +89,9 @@ struct Case {
     /// `stats sizes` histograms: mask the bucket (an item size, which is
     /// geometry) but compare the counts.
     sizes: bool,
+    /// Why the case checks slab-engine internals (run only against the
+    /// slab engine; see `support`'s list).
+    slab_only: Option<&'static str>,
 }
 
 const fn c(name: &'static str, bytes: &'static [u8]) -> Case {
@@ -105,6 +108,7 @@ const fn c(name: &'static str, bytes: &'static [u8]) -> Case {
         conns: false,
         exact_cas: false,
         sizes: false,
+        slab_only: None,
     }
 }
 
@@ -149,6 +153,10 @@ impl Case {
     }
     const fn names_only(mut self) -> Case {
         self.names_only = true;
+        self
+    }
+    const fn slab_only(mut self, why: &'static str) -> Case {
+        self.slab_only = Some(why);
         self
     }
 }
@@ -655,11 +663,13 @@ const STATS: &[Case] = &[
     c("stats items names with no_modern", b"stats items\r\n")
         .args(&["-o", "no_modern"])
         .before(&[SET_FEW])
-        .names_only(),
+        .names_only()
+        .slab_only("item stats are per slab class"),
     c("stats slabs names with no_modern", b"stats slabs\r\n")
         .args(&["-o", "no_modern"])
         .before(&[SET_FEW])
-        .names_only(),
+        .names_only()
+        .slab_only("slab stats are the slab engine's"),
     // After the flush every flushed key is read at once, the sentinel's
     // included, and no sentinel is stored before the stats: otherwise a
     // flushed item is found either by that store (get_flushed) or first
@@ -675,8 +685,14 @@ const STATS: &[Case] = &[
     c("stats settings names", b"stats settings\r\n").names_only(),
     c("stats settings with flags", b"stats settings\r\n")
         .args(&["-m", "32", "-c", "500", "-t", "2", "-R", "7", "-f", "1.5", "-n", "64", "-I", "2m", "-o", "idle_timeout=30"]),
-    c("stats items names", b"stats items\r\n").before(&[SET_FEW]).names_only(),
-    c("stats slabs names", b"stats slabs\r\n").before(&[SET_FEW]).names_only(),
+    c("stats items names", b"stats items\r\n")
+        .before(&[SET_FEW])
+        .names_only()
+        .slab_only("item stats are per slab class"),
+    c("stats slabs names", b"stats slabs\r\n")
+        .before(&[SET_FEW])
+        .names_only()
+        .slab_only("slab stats are the slab engine's"),
     c("stats sizes", b"stats sizes\r\n").before(&[SET_FEW]),
     // sizes_enable and sizes_disable answer without END; the histogram
     // counts only items stored since it was switched on (the overwritten
@@ -1142,6 +1158,12 @@ fn compare(group: &str, cases: &[Case], a: Kind, b: Kind) {
     support::require_tool("memcached");
     let mut failures = Vec::new();
     for case in cases {
+        if let Some(why) = case.slab_only {
+            let mnemo = a == Kind::Mnemo || b == Kind::Mnemo;
+            if mnemo && support::skip_unless_slab(&format!("{group} / {}", case.name), why) {
+                continue;
+            }
+        }
         let (left, right) = both(|| run_case(a, case), || run_case(b, case));
         // For reviewing what the cases exercise: MNEMO_DIFF_SHOW=1.
         if std::env::var_os("MNEMO_DIFF_SHOW").is_some() {
@@ -1277,6 +1299,7 @@ fn settled_cachedump(kind: Kind) -> BTreeSet<String> {
 /// as in memcached: all 55 keys are listed by both.
 #[test]
 fn lone_items_reach_cold_as_in_memcached() {
+    support::slab_only!("HOT/WARM/COLD queues per slab class");
     support::require_tool("memcached");
     let (memcached, mnemo) = both(
         || settled_cachedump(Kind::Memcached),
@@ -1502,6 +1525,7 @@ fn outcome_on(kind: Kind, args: &[&str], port: u16) -> (String, String) {
     full.extend_from_slice(args);
     let mut command = std::process::Command::new(kind.program());
     command
+        .args(support::engine_args(kind))
         .args(&full)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -1700,6 +1724,7 @@ fn line_format(lines: &str) -> String {
 /// `slab_chunk_max`, and perslab is what fits a 1 MB page.
 #[test]
 fn vv_slab_classes_follow_n_and_f() {
+    support::slab_only!("-vv lists the slab classes");
     for (args, n, f, max) in [
         (&["-vv"][..], 48usize, 1.25f64, 524_288usize),
         (&["-vv", "-f", "1.5", "-n", "64"][..], 64, 1.5, 524_288),
@@ -1732,6 +1757,7 @@ fn vv_slab_classes_follow_n_and_f() {
 
 #[test]
 fn vv_slab_classes_match_memcached() {
+    support::slab_only!("-vv lists the slab classes");
     compare_slab_classes(Kind::Memcached, Kind::Mnemo);
 }
 
@@ -1895,6 +1921,7 @@ fn compare_flat_segments(a: Kind, b: Kind) {
 
 #[test]
 fn flat_lru_segments_match_memcached() {
+    support::slab_only!("HOT/WARM/COLD queues per slab class");
     compare_flat_segments(Kind::Memcached, Kind::Mnemo);
 }
 

@@ -546,6 +546,7 @@ fn unix_socket_mask_is_applied_and_tcp_is_off() {
         let spath = path.to_string_lossy().into_owned();
         let program = support::Kind::Mnemo.program();
         let mut child = std::process::Command::new(&program)
+            .args(support::engine_args(support::Kind::Mnemo))
             .args(["-s", &spath, "-a", mask, "-m", "8"])
             .args(if running_as_root() {
                 &["-u", "root"][..]

@@ -76,6 +76,7 @@ fn anon_huge_bytes(pid: u32) -> u64 {
 /// sit on huge pages.
 #[test]
 fn huge_page_slabs_serve_values_intact_and_use_huge_pages() {
+    support::slab_only!("-o hugepages places slab pages");
     let server = Server::start(Kind::Mnemo, &["-m", "16", "-t", "2", "-o", "hugepages"]);
     let mut c = server.connect();
     let sizes = [64usize, 512, 4096, 32768, 131072, 700];

@@ -24,6 +24,7 @@ fn root_args() -> Vec<&'static str> {
 /// Runs mnemo with `args` and waits (bounded) for it to exit.
 fn run_to_exit(args: &[&str]) -> Output {
     let mut child = Command::new(BIN)
+        .args(support::engine_args(support::Kind::Mnemo))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -110,6 +111,56 @@ fn bad_flags_fail_clearly() {
     }
 }
 
+/// `-o engine=` is mnemo's own. A value it does not know, or none, is
+/// refused as memcached 1.6.18 refuses them for its one keyword-valued
+/// suboption, `hash_algorithm`: a message naming the choices, exit 1.
+#[test]
+fn engine_option_is_refused_like_hash_algorithm() {
+    let memcached = |sub: &str| {
+        Command::new(support::require_tool("memcached"))
+            .args(root_args())
+            .args(["-p", "0", "-U", "0", "-o", sub])
+            .output()
+            .expect("run memcached")
+    };
+    for (mnemo_sub, memcached_sub, message) in [
+        (
+            "engine=slabs",
+            "hash_algorithm=bogus",
+            "Unknown engine option (slab, segment)",
+        ),
+        ("engine", "hash_algorithm", "Missing engine argument"),
+    ] {
+        let reference = memcached(memcached_sub);
+        let out = run_to_exit(&["-o", mnemo_sub]);
+        assert_eq!(
+            out.status.code(),
+            reference.status.code(),
+            "-o {mnemo_sub} against memcached's -o {memcached_sub}"
+        );
+        // The line after it is mnemo's usual pointer to -h.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().next(), Some(message), "-o {mnemo_sub}");
+    }
+    // Named explicitly, the default engine starts and serves.
+    let s = Server::mnemo(&["-o", "engine=slab"]);
+    let mut c = s.connect();
+    assert_eq!(c.request(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
+}
+
+/// Until the segment engine is built in, asking for it stops the start
+/// with a clear error instead of quietly running the slab engine.
+#[test]
+fn segment_engine_refused_until_built_in() {
+    let out = run_to_exit(&["-o", "engine=segment", "-p", "0", "-U", "0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("engine=segment: the segment engine is not part of this build"),
+        "stderr {err:?}"
+    );
+}
+
 /// `-V` names mnemo and its release in memcached's two fields
 /// (`memcached 1.6.18`), then the memcached version it answers as, which is
 /// the reference binary's own `-V` version; `-h` starts with the same line.
@@ -148,6 +199,7 @@ fn version_and_help() {
 
 #[test]
 fn very_verbose_prints_slab_classes() {
+    support::slab_only!("-vv lists the slab classes");
     let s = Server::mnemo(&["-vv"]);
     let mut c = s.connect();
     assert!(c.request(b"version\r\n").starts_with(b"VERSION "));
@@ -271,6 +323,7 @@ fn unix_socket_with_mask() {
     args.extend(root_args());
     let _child = ChildGuard(
         Command::new(BIN)
+            .args(support::engine_args(support::Kind::Mnemo))
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -427,6 +480,7 @@ fn start_with_port_file(
         std::fs::write(&lck, stale).expect("write the stale .lck");
     }
     let child = Command::new(kind.program())
+        .args(support::engine_args(kind))
         .args(root_args())
         .args(args)
         .env("MEMCACHED_PORT_FILENAME", &path)

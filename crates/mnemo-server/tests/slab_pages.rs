@@ -130,6 +130,7 @@ fn reassign_transcript(kind: Kind) -> Vec<String> {
 
 #[test]
 fn slabs_reassign_and_the_global_pool_match_memcached() {
+    support::slab_only!("slab page moves and the global page pool");
     let theirs = std::thread::spawn(|| reassign_transcript(Kind::Memcached));
     let ours = reassign_transcript(Kind::Mnemo);
     let theirs = theirs.join().expect("memcached transcript");
@@ -186,6 +187,7 @@ fn refill(kind: Kind) -> (u64, u64, usize) {
 
 #[test]
 fn after_flush_all_a_refill_in_another_size_gets_the_pages() {
+    support::slab_only!("slab page moves and the global page pool");
     let theirs = std::thread::spawn(|| refill(Kind::Memcached));
     let (pages, total, hits) = refill(Kind::Mnemo);
     let (m_pages, m_total, m_hits) = theirs.join().expect("memcached refill");

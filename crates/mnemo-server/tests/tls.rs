@@ -671,6 +671,7 @@ fn tls13_minimum_refuses_a_tls12_client() {
 /// Runs a server binary that is expected to exit at once.
 fn run_exit(kind: Kind, args: &[&str]) -> (i32, String) {
     let mut cmd = Command::new(kind.program());
+    cmd.args(support::engine_args(kind));
     if std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
         cmd.args(["-u", "root"]);
     }

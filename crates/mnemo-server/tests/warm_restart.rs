@@ -105,6 +105,7 @@ fn ttl(c: &mut Client, key: &str) -> i64 {
 
 #[test]
 fn sigusr1_keeps_items_flags_cas_ttl_and_lru_order() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     let dir = Dir::new("usr1");
     // Flat LRU: every item in COLD, whose order `stats cachedump` lists.
     let flat = ["-o", "no_lru_maintainer"];
@@ -178,6 +179,7 @@ fn sigusr1_keeps_items_flags_cas_ttl_and_lru_order() {
 
 #[test]
 fn shutdown_graceful_keeps_the_cache_with_dash_a() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     let dir = Dir::new("shutdown");
     let mut s = start(Kind::Mnemo, &dir, &["-A"]);
     let mut c = s.connect();
@@ -198,6 +200,7 @@ fn shutdown_graceful_keeps_the_cache_with_dash_a() {
 
 #[test]
 fn kill_9_and_sigterm_start_cold() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     let dir = Dir::new("kill");
     for sig in [libc::SIGKILL, libc::SIGTERM] {
         let mut s = start(Kind::Mnemo, &dir, &[]);
@@ -250,6 +253,7 @@ fn restart_with(kind: Kind, dir: &Dir, extra: &[&str]) -> (Server, Vec<String>) 
 
 #[test]
 fn other_settings_start_cold_with_memcacheds_log_lines() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     for extra in [
         &["-m", "128"][..],
         &["-m", "64", "-I", "2m"][..],
@@ -284,6 +288,7 @@ fn cold_after(dir: &Dir, damage: impl Fn(&Dir), expect: &str) {
 
 #[test]
 fn damaged_or_foreign_files_start_cold() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     let dir = Dir::new("damage");
     let file = PathBuf::from(dir.file());
     let truncate = |d: &Dir| {
@@ -327,6 +332,7 @@ fn damaged_or_foreign_files_start_cold() {
 
 #[test]
 fn stats_settings_and_cache_memlimit_match_memcached() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     for kind in [Kind::Memcached, Kind::Mnemo] {
         let dir = Dir::new(&format!("settings-{}", kind.name()));
         let s = start(kind, &dir, &[]);
@@ -356,6 +362,7 @@ fn stats_settings_and_cache_memlimit_match_memcached() {
 /// the stored items: not the half-sent one, every other one intact.
 #[test]
 fn sigusr1_mid_value_and_mid_reply() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     let dir = Dir::new("awkward");
     let s = start(Kind::Mnemo, &dir, &[]);
     let mut c = s.connect();
@@ -381,6 +388,7 @@ fn sigusr1_mid_value_and_mid_reply() {
 /// running one keeps its items (the file is neither emptied nor shared).
 #[test]
 fn a_memory_file_in_use_is_refused() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     let dir = Dir::new("locked");
     let s = start(Kind::Mnemo, &dir, &[]);
     let mut c = s.connect();
@@ -417,6 +425,7 @@ fn stat(c: &mut Client, cmd: &str, name: &str) -> Vec<String> {
 /// memory limit below one page per class is refused with its message.
 #[test]
 fn a_memory_file_is_preallocated_as_memcached_does() {
+    support::slab_only!("-e keeps slab pages in the memory file");
     for kind in [Kind::Memcached, Kind::Mnemo] {
         let dir = Dir::new(&format!("prealloc-{}", kind.name()));
         let s = start(kind, &dir, &[]);

@@ -7,8 +7,26 @@
 //! - [`require_tool`] makes a missing reference tool a loud failure: these
 //!   tests never skip silently.
 //!
+//! - [`engine_args`] / `MNEMO_TEST_ENGINE`: which storage engine every
+//!   mnemo the tests start runs; [`slab_only!`] skips, with a one-line
+//!   reason, the few tests of the slab engine's own internals.
+//!
 //! Every test binary includes this file with `mod support;` and uses a
 //! different subset of it, hence the crate-wide `dead_code` allowance.
+//!
+//! Slab-only tests (each checks something only slab classes and pages
+//! have; everything else, the differential tests of commands, errors,
+//! expiry, flush and stats names included, runs under every engine):
+//! - differential.rs cases "stats items names", "stats slabs names" (and
+//!   their no_modern forms): item and slab stats are per slab class;
+//! - differential.rs `lone_items_reach_cold_as_in_memcached`,
+//!   `flat_lru_segments_match_memcached`: HOT/WARM/COLD queues per class;
+//! - differential.rs `vv_slab_classes_*`, process.rs
+//!   `very_verbose_prints_slab_classes`: `-vv` lists the slab classes;
+//! - slab_pages.rs: slab page moves and the global page pool;
+//! - memory_bound.rs `huge_page_slabs_serve_values_intact_and_use_huge_pages`:
+//!   `-o hugepages` places slab pages;
+//! - warm_restart.rs: `-e` keeps slab pages in the memory file.
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -91,6 +109,55 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The engine every mnemo the tests start runs, from `MNEMO_TEST_ENGINE`:
+/// `slab` (also when unset) or `segment`. scripts/test.sh runs the tests
+/// that start mnemo once more with `segment`.
+pub fn test_engine() -> &'static str {
+    static ENGINE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| match std::env::var("MNEMO_TEST_ENGINE").as_deref() {
+        Err(_) | Ok("") | Ok("slab") => "slab",
+        Ok("segment") => "segment",
+        Ok(other) => panic!("MNEMO_TEST_ENGINE={other:?}: expected slab or segment"),
+    })
+}
+
+/// Arguments that put a mnemo command line on the engine under test
+/// (none for the slab engine, so its command lines stay memcached's);
+/// none for memcached.
+pub fn engine_args(kind: Kind) -> Vec<String> {
+    match (kind, test_engine()) {
+        (Kind::Mnemo, "slab") | (Kind::Memcached, _) => Vec::new(),
+        (Kind::Mnemo, engine) => vec!["-o".to_string(), format!("engine={engine}")],
+    }
+}
+
+/// True (after printing why) when the engine under test is not the slab
+/// engine; see [`slab_only!`].
+pub fn skip_unless_slab(test: &str, why: &str) -> bool {
+    if test_engine() == "slab" {
+        return false;
+    }
+    eprintln!("skipped {test} under engine={}: {why}", test_engine());
+    true
+}
+
+/// `slab_only!("why")` at the top of a test returns at once, saying why,
+/// unless the slab engine is under test. The list of such tests is in the
+/// module doc; keep it short.
+#[allow(unused_macros)]
+macro_rules! slab_only {
+    ($why:expr) => {{
+        // The enclosing test's path, from a function nested in it.
+        fn here() {}
+        let name = std::any::type_name_of_val(&here);
+        if $crate::support::skip_unless_slab(name.strip_suffix("::here").unwrap_or(name), $why) {
+            return;
+        }
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use slab_only;
+
 /// A running server process on 127.0.0.1, killed when dropped.
 pub struct Server {
     kind: Kind,
@@ -127,6 +194,7 @@ impl Server {
             if running_as_root() {
                 args.extend(["-u".to_string(), "root".to_string()]);
             }
+            args.extend(engine_args(kind));
             args.extend(extra_args.iter().map(|s| s.to_string()));
             let log_path = log_path(kind, port, attempt);
             let log = File::create(&log_path)
