@@ -215,6 +215,10 @@ impl Engine {
     pub fn draw_cas(&self) -> u64 {
         dispatch!(Engine, self, e => e.draw_cas())
     }
+    /// The engine's own `stats` lines (see `CacheEngine::engine_stats`).
+    pub fn engine_stats(&self) -> Vec<(&'static str, String)> {
+        dispatch!(Engine, self, e => e.engine_stats())
+    }
     pub fn stats_reset(&self) {
         dispatch!(Engine, self, e => e.stats_reset())
     }

@@ -102,7 +102,7 @@ impl SegmentEngine {
         if cursor.is_done() {
             return Ok(true);
         }
-        if !self.crawler_on.load(Relaxed) {
+        if !self.settings.crawler_on.load(Relaxed) {
             return Err(CrawlerCommandError::Disabled);
         }
         for i in 0..self.index.nshards() {
@@ -116,7 +116,7 @@ impl SegmentEngine {
     /// `lru_crawler crawl all|1`: drops expired segments and sweeps the
     /// index for dead objects now.
     pub fn lru_crawler_crawl(&self, classes: &str) -> Result<(), CrawlerCommandError> {
-        if !self.crawler_on.load(Relaxed) {
+        if !self.settings.crawler_on.load(Relaxed) {
             return Err(CrawlerCommandError::Disabled);
         }
         if classes != "all" && parse_class_list(classes)?.iter().any(|&c| c != 1) {
@@ -141,30 +141,66 @@ impl SegmentEngine {
         Ok(())
     }
 
-    /// `stats items`, under class 1, in memcached's names.
+    /// `stats items`: every item under class 1, with the names (and
+    /// the conditions for them) memcached's slab engine uses; figures of
+    /// LRU segments this engine does not have are 0, and all items count
+    /// as COLD.
     pub fn stats_items(&self) -> Vec<(String, String)> {
         let n = self.curr_items.load(Relaxed);
         if n == 0 && self.segs.allocated.load(Relaxed) == 0 {
             return Vec::new();
         }
+        let cfg = self.config();
+        let (maintainer, temp_lru) = (cfg.lru_maintainer, cfg.temp_lru);
+        let mut hits = 0;
+        for t in self.threads.lock().iter() {
+            hits += t.class[1].get_hits.get();
+        }
         let c = &self.c;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed).to_string();
+        let zero = || "0".to_string();
         let mut out = Vec::new();
         let mut put = |k: &str, v: String| out.push((format!("items:1:{k}"), v));
         put("number", n.to_string());
-        put("age", "0".to_string());
+        if maintainer {
+            put("number_hot", zero());
+            put("number_warm", zero());
+            put("number_cold", n.to_string());
+            if temp_lru {
+                put("number_temp", zero());
+            }
+            put("age_hot", zero());
+            put("age_warm", zero());
+        }
+        put("age", zero());
         put("mem_requested", self.live_bytes.load(Relaxed).to_string());
         put("evicted", g(&c.evicted_objects));
         put("evicted_nonzero", g(&c.evicted_nonzero));
-        put("evicted_time", "0".to_string());
+        put("evicted_time", zero());
         put("outofmemory", g(&c.outofmemory));
-        put("tailrepairs", "0".to_string());
+        put("tailrepairs", zero());
         put(
             "reclaimed",
             (c.reclaimed.load(Relaxed) + c.expired_objects.load(Relaxed)).to_string(),
         );
-        put("expired_unfetched", "0".to_string());
+        put("expired_unfetched", zero());
         put("evicted_unfetched", g(&c.evicted_unfetched));
+        if maintainer {
+            put("evicted_active", zero());
+        }
+        put("crawler_reclaimed", zero());
+        put("crawler_items_checked", zero());
+        put("lrutail_reflocked", zero());
+        if maintainer {
+            put("moves_to_cold", zero());
+            put("moves_to_warm", zero());
+            put("moves_within_lru", zero());
+            put("direct_reclaims", zero());
+            put("hits_to_hot", zero());
+            put("hits_to_warm", zero());
+            put("hits_to_cold", hits.to_string());
+            put("hits_to_temp", zero());
+        }
         out
     }
 

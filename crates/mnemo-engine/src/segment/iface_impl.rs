@@ -3,7 +3,6 @@
 //! commands get the answers the interface documents for an engine
 //! without slab classes.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{SegItem, SegPinned, SegReserved, SegSlot, SegmentEngine};
@@ -216,12 +215,8 @@ impl CacheEngine for SegmentEngine {
     fn save_memory_file(&self) -> Result<(), String> {
         Ok(())
     }
-    /// Segments are fixed at start: refused, as memcached refuses with
-    /// `-e` (the server answers MEMLIMIT_ADJUST_FAILED).
-    fn set_mem_limit(&self, _bytes: usize) -> Result<(), ConfigError> {
-        Err(ConfigError(
-            "the segment engine cannot change its memory limit".into(),
-        ))
+    fn set_mem_limit(&self, bytes: usize) -> Result<(), ConfigError> {
+        SegmentEngine::set_mem_limit(self, bytes)
     }
     #[inline]
     fn item_size_ok(&self, nkey: usize, flags: u32, nbytes: usize) -> bool {
@@ -312,6 +307,9 @@ impl CacheEngine for SegmentEngine {
     fn stats_reset(&self) {
         SegmentEngine::stats_reset(self)
     }
+    fn engine_stats(&self) -> Vec<(&'static str, String)> {
+        SegmentEngine::segment_stats(self)
+    }
     fn pinned_items(&self) -> u64 {
         SegmentEngine::pinned_items(self)
     }
@@ -327,8 +325,12 @@ impl CacheEngine for SegmentEngine {
     fn slabs_reassign(&self, _src: i32, _dst: i32) -> Result<(), ReassignError> {
         Err(ReassignError::BadClass)
     }
-    fn set_automove(&self, _mode: u32) {}
-    fn set_automove_ratio(&self, _ratio: f64) {}
+    fn set_automove(&self, mode: u32) {
+        SegmentEngine::set_automove(self, mode)
+    }
+    fn set_automove_ratio(&self, ratio: f64) {
+        SegmentEngine::set_automove_ratio(self, ratio)
+    }
     fn lru_tune(
         &self,
         hot_pct: u32,
@@ -336,30 +338,25 @@ impl CacheEngine for SegmentEngine {
         hot_factor: f64,
         warm_factor: f64,
     ) -> Result<(), LruTuneError> {
-        // memcached's checks, in its order; nothing to keep.
-        if hot_pct.wrapping_add(warm_pct) > 80 {
-            return Err(LruTuneError::PctsOver80);
-        }
-        if warm_factor <= 0.0 || hot_factor <= 0.0 {
-            return Err(LruTuneError::FactorNotPositive);
-        }
-        Ok(())
+        SegmentEngine::lru_tune(self, hot_pct, warm_pct, hot_factor, warm_factor)
     }
-    fn set_lru_segmented(&self, _segmented: bool) {}
-    fn lru_temp_ttl(&self, _ttl: i64) {}
+    fn set_lru_segmented(&self, on: bool) {
+        SegmentEngine::set_lru_segmented(self, on)
+    }
+    fn lru_temp_ttl(&self, ttl: i64) {
+        SegmentEngine::lru_temp_ttl(self, ttl)
+    }
     fn lru_crawler_enable(&self) -> bool {
-        self.crawler_on.store(true, Relaxed);
-        true
+        SegmentEngine::lru_crawler_enable(self)
     }
     fn lru_crawler_disable(&self) -> bool {
-        self.crawler_on.store(false, Relaxed);
-        true
+        SegmentEngine::lru_crawler_disable(self)
     }
     fn lru_crawler_set_sleep(&self, usecs: u32) {
-        self.crawler_sleep.store(usecs, Relaxed);
+        SegmentEngine::lru_crawler_set_sleep(self, usecs)
     }
     fn lru_crawler_set_tocrawl(&self, n: u32) {
-        self.crawler_tocrawl.store(n, Relaxed);
+        SegmentEngine::lru_crawler_set_tocrawl(self, n)
     }
     fn lru_crawler_crawl(&self, classes: &str) -> Result<(), CrawlerCommandError> {
         SegmentEngine::lru_crawler_crawl(self, classes)

@@ -28,6 +28,7 @@ mod index;
 mod object;
 mod ops;
 mod segs;
+mod settings;
 mod slot;
 mod stats;
 #[cfg(test)]
@@ -93,12 +94,7 @@ pub struct SegmentEngine {
     pub(crate) pinned: AtomicU64,
     pub(crate) this: Weak<SegmentEngine>,
     pub(crate) hlc: OnceLock<crate::version::Hlc>,
-    /// `lru_crawler enable|disable` and its settings: kept for `stats
-    /// settings` and to refuse crawls as memcached does when off; expiry
-    /// itself runs by segment.
-    pub(crate) crawler_on: AtomicBool,
-    pub(crate) crawler_sleep: AtomicU32,
-    pub(crate) crawler_tocrawl: AtomicU32,
+    pub(crate) settings: settings::Settings,
     pub(crate) evlog: crate::evlog::EvictionLog,
     stop: AtomicBool,
     wake: (Mutex<()>, Condvar),
@@ -114,11 +110,11 @@ pub(crate) struct Space {
 }
 
 impl SegmentEngine {
-    /// Segment size for a configuration: 1 MB, or the largest item
-    /// rounded up to 64 KB.
+    /// Segment size for a configuration: 1 MB, or `-I` when larger (an
+    /// item `item_size_ok` accepts takes less than `-I` here: its header
+    /// is smaller than the slab engine's, which `-I` is counted with).
     pub fn segment_size(cfg: &Config) -> usize {
-        let need = cfg.item_size_max + 64;
-        need.next_multiple_of(64 << 10).max(MIN_SEG_SIZE)
+        cfg.item_size_max.next_multiple_of(64).max(MIN_SEG_SIZE)
     }
 
     pub fn new(cfg: Config) -> Result<Arc<SegmentEngine>, ConfigError> {
@@ -133,9 +129,11 @@ impl SegmentEngine {
             return Err(ConfigError("item size too large for segments".into()));
         }
         let nsegs = (cfg.mem_limit / seg_size).clamp(MIN_SEGS, index::MAX_SEGS);
+        // Room in the table for `cache_memlimit` to raise the limit.
+        let table = (nsegs * 4).min(index::MAX_SEGS);
         Ok(Arc::new_cyclic(|this| SegmentEngine {
             clock: Clock::new(),
-            segs: Segs::new(nsegs, seg_size),
+            segs: Segs::new(table, nsegs, seg_size),
             index: Index::new(cfg.shards, cfg.hashpower_init),
             cas_id: AtomicU64::new(0),
             oldest_live: AtomicU32::new(0),
@@ -150,9 +148,7 @@ impl SegmentEngine {
             pinned: AtomicU64::new(0),
             this: this.clone(),
             hlc: OnceLock::new(),
-            crawler_on: AtomicBool::new(cfg.lru_crawler),
-            crawler_sleep: AtomicU32::new(cfg.lru_crawler_sleep),
-            crawler_tocrawl: AtomicU32::new(cfg.lru_crawler_tocrawl),
+            settings: settings::Settings::new(&cfg),
             evlog: Default::default(),
             stop: AtomicBool::new(false),
             wake: (Mutex::new(()), Condvar::new()),
@@ -199,14 +195,6 @@ impl SegmentEngine {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
-    }
-
-    pub fn config(&self) -> Config {
-        let mut c = self.cfg.clone();
-        c.lru_crawler = self.crawler_on.load(Relaxed);
-        c.lru_crawler_sleep = self.crawler_sleep.load(Relaxed);
-        c.lru_crawler_tocrawl = self.crawler_tocrawl.load(Relaxed);
-        c
     }
 
     pub fn new_thread_stats(&self) -> Arc<ThreadStats> {

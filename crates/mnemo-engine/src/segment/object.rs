@@ -30,6 +30,8 @@ pub(crate) const WIN_SENT: u8 = 0x10;
 pub(crate) const KEY_BINARY: u8 = 0x20;
 pub(crate) const FETCHED: u8 = 0x40;
 pub(crate) const ACTIVE: u8 = 0x80;
+/// The bits fixed when the object is written (its layout).
+pub(crate) const FIXED_BITS: u8 = HAS_CAS | HAS_FLAGS | HAS_EXP;
 
 /// Bytes LEB128 takes for `n`.
 #[inline]

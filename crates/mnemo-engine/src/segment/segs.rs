@@ -17,7 +17,7 @@
 //!   a pin taken then copies the value instead).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 use parking_lot::Mutex;
 
@@ -79,6 +79,10 @@ pub(crate) struct Segs {
     pub free: Mutex<Vec<u32>>,
     /// Segments whose memory has been allocated.
     pub allocated: AtomicU32,
+    /// How many segments may be out of the free list (`-m`, then
+    /// `cache_memlimit`), and how many are.
+    limit: AtomicUsize,
+    in_use: AtomicUsize,
 }
 
 /// The bucket for an object expiring at `exp` (relative), now `now`.
@@ -91,8 +95,12 @@ pub(crate) fn bucket_for(exp: u32, now: u32) -> usize {
 }
 
 impl Segs {
-    pub fn new(nsegs: usize, seg_size: usize) -> Segs {
+    /// A table of `table` segments of which `limit` may be used.
+    pub fn new(table: usize, limit: usize, seg_size: usize) -> Segs {
+        let nsegs = table.max(limit);
         Segs {
+            limit: AtomicUsize::new(limit),
+            in_use: AtomicUsize::new(0),
             segs: (0..nsegs).map(|_| Segment::new()).collect(),
             seg_size,
             buckets: (0..BUCKETS)
@@ -128,13 +136,21 @@ impl Segs {
 
     /// Takes a free segment for `bucket`, giving it memory on first use.
     fn take_free(&self, bucket: usize, now: u32) -> Option<u32> {
-        let s = self.free.lock().pop()?;
+        let s = {
+            let mut free = self.free.lock();
+            if self.in_use.load(Relaxed) >= self.limit.load(Relaxed) {
+                return None;
+            }
+            let s = free.pop()?;
+            self.in_use.fetch_add(1, Relaxed);
+            s
+        };
         let seg = self.seg(s);
         if seg.data.load(Acquire).is_null() {
             // SAFETY: the layout has a non-zero size.
             let p = unsafe { std::alloc::alloc(self.layout()) };
             if p.is_null() {
-                self.free.lock().push(s);
+                self.put_free(s);
                 return None;
             }
             seg.data.store(p, Release);
@@ -191,15 +207,30 @@ impl Segs {
         let seg = self.seg(s);
         let prev = seg.refs.fetch_or(DRAINING, AcqRel);
         if prev & PIN_COUNT == 0 {
-            self.free.lock().push(s);
+            self.put_free(s);
         }
+    }
+
+    fn put_free(&self, s: u32) {
+        let mut free = self.free.lock();
+        free.push(s);
+        self.in_use.fetch_sub(1, Relaxed);
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Relaxed)
+    }
+
+    pub fn set_limit(&self, n: usize) {
+        let _free = self.free.lock();
+        self.limit.store(n, Relaxed);
     }
 
     /// Drops a pin; the last one on a drained segment frees it.
     pub fn unpin(&self, s: u32) {
         let prev = self.seg(s).refs.fetch_sub(1, AcqRel);
         if prev & DRAINING != 0 && prev & PIN_COUNT == 1 {
-            self.free.lock().push(s);
+            self.put_free(s);
         }
     }
 
@@ -213,8 +244,14 @@ impl Segs {
         true
     }
 
+    /// Segments that can be taken now.
     pub fn free_count(&self) -> usize {
-        self.free.lock().len()
+        let free = self.free.lock();
+        let room = self
+            .limit
+            .load(Relaxed)
+            .saturating_sub(self.in_use.load(Relaxed));
+        free.len().min(room)
     }
 }
 
@@ -245,7 +282,7 @@ mod tests {
 
     #[test]
     fn appends_fill_then_seal_then_run_out() {
-        let s = Segs::new(2, 1024);
+        let s = Segs::new(2, 2, 1024);
         let a = s.append(0, 600, 0, 1).unwrap();
         let b = s.append(0, 600, 0, 1).unwrap();
         assert_ne!(a.seg, b.seg);

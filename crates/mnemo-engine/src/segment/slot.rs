@@ -124,8 +124,12 @@ impl<'a> SegSlot<'a> {
                 self.e.fill(sp, &[o.value()]);
                 sp.obj.set_cas(o.cas());
                 sp.obj.set_atime(o.atime());
-                sp.obj.set_bits(o.bits() & !0x07, true);
+                sp.obj.set_bits(o.bits() & !super::object::FIXED_BITS, true);
                 let pos = self.e.link(&mut shard, self.h, sp, Some((pos, loc)));
+                // A move, not a store: memcached's touch links nothing.
+                self.e
+                    .total_items
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 self.e
                     .c
                     .relocations
@@ -344,7 +348,6 @@ impl<'a> SegSlot<'a> {
                 parts.extend_from_slice(value);
             }
             e.fill(sp, &parts);
-            sp.obj.set_bits(old.bits() & KEY_BINARY, true);
             let c = new_cas.unwrap_or_else(|| e.next_cas());
             sp.obj.set_cas(c);
             let old_found = self.found.get();
@@ -399,6 +402,7 @@ impl<'a> SegSlot<'a> {
             };
             let mut buf = [0u8; 20];
             let digits = crate::numeric::format_u64(v, &mut buf);
+            let cur_len = cur.len();
             let len = if digits.len() <= cur.len() {
                 cur.len()
             } else {
@@ -415,8 +419,12 @@ impl<'a> SegSlot<'a> {
             let old = e.obj(old_loc);
             e.fill(sp, &[digits]);
             e.fill_spaces(sp, digits.len(), len - digits.len());
-            sp.obj
-                .set_bits(old.bits() & (KEY_BINARY | super::object::FETCHED), true);
+            if digits.len() <= cur_len {
+                // What memcached's in-place rewrite keeps: the item's
+                // flags (stale, win token, key format, fetched).
+                sp.obj
+                    .set_bits(old.bits() & !super::object::FIXED_BITS, true);
+            }
             sp.obj.set_atime(e.clock.now());
             if incr {
                 self.ts.class[1].incr_hits.incr();
@@ -427,6 +435,11 @@ impl<'a> SegSlot<'a> {
             sp.obj.set_cas(c);
             let old_found = self.found.get();
             let pos = e.link(self.shard.get_mut(), self.h, sp, old_found);
+            if digits.len() <= cur_len {
+                // memcached rewrites this case in place, linking nothing.
+                e.total_items
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             self.found.set(Some((pos, sp.loc)));
             return ArithOutcome::Value(v);
         }

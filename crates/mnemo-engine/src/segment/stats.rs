@@ -52,11 +52,12 @@ impl SegmentEngine {
         s
     }
 
-    /// The segment engine's own `stats` lines (names the slab engine
-    /// does not have).
+    /// The segment engine's own `stats` lines: names memcached and the
+    /// slab engine do not have, under mnemo's `mnemo_` prefix (which
+    /// comparisons with memcached leave out).
     pub fn segment_stats(&self) -> Vec<(&'static str, String)> {
         let c = &self.c;
-        let nsegs = self.segs.segs.len();
+        let nsegs = self.segs.limit();
         let free = self.segs.free_count();
         let mut open = 0;
         let mut sealed = 0;
@@ -73,22 +74,22 @@ impl SegmentEngine {
         let meta = self.live_meta.load(Relaxed);
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed).to_string();
         vec![
-            ("segment_size", self.segs.seg_size.to_string()),
-            ("segments_total", nsegs.to_string()),
-            ("segments_free", free.to_string()),
-            ("segments_open", open.to_string()),
-            ("segments_sealed", sealed.to_string()),
-            ("segment_merges", g(&c.merges)),
-            ("segment_merged_objects", g(&c.merged_objects)),
-            ("segments_expired", g(&c.expired_segments)),
-            ("segment_expired_objects", g(&c.expired_objects)),
-            ("segments_evicted", g(&c.evicted_segments)),
-            ("segment_evicted_objects", g(&c.evicted_objects)),
-            ("segment_relocations", g(&c.relocations)),
-            ("segment_object_metadata_bytes", meta.to_string()),
-            ("segment_index_bytes", hash_bytes.to_string()),
+            ("mnemo_segment_size", self.segs.seg_size.to_string()),
+            ("mnemo_segments_total", nsegs.to_string()),
+            ("mnemo_segments_free", free.to_string()),
+            ("mnemo_segments_open", open.to_string()),
+            ("mnemo_segments_sealed", sealed.to_string()),
+            ("mnemo_segment_merges", g(&c.merges)),
+            ("mnemo_segment_merged_objects", g(&c.merged_objects)),
+            ("mnemo_segments_expired", g(&c.expired_segments)),
+            ("mnemo_segment_expired_objects", g(&c.expired_objects)),
+            ("mnemo_segments_evicted", g(&c.evicted_segments)),
+            ("mnemo_segment_evicted_objects", g(&c.evicted_objects)),
+            ("mnemo_segment_relocations", g(&c.relocations)),
+            ("mnemo_segment_object_metadata_bytes", meta.to_string()),
+            ("mnemo_segment_index_bytes", hash_bytes.to_string()),
             (
-                "segment_metadata_bytes_per_item",
+                "mnemo_segment_metadata_bytes_per_item",
                 if items == 0 {
                     "0".to_string()
                 } else {
