@@ -64,10 +64,18 @@ pub(crate) struct Shard {
 impl Shard {
     fn new(primary: usize) -> Shard {
         Shard {
-            buckets: vec![[0; SLOTS]; primary],
+            buckets: Self::table(primary),
             primary,
             count: 0,
         }
+    }
+
+    /// `primary` empty buckets, with room for overflow buckets so that
+    /// chaining one does not double the allocation.
+    fn table(primary: usize) -> Vec<[u64; SLOTS]> {
+        let mut v = Vec::with_capacity(primary + primary / 4);
+        v.resize(primary, [0; SLOTS]);
+        v
     }
 
     #[inline]
@@ -150,6 +158,9 @@ impl Shard {
             let mut fresh = [0u64; SLOTS];
             fresh[0] = last;
             fresh[1] = e;
+            if self.buckets.len() == self.buckets.capacity() {
+                self.buckets.reserve_exact(self.primary / 4 + 1);
+            }
             self.buckets.push(fresh);
             self.buckets[b][SLOTS - 1] = LINK | nb as u64;
             return Pos(nb as u32, 1);
@@ -159,7 +170,7 @@ impl Shard {
     fn grow(&mut self, hash_at: &impl Fn(Loc) -> u64) {
         let old = std::mem::take(&mut self.buckets);
         self.primary *= 2;
-        self.buckets = vec![[0; SLOTS]; self.primary];
+        self.buckets = Self::table(self.primary);
         for bucket in &old {
             for &e in bucket {
                 if e & USED != 0 && e & LINK == 0 {
