@@ -90,27 +90,30 @@ impl SegmentEngine {
         Ok(())
     }
 
-    /// One step of a metadump. The cursor type is the slab engine's and
-    /// keeps no position this engine can use, so the first step lists
-    /// every live item, shard by shard (one shard locked at a time), and
-    /// the walk is then done.
+    /// One step of a metadump: one index shard's live items (one shard
+    /// locked at a time, never across steps); true once every shard is
+    /// listed. Refused only at the first step, when the crawler is off.
     pub fn lru_crawler_metadump_step(
         &self,
         cursor: &mut MetadumpCursor,
         mut f: impl FnMut(&ItemRecord<'_>),
     ) -> Result<bool, CrawlerCommandError> {
-        if cursor.is_done() {
-            return Ok(true);
-        }
-        if !self.settings.crawler_on.load(Relaxed) {
+        let (first, shard) = cursor.index_walk();
+        if first && !self.settings.crawler_on.load(Relaxed) {
             return Err(CrawlerCommandError::Disabled);
         }
-        for i in 0..self.index.nshards() {
-            self.each_live_in_shard(i, &mut f);
+        let Some(shard) = shard else {
+            return Ok(true);
+        };
+        if *shard < self.index.nshards() {
+            self.each_live_in_shard(*shard, &mut f);
+            *shard += 1;
         }
-        // An empty class list: a cursor whose next step finds nothing.
-        *cursor = MetadumpCursor::new(MetadumpTarget::Classes(Vec::new()));
-        Ok(true)
+        if *shard >= self.index.nshards() {
+            cursor.finish();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// `lru_crawler crawl all|1`: drops expired segments and sweeps the

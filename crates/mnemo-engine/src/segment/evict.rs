@@ -137,8 +137,8 @@ impl SegmentEngine {
         };
     }
 
-    /// Evicts or merges at the oldest chain head.
-    fn evict_locked(&self, now: u32) -> bool {
+    /// The bucket whose chain head is oldest (and has no pending write).
+    fn oldest_head(&self) -> Option<usize> {
         let mut best: Option<(usize, u32)> = None;
         for b in 0..BUCKETS {
             let bk = self.segs.buckets[b].lock();
@@ -150,30 +150,74 @@ impl SegmentEngine {
                 }
             }
         }
-        let Some((b, _)) = best else {
-            return false;
-        };
-        let (s0, merge) = {
-            let mut bk = self.segs.buckets[b].lock();
-            let Some(s0) = bk.chain.pop_front() else {
-                return false;
-            };
-            let seg = self.segs.seg(s0);
-            let merge = !bk.chain.is_empty() && seg.active.load(Relaxed) > 0;
-            (s0, merge)
-        };
-        if merge && self.merge(b, s0, now) {
-            return true;
-        }
-        self.clear(s0, Why::Evicted, now);
-        self.c.evicted_segments.fetch_add(1, Relaxed);
-        self.segs.release(s0);
-        true
+        best.map(|(b, _)| b)
     }
 
-    /// Merges from `s0` (taken off bucket `b`'s chain) into itself; false
-    /// when `s0` is pinned and cannot be compacted.
-    fn merge(&self, b: usize, s0: u32, now: u32) -> bool {
+    /// How many segments from the head of bucket `b`'s chain (`s0`, just
+    /// taken off it, then the chain's first ones) hold live bytes that
+    /// fit one segment together.
+    fn compactable(&self, b: usize, s0: u32) -> usize {
+        let size = self.segs.seg_size as u64;
+        let mut live = self.segs.seg(s0).live_bytes.load(Relaxed);
+        let mut n = 1;
+        let bk = self.segs.buckets[b].lock();
+        for &s in bk.chain.iter().take(MAX_MERGE - 1) {
+            let seg = self.segs.seg(s);
+            live += seg.live_bytes.load(Relaxed);
+            if seg.pending.load(Acquire) != 0 || live > size {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Frees a segment. First without dropping a live object while live
+    /// data is under three quarters of memory (overwrites and deletes
+    /// leave garbage in a log, which a slab cache would simply reuse):
+    /// head windows whose live objects fit one segment are compacted into
+    /// it, and dense heads go to the back of their chain for later. Then,
+    /// with memory really full, the oldest head is merged keeping what was
+    /// read since written, or evicted whole.
+    fn evict_locked(&self, now: u32) -> bool {
+        let capacity = (self.segs.limit() * self.segs.seg_size) as u64;
+        let sparse = self.live_bytes.load(Relaxed) * 4 < capacity * 3;
+        let rounds = if sparse { self.segs.limit() } else { 1 };
+        for round in 0..rounds {
+            let Some(b) = self.oldest_head() else {
+                return false;
+            };
+            let Some(s0) = self.segs.buckets[b].lock().chain.pop_front() else {
+                return false;
+            };
+            let n = self.compactable(b, s0);
+            if n >= 2 && self.merge(b, s0, now, true, n) {
+                return true;
+            }
+            if sparse && round + 1 < rounds {
+                self.segs.buckets[b].lock().chain.push_back(s0);
+                continue;
+            }
+            let merge = {
+                let bk = self.segs.buckets[b].lock();
+                !bk.chain.is_empty() && self.segs.seg(s0).active.load(Relaxed) > 0
+            };
+            if merge && self.merge(b, s0, now, false, MAX_MERGE) {
+                return true;
+            }
+            self.clear(s0, Why::Evicted, now);
+            self.c.evicted_segments.fetch_add(1, Relaxed);
+            self.segs.release(s0);
+            return true;
+        }
+        false
+    }
+
+    /// Merges from `s0` (taken off bucket `b`'s chain) and up to
+    /// `sources - 1` segments after it into `s0`, keeping every live
+    /// object (`keep_all`, when they are known to fit) or those read since
+    /// written; false when `s0` is pinned and cannot be compacted.
+    fn merge(&self, b: usize, s0: u32, now: u32, keep_all: bool, sources: usize) -> bool {
         let seg0 = self.segs.seg(s0);
         if seg0
             .refs
@@ -186,8 +230,9 @@ impl SegmentEngine {
         let mut cursor = 0usize;
         let mut exp_max = 0u32;
         let mut freed = 0;
+        let mut active = 0;
         let mut src = s0;
-        for round in 0..MAX_MERGE {
+        for round in 0..sources {
             let seg = self.segs.seg(src);
             let end = seg.write.load(Relaxed) as usize;
             let mut off = 0;
@@ -204,7 +249,7 @@ impl SegmentEngine {
                 let Some(pos) = shard.find_loc(h, loc) else {
                     continue;
                 };
-                let keep = o.bits() & ACTIVE != 0 && !self.is_dead(o, now);
+                let keep = (keep_all || o.bits() & ACTIVE != 0) && !self.is_dead(o, now);
                 if !keep || cursor + osize > size {
                     self.count_drop(o, Why::Evicted, now);
                     self.unlink(&mut shard, pos, loc);
@@ -226,11 +271,19 @@ impl SegmentEngine {
                     self.account(to, osize, true);
                 }
                 let moved = self.obj(to);
-                moved.set_bits(ACTIVE, false);
+                if keep_all {
+                    if moved.bits() & ACTIVE != 0 {
+                        active += 1;
+                    }
+                } else {
+                    moved.set_bits(ACTIVE, false);
+                }
                 let e = moved.exptime();
                 exp_max = exp_max.max(if e == 0 { NEVER } else { e });
                 cursor += osize;
-                self.c.merged_objects.fetch_add(1, Relaxed);
+                if !keep_all {
+                    self.c.merged_objects.fetch_add(1, Relaxed);
+                }
             }
             if src != s0 {
                 self.segs.release(src);
@@ -239,7 +292,7 @@ impl SegmentEngine {
             // Walkers of `s0` (later evictions) stop at the last object
             // kept; appends to it are over (sealed).
             seg0.write.store(cursor as u32, Relaxed);
-            if round + 1 == MAX_MERGE || cursor * 10 >= size * 9 {
+            if round + 1 == sources || (!keep_all && cursor * 10 >= size * 9) {
                 break;
             }
             let next = {
@@ -254,10 +307,14 @@ impl SegmentEngine {
             };
             src = next;
         }
-        seg0.active.store(0, Relaxed);
+        seg0.active.store(active, Relaxed);
         seg0.expire_at.store(exp_max, Relaxed);
         seg0.refs.fetch_and(!COMPACTING, AcqRel);
-        self.c.merges.fetch_add(1, Relaxed);
+        if keep_all {
+            self.c.compactions.fetch_add(1, Relaxed);
+        } else {
+            self.c.merges.fetch_add(1, Relaxed);
+        }
         if cursor == 0 {
             self.segs.release(s0);
             freed += 1;
@@ -265,8 +322,8 @@ impl SegmentEngine {
             self.segs.buckets[b].lock().chain.push_front(s0);
         }
         if freed == 0 {
-            // Only `s0` was read and it kept something: evict the next
-            // head whole next time rather than loop here.
+            // Only `s0` was read and it kept something: evict a head
+            // whole rather than loop here.
             return self.evict_plain(now);
         }
         true

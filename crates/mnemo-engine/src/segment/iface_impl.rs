@@ -322,7 +322,12 @@ impl CacheEngine for SegmentEngine {
     fn oldest_live(&self) -> u32 {
         SegmentEngine::oldest_live(self)
     }
-    fn slabs_reassign(&self, _src: i32, _dst: i32) -> Result<(), ReassignError> {
+    /// No pages to move: memcached's first check (the same class twice)
+    /// answers as memcached does, every other pair names no class.
+    fn slabs_reassign(&self, src: i32, dst: i32) -> Result<(), ReassignError> {
+        if src == dst {
+            return Err(ReassignError::Same);
+        }
         Err(ReassignError::BadClass)
     }
     fn set_automove(&self, mode: u32) {

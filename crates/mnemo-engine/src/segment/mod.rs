@@ -68,6 +68,8 @@ pub(crate) struct SegCounters {
     pub evicted_nonzero: AtomicU64,
     pub evicted_unfetched: AtomicU64,
     pub merges: AtomicU64,
+    /// Merges that kept every live object (garbage collection).
+    pub compactions: AtomicU64,
     pub merged_objects: AtomicU64,
     pub outofmemory: AtomicU64,
     pub reclaimed: AtomicU64,
