@@ -108,6 +108,25 @@ impl MetadumpCursor {
     pub fn is_done(&self) -> bool {
         matches!(self.pos, Pos::Done)
     }
+
+    /// For an engine whose dumps walk its index, whatever the target:
+    /// whether this is the first step (marking it taken), and the next
+    /// index shard to list, None once done.
+    pub(crate) fn index_walk(&mut self) -> (bool, Option<&mut usize>) {
+        let first = !std::mem::replace(&mut self.started, true);
+        if let Pos::Classes { .. } = self.pos {
+            self.pos = Pos::Hash { shard: 0 };
+        }
+        match &mut self.pos {
+            Pos::Hash { shard } => (first, Some(shard)),
+            _ => (first, None),
+        }
+    }
+
+    /// Ends the walk.
+    pub(crate) fn finish(&mut self) {
+        self.pos = Pos::Done;
+    }
 }
 
 impl SlabEngine {

@@ -36,6 +36,15 @@ impl EvictionLog {
         self.on.load(Relaxed)
     }
 
+    /// For engines other than the slab engine (whose setters are below).
+    pub(crate) fn set_hook(&self, f: Hook) {
+        let _ = self.hook.set(f);
+    }
+
+    pub(crate) fn set_on(&self, on: bool) {
+        self.on.store(on, Relaxed);
+    }
+
     pub(crate) fn emit(&self, ev: &Eviction) {
         if let Some(h) = self.hook.get() {
             h(ev);

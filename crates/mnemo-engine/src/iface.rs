@@ -353,6 +353,12 @@ pub trait CacheEngine: Send + Sync + Sized + 'static {
     fn draw_cas(&self) -> u64;
     /// `stats reset`: the engine's resettable counters.
     fn stats_reset(&self);
+    /// The engine's own lines at the end of the general `stats`: figures
+    /// memcached has no name for (the segment engine's segments, merges,
+    /// metadata bytes). None by default: the slab engine adds nothing.
+    fn engine_stats(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Items currently pinned by replies (tests check it drops to 0).
     fn pinned_items(&self) -> u64;
     /// Items linked right now (`curr_items` without the lazy expiry).

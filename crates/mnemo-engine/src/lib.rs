@@ -79,6 +79,9 @@ pub mod slab {
     pub use crate::slot::KeySlot;
 }
 
+mod segment;
+pub use segment::{SegItem, SegPinned, SegReserved, SegSlot, SegmentEngine};
+
 /// Longest key an item can hold: its header keeps the key length in one
 /// byte. This is the storage format's capacity; which keys a client may
 /// send is the protocol's rule (`mnemo_protocol::MAX_KEY_LEN`, 250), which

@@ -8,13 +8,17 @@ use std::collections::HashMap;
 use mnemo_engine::{ArithOutcome, Config, Engine, EngineKind, GetMode, StoreMode, StoreOutcome};
 use proptest::prelude::*;
 
-/// The engine under test: `MNEMO_TEST_ENGINE` (slab unless it says
-/// segment), as for the server's tests, so one model covers every engine.
-fn engine_kind() -> EngineKind {
-    std::env::var("MNEMO_TEST_ENGINE")
+/// The engines under test: both, one after the other on the same
+/// operations, unless `MNEMO_TEST_ENGINE` names one (as for the server's
+/// tests), so one model covers every engine.
+fn engine_kinds() -> Vec<EngineKind> {
+    match std::env::var("MNEMO_TEST_ENGINE")
         .ok()
         .and_then(|s| EngineKind::parse(&s))
-        .unwrap_or_default()
+    {
+        Some(k) => vec![k],
+        None => vec![EngineKind::Slab, EngineKind::Segment],
+    }
 }
 
 /// Moves a slab page at once (the slab engine's page mover); an engine
@@ -58,10 +62,17 @@ fn val(k: u8, len: usize, salt: usize) -> Vec<u8> {
 }
 
 fn run(ops: Vec<Op>, mem: usize, exact: bool) -> Result<(), TestCaseError> {
+    for kind in engine_kinds() {
+        run_on(kind, ops.clone(), mem, exact)?;
+    }
+    Ok(())
+}
+
+fn run_on(kind: EngineKind, ops: Vec<Op>, mem: usize, exact: bool) -> Result<(), TestCaseError> {
     let e = Engine::new(Config {
         mem_limit: mem,
         item_size_max: 4 * 1024 * 1024,
-        engine: engine_kind(),
+        engine: kind,
         ..Config::default()
     })
     .unwrap();

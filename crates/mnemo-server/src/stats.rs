@@ -384,6 +384,10 @@ pub fn general_stats(sh: &Shared, out: &mut Vec<u8>) {
             crate::tls::general_lines(sh, out);
         }
     }
+    // Figures of an engine memcached has no names for (none for slabs).
+    for (k, v) in sh.engine.engine_stats() {
+        stat_line(out, k, v);
+    }
 }
 
 /// memcached's accounting of descriptors kept back from clients: five per

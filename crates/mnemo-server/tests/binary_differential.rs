@@ -506,6 +506,12 @@ fn stat_groups_match_memcached() {
     let reference = Server::start(Kind::Memcached, &[]);
     let mnemo = Server::start(Kind::Mnemo, &[]);
     for g in groups {
+        // An engine without slab classes lists none (the engine
+        // interface's rule for `stats slabs`): only the slab engine's
+        // names can be memcached's.
+        if g == b"slabs" && support::test_engine() != "slab" {
+            continue;
+        }
         let want = names(&reference, g);
         assert!(!want.is_empty());
         assert_eq!(names(&mnemo, g), want, "stat {:?}", show_full(g));

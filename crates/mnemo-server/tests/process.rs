@@ -148,17 +148,17 @@ fn engine_option_is_refused_like_hash_algorithm() {
     assert_eq!(c.request(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
 }
 
-/// Until the segment engine is built in, asking for it stops the start
-/// with a clear error instead of quietly running the slab engine.
+/// `-o engine=segment` starts the segment engine, which serves, and says
+/// so in its own `stats` lines.
 #[test]
-fn segment_engine_refused_until_built_in() {
-    let out = run_to_exit(&["-o", "engine=segment", "-p", "0", "-U", "0"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("engine=segment: the segment engine is not part of this build"),
-        "stderr {err:?}"
-    );
+fn segment_engine_starts_and_serves() {
+    let s = Server::mnemo(&["-o", "engine=segment"]);
+    let mut c = s.connect();
+    assert_eq!(c.request(b"set k 5 0 1\r\nv\r\n"), b"STORED\r\n");
+    assert_eq!(c.request(b"get k\r\n"), b"VALUE k 5 1\r\nv\r\nEND\r\n");
+    let stats = c.request(b"stats\r\n");
+    let stats = String::from_utf8_lossy(&stats);
+    assert!(stats.contains("STAT mnemo_segments_total "), "{stats}");
 }
 
 /// `-V` names mnemo and its release in memcached's two fields

@@ -13,23 +13,27 @@ use crate::ops::{ArithOutcome, StoreMode, StoreOutcome};
 #[derive(Clone, Copy)]
 pub enum ItemRef<'a> {
     Slab(crate::item::ItemRef<'a>),
+    Segment(crate::segment::SegItem<'a>),
 }
 
 /// A key held for a compound step (see `iface::KeySlotOps`).
 pub enum KeySlot<'a> {
     Slab(crate::slot::KeySlot<'a>),
+    Segment(crate::segment::SegSlot<'a>),
 }
 
 /// A value held for a reply (see `iface::PinnedValue`).
 #[derive(Debug)]
 pub enum Pinned {
     Slab(crate::pin::Pinned),
+    Segment(crate::segment::SegPinned),
 }
 
 /// Room for a value being read (see `iface::ReservedValue`).
 #[derive(Debug)]
 pub enum Reserved {
     Slab(crate::reserve::Reserved),
+    Segment(crate::segment::SegReserved),
 }
 
 /// `From` an engine's handle to the facade's, used by the dispatch
@@ -48,6 +52,10 @@ facade_from!(Slab: crate::item::ItemRef<'a> => ItemRef<'a>);
 facade_from!(Slab: crate::slot::KeySlot<'a> => KeySlot<'a>);
 facade_from!(Slab: crate::pin::Pinned => Pinned);
 facade_from!(Slab: crate::reserve::Reserved => Reserved);
+facade_from!(Segment: crate::segment::SegItem<'a> => ItemRef<'a>);
+facade_from!(Segment: crate::segment::SegSlot<'a> => KeySlot<'a>);
+facade_from!(Segment: crate::segment::SegPinned => Pinned);
+facade_from!(Segment: crate::segment::SegReserved => Reserved);
 
 impl ItemRef<'_> {
     #[inline]
@@ -185,6 +193,7 @@ impl KeySlot<'_> {
         #[allow(unreachable_patterns)]
         match (self, value) {
             (KeySlot::Slab(s), Reserved::Slab(r)) => s.store_reserved(mode, r, cas, new_cas),
+            (KeySlot::Segment(s), Reserved::Segment(r)) => s.store_reserved(mode, r, cas, new_cas),
             _ => StoreOutcome::NotStored,
         }
     }

@@ -1,5 +1,4 @@
-//! The facade builds the engine the configuration names, refuses one not
-//! built in, and passes calls and handles through unchanged.
+//! The facade builds the engine the configuration names and passes calls and handles through unchanged.
 
 use super::*;
 
@@ -11,14 +10,22 @@ fn default_config_builds_the_slab_engine() {
 }
 
 #[test]
-fn segment_is_refused_until_built_in() {
-    let err = Engine::new(Config {
+fn segment_config_builds_the_segment_engine() {
+    let e = Engine::new(Config {
         engine: EngineKind::Segment,
         ..Config::default()
     })
-    .err()
-    .expect("refused");
-    assert!(err.0.contains("engine=segment"), "{err}");
+    .expect("engine");
+    assert_eq!(e.kind(), EngineKind::Segment);
+    let ts = e.new_thread_stats();
+    assert!(matches!(
+        e.store(StoreMode::Set, b"k", 3, 0, b"v", 0, &ts),
+        StoreOutcome::Stored { .. }
+    ));
+    assert_eq!(
+        e.get(b"k", GetMode::Get, &ts, |it| (it.flags(), it.value_len())),
+        Some((3, 1))
+    );
 }
 
 #[test]

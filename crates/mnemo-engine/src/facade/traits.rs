@@ -338,6 +338,9 @@ impl CacheEngine for Engine {
     fn draw_cas(&self) -> u64 {
         Engine::draw_cas(self)
     }
+    fn engine_stats(&self) -> Vec<(&'static str, String)> {
+        Engine::engine_stats(self)
+    }
     fn stats_reset(&self) {
         Engine::stats_reset(self)
     }
