@@ -62,6 +62,20 @@ impl SegmentEngine {
         ApplyOutcome::Applied
     }
 
+    /// A `flush_all` barrier at `version`, as the slab engine's
+    /// `apply_flush`: objects of older versions are dead from now on; the
+    /// barrier only rises, and the time rule is set to relative second 1
+    /// only so that the version rule is consulted at all.
+    pub fn apply_flush(&self, version: Version) -> ApplyOutcome {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.hlc.get().is_none() {
+            return ApplyOutcome::NotEnabled;
+        }
+        self.oldest_cas.fetch_max(version.0, Relaxed);
+        let _ = self.oldest_live.compare_exchange(0, 1, Relaxed, Relaxed);
+        ApplyOutcome::Applied
+    }
+
     /// A peer's delete at `version`: removes the live item if older.
     pub fn delete_versioned(&self, key: &[u8], version: Version, ts: &ThreadStats) -> ApplyOutcome {
         let Some(hlc) = self.hlc.get() else {

@@ -409,4 +409,7 @@ impl CacheEngine for SegmentEngine {
     fn delete_versioned(&self, key: &[u8], version: Version, ts: &ThreadStats) -> ApplyOutcome {
         SegmentEngine::delete_versioned(self, key, version, ts)
     }
+    fn apply_flush(&self, version: Version) -> ApplyOutcome {
+        SegmentEngine::apply_flush(self, version)
+    }
 }

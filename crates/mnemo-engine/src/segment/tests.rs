@@ -353,3 +353,30 @@ fn overwrites_are_compacted_not_evicted_while_live_data_is_small() {
     assert!(e.c.compactions.load(std::sync::atomic::Ordering::Relaxed) > 0);
     e.check_invariants().unwrap();
 }
+
+/// Replication's versioned `flush_all`: what was written before the
+/// barrier's version is gone, a write after it stays, and the barrier
+/// never goes back down.
+#[test]
+fn versioned_flush_kills_older_items_only() {
+    use crate::apply::ApplyOutcome;
+    use crate::version::{NodeId, Version};
+    let e = engine(8);
+    let ts = e.new_thread_stats();
+    assert_eq!(e.apply_flush(Version(1)), ApplyOutcome::NotEnabled);
+    assert!(e.enable_versions(NodeId::new(3).unwrap()));
+    assert!(matches!(
+        set(&e, &ts, b"old", b"1"),
+        StoreOutcome::Stored { .. }
+    ));
+    let barrier = Version(e.next_cas());
+    assert!(matches!(
+        set(&e, &ts, b"new", b"2"),
+        StoreOutcome::Stored { .. }
+    ));
+    assert_eq!(e.apply_flush(barrier), ApplyOutcome::Applied);
+    assert_eq!(get(&e, &ts, b"old"), None);
+    assert_eq!(get(&e, &ts, b"new").map(|g| g.0), Some(b"2".to_vec()));
+    assert_eq!(e.apply_flush(Version(1)), ApplyOutcome::Applied);
+    assert_eq!(get(&e, &ts, b"new").map(|g| g.0), Some(b"2".to_vec()));
+}
