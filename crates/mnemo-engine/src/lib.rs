@@ -17,7 +17,10 @@
 //! The engine interface (`iface.rs`, [`CacheEngine`]) is memcached's
 //! engine API (info, init, shutdown, stats, allocate/store, get, delete,
 //! touch, arithmetic, flush) grown to what mnemo's server uses; its docs
-//! are the contract every engine keeps. [`SlabEngine`] implements it.
+//! are the contract every engine keeps. Two engines implement it: the
+//! slab engine above ([`SlabEngine`], the default) and the segment engine
+//! (`segment/`, `-o engine=segment`, Segcache's design). The server holds
+//! [`Engine`], the facade that dispatches to whichever was chosen.
 
 mod apply;
 mod arena;
