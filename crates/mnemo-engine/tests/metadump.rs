@@ -204,10 +204,19 @@ fn dump_paused_across_page_moves_lists_only_real_items() {
         .unwrap()
         .parse()
         .unwrap();
-    let steps = stepped(&e, MetadumpTarget::All, |_| {
+    let steps = stepped(&e, MetadumpTarget::All, |step| {
         // Busy while a move is under way: then this step just waits.
         let _ = e.slabs_reassign(src, 0);
-        std::thread::sleep(Duration::from_millis(15));
+        if step == 0 {
+            // At least one move lands between two steps, however slowly a
+            // loaded machine schedules the mover thread.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while e.stats().slabs_moved == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(15));
+        }
     });
     assert!(e.stats().slabs_moved > 0, "no page moved during the dump");
     let joined = steps.concat();
