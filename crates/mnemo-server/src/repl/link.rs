@@ -242,6 +242,9 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
             Err(e) => return Err(e.to_string()),
         }
         let mut used = 0;
+        // One clock read per batch read, not per frame: the lag of the
+        // batch's newest write is what `lag_ms` shows anyway.
+        let mut newest_ms = None;
         loop {
             let (rec, n) = match decode(&buf[used..], max) {
                 Ok(Decoded::Frame(rec, n)) => (rec, n),
@@ -279,10 +282,7 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                     if offset.is_some() {
                         // How old the write is: its version's clock
                         // against ours (a full copy's items are not news).
-                        let ms = Version(rec.version()).ms().saturating_add(EPOCH_UNIX_MS);
-                        peer.stats
-                            .lag_ms
-                            .store(wall_unix_ms().saturating_sub(ms), Relaxed);
+                        newest_ms = Some(Version(rec.version()).ms().saturating_add(EPOCH_UNIX_MS));
                     }
                     match repl.node.apply(&rec) {
                         Ok(true) => peer.stats.applied.fetch_add(1, Relaxed),
@@ -297,6 +297,11 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                     }
                 }
             }
+        }
+        if let Some(ms) = newest_ms {
+            peer.stats
+                .lag_ms
+                .store(wall_unix_ms().saturating_sub(ms), Relaxed);
         }
         buf.drain(..used);
         // At most one ACK per ACK_EVERY: an ACK per read would wake the
