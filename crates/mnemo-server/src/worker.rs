@@ -132,6 +132,9 @@ impl Worker {
         }
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
+        if self.shared.repl.is_some() {
+            crate::repl::node::batch_records();
+        }
         loop {
             let timeout = if self.yielded.is_empty() {
                 TICK
@@ -186,6 +189,11 @@ impl Worker {
                         self.drive(k, false, false);
                     }
                 }
+            }
+            // This turn's writes reach the backlog before their replies
+            // are sent (batched) and before the worker waits again.
+            if let Some(r) = self.shared.repl.as_deref() {
+                r.node.flush_pending();
             }
             if batching {
                 self.batched_sends();

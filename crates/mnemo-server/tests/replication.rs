@@ -744,3 +744,47 @@ fn without_peers_stats_replication_is_memcacheds_error() {
     let _ = m.wait();
     drop(a);
 }
+
+/// A frame larger than the link's read buffer (128 KB), among small
+/// ones, arrives whole: the receiver grows its buffer for it and the link
+/// stays up (no second resync).
+#[test]
+fn a_value_larger_than_the_links_read_buffer_replicates_on_the_same_link() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Node::start(pa, &args(1, &[], &[]));
+    let b = Node::start(pb, &args(2, &[pa], &[]));
+    let peer = format!("peer:127.0.0.1:{pa}:");
+    assert_eq!(text(pa, "set k0 0 0 1\r\n0\r\n"), "STORED\r\n");
+    converge(&[pb], "k0", Some("0"));
+    let resyncs = || {
+        (
+            stat(pb, &format!("{peer}full_resyncs")),
+            stat(pb, &format!("{peer}partial_resyncs")),
+        )
+    };
+    let before = resyncs();
+    let big = "y".repeat(700_000);
+    let mut req = String::new();
+    for i in 0..40 {
+        req.push_str(&format!("set s{i} 0 0 3\r\nabc\r\n"));
+    }
+    req.push_str(&format!("set big 0 0 {}\r\n{big}\r\n", big.len()));
+    req.push_str("set after 0 0 1\r\nz\r\n");
+    let mut s = TcpStream::connect(("127.0.0.1", pa)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(req.as_bytes()).expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < 42 * 8 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert_eq!(got, b"STORED\r\n".repeat(42));
+    converge(&[pb], "after", Some("z"));
+    converge(&[pb], "big", Some(big.as_str()));
+    converge(&[pb], "s39", Some("abc"));
+    assert_eq!(resyncs(), before);
+    drop((a, b));
+}

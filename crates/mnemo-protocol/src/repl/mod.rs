@@ -327,7 +327,6 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     }
     let key_ok = |k: &[u8]| !k.is_empty() && k.len() <= MAX_KEY_LEN;
     let start = out.len();
-    out.extend_from_slice(&[0; 4]);
     let kind = match rec {
         Record::Set { .. } => KIND_SET,
         Record::Delete { .. } => KIND_DELETE,
@@ -336,9 +335,12 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Record::Ping { .. } => KIND_PING,
         Record::Ack { .. } => KIND_ACK,
     };
-    out.push(kind);
-    out.push(origin);
-    out.extend_from_slice(&version.to_le_bytes());
+    // Length (filled in below), kind, origin, version: one copy.
+    let mut head = [0u8; 14];
+    head[4] = kind;
+    head[5] = origin;
+    head[6..].copy_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&head);
     let res = match *rec {
         Record::Set {
             key,
@@ -352,10 +354,16 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             } else if u32::try_from(value.len()).is_err() {
                 Err(EncodeError::ValueTooLarge)
             } else {
+                // Every client write on a replicating node is one of
+                // these: one reservation and four copies, not a growth
+                // check per field.
+                out.reserve(1 + key.len() + 16 + value.len());
                 push_key(out, key);
-                out.extend_from_slice(&flags.to_le_bytes());
-                out.extend_from_slice(&exptime.to_le_bytes());
-                out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                let mut fixed = [0u8; 16];
+                fixed[..4].copy_from_slice(&flags.to_le_bytes());
+                fixed[4..12].copy_from_slice(&exptime.to_le_bytes());
+                fixed[12..].copy_from_slice(&(value.len() as u32).to_le_bytes());
+                out.extend_from_slice(&fixed);
                 out.extend_from_slice(value);
                 Ok(())
             }

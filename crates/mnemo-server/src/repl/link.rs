@@ -30,6 +30,9 @@ const TICK: Duration = Duration::from_millis(100);
 const SILENCE: Duration = Duration::from_secs(10);
 /// ACKs go out at most this often (and after every full read buffer).
 const ACK_EVERY: Duration = Duration::from_millis(50);
+/// The receive buffer's first size, and the least free room a read gets.
+const READ_BUF: usize = 128 * 1024;
+const READ_MIN: usize = 16 * 1024;
 
 /// Starts one thread per `--peer`.
 pub fn spawn_all(sh: &Arc<Shared>) -> io::Result<()> {
@@ -209,8 +212,12 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
         }
     };
     let max = repl.max_value;
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    // Stream bytes are read straight into `buf[hi..]` and decoded from
+    // `buf[lo..hi]`; only a frame cut by a read's end is ever moved (to
+    // the front, when the tail runs short). Each of our own writes comes
+    // back through here once per peer, so a copy per byte counts.
+    let mut buf = vec![0u8; READ_BUF];
+    let (mut lo, mut hi) = (0usize, 0usize);
     let mut heard = Instant::now();
     let mut last_ack = Instant::now();
     let mut acked = offset;
@@ -220,12 +227,24 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
         if sh.stopping.load(Relaxed) {
             return Ok(());
         }
-        match s.read(&mut chunk) {
+        if buf.len() - hi < READ_MIN {
+            if lo > 0 {
+                buf.copy_within(lo..hi, 0);
+                hi -= lo;
+                lo = 0;
+            }
+            if buf.len() - hi < READ_MIN {
+                // One frame larger than the buffer (decode bounds it by
+                // the largest value): grow to hold it.
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+        match s.read(&mut buf[hi..]) {
             Ok(0) => return Err("peer closed the link".into()),
             Ok(n) => {
                 heard = Instant::now();
                 peer.stats.bytes_in.fetch_add(n as u64, Relaxed);
-                buf.extend_from_slice(&chunk[..n]);
+                hi += n;
             }
             Err(e)
                 if matches!(
@@ -241,9 +260,12 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
             }
             Err(e) => return Err(e.to_string()),
         }
-        let mut used = 0;
+        let mut used = lo;
+        // One clock read per batch read, not per frame: the lag of the
+        // batch's newest write is what `lag_ms` shows anyway.
+        let mut newest_ms = None;
         loop {
-            let (rec, n) = match decode(&buf[used..], max) {
+            let (rec, n) = match decode(&buf[used..hi], max) {
                 Ok(Decoded::Frame(rec, n)) => (rec, n),
                 Ok(Decoded::NeedMore) => break,
                 Err(e) => return Err(format!("bad frame: {e}")),
@@ -279,10 +301,7 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                     if offset.is_some() {
                         // How old the write is: its version's clock
                         // against ours (a full copy's items are not news).
-                        let ms = Version(rec.version()).ms().saturating_add(EPOCH_UNIX_MS);
-                        peer.stats
-                            .lag_ms
-                            .store(wall_unix_ms().saturating_sub(ms), Relaxed);
+                        newest_ms = Some(Version(rec.version()).ms().saturating_add(EPOCH_UNIX_MS));
                     }
                     match repl.node.apply(&rec) {
                         Ok(true) => peer.stats.applied.fetch_add(1, Relaxed),
@@ -298,7 +317,12 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                 }
             }
         }
-        buf.drain(..used);
+        if let Some(ms) = newest_ms {
+            peer.stats
+                .lag_ms
+                .store(wall_unix_ms().saturating_sub(ms), Relaxed);
+        }
+        (lo, hi) = if used == hi { (0, 0) } else { (used, hi) };
         // At most one ACK per ACK_EVERY: an ACK per read would wake the
         // sender once per batch it sends.
         if (offset != acked || ping_ms != 0) && last_ack.elapsed() >= ACK_EVERY {

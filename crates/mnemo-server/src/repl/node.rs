@@ -56,7 +56,29 @@ thread_local! {
     /// backlog under its lock, so the lock is held only for the copy.
     static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static VALUE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A worker's records of its current loop turn, appended to the
+    /// backlog together by [`Node::flush_pending`]: one backlog lock per
+    /// turn instead of one per write (a locked instruction after each
+    /// copy into the ring stalled the worker on every write). Only on
+    /// threads that called [`batch_records`]; elsewhere (UDP, links,
+    /// tests) a record goes straight to the backlog.
+    static PENDING: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
+
+/// Records this thread's writes into a buffer that its loop hands to
+/// the backlog with [`Node::flush_pending`] before it next waits.
+pub fn batch_records() {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_none() {
+            *p = Some(Vec::with_capacity(PENDING_MAX));
+        }
+    });
+}
+
+/// Past this, a turn's records are flushed at once (a large value, or a
+/// long turn): bounds the buffer and how late peers see them.
+const PENDING_MAX: usize = 64 * 1024;
 
 /// The tombstones behind their lock, with their count outside it, so
 /// that the write path (which supersedes a tombstone on every write)
@@ -189,8 +211,27 @@ impl Node {
         &self.ts
     }
 
-    /// Appends one record to the backlog.
+    /// Appends one record to the backlog (or, on a worker, to its turn's
+    /// records).
     pub(super) fn log(&self, rec: &Record<'_>) {
+        let batched = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let Some(buf) = p.as_mut() else {
+                return false;
+            };
+            let start = buf.len();
+            // As below: an encoding failure skips the frame.
+            if encode(rec, buf).is_err() {
+                buf.truncate(start);
+            }
+            if buf.len() >= PENDING_MAX {
+                self.append_frames(buf);
+            }
+            true
+        });
+        if batched {
+            return;
+        }
         FRAME.with(|f| {
             let mut frame = f.borrow_mut();
             frame.clear();
@@ -202,6 +243,37 @@ impl Node {
                 self.backlog.lock().append(&frame);
             }
         });
+    }
+
+    /// Hands this thread's pending records to the backlog (a worker
+    /// calls it once per loop turn, before it waits or sends replies).
+    pub fn flush_pending(&self) {
+        PENDING.with(|p| {
+            if let Some(buf) = p.borrow_mut().as_mut() {
+                if !buf.is_empty() {
+                    self.append_frames(buf);
+                }
+            }
+        });
+    }
+
+    /// Appends the whole frames in `buf` under one lock, and empties it.
+    fn append_frames(&self, buf: &mut Vec<u8>) {
+        let mut backlog = self.backlog.lock();
+        let mut pos = 0;
+        // Frames we encoded: a 4-byte little-endian length, then the body.
+        while let Some(len) = buf.get(pos..pos + 4) {
+            let mut l = [0u8; 4];
+            l.copy_from_slice(len);
+            let end = pos + 4 + u32::from_le_bytes(l) as usize;
+            let Some(frame) = buf.get(pos..end) else {
+                break;
+            };
+            backlog.append(frame);
+            pos = end;
+        }
+        drop(backlog);
+        buf.clear();
     }
 
     /// The item's state under `slot`, its value appended to `value`.
@@ -328,12 +400,17 @@ impl Node {
         if !own {
             return Ok(());
         }
+        // Below the clock's last draw: ours (in a mesh, every write comes
+        // back once per peer), known without reading the wall clock.
+        let last = self.engine.versions().map_or(0, |h| h.last().0);
+        if version.0 <= last {
+            return Ok(());
+        }
         // After a restart the clock has drawn nothing yet, but every
         // version of the earlier run lies before now.
         let now_ms = wall_unix_ms().saturating_sub(mnemo_engine::version::EPOCH_UNIX_MS);
         let now = Version::pack(now_ms, mnemo_engine::version::COUNTER_MAX, self.id).0;
-        let last = self.engine.versions().map_or(0, |h| h.last().0);
-        if version.0 > last.max(now) {
+        if version.0 > now {
             return Err(ApplyError::ForgedOwn(version.0));
         }
         Ok(())
