@@ -17,10 +17,12 @@
 
 mod handles;
 mod traits;
+mod visit;
 
 use std::sync::Arc;
 
 pub use handles::{ItemRef, KeySlot, Pinned, Reserved};
+pub use visit::{EngineItem, GetVisitor};
 
 use crate::apply::ApplyOutcome;
 use crate::clock::Clock;
