@@ -5,7 +5,7 @@
 //! engine's arm: LLVM leaves it out of line and each accessor in it
 //! matches on the engine again, ~50 instructions a text get).
 
-use super::{Engine, ItemRef, Pinned};
+use super::{Engine, Imp, ItemRef, Pinned};
 use crate::facade::dispatch;
 // As in mod.rs: an engine's method may exist only through its trait.
 #[allow(unused_imports)]
@@ -58,6 +58,6 @@ impl Engine {
         ts: &ThreadStats,
         v: V,
     ) -> Option<V::Output> {
-        dispatch!(Engine, self, e => e.get(key, mode, ts, |it| v.visit(it)))
+        dispatch!(Imp, &self.imp, e => e.get(key, mode, ts, |it| v.visit(it)))
     }
 }
