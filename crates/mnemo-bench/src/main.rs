@@ -122,9 +122,10 @@ pub struct WorkloadArgs {
     /// Keys per get request (multi-get when above 1).
     #[arg(short = 'm', long, default_value_t = 1)]
     multiget: u16,
-    /// Expiry time sent with sets, in seconds (0 = never).
-    #[arg(long, default_value_t = 0)]
-    ttl: u32,
+    /// Expiry time sent with sets, in seconds (0 = never): N, A-B
+    /// (uniform), or TTL:WEIGHT,... (weighted list, e.g. 5:1,300:3,0:1).
+    #[arg(long, default_value = "0", value_parser = parse_ttl)]
+    ttl: ValueSize,
     /// Set every key once before the measured phase.
     #[arg(long)]
     fill: bool,
@@ -190,7 +191,7 @@ impl WorkloadArgs {
             value_size: self.value_size.clone(),
             ratio: self.ratio,
             multiget: self.multiget,
-            ttl: self.ttl,
+            ttl: self.ttl.clone(),
         };
         spec.validate()?;
         Ok(RunConfig {
@@ -289,6 +290,12 @@ fn main() -> ExitCode {
 
 /// Counts heap allocations per thread in unit tests, so the hot path's
 /// "no allocation per request" is checked rather than assumed.
+/// `--ttl`: value sizes' grammar, with errors that say "ttl".
+fn parse_ttl(s: &str) -> Result<ValueSize, String> {
+    s.parse::<ValueSize>()
+        .map_err(|e| e.replace("value size", "ttl"))
+}
+
 #[cfg(test)]
 pub mod alloc_count {
     use std::alloc::{GlobalAlloc, Layout, System};

@@ -288,7 +288,9 @@ pub struct Spec {
     pub value_size: ValueSize,
     pub ratio: Ratio,
     pub multiget: u16,
-    pub ttl: u32,
+    /// Expiry sent with sets, seconds (0 never): fixed, a uniform range or
+    /// a weighted list, picked per set as value sizes are.
+    pub ttl: ValueSize,
 }
 
 impl Spec {
@@ -337,6 +339,15 @@ fn digits(mut n: u64) -> usize {
 }
 
 /// Per-thread request builder.
+/// Meta set flags for `ttl` (none for 0, never), replacing `f`'s bytes.
+fn meta_ttl(f: &mut Vec<u8>, ttl: usize) {
+    f.clear();
+    if ttl != 0 {
+        f.push(b'T');
+        text::push_u64(f, ttl as u64);
+    }
+}
+
 pub struct Gen {
     spec: Spec,
     rng: Rng,
@@ -348,7 +359,8 @@ pub struct Gen {
     filler: Vec<u8>,
     set_threshold: u64,
     ratio_total: u64,
-    /// `T<ttl>` (or nothing), formatted once rather than per request.
+    /// `T<ttl>` (or nothing): formatted once for a fixed TTL, per set
+    /// (into the same buffer) for a mix.
     meta_set_flags: Vec<u8>,
 }
 
@@ -372,11 +384,11 @@ impl Gen {
             stride: threads.max(1),
             key,
             filler,
-            meta_set_flags: if spec.ttl == 0 {
-                Vec::new()
-            } else {
-                let mut f = b"T".to_vec();
-                text::push_u64(&mut f, spec.ttl as u64);
+            meta_set_flags: {
+                let mut f = Vec::with_capacity(24);
+                if let ValueSize::Fixed(ttl) = spec.ttl {
+                    meta_ttl(&mut f, ttl);
+                }
                 f
             },
             set_threshold: spec.ratio.sets as u64,
@@ -440,7 +452,14 @@ impl Gen {
 
     fn encode_set(&mut self, idx: u64, out: &mut Vec<u8>) {
         let len = self.spec.value_size.pick(&mut self.rng);
-        let ttl = self.spec.ttl;
+        let ttl = match self.spec.ttl {
+            ValueSize::Fixed(t) => t as u32,
+            ref mix => {
+                let t = mix.pick(&mut self.rng);
+                meta_ttl(&mut self.meta_set_flags, t);
+                t as u32
+            }
+        };
         let proto = self.spec.protocol;
         self.key_for(idx);
         let key = &self.key[..self.spec.key_size];
@@ -506,7 +525,7 @@ mod tests {
             value_size: ValueSize::Fixed(3),
             ratio: Ratio { sets: 1, gets: 0 },
             multiget: 1,
-            ttl: 0,
+            ttl: ValueSize::Fixed(0),
         }
     }
 
@@ -588,9 +607,30 @@ mod tests {
     }
 
     #[test]
+    fn ttl_mix_is_picked_per_set() {
+        let mut s = spec(Protocol::Meta);
+        s.ttl = "5:1,0:1".parse().expect("ttl mix");
+        let mut g = Gen::new(&s, 3, 0, 1);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let mut out = Vec::new();
+            g.set(i, &mut out);
+            let line = String::from_utf8(out).expect("ascii");
+            let head = line.split("\r\n").next().unwrap_or_default();
+            seen.insert(head.split(' ').nth(3).unwrap_or("none").to_string());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["T5", "none"]);
+        let mut s = spec(Protocol::Text);
+        s.ttl = ValueSize::Range(7, 7);
+        let mut out = Vec::new();
+        Gen::new(&s, 1, 0, 1).set(2, &mut out);
+        assert_eq!(out, b"set k:0002 0 7 3\r\nabc\r\n");
+    }
+
+    #[test]
     fn encodes_meta_requests() {
         let mut s = spec(Protocol::Meta);
-        s.ttl = 60;
+        s.ttl = ValueSize::Fixed(60);
         let mut g = Gen::new(&s, 1, 0, 1);
         let mut out = Vec::new();
         g.set(7, &mut out);
@@ -624,7 +664,7 @@ mod tests {
             s.ratio = Ratio { sets: 1, gets: 3 };
             s.value_size = ValueSize::Range(1, 300);
             s.multiget = 4;
-            s.ttl = 30;
+            s.ttl = ValueSize::Weighted(vec![(30, 1), (0, 2), (5, 3)]);
             let mut g = Gen::new(&s, 9, 0, 1);
             let mut out = Vec::with_capacity(1 << 16);
             let reply: &[u8] = match proto {

@@ -11,7 +11,7 @@
 //!
 //! The server never names an engine: it uses the facade
 //! [`crate::Engine`], an enum over the engines that implements
-//! [`CacheEngine`] by static dispatch (`facade.rs`). Every engine keeps
+//! [`CacheEngine`] by static dispatch (`facade/`). Every engine keeps
 //! the rules below; they are what the differential tests against
 //! memcached check, so an engine that keeps them passes the same suite.
 //!

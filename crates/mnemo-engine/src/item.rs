@@ -459,7 +459,7 @@ impl<'g> Raw<'g> {
 
 /// What a reader gets for one item, while the item's shard is locked.
 /// Copies borrow the same guard (`'a`), so they are as sound as the
-/// original; the facade (`facade.rs`) wraps one by value.
+/// original; the facade (`facade/`) wraps one by value.
 #[derive(Clone, Copy)]
 pub struct ItemRef<'a> {
     id: ChunkId,

@@ -39,10 +39,15 @@ use crate::shared::{ConnInfo, ConnState, Shared};
 /// listener, worker thread or engine background thread: requests run on
 /// the caller's thread.
 pub fn shared(args: &[&str]) -> Shared {
-    let settings = match cli::parse(args.iter().copied()) {
+    let mut settings = match cli::parse(args.iter().copied()) {
         Ok(Action::Run(s)) => *s,
         other => panic!("{args:?}: {other:?}"),
     };
+    // As for the servers the integration tests start (tests/support).
+    if let Ok(name) = std::env::var("MNEMO_TEST_ENGINE") {
+        settings.engine.engine = mnemo_engine::EngineKind::parse(&name)
+            .unwrap_or_else(|| panic!("MNEMO_TEST_ENGINE={name:?}: expected slab or segment"));
+    }
     let engine = Engine::new(settings.engine.clone()).expect("engine");
     Shared {
         runtime: Runtime::new(&settings),

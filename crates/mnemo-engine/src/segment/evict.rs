@@ -173,7 +173,7 @@ impl SegmentEngine {
     }
 
     /// Frees a segment. First without dropping a live object while live
-    /// data is under three quarters of memory (overwrites and deletes
+    /// data is under half of memory (overwrites and deletes
     /// leave garbage in a log, which a slab cache would simply reuse):
     /// head windows whose live objects fit one segment are compacted into
     /// it, and dense heads go to the back of their chain for later. Then,
@@ -181,7 +181,7 @@ impl SegmentEngine {
     /// read since written, or evicted whole.
     fn evict_locked(&self, now: u32) -> bool {
         let capacity = (self.segs.limit() * self.segs.seg_size) as u64;
-        let sparse = self.live_bytes.load(Relaxed) * 4 < capacity * 3;
+        let sparse = self.live_bytes.load(Relaxed) * 2 < capacity;
         let rounds = if sparse { self.segs.limit() } else { 1 };
         for round in 0..rounds {
             let Some(b) = self.oldest_head() else {

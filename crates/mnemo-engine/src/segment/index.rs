@@ -87,7 +87,13 @@ impl Shard {
         self.count
     }
 
-    /// Bytes the shard's buckets take.
+    /// Bytes of the shard's primary buckets (memcached's `hash_bytes`
+    /// counts its bucket array the same way).
+    pub fn primary_bytes(&self) -> usize {
+        self.primary * SLOTS * 8
+    }
+
+    /// Bytes the shard's buckets take, overflow room included.
     pub fn bytes(&self) -> usize {
         self.buckets.capacity() * SLOTS * 8
     }

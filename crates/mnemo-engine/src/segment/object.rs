@@ -273,6 +273,29 @@ impl Obj {
         unsafe { std::slice::from_raw_parts(self.key_ptr(), self.nkey()) }
     }
 
+    /// Key and value, with the header parsed once (the read path).
+    #[inline]
+    pub fn key_value<'a>(&self) -> (&'a [u8], &'a [u8]) {
+        let (n, vl) = self.nbytes_and_len();
+        let bits = self.bits();
+        let h = 2
+            + vl
+            + if bits & HAS_CAS != 0 { 8 } else { 0 }
+            + 4
+            + if bits & HAS_FLAGS != 0 { 4 } else { 0 }
+            + if bits & HAS_EXP != 0 { 4 } else { 0 };
+        let nkey = self.nkey();
+        // SAFETY: as `key` and `value`: the object's bytes, fixed once
+        // written, kept by the caller's guarantee.
+        unsafe {
+            let k = self.p.add(h);
+            (
+                std::slice::from_raw_parts(k, nkey),
+                std::slice::from_raw_parts(k.add(nkey), n),
+            )
+        }
+    }
+
     #[inline]
     pub fn value_ptr(&self) -> *mut u8 {
         // SAFETY: the value follows the key inside the object.

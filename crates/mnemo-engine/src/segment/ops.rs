@@ -21,23 +21,28 @@ pub struct SegItem<'a> {
     /// Bits and access time before this read.
     pub(crate) before_bits: u8,
     pub(crate) before_atime: u32,
+    key: &'a [u8],
+    value: &'a [u8],
     pub(crate) _lock: std::marker::PhantomData<&'a Shard>,
 }
 
 impl<'a> SegItem<'a> {
     pub(crate) fn new(e: &'a SegmentEngine, loc: Loc) -> SegItem<'a> {
         let obj = e.obj(loc);
+        let (key, value) = obj.key_value();
         SegItem {
             e,
             loc,
             obj,
+            key,
+            value,
             before_bits: obj.bits(),
             before_atime: obj.atime(),
             _lock: std::marker::PhantomData,
         }
     }
     pub fn key(&self) -> &[u8] {
-        self.obj.key()
+        self.key
     }
     pub fn flags(&self) -> u32 {
         self.obj.flags()
@@ -46,7 +51,7 @@ impl<'a> SegItem<'a> {
         self.obj.cas()
     }
     pub fn value_len(&self) -> usize {
-        self.obj.nbytes()
+        self.value.len()
     }
     /// Relative expiry time, 0 for never.
     pub fn exptime(&self) -> u32 {
@@ -74,13 +79,13 @@ impl<'a> SegItem<'a> {
         self.obj.bits() & WIN_SENT != 0
     }
     pub fn value(&self) -> &[u8] {
-        self.obj.value()
+        self.value
     }
     pub fn write_value(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.obj.value());
+        out.extend_from_slice(self.value);
     }
     pub fn for_each_value_part(&self, mut f: impl FnMut(&[u8])) {
-        f(self.obj.value())
+        f(self.value)
     }
     /// Holds the value for a reply sent after the key's lock is released.
     pub fn pin(&self) -> Option<super::SegPinned> {
@@ -182,25 +187,44 @@ impl SegmentEngine {
         ts: &ThreadStats,
         f: impl FnOnce(&SegItem<'_>) -> R,
     ) -> Option<R> {
-        let slot = self.lock_key(key, ts);
-        let Some(loc) = slot.loc() else {
-            match mode {
-                GetMode::Get => ts.get_misses.incr(),
-                GetMode::Touch(_) => ts.touch_misses.incr(),
-            }
+        if let GetMode::Touch(exp) = mode {
+            return self.get_touch(key, exp, ts, f);
+        }
+        // The plain read: no slot, one lookup under the shard lock.
+        let h = hash(key);
+        let now = self.clock.now();
+        let mut shard = self.index.lock(h);
+        let Some((_, loc)) = self.live(&mut shard, h, key, ts, now) else {
+            ts.get_misses.incr();
             return None;
         };
         ts.class[1].hits_to[2].incr();
-        match mode {
-            GetMode::Get => ts.class[1].get_hits.incr(),
-            GetMode::Touch(exp) => {
-                slot.set_exptime(exp);
-                ts.class[1].touch_hits.incr();
-                // A touch may have moved (or dropped) the object.
-                slot.loc()?;
-            }
+        ts.class[1].get_hits.incr();
+        let item = SegItem::new(self, loc);
+        self.touch_access(loc, item.obj, now);
+        let r = f(&item);
+        drop(shard);
+        Some(r)
+    }
+
+    /// gat/gats: a touch may move the object, so it runs on a slot.
+    fn get_touch<R>(
+        &self,
+        key: &[u8],
+        exp: i64,
+        ts: &ThreadStats,
+        f: impl FnOnce(&SegItem<'_>) -> R,
+    ) -> Option<R> {
+        let slot = self.lock_key(key, ts);
+        if !slot.exists() {
+            ts.touch_misses.incr();
+            return None;
         }
-        let loc = slot.loc().unwrap_or(loc);
+        ts.class[1].hits_to[2].incr();
+        slot.set_exptime(exp);
+        ts.class[1].touch_hits.incr();
+        // The touch may have moved the object (or, out of room, dropped it).
+        let loc = slot.loc()?;
         let item = SegItem::new(self, loc);
         self.touch_access(loc, item.obj, slot.now());
         Some(f(&item))

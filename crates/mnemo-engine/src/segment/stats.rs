@@ -34,8 +34,8 @@ impl SegmentEngine {
         let (mut buckets_bytes, mut slots) = (0usize, 0usize);
         for i in 0..self.index.nshards() {
             let sh = self.index.lock_shard(i);
-            buckets_bytes += sh.bytes();
-            slots += sh.bytes() / 8;
+            buckets_bytes += sh.primary_bytes();
+            slots += sh.primary_bytes() / 8;
         }
         s.hash_power_level = usize::BITS - 1 - slots.max(1).leading_zeros();
         s.hash_bytes = buckets_bytes as u64;
