@@ -69,7 +69,7 @@ mod engine;
 pub use config::EngineKind;
 pub use engine::SlabEngine;
 // What the server uses: the facade over the engines, and the interface.
-pub use facade::{Engine, ItemRef, KeySlot, Pinned, Reserved};
+pub use facade::{Engine, EngineItem, GetVisitor, ItemRef, KeySlot, Pinned, Reserved};
 pub use iface::{CacheEngine, ItemView, KeySlotOps, PinnedValue, ReservedValue};
 
 /// The slab engine's own handle types, for tests of slab internals (the

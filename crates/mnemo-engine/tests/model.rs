@@ -24,11 +24,7 @@ fn engine_kinds() -> Vec<EngineKind> {
 /// Moves a slab page at once (the slab engine's page mover); an engine
 /// without slab pages has nothing to move.
 fn move_page(e: &Engine, src: u32, dst: u32) -> bool {
-    #[allow(unreachable_patterns)]
-    match e {
-        Engine::Slab(slab) => slab.move_page_now(src, dst),
-        _ => false,
-    }
+    e.as_slab().is_some_and(|slab| slab.move_page_now(src, dst))
 }
 
 #[derive(Clone, Debug)]

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::ops::{Deref, DerefMut};
 
-use mnemo_engine::{ItemRef, Pinned};
+use mnemo_engine::{EngineItem, Pinned};
 
 /// Values at least this big are referenced, not copied.
 pub const REF_MIN_BYTES: usize = 16 * 1024;
@@ -73,9 +73,10 @@ impl Out {
     }
 
     /// Appends an item's value: referenced when large, else copied.
-    pub fn value(&mut self, it: &ItemRef<'_>) {
+    /// Generic so a get's reply is compiled per engine (`GetVisitor`).
+    pub fn value<I: EngineItem>(&mut self, it: &I) {
         if self.refs_enabled && it.value_len() >= REF_MIN_BYTES {
-            if let Some(value) = it.pin() {
+            if let Some(value) = it.pin_any() {
                 self.drop_refs_past(self.bytes.len());
                 self.ref_unsent += value.len();
                 self.refs.push_back(ValueRef {

@@ -13,7 +13,8 @@ use crate::shared::VERSION;
 use crate::stats::{conns_stats, general_stats, pairs, settings_stats, stat_line, PrefixOp};
 use crate::watch::{self, hooks};
 use mnemo_engine::{
-    ArithOutcome, GetMode, MetadumpCursor, MetadumpTarget, Reserved, StoreMode, StoreOutcome,
+    ArithOutcome, EngineItem, GetMode, GetVisitor, MetadumpCursor, MetadumpTarget, Reserved,
+    StoreMode, StoreOutcome,
 };
 use mnemo_protocol::text::{
     self, Automove, CrawlerCmd, DetailCmd, GetKind, Keys, Line, LruCmd, Request, StatsCmd,
@@ -286,6 +287,52 @@ fn get_observed<'a>(
     get_keys::<true>(ctx, kind, exptime, keys, out, pause_at, fresh)
 }
 
+/// A text get's hit: `VALUE key flags len [cas]`, the value, CRLF.
+/// Written per engine through `Engine::get_visit`, so the accessors are
+/// the engine's own (no facade match, inlined into the engine's get).
+#[inline(always)]
+fn emit_value<I: EngineItem>(out: &mut Out, it: &I, with_cas: bool) {
+    text::encode_value_header(
+        out,
+        it.key(),
+        it.flags(),
+        it.value_len(),
+        with_cas.then(|| it.cas()),
+    );
+    out.value(it);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`emit_value`] for the plain get loop.
+struct Emit<'o> {
+    out: &'o mut Out,
+    with_cas: bool,
+}
+
+impl GetVisitor for Emit<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn visit<I: EngineItem>(self, it: &I) {
+        emit_value(self.out, it, self.with_cas)
+    }
+}
+
+/// [`emit_value`] for the observed loop: also the class and length the
+/// `watch` line and the stats want.
+struct EmitObserved<'o> {
+    out: &'o mut Out,
+    with_cas: bool,
+}
+
+impl GetVisitor for EmitObserved<'_> {
+    type Output = (u32, usize);
+    #[inline(always)]
+    fn visit<I: EngineItem>(self, it: &I) -> (u32, usize) {
+        emit_value(self.out, it, self.with_cas);
+        (it.class_id(), it.value_len())
+    }
+}
+
 /// The loop of [`get`]; `OBSERVED` compiles in the `watch` lines and the
 /// response-object accounting.
 #[inline(always)]
@@ -326,31 +373,17 @@ fn get_keys<'a, const OBSERVED: bool>(
         } else {
             (0, 0)
         };
-        let emit = |out: &mut Out, it: &mnemo_engine::ItemRef| {
-            text::encode_value_header(
-                out,
-                it.key(),
-                it.flags(),
-                it.value_len(),
-                with_cas.then(|| it.cas()),
-            );
-            out.value(it);
-            out.extend_from_slice(b"\r\n");
-        };
-        // The plain instance's closure returns nothing, as it always did.
         if let GetMode::Touch(_) = mode {
             if let Some(r) = sh.repl.as_deref() {
                 crate::repl::hooks::pre_touch(r, key, ctx.ts);
             }
         }
+        // The plain instance's visitor returns nothing, as it always did.
         let found = if OBSERVED {
-            engine.get(key, mode, ctx.ts, |it| {
-                emit(out, it);
-                (it.class_id(), it.value_len())
-            })
+            engine.get_visit(key, mode, ctx.ts, EmitObserved { out, with_cas })
         } else {
             engine
-                .get(key, mode, ctx.ts, |it| emit(out, it))
+                .get_visit(key, mode, ctx.ts, Emit { out, with_cas })
                 .map(|()| (0, 0))
         };
         if watched {
