@@ -93,6 +93,11 @@ pub struct SegmentEngine {
     pub(crate) threads: Mutex<Vec<Arc<ThreadStats>>>,
     /// One eviction, merge or expiry pass at a time.
     pub(crate) evict_lock: Mutex<()>,
+    /// Key locks, striped by hash: a `SegSlot` holds its key's for its
+    /// whole life, also while it lets go of the shard to make room.
+    /// Eviction takes shards, never these, so the order (key, then
+    /// shard, then eviction's) has no cycle.
+    pub(crate) key_locks: Box<[Mutex<()>]>,
     pub(crate) pinned: AtomicU64,
     pub(crate) this: Weak<SegmentEngine>,
     pub(crate) hlc: OnceLock<crate::version::Hlc>,
@@ -102,6 +107,9 @@ pub struct SegmentEngine {
     wake: (Mutex<()>, Condvar),
     bg: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// Key lock stripes (a power of two).
+pub(crate) const KEY_LOCKS: usize = 4096;
 
 /// Space taken for one object, counted as a pending write in its segment
 /// until linked or abandoned.
@@ -147,6 +155,7 @@ impl SegmentEngine {
             c: SegCounters::default(),
             threads: Mutex::new(Vec::new()),
             evict_lock: Mutex::new(()),
+            key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             pinned: AtomicU64::new(0),
             this: this.clone(),
             hlc: OnceLock::new(),

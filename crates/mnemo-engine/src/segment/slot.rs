@@ -3,9 +3,12 @@
 //!
 //! Operations that need new space while the key is locked (`&mut self`:
 //! store, append, arithmetic) unlock the shard for the allocation, which
-//! may evict, then lock it again and look the key up anew; if the key
-//! changed meanwhile they decide again on what it holds now, so each is
-//! still one atomic step. `set_exptime` (`&self`) moves an object that
+//! may evict, then lock it again and look the key up anew. The slot's
+//! key lock (`SegmentEngine::key_locks`) stays held, so no other write
+//! of the key comes between: what the holder read before is what it
+//! writes over (replication's counters read, increment and record under
+//! one slot). Eviction may still drop the key's object meanwhile, and
+//! then the operation decides again on what the key holds now. `set_exptime` (`&self`) moves an object that
 //! has no expiry field into one that has, with space that needs no
 //! eviction; failing that the object is dropped, as an eviction would.
 
@@ -28,7 +31,10 @@ const RETRIES: usize = 16;
 
 pub struct SegSlot<'a> {
     e: &'a SegmentEngine,
+    // Declared before `_key`, so dropped first: the shard is let go
+    // before the key lock.
     shard: RefCell<MutexGuard<'a, Shard>>,
+    _key: MutexGuard<'a, ()>,
     h: u64,
     key: &'a [u8],
     found: Cell<Option<(Pos, Loc)>>,
@@ -40,12 +46,15 @@ impl SegmentEngine {
     /// first and counted as memcached counts it.
     pub fn lock_key<'a>(&'a self, key: &'a [u8], ts: &'a ThreadStats) -> SegSlot<'a> {
         let h = hash(key);
+        // The high bits: the shards use the low ones.
+        let stripe = self.key_locks[(h >> 40) as usize & (super::KEY_LOCKS - 1)].lock();
         let now = self.clock.now();
         let mut shard = self.index.lock(h);
         let found = self.live(&mut shard, h, key, ts, now);
         SegSlot {
             e: self,
             shard: RefCell::new(shard),
+            _key: stripe,
             h,
             key,
             found: Cell::new(found),

@@ -337,8 +337,20 @@ impl Node {
         let mut buf = [0u8; 20];
         let text = digits(e.state.value(), &mut buf);
         let exp = i64::try_from(exptime).unwrap_or(i64::MAX);
-        match slot.store(StoreMode::Set, flags, exp, text, 0, Some(new_version)) {
-            StoreOutcome::Stored { .. } => e.last = new_version,
+        // The counters lock ranks below the key's lock, and the segment
+        // engine's store lets go of the key's lock while it makes room
+        // (evicting locks other keys) and takes it again: holding the
+        // counters lock across it deadlocked against a client's incr,
+        // which holds its key and waits for the counters.
+        drop(m);
+        let stored = slot.store(StoreMode::Set, flags, exp, text, 0, Some(new_version));
+        let mut m = self.counters.map.lock();
+        match stored {
+            StoreOutcome::Stored { .. } => {
+                if let Some(e) = m.get_mut(key) {
+                    e.last = new_version;
+                }
+            }
             StoreOutcome::OutOfMemory => {
                 m.remove(key);
                 return Err(ApplyError::Engine(ApplyOutcome::OutOfMemory));
