@@ -13,23 +13,27 @@ pub const PEER: char = '\u{e001}';
 pub const NODE_ID: char = '\u{e002}';
 pub const BACKLOG_SIZE: char = '\u{e003}';
 pub const TOMBSTONE_TTL: char = '\u{e004}';
+pub const TOMBSTONE_MAX_BYTES: char = '\u{e005}';
 
 /// (long name, key), for `cli.rs`'s table; each takes a value.
-pub const LONG: [(&str, char); 4] = [
+pub const LONG: [(&str, char); 5] = [
     ("peer", PEER),
     ("node-id", NODE_ID),
     ("repl-backlog-size", BACKLOG_SIZE),
     ("tombstone-ttl", TOMBSTONE_TTL),
+    ("tombstone-max-bytes", TOMBSTONE_MAX_BYTES),
 ];
 
 /// Default `--repl-backlog-size`: 16 MB (docs/REPLICATION.md section 6).
 pub const DEFAULT_BACKLOG: usize = 16 << 20;
 /// Default `--tombstone-ttl`: a day, to outlast a partition.
 pub const DEFAULT_TOMBSTONE_TTL_S: u64 = 86_400;
-/// Memory bound of the tombstone table.
+/// Default `--tombstone-max-bytes`: the tombstone table's memory bound.
 pub const DEFAULT_TOMBSTONE_BYTES: usize = 64 << 20;
 /// The smallest backlog accepted: one frame of a small item.
 const MIN_BACKLOG: usize = 4096;
+/// The smallest tombstone bound accepted: a few hundred deletes.
+const MIN_TOMBSTONE_BYTES: usize = 64 << 10;
 
 /// One `--peer`: where to connect, as given (for log lines and stats).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +158,16 @@ pub fn apply(r: &mut ReplSettings, c: char, v: &str) -> Result<(), CliError> {
                 .filter(|&n| (1..=365 * 86_400).contains(&n))
                 .ok_or_else(|| bad(c, format!("\"{v}\": seconds, 1 to 31536000")))?
         }
+        TOMBSTONE_MAX_BYTES => {
+            r.tombstone_bytes = parse_bytes(v)
+                .filter(|&n| (MIN_TOMBSTONE_BYTES..=1 << 40).contains(&n))
+                .ok_or_else(|| {
+                    bad(
+                        c,
+                        format!("\"{v}\": a size from 64k to 1024g (suffix k, m or g)"),
+                    )
+                })?
+        }
         _ => return Err(bad(c, "unknown replication option".into())),
     }
     Ok(())
@@ -214,12 +228,14 @@ mod tests {
             "--repl-backlog-size=2m",
             "--tombstone-ttl",
             "60",
+            "--tombstone-max-bytes=1g",
         ]);
         let r = s.repl.expect("replication on");
         assert_eq!(r.peers.len(), 2);
         assert_eq!(r.peers[1].name(), "[::1]:7003");
         assert_eq!(r.backlog_bytes, 2 << 20);
         assert_eq!(r.tombstone_ttl_s, 60);
+        assert_eq!(r.tombstone_bytes, 1 << 30);
         // No --node-id: the port's low byte (7001 & 255 = 89).
         assert_eq!(r.node_id, 89);
         assert!(settings(&["-p", "0"]).repl.is_none());
@@ -239,6 +255,14 @@ mod tests {
             (&["--repl-backlog-size", "12"][..], "--repl-backlog-size:"),
             (&["--repl-backlog-size", "x"][..], "--repl-backlog-size:"),
             (&["--tombstone-ttl", "0"][..], "--tombstone-ttl:"),
+            (
+                &["--tombstone-max-bytes", "1k"][..],
+                "--tombstone-max-bytes:",
+            ),
+            (
+                &["--tombstone-max-bytes", "-5"][..],
+                "--tombstone-max-bytes:",
+            ),
             (
                 &["-C", "--peer", "h:1"][..],
                 "-C cannot be used with --peer",
