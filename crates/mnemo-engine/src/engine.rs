@@ -160,14 +160,7 @@ impl SlabEngine {
         c.lru_crawler = self.crawler.enabled.load(Relaxed);
         c.lru_crawler_sleep = self.crawler.sleep_us.load(Relaxed);
         c.lru_crawler_tocrawl = self.crawler.tocrawl.load(Relaxed);
-        c.hot_lru_pct = self.tuning.hot_pct.load(Relaxed);
-        c.warm_lru_pct = self.tuning.warm_pct.load(Relaxed);
-        c.hot_max_factor = self.tuning.hot_factor();
-        c.warm_max_factor = self.tuning.warm_factor();
-        c.temp_lru = self.tuning.temp_lru.load(Relaxed);
-        c.temporary_ttl = self.tuning.temp_ttl.load(Relaxed);
-        c.lru_segmented = self.tuning.segmented();
-        c.slab_automove_ratio = self.tuning.automove_ratio();
+        self.tuning.write_into(&mut c);
         c
     }
 

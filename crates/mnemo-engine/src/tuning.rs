@@ -47,6 +47,58 @@ impl Tuning {
     pub fn segmented(&self) -> bool {
         self.segmented.load(Relaxed)
     }
+
+    /// `lru tune <hot pct> <warm pct> <hot max factor> <warm max factor>`,
+    /// checked as memcached checks it: a 0 percentage is accepted, and the
+    /// sum is taken in 32 bits (so it wraps, as memcached's does). A NaN
+    /// factor is not "<= 0" and passes, as in memcached.
+    pub fn tune(
+        &self,
+        hot_pct: u32,
+        warm_pct: u32,
+        hot_factor: f64,
+        warm_factor: f64,
+    ) -> Result<(), LruTuneError> {
+        if hot_pct.wrapping_add(warm_pct) > 80 {
+            return Err(LruTuneError::PctsOver80);
+        }
+        if warm_factor <= 0.0 || hot_factor <= 0.0 {
+            return Err(LruTuneError::FactorNotPositive);
+        }
+        self.hot_pct.store(hot_pct, Relaxed);
+        self.warm_pct.store(warm_pct, Relaxed);
+        self.hot_factor.store(hot_factor.to_bits(), Relaxed);
+        self.warm_factor.store(warm_factor.to_bits(), Relaxed);
+        Ok(())
+    }
+
+    /// `lru temp_ttl <n>`: items with a TTL at or below n go to the TEMP
+    /// LRU; a negative n turns the TEMP LRU off.
+    pub fn set_temp_ttl(&self, ttl: i64) {
+        if ttl < 0 {
+            self.temp_lru.store(false, Relaxed);
+        } else {
+            self.temp_ttl
+                .store(ttl.min(i64::from(u32::MAX)) as u32, Relaxed);
+            self.temp_lru.store(true, Relaxed);
+        }
+    }
+
+    pub fn set_automove_ratio(&self, ratio: f64) {
+        self.automove_ratio.store(ratio.to_bits(), Relaxed);
+    }
+
+    /// These settings as they are now, into `c` (an engine's `config()`).
+    pub fn write_into(&self, c: &mut Config) {
+        c.hot_lru_pct = self.hot_pct.load(Relaxed);
+        c.warm_lru_pct = self.warm_pct.load(Relaxed);
+        c.hot_max_factor = self.hot_factor();
+        c.warm_max_factor = self.warm_factor();
+        c.temp_lru = self.temp_lru.load(Relaxed);
+        c.temporary_ttl = self.temp_ttl.load(Relaxed);
+        c.lru_segmented = self.segmented();
+        c.slab_automove_ratio = self.automove_ratio();
+    }
 }
 
 /// Why `lru tune` refused its arguments, in the order memcached checks.
@@ -77,10 +129,7 @@ impl fmt::Display for LruTuneError {
 impl std::error::Error for LruTuneError {}
 
 impl SlabEngine {
-    /// `lru tune <hot pct> <warm pct> <hot max factor> <warm max factor>`,
-    /// checked as memcached checks it: a 0 percentage is accepted, and the
-    /// sum is taken in 32 bits (so it wraps, as memcached's does). A NaN
-    /// factor is not "<= 0" and passes, as in memcached.
+    /// `lru tune` ([`Tuning::tune`]).
     pub fn lru_tune(
         &self,
         hot_pct: u32,
@@ -88,18 +137,7 @@ impl SlabEngine {
         hot_factor: f64,
         warm_factor: f64,
     ) -> Result<(), LruTuneError> {
-        if hot_pct.wrapping_add(warm_pct) > 80 {
-            return Err(LruTuneError::PctsOver80);
-        }
-        if warm_factor <= 0.0 || hot_factor <= 0.0 {
-            return Err(LruTuneError::FactorNotPositive);
-        }
-        let t = &self.tuning;
-        t.hot_pct.store(hot_pct, Relaxed);
-        t.warm_pct.store(warm_pct, Relaxed);
-        t.hot_factor.store(hot_factor.to_bits(), Relaxed);
-        t.warm_factor.store(warm_factor.to_bits(), Relaxed);
-        Ok(())
+        self.tuning.tune(hot_pct, warm_pct, hot_factor, warm_factor)
     }
 
     /// `lru mode segmented|flat`. Switching to flat wakes the maintainer,
@@ -109,22 +147,14 @@ impl SlabEngine {
         self.wake.1.notify_all();
     }
 
-    /// `lru temp_ttl <n>`: items with a TTL at or below n go to the TEMP
-    /// LRU; a negative n turns the TEMP LRU off.
+    /// `lru temp_ttl <n>` ([`Tuning::set_temp_ttl`]).
     pub fn lru_temp_ttl(&self, ttl: i64) {
-        if ttl < 0 {
-            self.tuning.temp_lru.store(false, Relaxed);
-        } else {
-            self.tuning
-                .temp_ttl
-                .store(ttl.min(i64::from(u32::MAX)) as u32, Relaxed);
-            self.tuning.temp_lru.store(true, Relaxed);
-        }
+        self.tuning.set_temp_ttl(ttl)
     }
 
     /// `slabs automove ratio <r>`.
     pub fn set_automove_ratio(&self, ratio: f64) {
-        self.tuning.automove_ratio.store(ratio.to_bits(), Relaxed);
+        self.tuning.set_automove_ratio(ratio)
     }
 
     /// The flush horizon (`oldest` in `stats settings`): relative time

@@ -8,18 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::SegmentEngine;
 use crate::config::{Config, ConfigError};
-use crate::tuning::LruTuneError;
+use crate::tuning::{LruTuneError, Tuning};
 
 pub(crate) struct Settings {
-    hot_pct: AtomicU32,
-    warm_pct: AtomicU32,
-    hot_factor: AtomicU64,
-    warm_factor: AtomicU64,
-    temp_lru: AtomicBool,
-    temp_ttl: AtomicU32,
-    segmented: AtomicBool,
+    /// The slab engine's run-time LRU settings, with its rules.
+    tuning: Tuning,
     automove: AtomicU32,
-    automove_ratio: AtomicU64,
     pub crawler_on: AtomicBool,
     crawler_sleep: AtomicU32,
     crawler_tocrawl: AtomicU32,
@@ -29,15 +23,8 @@ pub(crate) struct Settings {
 impl Settings {
     pub fn new(cfg: &Config) -> Settings {
         Settings {
-            hot_pct: AtomicU32::new(cfg.hot_lru_pct),
-            warm_pct: AtomicU32::new(cfg.warm_lru_pct),
-            hot_factor: AtomicU64::new(cfg.hot_max_factor.to_bits()),
-            warm_factor: AtomicU64::new(cfg.warm_max_factor.to_bits()),
-            temp_lru: AtomicBool::new(cfg.temp_lru),
-            temp_ttl: AtomicU32::new(cfg.temporary_ttl),
-            segmented: AtomicBool::new(cfg.lru_segmented),
+            tuning: Tuning::new(cfg),
             automove: AtomicU32::new(cfg.slab_automove),
-            automove_ratio: AtomicU64::new(cfg.slab_automove_ratio.to_bits()),
             crawler_on: AtomicBool::new(cfg.lru_crawler),
             crawler_sleep: AtomicU32::new(cfg.lru_crawler_sleep),
             crawler_tocrawl: AtomicU32::new(cfg.lru_crawler_tocrawl),
@@ -50,25 +37,17 @@ impl SegmentEngine {
     /// The settings in force, with run-time changes applied.
     pub fn config(&self) -> Config {
         let s = &self.settings;
-        let f = |a: &AtomicU64| f64::from_bits(a.load(Relaxed));
         let mut c = self.cfg.clone();
+        s.tuning.write_into(&mut c);
         c.mem_limit = s.mem_limit.load(Relaxed) as usize;
-        c.hot_lru_pct = s.hot_pct.load(Relaxed);
-        c.warm_lru_pct = s.warm_pct.load(Relaxed);
-        c.hot_max_factor = f(&s.hot_factor);
-        c.warm_max_factor = f(&s.warm_factor);
-        c.temp_lru = s.temp_lru.load(Relaxed);
-        c.temporary_ttl = s.temp_ttl.load(Relaxed);
-        c.lru_segmented = s.segmented.load(Relaxed);
         c.slab_automove = s.automove.load(Relaxed);
-        c.slab_automove_ratio = f(&s.automove_ratio);
         c.lru_crawler = s.crawler_on.load(Relaxed);
         c.lru_crawler_sleep = s.crawler_sleep.load(Relaxed);
         c.lru_crawler_tocrawl = s.crawler_tocrawl.load(Relaxed);
         c
     }
 
-    /// `lru tune`, checked as the slab engine checks it.
+    /// `lru tune`, with the slab engine's rules ([`Tuning::tune`]).
     pub fn lru_tune(
         &self,
         hot_pct: u32,
@@ -76,33 +55,17 @@ impl SegmentEngine {
         hot_factor: f64,
         warm_factor: f64,
     ) -> Result<(), LruTuneError> {
-        if hot_pct.wrapping_add(warm_pct) > 80 {
-            return Err(LruTuneError::PctsOver80);
-        }
-        if warm_factor <= 0.0 || hot_factor <= 0.0 {
-            return Err(LruTuneError::FactorNotPositive);
-        }
-        let s = &self.settings;
-        s.hot_pct.store(hot_pct, Relaxed);
-        s.warm_pct.store(warm_pct, Relaxed);
-        s.hot_factor.store(hot_factor.to_bits(), Relaxed);
-        s.warm_factor.store(warm_factor.to_bits(), Relaxed);
-        Ok(())
+        self.settings
+            .tuning
+            .tune(hot_pct, warm_pct, hot_factor, warm_factor)
     }
 
     pub fn set_lru_segmented(&self, on: bool) {
-        self.settings.segmented.store(on, Relaxed);
+        self.settings.tuning.segmented.store(on, Relaxed);
     }
 
     pub fn lru_temp_ttl(&self, ttl: i64) {
-        let s = &self.settings;
-        if ttl < 0 {
-            s.temp_lru.store(false, Relaxed);
-        } else {
-            s.temp_ttl
-                .store(ttl.min(i64::from(u32::MAX)) as u32, Relaxed);
-            s.temp_lru.store(true, Relaxed);
-        }
+        self.settings.tuning.set_temp_ttl(ttl)
     }
 
     pub fn set_automove(&self, mode: u32) {
@@ -110,7 +73,7 @@ impl SegmentEngine {
     }
 
     pub fn set_automove_ratio(&self, ratio: f64) {
-        self.settings.automove_ratio.store(ratio.to_bits(), Relaxed);
+        self.settings.tuning.set_automove_ratio(ratio)
     }
 
     pub fn lru_crawler_enable(&self) -> bool {
