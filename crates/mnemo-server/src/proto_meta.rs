@@ -101,6 +101,19 @@ pub fn step(
             };
         }
     };
+    if req.flags.new_cas.is_some() && ctx.shared.repl.is_some() {
+        // Under `--peer` the CAS is the write's replication version
+        // (docs/REPLICATION.md section 1): one a client chose is not a
+        // version of this node, and peers could not take it.
+        out.extend_from_slice(b"CLIENT_ERROR E flag not supported with replication\r\n");
+        return match req.cmd {
+            Cmd::Set => Outcome::Swallow {
+                used: head,
+                left: req.datalen + 2,
+            },
+            _ => Outcome::Done { used: head },
+        };
+    }
     match req.cmd {
         Cmd::Get => {
             // `T` is a touch (a versioned write, its version drawn first

@@ -788,3 +788,36 @@ fn a_value_larger_than_the_links_read_buffer_replicates_on_the_same_link() {
     assert_eq!(resyncs(), before);
     drop((a, b));
 }
+
+/// Meta's `E` asks for a client-chosen CAS, but under `--peer` the CAS is
+/// the write's replication version. Stored as asked, the write was never
+/// replicated (its frame's origin disagreed with its version, so it was
+/// not encoded) and any later write anywhere beat it. It is refused with
+/// a CLIENT_ERROR (its data swallowed), and the link carries on.
+#[test]
+fn a_client_chosen_cas_is_refused_under_peer_and_the_link_carries_on() {
+    let (a, b) = pair(&[]);
+    text(a.port, "set before 0 0 1\r\n1\r\n");
+    converge(&[a.port, b.port], "before", Some("1"));
+    for (req, what) in [
+        ("ms k 2 E12345\r\nxy\r\n", "ms"),
+        ("ms k 2 T0 E4096 q\r\nxy\r\n", "quiet ms"),
+        ("ma n N0 J5 E77\r\n", "ma"),
+        ("md before E99\r\n", "md"),
+        ("mg before N0 E5 v\r\n", "mg"),
+    ] {
+        let r = talk(a.port, format!("{req}mn\r\n").as_bytes(), b"MN\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&r),
+            "CLIENT_ERROR E flag not supported with replication\r\nMN\r\n",
+            "{what}"
+        );
+    }
+    assert_eq!(get(a.port, "k"), None);
+    assert_eq!(get(a.port, "before").as_deref(), Some("1"));
+    text(a.port, "set after 0 0 1\r\n2\r\n");
+    converge(&[a.port, b.port], "after", Some("2"));
+    for log in [a.log(), b.log()] {
+        assert!(!log.contains("refused a frame"), "{log}");
+    }
+}
