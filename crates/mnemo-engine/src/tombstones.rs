@@ -33,6 +33,11 @@ pub struct Tombstones {
     /// The newest time a tombstone was dropped before its age was up.
     forgot_up_to_ms: u64,
     dropped_early: u64,
+    /// The greatest version of a delete this node no longer remembers
+    /// (dropped by age or memory, or learned from a peer's full copy):
+    /// a write at or below it, of a key the node holds nothing for, may
+    /// be one that was deleted here (the horizon rule, section 3).
+    forgotten: Version,
 }
 
 impl Tombstones {
@@ -45,6 +50,7 @@ impl Tombstones {
             ttl_ms,
             forgot_up_to_ms: 0,
             dropped_early: 0,
+            forgotten: Version(0),
         }
     }
 
@@ -80,6 +86,19 @@ impl Tombstones {
     /// Tombstones dropped by the memory bound before their time.
     pub fn dropped_early(&self) -> u64 {
         self.dropped_early
+    }
+
+    /// The greatest version of a delete no longer remembered here, 0 if
+    /// none was ever forgotten.
+    pub fn forgotten(&self) -> Version {
+        self.forgotten
+    }
+
+    /// Takes a peer's forgotten deletes as this node's own: after a full
+    /// copy from that peer, what this node holds at or below `v` is what
+    /// the peer held, and the peer cannot say what it deleted there.
+    pub fn learn_forgotten(&mut self, v: Version) {
+        self.forgotten = self.forgotten.max(v);
     }
 
     /// How far back, in ms, every delete is still remembered.
@@ -132,8 +151,11 @@ impl Tombstones {
     fn pop_front(&mut self) -> Option<u64> {
         let (at, key, version) = self.queue.pop_front()?;
         self.bytes -= Self::charge(&key);
+        // Only a tombstone still current is forgotten: a superseded one
+        // lost to a newer write, which the item itself now carries.
         if self.map.get(&key) == Some(&version) {
             self.map.remove(&key);
+            self.forgotten = self.forgotten.max(version);
         }
         Some(at)
     }
@@ -179,6 +201,22 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t.bytes(), 0);
         assert_eq!(t.horizon_ms(161), 100);
+        // Both current tombstones went by age; a's first was replaced.
+        assert_eq!(t.forgotten(), v(3));
+    }
+
+    #[test]
+    fn a_superseded_tombstone_is_not_forgotten_and_a_learned_horizon_only_rises() {
+        let mut t = Tombstones::new(100, 1 << 20);
+        t.insert(b"a", v(7), 0);
+        t.supersede(b"a", v(8));
+        t.insert(b"b", v(2), 0);
+        t.expire(200);
+        assert!(t.is_empty());
+        assert_eq!(t.forgotten(), v(2));
+        t.learn_forgotten(v(9));
+        t.learn_forgotten(v(4));
+        assert_eq!(t.forgotten(), v(9));
     }
 
     #[test]
@@ -192,6 +230,7 @@ mod tests {
         assert_eq!(t.get(b"k1"), None);
         assert_eq!(t.len(), 2);
         assert_eq!(t.dropped_early(), 1);
+        assert_eq!(t.forgotten(), v(1));
         // Deletes after 100 are all remembered: the horizon is 200 ms at
         // 300, and grows back as time passes, up to the TTL.
         assert_eq!(t.horizon_ms(300), 200);
@@ -206,6 +245,7 @@ mod tests {
         ) {
             let mut t = Tombstones::new(30, max);
             let mut now = 0;
+            let (mut forgotten, mut inserted) = (Version(0), Version(0));
             for (k, ver, dt, sup) in ops {
                 now += dt;
                 let key = [b'k', k];
@@ -213,12 +253,17 @@ mod tests {
                     t.supersede(&key, v(ver));
                 } else {
                     t.insert(&key, v(ver), now);
+                    inserted = inserted.max(v(ver));
                 }
                 prop_assert!(t.bytes() <= max);
                 prop_assert!(t.len() <= t.queue.len());
                 let charged: usize = t.queue.iter().map(|(_, k, _)| Tombstones::charge(k)).sum();
                 prop_assert_eq!(charged, t.bytes());
                 prop_assert!(t.horizon_ms(now) <= 30);
+                // The horizon only rises, and only to a delete recorded.
+                prop_assert!(t.forgotten() >= forgotten);
+                prop_assert!(t.forgotten() <= inserted);
+                forgotten = t.forgotten();
             }
         }
     }

@@ -2072,3 +2072,147 @@ fn a_partition_longer_than_the_tombstone_ttl_resurrects_nothing() {
         "after a partition longer than the tombstone TTL",
     );
 }
+
+/// Sets `keys` on `node` to `value` in one pipelined batch.
+fn set_all(node: &Server, keys: &[String], value: &[u8]) {
+    let mut c = node.connect();
+    let mut req = Vec::new();
+    for k in keys {
+        req.extend_from_slice(format!("set {k} 0 0 {} noreply\r\n", value.len()).as_bytes());
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"mn\r\n");
+    c.send(&req);
+    assert_eq!(c.read_until(b"MN\r\n"), b"MN\r\n");
+}
+
+/// Deletes `keys` on `node`, each of which must be there.
+fn delete_all(node: &Server, keys: &[String]) {
+    let mut c = node.connect();
+    let mut req = Vec::new();
+    for k in keys {
+        req.extend_from_slice(format!("delete {k}\r\n").as_bytes());
+    }
+    c.send(&req);
+    for k in keys {
+        assert_eq!(c.read_line(), b"DELETED\r\n", "delete {k}");
+    }
+}
+
+fn values(state: &[Option<Held>]) -> Vec<Option<String>> {
+    state
+        .iter()
+        .map(|h| {
+            h.as_ref()
+                .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        })
+        .collect()
+}
+
+fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// The horizon rule (docs/REPLICATION.md section 3). Node 3 is cut off
+/// past both `--tombstone-ttl` and the backlog, so no tombstone and no
+/// DELETE frame of the keys node 1 deleted meanwhile is left anywhere,
+/// and the links come back with full copies both ways. Node 3's stale
+/// copies of the deleted keys must not come back, and every node must
+/// end the same: the writes node 3 made during the partition before the
+/// deletes are older than what its peers forgot, so they cannot be told
+/// from deleted writes and are dropped everywhere; its write after the
+/// deletes lives.
+#[test]
+fn a_partition_past_the_tombstone_ttl_and_the_backlog_resurrects_nothing() {
+    let seed = 0x5eed_7b02;
+    let cluster = Cluster::start(
+        mesh(),
+        &["--tombstone-ttl", "1", "--repl-backlog-size", "64k"],
+    );
+    let ks = keys("k", 10);
+    let xs = keys("x", 5);
+    let all: Vec<String> = ks.iter().chain(&xs).cloned().collect();
+    set_all(cluster.node(0), &ks, b"before");
+    converge(&cluster, &all, seed, "after the first sets");
+    for (i, j) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
+        cluster.relay(i, j).cut();
+    }
+    set_all(cluster.node(2), &xs, b"made while cut off");
+    std::thread::sleep(Duration::from_millis(20));
+    delete_all(cluster.node(0), &ks[..5]);
+    std::thread::sleep(Duration::from_millis(20));
+    set_all(cluster.node(2), &ks[5..6], b"after the deletes");
+    let fulls: Vec<u64> = [0, 1]
+        .iter()
+        .map(|&j| cluster.peer_stat(2, j, "full_resyncs"))
+        .collect();
+    // Past the TTL, then past the 64 KB backlogs on both sides.
+    std::thread::sleep(Duration::from_millis(2500));
+    let big = vec![b'z'; 1000];
+    set_all(cluster.node(0), &keys("f", 200), &big);
+    set_all(cluster.node(2), &keys("g", 200), &big);
+    for i in 0..2 {
+        let s = cluster.repl_stats(i);
+        assert_eq!(stat_u64(&s, "repl_tombstones"), 0, "node {}: {s:?}", i + 1);
+        assert!(
+            stat_u64(&s, "repl_forgotten_version") > 0,
+            "node {} forgot no delete: {s:?}",
+            i + 1
+        );
+    }
+    cluster.heal_all();
+    let state = converge(&cluster, &all, seed, "after the partition");
+    let mut want: Vec<Option<String>> = vec![None; 5];
+    want.push(Some("after the deletes".into()));
+    want.extend(vec![Some("before".to_string()); 4]);
+    want.extend(vec![None; 5]);
+    assert_eq!(values(&state), want, "{}", cluster.logs());
+    for j in [0, 1] {
+        assert!(
+            cluster.peer_stat(2, j, "full_resyncs") > fulls[j],
+            "node 3 rejoined node {} without a full copy: {:?}",
+            j + 1,
+            cluster.repl_stats(2)
+        );
+    }
+    let acted: u64 = (0..3)
+        .map(|i| {
+            let s = cluster.repl_stats(i);
+            stat_u64(&s, "repl_horizon_refused") + stat_u64(&s, "repl_horizon_swept")
+        })
+        .sum();
+    assert!(acted >= 5, "the horizon rule never acted");
+}
+
+/// The same with the memory bound instead of the age: node 1 deletes
+/// more keys while node 3 is away than `--tombstone-max-bytes` holds, so
+/// the oldest tombstones go at once; none of those keys comes back.
+#[test]
+fn more_deletes_during_a_partition_than_the_tombstones_hold_resurrect_nothing() {
+    let seed = 0x5eed_7b03;
+    let cluster = Cluster::start(
+        mesh(),
+        &["--tombstone-max-bytes", "64k", "--repl-backlog-size", "64k"],
+    );
+    let ms = keys("m", 1000);
+    set_all(cluster.node(0), &ms, b"v");
+    converge(&cluster, &ms, seed, "after the first sets");
+    for (i, j) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
+        cluster.relay(i, j).cut();
+    }
+    delete_all(cluster.node(0), &ms);
+    set_all(cluster.node(0), &keys("f", 100), &vec![b'z'; 1000]);
+    let s = cluster.repl_stats(0);
+    assert!(stat_u64(&s, "repl_tombstones") < 1000, "{s:?}");
+    assert!(stat_u64(&s, "repl_forgotten_version") > 0, "{s:?}");
+    cluster.heal_all();
+    let state = converge(&cluster, &ms, seed, "after the partition");
+    let back: Vec<&String> = ms
+        .iter()
+        .zip(&state)
+        .filter(|(_, h)| h.is_some())
+        .map(|(k, _)| k)
+        .collect();
+    assert!(back.is_empty(), "deleted keys came back: {back:?}");
+}

@@ -69,7 +69,11 @@ pub enum Record<'a> {
         version: u64,
         wall_ms: u64,
     },
-    /// Receiver to sender: applied up to `offset` of the sender's stream.
+    /// Receiver to sender: applied up to `offset` of the sender's stream
+    /// (`wall_ms`: the latest PING's, echoed for the round trip). Sent
+    /// once the other way, it ends a full copy: the stream continues at
+    /// `offset`, and `wall_ms` carries the sender's horizon, the greatest
+    /// version of a delete it has forgotten (0: none).
     Ack {
         origin: u8,
         version: u64,

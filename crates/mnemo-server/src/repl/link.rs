@@ -7,6 +7,7 @@
 //! the peer and a closed link; the thread retries with backoff, forever,
 //! until the server stops. It blocks only itself.
 
+use std::hash::BuildHasher;
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -223,6 +224,10 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
     let mut acked = offset;
     let mut ping_ms = 0u64;
     let mut peer_node: Option<u8> = None;
+    // During a full copy: the hashes of the keys it carries, for the
+    // sweep its end may ask for (the horizon rule, section 3).
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut copied: Vec<u64> = Vec::new();
     loop {
         if sh.stopping.load(Relaxed) {
             return Ok(());
@@ -282,14 +287,34 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                         .store(wall_unix_ms().saturating_sub(wall_ms), Relaxed);
                 }
                 Record::Ack {
-                    origin, offset: at, ..
+                    origin,
+                    offset: at,
+                    wall_ms: horizon,
+                    ..
                 } => {
                     // From the sender: the full copy ends, the stream
-                    // continues at `at`.
+                    // continues at `at`; `horizon` is the greatest version
+                    // of a delete the sender has forgotten.
                     check_sender(&mut peer_node, origin, me, peer)?;
                     if offset.is_some() {
                         return Err("peer ended a full copy it had not begun".into());
                     }
+                    if horizon > 0 {
+                        copied.sort_unstable();
+                        copied.dedup();
+                        let n = repl
+                            .node
+                            .sweep_forgotten(Version(horizon), &copied, &hasher)
+                            .map_err(|e| format!("after the full copy: {e}"))?;
+                        if n > 0 || sh.verbose() > 0 {
+                            eprintln!(
+                                "[repl] peer {}: full copy past its tombstone horizon; \
+                                 dropped {n} items it no longer holds",
+                                peer.addr.name()
+                            );
+                        }
+                    }
+                    copied = Vec::new();
                     offset = Some(at);
                     *pos = Position {
                         replid: full_replid,
@@ -302,6 +327,8 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                         // How old the write is: its version's clock
                         // against ours (a full copy's items are not news).
                         newest_ms = Some(Version(rec.version()).ms().saturating_add(EPOCH_UNIX_MS));
+                    } else if let Record::Set { key, .. } | Record::Counter { key, .. } = rec {
+                        copied.push(hasher.hash_one(key));
                     }
                     match repl.node.apply(&rec) {
                         Ok(true) => peer.stats.applied.fetch_add(1, Relaxed),

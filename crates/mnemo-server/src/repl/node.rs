@@ -86,6 +86,9 @@ const PENDING_MAX: usize = 64 * 1024;
 pub(super) struct TombTable {
     inner: Mutex<Tombstones>,
     len: AtomicUsize,
+    /// `Tombstones::forgotten`, readable without the lock: every
+    /// incoming write is checked against it.
+    forgotten: AtomicU64,
 }
 
 impl TombTable {
@@ -99,8 +102,24 @@ impl TombTable {
     pub fn insert(&self, key: &[u8], version: Version, now_ms: u64) -> bool {
         let mut t = self.inner.lock();
         let r = t.insert(key, version, now_ms);
-        self.len.store(t.len(), Relaxed);
+        self.publish(&t);
         r
+    }
+
+    fn publish(&self, t: &Tombstones) {
+        self.len.store(t.len(), Relaxed);
+        self.forgotten.store(t.forgotten().0, Relaxed);
+    }
+
+    /// The greatest version of a delete forgotten here, 0 for none.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten.load(Relaxed)
+    }
+
+    pub fn learn_forgotten(&self, v: Version) {
+        let mut t = self.inner.lock();
+        t.learn_forgotten(v);
+        self.publish(&t);
     }
 
     pub fn supersede(&self, key: &[u8], version: Version) {
@@ -109,7 +128,7 @@ impl TombTable {
         }
         let mut t = self.inner.lock();
         t.supersede(key, version);
-        self.len.store(t.len(), Relaxed);
+        self.publish(&t);
     }
 
     pub fn expire(&self, now_ms: u64) {
@@ -118,7 +137,7 @@ impl TombTable {
         }
         let mut t = self.inner.lock();
         t.expire(now_ms);
-        self.len.store(t.len(), Relaxed);
+        self.publish(&t);
     }
 
     pub fn lock(&self) -> parking_lot::MutexGuard<'_, Tombstones> {
@@ -131,6 +150,12 @@ impl TombTable {
 pub struct NodeStats {
     /// Incoming entries that lost the merge.
     pub conflicts: AtomicU64,
+    /// Incoming writes of keys held nothing for, at or below the horizon:
+    /// refused, and deleted everywhere at their version.
+    pub horizon_refused: AtomicU64,
+    /// Items dropped after a full copy whose sender had forgotten deletes
+    /// at or above their versions and did not hold them.
+    pub horizon_swept: AtomicU64,
 }
 
 pub struct Node {
@@ -186,6 +211,7 @@ impl Node {
             tombs: TombTable {
                 inner: Mutex::new(Tombstones::new(tombstone_ttl_ms, tombstone_bytes)),
                 len: AtomicUsize::new(0),
+                forgotten: AtomicU64::new(0),
             },
             backlog: Mutex::new(Backlog::new(replid, backlog_bytes)),
             counters: Counters::default(),
@@ -433,7 +459,16 @@ impl Node {
     pub fn apply(&self, rec: &Record<'_>) -> Result<bool, ApplyError> {
         let own = rec.origin() == self.id.get();
         let version = Version(rec.version());
-        if own && version.0 >= self.born && !matches!(rec, Record::Ping { .. } | Record::Ack { .. })
+        // A DELETE of ours is not skipped: a peer that refused one of our
+        // writes past its horizon deletes it at its own version, and that
+        // delete must reach us (our own deletes coming back find their
+        // tombstone and stop).
+        if own
+            && version.0 >= self.born
+            && !matches!(
+                rec,
+                Record::Ping { .. } | Record::Ack { .. } | Record::Delete { .. }
+            )
         {
             self.observe_own(own, version)?;
             return Ok(false);
@@ -465,6 +500,10 @@ impl Node {
                         Some(base) => (base, true),
                         None => (i.cas(), false),
                     });
+                if current.is_none() && version.0 <= self.tombs.forgotten() {
+                    drop(slot);
+                    return self.refuse_forgotten(key, version);
+                }
                 let wins = match current {
                     None => true,
                     Some((c, _)) if c != version.0 => c < version.0,
@@ -553,14 +592,94 @@ impl Node {
                     Ok(false)
                 }
             }
-            Record::Counter { .. } => {
+            Record::Counter { key, base, .. } => {
                 self.observe_own(own, version)?;
                 self.observe(version)?;
+                // Totals on a base at or below the horizon, for a key held
+                // nothing for: the base may be a write deleted here.
+                if base <= self.tombs.forgotten()
+                    && self.tombs.get(key).is_none_or(|t| t.0 < base)
+                    && !self.engine.lock_key(key, &self.ts).exists()
+                {
+                    return self.refuse_forgotten(key, Version(base));
+                }
                 self.apply_counter(rec)
             }
             // Link-level frames carry no state.
             Record::Ping { .. } | Record::Ack { .. } => Ok(false),
         }
+    }
+
+    /// The horizon rule (docs/REPLICATION.md, section 3): a write of a key
+    /// this node holds nothing for, at or below a version whose deletes
+    /// it has forgotten, may be one it deleted. It is refused, and deleted
+    /// at exactly its own version here and on every peer, so that the
+    /// nodes agree (a newer write of the key, anywhere, survives).
+    fn refuse_forgotten(&self, key: &[u8], version: Version) -> Result<bool, ApplyError> {
+        self.stats.horizon_refused.fetch_add(1, Relaxed);
+        self.counters.forget(key);
+        if !self.tombs.insert(key, version, wall_unix_ms()) {
+            return Ok(false);
+        }
+        self.log(&Record::Delete {
+            origin: version.0 as u8,
+            version: version.0,
+            key,
+        });
+        Ok(true)
+    }
+
+    /// After a full copy from a peer that had forgotten deletes up to
+    /// `horizon`: drops (here only) every item at or below it that the
+    /// copy did not carry (`copied`: the copy's keys hashed by `hasher`,
+    /// sorted), since the peer may have deleted it; then takes the
+    /// horizon as this node's own. Returns how many items went. (Two
+    /// keys whose 64-bit hashes collide would keep a stale item: about
+    /// one chance in 10^12 per item for a copy of ten million keys.)
+    pub fn sweep_forgotten(
+        &self,
+        horizon: Version,
+        copied: &[u64],
+        hasher: &std::collections::hash_map::RandomState,
+    ) -> Result<u64, String> {
+        use std::hash::BuildHasher;
+        // Our next writes are drawn above it, so none is swept.
+        self.observe(horizon).map_err(|e| e.to_string())?;
+        let mut cursor = mnemo_engine::MetadumpCursor::new(mnemo_engine::MetadumpTarget::Hash);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut swept = 0;
+        loop {
+            keys.clear();
+            let done = self
+                .engine
+                .lru_crawler_metadump_step(&mut cursor, |r| keys.push(r.key.to_vec()))
+                .map_err(|e| format!("cannot walk the items: {e:?}"))?;
+            for k in &keys {
+                if copied.binary_search(&hasher.hash_one(&k[..])).is_ok() {
+                    continue;
+                }
+                let mut slot = self.engine.lock_key(k, &self.ts);
+                if slot.item().is_some_and(|i| i.cas() <= horizon.0) {
+                    slot.delete();
+                    drop(slot);
+                    self.counters.forget(k);
+                    swept += 1;
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        self.tombs.learn_forgotten(horizon);
+        self.stats.horizon_swept.fetch_add(swept, Relaxed);
+        Ok(swept)
+    }
+
+    /// The greatest version of a delete this node has forgotten (0: none),
+    /// after letting tombstones past their age go.
+    pub fn horizon(&self) -> u64 {
+        self.expire_tombstones();
+        self.tombs.forgotten()
     }
 
     /// Appends `key`'s state to `out` as a full resync sends it: the item

@@ -80,6 +80,7 @@ pub fn adopt(sh: Arc<Shared>, mut stream: Stream, info: Arc<ConnInfo>, handoff: 
             sent: 0,
             frames: std::collections::VecDeque::new(),
             binary: handoff.binary_opaque,
+            horizon: 0,
         };
         if let Err(why) = s.run(hello) {
             eprintln!(
@@ -125,6 +126,8 @@ struct Sender<'a> {
     frames: std::collections::VecDeque<u64>,
     /// The opaque of a binary HELLO, whose answer is a binary response.
     binary: Option<u32>,
+    /// This node's horizon as a full copy's tombstones were taken.
+    horizon: u64,
 }
 
 type LinkResult = Result<(), String>;
@@ -179,11 +182,14 @@ impl Sender<'_> {
                     ));
                 }
                 // The end of the copy: the stream continues at `offset`.
+                // Deletes forgotten before the tombstones were copied are
+                // in neither the copy nor the stream: the horizon, read
+                // after them, tells the receiver what it cannot trust.
                 self.push(&Record::Ack {
                     origin: me,
                     version: self.version(),
                     offset,
-                    wall_ms: wall_unix_ms(),
+                    wall_ms: self.horizon,
                 });
                 offset
             }
@@ -444,6 +450,8 @@ impl Sender<'_> {
                 break;
             }
         }
+        // Read before the tombstones are: any forgotten later was copied.
+        self.horizon = node.horizon();
         node.snapshot_tombstones(&mut self.out);
         self.drain_to(poll, events, 0)?;
         Ok(())

@@ -48,6 +48,17 @@ pub fn write(sh: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "repl_tombstone_bytes", bytes);
     stat_line(out, "repl_tombstone_ttl", r.settings.tombstone_ttl_s);
     stat_line(out, "repl_tombstone_horizon", horizon / 1000);
+    stat_line(out, "repl_forgotten_version", node.horizon());
+    stat_line(
+        out,
+        "repl_horizon_refused",
+        node.stats.horizon_refused.load(Relaxed),
+    );
+    stat_line(
+        out,
+        "repl_horizon_swept",
+        node.stats.horizon_swept.load(Relaxed),
+    );
     stat_line(out, "repl_counters", node.counters.tracked());
     stat_line(out, "repl_flush_barrier", node.barrier());
     stat_line(out, "repl_conflicts", node.stats.conflicts.load(Relaxed));

@@ -277,3 +277,98 @@ fn a_version_of_ours_we_never_drew_is_refused() {
     };
     assert_eq!(nodes[0].apply(&ok), Ok(true));
 }
+
+/// A node whose tombstones live 1 ms: its deletes are forgotten at once.
+fn forgetful(id: u8) -> Node {
+    let e = Engine::new(Config::default()).unwrap();
+    Node::new(
+        NodeId::new(id).unwrap(),
+        e,
+        u64::from(id),
+        1 << 20,
+        1,
+        1 << 20,
+    )
+    .unwrap()
+}
+
+fn forget_now(n: &Node) {
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    n.expire_tombstones();
+}
+
+/// KeyDB #447 past the tombstone bound: node 0 deleted `k` and forgot
+/// the tombstone; node 1, which never heard of the delete, sends its old
+/// `k` again. Node 0 cannot tell it from a write it deleted: it refuses
+/// it and deletes it at that very version everywhere, the writer
+/// included (a DELETE of the writer's own version is not skipped as its
+/// own write come back would be).
+#[test]
+fn an_old_write_of_a_key_deleted_and_forgotten_is_refused_and_deleted_everywhere() {
+    let nodes = [forgetful(1), forgetful(2)];
+    let v = nodes[1].local_set(b"k", 0, 0, b"old").unwrap();
+    let set = Record::Set {
+        origin: 2,
+        version: v.0,
+        key: b"k",
+        flags: 0,
+        exptime: 0,
+        value: b"old",
+    };
+    assert_eq!(nodes[0].apply(&set), Ok(true));
+    nodes[0].local_delete(b"k").unwrap();
+    forget_now(&nodes[0]);
+    assert!(nodes[0].horizon() > v.0);
+    let mut l01 = Link::new(0, 1);
+    l01.offset = nodes[0].backlog().lock().next_offset();
+    // The write comes back (a resync from node 1): refused.
+    assert_eq!(nodes[0].apply(&set), Ok(true));
+    assert_eq!(state(&nodes[0], b"k"), None);
+    assert_eq!(nodes[0].stats.horizon_refused.load(Relaxed), 1);
+    assert_eq!(nodes[0].tombs.get(b"k"), Some(v));
+    // Again: the tombstone now decides, nothing more is logged.
+    let at = nodes[0].backlog().lock().next_offset();
+    assert_eq!(nodes[0].apply(&set), Ok(false));
+    assert_eq!(nodes[0].backlog().lock().next_offset(), at);
+    // Node 1 takes node 0's delete of its own write.
+    l01.pump(&nodes, usize::MAX);
+    assert_eq!(state(&nodes[1], b"k"), None);
+    // A write newer than the horizon is news as ever.
+    let w = nodes[1].local_set(b"k2", 0, 0, b"new").unwrap();
+    let newer = Record::Set {
+        origin: 2,
+        version: w.0,
+        key: b"k2",
+        flags: 0,
+        exptime: 0,
+        value: b"new",
+    };
+    assert!(w.0 > nodes[0].horizon());
+    assert_eq!(nodes[0].apply(&newer), Ok(true));
+    assert!(state(&nodes[0], b"k2").is_some());
+}
+
+/// The other half: a full copy from a node that forgot deletes up to H
+/// leaves on the receiver only what the copy carried, at or below H.
+#[test]
+fn a_sweep_after_a_copy_drops_only_old_items_the_copy_lacked() {
+    use std::hash::BuildHasher;
+    let n = forgetful(1);
+    let stale = n.local_set(b"stale", 0, 0, b"x").unwrap();
+    let kept = n.local_set(b"kept", 0, 0, b"y").unwrap();
+    let horizon = n.local_set(b"new", 0, 0, b"z").unwrap();
+    let later = n.local_set(b"later", 0, 0, b"w").unwrap();
+    assert!(stale < kept && kept < horizon && horizon < later);
+    let h = std::collections::hash_map::RandomState::new();
+    let mut copied = vec![h.hash_one(&b"kept"[..])];
+    copied.sort_unstable();
+    assert_eq!(n.sweep_forgotten(horizon, &copied, &h), Ok(2));
+    assert_eq!(state(&n, b"stale"), None);
+    assert_eq!(state(&n, b"new"), None);
+    assert!(state(&n, b"kept").is_some());
+    assert!(state(&n, b"later").is_some());
+    // The node now distrusts what it holds nothing for up to H, and its
+    // next write is drawn above it.
+    assert_eq!(n.horizon(), horizon.0);
+    assert!(n.local_set(b"next", 0, 0, b"v").unwrap() > horizon);
+}
