@@ -163,6 +163,9 @@ fn store(ctx: &Ctx, sess: &Session, req: &Request, at: At, out: &mut Out) -> Out
     }
     let watched = ctx.shared.log.wants(watch::FETCHERS | watch::MUTATIONS);
     let log = watched.then(|| hooks::Store::start(ctx, key, mode, flags, exptime, bytes));
+    let repl = ctx.shared.repl.as_deref();
+    let now_before = repl.map_or(0, |_| engine.clock().now());
+    let direct = at.direct.is_some();
     let outcome = match at.direct {
         Some(value) => engine.store_reserved(mode, key, value, cas, ctx.ts),
         None => engine.store(mode, key, flags, exptime, &data[..bytes], cas, ctx.ts),
@@ -170,8 +173,20 @@ fn store(ctx: &Ctx, sess: &Session, req: &Request, at: At, out: &mut Out) -> Out
     if let Some(log) = log {
         log.done(ctx, outcome);
     }
-    if let Some(r) = ctx.shared.repl.as_deref() {
-        if matches!(outcome, StoreOutcome::Stored { .. }) {
+    if let (Some(r), StoreOutcome::Stored { cas: version }) = (repl, outcome) {
+        // The item holds exactly the request's value unless it was
+        // appended to (or the value went straight into its item).
+        let whole = !matches!(mode, StoreMode::Append | StoreMode::Prepend);
+        if whole && !direct {
+            let w = crate::repl::node::StoredWrite {
+                key,
+                flags,
+                exptime,
+                value: &data[..bytes],
+                cas: version,
+            };
+            crate::repl::hooks::stored(r, &w, now_before, ctx.ts);
+        } else {
             crate::repl::hooks::written(r, key, ctx.ts);
         }
     }

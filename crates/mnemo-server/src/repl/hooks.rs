@@ -15,6 +15,14 @@ pub fn written(r: &Repl, key: &[u8], ts: &ThreadStats) {
     r.node.record_state(key, false, ts);
 }
 
+/// A text `set`, `add`, `replace` or `cas` stored the request's value
+/// whole (see [`super::node::Node::record_stored`]).
+#[cold]
+#[inline(never)]
+pub fn stored(r: &Repl, w: &super::node::StoredWrite<'_>, now_before: u32, ts: &ThreadStats) {
+    r.node.record_stored(w, now_before, ts);
+}
+
 /// Records `key`'s state, first giving it a new version if `bump`.
 #[cold]
 #[inline(never)]

@@ -174,6 +174,17 @@ pub struct Node {
     pub stats: NodeStats,
 }
 
+/// A client write that stored the request's value whole, as the
+/// protocol saw it: the client's exptime, and the version the store drew.
+#[derive(Clone, Copy)]
+pub struct StoredWrite<'a> {
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub exptime: i64,
+    pub value: &'a [u8],
+    pub cas: u64,
+}
+
 /// An item's state as read under its lock.
 pub(super) struct ItemState {
     pub cas: u64,
@@ -345,6 +356,42 @@ impl Node {
                 exptime: st.exptime,
                 value: &value,
             });
+        });
+    }
+
+    /// A client's `set` (or add, replace, cas) stored its value whole:
+    /// records that write from the request itself, without locking the
+    /// key again to read it back. `now_before` is the engine clock read
+    /// before the store: if it has moved since, the store may have turned
+    /// a relative exptime into another second than this would, and the
+    /// item is read back instead ([`Node::record_state`]), as it is for a
+    /// negative exptime (the item is dead at once; nothing is sent).
+    pub fn record_stored(&self, w: &StoredWrite<'_>, now_before: u32, ts: &ThreadStats) {
+        let StoredWrite {
+            key,
+            flags,
+            exptime,
+            value,
+            cas,
+        } = *w;
+        let clock = self.engine.clock();
+        let rel = clock.realtime(exptime);
+        if exptime < 0 || clock.now() != now_before {
+            return self.record_state(key, false, ts);
+        }
+        let version = Version(cas);
+        self.tombs.supersede(key, version);
+        self.counters.forget(key);
+        self.log(&Record::Set {
+            origin: self.id.get(),
+            version: cas,
+            key,
+            flags,
+            exptime: match rel {
+                0 => 0,
+                r => clock.process_started() + u64::from(r),
+            },
+            value,
         });
     }
 
