@@ -2,8 +2,8 @@
 # Issue #13, benchmark (a): sets per server CPU-second on a node that
 # replicates to two peers (A) beside the same node standalone (B), in one
 # run, A B A B rounds (`mnemo-bench compare`). A and B run `-t 1 -m 1024`
-# pinned to core 1; the load generator and A's two peers (each pulling
-# from A and from each other, a full mesh) share core 0. Server CPU is
+# pinned to core 1, the load generator to core 0, A's two peers (each
+# pulling from A and from each other, a full mesh) to PEERS_CORE. Server CPU is
 # A's or B's own process (/proc/PID/stat), so A's figure includes the
 # cost of recording every write and of streaming it to both peers.
 #
@@ -24,18 +24,35 @@ PA=$(free_port); P2=$(free_port); P3=$(free_port)
 OUT=${OUT:-target/bench-repl}
 mkdir -p "$OUT"
 
+# The backlog covers a few seconds of these write rates (about 60 bytes a
+# set): the peers share a core with the generator and fall behind under
+# pipelined load, and with the 16 MB default each fall past the ring is a
+# full copy walked on A during the round.
+BACKLOG=${BACKLOG:-256m}
+# PEERS_CORE=0 (the default): the peers share the generator's core, which
+# then drives A less hard than B, and A's per-set CPU rises with the
+# smaller batches. PEERS_CORE=1: they share A's core instead; the
+# generator drives both alike, and A pays in cache and scheduling.
+PEERS_CORE=${PEERS_CORE:-0}
+
 peers=()
 cleanup() { for p in "${peers[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 # The two peers: empty, pulling from A and from each other.
-taskset -c 0 "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P2" --node-id 2 \
+taskset -c "$PEERS_CORE" "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P2" --node-id 2 --repl-backlog-size "$BACKLOG" \
     --peer "127.0.0.1:$PA" --peer "127.0.0.1:$P3" 2>"$OUT/peer2.log" &
 peers+=($!)
-taskset -c 0 "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P3" --node-id 3 \
+taskset -c "$PEERS_CORE" "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P3" --node-id 3 --repl-backlog-size "$BACKLOG" \
     --peer "127.0.0.1:$PA" --peer "127.0.0.1:$P2" 2>"$OUT/peer3.log" &
 peers+=($!)
 
-A="$MNEMO -t 1 -m 1024 -U 0 ${user[*]} -l 127.0.0.1 -p $PA --node-id 1 --peer 127.0.0.1:$P2 --peer 127.0.0.1:$P3"
+# MESH=0: A only sends (its peers pull from it; any replication option
+# turns replication on). MESH=1 (the default): A also pulls from both,
+# as in an active-active mesh, so it receives each of its writes back
+# from each peer and, at each run's start (A starts empty), takes a full
+# copy of what they hold.
+A="$MNEMO -t 1 -m 1024 -U 0 ${user[*]} -l 127.0.0.1 -p $PA --node-id 1 --repl-backlog-size $BACKLOG"
+[ "${MESH:-1}" = 1 ] && A="$A --peer 127.0.0.1:$P2 --peer 127.0.0.1:$P3"
 B="$MNEMO -t 1 -m 1024 -U 0 ${user[*]}"
 
 # The peers must hold what A took: all three agree on curr_items.
