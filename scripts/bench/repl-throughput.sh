@@ -38,13 +38,25 @@ PEERS_CORE=${PEERS_CORE:-0}
 peers=()
 cleanup() { for p in "${peers[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-# The two peers: empty, pulling from A and from each other.
-taskset -c "$PEERS_CORE" "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P2" --node-id 2 --repl-backlog-size "$BACKLOG" \
-    --peer "127.0.0.1:$PA" --peer "127.0.0.1:$P3" 2>"$OUT/peer2.log" &
-peers+=($!)
-taskset -c "$PEERS_CORE" "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P3" --node-id 3 --repl-backlog-size "$BACKLOG" \
-    --peer "127.0.0.1:$PA" --peer "127.0.0.1:$P2" 2>"$OUT/peer3.log" &
-peers+=($!)
+if [ "${PEERS:-mnemo}" = sink ]; then
+    # PEERS=sink: two stand-ins for peers on machines of their own, which
+    # pull A's stream and drop it (scripts/bench/repl-sink.py): A pays for
+    # recording and sending everything twice, the cores stay free for A
+    # and the generator. A cannot pull from them: MESH is 0.
+    MESH=0
+    for n in 2 3; do
+        taskset -c "$PEERS_CORE" python3 scripts/bench/repl-sink.py "$PA" "$n" "$OUT/sink$n.bytes" &
+        peers+=($!)
+    done
+else
+    # The two peers: empty, pulling from A and from each other.
+    taskset -c "$PEERS_CORE" "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P2" --node-id 2 --repl-backlog-size "$BACKLOG" \
+        --peer "127.0.0.1:$PA" --peer "127.0.0.1:$P3" 2>"$OUT/peer2.log" &
+    peers+=($!)
+    taskset -c "$PEERS_CORE" "$MNEMO" -t 1 -m 1024 -U 0 "${user[@]}" -l 127.0.0.1 -p "$P3" --node-id 3 --repl-backlog-size "$BACKLOG" \
+        --peer "127.0.0.1:$PA" --peer "127.0.0.1:$P2" 2>"$OUT/peer3.log" &
+    peers+=($!)
+fi
 
 # MESH=0: A only sends (its peers pull from it; any replication option
 # turns replication on). MESH=1 (the default): A also pulls from both,
@@ -84,6 +96,10 @@ run() { # name, then mnemo-bench options
     echo "$name: $(grep -E '^median' "$OUT/$name.txt")"
     # A is gone now; its peers keep what it streamed (100000 keys if they kept up).
     sleep 2
+    if [ "${PEERS:-mnemo}" = sink ]; then
+        echo "$name: sinks received $(cat "$OUT/sink2.bytes") and $(cat "$OUT/sink3.bytes") bytes so far"
+        return
+    fi
     echo "$name: peers hold curr_items $(stat_of "$P2" curr_items) and $(stat_of "$P3" curr_items)"
     for p in "$P2" "$P3"; do
         echo "  peer $p: resyncs from A full $(stat_of "$p" "peer:127.0.0.1:$PA:full_resyncs" replication)" \

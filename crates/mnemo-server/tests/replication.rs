@@ -821,3 +821,73 @@ fn a_client_chosen_cas_is_refused_under_peer_and_the_link_carries_on() {
         assert!(!log.contains("refused a frame"), "{log}");
     }
 }
+
+/// `flush_all 6` on one node: as memcached's delayed flush, nothing goes
+/// until the delay ends, then everything stored before it goes, writes
+/// made during the delay included, on every node; writes after it live.
+/// (Before, a delayed flush stayed on the node it was sent to.)
+#[test]
+fn a_delayed_flush_all_takes_effect_on_every_node_when_its_delay_ends() {
+    let (a, b) = pair(&[]);
+    let both = [a.port, b.port];
+    text(a.port, "set old 0 0 1\r\n1\r\n");
+    converge(&both, "old", Some("1"));
+    assert_eq!(text(a.port, "flush_all 6\r\n"), "OK\r\n");
+    text(b.port, "set during 0 0 1\r\n2\r\n");
+    eventually("b holds the pending barrier", || {
+        stat(b.port, "repl_flush_pending").as_deref() == Some("1")
+    });
+    assert_eq!(get(b.port, "old").as_deref(), Some("1"), "flushed early");
+    converge(&both, "during", Some("2"));
+    converge(&both, "old", None);
+    converge(&both, "during", None);
+    // memcached's delayed flush also kills what is stored in the second
+    // it takes effect; the barrier does the same.
+    std::thread::sleep(Duration::from_millis(1100));
+    text(b.port, "set after 0 0 1\r\n3\r\n");
+    converge(&both, "after", Some("3"));
+    for p in both {
+        assert_eq!(stat(p, "repl_flush_pending").as_deref(), Some("0"));
+    }
+}
+
+/// A FLUSH frame whose barrier lies past any delay a client can ask for
+/// (30 days): refused, the link closed, nothing flushed. Applied at once,
+/// as before, it would have killed every write for years.
+#[test]
+fn a_barrier_past_thirty_days_is_refused() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let pf = l.local_addr().expect("addr").port();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        let mut line = [0u8; 256];
+        let _ = s.read(&mut line);
+        let _ = s.write_all(b"MN_REPL FULLRESYNC 0000000000000001 0\r\n");
+        // FLUSH from node 7, 40 days ahead.
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            - 1_704_067_200_000
+            + 40 * 86_400_000;
+        let version = (ms << 23) | 7;
+        let mut f = vec![0u8; 4];
+        f.push(3);
+        f.push(7);
+        f.extend_from_slice(&version.to_le_bytes());
+        let len = (f.len() - 4) as u32;
+        f[..4].copy_from_slice(&len.to_le_bytes());
+        let _ = s.write_all(&f);
+        let _ = s.read(&mut line);
+    });
+    let pb = free_port();
+    let b = Node::start(pb, &args(2, &[pf], &[]));
+    text(pb, "set keep 0 0 1\r\nk\r\n");
+    eventually("the refusal is logged", || {
+        b.log().contains("past 30 days ahead")
+    });
+    let _ = fake.join();
+    assert_eq!(get(pb, "keep").as_deref(), Some("k"));
+    text(pb, "set later 0 0 1\r\nl\r\n");
+    assert_eq!(get(pb, "later").as_deref(), Some("l"));
+}

@@ -57,15 +57,12 @@ pub fn deleted(r: &Repl, key: &[u8], ts: &ThreadStats) {
     r.node.record_delete(key, ts);
 }
 
-/// `flush_all`: an immediate flush is a versioned barrier everywhere. A
-/// delayed one stays local (its barrier would lie in the future of every
-/// version drawn until then; see docs/REPLICATION.md section 3).
+/// `flush_all [delay]`: a versioned barrier everywhere, taking effect
+/// when the delay ends (docs/REPLICATION.md section 3).
 #[cold]
 #[inline(never)]
 pub fn flushed(r: &Repl, delay: i64) {
-    if delay <= 0 {
-        r.node.record_flush();
-    }
+    r.node.record_flush(delay);
 }
 
 /// Before an incr/decr under the key's lock.

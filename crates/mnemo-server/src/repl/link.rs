@@ -35,11 +35,23 @@ const ACK_EVERY: Duration = Duration::from_millis(50);
 const READ_BUF: usize = 128 * 1024;
 const READ_MIN: usize = 16 * 1024;
 
-/// Starts one thread per `--peer`.
+/// Starts one thread per `--peer`, and the timer that applies delayed
+/// `flush_all` barriers when they fall due.
 pub fn spawn_all(sh: &Arc<Shared>) -> io::Result<()> {
     let Some(repl) = sh.repl.as_ref() else {
         return Ok(());
     };
+    let timer = Arc::clone(sh);
+    std::thread::Builder::new()
+        .name("mnemo-repl-timer".into())
+        .spawn(move || {
+            while !timer.stopping.load(Relaxed) {
+                if let Some(r) = timer.repl.as_deref() {
+                    r.node.apply_due_flushes();
+                }
+                std::thread::sleep(TICK);
+            }
+        })?;
     for peer in &repl.peers {
         let sh = Arc::clone(sh);
         let peer = Arc::clone(peer);

@@ -3,8 +3,9 @@
 //! (`version`, `counter`, `tombstones`, `apply`) and the protocol crate
 //! (`repl`). This module is the server's side:
 //!
-//! - `node`, `counters`: a node's apply rule over engine, tombstones,
-//!   counters and backlog, and the recording of client writes;
+//! - `node`, `counters`, `flush`: a node's apply rule over engine,
+//!   tombstones, counters, barriers and backlog, and the recording of
+//!   client writes;
 //! - `hooks`: the out-of-line calls the protocol paths make after a write
 //!   when replication is on (one untaken branch per write when it is off);
 //! - `link`: one thread per `--peer`, pulling that peer's stream;
@@ -14,6 +15,7 @@
 //! - `options`: the command line.
 
 pub mod counters;
+pub mod flush;
 pub mod hooks;
 pub mod link;
 pub mod node;

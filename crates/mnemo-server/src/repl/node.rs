@@ -34,6 +34,8 @@ pub enum ApplyError {
     Engine(ApplyOutcome),
     /// A version with our node id that this node never drew.
     ForgedOwn(u64),
+    /// A `flush_all` barrier further ahead than any delay can put it.
+    FlushTooFar(u64),
 }
 
 impl std::fmt::Display for ApplyError {
@@ -41,6 +43,9 @@ impl std::fmt::Display for ApplyError {
         match self {
             ApplyError::Engine(ApplyOutcome::Skew(e)) => write!(f, "{e}"),
             ApplyError::Engine(o) => write!(f, "engine refused the write: {o:?}"),
+            ApplyError::FlushTooFar(v) => {
+                write!(f, "flush_all barrier {v} lies past 30 days ahead")
+            }
             ApplyError::ForgedOwn(v) => {
                 write!(
                     f,
@@ -166,7 +171,9 @@ pub struct Node {
     backlog: Mutex<Backlog>,
     pub(super) counters: Counters,
     /// The greatest `flush_all` barrier applied or made here.
-    barrier: AtomicU64,
+    pub(super) barrier: AtomicU64,
+    /// Delayed `flush_all` barriers not yet due (`flush.rs`).
+    pub(super) pending_flushes: Mutex<std::collections::BTreeSet<u64>>,
     /// No version this run draws is below it: a record of our own at or
     /// above it is a write of this run come back round (in a mesh, every
     /// write returns once per peer), known without a lookup.
@@ -227,6 +234,7 @@ impl Node {
             backlog: Mutex::new(Backlog::new(replid, backlog_bytes)),
             counters: Counters::default(),
             barrier: AtomicU64::new(0),
+            pending_flushes: Mutex::new(std::collections::BTreeSet::new()),
             born,
             stats: NodeStats::default(),
         })
@@ -412,18 +420,6 @@ impl Node {
             origin: self.id.get(),
             version: version.0,
             key,
-        });
-    }
-
-    /// A client's `flush_all` (without delay) ran: a versioned barrier,
-    /// here and on every peer.
-    pub fn record_flush(&self) {
-        let version = Version(self.engine.draw_cas());
-        self.engine.apply_flush(version);
-        self.flush_seen(version);
-        self.log(&Record::Flush {
-            origin: self.id.get(),
-            version: version.0,
         });
     }
 
@@ -625,20 +621,7 @@ impl Node {
                     Ok(false)
                 }
             }
-            Record::Flush { .. } => {
-                // A barrier is exempt from the skew guard (a delayed
-                // flush lies ahead) and is never observed; it only ever
-                // raises the engine's barrier.
-                if self.engine.apply_flush(version) != ApplyOutcome::Applied {
-                    return Err(ApplyError::Engine(ApplyOutcome::NotEnabled));
-                }
-                if self.flush_seen(version) {
-                    self.log(rec);
-                    Ok(true)
-                } else {
-                    Ok(false)
-                }
-            }
+            Record::Flush { .. } => self.apply_barrier(rec, version),
             Record::Counter { key, base, .. } => {
                 self.observe_own(own, version)?;
                 self.observe(version)?;
@@ -798,16 +781,7 @@ impl Node {
             );
         }
         drop(t);
-        let b = self.barrier();
-        if b != 0 {
-            let _ = encode(
-                &Record::Flush {
-                    origin: b as u8,
-                    version: b,
-                },
-                out,
-            );
-        }
+        self.snapshot_barriers(out);
     }
 
     /// Tombstones held and their bytes, and how far back (ms) every
@@ -822,16 +796,6 @@ impl Node {
     /// tombstone; this is for a node that deletes nothing more).
     pub fn expire_tombstones(&self) {
         self.tombs.expire(wall_unix_ms());
-    }
-
-    /// Whether `version` raises the greatest barrier forwarded so far.
-    fn flush_seen(&self, version: Version) -> bool {
-        self.barrier.fetch_max(version.0, Relaxed) < version.0
-    }
-
-    /// The greatest flush barrier seen, 0 for none.
-    pub fn barrier(&self) -> u64 {
-        self.barrier.load(Relaxed)
     }
 }
 

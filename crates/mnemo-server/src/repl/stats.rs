@@ -61,6 +61,7 @@ pub fn write(sh: &Shared, out: &mut Vec<u8>) {
     );
     stat_line(out, "repl_counters", node.counters.tracked());
     stat_line(out, "repl_flush_barrier", node.barrier());
+    stat_line(out, "repl_flush_pending", node.pending_flushes());
     stat_line(out, "repl_conflicts", node.stats.conflicts.load(Relaxed));
     for p in &r.peers {
         link_lines(out, &format!("peer:{}", p.addr.name()), &p.stats);
