@@ -387,6 +387,11 @@ impl Node {
         if exptime < 0 || clock.now() != now_before {
             return self.record_state(key, false, ts);
         }
+        if rel != 0 && rel <= now_before {
+            // An absolute time already past: the item is dead at once, and
+            // the read-back would find nothing to send either.
+            return;
+        }
         let version = Version(cas);
         self.tombs.supersede(key, version);
         self.counters.forget(key);
