@@ -325,15 +325,20 @@ impl Node {
     pub(super) fn read_item(&self, slot: &KeySlot<'_>, value: &mut Vec<u8>) -> Option<ItemState> {
         let it = slot.item()?;
         it.write_value(value);
-        let rel = it.exptime();
         Some(ItemState {
             cas: it.cas(),
             flags: it.flags(),
-            exptime: match rel {
-                0 => 0,
-                r => self.engine.clock().process_started() + u64::from(r),
-            },
+            exptime: self.unix_exptime(it.exptime()),
         })
+    }
+
+    /// An engine (relative) exptime as frames carry it: absolute Unix
+    /// seconds, 0 for never.
+    fn unix_exptime(&self, rel: u32) -> u64 {
+        match rel {
+            0 => 0,
+            r => self.engine.clock().process_started() + u64::from(r),
+        }
     }
 
     /// A client's write to `key` is done: records the state it left. With
@@ -400,10 +405,7 @@ impl Node {
             version: cas,
             key,
             flags,
-            exptime: match rel {
-                0 => 0,
-                r => clock.process_started() + u64::from(r),
-            },
+            exptime: self.unix_exptime(rel),
             value,
         });
     }
