@@ -116,10 +116,10 @@ pub fn step(
     }
     match req.cmd {
         Cmd::Get => {
-            // `T` is a touch (a versioned write, its version drawn first
-            // so that `c` shows it); `N` may create the item. Either way
-            // the key's state (if any) is recorded afterwards; an
-            // unchanged one is a no-op on every peer.
+            // `T` is a touch (its version drawn first; the CAS stays);
+            // `N` may create the item. Either way the key's state (if
+            // any) is recorded afterwards; an unchanged one is a no-op on
+            // every peer.
             let repl = ctx
                 .shared
                 .repl
@@ -154,8 +154,8 @@ pub fn step(
         }
         Cmd::Arith => {
             let rewritten = marith(ctx, &req, out);
-            if let (true, Some(r)) = (rewritten, ctx.shared.repl.as_deref()) {
-                crate::repl::hooks::record(r, req.key, req.flags.ttl.is_some(), ctx.ts);
+            if let (Some(ttl_only), Some(r)) = (rewritten, ctx.shared.repl.as_deref()) {
+                crate::repl::hooks::record(r, req.key, ttl_only, ctx.ts);
             }
         }
         Cmd::Noop => out.extend_from_slice(b"MN\r\n"),
@@ -509,10 +509,11 @@ fn mdelete(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<bool> {
     changed
 }
 
-/// True when the item was written other than by counting (created by
-/// `N`, or given a TTL by `T`): replication records its state.
-fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
-    let rewritten = req.flags.ttl.is_some();
+/// Whether the item was written other than by counting, for replication
+/// to record: `Some(false)` created by `N` (its whole state), `Some(true)`
+/// given a TTL by `T` (the TTL alone), `None` neither.
+fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> Option<bool> {
+    let touched = req.flags.ttl.is_some();
     let f = &req.flags;
     let mut slot = hooks::lock_key(ctx, req.key);
     let start = out.len();
@@ -535,7 +536,7 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
             }
             StoreOutcome::OutOfMemory | StoreOutcome::TooLarge => {
                 out.extend_from_slice(b"SERVER_ERROR Out of memory allocating new item\r\n");
-                return false;
+                return None;
             }
             _ => out.extend_from_slice(b"NS"),
         }
@@ -554,11 +555,11 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
                 out.extend_from_slice(
                     b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
                 );
-                return rewritten || created;
+                return written(touched, created);
             }
             ArithOutcome::OutOfMemory => {
                 out.extend_from_slice(b"SERVER_ERROR out of memory\r\n");
-                return rewritten || created;
+                return written(touched, created);
             }
         }
     }
@@ -567,12 +568,12 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
             if too_long(t) {
                 out.truncate(start);
                 out.extend_from_slice(OPAQUE_TOO_LONG);
-                return rewritten || created;
+                return written(touched, created);
             }
         }
         echo_flags(req, req.key, out);
         out.extend_from_slice(b"\r\n");
-        return rewritten || created;
+        return written(touched, created);
     };
     let mut buf = [0u8; 20];
     let digits = decimal(v, &mut buf);
@@ -594,7 +595,7 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
             b'O' => {
                 let fits = opaque(out, t, start);
                 if !fits {
-                    return rewritten || created;
+                    return written(touched, created);
                 }
             }
             b'k' => meta::push_key(out, req.key, f.base64),
@@ -604,14 +605,23 @@ fn marith(ctx: &Ctx, req: &Request, out: &mut Vec<u8>) -> bool {
     // memcached silences a successful incr/decr, not an autovivify.
     if f.quiet && !created {
         out.truncate(start);
-        return rewritten || created;
+        return written(touched, created);
     }
     if f.value {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(digits);
     }
     out.extend_from_slice(b"\r\n");
-    rewritten || created
+    written(touched, created)
+}
+
+/// See [`marith`]: a created item is recorded whole, its TTL with it.
+fn written(touched: bool, created: bool) -> Option<bool> {
+    match (created, touched) {
+        (true, _) => Some(false),
+        (false, true) => Some(true),
+        (false, false) => None,
+    }
 }
 
 /// `me`: memcached's debug line for one item.

@@ -444,8 +444,12 @@ enum Effect {
         ttl: u32,
     },
     /// The item changed in a way that depends on what the node held
-    /// (append, prepend, touch).
+    /// (append, prepend).
     Modify,
+    /// The expiry alone changed (touch, gat): the value, and the CAS,
+    /// stay; a touch never creates an item, and one made on a value
+    /// that a newer write (or delete) replaced elsewhere is lost with it.
+    Touch { ttl: u32 },
     /// A tombstone (delete) or a barrier (flush_all, on every key).
     Delete,
 }
@@ -849,11 +853,13 @@ impl Workload {
                         (r.starts_with(b"VALUE"), None, "gat")
                     }
                     _ => {
-                        let (st, cas, _) = bin_call(
+                        let (st, _, _) = bin_call(
                             &mut self.binary[node],
                             &bin_req(0x1c, key.as_bytes(), &ttl.to_be_bytes(), &[], 0),
                         );
-                        (st == 0, Some(cas), "binary touch")
+                        // Its CAS is the value's, unchanged: not this
+                        // write's version.
+                        (st == 0, None::<u64>, "binary touch")
                     }
                 };
                 if ok {
@@ -862,7 +868,7 @@ impl Workload {
                         node,
                         lo,
                         cas,
-                        Effect::Modify,
+                        Effect::Touch { ttl },
                         format!("{how} {ttl} {key} on {what_node}"),
                     );
                 }
@@ -910,10 +916,30 @@ impl Workload {
         }
     }
 
-    /// incr or decr on a counter, each acknowledged delta counted.
+    /// incr or decr on a counter, each acknowledged delta counted; or,
+    /// one time in four, a TTL change of it (which must keep every
+    /// increment made meanwhile elsewhere).
     fn count(&mut self, node: usize) {
         let c = self.rng.below(self.counters.len() as u64) as usize;
         let key = self.counters[c].clone();
+        if self.rng.below(4) == 0 {
+            let ttl = 1000 + self.rng.below(4000);
+            match self.rng.below(3) {
+                0 => {
+                    let r = self.text[node].request(format!("touch {key} {ttl}\r\n").as_bytes());
+                    assert_eq!(r, b"TOUCHED\r\n", "touch {key}");
+                }
+                1 => {
+                    let r = self.text[node].request(format!("gat {ttl} {key}\r\n").as_bytes());
+                    assert!(r.starts_with(b"VALUE"), "gat {key}: {}", support::show(&r));
+                }
+                _ => {
+                    let r = self.text[node].request(format!("ma {key} T{ttl} D0\r\n").as_bytes());
+                    assert_eq!(r, b"HD\r\n", "ma {key} T");
+                }
+            }
+            return;
+        }
         let delta = 1 + self.rng.below(9);
         let decr = self.rng.below(3) == 0;
         let ok = match self.rng.below(3) {
@@ -1042,8 +1068,11 @@ fn check_model(w: &Workload, state: &[Option<Held>]) -> Vec<String> {
             Some(h) => {
                 // A write definitely newer than what survived was lost: a
                 // delete among them means the key came back.
-                let newer: Vec<&Write> =
-                    writes.iter().filter(|x| x.min_version() > h.cas).collect();
+                let newer: Vec<&Write> = writes
+                    .iter()
+                    .filter(|x| !matches!(x.effect, Effect::Touch { .. }))
+                    .filter(|x| x.min_version() > h.cas)
+                    .collect();
                 if !newer.is_empty() {
                     bad.push(format!(
                         "{key}: holds {} but newer writes lost: {}",
@@ -1053,7 +1082,8 @@ fn check_model(w: &Workload, state: &[Option<Held>]) -> Vec<String> {
                 }
                 let winners: Vec<&Write> = writes
                     .iter()
-                    .filter(|x| !matches!(x.effect, Effect::Delete) && x.could_be(h.cas))
+                    .filter(|x| matches!(x.effect, Effect::Set { .. } | Effect::Modify))
+                    .filter(|x| x.could_be(h.cas))
                     .collect();
                 if winners.is_empty() {
                     bad.push(format!(
@@ -1066,13 +1096,24 @@ fn check_model(w: &Workload, state: &[Option<Held>]) -> Vec<String> {
                 // value, flags and TTL are the ones it wrote.
                 if let [one] = winners[..] {
                     if let Effect::Set { value, flags, ttl } = &one.effect {
-                        let elapsed = (wall_ms().saturating_sub(one.hi) / 1000) as i64;
-                        let ttl_ok = if *ttl == 0 {
-                            h.ttl == -1
-                        } else {
-                            let t = i64::from(*ttl);
-                            h.ttl <= t + 1 && h.ttl >= t - elapsed - 3
+                        // The write's TTL, or that of a touch that may
+                        // have been made on it.
+                        let ttl_is = |ttl: u32, hi: u64| {
+                            let elapsed = (wall_ms().saturating_sub(hi) / 1000) as i64;
+                            if ttl == 0 {
+                                h.ttl == -1
+                            } else {
+                                let t = i64::from(ttl);
+                                h.ttl <= t + 1 && h.ttl >= t - elapsed - 3
+                            }
                         };
+                        let ttl_ok = ttl_is(*ttl, one.hi)
+                            || writes.iter().any(|x| match x.effect {
+                                Effect::Touch { ttl } => {
+                                    x.max_version() > one.min_version() && ttl_is(ttl, x.hi)
+                                }
+                                _ => false,
+                            });
                         if &h.value != value || h.flags != *flags || !ttl_ok {
                             bad.push(format!("{key}: holds {} but the winning write {} wrote {:?} f{flags} ttl {ttl}", show_item(held), one.what, support::show(value)));
                         }
@@ -1088,7 +1129,7 @@ fn check_model(w: &Workload, state: &[Option<Held>]) -> Vec<String> {
                     .max();
                 let survivors: Vec<&Write> = writes
                     .iter()
-                    .filter(|x| !matches!(x.effect, Effect::Delete))
+                    .filter(|x| matches!(x.effect, Effect::Set { .. } | Effect::Modify))
                     .filter(|x| last_delete.is_none_or(|d| x.min_version() > d))
                     .collect();
                 if !survivors.is_empty() {
@@ -2215,4 +2256,48 @@ fn more_deletes_during_a_partition_than_the_tombstones_hold_resurrect_nothing() 
         .map(|(k, _)| k)
         .collect();
     assert!(back.is_empty(), "deleted keys came back: {back:?}");
+}
+
+/// A TTL change of a counter (`touch`, meta `ma` with `T`) made while
+/// another node increments it: both stay. A TTL change used to replicate
+/// as the key's whole state, a new base that dropped the increments made
+/// meanwhile elsewhere; it now travels on its own (a TOUCH frame), last
+/// writer wins on the expiry, the totals untouched.
+#[test]
+fn a_ttl_change_of_a_counter_keeps_increments_made_meanwhile_elsewhere() {
+    let seed = 0x5eed_7c01;
+    let cluster = Cluster::start(mesh(), &[]);
+    let c = vec!["c".to_string()];
+    set_all(cluster.node(0), &c, b"10");
+    converge(&cluster, &c, seed, "after the set");
+    // Counted once everywhere, so every node tracks it as a counter.
+    assert_eq!(
+        cluster.node(0).connect().request(b"incr c 1\r\n"),
+        b"11\r\n"
+    );
+    converge(&cluster, &c, seed, "after the first incr");
+    for (i, j) in [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)] {
+        cluster.relay(i, j).cut();
+    }
+    assert_eq!(
+        cluster.node(1).connect().request(b"incr c 5\r\n"),
+        b"16\r\n"
+    );
+    assert_eq!(
+        cluster.node(0).connect().request(b"touch c 1000\r\n"),
+        b"TOUCHED\r\n"
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    let mut m = cluster.node(2).connect();
+    m.send(b"ma c T3000 D7 v\r\n");
+    assert_eq!(m.read_line(), b"VA 2\r\n");
+    assert_eq!(m.read_line(), b"18\r\n");
+    cluster.heal_all();
+    let state = converge(&cluster, &c, seed, "after the partition");
+    let held = state[0].as_ref().expect("the counter is there");
+    assert_eq!(held.value, b"23", "an increment was lost: {held:?}");
+    assert!(
+        (2990..=3001).contains(&held.ttl),
+        "the newest TTL change (3000 s, node 3) must win: {held:?}"
+    );
 }

@@ -891,3 +891,38 @@ fn a_barrier_past_thirty_days_is_refused() {
     text(pb, "set later 0 0 1\r\nl\r\n");
     assert_eq!(get(pb, "later").as_deref(), Some("l"));
 }
+
+/// The CAS `gets` returned before a touch (or `gat`, or `mg` with `T`)
+/// still works after it, on every node, as with memcached: a TTL change
+/// leaves the value and its CAS, and travels on its own.
+#[test]
+fn a_touch_keeps_the_cas_a_client_holds_and_its_ttl_reaches_the_peer() {
+    let (a, b) = pair(&[]);
+    text(a.port, "set k 0 0 1\r\nv\r\n");
+    converge(&[a.port, b.port], "k", Some("v"));
+    let gets = |port: u16| {
+        let r = String::from_utf8_lossy(&talk(port, b"gets k\r\n", b"END\r\n")).to_string();
+        r.lines()
+            .next()
+            .and_then(|l| l.split(' ').nth(4))
+            .map(str::to_string)
+    };
+    let cas = gets(a.port).expect("a CAS");
+    assert_eq!(text(a.port, "touch k 1000\r\n"), "TOUCHED\r\n");
+    let r = talk(a.port, b"gats 2000 k\r\n", b"END\r\n");
+    assert!(String::from_utf8_lossy(&r).contains(&format!(" {cas}\r\n")));
+    let r = talk(a.port, b"mg k T3000 c\r\n", b"\r\n");
+    assert_eq!(String::from_utf8_lossy(&r), format!("HD c{cas}\r\n"));
+    eventually("the TTL reaches the peer", || {
+        let r = talk(b.port, b"mg k t c\r\n", b"\r\n");
+        let r = String::from_utf8_lossy(&r).to_string();
+        let ttl: Option<i64> = r.split(' ').find_map(|t| t.strip_prefix('t')?.parse().ok());
+        ttl.is_some_and(|t| (2990..=3000).contains(&t)) && r.contains(&format!("c{cas}"))
+    });
+    assert_eq!(gets(b.port).as_deref(), Some(cas.as_str()));
+    assert_eq!(
+        text(b.port, &format!("cas k 0 0 1 {cas}\r\nw\r\n")),
+        "STORED\r\n"
+    );
+    converge(&[a.port, b.port], "k", Some("w"));
+}

@@ -27,6 +27,7 @@ const KIND_FLUSH: u8 = 3;
 const KIND_COUNTER: u8 = 4;
 const KIND_PING: u8 = 5;
 const KIND_ACK: u8 = 6;
+const KIND_TOUCH: u8 = 7;
 
 /// One frame, borrowing keys and values from the buffer it was decoded
 /// from. `origin` is the node that made the write (or sent the PING/ACK);
@@ -63,6 +64,17 @@ pub enum Record<'a> {
         p: u128,
         n: u128,
     },
+    /// An item's expiry changed (`touch`, `gat`, `T`) at `version`, on
+    /// the value written at version `base` (a counter's base): the value
+    /// and a counter's totals stay (a whole-state SET would be a new base
+    /// and drop increments made meanwhile elsewhere). `exptime` as in SET.
+    Touch {
+        origin: u8,
+        version: u64,
+        key: &'a [u8],
+        base: u64,
+        exptime: u64,
+    },
     /// Sender to receiver, when idle: for lag in milliseconds.
     Ping {
         origin: u8,
@@ -89,6 +101,7 @@ impl Record<'_> {
             | Record::Delete { origin, .. }
             | Record::Flush { origin, .. }
             | Record::Counter { origin, .. }
+            | Record::Touch { origin, .. }
             | Record::Ping { origin, .. }
             | Record::Ack { origin, .. } => origin,
         }
@@ -100,6 +113,7 @@ impl Record<'_> {
             | Record::Delete { version, .. }
             | Record::Flush { version, .. }
             | Record::Counter { version, .. }
+            | Record::Touch { version, .. }
             | Record::Ping { version, .. }
             | Record::Ack { version, .. } => version,
         }
@@ -291,6 +305,13 @@ pub fn decode(buf: &[u8], max_value: usize) -> Result<Decoded<'_>, FrameError> {
             p: b.u128()?,
             n: b.u128()?,
         },
+        KIND_TOUCH => Record::Touch {
+            origin,
+            version,
+            key: b.key()?,
+            base: b.u64()?,
+            exptime: b.u64()?,
+        },
         KIND_PING => Record::Ping {
             origin,
             version,
@@ -336,6 +357,7 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Record::Delete { .. } => KIND_DELETE,
         Record::Flush { .. } => KIND_FLUSH,
         Record::Counter { .. } => KIND_COUNTER,
+        Record::Touch { .. } => KIND_TOUCH,
         Record::Ping { .. } => KIND_PING,
         Record::Ack { .. } => KIND_ACK,
     };
@@ -392,7 +414,17 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             out.extend_from_slice(&n.to_le_bytes());
             Ok(())
         }
-        Record::Delete { .. } | Record::Counter { .. } => Err(EncodeError::BadKey),
+        Record::Touch {
+            key, base, exptime, ..
+        } if key_ok(key) => {
+            push_key(out, key);
+            out.extend_from_slice(&base.to_le_bytes());
+            out.extend_from_slice(&exptime.to_le_bytes());
+            Ok(())
+        }
+        Record::Delete { .. } | Record::Counter { .. } | Record::Touch { .. } => {
+            Err(EncodeError::BadKey)
+        }
         Record::Ping { wall_ms, .. } => {
             out.extend_from_slice(&wall_ms.to_le_bytes());
             Ok(())

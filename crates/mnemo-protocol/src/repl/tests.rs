@@ -52,6 +52,13 @@ fn samples() -> Vec<Record<'static>> {
             version: ver(5),
             wall_ms: 42,
         },
+        Record::Touch {
+            origin: 7,
+            version: ver(7),
+            key: b"n",
+            base: ver(4),
+            exptime: 1_800_000_000,
+        },
         Record::Ack {
             origin: 6,
             version: ver(6),
@@ -216,6 +223,13 @@ fn encoding_refuses_what_decoding_would() {
             origin: 1,
             version: ver(2),
         },
+        Record::Touch {
+            origin: 1,
+            version: ver(1),
+            key: b"",
+            base: 0,
+            exptime: 0,
+        },
     ];
     for r in bad {
         assert!(encode(&r, &mut out).is_err(), "{r:?}");
@@ -311,7 +325,7 @@ fn bad_hellos_are_errors() {
 
 fn record() -> impl Strategy<Value = (u8, u8, u64, Vec<u8>, Vec<u8>, u32, u64, u128)> {
     (
-        0u8..7,
+        0u8..8,
         1u8..=255,
         any::<u64>(),
         prop::collection::vec(any::<u8>(), 1..=MAX_KEY_LEN),
@@ -343,6 +357,7 @@ proptest! {
             2 => Record::Flush { origin, version },
             3 => Record::Counter { origin, version, key: &key, base: x, base_value: hi, p: big, n: !big },
             4 => Record::Ping { origin, version, wall_ms: x },
+            5 => Record::Touch { origin, version, key: &key, base: hi, exptime: x },
             _ => Record::Ack { origin, version, offset: x, wall_ms: hi },
         };
         let b = enc(&r);

@@ -2,8 +2,10 @@
 //! PN-counter per key on a last-writer-wins base, so increments made
 //! concurrently on different nodes are all counted.
 //!
-//! The side table holds, per key that was counted under `--peer`, the
-//! counter's state and the item version it last produced; an item whose
+//! The side table holds, per key that was counted (or touched) under
+//! `--peer`, the counter's state and the item version it last produced,
+//! and the version of its newest TTL change (a touched plain item is a
+//! counter no node has counted: its base is its value); an item whose
 //! version is not that one was written since by something else (a set,
 //! a delete, an eviction and a new write), so its entry is stale and the
 //! next increment starts a new base from the item. The item's value in
@@ -33,12 +35,31 @@ struct Entry {
     state: CounterState,
     /// The item version this counter last wrote.
     last: u64,
+    /// The version of the counter's expiry: its base's, or that of the
+    /// newest TTL change (touch, gat, `T`) since, which replicates on its
+    /// own (a TOUCH frame) so that the totals stay.
+    ttl: u64,
     /// Per node, the version of its newest counted operation: what a full
     /// resync sends that node's totals under.
     nodes: Vec<(NodeId, u64)>,
+    /// With `last` 0 (no item here: a TOUCH came before the write it was
+    /// made on, or after an eviction), the absolute expiry the TTL change
+    /// set, which a SET older than it arriving later keeps.
+    exptime: u64,
 }
 
 impl Entry {
+    /// A counter on `state`'s base whose item is at version `last`.
+    fn new(state: CounterState, last: u64) -> Entry {
+        Entry {
+            ttl: state.base_version.0,
+            state,
+            last,
+            nodes: Vec::new(),
+            exptime: 0,
+        }
+    }
+
     fn note(&mut self, node: NodeId, version: u64) {
         match self.nodes.iter_mut().find(|n| n.0 == node) {
             Some(n) => n.1 = n.1.max(version),
@@ -59,6 +80,8 @@ pub struct Contribution {
 pub struct Snapshot {
     pub base: u64,
     pub base_value: u64,
+    /// The version of the expiry, when a TTL change came after the base.
+    pub ttl: Option<u64>,
     pub contrib: Vec<Contribution>,
 }
 
@@ -110,6 +133,22 @@ impl Counters {
         self.any.store(!m.is_empty(), Relaxed);
     }
 
+    /// A peer's write (SET or DELETE) at `version` replaced `key`'s item:
+    /// drops its counter, but not a TTL change kept for a newer write yet
+    /// to arrive (see [`Counters::early_ttl`]).
+    pub fn superseded(&self, key: &[u8], version: u64) {
+        if !self.any.load(Relaxed) {
+            return;
+        }
+        let mut m = self.map.lock();
+        if m.get(key)
+            .is_some_and(|e| !(e.last == 0 && e.state.base_version.0 > version))
+        {
+            m.remove(key);
+        }
+        self.any.store(!m.is_empty(), Relaxed);
+    }
+
     /// For an item of version `item_cas`: the base version of the counter
     /// that wrote it, if a counter did.
     pub fn base_of(&self, key: &[u8], item_cas: u64) -> Option<u64> {
@@ -119,6 +158,69 @@ impl Counters {
         let m = self.map.lock();
         let e = m.get(key)?;
         (e.last == item_cas).then_some(e.state.base_version.0)
+    }
+
+    /// A TTL change (touch, gat, `T`; under the key's lock) of `key`'s
+    /// item of version `cas`, whose value is `value`, drew version `ttl`.
+    /// The item's CAS stays (the value did not change, and memcached's
+    /// touch leaves it too); the entry keeps `ttl` as the expiry's
+    /// version, and the change replicates on its own (a TOUCH frame), so
+    /// that the value, or a counter's totals, are never rewritten by it.
+    pub fn touch(&self, key: &[u8], cas: u64, ttl: u64, value: &[u8]) {
+        let mut m = self.map.lock();
+        self.any.store(true, Relaxed);
+        if let Some(e) = m.get_mut(key).filter(|e| e.last == cas) {
+            e.ttl = ttl;
+            return;
+        }
+        if m.len() >= MAX_KEYS {
+            m.clear();
+        }
+        let state = CounterState::new(Version(cas), parse(value).unwrap_or(0));
+        let mut e = Entry::new(state, cas);
+        e.ttl = ttl;
+        m.insert(key.into(), e);
+    }
+
+    /// For a peer's SET at `version`: the TTL change made on that very
+    /// write that came before it (a TOUCH whose base had not arrived),
+    /// as its version and absolute expiry.
+    pub fn early_ttl(&self, key: &[u8], version: u64) -> Option<(u64, u64)> {
+        if !self.any.load(Relaxed) {
+            return None;
+        }
+        let m = self.map.lock();
+        let e = m.get(key)?;
+        (e.last == 0 && e.state.base_version.0 == version && e.ttl > version)
+            .then_some((e.ttl, e.exptime))
+    }
+
+    /// After a SET at `version` took the expiry of a TTL change `ttl`
+    /// made on it (see [`Counters::early_ttl`]): the item's entry.
+    pub fn rebase(&self, key: &[u8], version: u64, value: &[u8], ttl: u64) {
+        let mut m = self.map.lock();
+        self.any.store(true, Relaxed);
+        if m.len() >= MAX_KEYS && !m.contains_key(key) {
+            m.clear();
+        }
+        let state = CounterState::new(Version(version), parse(value).unwrap_or(0));
+        let mut e = Entry::new(state, version);
+        e.ttl = ttl;
+        m.insert(key.into(), e);
+    }
+
+    /// For the item of version `cas`: the version of its value's newest
+    /// TTL change and the value's version (a counter's base), if a TTL
+    /// change came after the value: a client's touch, to replicate as a
+    /// TOUCH frame.
+    pub fn touched(&self, key: &[u8], cas: u64) -> Option<(u64, u64)> {
+        if !self.any.load(Relaxed) {
+            return None;
+        }
+        let m = self.map.lock();
+        let e = m.get(key).filter(|e| e.last == cas)?;
+        let base = e.state.base_version.0;
+        (e.ttl > base).then_some((e.ttl, base))
     }
 
     /// Keys tracked (for `stats replication`).
@@ -133,6 +235,7 @@ impl Counters {
         Some(Snapshot {
             base: e.state.base_version.0,
             base_value: e.state.base_value,
+            ttl: (e.ttl > e.state.base_version.0).then_some(e.ttl),
             contrib: e
                 .nodes
                 .iter()
@@ -205,18 +308,12 @@ impl Node {
         if m.len() >= MAX_KEYS && !m.contains_key(key) {
             m.clear();
         }
-        let e = m.entry(key.into()).or_insert_with(|| Entry {
-            state: CounterState::new(Version(pre.cas), pre.value),
-            last: pre.cas,
-            nodes: Vec::new(),
-        });
+        let e = m
+            .entry(key.into())
+            .or_insert_with(|| Entry::new(CounterState::new(Version(pre.cas), pre.value), pre.cas));
         if e.last != pre.cas {
             // Written since by something else: that write is the base.
-            *e = Entry {
-                state: CounterState::new(Version(pre.cas), pre.value),
-                last: pre.cas,
-                nodes: Vec::new(),
-            };
+            *e = Entry::new(CounterState::new(Version(pre.cas), pre.value), pre.cas);
         }
         let mine = if incr {
             e.state.incr(me, delta)
@@ -263,6 +360,80 @@ impl Node {
         }
     }
 
+    /// A peer's TOUCH record (its version already observed): the expiry
+    /// of the value written at `base`, last writer wins by version; the
+    /// value, a counter's totals and the CAS are left alone. Held over a
+    /// newer value: nothing (a write resets the expiry). Over an older
+    /// value or none, the write it was made on may still be on its way by
+    /// another path: the side table keeps it for that write (see
+    /// [`Counters::early_ttl`]). Returns whether it was news (and goes on
+    /// to this node's peers).
+    pub(super) fn apply_touch(
+        &self,
+        key: &[u8],
+        base: u64,
+        version: u64,
+        exptime: u64,
+    ) -> Result<bool, ApplyError> {
+        if version <= base || self.tombs.get(key).is_some_and(|t| t.0 >= base) {
+            // Made on a value deleted since (or a malformed frame).
+            return Ok(false);
+        }
+        let mut value = Vec::new();
+        let slot = self.engine().lock_key(key, self.ts());
+        let item = self.read_item(&slot, &mut value);
+        let cas = item.as_ref().map_or(0, |st| st.cas);
+        let mut m = self.counters.map.lock();
+        self.counters.any.store(true, Relaxed);
+        // The version of the value held (a counter's base).
+        let held = match m.get(key).filter(|e| e.last == cas && cas != 0) {
+            Some(e) => e.state.base_version.0,
+            None => cas,
+        };
+        if held > base {
+            return Ok(false);
+        }
+        if held == base {
+            match m.get_mut(key).filter(|e| e.last == cas) {
+                Some(e) if e.ttl >= version => return Ok(false),
+                Some(e) => e.ttl = version,
+                None => {
+                    if m.len() >= MAX_KEYS {
+                        m.clear();
+                    }
+                    let state = CounterState::new(Version(cas), parse(&value).unwrap_or(0));
+                    let mut e = Entry::new(state, cas);
+                    e.ttl = version;
+                    m.insert(key.into(), e);
+                }
+            }
+            drop(m);
+            slot.set_exptime(i64::try_from(exptime).unwrap_or(i64::MAX));
+            return Ok(true);
+        }
+        // Early: kept for the write at `base`.
+        match m
+            .get_mut(key)
+            .filter(|e| e.last == 0 && e.state.base_version.0 == base)
+        {
+            Some(e) if e.ttl >= version => return Ok(false),
+            Some(e) => {
+                e.ttl = version;
+                e.exptime = exptime;
+            }
+            None => {
+                if m.len() >= MAX_KEYS {
+                    m.clear();
+                }
+                let mut e = Entry::new(CounterState::new(Version(base), 0), 0);
+                e.ttl = version;
+                e.exptime = exptime;
+                m.insert(key.into(), e);
+            }
+        }
+        Ok(true)
+    }
+
     /// A peer's COUNTER record (its version already observed).
     pub(super) fn apply_counter(&self, rec: &Record<'_>) -> Result<bool, ApplyError> {
         let Record::Counter {
@@ -296,6 +467,13 @@ impl Node {
             (Some(st), Some(e)) => e.last == st.cas,
             _ => false,
         };
+        // A TTL change that came before the counter's item (section 2).
+        let ghost = match (&item, m.get(key)) {
+            (None, Some(e)) if e.last == 0 && e.state.base_version.0 == base && e.ttl > base => {
+                Some((e.ttl, e.exptime))
+            }
+            _ => None,
+        };
         if !tracked {
             let state = match &item {
                 Some(st) => match parse(&value) {
@@ -309,21 +487,24 @@ impl Node {
             if m.len() >= MAX_KEYS {
                 m.clear();
             }
-            m.insert(
-                key.into(),
-                Entry {
-                    last: item.as_ref().map_or(0, |s| s.cas),
-                    state,
-                    nodes: Vec::new(),
-                },
-            );
+            let last = item.as_ref().map_or(0, |s| s.cas);
+            let mut e = Entry::new(state, last);
+            if let Some((ttl, _)) = ghost {
+                e.ttl = ttl;
+            }
+            m.insert(key.into(), e);
         }
         let Some(e) = m.get_mut(key) else {
             return Ok(false);
         };
         let before = e.state.clone();
         e.state.absorb(Version(base), base_value, node, p, n);
-        if e.state == before {
+        // An operation that moved no total (`incr` by 0) still gave the
+        // item its version where it was made: every node on the same
+        // base takes it, so that all end with the same CAS.
+        let later =
+            e.state.base_version.0 == base && item.as_ref().is_some_and(|s| version > s.cas);
+        if e.state == before && !later {
             drop(m);
             drop(slot);
             self.stats
@@ -333,7 +514,9 @@ impl Node {
         }
         e.note(node, version);
         let new_version = item.as_ref().map_or(version, |s| s.cas.max(version));
-        let (flags, exptime) = item.as_ref().map_or((0, 0), |s| (s.flags, s.exptime));
+        let (flags, exptime) = item
+            .as_ref()
+            .map_or((0, ghost.map_or(0, |g| g.1)), |s| (s.flags, s.exptime));
         let mut buf = [0u8; 20];
         let text = digits(e.state.value(), &mut buf);
         let exp = i64::try_from(exptime).unwrap_or(i64::MAX);

@@ -30,24 +30,21 @@ pub fn record(r: &Repl, key: &[u8], bump: bool, ts: &ThreadStats) {
     r.node.record_state(key, bump, ts);
 }
 
-/// A touch or gat changed `key`'s expiry: a versioned write too.
+/// A touch changed `key`'s expiry: a TOUCH frame, at a version of its own.
 #[cold]
 #[inline(never)]
 pub fn touched(r: &Repl, key: &[u8], ts: &ThreadStats) {
     r.node.record_state(key, true, ts);
 }
 
-/// Before a touch that answers with the item's CAS (gats, binary touch
-/// and gat, meta `mg` with `T`): the touch is a versioned write, so the
-/// version is drawn first and the answer shows it. [`written`] records
-/// the result afterwards.
+/// Before a touch made while the item is read (gats, binary touch and
+/// gat, meta `mg` with `T`): draws the TTL change's version (the item's
+/// CAS stays). [`written`] records it afterwards, as a TOUCH frame.
 #[cold]
 #[inline(never)]
 pub fn pre_touch(r: &Repl, key: &[u8], ts: &ThreadStats) {
     let slot = r.node.engine().lock_key(key, ts);
-    if slot.exists() {
-        slot.set_cas(slot.next_cas());
-    }
+    r.node.draw_ttl_version(&slot, key);
 }
 
 /// A delete hit `key`.

@@ -342,15 +342,15 @@ impl Node {
     }
 
     /// A client's write to `key` is done: records the state it left. With
-    /// `bump` (touch, gat: writes that leave the CAS as it was) the item
-    /// first gets a new version, so that peers take the new expiry.
+    /// `bump` (touch, gat: writes that leave the CAS as it was) a version
+    /// is first drawn for the new expiry, which goes out as a TOUCH.
     pub fn record_state(&self, key: &[u8], bump: bool, ts: &ThreadStats) {
         VALUE.with(|v| {
             let mut value = v.borrow_mut();
             value.clear();
             let slot = self.engine.lock_key(key, ts);
-            if bump && slot.exists() {
-                slot.set_cas(slot.next_cas());
+            if bump {
+                self.draw_ttl_version(&slot, key);
             }
             let Some(st) = self.read_item(&slot, &mut value) else {
                 // Gone already (expired, or deleted by a racing client
@@ -359,6 +359,18 @@ impl Node {
             };
             drop(slot);
             let version = Version(st.cas);
+            if let Some((ttl, base)) = self.counters.touched(key, st.cas) {
+                // A new expiry alone: the value (a counter's totals) stays
+                // as peers hold it (section 2).
+                self.log(&Record::Touch {
+                    origin: self.id.get(),
+                    version: ttl,
+                    key,
+                    base,
+                    exptime: st.exptime,
+                });
+                return;
+            }
             self.tombs.supersede(key, version);
             self.counters.forget(key);
             self.log(&Record::Set {
@@ -408,6 +420,19 @@ impl Node {
             exptime: self.unix_exptime(rel),
             value,
         });
+    }
+
+    /// Draws the version of a TTL change (touch, gat, `T`) of the item
+    /// under `slot`, before it is made: the side table keeps it as the
+    /// expiry's version, and the item's CAS stays, as memcached's does.
+    pub fn draw_ttl_version(&self, slot: &KeySlot<'_>, key: &[u8]) {
+        let Some(it) = slot.item() else {
+            return;
+        };
+        let cas = it.cas();
+        let mut value = Vec::new();
+        it.write_value(&mut value);
+        self.counters.touch(key, cas, slot.next_cas(), &value);
     }
 
     /// A client deleted `key` (the protocol's delete hit): records a
@@ -589,6 +614,10 @@ impl Node {
                     drop(slot);
                     return self.stale(own);
                 }
+                // A TTL change made on this write that came first (by
+                // another path) is its expiry now (section 2).
+                let keep = self.counters.early_ttl(key, version.0);
+                let exptime = keep.map_or(exptime, |k| k.1);
                 let exp = i64::try_from(exptime).unwrap_or(i64::MAX);
                 match slot.store(StoreMode::Set, flags, exp, value, 0, Some(version.0)) {
                     StoreOutcome::Stored { .. } => {}
@@ -598,7 +627,10 @@ impl Node {
                     _ => return Err(ApplyError::Engine(ApplyOutcome::TooLarge)),
                 }
                 drop(slot);
-                self.counters.forget(key);
+                match keep {
+                    Some((ttl, _)) => self.counters.rebase(key, version.0, value, ttl),
+                    None => self.counters.superseded(key, version.0),
+                }
                 self.tombs.supersede(key, version);
                 self.log(rec);
                 Ok(true)
@@ -618,7 +650,7 @@ impl Node {
                 }
                 slot.delete();
                 drop(slot);
-                self.counters.forget(key);
+                self.counters.superseded(key, version.0);
                 // Older item removed, or none: the tombstone decides
                 // whether this is news.
                 if self.tombs.insert(key, version, wall_unix_ms()) {
@@ -629,6 +661,17 @@ impl Node {
                 }
             }
             Record::Flush { .. } => self.apply_barrier(rec, version),
+            Record::Touch {
+                key, base, exptime, ..
+            } => {
+                self.observe_own(own, version)?;
+                self.observe(version)?;
+                let news = self.apply_touch(key, base, version.0, exptime)?;
+                if news {
+                    self.log(rec);
+                }
+                Ok(news)
+            }
             Record::Counter { key, base, .. } => {
                 self.observe_own(own, version)?;
                 self.observe(version)?;
@@ -745,6 +788,12 @@ impl Node {
             return;
         };
         let mut buf = itoa_buf(c.base_value);
+        // A touched item no node has counted: its value is its base's.
+        let base_value = if c.contrib.is_empty() {
+            &value[..]
+        } else {
+            buf.as_bytes()
+        };
         let _ = encode(
             &Record::Set {
                 origin: c.base as u8,
@@ -752,11 +801,23 @@ impl Node {
                 key,
                 flags: st.flags,
                 exptime: st.exptime,
-                value: buf.as_bytes(),
+                value: base_value,
             },
             out,
         );
         buf.clear();
+        if let Some(ttl) = c.ttl {
+            let _ = encode(
+                &Record::Touch {
+                    origin: ttl as u8,
+                    version: ttl,
+                    key,
+                    base: c.base,
+                    exptime: st.exptime,
+                },
+                out,
+            );
+        }
         for n in c.contrib {
             let _ = encode(
                 &Record::Counter {

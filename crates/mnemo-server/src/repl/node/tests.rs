@@ -73,10 +73,20 @@ fn state(n: &Node, key: &[u8]) -> Option<(Vec<u8>, u64)> {
     })
 }
 
+/// The item's absolute expiry (Unix seconds, 0 for never), as frames
+/// carry it.
+fn expiry(n: &Node, key: &[u8]) -> Option<u64> {
+    let ts = n.engine().new_thread_stats();
+    let rel = n.engine().get(key, GetMode::Get, &ts, |i| i.exptime())?;
+    Some(n.unix_exptime(rel))
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Set(usize, u8, u8),
     Delete(usize, u8),
+    /// touch with a TTL of 1000 s plus this.
+    Touch(usize, u8, u16),
     Pump(usize, usize),
 }
 
@@ -84,6 +94,7 @@ fn step(links: usize) -> impl Strategy<Value = Step> {
     prop_oneof![
         (0usize..3, 0..KEYS, any::<u8>()).prop_map(|(n, k, v)| Step::Set(n, k, v)),
         (0usize..3, 0..KEYS).prop_map(|(n, k)| Step::Delete(n, k)),
+        (0usize..3, 0..KEYS, any::<u16>()).prop_map(|(n, k, t)| Step::Touch(n, k, t)),
         (0..links, 1usize..80).prop_map(|(l, m)| Step::Pump(l, m)),
         (0..links, 1usize..80).prop_map(|(l, m)| Step::Pump(l, m)),
     ]
@@ -93,8 +104,22 @@ fn run(mut links: Vec<Link>, steps: &[Step]) -> Result<(), TestCaseError> {
     let nodes = nodes();
     // Every write made anywhere: (version, value or None for a delete).
     let mut writes: Vec<Vec<(Version, Option<Vec<u8>>)>> = vec![Vec::new(); KEYS as usize];
+    // Every TTL change: (the version of the value it was made on, its
+    // own version, the absolute expiry it set).
+    let mut touches: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); KEYS as usize];
     for s in steps {
         match *s {
+            Step::Touch(n, k, t) => {
+                let key = [b'k', k];
+                let ts = nodes[n].engine().new_thread_stats();
+                if nodes[n].engine().touch(&key, 1000 + i64::from(t), &ts) {
+                    nodes[n].record_state(&key, true, &ts);
+                    let (_, cas) = state(&nodes[n], &key).expect("touched");
+                    let (ttl, base) = nodes[n].counters.touched(&key, cas).expect("recorded");
+                    let exp = expiry(&nodes[n], &key).expect("touched");
+                    touches[usize::from(k)].push((base, ttl, exp));
+                }
+            }
             Step::Set(n, k, v) => {
                 let value = vec![b'a' + v % 26; 1 + usize::from(v % 7)];
                 let ver = nodes[n]
@@ -121,8 +146,24 @@ fn run(mut links: Vec<Link>, steps: &[Step]) -> Result<(), TestCaseError> {
         let key = [b'k', k];
         let newest = writes[usize::from(k)].iter().max_by_key(|w| w.0);
         let want = newest.and_then(|(v, val)| val.clone().map(|x| (x, v.0)));
+        // The expiry: the newest TTL change made on the surviving write,
+        // else the write's own (none).
+        let want_exp = want.as_ref().map(|(_, v)| {
+            touches[usize::from(k)]
+                .iter()
+                .filter(|t| t.0 == *v)
+                .max_by_key(|t| t.1)
+                .map_or(0, |t| t.2)
+        });
         for n in &nodes {
             prop_assert_eq!(state(n, &key), want.clone(), "node {:?} key {}", n.id(), k);
+            prop_assert_eq!(
+                expiry(n, &key),
+                want_exp,
+                "expiry: node {:?} key {}",
+                n.id(),
+                k
+            );
         }
     }
     Ok(())
@@ -371,4 +412,275 @@ fn a_sweep_after_a_copy_drops_only_old_items_the_copy_lacked() {
     // next write is drawn above it.
     assert_eq!(n.horizon(), horizon.0);
     assert!(n.local_set(b"next", 0, 0, b"v").unwrap() > horizon);
+}
+
+/// A counter's TTL changed on one node while another incremented it:
+/// once the TOUCH and COUNTER records cross, both nodes hold every
+/// increment, the newer expiry and the same version; replayed records
+/// change nothing.
+#[test]
+fn a_counter_touch_and_a_concurrent_increment_both_survive() {
+    let nodes = nodes();
+    nodes[0].local_set(b"c", 0, 0, b"10").unwrap();
+    let mut l01 = Link::new(0, 1);
+    let mut l10 = Link::new(1, 0);
+    l01.pump(&nodes, usize::MAX);
+    let incr = |n: usize, d: u64| {
+        let e = nodes[n].engine();
+        let ts = e.new_thread_stats();
+        let mut slot = e.lock_key(b"c", &ts);
+        let pre = nodes[n].counter_pre(&slot);
+        let o = slot.arith(true, d, None);
+        nodes[n].counter_post(&mut slot, b"c", true, d, pre, o);
+    };
+    incr(0, 1);
+    l01.pump(&nodes, usize::MAX);
+    // Concurrently: node 1 adds 5, node 0 sets a TTL.
+    incr(1, 5);
+    let ts = nodes[0].engine().new_thread_stats();
+    assert!(nodes[0].engine().touch(b"c", 1000, &ts));
+    nodes[0].record_state(b"c", true, &ts);
+    l01.pump(&nodes, usize::MAX);
+    l10.pump(&nodes, usize::MAX);
+    let exp = |n: &Node| expiry(n, b"c");
+    for n in &nodes[..2] {
+        assert_eq!(state(n, b"c").map(|s| s.0), Some(b"16".to_vec()));
+        assert!(exp(n).is_some_and(|t| t > 0), "the TTL was lost");
+    }
+    assert_eq!(state(&nodes[0], b"c"), state(&nodes[1], b"c"));
+    let before = nodes[1].backlog().lock().next_offset();
+    l01.offset = 0;
+    l01.pump(&nodes, usize::MAX);
+    assert_eq!(state(&nodes[0], b"c"), state(&nodes[1], b"c"));
+    assert_eq!(state(&nodes[1], b"c").map(|s| s.0), Some(b"16".to_vec()));
+    assert_eq!(nodes[1].backlog().lock().next_offset(), before);
+}
+
+#[derive(Clone, Debug)]
+enum CStep {
+    Incr(usize, u8),
+    Touch(usize),
+    Pump(usize, usize),
+    /// A set of a new number: after it no sum holds, only agreement.
+    Set(usize, u8),
+}
+
+/// Increments and TTL changes of one counter anywhere, in any
+/// interleaving with the links: once drained, every node holds the
+/// base plus every increment, and the same state.
+fn run_counter(mut links: Vec<Link>, steps: &[CStep]) -> Result<(), TestCaseError> {
+    let nodes = nodes();
+    nodes[0].local_set(b"c", 0, 0, b"1000").unwrap();
+    while links
+        .iter_mut()
+        .fold(false, |moved, l| l.pump(&nodes, usize::MAX) | moved)
+    {}
+    let mut sum = 1000u64;
+    let mut sets = false;
+    for s in steps {
+        match *s {
+            CStep::Incr(n, d) => {
+                let e = nodes[n].engine();
+                let ts = e.new_thread_stats();
+                let mut slot = e.lock_key(b"c", &ts);
+                let pre = nodes[n].counter_pre(&slot);
+                let o = slot.arith(true, u64::from(d), None);
+                nodes[n].counter_post(&mut slot, b"c", true, u64::from(d), pre, o);
+                sum += u64::from(d);
+            }
+            CStep::Touch(n) => {
+                let ts = nodes[n].engine().new_thread_stats();
+                prop_assert!(nodes[n].engine().touch(b"c", 1000 + n as i64, &ts));
+                nodes[n].record_state(b"c", true, &ts);
+            }
+            CStep::Pump(l, max) => {
+                links[l].pump(&nodes, max);
+            }
+            CStep::Set(n, v) => {
+                nodes[n]
+                    .local_set(b"c", 0, 0, v.to_string().as_bytes())
+                    .unwrap();
+                sets = true;
+            }
+        }
+    }
+    while links
+        .iter_mut()
+        .fold(false, |moved, l| l.pump(&nodes, usize::MAX) | moved)
+    {}
+    let exp = |n: &Node| expiry(n, b"c");
+    prop_assert_eq!(exp(&nodes[0]), exp(&nodes[1]));
+    prop_assert_eq!(exp(&nodes[0]), exp(&nodes[2]));
+    let want = sum.to_string().into_bytes();
+    for n in nodes.iter().filter(|_| !sets) {
+        prop_assert_eq!(
+            state(n, b"c").map(|s| s.0),
+            Some(want.clone()),
+            "node {:?}",
+            n.id()
+        );
+    }
+    prop_assert_eq!(state(&nodes[0], b"c"), state(&nodes[1], b"c"));
+    prop_assert_eq!(state(&nodes[0], b"c"), state(&nodes[2], b"c"));
+    Ok(())
+}
+
+fn cstep(links: usize, sets: bool) -> impl Strategy<Value = CStep> {
+    let set = (0usize..3, any::<u8>()).prop_map(|(n, v)| CStep::Set(n, v));
+    prop_oneof![
+        3 => (0usize..3, 1u8..10).prop_map(|(n, d)| CStep::Incr(n, d)),
+        3 => (0usize..3).prop_map(CStep::Touch),
+        3 => (0..links, 1usize..200).prop_map(|(l, m)| CStep::Pump(l, m)),
+        if sets { 1 } else { 0 } => set,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn counters_with_ttl_changes_converge_in_a_chain(steps in prop::collection::vec(cstep(4, false), 0..40)) {
+        let links = vec![Link::new(0, 1), Link::new(1, 0), Link::new(1, 2), Link::new(2, 1)];
+        run_counter(links, &steps)?;
+    }
+
+    #[test]
+    fn counters_with_ttl_changes_converge_in_a_ring(steps in prop::collection::vec(cstep(3, false), 0..40)) {
+        run_counter(vec![Link::new(0, 1), Link::new(1, 2), Link::new(2, 0)], &steps)?;
+    }
+
+    #[test]
+    fn counters_with_ttl_changes_and_sets_agree_in_a_mesh(steps in prop::collection::vec(cstep(6, true), 0..40)) {
+        let links = vec![
+            Link::new(0, 1), Link::new(0, 2), Link::new(1, 0),
+            Link::new(1, 2), Link::new(2, 0), Link::new(2, 1),
+        ];
+        run_counter(links, &steps)?;
+    }
+}
+
+/// Touches `key` on `n` as a client's `touch` does; its absolute expiry.
+fn touch(n: &Node, key: &[u8], ttl: i64) -> u64 {
+    let ts = n.engine().new_thread_stats();
+    assert!(n.engine().touch(key, ttl, &ts));
+    n.record_state(key, true, &ts);
+    expiry(n, key).expect("touched")
+}
+
+/// Every frame in `n`'s backlog, as (start, end) in `buf`.
+fn frames(n: &Node, buf: &mut Vec<u8>) -> Vec<(usize, usize)> {
+    n.backlog()
+        .lock()
+        .read(0, usize::MAX, buf)
+        .expect("backlog large enough for the test");
+    let mut at = 0;
+    let mut out = Vec::new();
+    while let Decoded::Frame(_, used) = decode(&buf[at..], 1 << 20).expect("our own frames") {
+        out.push((at, at + used));
+        at += used;
+    }
+    out
+}
+
+/// A TTL change leaves the value, and so the CAS a client holds, as it
+/// was (as memcached's does): a `cas` made with it still succeeds.
+#[test]
+fn a_touch_leaves_the_cas_under_replication() {
+    let nodes = nodes();
+    let v = nodes[0].local_set(b"k", 0, 0, b"v").unwrap();
+    touch(&nodes[0], b"k", 100);
+    assert_eq!(state(&nodes[0], b"k"), Some((b"v".to_vec(), v.0)));
+    Link::new(0, 1).pump(&nodes, usize::MAX);
+    assert_eq!(state(&nodes[1], b"k"), Some((b"v".to_vec(), v.0)));
+    assert_eq!(expiry(&nodes[1], b"k"), expiry(&nodes[0], b"k"));
+}
+
+/// A touch made on a node that had not yet seen a delete does not bring
+/// the key back: the delete is newer than the value the touch was made
+/// on, and a touch never creates an item (memcached's touch neither).
+#[test]
+fn a_touch_concurrent_with_a_delete_does_not_bring_the_key_back() {
+    let nodes = nodes();
+    nodes[0].local_set(b"k", 0, 0, b"v").unwrap();
+    let mut l01 = Link::new(0, 1);
+    let mut l10 = Link::new(1, 0);
+    l01.pump(&nodes, usize::MAX);
+    nodes[1].local_delete(b"k").unwrap();
+    touch(&nodes[0], b"k", 100);
+    l01.pump(&nodes, usize::MAX);
+    l10.pump(&nodes, usize::MAX);
+    assert_eq!(state(&nodes[0], b"k"), None);
+    assert_eq!(state(&nodes[1], b"k"), None);
+}
+
+/// A touch made on an older value does not move the expiry of a newer
+/// one written concurrently elsewhere: a write resets the expiry, and
+/// the touch was not made on it.
+#[test]
+fn a_touch_on_an_older_value_leaves_a_newer_ones_expiry() {
+    let nodes = nodes();
+    nodes[0].local_set(b"k", 0, 0, b"old").unwrap();
+    let mut l01 = Link::new(0, 1);
+    let mut l10 = Link::new(1, 0);
+    l01.pump(&nodes, usize::MAX);
+    touch(&nodes[0], b"k", 100);
+    let new = nodes[1].local_set(b"k", 0, 0, b"new").unwrap();
+    l01.pump(&nodes, usize::MAX);
+    l10.pump(&nodes, usize::MAX);
+    for n in &nodes[..2] {
+        assert_eq!(state(n, b"k"), Some((b"new".to_vec(), new.0)));
+        assert_eq!(expiry(n, b"k"), Some(0));
+    }
+}
+
+/// A TOUCH that arrives before the write it was made on (by another
+/// path, or after an eviction) is kept for it and passed on: the write,
+/// when it comes, takes the newer expiry, as where it came first.
+#[test]
+fn a_touch_that_arrives_before_its_write_is_kept_for_it() {
+    let nodes = nodes();
+    nodes[0].local_set(b"k", 0, 0, b"v").unwrap();
+    let exp = touch(&nodes[0], b"k", 100);
+    let mut buf = Vec::new();
+    let fs = frames(&nodes[0], &mut buf);
+    assert_eq!(fs.len(), 2, "a SET, then a TOUCH");
+    for &(a, b) in fs.iter().rev() {
+        let Decoded::Frame(rec, _) = decode(&buf[a..b], 1 << 20).unwrap() else {
+            unreachable!("a whole frame");
+        };
+        assert_eq!(nodes[2].apply(&rec), Ok(true), "{rec:?}");
+    }
+    assert_eq!(state(&nodes[2], b"k"), state(&nodes[0], b"k"));
+    assert_eq!(expiry(&nodes[2], b"k"), Some(exp));
+    // Passed on in the order it came: the next node ends the same.
+    Link::new(2, 1).pump(&nodes, usize::MAX);
+    assert_eq!(state(&nodes[1], b"k"), state(&nodes[0], b"k"));
+    assert_eq!(expiry(&nodes[1], b"k"), Some(exp));
+}
+
+/// `incr` by 0 moves no total but gives the item a new CAS where it is
+/// made (as memcached's does): every node takes that version too.
+#[test]
+fn an_incr_by_zero_gives_every_node_the_same_cas() {
+    let nodes = nodes();
+    nodes[0].local_set(b"c", 0, 0, b"10").unwrap();
+    let mut l01 = Link::new(0, 1);
+    let mut l10 = Link::new(1, 0);
+    l01.pump(&nodes, usize::MAX);
+    let incr = |d: u64| {
+        let e = nodes[1].engine();
+        let ts = e.new_thread_stats();
+        let mut slot = e.lock_key(b"c", &ts);
+        let pre = nodes[1].counter_pre(&slot);
+        let o = slot.arith(true, d, None);
+        nodes[1].counter_post(&mut slot, b"c", true, d, pre, o);
+    };
+    // Counted once, so that both nodes track it.
+    incr(1);
+    l10.pump(&nodes, usize::MAX);
+    incr(0);
+    l10.pump(&nodes, usize::MAX);
+    let held = state(&nodes[1], b"c");
+    assert_eq!(held.as_ref().map(|h| h.0.as_slice()), Some(&b"11"[..]));
+    assert_eq!(state(&nodes[0], b"c"), held);
 }
