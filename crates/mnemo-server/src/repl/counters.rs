@@ -15,20 +15,22 @@
 //! other way round.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use mnemo_engine::counter::CounterState;
 use mnemo_engine::version::{NodeId, Version};
 use mnemo_engine::{ArithOutcome, KeySlot, StoreMode, StoreOutcome};
 use mnemo_protocol::repl::Record;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::node::{ApplyError, Node};
 use mnemo_engine::ApplyOutcome;
 
-/// Keys tracked at most; past it the table starts over (the keys lose
-/// only the concurrent-increment merge until counted again: each still
-/// replicates as its newest state).
+/// Keys tracked at most; past its share of it a shard starts over (its
+/// keys lose only the concurrent-increment merge until counted again,
+/// and a touched item its expiry's version: each still replicates as
+/// its newest state).
 const MAX_KEYS: usize = 1 << 20;
 
 struct Entry {
@@ -85,12 +87,67 @@ pub struct Snapshot {
     pub contrib: Vec<Contribution>,
 }
 
-#[derive(Default)]
+/// The table's shards: every touch under `--peer` takes one, so the
+/// workers must not all wait on one lock.
+const SHARDS: usize = 16;
+
+type Map = HashMap<Box<[u8]>, Entry>;
+
 pub struct Counters {
-    map: Mutex<HashMap<Box<[u8]>, Entry>>,
-    /// Whether any key is tracked: every non-counter write forgets its
-    /// key's counter, and must not take the table's lock for nothing.
-    any: std::sync::atomic::AtomicBool,
+    shards: Box<[Mutex<Map>]>,
+    /// Keys tracked: every non-counter write forgets its key's counter,
+    /// and must not take a lock for nothing when there are none.
+    count: AtomicUsize,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            shards: (0..SHARDS).map(|_| Mutex::new(Map::new())).collect(),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// One shard, locked; keeps [`Counters::count`] as entries come and go.
+struct Shard<'a> {
+    map: MutexGuard<'a, Map>,
+    before: usize,
+    count: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for Shard<'_> {
+    type Target = Map;
+    fn deref(&self) -> &Map {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Shard<'_> {
+    fn deref_mut(&mut self) -> &mut Map {
+        &mut self.map
+    }
+}
+
+impl Drop for Shard<'_> {
+    fn drop(&mut self) {
+        let now = self.map.len();
+        if now > self.before {
+            self.count.fetch_add(now - self.before, Relaxed);
+        } else if now < self.before {
+            self.count.fetch_sub(self.before - now, Relaxed);
+        }
+    }
+}
+
+impl Shard<'_> {
+    /// Room for one more key: past its share of the bound, the shard
+    /// starts over (its keys lose only the merge until counted again).
+    fn make_room(&mut self, key: &[u8]) {
+        if self.map.len() >= MAX_KEYS / SHARDS && !self.map.contains_key(key) {
+            self.map.clear();
+        }
+    }
 }
 
 /// A counter's value as text, as memcached stores it.
@@ -122,40 +179,58 @@ fn parse(v: &[u8]) -> Option<u64> {
 }
 
 impl Counters {
+    /// `key`'s shard, locked.
+    fn lock(&self, key: &[u8]) -> Shard<'_> {
+        // FNV-1a: keys are spread by the engine's hash already; this only
+        // has to pick one of a few shards.
+        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let map = self.shards[(h >> 32) as usize % SHARDS].lock();
+        Shard {
+            before: map.len(),
+            map,
+            count: &self.count,
+        }
+    }
+
+    /// Whether any key is tracked.
+    fn any(&self) -> bool {
+        self.count.load(Relaxed) != 0
+    }
+
     /// Drops `key`'s counter: a non-counter write or a delete is a new
     /// base (or none).
     pub fn forget(&self, key: &[u8]) {
-        if !self.any.load(Relaxed) {
+        if !self.any() {
             return;
         }
-        let mut m = self.map.lock();
+        let mut m = self.lock(key);
         m.remove(key);
-        self.any.store(!m.is_empty(), Relaxed);
     }
 
     /// A peer's write (SET or DELETE) at `version` replaced `key`'s item:
     /// drops its counter, but not a TTL change kept for a newer write yet
     /// to arrive (see [`Counters::early_ttl`]).
     pub fn superseded(&self, key: &[u8], version: u64) {
-        if !self.any.load(Relaxed) {
+        if !self.any() {
             return;
         }
-        let mut m = self.map.lock();
+        let mut m = self.lock(key);
         if m.get(key)
             .is_some_and(|e| !(e.last == 0 && e.state.base_version.0 > version))
         {
             m.remove(key);
         }
-        self.any.store(!m.is_empty(), Relaxed);
     }
 
     /// For an item of version `item_cas`: the base version of the counter
     /// that wrote it, if a counter did.
     pub fn base_of(&self, key: &[u8], item_cas: u64) -> Option<u64> {
-        if !self.any.load(Relaxed) {
+        if !self.any() {
             return None;
         }
-        let m = self.map.lock();
+        let m = self.lock(key);
         let e = m.get(key)?;
         (e.last == item_cas).then_some(e.state.base_version.0)
     }
@@ -167,15 +242,12 @@ impl Counters {
     /// version, and the change replicates on its own (a TOUCH frame), so
     /// that the value, or a counter's totals, are never rewritten by it.
     pub fn touch(&self, key: &[u8], cas: u64, ttl: u64, value: &[u8]) {
-        let mut m = self.map.lock();
-        self.any.store(true, Relaxed);
+        let mut m = self.lock(key);
         if let Some(e) = m.get_mut(key).filter(|e| e.last == cas) {
             e.ttl = ttl;
             return;
         }
-        if m.len() >= MAX_KEYS {
-            m.clear();
-        }
+        m.make_room(key);
         let state = CounterState::new(Version(cas), parse(value).unwrap_or(0));
         let mut e = Entry::new(state, cas);
         e.ttl = ttl;
@@ -186,10 +258,10 @@ impl Counters {
     /// write that came before it (a TOUCH whose base had not arrived),
     /// as its version and absolute expiry.
     pub fn early_ttl(&self, key: &[u8], version: u64) -> Option<(u64, u64)> {
-        if !self.any.load(Relaxed) {
+        if !self.any() {
             return None;
         }
-        let m = self.map.lock();
+        let m = self.lock(key);
         let e = m.get(key)?;
         (e.last == 0 && e.state.base_version.0 == version && e.ttl > version)
             .then_some((e.ttl, e.exptime))
@@ -198,11 +270,8 @@ impl Counters {
     /// After a SET at `version` took the expiry of a TTL change `ttl`
     /// made on it (see [`Counters::early_ttl`]): the item's entry.
     pub fn rebase(&self, key: &[u8], version: u64, value: &[u8], ttl: u64) {
-        let mut m = self.map.lock();
-        self.any.store(true, Relaxed);
-        if m.len() >= MAX_KEYS && !m.contains_key(key) {
-            m.clear();
-        }
+        let mut m = self.lock(key);
+        m.make_room(key);
         let state = CounterState::new(Version(version), parse(value).unwrap_or(0));
         let mut e = Entry::new(state, version);
         e.ttl = ttl;
@@ -214,10 +283,10 @@ impl Counters {
     /// change came after the value: a client's touch, to replicate as a
     /// TOUCH frame.
     pub fn touched(&self, key: &[u8], cas: u64) -> Option<(u64, u64)> {
-        if !self.any.load(Relaxed) {
+        if !self.any() {
             return None;
         }
-        let m = self.map.lock();
+        let m = self.lock(key);
         let e = m.get(key).filter(|e| e.last == cas)?;
         let base = e.state.base_version.0;
         (e.ttl > base).then_some((e.ttl, base))
@@ -225,12 +294,12 @@ impl Counters {
 
     /// Keys tracked (for `stats replication`).
     pub fn tracked(&self) -> usize {
-        self.map.lock().len()
+        self.count.load(Relaxed)
     }
 
     /// `key`'s counter, if the item of version `item_cas` is its.
     pub fn snapshot(&self, key: &[u8], item_cas: u64) -> Option<Snapshot> {
-        let m = self.map.lock();
+        let m = self.lock(key);
         let e = m.get(key).filter(|e| e.last == item_cas)?;
         Some(Snapshot {
             base: e.state.base_version.0,
@@ -303,11 +372,8 @@ impl Node {
             }
         }
         let me = self.id();
-        let mut m = self.counters.map.lock();
-        self.counters.any.store(true, Relaxed);
-        if m.len() >= MAX_KEYS && !m.contains_key(key) {
-            m.clear();
-        }
+        let mut m = self.counters.lock(key);
+        m.make_room(key);
         let e = m
             .entry(key.into())
             .or_insert_with(|| Entry::new(CounterState::new(Version(pre.cas), pre.value), pre.cas));
@@ -383,8 +449,7 @@ impl Node {
         let slot = self.engine().lock_key(key, self.ts());
         let item = self.read_item(&slot, &mut value);
         let cas = item.as_ref().map_or(0, |st| st.cas);
-        let mut m = self.counters.map.lock();
-        self.counters.any.store(true, Relaxed);
+        let mut m = self.counters.lock(key);
         // The version of the value held (a counter's base).
         let held = match m.get(key).filter(|e| e.last == cas && cas != 0) {
             Some(e) => e.state.base_version.0,
@@ -398,9 +463,7 @@ impl Node {
                 Some(e) if e.ttl >= version => return Ok(false),
                 Some(e) => e.ttl = version,
                 None => {
-                    if m.len() >= MAX_KEYS {
-                        m.clear();
-                    }
+                    m.make_room(key);
                     let state = CounterState::new(Version(cas), parse(&value).unwrap_or(0));
                     let mut e = Entry::new(state, cas);
                     e.ttl = version;
@@ -422,9 +485,7 @@ impl Node {
                 e.exptime = exptime;
             }
             None => {
-                if m.len() >= MAX_KEYS {
-                    m.clear();
-                }
+                m.make_room(key);
                 let mut e = Entry::new(CounterState::new(Version(base), 0), 0);
                 e.ttl = version;
                 e.exptime = exptime;
@@ -461,8 +522,7 @@ impl Node {
         let mut value = Vec::new();
         let mut slot = self.engine().lock_key(key, self.ts());
         let item = self.read_item(&slot, &mut value);
-        let mut m = self.counters.map.lock();
-        self.counters.any.store(true, Relaxed);
+        let mut m = self.counters.lock(key);
         let tracked = match (&item, m.get(key)) {
             (Some(st), Some(e)) => e.last == st.cas,
             _ => false,
@@ -484,9 +544,7 @@ impl Node {
                 },
                 None => CounterState::new(Version(base), base_value),
             };
-            if m.len() >= MAX_KEYS {
-                m.clear();
-            }
+            m.make_room(key);
             let last = item.as_ref().map_or(0, |s| s.cas);
             let mut e = Entry::new(state, last);
             if let Some((ttl, _)) = ghost {
@@ -527,7 +585,7 @@ impl Node {
         // which holds its key and waits for the counters.
         drop(m);
         let stored = slot.store(StoreMode::Set, flags, exp, text, 0, Some(new_version));
-        let mut m = self.counters.map.lock();
+        let mut m = self.counters.lock(key);
         match stored {
             StoreOutcome::Stored { .. } => {
                 if let Some(e) = m.get_mut(key) {

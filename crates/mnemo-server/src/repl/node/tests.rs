@@ -684,3 +684,26 @@ fn an_incr_by_zero_gives_every_node_the_same_cas() {
     assert_eq!(held.as_ref().map(|h| h.0.as_slice()), Some(&b"11"[..]));
     assert_eq!(state(&nodes[0], b"c"), held);
 }
+
+/// The side table's count (`repl_counters`, and whether a plain write
+/// must look at the table at all) follows entries across its shards.
+#[test]
+fn the_side_tables_count_follows_its_entries() {
+    let nodes = nodes();
+    for i in 0..40u8 {
+        nodes[0].local_set(&[b't', i], 0, 0, b"v").unwrap();
+        touch(&nodes[0], &[b't', i], 100);
+    }
+    assert_eq!(nodes[0].counters.tracked(), 40);
+    for i in 0..10u8 {
+        nodes[0].local_delete(&[b't', i]).unwrap();
+    }
+    for i in 10..20u8 {
+        nodes[0].local_set(&[b't', i], 0, 0, b"w").unwrap();
+    }
+    assert_eq!(nodes[0].counters.tracked(), 20);
+    for i in 20..40u8 {
+        nodes[0].local_delete(&[b't', i]).unwrap();
+    }
+    assert_eq!(nodes[0].counters.tracked(), 0);
+}
