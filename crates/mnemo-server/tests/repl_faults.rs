@@ -1657,7 +1657,7 @@ mod fake {
             }
             let text = String::from_utf8_lossy(&hello).to_string();
             assert!(
-                text.starts_with(&format!("mn_repl HELLO {ME} 1 ")),
+                text.starts_with(&format!("mn_repl HELLO {ME} 2 ")),
                 "{text:?}"
             );
             s.write_all(answer)
@@ -1938,7 +1938,7 @@ fn a_garbage_handshake_answer_is_logged_and_retried() {
 fn a_hello_claiming_the_nodes_own_id_is_refused() {
     let node = Server::mnemo(&["--node-id", "5", "--peer", "127.0.0.1:1"]);
     let mut c = node.connect();
-    c.send(b"mn_repl HELLO 5 1 0000000000000000 0\r\n");
+    c.send(b"mn_repl HELLO 5 2 0000000000000000 0 0\r\n");
     let line = c.read_line();
     assert!(
         line.starts_with(b"CLIENT_ERROR"),

@@ -583,7 +583,7 @@ fn links_authenticate_under_ascii_auth() {
         String::from_utf8_lossy(&r).contains("VALUE k 0 1\r\nv")
     });
     // Unauthenticated, mn_repl is refused as any command is.
-    let r = text(b.port, "mn_repl HELLO 9 1 0000000000000000 0\r\n");
+    let r = text(b.port, "mn_repl HELLO 9 2 0000000000000000 0 0\r\n");
     assert!(r.starts_with("CLIENT_ERROR"), "{r}");
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
@@ -700,7 +700,7 @@ fn links_authenticate_with_sasl_under_dash_s() {
         r[1].0 == 0 && r[1].1 == b"sasl"
     });
     // Unauthenticated, the binary HELLO gets the auth error any command gets.
-    let hello = bin_packet(0xe0, b"mn_repl HELLO 9 1 0000000000000000 0", &[], b"");
+    let hello = bin_packet(0xe0, b"mn_repl HELLO 9 2 0000000000000000 0 0", &[], b"");
     assert_eq!(bin(pb, &hello), 0x20);
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
@@ -738,7 +738,7 @@ fn without_peers_stats_replication_is_memcacheds_error() {
     let want = text(pm, "stats replication\r\n");
     assert_eq!(text(pa, "stats replication\r\n"), want);
     // A HELLO on a node without replication is any unknown command.
-    let hello = "mn_repl HELLO 2 1 0000000000000000 0\r\n";
+    let hello = "mn_repl HELLO 2 2 0000000000000000 0 0\r\n";
     assert_eq!(text(pa, hello), text(pm, hello));
     let _ = m.kill();
     let _ = m.wait();
@@ -925,4 +925,40 @@ fn a_touch_keeps_the_cas_a_client_holds_and_its_ttl_reaches_the_peer() {
         "STORED\r\n"
     );
     converge(&[a.port, b.port], "k", Some("w"));
+}
+
+/// A node's own writes are not sent back to it (it would only find them
+/// known): its peer sends a SKIP in their place, so its position in the
+/// peer's stream stays exact and writes made on the peer still arrive,
+/// before and after.
+#[test]
+fn a_peer_does_not_send_a_nodes_own_writes_back() {
+    let (a, b) = pair(&[]);
+    let on_a = |what: &str| {
+        stat(a.port, &format!("peer:127.0.0.1:{}:{what}", b.port))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("peer {what} on a"))
+    };
+    // Both links streaming (past their first full copies).
+    text(b.port, "set from_b 0 0 1\r\nb\r\n");
+    text(a.port, "set from_a 0 0 1\r\na\r\n");
+    converge(&[a.port, b.port], "from_b", Some("b"));
+    converge(&[a.port, b.port], "from_a", Some("a"));
+    let (applied, ignored, bytes_in) = (on_a("applied"), on_a("ignored"), on_a("bytes_in"));
+    for i in 0..300 {
+        text(a.port, &format!("set k{i} 0 0 4\r\nv{i:03}\r\n"));
+    }
+    text(a.port, "set c 0 0 1\r\n5\r\n");
+    text(a.port, "incr c 2\r\n");
+    text(a.port, "touch k1 1000\r\n");
+    converge(&[a.port, b.port], "k299", Some("v299"));
+    converge(&[a.port, b.port], "c", Some("7"));
+    text(b.port, "set after 0 0 1\r\nc\r\n");
+    converge(&[a.port, b.port], "after", Some("c"));
+    // B's one write was applied; A's 303 (over 11 KB of frames) came
+    // back as nothing: SKIPs of 22 bytes (one per batch B sent) and PINGs.
+    assert_eq!(on_a("applied") - applied, 1);
+    assert_eq!(on_a("ignored") - ignored, 0);
+    let bytes = on_a("bytes_in") - bytes_in;
+    assert!(bytes < 4_000, "{bytes} bytes in");
 }

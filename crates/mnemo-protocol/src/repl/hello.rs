@@ -2,7 +2,7 @@
 //! the peer's ordinary client port, one line back, then frames.
 //!
 //! ```text
-//! mn_repl HELLO <node-id> <proto-version> <replid> <offset>
+//! mn_repl HELLO <node-id> <proto-version> <replid> <offset> <since>
 //!   MN_REPL CONTINUE <replid> <offset>      partial resync from <offset>
 //!   MN_REPL FULLRESYNC <replid> <offset>    full copy, then the stream at <offset>
 //!   CLIENT_ERROR <reason>                   refused; the peer closes
@@ -13,7 +13,7 @@
 //! spaces, no signs, no leading `+`), since only mnemo writes these lines.
 
 /// What this build speaks; a HELLO with another is refused.
-pub const PROTO_VERSION: u32 = 1;
+pub const PROTO_VERSION: u32 = 2;
 
 /// The command word a HELLO line starts with, for the server's dispatch.
 pub const COMMAND: &[u8] = b"mn_repl";
@@ -34,6 +34,10 @@ pub struct Hello {
     pub replid: u64,
     /// Where in that stream the receiver has applied up to.
     pub offset: u64,
+    /// No version the receiver drew since it started is below this: the
+    /// sender need not send its writes at or above it back (a SKIP
+    /// stands in for them). 0: send everything.
+    pub since: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +120,7 @@ fn words<const N: usize>(line: &[u8]) -> Result<[&[u8]; N], HelloError> {
 
 /// Parses a HELLO line, without its `\r\n`.
 pub fn parse_hello(line: &[u8]) -> Result<Hello, HelloError> {
-    let [cmd, verb, node, proto, replid, offset] = words::<6>(line)?;
+    let [cmd, verb, node, proto, replid, offset, since] = words::<7>(line)?;
     if cmd != COMMAND || verb != b"HELLO" {
         return Err(HelloError::Malformed);
     }
@@ -131,6 +135,7 @@ pub fn parse_hello(line: &[u8]) -> Result<Hello, HelloError> {
         proto,
         replid: hex16(replid)?,
         offset: decimal(offset)?,
+        since: decimal(since)?,
     })
 }
 
@@ -138,8 +143,8 @@ pub fn parse_hello(line: &[u8]) -> Result<Hello, HelloError> {
 pub fn write_hello(h: &Hello, out: &mut Vec<u8>) {
     out.extend_from_slice(
         format!(
-            "mn_repl HELLO {} {} {:016x} {}\r\n",
-            h.node_id, h.proto, h.replid, h.offset
+            "mn_repl HELLO {} {} {:016x} {} {}\r\n",
+            h.node_id, h.proto, h.replid, h.offset, h.since
         )
         .as_bytes(),
     );

@@ -28,6 +28,7 @@ const KIND_COUNTER: u8 = 4;
 const KIND_PING: u8 = 5;
 const KIND_ACK: u8 = 6;
 const KIND_TOUCH: u8 = 7;
+const KIND_SKIP: u8 = 8;
 
 /// One frame, borrowing keys and values from the buffer it was decoded
 /// from. `origin` is the node that made the write (or sent the PING/ACK);
@@ -81,6 +82,14 @@ pub enum Record<'a> {
         version: u64,
         wall_ms: u64,
     },
+    /// Sender to receiver: the stream moves on by `bytes` bytes of frames
+    /// not sent, the receiver's own writes of its current run (see
+    /// [`returns_to`]), so that its offset stays the stream's.
+    Skip {
+        origin: u8,
+        version: u64,
+        bytes: u64,
+    },
     /// Receiver to sender: applied up to `offset` of the sender's stream
     /// (`wall_ms`: the latest PING's, echoed for the round trip). Sent
     /// once the other way, it ends a full copy: the stream continues at
@@ -103,6 +112,7 @@ impl Record<'_> {
             | Record::Counter { origin, .. }
             | Record::Touch { origin, .. }
             | Record::Ping { origin, .. }
+            | Record::Skip { origin, .. }
             | Record::Ack { origin, .. } => origin,
         }
     }
@@ -115,6 +125,7 @@ impl Record<'_> {
             | Record::Counter { version, .. }
             | Record::Touch { version, .. }
             | Record::Ping { version, .. }
+            | Record::Skip { version, .. }
             | Record::Ack { version, .. } => version,
         }
     }
@@ -323,12 +334,35 @@ pub fn decode(buf: &[u8], max_value: usize) -> Result<Decoded<'_>, FrameError> {
             offset: b.u64()?,
             wall_ms: b.u64()?,
         },
+        KIND_SKIP => Record::Skip {
+            origin,
+            version,
+            bytes: b.u64()?,
+        },
         k => return Err(FrameError::UnknownKind(k)),
     };
     if !b.b.is_empty() {
         return Err(FrameError::Trailing);
     }
     Ok(Decoded::Frame(rec, end))
+}
+
+/// Whether the whole frame `frame` (as [`encode`] wrote it) is a write
+/// that node `node` made at or after version `since` (in its current
+/// run, which draws no version below it): a SET, COUNTER or TOUCH
+/// of its own, which it already holds, so a sender need not send it
+/// back. Not a DELETE: the horizon rule deletes a write at its own
+/// version and origin, on every node, its maker's included (section
+/// 3). Not a FLUSH either (rare). `since` 0: nothing is.
+pub fn returns_to(frame: &[u8], node: u8, since: u64) -> bool {
+    if since == 0 || frame.len() < 4 + HEAD {
+        return false;
+    }
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&frame[6..14]);
+    matches!(frame[4], KIND_SET | KIND_COUNTER | KIND_TOUCH)
+        && frame[5] == node
+        && u64::from_le_bytes(v) >= since
 }
 
 /// Why a record cannot be encoded: the same checks as decoding, so
@@ -359,6 +393,7 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Record::Counter { .. } => KIND_COUNTER,
         Record::Touch { .. } => KIND_TOUCH,
         Record::Ping { .. } => KIND_PING,
+        Record::Skip { .. } => KIND_SKIP,
         Record::Ack { .. } => KIND_ACK,
     };
     // Length (filled in below), kind, origin, version: one copy.
@@ -427,6 +462,10 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         }
         Record::Ping { wall_ms, .. } => {
             out.extend_from_slice(&wall_ms.to_le_bytes());
+            Ok(())
+        }
+        Record::Skip { bytes, .. } => {
+            out.extend_from_slice(&bytes.to_le_bytes());
             Ok(())
         }
         Record::Ack {

@@ -65,6 +65,11 @@ fn samples() -> Vec<Record<'static>> {
             offset: 1 << 40,
             wall_ms: 43,
         },
+        Record::Skip {
+            origin: 8,
+            version: ver(8),
+            bytes: 1 << 33,
+        },
     ]
 }
 
@@ -244,10 +249,14 @@ fn hello_round_trips() {
         proto: PROTO_VERSION,
         replid: 0x0123_4567_89ab_cdef,
         offset: 12345,
+        since: 774_545_205_058_601_473,
     };
     let mut out = Vec::new();
     write_hello(&h, &mut out);
-    assert_eq!(out, b"mn_repl HELLO 7 1 0123456789abcdef 12345\r\n");
+    assert_eq!(
+        out,
+        b"mn_repl HELLO 7 2 0123456789abcdef 12345 774545205058601473\r\n"
+    );
     assert_eq!(parse_hello(&out[..out.len() - 2]), Ok(h));
     for r in [
         Reply::Continue {
@@ -271,40 +280,50 @@ fn hello_round_trips() {
 fn bad_hellos_are_errors() {
     let cases: &[(&[u8], HelloError)] = &[
         (b"", HelloError::Malformed),
-        (b"mn_repl HELLO 1 1 0123456789abcdef", HelloError::Malformed),
         (
-            b"mn_repl HELLO 1 1 0123456789abcdef 0 x",
+            b"mn_repl HELLO 1 1 0123456789abcdef 0",
             HelloError::Malformed,
         ),
         (
-            b"mn_repl  HELLO 1 1 0123456789abcdef 0",
+            b"mn_repl HELLO 1 1 0123456789abcdef 0 0 x",
             HelloError::Malformed,
         ),
-        (b"mn_repl BYE 1 1 0123456789abcdef 0", HelloError::Malformed),
-        (b"get HELLO 1 1 0123456789abcdef 0", HelloError::Malformed),
         (
-            b"mn_repl HELLO 0 1 0123456789abcdef 0",
+            b"mn_repl  HELLO 1 1 0123456789abcdef 0 0",
+            HelloError::Malformed,
+        ),
+        (
+            b"mn_repl BYE 1 1 0123456789abcdef 0 0",
+            HelloError::Malformed,
+        ),
+        (b"get HELLO 1 1 0123456789abcdef 0 0", HelloError::Malformed),
+        (
+            b"mn_repl HELLO 0 1 0123456789abcdef 0 0",
             HelloError::NodeZero,
         ),
         (
-            b"mn_repl HELLO 256 1 0123456789abcdef 0",
+            b"mn_repl HELLO 256 1 0123456789abcdef 0 0",
             HelloError::BadNumber,
         ),
         (
-            b"mn_repl HELLO -1 1 0123456789abcdef 0",
+            b"mn_repl HELLO -1 1 0123456789abcdef 0 0",
             HelloError::BadNumber,
         ),
         (
-            b"mn_repl HELLO 1 1 0123456789ABCDEF 0",
+            b"mn_repl HELLO 1 1 0123456789ABCDEF 0 0",
             HelloError::BadNumber,
         ),
-        (b"mn_repl HELLO 1 1 0123 0", HelloError::BadNumber),
+        (b"mn_repl HELLO 1 1 0123 0 0", HelloError::BadNumber),
         (
-            b"mn_repl HELLO 1 1 0123456789abcdef 99999999999999999999",
+            b"mn_repl HELLO 1 1 0123456789abcdef 99999999999999999999 0",
             HelloError::BadNumber,
         ),
         (
-            b"mn_repl HELLO 1 4294967296 0123456789abcdef 0",
+            b"mn_repl HELLO 1 4294967296 0123456789abcdef 0 0",
+            HelloError::BadNumber,
+        ),
+        (
+            b"mn_repl HELLO 1 2 0123456789abcdef 0 -1",
             HelloError::BadNumber,
         ),
     ];
@@ -325,7 +344,7 @@ fn bad_hellos_are_errors() {
 
 fn record() -> impl Strategy<Value = (u8, u8, u64, Vec<u8>, Vec<u8>, u32, u64, u128)> {
     (
-        0u8..8,
+        0u8..9,
         1u8..=255,
         any::<u64>(),
         prop::collection::vec(any::<u8>(), 1..=MAX_KEY_LEN),
@@ -358,6 +377,7 @@ proptest! {
             3 => Record::Counter { origin, version, key: &key, base: x, base_value: hi, p: big, n: !big },
             4 => Record::Ping { origin, version, wall_ms: x },
             5 => Record::Touch { origin, version, key: &key, base: hi, exptime: x },
+            6 => Record::Skip { origin, version, bytes: x },
             _ => Record::Ack { origin, version, offset: x, wall_ms: hi },
         };
         let b = enc(&r);
@@ -377,4 +397,59 @@ proptest! {
             }
         }
     }
+}
+
+/// A sender leaves out of a receiver's stream only that receiver's own
+/// SETs, COUNTERs and TOUCHes of its current run: everything else, a
+/// DELETE of its write (the horizon rule) included, still goes.
+#[test]
+fn only_a_nodes_own_writes_of_its_run_return_to_it() {
+    let v = |ms: u64, node: u8| (ms << 23) | u64::from(node);
+    let since = v(1000, 3);
+    let frame = |r: Record<'_>| enc(&r);
+    let set = |version: u64| {
+        frame(Record::Set {
+            origin: version as u8,
+            version,
+            key: b"k",
+            flags: 0,
+            exptime: 0,
+            value: b"v",
+        })
+    };
+    assert!(returns_to(&set(v(1001, 3)), 3, since));
+    assert!(returns_to(&set(since), 3, since), "its run's first");
+    assert!(!returns_to(&set(v(1001, 3)), 3, 0), "since 0: all");
+    assert!(!returns_to(&set(v(999, 3)), 3, since), "an earlier run's");
+    assert!(!returns_to(&set(v(1001, 4)), 3, since), "another node's");
+    let counter = frame(Record::Counter {
+        origin: 3,
+        version: v(1002, 3),
+        key: b"c",
+        base: 1,
+        base_value: 2,
+        p: 3,
+        n: 0,
+    });
+    assert!(returns_to(&counter, 3, since));
+    let touch = frame(Record::Touch {
+        origin: 3,
+        version: v(1003, 3),
+        key: b"t",
+        base: v(1001, 3),
+        exptime: 9,
+    });
+    assert!(returns_to(&touch, 3, since));
+    let delete = frame(Record::Delete {
+        origin: 3,
+        version: v(1004, 3),
+        key: b"k",
+    });
+    assert!(!returns_to(&delete, 3, since));
+    let flush = frame(Record::Flush {
+        origin: 3,
+        version: v(1005, 3),
+    });
+    assert!(!returns_to(&flush, 3, since));
+    assert!(!returns_to(&set(v(1001, 3))[..10], 3, since), "a cut frame");
 }

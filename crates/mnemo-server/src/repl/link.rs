@@ -181,11 +181,12 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
             proto: PROTO_VERSION,
             replid: pos.replid,
             offset: pos.offset,
+            since: repl.node.born(),
         },
         &mut hello,
     );
     let line = if sh.settings.sasl {
-        sasl_hello(&mut s, me, pos)?
+        sasl_hello(&mut s, me, pos, repl.node.born())?
     } else {
         s.write_all(&hello).map_err(|e| format!("HELLO: {e}"))?;
         read_line(&mut s)?
@@ -297,6 +298,16 @@ fn session(sh: &Shared, repl: &Repl, peer: &Peer, pos: &mut Position) -> Result<
                     peer.stats
                         .lag_ms
                         .store(wall_unix_ms().saturating_sub(wall_ms), Relaxed);
+                }
+                Record::Skip { origin, bytes, .. } => {
+                    // Our own writes of this run, not sent back: the
+                    // stream moves on by their bytes.
+                    check_sender(&mut peer_node, origin, me, peer)?;
+                    let Some(o) = offset.as_mut() else {
+                        return Err("peer skipped frames during a full copy".into());
+                    };
+                    *o = o.saturating_add(bytes);
+                    pos.offset = *o;
                 }
                 Record::Ack {
                     origin,
@@ -434,7 +445,12 @@ fn binary_response(s: &mut BlockingStream) -> Result<(u16, Vec<u8>), String> {
 /// Under `-S`: SASL PLAIN with the first entry of `MEMCACHED_SASL_PWDB`
 /// (the node's own password file), then the binary HELLO. Returns the
 /// answer line without its `\r\n`.
-fn sasl_hello(s: &mut BlockingStream, me: u8, pos: &Position) -> Result<Vec<u8>, String> {
+fn sasl_hello(
+    s: &mut BlockingStream,
+    me: u8,
+    pos: &Position,
+    since: u64,
+) -> Result<Vec<u8>, String> {
     let path = std::env::var_os("MEMCACHED_SASL_PWDB")
         .ok_or("-S: MEMCACHED_SASL_PWDB names no file to take link credentials from")?;
     let file = std::fs::read(&path).map_err(|e| format!("-S: reading MEMCACHED_SASL_PWDB: {e}"))?;
@@ -468,6 +484,7 @@ fn sasl_hello(s: &mut BlockingStream, me: u8, pos: &Position) -> Result<Vec<u8>,
         proto: PROTO_VERSION,
         replid: pos.replid,
         offset: pos.offset,
+        since,
     };
     s.write_all(&binary_hello(&hello, 0))
         .map_err(|e| format!("HELLO: {e}"))?;

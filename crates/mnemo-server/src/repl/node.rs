@@ -244,6 +244,12 @@ impl Node {
         self.id
     }
 
+    /// No version this run draws is below it (a link's HELLO tells the
+    /// peer, which then does not send this run's writes back).
+    pub fn born(&self) -> u64 {
+        self.born
+    }
+
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
     }
@@ -542,7 +548,10 @@ impl Node {
             && version.0 >= self.born
             && !matches!(
                 rec,
-                Record::Ping { .. } | Record::Ack { .. } | Record::Delete { .. }
+                Record::Ping { .. }
+                    | Record::Ack { .. }
+                    | Record::Skip { .. }
+                    | Record::Delete { .. }
             )
         {
             self.observe_own(own, version)?;
@@ -686,7 +695,7 @@ impl Node {
                 self.apply_counter(rec)
             }
             // Link-level frames carry no state.
-            Record::Ping { .. } | Record::Ack { .. } => Ok(false),
+            Record::Ping { .. } | Record::Ack { .. } | Record::Skip { .. } => Ok(false),
         }
     }
 

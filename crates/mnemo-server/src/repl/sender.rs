@@ -19,7 +19,7 @@ use mnemo_engine::{MetadumpCursor, MetadumpTarget};
 use mnemo_net::Stream;
 use mnemo_protocol::repl::backlog::Resync;
 use mnemo_protocol::repl::hello::{write_binary_reply, write_reply, Hello, Reply, PROTO_VERSION};
-use mnemo_protocol::repl::{decode, encode, Decoded, Record};
+use mnemo_protocol::repl::{decode, encode, returns_to, Decoded, Record};
 
 use super::{Handoff, LinkState, LinkStats, Repl, Replica};
 use crate::shared::{ConnInfo, Shared};
@@ -81,6 +81,7 @@ pub fn adopt(sh: Arc<Shared>, mut stream: Stream, info: Arc<ConnInfo>, handoff: 
             frames: std::collections::VecDeque::new(),
             binary: handoff.binary_opaque,
             horizon: 0,
+            receiver: (hello.node_id, hello.since),
         };
         if let Err(why) = s.run(hello) {
             eprintln!(
@@ -128,6 +129,9 @@ struct Sender<'a> {
     binary: Option<u32>,
     /// This node's horizon as a full copy's tombstones were taken.
     horizon: u64,
+    /// The receiver's node id and the first version of its run (its
+    /// HELLO's): its own writes of this run are not sent back.
+    receiver: (u8, u64),
 }
 
 type LinkResult = Result<(), String>;
@@ -264,7 +268,9 @@ impl Sender<'_> {
         let _ = encode(rec, &mut self.out);
     }
 
-    /// Appends whole frames of the stream from `offset`; how many bytes.
+    /// Appends whole frames of the stream from `offset`; how many bytes
+    /// of the stream that took (a SKIP stands in for the receiver's own
+    /// writes, so fewer may go out).
     fn fill_from_backlog(&mut self, offset: u64) -> Result<usize, String> {
         let start = self.out.len();
         let got = self
@@ -278,48 +284,84 @@ impl Sender<'_> {
                 "fell behind: offset {offset} has left the backlog (a full resync follows)"
             ));
         };
-        // Only whole frames: a PING may follow them, and the peer counts
-        // offsets by frame.
-        let mut pos = start;
-        let mut end_off = offset;
-        while let Some(len) = self.out.get(pos..pos + 4) {
-            let mut l = [0u8; 4];
-            l.copy_from_slice(len);
-            let flen = 4 + u32::from_le_bytes(l) as usize;
-            if pos + flen > self.out.len() {
-                break;
-            }
-            pos += flen;
-            end_off += flen as u64;
-            self.frames.push_back(end_off);
-        }
-        if pos == start && n > 0 {
+        let whole = whole_frames(&self.out[start..]);
+        if whole == 0 && n > 0 {
             // One frame larger than the chunk: read exactly it.
             self.out.truncate(start);
-            let mut l = [0u8; 4];
             let mut tmp = Vec::new();
             let _ = self.repl.node.backlog().lock().read(offset, 4, &mut tmp);
-            if tmp.len() == 4 {
-                l.copy_from_slice(&tmp);
-                let flen = 4 + u32::from_le_bytes(l) as usize;
-                let got = self
-                    .repl
-                    .node
-                    .backlog()
-                    .lock()
-                    .read(offset, flen, &mut self.out);
-                if got == Some(flen) {
-                    self.frames.push_back(offset + flen as u64);
-                    self.lag_update();
-                    return Ok(flen);
-                }
+            let Some(l) = tmp.get(..4) else {
+                return Ok(0);
+            };
+            let flen = 4 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+            let got = self
+                .repl
+                .node
+                .backlog()
+                .lock()
+                .read(offset, flen, &mut self.out);
+            if got != Some(flen) {
+                self.out.truncate(start);
+                return Ok(0);
             }
-            self.out.truncate(start);
-            return Ok(0);
+        } else {
+            self.out.truncate(start + whole);
         }
-        self.out.truncate(pos);
+        let taken = self.out.len() - start;
+        self.leave_out_returning(start, offset);
         self.lag_update();
-        Ok(pos - start)
+        Ok(taken)
+    }
+
+    /// Over the whole frames in `out[start..]`, the stream's from
+    /// `offset`: notes each one sent for the lag, and replaces each run
+    /// of the receiver's own writes of its run (which it holds, and would
+    /// only find known) with one SKIP of their length. In place: a SKIP is
+    /// shorter than any frame it stands in for.
+    fn leave_out_returning(&mut self, start: usize, offset: u64) {
+        let (node, since) = self.receiver;
+        let me = self.repl.node.id().get();
+        let mut read = start;
+        let mut write = start;
+        let mut end_off = offset;
+        let mut skipped = 0u64;
+        let mut skip = Vec::with_capacity(32);
+        while let Some(l) = self.out.get(read..read + 4) {
+            let flen = 4 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+            let frame = read..read + flen;
+            end_off += flen as u64;
+            read += flen;
+            if returns_to(&self.out[frame.clone()], node, since) {
+                skipped += flen as u64;
+                continue;
+            }
+            if skipped > 0 {
+                write += self.put_skip(write, skipped, me, &mut skip);
+                skipped = 0;
+            }
+            self.out.copy_within(frame, write);
+            write += flen;
+            self.frames.push_back(end_off);
+        }
+        if skipped > 0 {
+            write += self.put_skip(write, skipped, me, &mut skip);
+        }
+        self.out.truncate(write);
+    }
+
+    /// Writes a SKIP of `bytes` at `at` in `out`; its length.
+    fn put_skip(&mut self, at: usize, bytes: u64, me: u8, scratch: &mut Vec<u8>) -> usize {
+        scratch.clear();
+        let _ = encode(
+            &Record::Skip {
+                origin: me,
+                version: self.version(),
+                bytes,
+            },
+            scratch,
+        );
+        self.out[at..at + scratch.len()].copy_from_slice(scratch);
+        scratch.len()
     }
 
     fn lag_update(&self) {
@@ -456,4 +498,17 @@ impl Sender<'_> {
         self.drain_to(poll, events, 0)?;
         Ok(())
     }
+}
+
+/// How many bytes at the start of `buf` are whole frames.
+fn whole_frames(buf: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(l) = buf.get(pos..pos + 4) {
+        let flen = 4 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+        if pos + flen > buf.len() {
+            break;
+        }
+        pos += flen;
+    }
+    pos
 }
