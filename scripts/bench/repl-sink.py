@@ -25,7 +25,7 @@ while True:
         time.sleep(0.05)
         continue
     s.settimeout(None)
-    s.sendall(b"mn_repl HELLO %d 1 0000000000000000 0\r\n" % node)
+    s.sendall(b"mn_repl HELLO %d 2 0000000000000000 0 0\r\n" % node)
     try:
         while True:
             n = s.recv_into(buf)
