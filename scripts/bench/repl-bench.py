@@ -237,17 +237,24 @@ def memory(args):
         c.pipeline(sets)
     time.sleep(1)
     rows.append((f"{args.keys} sets of 32 B", rss_kb(a.pid), rss_kb(s.pid), ca.stats("replication")))
+    # A TTL change on a replicating node keeps its value's and its
+    # expiry's versions in the side table (docs/REPLICATION.md section 2).
+    touches = [f"touch key:{i:08d} 100000\r\n".encode() for i in range(args.keys)]
+    for c in (ca, cs):
+        c.pipeline(touches)
+    time.sleep(1)
+    rows.append((f"{args.keys} touches", rss_kb(a.pid), rss_kb(s.pid), ca.stats("replication")))
     dels = [f"delete key:{i:08d}\r\n".encode() for i in range(args.keys)]
     for c in (ca, cs):
         c.pipeline(dels)
     time.sleep(1)
     rows.append((f"{args.keys} deletes", rss_kb(a.pid), rss_kb(s.pid), ca.stats("replication")))
-    print("| after | RSS replicated (MB) | RSS standalone (MB) | difference (MB) | backlog bytes | tombstones | tombstone bytes |")
-    print("|---|---|---|---|---|---|---|")
+    print("| after | RSS replicated (MB) | RSS standalone (MB) | difference (MB) | backlog bytes | tombstones | tombstone bytes | side-table entries |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, ra, rs, st in rows:
         print(f"| {name} | {ra / 1024:.1f} | {rs / 1024:.1f} | {(ra - rs) / 1024:.1f} | "
               f"{st.get('repl_backlog_bytes')} of {st.get('repl_backlog_size')} | "
-              f"{st.get('repl_tombstones')} | {st.get('repl_tombstone_bytes')} |")
+              f"{st.get('repl_tombstones')} | {st.get('repl_tombstone_bytes')} | {st.get('repl_counters')} |")
     print(f"B (the peer) RSS {rss_kb(b.pid) / 1024:.1f} MB, curr_items {cb.stats()['curr_items']}")
 
 

@@ -27,11 +27,13 @@ use parking_lot::{Mutex, MutexGuard};
 use super::node::{ApplyError, Node};
 use mnemo_engine::ApplyOutcome;
 
-/// Keys tracked at most; past its share of it a shard starts over (its
-/// keys lose only the concurrent-increment merge until counted again,
-/// and a touched item its expiry's version: each still replicates as
-/// its newest state).
-const MAX_KEYS: usize = 1 << 20;
+/// Keys a shard tracks at most: 7/8 of 16,384, so that its hash table
+/// never grows past 16,384 slots (with the keys, about 35 MB for the 16
+/// shards, bounded). Past it a shard makes room (see
+/// [`Shard::make_room`]): each key still replicates as its newest state.
+const SHARD_CAP: usize = 14_336;
+#[cfg(test)]
+const MAX_KEYS: usize = SHARD_CAP * SHARDS;
 
 struct Entry {
     state: CounterState,
@@ -141,10 +143,18 @@ impl Drop for Shard<'_> {
 }
 
 impl Shard<'_> {
-    /// Room for one more key: past its share of the bound, the shard
-    /// starts over (its keys lose only the merge until counted again).
+    /// Room for one more key. Past its share of the bound the shard
+    /// drops its entries no node has counted (touched items, which lose
+    /// only their expiry's version); if that frees less than a quarter of
+    /// it, it starts over (counters lose only the merge until counted
+    /// again). A quarter at least freed each time: amortised O(1).
     fn make_room(&mut self, key: &[u8]) {
-        if self.map.len() >= MAX_KEYS / SHARDS && !self.map.contains_key(key) {
+        let cap = SHARD_CAP;
+        if self.map.len() < cap || self.map.contains_key(key) {
+            return;
+        }
+        self.map.retain(|_, e| !e.nodes.is_empty());
+        if self.map.len() > cap - cap / 4 {
             self.map.clear();
         }
     }
@@ -622,5 +632,50 @@ mod tests {
         assert_eq!(parse(b"18446744073709551616"), None);
         assert_eq!(parse(b"x"), None);
         assert_eq!(parse(b""), None);
+    }
+
+    fn counted(c: &Counters, key: &[u8], node: NodeId) {
+        let mut m = c.lock(key);
+        m.make_room(key);
+        let mut e = Entry::new(CounterState::new(Version(1), 0), 5);
+        e.note(node, 5);
+        m.insert(key.into(), e);
+    }
+
+    /// Touches of many keys do not push counters out of the table: a
+    /// full shard drops its touched items first, and the table stays
+    /// within its bound.
+    #[test]
+    fn a_full_shard_drops_touched_items_before_counters() {
+        let c = Counters::default();
+        let node = NodeId::new(1).unwrap();
+        for i in 0..1000u32 {
+            counted(&c, format!("c{i}").as_bytes(), node);
+        }
+        for i in 0..2 * MAX_KEYS as u32 {
+            c.touch(format!("t{i}").as_bytes(), 7, 9, b"v");
+            assert!(c.tracked() <= MAX_KEYS);
+        }
+        for i in 0..1000u32 {
+            assert_eq!(c.base_of(format!("c{i}").as_bytes(), 5), Some(1), "c{i}");
+        }
+        // The latest touches are still known.
+        assert_eq!(
+            c.touched(format!("t{}", 2 * MAX_KEYS - 1).as_bytes(), 7),
+            Some((9, 7))
+        );
+    }
+
+    /// Counters alone past the bound: shards start over, the table stays
+    /// within it.
+    #[test]
+    fn counters_past_the_bound_start_their_shard_over() {
+        let c = Counters::default();
+        let node = NodeId::new(1).unwrap();
+        for i in 0..MAX_KEYS as u32 + MAX_KEYS as u32 / 2 {
+            counted(&c, format!("c{i}").as_bytes(), node);
+            assert!(c.tracked() <= MAX_KEYS);
+        }
+        assert!(c.tracked() > 0);
     }
 }
