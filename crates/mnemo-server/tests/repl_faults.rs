@@ -1715,6 +1715,37 @@ mod fake {
         }
     }
 
+    /// The stream moves on by `bytes` not sent (the receiver's own).
+    pub fn skip(origin: u8, bytes: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(
+            &Record::Skip {
+                origin,
+                version: version(0, 0, origin),
+                bytes,
+            },
+            &mut out,
+        )
+        .unwrap_or_else(|e| panic!("encode: {e:?}"));
+        out
+    }
+
+    /// The end of a full copy: the stream continues at `offset`.
+    pub fn end_copy(origin: u8, offset: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(
+            &Record::Ack {
+                origin,
+                version: version(0, 0, origin),
+                offset,
+                wall_ms: 0,
+            },
+            &mut out,
+        )
+        .unwrap_or_else(|e| panic!("encode: {e:?}"));
+        out
+    }
+
     pub fn full() -> Vec<u8> {
         b"MN_REPL FULLRESYNC 00000000000000ab 0\r\n".to_vec()
     }
@@ -2300,4 +2331,46 @@ fn a_ttl_change_of_a_counter_keeps_increments_made_meanwhile_elsewhere() {
         (2990..=3001).contains(&held.ttl),
         "the newest TTL change (3000 s, node 3) must win: {held:?}"
     );
+}
+
+/// A SKIP (frames of the receiver's own, not sent) moves its position in
+/// the stream and applies nothing; one in the middle of a full copy,
+/// where there is no position yet, is a sender's bug: a log line and a
+/// closed link, what the copy carried before it kept.
+#[test]
+fn a_skip_moves_the_stream_on_and_one_inside_a_full_copy_closes_the_link() {
+    let f = fake::Setup::new();
+    let mut answer = fake::full();
+    answer.extend(fake::end_copy(fake::PEER, 0));
+    answer.extend(fake::skip(fake::PEER, 4096));
+    answer.extend(fake::set(
+        fake::PEER,
+        fake::version(0, 0, fake::PEER),
+        b"after_skip",
+        b"v",
+    ));
+    let mut s = f.link(&answer);
+    assert!(wait_for(Duration::from_secs(5), || f
+        .get("after_skip")
+        .as_deref()
+        == Some("v")));
+    assert!(!fake::Setup::closed(&mut s, Duration::from_millis(300)));
+    drop(s);
+
+    let mut f = fake::Setup::new();
+    let mut answer = fake::full();
+    answer.extend(fake::set(
+        fake::PEER,
+        fake::version(0, 0, fake::PEER),
+        b"copied",
+        b"c",
+    ));
+    answer.extend(fake::skip(fake::PEER, 10));
+    let mut s = f.link(&answer);
+    assert!(
+        fake::Setup::closed(&mut s, Duration::from_secs(10)),
+        "link left open"
+    );
+    f.survived("peer skipped frames during a full copy");
+    assert_eq!(f.get("copied").as_deref(), Some("c"));
 }
