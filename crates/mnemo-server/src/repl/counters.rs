@@ -191,12 +191,7 @@ fn parse(v: &[u8]) -> Option<u64> {
 impl Counters {
     /// `key`'s shard, locked.
     fn lock(&self, key: &[u8]) -> Shard<'_> {
-        // FNV-1a: keys are spread by the engine's hash already; this only
-        // has to pick one of a few shards.
-        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let map = self.shards[(h >> 32) as usize % SHARDS].lock();
+        let map = self.shards[super::shard_of(key, SHARDS)].lock();
         Shard {
             before: map.len(),
             map,
