@@ -7,8 +7,8 @@
 //! drops a tombstone before its time, the node's *horizon* (how far back
 //! it remembers every delete) shrinks to that tombstone's age; a peer
 //! away longer than the horizon must rejoin with a full copy. Pure: time
-//! is passed in; the server keeps one table per index shard behind the
-//! shard's own lock.
+//! is passed in; the server keeps 16 tables, by key, each behind its own
+//! lock with a sixteenth of the memory bound.
 
 use std::collections::{HashMap, VecDeque};
 

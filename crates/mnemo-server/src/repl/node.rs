@@ -85,35 +85,66 @@ pub fn batch_records() {
 /// long turn): bounds the buffer and how late peers see them.
 const PENDING_MAX: usize = 64 * 1024;
 
-/// The tombstones behind their lock, with their count outside it, so
-/// that the write path (which supersedes a tombstone on every write)
-/// takes no global lock while there are none.
-pub(super) struct TombTable {
+/// Shards of the tombstone table: every replicated write looks for a
+/// tombstone to supersede, and workers must not all wait on one lock.
+const TOMB_SHARDS: usize = 16;
+
+/// One shard of the tombstones, with its count outside its lock, so that
+/// the write path (which supersedes a tombstone on every write) takes no
+/// lock while the shard holds none.
+struct TombShard {
     inner: Mutex<Tombstones>,
     len: AtomicUsize,
-    /// `Tombstones::forgotten`, readable without the lock: every
-    /// incoming write is checked against it.
+}
+
+/// The tombstones in [`TOMB_SHARDS`] shards by key, each with its share
+/// of the memory bound.
+pub(super) struct TombTable {
+    shards: Box<[TombShard]>,
+    /// The greatest `Tombstones::forgotten` of any shard, or learned from
+    /// a peer, readable without a lock: every incoming write is checked
+    /// against it.
     forgotten: AtomicU64,
 }
 
 impl TombTable {
+    fn new(ttl_ms: u64, max_bytes: usize) -> TombTable {
+        let share = max_bytes.div_ceil(TOMB_SHARDS);
+        TombTable {
+            shards: (0..TOMB_SHARDS)
+                .map(|_| TombShard {
+                    inner: Mutex::new(Tombstones::new(ttl_ms, share)),
+                    len: AtomicUsize::new(0),
+                })
+                .collect(),
+            forgotten: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> &TombShard {
+        &self.shards[super::shard_of(key, TOMB_SHARDS)]
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<Version> {
-        if self.len.load(Relaxed) == 0 {
+        let sh = self.shard(key);
+        if sh.len.load(Relaxed) == 0 {
             return None;
         }
-        self.inner.lock().get(key)
+        sh.inner.lock().get(key)
     }
 
     pub fn insert(&self, key: &[u8], version: Version, now_ms: u64) -> bool {
-        let mut t = self.inner.lock();
+        let sh = self.shard(key);
+        let mut t = sh.inner.lock();
         let r = t.insert(key, version, now_ms);
-        self.publish(&t);
+        self.publish(sh, &t);
         r
     }
 
-    fn publish(&self, t: &Tombstones) {
-        self.len.store(t.len(), Relaxed);
-        self.forgotten.store(t.forgotten().0, Relaxed);
+    /// Under `sh`'s lock, after `t` changed: its count and the horizon.
+    fn publish(&self, sh: &TombShard, t: &Tombstones) {
+        sh.len.store(t.len(), Relaxed);
+        self.forgotten.fetch_max(t.forgotten().0, Relaxed);
     }
 
     /// The greatest version of a delete forgotten here, 0 for none.
@@ -122,31 +153,32 @@ impl TombTable {
     }
 
     pub fn learn_forgotten(&self, v: Version) {
-        let mut t = self.inner.lock();
-        t.learn_forgotten(v);
-        self.publish(&t);
+        self.forgotten.fetch_max(v.0, Relaxed);
     }
 
     pub fn supersede(&self, key: &[u8], version: Version) {
-        if self.len.load(Relaxed) == 0 {
+        let sh = self.shard(key);
+        if sh.len.load(Relaxed) == 0 {
             return;
         }
-        let mut t = self.inner.lock();
+        let mut t = sh.inner.lock();
         t.supersede(key, version);
-        self.publish(&t);
+        self.publish(sh, &t);
     }
 
     pub fn expire(&self, now_ms: u64) {
-        if self.len.load(Relaxed) == 0 {
-            return;
+        for sh in self.shards.iter().filter(|sh| sh.len.load(Relaxed) > 0) {
+            let mut t = sh.inner.lock();
+            t.expire(now_ms);
+            self.publish(sh, &t);
         }
-        let mut t = self.inner.lock();
-        t.expire(now_ms);
-        self.publish(&t);
     }
 
-    pub fn lock(&self) -> parking_lot::MutexGuard<'_, Tombstones> {
-        self.inner.lock()
+    /// Calls `f` with each shard's tombstones, under its lock in turn.
+    pub fn each(&self, mut f: impl FnMut(&Tombstones)) {
+        for sh in self.shards.iter() {
+            f(&sh.inner.lock());
+        }
     }
 }
 
@@ -226,11 +258,7 @@ impl Node {
             id,
             engine,
             ts,
-            tombs: TombTable {
-                inner: Mutex::new(Tombstones::new(tombstone_ttl_ms, tombstone_bytes)),
-                len: AtomicUsize::new(0),
-                forgotten: AtomicU64::new(0),
-            },
+            tombs: TombTable::new(tombstone_ttl_ms, tombstone_bytes),
             backlog: Mutex::new(Backlog::new(replid, backlog_bytes)),
             counters: Counters::default(),
             barrier: AtomicU64::new(0),
@@ -846,18 +874,18 @@ impl Node {
     /// Appends every tombstone and the flush barrier, as a full resync
     /// ends.
     pub fn snapshot_tombstones(&self, out: &mut Vec<u8>) {
-        let t = self.tombs.lock();
-        for (key, v) in t.iter() {
-            let _ = encode(
-                &Record::Delete {
-                    origin: v.0 as u8,
-                    version: v.0,
-                    key,
-                },
-                out,
-            );
-        }
-        drop(t);
+        self.tombs.each(|t| {
+            for (key, v) in t.iter() {
+                let _ = encode(
+                    &Record::Delete {
+                        origin: v.0 as u8,
+                        version: v.0,
+                        key,
+                    },
+                    out,
+                );
+            }
+        });
         self.snapshot_barriers(out);
     }
 
@@ -865,8 +893,14 @@ impl Node {
     /// delete is remembered.
     pub fn tombstone_stats(&self) -> (usize, usize, u64) {
         self.expire_tombstones();
-        let t = self.tombs.lock();
-        (t.len(), t.bytes(), t.horizon_ms(wall_unix_ms()))
+        let now = wall_unix_ms();
+        let (mut len, mut bytes, mut horizon) = (0, 0, u64::MAX);
+        self.tombs.each(|t| {
+            len += t.len();
+            bytes += t.bytes();
+            horizon = horizon.min(t.horizon_ms(now));
+        });
+        (len, bytes, horizon)
     }
 
     /// Drops tombstones past `--tombstone-ttl` (also done on every new

@@ -707,3 +707,45 @@ fn the_side_tables_count_follows_its_entries() {
     }
     assert_eq!(nodes[0].counters.tracked(), 0);
 }
+
+/// The tombstones are sharded by key: counted, superseded and bounded as
+/// one table, the bound shared among the shards, and a tombstone the
+/// bound drops raises the node's horizon wherever its shard is.
+#[test]
+fn sharded_tombstones_count_supersede_and_bound_as_one_table() {
+    let nodes = nodes();
+    let n = &nodes[0];
+    for i in 0..1000u32 {
+        let key = format!("d{i}");
+        n.local_set(key.as_bytes(), 0, 0, b"v").unwrap();
+        n.local_delete(key.as_bytes()).unwrap();
+    }
+    assert_eq!(n.tombstone_stats().0, 1000);
+    assert_eq!(n.tombs.forgotten(), 0);
+    for i in 0..1000u32 {
+        n.local_set(format!("d{i}").as_bytes(), 0, 0, b"w").unwrap();
+    }
+    assert_eq!(n.tombstone_stats().0, 0);
+
+    // 16 KB among 16 shards: about six tombstones of these keys each.
+    let small = Node::new(
+        NodeId::new(4).unwrap(),
+        Engine::new(Config::default()).unwrap(),
+        4,
+        1 << 20,
+        3_600_000,
+        16 * 1024,
+    )
+    .unwrap();
+    let mut last = Version(0);
+    for i in 0..2000u32 {
+        let key = format!("gone{i}");
+        small.local_set(key.as_bytes(), 0, 0, b"v").unwrap();
+        last = small.local_delete(key.as_bytes()).unwrap();
+    }
+    let (held, bytes, _) = small.tombstone_stats();
+    assert!(bytes <= 16 * 1024, "{bytes} bytes");
+    assert!(held > 0 && held < 2000, "{held} held");
+    let f = small.tombs.forgotten();
+    assert!(f > 0 && f < last.0, "forgotten {f}, last delete {}", last.0);
+}
