@@ -22,6 +22,7 @@ pub mod node;
 pub mod options;
 pub mod sender;
 pub mod stats;
+mod tombs;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
