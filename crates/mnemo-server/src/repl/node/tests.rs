@@ -81,6 +81,16 @@ fn expiry(n: &Node, key: &[u8]) -> Option<u64> {
     Some(n.unix_exptime(rel))
 }
 
+/// A client's `incr` of `key` by `d` on `n`, as the protocol makes it.
+fn incr(n: &Node, key: &[u8], d: u64) {
+    let e = n.engine();
+    let ts = e.new_thread_stats();
+    let mut slot = e.lock_key(key, &ts);
+    let pre = n.counter_pre(&slot);
+    let o = slot.arith(true, d, None);
+    n.counter_post(&mut slot, key, true, d, pre, o);
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Set(usize, u8, u8),
@@ -274,12 +284,7 @@ fn concurrent_increments_on_two_nodes_are_all_counted() {
     let mut l01 = Link::new(0, 1);
     l01.pump(&nodes, usize::MAX);
     for (n, d) in [(0usize, 3u64), (1, 5), (0, 1), (1, 2)] {
-        let e = nodes[n].engine();
-        let ts = e.new_thread_stats();
-        let mut slot = e.lock_key(b"c", &ts);
-        let pre = nodes[n].counter_pre(&slot);
-        let o = slot.arith(true, d, None);
-        nodes[n].counter_post(&mut slot, b"c", true, d, pre, o);
+        incr(&nodes[n], b"c", d);
     }
     let mut l10 = Link::new(1, 0);
     l01.pump(&nodes, usize::MAX);
@@ -425,14 +430,7 @@ fn a_counter_touch_and_a_concurrent_increment_both_survive() {
     let mut l01 = Link::new(0, 1);
     let mut l10 = Link::new(1, 0);
     l01.pump(&nodes, usize::MAX);
-    let incr = |n: usize, d: u64| {
-        let e = nodes[n].engine();
-        let ts = e.new_thread_stats();
-        let mut slot = e.lock_key(b"c", &ts);
-        let pre = nodes[n].counter_pre(&slot);
-        let o = slot.arith(true, d, None);
-        nodes[n].counter_post(&mut slot, b"c", true, d, pre, o);
-    };
+    let incr = |n: usize, d: u64| incr(&nodes[n], b"c", d);
     incr(0, 1);
     l01.pump(&nodes, usize::MAX);
     // Concurrently: node 1 adds 5, node 0 sets a TTL.
@@ -480,12 +478,7 @@ fn run_counter(mut links: Vec<Link>, steps: &[CStep]) -> Result<(), TestCaseErro
     for s in steps {
         match *s {
             CStep::Incr(n, d) => {
-                let e = nodes[n].engine();
-                let ts = e.new_thread_stats();
-                let mut slot = e.lock_key(b"c", &ts);
-                let pre = nodes[n].counter_pre(&slot);
-                let o = slot.arith(true, u64::from(d), None);
-                nodes[n].counter_post(&mut slot, b"c", true, u64::from(d), pre, o);
+                incr(&nodes[n], b"c", u64::from(d));
                 sum += u64::from(d);
             }
             CStep::Touch(n) => {
@@ -667,14 +660,7 @@ fn an_incr_by_zero_gives_every_node_the_same_cas() {
     let mut l01 = Link::new(0, 1);
     let mut l10 = Link::new(1, 0);
     l01.pump(&nodes, usize::MAX);
-    let incr = |d: u64| {
-        let e = nodes[1].engine();
-        let ts = e.new_thread_stats();
-        let mut slot = e.lock_key(b"c", &ts);
-        let pre = nodes[1].counter_pre(&slot);
-        let o = slot.arith(true, d, None);
-        nodes[1].counter_post(&mut slot, b"c", true, d, pre, o);
-    };
+    let incr = |d: u64| incr(&nodes[1], b"c", d);
     // Counted once, so that both nodes track it.
     incr(1);
     l10.pump(&nodes, usize::MAX);
