@@ -158,6 +158,35 @@ impl Shard<'_> {
             self.map.clear();
         }
     }
+
+    /// `key`'s item of version `cas` takes `ttl` as its expiry's version,
+    /// unless it has one as new; whether it did. A key not tracked yet
+    /// becomes a counter on its item as base, whose number `number`
+    /// reads (only then: it copies the value).
+    fn take_ttl(&mut self, key: &[u8], cas: u64, ttl: u64, number: impl FnOnce() -> u64) -> bool {
+        if let Some(e) = self.map.get_mut(key).filter(|e| e.last == cas) {
+            if e.ttl >= ttl {
+                return false;
+            }
+            e.ttl = ttl;
+            return true;
+        }
+        self.make_room(key);
+        let mut e = Entry::new(CounterState::new(Version(cas), number()), cas);
+        e.ttl = ttl;
+        self.map.insert(key.into(), e);
+        true
+    }
+}
+
+/// The number the item under `slot` holds as a counter's base (0 if it
+/// is not one).
+fn item_number(slot: &KeySlot<'_>) -> u64 {
+    let mut v = Vec::new();
+    if let Some(it) = slot.item() {
+        it.write_value(&mut v);
+    }
+    parse(&v).unwrap_or(0)
 }
 
 /// A counter's value as text, as memcached stores it.
@@ -240,23 +269,17 @@ impl Counters {
         (e.last == item_cas).then_some(e.state.base_version.0)
     }
 
-    /// A TTL change (touch, gat, `T`; under the key's lock) of `key`'s
-    /// item of version `cas`, whose value is `value`, drew version `ttl`.
-    /// The item's CAS stays (the value did not change, and memcached's
-    /// touch leaves it too); the entry keeps `ttl` as the expiry's
-    /// version, and the change replicates on its own (a TOUCH frame), so
-    /// that the value, or a counter's totals, are never rewritten by it.
-    pub fn touch(&self, key: &[u8], cas: u64, ttl: u64, value: &[u8]) {
-        let mut m = self.lock(key);
-        if let Some(e) = m.get_mut(key).filter(|e| e.last == cas) {
-            e.ttl = ttl;
+    /// A TTL change (touch, gat, `T`) of the item under `slot` drew
+    /// version `ttl`. The item's CAS stays (the value did not change, and
+    /// memcached's touch leaves it too); the entry keeps `ttl` as the
+    /// expiry's version, and the change replicates on its own (a TOUCH
+    /// frame), so that the value, or a counter's totals, are never
+    /// rewritten by it.
+    pub fn touch(&self, slot: &KeySlot<'_>, key: &[u8], ttl: u64) {
+        let Some(cas) = slot.item().map(|i| i.cas()) else {
             return;
-        }
-        m.make_room(key);
-        let state = CounterState::new(Version(cas), parse(value).unwrap_or(0));
-        let mut e = Entry::new(state, cas);
-        e.ttl = ttl;
-        m.insert(key.into(), e);
+        };
+        self.lock(key).take_ttl(key, cas, ttl, || item_number(slot));
     }
 
     /// For a peer's SET at `version`: the TTL change made on that very
@@ -446,14 +469,12 @@ impl Node {
         version: u64,
         exptime: u64,
     ) -> Result<bool, ApplyError> {
-        if version <= base || self.tombs.get(key).is_some_and(|t| t.0 >= base) {
+        if base == 0 || version <= base || self.tombs.get(key).is_some_and(|t| t.0 >= base) {
             // Made on a value deleted since (or a malformed frame).
             return Ok(false);
         }
-        let mut value = Vec::new();
         let slot = self.engine().lock_key(key, self.ts());
-        let item = self.read_item(&slot, &mut value);
-        let cas = item.as_ref().map_or(0, |st| st.cas);
+        let cas = slot.item().map_or(0, |i| i.cas());
         let mut m = self.counters.lock(key);
         // The version of the value held (a counter's base).
         let held = match m.get(key).filter(|e| e.last == cas && cas != 0) {
@@ -464,16 +485,8 @@ impl Node {
             return Ok(false);
         }
         if held == base {
-            match m.get_mut(key).filter(|e| e.last == cas) {
-                Some(e) if e.ttl >= version => return Ok(false),
-                Some(e) => e.ttl = version,
-                None => {
-                    m.make_room(key);
-                    let state = CounterState::new(Version(cas), parse(&value).unwrap_or(0));
-                    let mut e = Entry::new(state, cas);
-                    e.ttl = version;
-                    m.insert(key.into(), e);
-                }
+            if !m.take_ttl(key, cas, version, || item_number(&slot)) {
+                return Ok(false);
             }
             drop(m);
             slot.set_exptime(i64::try_from(exptime).unwrap_or(i64::MAX));
@@ -648,7 +661,8 @@ mod tests {
             counted(&c, format!("c{i}").as_bytes(), node);
         }
         for i in 0..2 * MAX_KEYS as u32 {
-            c.touch(format!("t{i}").as_bytes(), 7, 9, b"v");
+            let key = format!("t{i}");
+            c.lock(key.as_bytes()).take_ttl(key.as_bytes(), 7, 9, || 0);
             assert!(c.tracked() <= MAX_KEYS);
         }
         for i in 0..1000u32 {

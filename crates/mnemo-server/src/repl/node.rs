@@ -363,13 +363,9 @@ impl Node {
     /// under `slot`, before it is made: the side table keeps it as the
     /// expiry's version, and the item's CAS stays, as memcached's does.
     pub fn draw_ttl_version(&self, slot: &KeySlot<'_>, key: &[u8]) {
-        let Some(it) = slot.item() else {
-            return;
-        };
-        let cas = it.cas();
-        let mut value = Vec::new();
-        it.write_value(&mut value);
-        self.counters.touch(key, cas, slot.next_cas(), &value);
+        if slot.exists() {
+            self.counters.touch(slot, key, slot.next_cas());
+        }
     }
 
     /// A client deleted `key` (the protocol's delete hit): records a

@@ -325,7 +325,8 @@ impl Sender<'_> {
         let mut write = start;
         let mut end_off = offset;
         let mut skipped = 0u64;
-        let mut skip = Vec::with_capacity(32);
+        // Allocated only if a SKIP is written.
+        let mut skip = Vec::new();
         while let Some(l) = self.out.get(read..read + 4) {
             let flen = 4 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
             let frame = read..read + flen;
