@@ -46,6 +46,14 @@ impl Proc {
 }
 
 pub fn memcached_on(port: u16) -> Proc {
+    try_memcached_on(port)
+        .unwrap_or_else(|| panic!("memcached did not start on {port}, or another process holds it"))
+}
+
+/// A memcached on `port`, or None if the process answering there is not
+/// the one started (it could not bind: the port was taken between
+/// `free_port` and its bind, by another test or another test binary).
+fn try_memcached_on(port: u16) -> Option<Proc> {
     let child = Command::new("/usr/bin/memcached")
         .args([
             "-p",
@@ -63,12 +71,34 @@ pub fn memcached_on(port: u16) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn memcached");
+    let p = Proc { child, port };
     wait_port(port, "memcached");
-    Proc { child, port }
+    (stats_pid(port) == Some(p.child.id())).then_some(p)
+}
+
+/// The `pid` a memcached-compatible server on `port` reports in `stats`.
+pub fn stats_pid(port: u16) -> Option<u32> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"stats\r\n").ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"END\r\n") {
+        let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT pid ")?.trim().parse().ok())
 }
 
 pub fn memcached() -> Proc {
-    memcached_on(free_port())
+    for _ in 0..5 {
+        if let Some(p) = try_memcached_on(free_port()) {
+            return p;
+        }
+    }
+    panic!("memcached did not start on any of five ports");
 }
 
 /// A scratch directory removed on drop.
