@@ -62,6 +62,9 @@ pub struct Worker {
     /// decided once this batch of events is in (see `erasure::ops`).
     pub(crate) ec_later: Vec<crate::client::ReplyTo>,
     pub(crate) ec_early_ok: bool,
+    /// Conditional writes' reads to send again at a time (`Next::Retry`):
+    /// when, the request, its key.
+    pub(crate) ec_retry: Vec<(Instant, crate::client::ReplyTo, usize, Option<i64>)>,
     pub(crate) scratch: Vec<usize>,
     pub(crate) bintext: Vec<u8>,
 }
@@ -89,6 +92,7 @@ impl Worker {
             resume: Vec::new(),
             ec_later: Vec::new(),
             ec_early_ok: false,
+            ec_retry: Vec::new(),
             scratch: Vec::new(),
             bintext: Vec::new(),
         };
@@ -196,6 +200,9 @@ impl Worker {
                 }
             }
         }
+        for r in &self.ec_retry {
+            consider(r.0);
+        }
         // The waker brings new clients and reloads; waking at least once a
         // second is only a backstop.
         let cap = Duration::from_secs(1);
@@ -222,6 +229,7 @@ impl Worker {
         for p in &mut self.pools {
             p.readmit_due(now);
         }
+        self.ec_retry_due(now);
     }
 
     pub(crate) fn mark_client(&mut self, idx: Key) {

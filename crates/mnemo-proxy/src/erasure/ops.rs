@@ -18,7 +18,12 @@
 //!   answer. A write landing in between on a server makes that server
 //!   refuse, and success needs a majority (at least K+1) of the K+M, so of
 //!   two such requests racing from the same read at most one succeeds:
-//!   `cas` is as atomic as memcached's. One that lost with fewer than K
+//!   `cas` is as atomic as memcached's. The first position that answered
+//!   the read is written first and the others only once it stored the
+//!   item (`write::ec_lead`), so the losers of such a race write nothing;
+//!   and a read that shows part of a newer write waits for it to land
+//!   (`ec_settle`), so no two writers split the servers so finely that
+//!   neither can be decoded. One that lost with fewer than K
 //!   items stored (so it can never be read) answers EXISTS/NOT_STORED;
 //!   one with K or more stored but short of the majority answers
 //!   `SERVER_ERROR` (outcome unknown, as after a timeout). They hold the
@@ -40,6 +45,7 @@ use mnemo_net::Key;
 use mnemo_protocol::client::{MetaStatus, Reply};
 use mnemo_protocol::text::{GetKind, Keys, StoreKind};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 pub(crate) const UNSUPPORTED: &[u8] =
     b"SERVER_ERROR command not supported on an erasure-coded pool\r\n";
@@ -93,14 +99,26 @@ pub(crate) struct EcKey {
     pub(crate) read: Option<KeyRead>,
     pub(crate) outcome: Option<Outcome>,
     pub(crate) write: Option<Tally>,
+    /// A conditional write's items waiting on its lead position.
+    pub(crate) held: Option<Box<super::write::Held>>,
     /// Reads sent so far, and their `T` (gat, touch).
     tries: u8,
+    /// When a conditional write first saw part of a newer write, and
+    /// whether a read is queued to look again.
+    waiting: Option<Instant>,
+    pub(crate) retrying: bool,
     touch: Option<i64>,
 }
 
 /// Reads of a key that found only writes in flight (no version decodable)
 /// are sent again this many times in all before answering a miss.
 const READ_TRIES: u8 = 3;
+
+/// `ec_settle` for a pool that never times servers out.
+const SETTLE_WITHOUT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How soon a conditional write that waits for a newer one reads again.
+const RETRY_AFTER: Duration = Duration::from_millis(1);
 
 pub(crate) struct EcOp {
     pub(crate) cmd: EcCmd,
@@ -119,6 +137,8 @@ pub(crate) struct EcOp {
 enum Next {
     Nothing,
     Reread(Option<i64>),
+    /// Read again after `RETRY_AFTER`.
+    Retry(Option<i64>),
     Write(Vec<Vec<u8>>, i64),
     Repair(Vec<(usize, super::read::Fix)>, Vec<Vec<u8>>, i64),
 }
@@ -191,7 +211,10 @@ impl Worker {
             read: None,
             outcome: None,
             write: None,
+            held: None,
             tries: 0,
+            waiting: None,
+            retrying: false,
             touch: None,
         }
     }
@@ -425,14 +448,14 @@ impl Worker {
             return;
         };
         if write {
+            let stored = matches!(r, Reply::Stored);
+            let refused = matches!(r, Reply::Exists | Reply::NotFound | Reply::NotStored);
             if let Some(t) = ek.write.as_mut() {
                 t.replied += 1;
-                match r {
-                    Reply::Stored => t.stored += 1,
-                    Reply::Exists | Reply::NotFound | Reply::NotStored => t.conflicts += 1,
-                    _ => {}
-                }
+                t.stored += u32::from(stored);
+                t.conflicts += u32::from(refused);
             }
+            self.ec_lead_answered(to, ki as usize, usize::from(pos), stored, refused);
         } else if let Some(rd) = ek.read.as_mut() {
             rd.take(usize::from(pos), got(bytes, r));
         }
@@ -458,6 +481,9 @@ impl Worker {
                 }
             }
         }
+        if write {
+            self.ec_lead_answered(to, ki as usize, usize::from(pos), false, false);
+        }
         self.ec_progress(to);
     }
 
@@ -476,6 +502,10 @@ impl Worker {
             match next {
                 Next::Nothing => {}
                 Next::Reread(touch) => self.ec_send_reads(to, pool, ki, touch),
+                Next::Retry(touch) => {
+                    let at = Instant::now() + RETRY_AFTER;
+                    self.ec_retry.push((at, to, ki, touch));
+                }
                 Next::Write(shards, exptime) => self.ec_send_writes(to, pool, ki, shards, exptime),
                 Next::Repair(fixes, shards, exptime) => {
                     let target = match self.slot_kind(to) {
@@ -492,6 +522,31 @@ impl Worker {
             }
         }
         self.ec_finish(to);
+    }
+
+    /// Send the reads whose `Retry` is due.
+    pub(crate) fn ec_retry_due(&mut self, now: Instant) {
+        if self.ec_retry.is_empty() {
+            return;
+        }
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ec_retry)
+            .into_iter()
+            .partition(|r| r.0 <= now);
+        self.ec_retry = wait;
+        for (_, to, ki, touch) in due {
+            let Some(pool) = self.client_pool(to) else {
+                continue;
+            };
+            match self.slot_kind(to) {
+                Some(SlotKind::Ec(op)) if !op.finished => match op.keys.get_mut(ki) {
+                    Some(ek) => ek.retrying = false,
+                    None => continue,
+                },
+                _ => continue,
+            }
+            self.ec_send_reads(to, pool, ki, touch);
+            self.ec_progress(to);
+        }
     }
 
     /// Key `ki`'s read, if just decided: its outcome recorded and stats
@@ -522,6 +577,21 @@ impl Worker {
         self.ec_early_ok = false;
     }
 
+    /// How long a conditional write waits for a newer write it saw part
+    /// of. Sent to every server at once, a conditional write racing with
+    /// one that already won its lead position (`ec_lead`) could split the
+    /// servers with it and a third writer so that no write has K items
+    /// and the value all three read is gone; so the newer write is given
+    /// time to land, which it does within two server timeouts (its lead,
+    /// then the rest) unless its proxy died or its servers failed. An
+    /// older one, or one waited for this long, is overwritten.
+    fn ec_settle(&self, pool: usize) -> Duration {
+        self.pools
+            .get(pool)
+            .and_then(|p| p.conf.timeout)
+            .map_or(SETTLE_WITHOUT_TIMEOUT, |t| t.saturating_mul(2))
+    }
+
     fn ec_decide_now(
         &mut self,
         to: ReplyTo,
@@ -530,6 +600,7 @@ impl Worker {
         early_ok: bool,
         later: &mut bool,
     ) -> Next {
+        let settle = self.ec_settle(pool);
         let (key, outcome, shards_read, degraded, repairs) = {
             let Some(SlotKind::Ec(op)) = self.slot_kind(to) else {
                 return Next::Nothing;
@@ -539,7 +610,7 @@ impl Worker {
             let Some(ek) = op.keys.get_mut(ki) else {
                 return Next::Nothing;
             };
-            if ek.outcome.is_some() {
+            if ek.outcome.is_some() || ek.retrying {
                 return Next::Nothing;
             }
             let Some(rd) = ek.read.as_ref() else {
@@ -556,6 +627,20 @@ impl Worker {
             // again before calling it a miss.
             if o == Outcome::Undecodable && ek.tries < READ_TRIES {
                 return Next::Reread(ek.touch);
+            }
+            // A conditional write that sees part of a newer write waits
+            // for it to land (see `ec_in_flight`).
+            if let Outcome::Hit { version, .. } | Outcome::Deleted { version, .. } = &o {
+                if let Some(newer) = rd.newer_than(*version).filter(|_| wait_all) {
+                    let now = Instant::now();
+                    let since = *ek.waiting.get_or_insert(now);
+                    let young = Versioner::now_ms().saturating_sub(Versioner::ms_of(newer))
+                        < settle.as_millis() as u64;
+                    if young && now.duration_since(since) < settle {
+                        ek.retrying = true;
+                        return Next::Retry(ek.touch);
+                    }
+                }
             }
             let (degraded, repairs) = match &o {
                 Outcome::Hit { version, .. } | Outcome::Deleted { version, .. } => {

@@ -337,6 +337,23 @@ impl KeyRead {
         out
     }
 
+    /// The newest version any position holds an item of (0: none).
+    pub fn newest(&self) -> u64 {
+        self.newer_than(0).unwrap_or(0)
+    }
+
+    /// The newest version above `version` some position holds an item
+    /// of: a write still landing, or one abandoned part way.
+    pub fn newer_than(&self, version: u64) -> Option<u64> {
+        self.answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::Shard { header, .. } if header.version > version => Some(header.version),
+                _ => None,
+            })
+            .max()
+    }
+
     /// Some position answered without a usable shard of the winner.
     pub fn degraded(&self, version: u64) -> bool {
         self.answers.iter().any(|a| match a {
@@ -390,6 +407,28 @@ mod tests {
         }
         assert_eq!(r.repairs(2), vec![(0, Fix::Replace { cas: 10 })]);
         assert!(r.degraded(2));
+    }
+
+    #[test]
+    fn a_newer_partial_write_is_reported_beside_the_winner() {
+        let old = encode_value(&g(), b"k", 5, 0, &[1u8; 100]).unwrap();
+        let new = encode_value(&g(), b"k", 9, 0, &[2u8; 100]).unwrap();
+        let mut r = KeyRead::new(b"k", 3, 2);
+        assert_eq!((r.newest(), r.newer_than(0)), (0, None));
+        for (i, s) in old.iter().enumerate().skip(1) {
+            r.absorb(i, Some(s), -1, 0);
+        }
+        assert_eq!((r.newest(), r.newer_than(5)), (5, None));
+        // The lead position already holds a racing write's item.
+        r.absorb(0, Some(&new[0]), -1, 0);
+        assert!(matches!(
+            r.decide(true, false),
+            Some(Outcome::Hit { version: 5, .. })
+        ));
+        assert_eq!(
+            (r.newest(), r.newer_than(5), r.newer_than(9)),
+            (9, Some(9), None)
+        );
     }
 
     #[test]

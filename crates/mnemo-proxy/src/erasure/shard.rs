@@ -219,6 +219,16 @@ impl Versioner {
         self.last
     }
 
+    /// Make the next version newer than `seen`.
+    pub fn observe(&mut self, seen: u64) {
+        self.last = self.last.max(seen);
+    }
+
+    /// The clock (ms since the epoch) `version` was drawn at.
+    pub fn ms_of(version: u64) -> u64 {
+        version >> LOW_BITS
+    }
+
     pub fn now_ms() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -301,5 +311,25 @@ mod tests {
         assert_eq!(d >> 22, 2000);
         let mut w = Versioner::new(4);
         assert_ne!(w.next(1000), a);
+    }
+
+    #[test]
+    fn a_version_drawn_after_seeing_another_is_newer_than_it() {
+        // Another worker drew `seen` in the same millisecond with more
+        // writes behind it, and a larger node id.
+        let mut other = Versioner::new(1000);
+        let mut seen = 0;
+        for _ in 0..5 {
+            seen = other.next(7000);
+        }
+        let mut v = Versioner::new(2);
+        assert!(v.next(7000) < seen, "clocks alone order it first");
+        v.observe(seen);
+        let mine = v.next(7000);
+        assert!(mine > seen);
+        assert_eq!((mine & 1023, Versioner::ms_of(mine)), (2, 7000));
+        // Observing an older version changes nothing.
+        v.observe(1);
+        assert!(v.next(7000) > mine);
     }
 }

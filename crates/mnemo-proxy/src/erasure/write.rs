@@ -43,10 +43,26 @@ impl Tally {
 }
 
 impl Worker {
-    pub(crate) fn ec_version(&mut self, pool: usize) -> u64 {
+    /// A new version for request `to`'s write: newer than any its read
+    /// saw. Versions are clocks, and another worker or proxy may draw a
+    /// larger one in the same millisecond; a `cas` made on top of a write
+    /// must still win over it, or that write's leftovers (an item a race
+    /// left on one server) would look newer than the `cas` forever.
+    pub(crate) fn ec_version(&mut self, to: ReplyTo, pool: usize) -> u64 {
+        let seen = match self.slot_kind(to) {
+            Some(SlotKind::Ec(op)) => op
+                .keys
+                .first()
+                .and_then(|ek| ek.read.as_ref())
+                .map_or(0, KeyRead::newest),
+            _ => 0,
+        };
         let now = Versioner::now_ms();
         match self.pools.get_mut(pool).and_then(|p| p.ec.as_mut()) {
-            Some(e) => e.versions.next(now),
+            Some(e) => {
+                e.versions.observe(seen);
+                e.versions.next(now)
+            }
             None => 0,
         }
     }
@@ -56,7 +72,7 @@ impl Worker {
         let Some(g) = self.ec_geom(pool) else {
             return (Vec::new(), 0);
         };
-        let version = self.ec_version(pool);
+        let version = self.ec_version(to, pool);
         let (shards, exptime, len) = match self.slot_kind(to) {
             Some(SlotKind::Ec(op)) => {
                 op.written = version;
@@ -94,7 +110,7 @@ impl Worker {
 
     /// Tombstones of a new version for the request's key.
     pub(crate) fn ec_tombstones(&mut self, to: ReplyTo, pool: usize, g: &Geometry) -> Vec<Vec<u8>> {
-        let version = self.ec_version(pool);
+        let version = self.ec_version(to, pool);
         match self.slot_kind(to) {
             Some(SlotKind::Ec(op)) => {
                 op.written = version;
@@ -137,14 +153,12 @@ impl Worker {
                             .filter(|_| conditional)
                             .map(KeyRead::conditions);
                         // Two conditional writers racing from the same read
-                        // win disjoint sets of servers: with a majority
-                        // needed, at most one can succeed.
+                        // cannot both win a majority of the servers.
                         let need = match conds {
                             Some(_) => (k + 1).max(n / 2 + 1),
                             None => k + 1,
                         };
                         ek.write = Some(Tally {
-                            sent: n,
                             need,
                             decodable,
                             ..Default::default()
@@ -156,54 +170,174 @@ impl Worker {
             }
             _ => return,
         };
-        let mut failed = 0;
+        let held = Held {
+            n: n as usize,
+            key,
+            servers,
+            shards,
+            exptime,
+            conds,
+            lead: 0,
+        };
+        if held.conds.is_some() {
+            self.ec_lead(to, pool, ki, held, 0);
+        } else {
+            self.ec_put_all(to, pool, ki, &held);
+        }
+    }
+
+    /// Send a conditional write's item to the first position from `from`
+    /// on that answered its read, and hold the others until it is stored
+    /// there. Writers racing from one read all start at the same position
+    /// and only one of them can win it (the server compares the CAS unique
+    /// or refuses the `add`), so the losers write nowhere: sent to every
+    /// server at once, three racing writers could win two, two and one of
+    /// five servers, none of them readable, and the value they all read
+    /// would be gone (the erasure test's racing `cas` found it so).
+    pub(crate) fn ec_lead(
+        &mut self,
+        to: ReplyTo,
+        pool: usize,
+        ki: usize,
+        mut held: Held,
+        from: usize,
+    ) {
         let mut req = Vec::new();
-        for pos in 0..g.n() {
-            let (Some(&s), Some(shard)) = (servers.get(pos), shards.get(pos)) else {
-                failed += 1;
-                continue;
-            };
-            if self.pools[pool].servers[s].health.is_ejected() {
-                failed += 1;
-                continue;
+        let mut lead = None;
+        for pos in from..held.n {
+            if held.encode(pos, &mut req).is_some() && self.ec_put(to, pool, ki, &held, pos, &req) {
+                lead = Some(pos);
+                break;
             }
-            req.clear();
-            match conds.as_ref().and_then(|c| c.get(pos)) {
-                None => {
-                    pclient::encode_store(&mut req, StoreCmd::Set, &key, 0, exptime, shard, false)
-                }
-                Some(Cond::Absent) => {
-                    pclient::encode_store(&mut req, StoreCmd::Add, &key, 0, exptime, shard, false)
-                }
-                Some(Cond::Cas(u)) => {
-                    pclient::encode_cas(&mut req, &key, 0, exptime, shard, *u, false)
-                }
-                Some(Cond::Unknown) => {
-                    failed += 1;
-                    continue;
+        }
+        if let Some(SlotKind::Ec(op)) = self.slot_kind(to) {
+            if let Some(ek) = op.keys.get_mut(ki) {
+                if let Some(pos) = lead {
+                    held.lead = pos;
+                    if let Some(t) = ek.write.as_mut() {
+                        t.sent += 1;
+                    }
+                    ek.held = Some(Box::new(held));
+                } else {
+                    // No server left to lead: the tally decides as it is.
+                    ek.held = None;
                 }
             }
-            let what = What::Ec {
-                key: ki as u32,
-                pos: pos as u8,
-                write: true,
-            };
-            if self
-                .send(pool, s, &req, Some(Pending::new(to, what, None)))
-                .is_err()
-            {
+        }
+    }
+
+    /// A reply (`stored`, `refused`) or a failure (neither) at a held
+    /// write's lead position: send the rest, give up, or lead on from the
+    /// next position (the outcome at this one is unknown).
+    pub(crate) fn ec_lead_answered(
+        &mut self,
+        to: ReplyTo,
+        ki: usize,
+        pos: usize,
+        stored: bool,
+        refused: bool,
+    ) {
+        let Some(pool) = self.client_pool(to) else {
+            return;
+        };
+        let held = match self.slot_kind(to) {
+            Some(SlotKind::Ec(op)) => match op.keys.get_mut(ki) {
+                Some(ek) if ek.held.as_ref().is_some_and(|h| h.lead == pos) => ek.held.take(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(held) = held else { return };
+        if stored {
+            self.ec_put_all(to, pool, ki, &held);
+        } else if !refused {
+            self.ec_lead(to, pool, ki, *held, pos + 1);
+        }
+    }
+
+    /// Send every position's item (but a held write's lead, sent already).
+    fn ec_put_all(&mut self, to: ReplyTo, pool: usize, ki: usize, held: &Held) {
+        let mut req = Vec::new();
+        let (mut sent, mut failed) = (0, 0);
+        let skip = held.conds.as_ref().map(|_| held.lead);
+        for pos in (0..held.n).filter(|&p| Some(p) != skip) {
+            sent += 1;
+            if held.encode(pos, &mut req).is_none() || !self.ec_put(to, pool, ki, held, pos, &req) {
                 failed += 1;
-            } else {
-                self.stats.pools[pool]
-                    .ec
-                    .shards_written
-                    .fetch_add(1, Relaxed);
             }
         }
         if let Some(SlotKind::Ec(op)) = self.slot_kind(to) {
             if let Some(t) = op.keys.get_mut(ki).and_then(|ek| ek.write.as_mut()) {
+                t.sent += sent;
                 t.replied += failed;
             }
         }
+    }
+
+    /// Queue `req`, position `pos`'s write: false if its server is ejected
+    /// or its connection failed.
+    fn ec_put(
+        &mut self,
+        to: ReplyTo,
+        pool: usize,
+        ki: usize,
+        held: &Held,
+        pos: usize,
+        req: &[u8],
+    ) -> bool {
+        let Some(&s) = held.servers.get(pos) else {
+            return false;
+        };
+        if self.pools[pool].servers[s].health.is_ejected() {
+            return false;
+        }
+        let what = What::Ec {
+            key: ki as u32,
+            pos: pos as u8,
+            write: true,
+        };
+        if self
+            .send(pool, s, req, Some(Pending::new(to, what, None)))
+            .is_err()
+        {
+            return false;
+        }
+        self.stats.pools[pool]
+            .ec
+            .shards_written
+            .fetch_add(1, Relaxed);
+        true
+    }
+}
+
+/// A write's items, and for a conditional one what its read found at each
+/// position and which position leads (see `ec_lead`).
+pub(crate) struct Held {
+    /// K+M.
+    n: usize,
+    key: Vec<u8>,
+    servers: Vec<usize>,
+    shards: Vec<Vec<u8>>,
+    exptime: i64,
+    conds: Option<Vec<Cond>>,
+    lead: usize,
+}
+
+impl Held {
+    /// Position `pos`'s request: `set`, or `add`/`cas` as its read found
+    /// it; None where the read did not hear from it.
+    fn encode(&self, pos: usize, req: &mut Vec<u8>) -> Option<()> {
+        let shard = self.shards.get(pos)?;
+        req.clear();
+        let (key, e) = (&self.key[..], self.exptime);
+        match self.conds.as_ref().map(|c| c.get(pos)) {
+            None => pclient::encode_store(req, StoreCmd::Set, key, 0, e, shard, false),
+            Some(Some(Cond::Absent)) => {
+                pclient::encode_store(req, StoreCmd::Add, key, 0, e, shard, false)
+            }
+            Some(Some(Cond::Cas(u))) => pclient::encode_cas(req, key, 0, e, shard, *u, false),
+            Some(Some(Cond::Unknown) | None) => return None,
+        }
+        Some(())
     }
 }
