@@ -117,7 +117,9 @@ const READ_TRIES: u8 = 3;
 /// `ec_settle` for a pool that never times servers out.
 const SETTLE_WITHOUT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How soon a conditional write that waits for a newer one reads again.
+/// How soon a conditional write that waits for a newer one reads again:
+/// at once the write is usually in, so 1 ms, doubling up to 64 ms for one
+/// that is slow or never lands.
 const RETRY_AFTER: Duration = Duration::from_millis(1);
 
 pub(crate) struct EcOp {
@@ -137,8 +139,8 @@ pub(crate) struct EcOp {
 enum Next {
     Nothing,
     Reread(Option<i64>),
-    /// Read again after `RETRY_AFTER`.
-    Retry(Option<i64>),
+    /// Read again after this long.
+    Retry(Duration, Option<i64>),
     Write(Vec<Vec<u8>>, i64),
     Repair(Vec<(usize, super::read::Fix)>, Vec<Vec<u8>>, i64),
 }
@@ -502,8 +504,8 @@ impl Worker {
             match next {
                 Next::Nothing => {}
                 Next::Reread(touch) => self.ec_send_reads(to, pool, ki, touch),
-                Next::Retry(touch) => {
-                    let at = Instant::now() + RETRY_AFTER;
+                Next::Retry(after, touch) => {
+                    let at = Instant::now() + after;
                     self.ec_retry.push((at, to, ki, touch));
                 }
                 Next::Write(shards, exptime) => self.ec_send_writes(to, pool, ki, shards, exptime),
@@ -638,7 +640,8 @@ impl Worker {
                         < settle.as_millis() as u64;
                     if young && now.duration_since(since) < settle {
                         ek.retrying = true;
-                        return Next::Retry(ek.touch);
+                        let after = RETRY_AFTER * (1 << ek.tries.saturating_sub(1).min(6));
+                        return Next::Retry(after, ek.touch);
                     }
                 }
             }
