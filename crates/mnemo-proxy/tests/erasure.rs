@@ -659,6 +659,45 @@ fn racing_cas_increments(clients: usize, each: u64) {
     );
 }
 
+/// An item of a newer write left on one server (a writer that died after
+/// its first server, a set that reached one) makes conditional writes wait
+/// for it to land; one that never does must not block them for good.
+#[test]
+fn a_newer_write_that_never_lands_holds_a_cas_back_only_for_a_while() {
+    let f = fleet_t("ec-stale-newer", "", 300);
+    let mut c = Conn::new(f.port);
+    let (v1, v2) = (value("w", 1, 4000), value("w", 2, 4000));
+    assert_eq!(c.set("w", &v1), "STORED\r\n");
+    eventually("v1 everywhere", || {
+        f.servers.iter().all(|s| raw_get(s.port, "w").is_some())
+    });
+    let old: Vec<Vec<u8>> = f
+        .servers
+        .iter()
+        .map(|s| raw_get(s.port, "w").unwrap())
+        .collect();
+    assert_eq!(c.set("w", &v2), "STORED\r\n");
+    eventually("v2 on server 2", || {
+        raw_get(f.servers[2].port, "w") != Some(old[2].clone())
+    });
+    let newer = raw_get(f.servers[2].port, "w").unwrap();
+    // Back to v1 everywhere but one server, which keeps v2's item.
+    for (s, b) in f.servers.iter().zip(&old) {
+        raw_set(s.port, "w", b);
+    }
+    raw_set(f.servers[2].port, "w", &newer);
+    c.send(b"gets w\r\n");
+    let g = c.values();
+    assert!(g.contains(&v1), "{g}");
+    let head = g.lines().next().unwrap_or_default().to_string();
+    assert!(head.starts_with("VALUE w 0 4000 "), "{g}");
+    let unique: u64 = head.rsplit(' ').next().unwrap().parse().unwrap();
+    let v3 = value("w", 3, 4000);
+    let r = c.cmd(&format!("cas w 0 0 4000 {unique}\r\n{v3}\r\n"));
+    assert_eq!(r, "STORED\r\n");
+    assert_eq!(c.get("w"), want("w", &v3));
+}
+
 /// Read `key` through the proxy, asserting it is answered well before the
 /// pool's 5 s server timeout (a wide margin: a behaviour, not a speed).
 fn prompt_get(c: &mut Conn, key: &str) -> String {
