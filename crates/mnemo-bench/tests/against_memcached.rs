@@ -21,29 +21,19 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use mnemo_testkit::free_port;
 
 fn memcached(extra: &[&str]) -> Server {
-    let port = free_port();
-    let child = Command::new("memcached")
-        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
-        .args(["-t", "1", "-m", "64", "-u", "nobody"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("memcached installed (apt-get install memcached)");
-    let s = Server { child, port };
-    let give_up = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < give_up, "memcached did not start");
-        std::thread::sleep(Duration::from_millis(20));
+    let mut args = vec!["-t", "1", "-m", "64", "-u", "nobody"];
+    args.extend_from_slice(extra);
+    if extra.contains(&"-Z") {
+        // TLS only: `stats` in plain text cannot name the process.
+        let port = free_port();
+        let child = mnemo_testkit::memcached_unchecked(port, &args);
+        return Server { child, port };
     }
-    s
+    let (child, port) = mnemo_testkit::memcached(&args);
+    Server { child, port }
 }
 
 fn bench(args: &[&str]) -> Output {

@@ -2,7 +2,7 @@
 
 use mnemo_client::{Addr, Client, Conn, Error, Op, OpResult, Options, ServerSpec, Stored};
 use mnemo_protocol::client::MetaStatus;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,63 +19,9 @@ impl Drop for Memcached {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("ephemeral port")
-}
-
 fn memcached() -> Memcached {
-    // free_port() lets the port go before memcached binds it; if another
-    // test took it meanwhile, ours exits and the one answering is not ours.
-    for _ in 0..5 {
-        let port = free_port();
-        let child = Command::new("/usr/bin/memcached")
-            .args([
-                "-p",
-                &port.to_string(),
-                "-l",
-                "127.0.0.1",
-                "-U",
-                "0",
-                "-m",
-                "16",
-                "-u",
-                "root",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn memcached");
-        let m = Memcached { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "memcached did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if stats_pid(port) == Some(m.child.id()) {
-            return m;
-        }
-    }
-    panic!("memcached did not start on any of five ports");
-}
-
-/// The `pid` the server on `port` reports in `stats`.
-fn stats_pid(port: u16) -> Option<u32> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"stats\r\n").ok()?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.ends_with(b"END\r\n") {
-        let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got)
-        .lines()
-        .find_map(|l| l.strip_prefix("STAT pid ")?.trim().parse().ok())
+    let (child, port) = mnemo_testkit::memcached(&["-m", "16", "-u", "root"]);
+    Memcached { child, port }
 }
 
 fn client(servers: &[&Memcached], weights: &[u32], opts: Options) -> Client {

@@ -6,10 +6,9 @@ use mnemo_client::{
     Addr, Client, ClientTlsOptions, Conn, Error, Options, Protocol, ServerSpec, Stored, Tls,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 /// A CA, a server certificate for 127.0.0.1 and `mc.test`, a client
 /// certificate (both signed by the CA) and a stranger CA.
@@ -76,12 +75,7 @@ impl Drop for Memcached {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("ephemeral port")
-}
+use mnemo_testkit::free_port;
 
 /// `memcached -Z` with the PKI's server certificate; `extra` is appended
 /// to the `-o` list (e.g. `ssl_verify_mode=2,ssl_ca_cert=...`).
@@ -96,18 +90,8 @@ fn memcached_tls(pki: &Pki, extra: &str) -> Memcached {
         o.push(',');
         o.push_str(extra);
     }
-    let child = Command::new("/usr/bin/memcached")
-        .args(["-Z", "-o", &o, "-p", &port.to_string()])
-        .args(["-l", "127.0.0.1", "-U", "0", "-m", "16", "-u", "root"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn memcached");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "memcached did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child =
+        mnemo_testkit::memcached_unchecked(port, &["-Z", "-o", &o, "-m", "16", "-u", "root"]);
     Memcached { child, port }
 }
 

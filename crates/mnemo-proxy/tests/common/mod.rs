@@ -5,35 +5,15 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago and that this process has not handed
-/// out before: the kernel may give a port just let go to the next bind,
-/// and tests running in parallel would then start two servers on one.
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("ephemeral port");
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+pub use mnemo_testkit::free_port;
 
 pub fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start on {port}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    mnemo_testkit::wait_port(port, what, Duration::from_secs(10));
 }
 
 /// A child process killed on drop.
@@ -57,59 +37,16 @@ impl Proc {
 }
 
 pub fn memcached_on(port: u16) -> Proc {
-    try_memcached_on(port)
-        .unwrap_or_else(|| panic!("memcached did not start on {port}, or another process holds it"))
-}
-
-/// A memcached on `port`, or None if the process answering there is not
-/// the one started (it could not bind: the port was taken between
-/// `free_port` and its bind, by another test or another test binary).
-fn try_memcached_on(port: u16) -> Option<Proc> {
-    let child = Command::new("/usr/bin/memcached")
-        .args([
-            "-p",
-            &port.to_string(),
-            "-l",
-            "127.0.0.1",
-            "-U",
-            "0",
-            "-m",
-            "32",
-            "-u",
-            "root",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn memcached");
-    let p = Proc { child, port };
-    wait_port(port, "memcached");
-    (stats_pid(port) == Some(p.child.id())).then_some(p)
-}
-
-/// The `pid` a memcached-compatible server on `port` reports in `stats`.
-pub fn stats_pid(port: u16) -> Option<u32> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"stats\r\n").ok()?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.ends_with(b"END\r\n") {
-        let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got)
-        .lines()
-        .find_map(|l| l.strip_prefix("STAT pid ")?.trim().parse().ok())
+    let child =
+        mnemo_testkit::memcached_on(port, &["-m", "32", "-u", "root"]).unwrap_or_else(|| {
+            panic!("memcached did not start on {port}, or another process holds it")
+        });
+    Proc { child, port }
 }
 
 pub fn memcached() -> Proc {
-    for _ in 0..5 {
-        if let Some(p) = try_memcached_on(free_port()) {
-            return p;
-        }
-    }
-    panic!("memcached did not start on any of five ports");
+    let (child, port) = mnemo_testkit::memcached(&["-m", "32", "-u", "root"]);
+    Proc { child, port }
 }
 
 /// A scratch directory removed on drop.
