@@ -1,6 +1,7 @@
 //! Runs mnemo-bench against a real memcached on an ephemeral loopback port
 //! with tiny bounded workloads, and checks counts (never timings).
 
+use mnemo_testkit::free_port;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,8 +21,6 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
-
-use mnemo_testkit::free_port;
 
 fn memcached(extra: &[&str]) -> Server {
     let mut args = vec!["-t", "1", "-m", "64", "-u", "nobody"];

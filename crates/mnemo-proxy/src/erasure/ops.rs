@@ -631,7 +631,7 @@ impl Worker {
                 return Next::Reread(ek.touch);
             }
             // A conditional write that sees part of a newer write waits
-            // for it to land (see `ec_in_flight`).
+            // for it to land (see `ec_settle`).
             if let Outcome::Hit { version, .. } | Outcome::Deleted { version, .. } = &o {
                 if let Some(newer) = rd.newer_than(*version).filter(|_| wait_all) {
                     let now = Instant::now();
